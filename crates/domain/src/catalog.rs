@@ -1,0 +1,268 @@
+//! The report catalog: definitions, their windows, and how a listing is sorted.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{Breakdown, PageRequest, ReportKind, ReportSlug, ValidationError, Window};
+
+/// A window a report may be read in, with its operational settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowDefinition {
+    pub window: Window,
+    /// How far back snapshots of this window are kept.
+    pub retention_days: u32,
+    /// How often a scheduler should refresh this window.
+    pub refresh_interval_minutes: u32,
+    pub is_default: bool,
+}
+
+/// A report of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportDefinition {
+    pub slug: ReportSlug,
+    pub kind: ReportKind,
+    pub name: String,
+    pub description: String,
+    /// How long a cached result may be served; 0 disables caching.
+    pub cache_ttl_seconds: u32,
+    pub default_window: Window,
+    pub is_public: bool,
+    /// The allowed windows, in catalog order.
+    pub windows: Vec<WindowDefinition>,
+    pub supported_filters: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl ReportDefinition {
+    /// Whether the report may be read in `window`.
+    pub fn allows(&self, window: Window) -> bool {
+        self.windows.iter().any(|w| w.window == window)
+    }
+
+    /// The reference definition of `kind`, as the first migration installs it.
+    pub fn reference(kind: ReportKind, updated_at: OffsetDateTime) -> Self {
+        let (name, description, ttl, retention, refresh) = match kind {
+            ReportKind::VolumeByPeriod => (
+                "Volume by period",
+                "Event volume per day or week, in total or broken down by source.",
+                120,
+                (365, 730),
+                (60, 240),
+            ),
+            ReportKind::StatusCounts => (
+                "Status counts",
+                "Events by processing status over a range, in total or per day or week.",
+                90,
+                (365, 730),
+                (60, 240),
+            ),
+            ReportKind::TopEntities => (
+                "Top entities",
+                "Entities ranked by event count over a range.",
+                45,
+                (180, 365),
+                (120, 360),
+            ),
+        };
+        let breakdowns: Vec<&str> = Breakdown::allowed_for(kind).iter().map(|b| b.as_str()).collect();
+        let filters: Vec<&str> = match kind {
+            ReportKind::VolumeByPeriod => vec!["source"],
+            ReportKind::StatusCounts => vec!["status"],
+            ReportKind::TopEntities => vec![],
+        };
+        Self {
+            slug: kind.report_slug(),
+            kind,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            cache_ttl_seconds: ttl,
+            default_window: Window::Day,
+            is_public: true,
+            windows: vec![
+                WindowDefinition {
+                    window: Window::Day,
+                    retention_days: retention.0,
+                    refresh_interval_minutes: refresh.0,
+                    is_default: true,
+                },
+                WindowDefinition {
+                    window: Window::Week,
+                    retention_days: retention.1,
+                    refresh_interval_minutes: refresh.1,
+                    is_default: false,
+                },
+            ],
+            supported_filters: json!({
+                "breakdown": breakdowns,
+                "filters": filters,
+            }),
+            updated_at,
+        }
+    }
+}
+
+/// The column a catalog listing is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CatalogSort {
+    #[default]
+    Slug,
+    Name,
+    UpdatedAt,
+    CacheTtlSeconds,
+}
+
+impl CatalogSort {
+    const ALL: [CatalogSort; 4] = [
+        CatalogSort::Slug,
+        CatalogSort::Name,
+        CatalogSort::UpdatedAt,
+        CatalogSort::CacheTtlSeconds,
+    ];
+
+    /// The parameter value naming this column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CatalogSort::Slug => "slug",
+            CatalogSort::Name => "name",
+            CatalogSort::UpdatedAt => "updated_at",
+            CatalogSort::CacheTtlSeconds => "cache_ttl_seconds",
+        }
+    }
+}
+
+impl FromStr for CatalogSort {
+    type Err = ValidationError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|sort| sort.as_str() == raw.trim())
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "sort",
+                    format!("must be one of: slug, name, updated_at, cache_ttl_seconds; got {raw:?}"),
+                )
+            })
+    }
+}
+
+/// Ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SortOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+impl FromStr for SortOrder {
+    type Err = ValidationError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "asc" => Ok(SortOrder::Asc),
+            "desc" => Ok(SortOrder::Desc),
+            _ => Err(ValidationError::new("order", format!("must be asc or desc; got {raw:?}"))),
+        }
+    }
+}
+
+/// The longest `search` term accepted.
+pub const MAX_SEARCH_LEN: usize = 100;
+
+/// A catalog listing: an optional case-insensitive substring of slug or name, a sort and a page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CatalogQuery {
+    search: Option<String>,
+    pub sort: CatalogSort,
+    pub order: SortOrder,
+    pub page: PageRequest,
+}
+
+impl CatalogQuery {
+    /// A listing; a blank `search` means no search.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `search` when it is longer than [`MAX_SEARCH_LEN`] characters.
+    pub fn new(
+        search: Option<&str>,
+        sort: CatalogSort,
+        order: SortOrder,
+        page: PageRequest,
+    ) -> Result<Self, ValidationError> {
+        let search = search.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(term) = search
+            && term.chars().count() > MAX_SEARCH_LEN
+        {
+            return Err(ValidationError::new(
+                "search",
+                format!("must be at most {MAX_SEARCH_LEN} characters"),
+            ));
+        }
+        Ok(Self {
+            search: search.map(str::to_owned),
+            sort,
+            order,
+            page,
+        })
+    }
+
+    /// The search term, trimmed, if any.
+    pub fn search(&self) -> Option<&str> {
+        self.search.as_deref()
+    }
+
+    /// Whether `report` matches the search term (case-insensitive substring of slug or name).
+    pub fn matches(&self, report: &ReportDefinition) -> bool {
+        self.search.as_deref().is_none_or(|term| {
+            let term = term.to_lowercase();
+            report.slug.as_str().to_lowercase().contains(&term) || report.name.to_lowercase().contains(&term)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn sort_accepts_only_allowlisted_columns() {
+        assert_eq!("updated_at".parse::<CatalogSort>(), Ok(CatalogSort::UpdatedAt));
+        let err = "id; drop table".parse::<CatalogSort>().unwrap_err();
+        assert_eq!(err.field(), "sort");
+        assert!(err.message().contains("cache_ttl_seconds"), "message: {err}");
+    }
+
+    #[test]
+    fn order_is_asc_or_desc() {
+        assert_eq!("DESC".parse::<SortOrder>(), Ok(SortOrder::Desc));
+        assert!("down".parse::<SortOrder>().is_err());
+    }
+
+    #[test]
+    fn search_matches_slug_or_name_case_insensitively() {
+        let report = ReportDefinition::reference(ReportKind::StatusCounts, datetime!(2026-01-01 0:00 UTC));
+        let page = PageRequest::new(20, 0);
+        let by = |term: &str| CatalogQuery::new(Some(term), CatalogSort::Slug, SortOrder::Asc, page).unwrap();
+        assert!(by("STATUS").matches(&report));
+        assert!(by("counts").matches(&report));
+        assert!(!by("entities").matches(&report));
+        assert!(CatalogQuery::new(Some("  "), CatalogSort::Slug, SortOrder::Asc, page).unwrap().search().is_none());
+    }
+
+    #[test]
+    fn reference_reports_match_the_specification() {
+        let at = datetime!(2026-01-01 0:00 UTC);
+        let ttl: Vec<u32> = ReportKind::ALL.iter().map(|k| ReportDefinition::reference(*k, at).cache_ttl_seconds).collect();
+        assert_eq!(ttl, vec![120, 90, 45]);
+        let top = ReportDefinition::reference(ReportKind::TopEntities, at);
+        assert_eq!(top.windows[0].retention_days, 180);
+        assert_eq!(top.windows[1].refresh_interval_minutes, 360);
+        assert!(top.allows(Window::Week));
+    }
+}

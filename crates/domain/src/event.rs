@@ -1,0 +1,152 @@
+//! Raw analytics events and the values they carry.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ValidationError;
+
+/// The outcome an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Success,
+    Failed,
+    Pending,
+}
+
+impl EventStatus {
+    /// Every status.
+    pub const ALL: [EventStatus; 3] = [EventStatus::Success, EventStatus::Failed, EventStatus::Pending];
+
+    /// The lowercase name stored and served.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Success => "success",
+            EventStatus::Failed => "failed",
+            EventStatus::Pending => "pending",
+        }
+    }
+
+    /// Parses a status for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` naming the known statuses.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        EventStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == raw.trim())
+            .ok_or_else(|| {
+                ValidationError::new(field, format!("must be one of: success, failed, pending; got {raw:?}"))
+            })
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventStatus {
+    type Err = ValidationError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::parse("status", raw)
+    }
+}
+
+/// Checks the shape shared by every slug: 1 to 64 characters of `a-z`, `0-9` and `-`, starting
+/// and ending with a letter or digit.
+pub(crate) fn is_valid_slug(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
+}
+
+/// The slug of an event source (`stripe`, `adyen`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SourceSlug(String);
+
+impl SourceSlug {
+    /// Parses a source slug for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is not a slug.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        if is_valid_slug(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                field,
+                "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
+            ))
+        }
+    }
+
+    /// The slug text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SourceSlug {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse("source", &raw)
+    }
+}
+
+impl From<SourceSlug> for String {
+    fn from(slug: SourceSlug) -> Self {
+        slug.0
+    }
+}
+
+impl fmt::Display for SourceSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event to be stored, already validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The idempotency key, unique per tenant.
+    pub event_id: String,
+    pub source: SourceSlug,
+    pub entity_id: String,
+    pub status: EventStatus,
+    pub processing_ms: i64,
+    pub amount_cents: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub payload: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_known_values_only() {
+        assert_eq!(EventStatus::parse("status", "failed"), Ok(EventStatus::Failed));
+        let err = EventStatus::parse("status", "FAILED").unwrap_err();
+        assert!(err.message().contains("success, failed, pending"), "message: {err}");
+    }
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_hyphens() {
+        assert!(SourceSlug::parse("source", "stripe").is_ok());
+        assert!(SourceSlug::parse("source", "pay-pal-2").is_ok());
+        for bad in ["", "Stripe", "-stripe", "stripe-", "str ipe", &"x".repeat(65)] {
+            assert!(SourceSlug::parse("source", bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+}

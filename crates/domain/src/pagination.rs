@@ -1,0 +1,188 @@
+//! Limit/offset pagination, with the two policies the API uses.
+
+use serde::Serialize;
+
+use crate::ValidationError;
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageRequest {
+    limit: u32,
+    offset: u64,
+}
+
+/// The largest page any listing serves.
+pub const MAX_LIMIT: u32 = 100;
+
+impl PageRequest {
+    /// A page whose `limit` must lie in `1..=MAX_LIMIT` (report rows): out of range is an error.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `limit` or `offset` when either is not a non-negative integer or
+    /// `limit` is out of range.
+    pub fn strict(
+        limit: Option<&str>,
+        offset: Option<&str>,
+        default_limit: u32,
+    ) -> Result<Self, ValidationError> {
+        let limit = match limit {
+            None => default_limit,
+            Some(raw) => {
+                let value = parse_integer("limit", raw)?;
+                if !(1..=i128::from(MAX_LIMIT)).contains(&value) {
+                    return Err(ValidationError::new(
+                        "limit",
+                        format!("must be between 1 and {MAX_LIMIT}, got {value}"),
+                    ));
+                }
+                u32::try_from(value).unwrap_or(MAX_LIMIT)
+            }
+        };
+        Ok(Self {
+            limit,
+            offset: parse_offset(offset)?,
+        })
+    }
+
+    /// A page whose `limit` is clamped into `1..=MAX_LIMIT` (catalog, runs, audit).
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `limit` or `offset` when either is not an integer, or `offset`
+    /// is negative.
+    pub fn clamped(
+        limit: Option<&str>,
+        offset: Option<&str>,
+        default_limit: u32,
+    ) -> Result<Self, ValidationError> {
+        let limit = match limit {
+            None => default_limit,
+            Some(raw) => {
+                let value = parse_integer("limit", raw)?;
+                u32::try_from(value.clamp(1, i128::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)
+            }
+        };
+        Ok(Self {
+            limit,
+            offset: parse_offset(offset)?,
+        })
+    }
+
+    /// A page built from values already known to be valid; `limit` is clamped.
+    pub fn new(limit: u32, offset: u64) -> Self {
+        Self {
+            limit: limit.clamp(1, MAX_LIMIT),
+            offset,
+        }
+    }
+
+    /// How many items the page holds at most.
+    pub const fn limit(self) -> u32 {
+        self.limit
+    }
+
+    /// How many items precede the page.
+    pub const fn offset(self) -> u64 {
+        self.offset
+    }
+
+    /// The slice of `items` this page selects.
+    pub fn slice<T>(self, items: Vec<T>) -> Vec<T> {
+        let offset = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        items
+            .into_iter()
+            .skip(offset)
+            .take(self.limit as usize)
+            .collect()
+    }
+}
+
+fn parse_integer(field: &str, raw: &str) -> Result<i128, ValidationError> {
+    raw.trim()
+        .parse::<i128>()
+        .map_err(|_| ValidationError::new(field, format!("must be an integer, got {raw:?}")))
+}
+
+fn parse_offset(raw: Option<&str>) -> Result<u64, ValidationError> {
+    let Some(raw) = raw else { return Ok(0) };
+    let value = parse_integer("offset", raw)?;
+    u64::try_from(value)
+        .map_err(|_| ValidationError::new("offset", format!("must be 0 or greater, got {value}")))
+}
+
+/// One page of a listing with the total number of matching items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub request: PageRequestView,
+}
+
+/// The page parameters actually used, as reported back to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PageRequestView {
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` out of `total` selected by `request`.
+    pub fn new(items: Vec<T>, total: u64, request: PageRequest) -> Self {
+        Self {
+            items,
+            total,
+            request: PageRequestView {
+                limit: request.limit,
+                offset: request.offset,
+            },
+        }
+    }
+
+    /// Applies `f` to every item, keeping the page bounds.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            request: self.request,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_limit_rejects_out_of_range_values() {
+        assert_eq!(PageRequest::strict(None, None, 50).unwrap().limit(), 50);
+        assert_eq!(PageRequest::strict(Some("100"), None, 50).unwrap().limit(), 100);
+        for bad in ["0", "101", "-1", "ten", "1.5"] {
+            let err = PageRequest::strict(Some(bad), None, 50).unwrap_err();
+            assert_eq!(err.field(), "limit", "limit={bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn clamped_limit_is_pulled_into_range() {
+        assert_eq!(PageRequest::clamped(Some("0"), None, 20).unwrap().limit(), 1);
+        assert_eq!(PageRequest::clamped(Some("500"), None, 20).unwrap().limit(), 100);
+        assert_eq!(PageRequest::clamped(Some("-3"), None, 20).unwrap().limit(), 1);
+        assert_eq!(PageRequest::clamped(None, None, 20).unwrap().limit(), 20);
+        assert!(PageRequest::clamped(Some("many"), None, 20).is_err(), "non-integers are still rejected");
+    }
+
+    #[test]
+    fn offset_must_be_a_non_negative_integer() {
+        assert_eq!(PageRequest::clamped(None, Some("40"), 20).unwrap().offset(), 40);
+        for bad in ["-1", "x"] {
+            let err = PageRequest::clamped(None, Some(bad), 20).unwrap_err();
+            assert_eq!(err.field(), "offset", "offset={bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn slice_selects_the_page() {
+        let page = PageRequest::new(2, 1);
+        assert_eq!(page.slice(vec![1, 2, 3, 4]), vec![2, 3]);
+        assert_eq!(PageRequest::new(2, 10).slice(vec![1, 2]), Vec::<i32>::new());
+    }
+}

@@ -1,0 +1,140 @@
+//! Aggregation windows: the bucket size of a snapshot.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration};
+
+use crate::{DateRange, ValidationError};
+
+/// The size of a snapshot bucket. Buckets are UTC days, or ISO weeks starting on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Day,
+    Week,
+}
+
+impl Window {
+    /// Every window, in catalog order.
+    pub const ALL: [Window; 2] = [Window::Day, Window::Week];
+
+    /// The lowercase name used in URLs, keys and the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Window::Day => "day",
+            Window::Week => "week",
+        }
+    }
+
+    /// The first day of the bucket that contains `date`: the date itself for `day`, the Monday on
+    /// or before it for `week`.
+    pub fn bucket_start(self, date: Date) -> Date {
+        match self {
+            Window::Day => date,
+            Window::Week => {
+                date - Duration::days(i64::from(date.weekday().number_days_from_monday()))
+            }
+        }
+    }
+
+    /// The last day of the bucket that contains `date`.
+    pub fn bucket_end(self, date: Date) -> Date {
+        match self {
+            Window::Day => date,
+            Window::Week => self.bucket_start(date) + Duration::days(6),
+        }
+    }
+
+    /// The range widened to whole buckets: for `week`, from the Monday on or before `from` to the
+    /// Sunday on or after `to`. A recompute rebuilds exactly the buckets of this range.
+    pub fn widen(self, range: DateRange) -> DateRange {
+        DateRange::from_ordered(self.bucket_start(range.from()), self.bucket_end(range.to()))
+    }
+
+    /// How many buckets of this window start inside `range`.
+    pub fn bucket_count(self, range: DateRange) -> u32 {
+        match self {
+            Window::Day => range.days(),
+            Window::Week => {
+                let first = self.bucket_start(range.from());
+                let first = if first < range.from() {
+                    first + Duration::days(7)
+                } else {
+                    first
+                };
+                if first > range.to() {
+                    0
+                } else {
+                    let span = (range.to() - first).whole_days();
+                    u32::try_from(span / 7 + 1).unwrap_or(u32::MAX)
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Window {
+    type Err = ValidationError;
+
+    /// Parses `day` or `week`, ignoring ASCII case.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Window::ALL
+            .into_iter()
+            .find(|window| window.as_str().eq_ignore_ascii_case(raw.trim()))
+            .ok_or_else(|| ValidationError::new("window", "must be one of: day, week"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::date;
+
+    use super::*;
+
+    #[test]
+    fn window_parses_case_insensitively() {
+        assert_eq!("DAY".parse::<Window>(), Ok(Window::Day));
+        assert_eq!("Week".parse::<Window>(), Ok(Window::Week));
+    }
+
+    #[test]
+    fn unknown_window_names_the_allowed_values() {
+        let err = "month".parse::<Window>().unwrap_err();
+        assert_eq!(err.field(), "window");
+        assert!(err.message().contains("day, week"), "message: {err}");
+    }
+
+    #[test]
+    fn week_bucket_starts_on_the_monday_on_or_before() {
+        // 2026-11-18 is a Wednesday; 2026-11-16 the Monday before it.
+        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 18)), date!(2026 - 11 - 16));
+        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 16)), date!(2026 - 11 - 16));
+        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 22)), date!(2026 - 11 - 16));
+        assert_eq!(Window::Day.bucket_start(date!(2026 - 11 - 18)), date!(2026 - 11 - 18));
+    }
+
+    #[test]
+    fn week_widening_covers_whole_weeks() {
+        let range = DateRange::new(date!(2026 - 11 - 18), date!(2026 - 11 - 24)).unwrap();
+        let widened = Window::Week.widen(range);
+        assert_eq!(widened.from(), date!(2026 - 11 - 16), "from widens to Monday");
+        assert_eq!(widened.to(), date!(2026 - 11 - 29), "to widens to Sunday");
+        assert_eq!(Window::Day.widen(range), range, "day ranges are already whole");
+    }
+
+    #[test]
+    fn bucket_count_counts_buckets_starting_in_the_range() {
+        let range = DateRange::new(date!(2026 - 11 - 16), date!(2026 - 11 - 29)).unwrap();
+        assert_eq!(Window::Day.bucket_count(range), 14);
+        assert_eq!(Window::Week.bucket_count(range), 2);
+        let no_monday = DateRange::new(date!(2026 - 11 - 17), date!(2026 - 11 - 22)).unwrap();
+        assert_eq!(Window::Week.bucket_count(no_monday), 0);
+    }
+}
