@@ -1,1 +1,24 @@
-//! placeholder
+//! The application layer of pg-analytics: the ports (traits the adapters implement) and the use
+//! cases built on them.
+//!
+//! It depends on `domain` only, never on a database driver, Redis, actix-web or an async
+//! runtime; the binary wires concrete adapters in as `Arc<dyn Port>`.
+
+pub mod audit;
+pub mod clock;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+pub mod health;
+pub mod ports;
+pub mod recompute;
+pub mod reports;
+pub mod seed;
+pub mod worker;
+
+pub use audit::{AuditError, AuditService};
+pub use clock::SystemClock;
+pub use health::{HealthReport, HealthService, OverallStatus};
+pub use recompute::{RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError, TriggerRequest};
+pub use reports::{ReportError, ReportResult, ReportService, RunReportParams};
+pub use seed::{SeedError, SeedOutcome, SeedService};
+pub use worker::{RecomputeWorker, WorkerPorts};

@@ -137,16 +137,6 @@ impl From<DateRange> for RawRange {
     }
 }
 
-trait SaturatingSub {
-    fn saturating_sub(self, by: Duration) -> Self;
-}
-
-impl SaturatingSub for Date {
-    fn saturating_sub(self, by: Duration) -> Self {
-        self.checked_sub(by).unwrap_or(Date::MIN)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use time::macros::date;

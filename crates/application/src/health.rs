@@ -1,0 +1,85 @@
+//! Dependency-aware health.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::ports::{Clock, DependencyStatus, HealthProbe};
+
+/// The overall health: `ok` when every configured dependency answers, else `degraded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverallStatus {
+    Ok,
+    Degraded,
+}
+
+/// A health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub status: OverallStatus,
+    pub version: String,
+    pub timestamp: OffsetDateTime,
+    pub postgres: DependencyStatus,
+    pub redis: DependencyStatus,
+}
+
+/// Checks the dependencies the process was configured with.
+#[derive(Clone)]
+pub struct HealthService {
+    postgres: Option<Arc<dyn HealthProbe>>,
+    redis: Option<Arc<dyn HealthProbe>>,
+    clock: Arc<dyn Clock>,
+    version: String,
+}
+
+impl std::fmt::Debug for HealthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthService")
+            .field("postgres", &self.postgres.is_some())
+            .field("redis", &self.redis.is_some())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthService {
+    /// A service probing the dependencies given; `None` means not configured.
+    pub fn new(
+        postgres: Option<Arc<dyn HealthProbe>>,
+        redis: Option<Arc<dyn HealthProbe>>,
+        clock: Arc<dyn Clock>,
+        version: impl Into<String>,
+    ) -> Self {
+        Self {
+            postgres,
+            redis,
+            clock,
+            version: version.into(),
+        }
+    }
+
+    /// Probes every configured dependency (concurrently-safe, each within its own timeout).
+    pub async fn check(&self) -> HealthReport {
+        let postgres = probe(self.postgres.as_deref()).await;
+        let redis = probe(self.redis.as_deref()).await;
+        let status = if [postgres, redis].contains(&DependencyStatus::Unavailable) {
+            OverallStatus::Degraded
+        } else {
+            OverallStatus::Ok
+        };
+        HealthReport {
+            status,
+            version: self.version.clone(),
+            timestamp: self.clock.now(),
+            postgres,
+            redis,
+        }
+    }
+}
+
+async fn probe(probe: Option<&dyn HealthProbe>) -> DependencyStatus {
+    match probe {
+        Some(probe) => probe.check().await,
+        None => DependencyStatus::NotConfigured,
+    }
+}

@@ -1,0 +1,437 @@
+//! The ports: what the use cases need from the outside world, named by role.
+//!
+//! Every adapter (memory, PostgreSQL, Redis) implements these traits, and the contract test
+//! suite in [`crate::contract`] checks that each one honours the `# Errors` sections below.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{
+    AuditEntry, AuditFilter, CatalogQuery, DateRange, LockToken, NewAuditEntry, NewEvent, Page,
+    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
+    ReportSlug, RunFilter, RunId, RunSummary, SnapshotPage, TenantId, TransitionError, Window,
+};
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+
+/// Which system answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceSystem {
+    Postgres,
+    Redis,
+    Memory,
+}
+
+impl SourceSystem {
+    /// The lowercase name served in `source_system`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceSystem::Postgres => "postgres",
+            SourceSystem::Redis => "redis",
+            SourceSystem::Memory => "memory",
+        }
+    }
+}
+
+/// The failure of a storage port.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing system could not be reached or did not answer in time. Retrying later may
+    /// succeed.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: a bug, a broken invariant, an unexpected driver error.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The report catalog: definitions and their windows.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ReportCatalog: Send + Sync {
+    /// The public reports matching `query`, sorted and paginated, with the total number of
+    /// matches. Ties in the sort column are broken by slug so pages are stable.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the catalog cannot be read; [`StoreError::Unexpected`]
+    /// otherwise.
+    async fn list_public(&self, query: &CatalogQuery) -> Result<Page<ReportDefinition>, StoreError>;
+
+    /// The definition called `slug`, public or not; `Ok(None)` when there is none.
+    ///
+    /// # Errors
+    /// As [`ReportCatalog::list_public`].
+    async fn get(&self, slug: &ReportSlug) -> Result<Option<ReportDefinition>, StoreError>;
+}
+
+/// Raw events.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores `events` for `tenant` and returns how many were new; an event whose `event_id`
+    /// the tenant already has is skipped, not duplicated.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be written, in which case nothing of
+    /// `events` was stored; [`StoreError::Unexpected`] otherwise.
+    async fn append(&self, tenant: TenantId, events: &[NewEvent]) -> Result<u64, StoreError>;
+
+    /// Writes the demo events `1..=count` of `domain::demo` as seeded at `now`, skipping ids
+    /// the tenant already has, and returns how many were new.
+    ///
+    /// # Errors
+    /// As [`EventStore::append`].
+    async fn load_demo(&self, tenant: TenantId, count: u64, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// How many events `tenant` has.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn count(&self, tenant: TenantId) -> Result<u64, StoreError>;
+
+    /// Deletes every event of `tenant` and returns how many there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+}
+
+/// A rebuild of the snapshot rows of one report and window over whole buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildRequest {
+    pub tenant: TenantId,
+    pub kind: ReportKind,
+    pub window: Window,
+    /// Already widened to whole buckets of `window`.
+    pub range: DateRange,
+    /// The run the new rows point to.
+    pub run_id: RunId,
+    pub computed_at: OffsetDateTime,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildOutcome {
+    pub rows_deleted: u64,
+    pub rows_inserted: u64,
+}
+
+/// One stored snapshot row, for inspection of lineage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub bucket_start: Date,
+    pub dimension_key: String,
+    pub dimension_value: String,
+    pub metric_name: String,
+    pub metric_value: i64,
+    pub computed_at: OffsetDateTime,
+    pub run_id: Option<RunId>,
+}
+
+/// Read-optimized snapshot rows and their rebuild.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// The system that answers queries, as served in `source_system`.
+    fn system(&self) -> SourceSystem;
+
+    /// The page of report rows `query` asks for, aggregated from snapshot rows whose bucket
+    /// starts inside `query.range`, in the order the report defines, with the total row count
+    /// and the newest `computed_at` among the rows read.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the snapshots cannot be read; [`StoreError::Unexpected`]
+    /// otherwise.
+    async fn query(&self, query: &ReportQuery) -> Result<SnapshotPage, StoreError>;
+
+    /// Atomically replaces the rows of every bucket of `request.range` with rows aggregated from
+    /// the tenant's events (one row per bucket and dimension value that has events, metric
+    /// `event_count`, pointing to `request.run_id`). Buckets outside the range are untouched and
+    /// a reader sees either the old rows or the new ones, never a mix.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error the old rows remain.
+    async fn rebuild(&self, request: &RebuildRequest) -> Result<RebuildOutcome, StoreError>;
+
+    /// The stored rows of `kind` and `window` whose bucket starts inside `range`, ordered by
+    /// bucket, dimension value and metric.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        kind: ReportKind,
+        window: Window,
+        range: DateRange,
+    ) -> Result<Vec<SnapshotRow>, StoreError>;
+
+    /// Deletes every snapshot row of `tenant` and returns how many there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+}
+
+/// The failure of a [`RunStore`] operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStoreError {
+    /// No run has this id for this tenant.
+    #[error("no recompute run {0}")]
+    NotFound(RunId),
+    /// The lifecycle does not allow the change.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// Another run of the same scope is still pending or running.
+    #[error("another recompute of this scope is active")]
+    ActiveScope,
+    /// The store could not be reached.
+    #[error("run storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Recompute runs and their lifecycle.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores a new pending run.
+    ///
+    /// # Errors
+    /// [`RunStoreError::ActiveScope`] when a pending or running run has the same scope
+    /// ([`RecomputeRun::scope`]); [`RunStoreError::Unavailable`] or
+    /// [`RunStoreError::Unexpected`] otherwise. On error nothing was stored.
+    async fn create(&self, run: &RecomputeRun) -> Result<(), RunStoreError>;
+
+    /// The run `id` of `tenant`; `Ok(None)` when the tenant has no such run.
+    ///
+    /// # Errors
+    /// [`RunStoreError::Unavailable`] or [`RunStoreError::Unexpected`].
+    async fn get(&self, tenant: TenantId, id: RunId) -> Result<Option<RecomputeRun>, RunStoreError>;
+
+    /// The runs of `tenant` passing `filter`, newest request first (ties by id), paginated,
+    /// with the total number of matches.
+    ///
+    /// # Errors
+    /// [`RunStoreError::Unavailable`] or [`RunStoreError::Unexpected`].
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<RecomputeRun>, RunStoreError>;
+
+    /// Moves a pending run to running, stamping `started_at`, and returns it.
+    ///
+    /// # Errors
+    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] when it is not pending (for
+    /// example because another worker claimed it); otherwise as [`RunStore::get`].
+    async fn start(&self, tenant: TenantId, id: RunId, at: OffsetDateTime) -> Result<RecomputeRun, RunStoreError>;
+
+    /// Moves a running run to completed with its summary and returns it.
+    ///
+    /// # Errors
+    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] unless it is running.
+    async fn complete(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        summary: RunSummary,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError>;
+
+    /// Moves a pending or running run to failed with `error` and returns it.
+    ///
+    /// # Errors
+    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] when it already finished.
+    async fn fail(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError>;
+
+    /// Hands a running run back: it becomes pending again, without `started_at`.
+    ///
+    /// # Errors
+    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] unless it is running.
+    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError>;
+}
+
+/// The failure of [`RunQueue::enqueue`].
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The queue holds as many runs as it may; the caller should fail the run.
+    #[error("the recompute queue is full")]
+    Full,
+    /// The queue no longer accepts work because the process is shutting down.
+    #[error("the recompute queue is closed")]
+    Closed,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The work queue between a trigger and the workers.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RunQueue: Send + Sync {
+    /// Queues the pending run for a worker.
+    ///
+    /// # Errors
+    /// [`EnqueueError::Full`] when the queue is at capacity and [`EnqueueError::Closed`] after
+    /// [`RunQueue::close`]; in both cases nothing was queued.
+    async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError>;
+
+    /// Waits for the oldest queued run, claims it (pending → running, as
+    /// [`RunStore::start`]) and returns it; `Ok(None)` once the queue is closed. A queued run
+    /// that is no longer pending is skipped.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the queue cannot be read right now (the caller retries
+    /// after a pause); [`StoreError::Unexpected`] otherwise.
+    async fn claim_next(&self, started_at: OffsetDateTime) -> Result<Option<RecomputeRun>, StoreError>;
+
+    /// Stops handing out work: waiting and later [`RunQueue::claim_next`] calls return
+    /// `Ok(None)`. Idempotent.
+    async fn close(&self);
+}
+
+/// The operational audit trail.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an entry and returns it with its id and creation time.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was written.
+    async fn record(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError>;
+
+    /// The entries of `tenant` passing `filter`, newest first (ties by id, descending),
+    /// paginated, with the total number of matches.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+/// The failure of a cache or lock operation. Callers degrade instead of failing a request.
+#[derive(Debug, thiserror::Error)]
+#[error("the cache is unavailable")]
+pub struct CacheError(#[source] pub anyhow::Error);
+
+/// A versioned key of the response cache: `report:{tenant}:{slug}:v{version}:{hash}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// The key of a result of `slug` at `version` whose normalized parameters hash to
+    /// `params_hash`.
+    pub fn report(tenant: TenantId, slug: &ReportSlug, version: u64, params_hash: &str) -> Self {
+        Self(format!("report:{tenant}:{slug}:v{version}:{params_hash}"))
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Serialized report responses, retired by version bumps rather than deletion.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ResponseCache: Send + Sync {
+    /// The system that answers hits, as served in `source_system`.
+    fn system(&self) -> SourceSystem;
+
+    /// The value stored under `key`, unless it expired; `Ok(None)` on a miss.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the cache cannot be read; callers treat it as a miss.
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError>;
+
+    /// Stores `value` under `key` for `ttl` (at least a millisecond), replacing any value.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the cache cannot be written; callers ignore it.
+    async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
+}
+
+/// The per-report version counters that retire cache entries.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait CacheVersions: Send + Sync {
+    /// The current version of the report `slug` of `tenant`; 0 before the first bump.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the counter cannot be read.
+    async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError>;
+
+    /// Atomically increments the version and returns the new value, so no entry cached under
+    /// an older version is read again. Never scans or deletes keys.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the counter cannot be written.
+    async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError>;
+}
+
+/// Mutual exclusion of recomputes per scope, with expiry.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ScopeLock: Send + Sync {
+    /// Takes the lock of `scope` for `ttl` with `token`; `Ok(false)` when someone holds it.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the lock store cannot be reached; nothing was taken.
+    async fn acquire(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError>;
+
+    /// Releases the lock of `scope` if `token` still owns it; `Ok(false)` otherwise (it expired
+    /// or someone else holds it now, and that holder's lock is left alone).
+    ///
+    /// # Errors
+    /// [`CacheError`] when the lock store cannot be reached.
+    async fn release(&self, scope: &RecomputeScope, token: &LockToken) -> Result<bool, CacheError>;
+
+    /// Resets the expiry of the lock of `scope` to `ttl` if `token` still owns it.
+    ///
+    /// # Errors
+    /// [`CacheError`] when the lock store cannot be reached.
+    async fn extend(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError>;
+}
+
+/// The time, controlled by tests.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// The current instant, in UTC.
+    fn now(&self) -> OffsetDateTime;
+
+    /// Waits for `duration` (used for back-off between retries).
+    async fn pause(&self, duration: Duration);
+}
+
+/// The health of one dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyStatus {
+    Ok,
+    Unavailable,
+    NotConfigured,
+}
+
+/// A dependency the service can check.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Whether the dependency answers right now: [`DependencyStatus::Ok`] or
+    /// [`DependencyStatus::Unavailable`]. Must return within the probe's own short timeout and
+    /// never error.
+    async fn check(&self) -> DependencyStatus;
+}

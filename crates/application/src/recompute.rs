@@ -1,0 +1,340 @@
+//! Recompute triggers and run lookups: the management side of the write path.
+
+use std::{sync::Arc, time::Duration};
+
+use domain::{
+    Actor, AuditAction, DateRange, LockToken, NewAuditEntry, Page, PageRequest, RecomputeRun,
+    RecomputeScope, ReportSlug, RunFilter, RunId, TenantId, ValidationError, Window,
+    audit::RESOURCE_RECOMPUTE_RUN,
+    dates::{format_date, parse_date},
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::ports::{
+    AuditLog, CacheError, Clock, EnqueueError, ReportCatalog, RunQueue, RunStore, RunStoreError,
+    ScopeLock, StoreError,
+};
+
+/// The failure of a recompute trigger.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// A field of the request broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No report has this slug.
+    #[error("report {0:?} not found")]
+    ReportNotFound(String),
+    /// A recompute of the same scope holds the lock or is still active.
+    #[error("a recompute of {report_slug} ({window}, {date_from} to {date_to}) is already in progress")]
+    ScopeBusy {
+        report_slug: String,
+        window: Window,
+        date_from: String,
+        date_to: String,
+    },
+    /// The queue is full; the run was marked failed.
+    #[error("the recompute queue is full; run {0} was marked failed, try again later")]
+    QueueFull(RunId),
+    /// A dependency needed to admit the run is unreachable.
+    #[error("a dependency needed to trigger a recompute is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<StoreError> for TriggerError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(e) => TriggerError::Unavailable(e),
+            StoreError::Unexpected(e) => TriggerError::Unexpected(e),
+        }
+    }
+}
+
+/// The failure of a run lookup or listing.
+#[derive(Debug, thiserror::Error)]
+pub enum RunLookupError {
+    #[error("recompute run {0:?} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("run storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<RunStoreError> for RunLookupError {
+    fn from(err: RunStoreError) -> Self {
+        match err {
+            RunStoreError::Unavailable(e) => RunLookupError::Unavailable(e),
+            other => RunLookupError::Unexpected(other.into()),
+        }
+    }
+}
+
+/// A trigger request as it arrives; the service parses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TriggerRequest {
+    pub report_slug: Option<String>,
+    pub window: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    /// The `requested_by` field of the body.
+    pub requested_by: Option<String>,
+    /// The `X-Actor` header, used when the body names no requester.
+    pub actor_header: Option<String>,
+}
+
+/// A validated recompute request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecomputeRequest {
+    pub tenant: TenantId,
+    pub report_slug: ReportSlug,
+    pub window: Window,
+    pub range: DateRange,
+    pub requested_by: Actor,
+}
+
+/// Admits recompute runs (validation, lock, run record, audit) and queues them.
+#[derive(Clone)]
+pub struct RecomputeService {
+    catalog: Arc<dyn ReportCatalog>,
+    runs: Arc<dyn RunStore>,
+    queue: Arc<dyn RunQueue>,
+    audit: Arc<dyn AuditLog>,
+    locks: Arc<dyn ScopeLock>,
+    clock: Arc<dyn Clock>,
+    max_range_days: u32,
+    lock_ttl: Duration,
+}
+
+impl std::fmt::Debug for RecomputeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecomputeService")
+            .field("max_range_days", &self.max_range_days)
+            .field("lock_ttl", &self.lock_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ports a [`RecomputeService`] works with.
+#[derive(Clone)]
+pub struct RecomputePorts {
+    pub catalog: Arc<dyn ReportCatalog>,
+    pub runs: Arc<dyn RunStore>,
+    pub queue: Arc<dyn RunQueue>,
+    pub audit: Arc<dyn AuditLog>,
+    pub locks: Arc<dyn ScopeLock>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RecomputeService {
+    /// A service refusing ranges longer than `max_range_days` and taking scope locks for
+    /// `lock_ttl`.
+    pub fn new(ports: RecomputePorts, max_range_days: u32, lock_ttl: Duration) -> Self {
+        Self {
+            catalog: ports.catalog,
+            runs: ports.runs,
+            queue: ports.queue,
+            audit: ports.audit,
+            locks: ports.locks,
+            clock: ports.clock,
+            max_range_days,
+            lock_ttl,
+        }
+    }
+
+    /// Parses a trigger request in the order the API promises: window, date order, range limit,
+    /// then the report's existence.
+    ///
+    /// # Errors
+    /// [`TriggerError::Invalid`] for a bad field and [`TriggerError::ReportNotFound`] for an
+    /// unknown report.
+    pub async fn parse(&self, tenant: TenantId, request: &TriggerRequest) -> Result<RecomputeRequest, TriggerError> {
+        let slug_raw = request
+            .report_slug
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ValidationError::new("report_slug", "is required"))?;
+        let window = match request.window.as_deref() {
+            Some(raw) => raw.parse::<Window>()?,
+            None => Window::Day,
+        };
+        let from = request.date_from.as_deref().map(|raw| parse_date("date_from", raw)).transpose()?;
+        let to = request.date_to.as_deref().map(|raw| parse_date("date_to", raw)).transpose()?;
+        let range = DateRange::resolve(from, to, self.clock.now().date())?.within_limit(self.max_range_days)?;
+        let requested_by = match (request.requested_by.as_deref(), request.actor_header.as_deref()) {
+            (Some(body), _) => Actor::parse(body)?,
+            (None, Some(header)) => Actor::parse(header)
+                .map_err(|err| ValidationError::new("X-Actor", err.message().to_owned()))?,
+            (None, None) => Actor::builtin(Actor::MANAGEMENT_API),
+        };
+
+        let not_found = || TriggerError::ReportNotFound(slug_raw.to_owned());
+        let slug = ReportSlug::parse(slug_raw).map_err(|_| not_found())?;
+        let report = self.catalog.get(&slug).await?.ok_or_else(not_found)?;
+        if !report.allows(window) {
+            let names: Vec<&str> = report.windows.iter().map(|w| w.window.as_str()).collect();
+            return Err(ValidationError::new("window", format!("{slug} supports windows: {}", names.join(", "))).into());
+        }
+        Ok(RecomputeRequest {
+            tenant,
+            report_slug: slug,
+            window,
+            range,
+            requested_by,
+        })
+    }
+
+    /// Handles a management trigger: parses it, admits the run and queues it. The returned run
+    /// is pending.
+    ///
+    /// # Errors
+    /// See [`RecomputeService::parse`] and [`RecomputeService::admit`];
+    /// [`TriggerError::QueueFull`] when the queue is at capacity, after the run was marked
+    /// failed, audited and its lock released.
+    #[tracing::instrument(skip_all, err(level = "info"))]
+    pub async fn trigger(&self, tenant: TenantId, request: &TriggerRequest) -> Result<RecomputeRun, TriggerError> {
+        let request = self.parse(tenant, request).await?;
+        let run = self.admit(&request).await?;
+        match self.queue.enqueue(&run).await {
+            Ok(()) => {
+                info!(run_id = %run.id, report = %run.report_slug, window = %run.window, "recompute queued");
+                Ok(run)
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                self.abandon(&run, &reason).await;
+                match err {
+                    EnqueueError::Full | EnqueueError::Closed => Err(TriggerError::QueueFull(run.id)),
+                    EnqueueError::Unexpected(e) => Err(TriggerError::Unexpected(e)),
+                }
+            }
+        }
+    }
+
+    /// Admits a validated request: takes the scope lock, stores the pending run and audits
+    /// `recompute.triggered`. The caller then queues or executes the run.
+    ///
+    /// # Errors
+    /// [`TriggerError::ScopeBusy`] when the scope is locked or has an active run (nothing is
+    /// stored); [`TriggerError::Unavailable`] or [`TriggerError::Unexpected`] when a store fails,
+    /// in which case the lock is released and no run is left pending.
+    #[tracing::instrument(skip_all, fields(report = %request.report_slug, window = %request.window), err(level = "info"))]
+    pub async fn admit(&self, request: &RecomputeRequest) -> Result<RecomputeRun, TriggerError> {
+        let scope = RecomputeScope::new(request.tenant, request.report_slug.clone(), request.window, request.range);
+        let busy = || TriggerError::ScopeBusy {
+            report_slug: scope.report_slug.to_string(),
+            window: scope.window,
+            date_from: format_date(scope.range.from()),
+            date_to: format_date(scope.range.to()),
+        };
+        let token = LockToken::generate();
+        match self.locks.acquire(&scope, &token, self.lock_ttl).await {
+            Ok(true) => {}
+            Ok(false) => return Err(busy()),
+            // Without the lock store the run store's one-active-run-per-scope rule still
+            // prevents duplicates, so a trigger degrades rather than fails.
+            Err(CacheError(err)) => warn!(error = %err, "scope lock unavailable; relying on the run store"),
+        }
+
+        let run = RecomputeRun::pending(
+            request.tenant,
+            request.report_slug.clone(),
+            request.window,
+            request.range,
+            request.requested_by.clone(),
+            self.clock.now(),
+            Some(token.clone()),
+        );
+        if let Err(err) = self.runs.create(&run).await {
+            self.release(&scope, &token).await;
+            return Err(match err {
+                RunStoreError::ActiveScope => busy(),
+                RunStoreError::Unavailable(e) => TriggerError::Unavailable(e),
+                other => TriggerError::Unexpected(other.into()),
+            });
+        }
+
+        let entry = NewAuditEntry {
+            tenant: run.tenant,
+            actor: run.requested_by.clone(),
+            action: AuditAction::RecomputeTriggered,
+            resource_type: RESOURCE_RECOMPUTE_RUN.to_owned(),
+            resource_id: run.id.to_string(),
+            metadata: json!({
+                "report_slug": run.report_slug.as_str(),
+                "window": run.window.as_str(),
+                "date_from": format_date(run.range.from()),
+                "date_to": format_date(run.range.to()),
+            }),
+        };
+        if let Err(err) = self.audit.record(entry).await {
+            // An unaudited run must not go ahead: fail it and free the scope.
+            let reason = "the trigger could not be audited";
+            if let Err(fail_err) = self.runs.fail(run.tenant, run.id, reason, self.clock.now()).await {
+                warn!(run_id = %run.id, error = %fail_err, "could not mark an unaudited run failed");
+            }
+            self.release(&scope, &token).await;
+            return Err(err.into());
+        }
+        Ok(run)
+    }
+
+    /// Marks an admitted run failed because it could not be queued, audits that and releases
+    /// its lock.
+    async fn abandon(&self, run: &RecomputeRun, reason: &str) {
+        let now = self.clock.now();
+        if let Err(err) = self.runs.fail(run.tenant, run.id, reason, now).await {
+            warn!(run_id = %run.id, error = %err, "could not mark an unqueued run failed");
+        }
+        let entry = NewAuditEntry {
+            tenant: run.tenant,
+            actor: run.requested_by.clone(),
+            action: AuditAction::RecomputeFailed,
+            resource_type: RESOURCE_RECOMPUTE_RUN.to_owned(),
+            resource_id: run.id.to_string(),
+            metadata: json!({ "error": reason }),
+        };
+        if let Err(err) = self.audit.record(entry).await {
+            warn!(run_id = %run.id, error = %err, "could not audit an unqueued run");
+        }
+        if let Some(token) = &run.lock_token {
+            self.release(&run.scope(), token).await;
+        }
+    }
+
+    async fn release(&self, scope: &RecomputeScope, token: &LockToken) {
+        if let Err(err) = self.locks.release(scope, token).await {
+            warn!(error = %err, "could not release a scope lock; it will expire on its own");
+        }
+    }
+
+    /// The run `id` of `tenant`.
+    ///
+    /// # Errors
+    /// [`RunLookupError::NotFound`] for an unknown or malformed id.
+    #[tracing::instrument(skip_all, fields(run_id = %id), err(level = "info"))]
+    pub async fn get(&self, tenant: TenantId, id: &str) -> Result<RecomputeRun, RunLookupError> {
+        let not_found = || RunLookupError::NotFound(id.to_owned());
+        let run_id = RunId::parse(id).ok_or_else(not_found)?;
+        self.runs.get(tenant, run_id).await?.ok_or_else(not_found)
+    }
+
+    /// The runs of `tenant` passing `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`RunLookupError::Unavailable`] or [`RunLookupError::Unexpected`].
+    #[tracing::instrument(skip_all, err)]
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<RecomputeRun>, RunLookupError> {
+        Ok(self.runs.list(tenant, filter, page).await?)
+    }
+}

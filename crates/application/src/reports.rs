@@ -1,0 +1,314 @@
+//! Report listing and execution: the read path, served from snapshots through the cache.
+
+use std::{sync::Arc, time::Duration, time::Instant};
+
+use domain::{
+    Breakdown, CatalogQuery, DateRange, DimensionFilter, Page, PageRequest, ReportDefinition,
+    ReportKind, ReportQuery, ReportRow, ReportSlug, TenantId, ValidationError, Window,
+    dates::{format_date, parse_date},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tracing::warn;
+
+use crate::ports::{
+    CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, SnapshotStore, SourceSystem,
+    StoreError,
+};
+
+/// The default number of rows of a report page.
+pub const DEFAULT_ROW_LIMIT: u32 = 50;
+
+/// The failure of a report read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No public report has this slug.
+    #[error("report {0:?} not found")]
+    NotFound(String),
+    /// A parameter broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The catalog or the snapshots could not be read.
+    #[error("report storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<StoreError> for ReportError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(e) => ReportError::Unavailable(e),
+            StoreError::Unexpected(e) => ReportError::Unexpected(e),
+        }
+    }
+}
+
+/// The raw parameters of a report run, as they arrive; the service parses them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReportParams {
+    pub window: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub breakdown: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+/// A report result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportResult {
+    pub report_slug: ReportSlug,
+    pub window: Window,
+    pub range: DateRange,
+    pub breakdown: Breakdown,
+    pub page: PageRequest,
+    pub generated_at: OffsetDateTime,
+    pub rows: Vec<ReportRow>,
+    pub total_rows: u64,
+    pub cache_hit: bool,
+    pub execution_ms: f64,
+    pub source_system: SourceSystem,
+    /// The cache version the result belongs to; `None` when the versions could not be read.
+    pub snapshot_version: Option<u64>,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+}
+
+/// What the cache holds for one result: everything that does not depend on how it was served.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedResult {
+    #[serde(with = "time::serde::rfc3339")]
+    generated_at: OffsetDateTime,
+    rows: Vec<ReportRow>,
+    total_rows: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_refreshed_at: Option<OffsetDateTime>,
+}
+
+/// Lists reports and runs them from snapshots, through the versioned response cache.
+#[derive(Clone)]
+pub struct ReportService {
+    catalog: Arc<dyn ReportCatalog>,
+    snapshots: Arc<dyn SnapshotStore>,
+    cache: Arc<dyn ResponseCache>,
+    versions: Arc<dyn CacheVersions>,
+    clock: Arc<dyn Clock>,
+    max_range_days: u32,
+}
+
+impl std::fmt::Debug for ReportService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportService")
+            .field("max_range_days", &self.max_range_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportService {
+    /// A service over the given ports; ranges longer than `max_range_days` are refused.
+    pub fn new(
+        catalog: Arc<dyn ReportCatalog>,
+        snapshots: Arc<dyn SnapshotStore>,
+        cache: Arc<dyn ResponseCache>,
+        versions: Arc<dyn CacheVersions>,
+        clock: Arc<dyn Clock>,
+        max_range_days: u32,
+    ) -> Self {
+        Self {
+            catalog,
+            snapshots,
+            cache,
+            versions,
+            clock,
+            max_range_days,
+        }
+    }
+
+    /// The public reports matching `query`.
+    ///
+    /// # Errors
+    /// [`ReportError::Unavailable`] or [`ReportError::Unexpected`] when the catalog fails.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn list(&self, query: &CatalogQuery) -> Result<Page<ReportDefinition>, ReportError> {
+        Ok(self.catalog.list_public(query).await?)
+    }
+
+    /// The public report called `slug`.
+    ///
+    /// # Errors
+    /// [`ReportError::NotFound`] when there is no such public report, including a malformed slug.
+    #[tracing::instrument(skip_all, fields(slug = %slug), err)]
+    pub async fn get(&self, slug: &str) -> Result<ReportDefinition, ReportError> {
+        let not_found = || ReportError::NotFound(slug.to_owned());
+        let parsed = ReportSlug::parse(slug).map_err(|_| not_found())?;
+        match self.catalog.get(&parsed).await? {
+            Some(report) if report.is_public => Ok(report),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Runs the report `slug` for `params`: parses them against the report's definition, then
+    /// serves the result from the cache or, on a miss, from the snapshots (and caches it).
+    ///
+    /// # Errors
+    /// [`ReportError::NotFound`] for an unknown report, [`ReportError::Invalid`] for a bad
+    /// parameter, [`ReportError::Unavailable`] when the snapshots cannot be read. Cache failures
+    /// are never errors: the result is then served from the snapshots.
+    #[tracing::instrument(skip_all, fields(slug = %slug), err(level = "info"))]
+    pub async fn run(&self, tenant: TenantId, slug: &str, params: &RunReportParams) -> Result<ReportResult, ReportError> {
+        let started = Instant::now();
+        let report = self.get(slug).await?;
+        let kind = ReportKind::from_slug(&report.slug).ok_or_else(|| ReportError::NotFound(slug.to_owned()))?;
+        let query = self.parse(tenant, &report, kind, params)?;
+
+        let version = match self.versions.current(tenant, &report.slug).await {
+            Ok(version) => Some(version),
+            Err(err) => {
+                warn!(error = %err, "cache versions unavailable; reading snapshots directly");
+                None
+            }
+        };
+        let cacheable = report.cache_ttl_seconds > 0;
+        let key = version
+            .filter(|_| cacheable)
+            .map(|version| CacheKey::report(tenant, &report.slug, version, &params_hash(&query)));
+
+        if let Some(key) = &key
+            && let Some(cached) = self.read_cache(key).await
+        {
+            return Ok(ReportResult {
+                report_slug: report.slug,
+                window: query.window,
+                range: query.range,
+                breakdown: query.breakdown,
+                page: query.page,
+                generated_at: cached.generated_at,
+                rows: cached.rows,
+                total_rows: cached.total_rows,
+                cache_hit: true,
+                execution_ms: elapsed_ms(started),
+                source_system: self.cache.system(),
+                snapshot_version: version,
+                last_refreshed_at: cached.last_refreshed_at,
+            });
+        }
+
+        let page = self.snapshots.query(&query).await?;
+        let fresh = CachedResult {
+            generated_at: self.clock.now(),
+            rows: page.rows,
+            total_rows: page.total_rows,
+            last_refreshed_at: page.last_refreshed_at,
+        };
+        if let Some(key) = &key {
+            self.write_cache(key, &fresh, Duration::from_secs(u64::from(report.cache_ttl_seconds)))
+                .await;
+        }
+        Ok(ReportResult {
+            report_slug: report.slug,
+            window: query.window,
+            range: query.range,
+            breakdown: query.breakdown,
+            page: query.page,
+            generated_at: fresh.generated_at,
+            rows: fresh.rows,
+            total_rows: fresh.total_rows,
+            cache_hit: false,
+            execution_ms: elapsed_ms(started),
+            source_system: self.snapshots.system(),
+            snapshot_version: version,
+            last_refreshed_at: fresh.last_refreshed_at,
+        })
+    }
+
+    fn parse(
+        &self,
+        tenant: TenantId,
+        report: &ReportDefinition,
+        kind: ReportKind,
+        params: &RunReportParams,
+    ) -> Result<ReportQuery, ValidationError> {
+        let window = match params.window.as_deref() {
+            Some(raw) => raw.parse::<Window>()?,
+            None => report.default_window,
+        };
+        if !report.allows(window) {
+            let names: Vec<&str> = report.windows.iter().map(|w| w.window.as_str()).collect();
+            return Err(ValidationError::new(
+                "window",
+                format!("{} supports windows: {}", report.slug, names.join(", ")),
+            ));
+        }
+        let from = params.date_from.as_deref().map(|raw| parse_date("date_from", raw)).transpose()?;
+        let to = params.date_to.as_deref().map(|raw| parse_date("date_to", raw)).transpose()?;
+        let today = self.clock.now().date();
+        let range = DateRange::resolve(from, to, today)?.within_limit(self.max_range_days)?;
+        let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
+        let filter = DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;
+        let page = PageRequest::strict(params.limit.as_deref(), params.offset.as_deref(), DEFAULT_ROW_LIMIT)?;
+        Ok(ReportQuery {
+            tenant,
+            kind,
+            window,
+            range,
+            breakdown,
+            filter,
+            page,
+        })
+    }
+
+    async fn read_cache(&self, key: &CacheKey) -> Option<CachedResult> {
+        match self.cache.get(key).await {
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(cached) => Some(cached),
+                Err(err) => {
+                    warn!(error = %err, "unreadable cache entry; serving from snapshots");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(err) => {
+                warn!(error = %err, "response cache unavailable; serving from snapshots");
+                None
+            }
+        }
+    }
+
+    async fn write_cache(&self, key: &CacheKey, result: &CachedResult, ttl: Duration) {
+        let bytes = match serde_json::to_vec(result) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                warn!(error = %err, "could not serialize a report result for the cache");
+                return;
+            }
+        };
+        if let Err(err) = self.cache.put(key, bytes, ttl).await {
+            warn!(error = %err, "response cache unavailable; result not cached");
+        }
+    }
+}
+
+/// The SHA-256 (hex) of the normalized parameters of `query`: every parameter resolved to its
+/// effective value and written in a fixed order, so equivalent requests share one entry.
+pub fn params_hash(query: &ReportQuery) -> String {
+    let filter = query.filter.as_ref().map_or("", DimensionFilter::value);
+    let normalized = format!(
+        "window={}&date_from={}&date_to={}&breakdown={}&filter={}&limit={}&offset={}",
+        query.window,
+        format_date(query.range.from()),
+        format_date(query.range.to()),
+        query.breakdown,
+        filter,
+        query.page.limit(),
+        query.page.offset(),
+    );
+    let digest = Sha256::digest(normalized.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,138 @@
+//! Seeding the deterministic demo data set and precomputing its snapshots.
+
+use std::sync::Arc;
+
+use domain::{Actor, RecomputeRun, ReportKind, RunStatus, TenantId, Window, demo};
+use tracing::info;
+
+use crate::{
+    ports::{Clock, EventStore, RunStore, RunStoreError, SnapshotStore, StoreError},
+    recompute::{RecomputeRequest, RecomputeService, TriggerError},
+    worker::RecomputeWorker,
+};
+
+/// The failure of a seed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("could not write the demo data")]
+    Store(#[from] StoreError),
+    #[error("could not admit a seed recompute")]
+    Trigger(#[from] TriggerError),
+    #[error("could not start a seed recompute")]
+    Run(#[from] RunStoreError),
+    /// A seed recompute finished failed; its error is in the run record.
+    #[error("the seed recompute of {report} ({window}) failed: {error}")]
+    RecomputeFailed {
+        report: String,
+        window: Window,
+        error: String,
+    },
+}
+
+/// What a seed did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedOutcome {
+    pub events_removed: u64,
+    pub events_inserted: u64,
+    pub snapshot_rows_removed: u64,
+    /// The completed runs that precomputed the snapshots, one per report and window.
+    pub runs: Vec<RecomputeRun>,
+}
+
+/// Writes the demo data and precomputes day and week snapshots of every report through
+/// completed runs requested by `seed`, executed inline (no worker needed).
+#[derive(Clone)]
+pub struct SeedService {
+    events: Arc<dyn EventStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+    runs: Arc<dyn RunStore>,
+    clock: Arc<dyn Clock>,
+    recompute: RecomputeService,
+    worker: RecomputeWorker,
+}
+
+impl std::fmt::Debug for SeedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedService").finish_non_exhaustive()
+    }
+}
+
+impl SeedService {
+    /// A seeder writing through the given ports and services.
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        snapshots: Arc<dyn SnapshotStore>,
+        runs: Arc<dyn RunStore>,
+        clock: Arc<dyn Clock>,
+        recompute: RecomputeService,
+        worker: RecomputeWorker,
+    ) -> Self {
+        Self {
+            events,
+            snapshots,
+            runs,
+            clock,
+            recompute,
+            worker,
+        }
+    }
+
+    /// Seeds `count` demo events into `tenant` (after deleting its events and snapshots when
+    /// `reset`), then precomputes their snapshots.
+    ///
+    /// # Errors
+    /// [`SeedError`] when a store fails or a precompute run does not complete.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn seed(&self, tenant: TenantId, count: u64, reset: bool) -> Result<SeedOutcome, SeedError> {
+        let (events_removed, snapshot_rows_removed) = if reset {
+            (self.events.clear(tenant).await?, self.snapshots.clear(tenant).await?)
+        } else {
+            (0, 0)
+        };
+        let now = self.clock.now();
+        let events_inserted = self.events.load_demo(tenant, count, now).await?;
+        info!(events_inserted, "demo events written");
+
+        let range = demo::date_range(now);
+        let mut runs = Vec::new();
+        for kind in ReportKind::ALL {
+            for window in Window::ALL {
+                let request = RecomputeRequest {
+                    tenant,
+                    report_slug: kind.report_slug(),
+                    window,
+                    range,
+                    requested_by: Actor::builtin(Actor::SEED),
+                };
+                let admitted = self.recompute.admit(&request).await?;
+                let running = self.runs.start(tenant, admitted.id, self.clock.now()).await?;
+                let finished = self.worker.execute(running).await;
+                if finished.status != RunStatus::Completed {
+                    return Err(SeedError::RecomputeFailed {
+                        report: kind.slug().to_owned(),
+                        window,
+                        error: finished.error_message.unwrap_or_default(),
+                    });
+                }
+                runs.push(finished);
+            }
+        }
+        Ok(SeedOutcome {
+            events_removed,
+            events_inserted,
+            snapshot_rows_removed,
+            runs,
+        })
+    }
+
+    /// Seeds only when `tenant` has no events yet; `Ok(None)` when it already had some.
+    ///
+    /// # Errors
+    /// As [`SeedService::seed`].
+    pub async fn seed_if_empty(&self, tenant: TenantId, count: u64) -> Result<Option<SeedOutcome>, SeedError> {
+        if self.events.count(tenant).await? > 0 {
+            return Ok(None);
+        }
+        self.seed(tenant, count, false).await.map(Some)
+    }
+}

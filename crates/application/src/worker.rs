@@ -1,0 +1,175 @@
+//! The recompute worker: claims queued runs and carries each through its lifecycle.
+
+use std::{sync::Arc, time::Duration};
+
+use domain::{
+    Actor, AuditAction, NewAuditEntry, RecomputeRun, ReportKind, RunSummary,
+    audit::RESOURCE_RECOMPUTE_RUN, dates::format_date,
+};
+use serde_json::json;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::ports::{AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, ScopeLock, SnapshotStore};
+
+/// How long the worker waits before asking an unavailable queue again.
+const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The ports a [`RecomputeWorker`] works with.
+#[derive(Clone)]
+pub struct WorkerPorts {
+    pub runs: Arc<dyn RunStore>,
+    pub queue: Arc<dyn RunQueue>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub versions: Arc<dyn CacheVersions>,
+    pub audit: Arc<dyn AuditLog>,
+    pub locks: Arc<dyn ScopeLock>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Rebuilds snapshots for claimed runs: running → completed (summary, cache version bump,
+/// `recompute.completed`) or failed (error, `recompute.failed`), releasing the scope lock
+/// either way.
+#[derive(Clone)]
+pub struct RecomputeWorker {
+    ports: WorkerPorts,
+}
+
+impl std::fmt::Debug for RecomputeWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecomputeWorker").finish_non_exhaustive()
+    }
+}
+
+impl RecomputeWorker {
+    /// A worker over `ports`.
+    pub fn new(ports: WorkerPorts) -> Self {
+        Self { ports }
+    }
+
+    /// Claims and executes runs until the queue is closed. A run in progress when the queue
+    /// closes is finished first.
+    pub async fn run(&self) {
+        loop {
+            match self.ports.queue.claim_next(self.ports.clock.now()).await {
+                Ok(Some(run)) => {
+                    self.execute(run).await;
+                }
+                Ok(None) => {
+                    info!("recompute queue closed; worker stopping");
+                    return;
+                }
+                Err(err) => {
+                    warn!(error = %err, "could not claim a recompute run; retrying");
+                    self.ports.clock.pause(CLAIM_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    /// Executes a run already claimed (running): rebuilds the snapshots of its scope and
+    /// finishes it. Returns the run as finally stored (or as known, if the store failed).
+    pub async fn execute(&self, run: RecomputeRun) -> RecomputeRun {
+        let span = info_span!("recompute", run_id = %run.id, report = %run.report_slug, window = %run.window);
+        self.execute_inner(run).instrument(span).await
+    }
+
+    async fn execute_inner(&self, run: RecomputeRun) -> RecomputeRun {
+        let p = &self.ports;
+        let scope = run.scope();
+        let outcome = match ReportKind::from_slug(&run.report_slug) {
+            None => Err(format!("report {} has no snapshot builder", run.report_slug)),
+            Some(kind) => {
+                let request = RebuildRequest {
+                    tenant: run.tenant,
+                    kind,
+                    window: run.window,
+                    range: scope.range,
+                    run_id: run.id,
+                    computed_at: p.clock.now(),
+                };
+                p.snapshots.rebuild(&request).await.map_err(|err| {
+                    let message = format!("snapshot rebuild failed: {err}");
+                    error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
+                    message
+                })
+            }
+        };
+
+        let finished = match outcome {
+            Ok(rebuilt) => {
+                let summary = RunSummary {
+                    rows_deleted: rebuilt.rows_deleted,
+                    rows_inserted: rebuilt.rows_inserted,
+                    bucket_count: run.window.bucket_count(scope.range),
+                    effective_date_from: scope.range.from(),
+                    effective_date_to: scope.range.to(),
+                };
+                match p.runs.complete(run.tenant, run.id, summary, p.clock.now()).await {
+                    Ok(completed) => {
+                        if let Err(err) = p.versions.bump(run.tenant, &run.report_slug).await {
+                            // Entries of the old version then live until their TTL ends.
+                            warn!(error = %err, "could not bump the cache version");
+                        }
+                        self.audit(&completed, AuditAction::RecomputeCompleted, json!({
+                            "report_slug": completed.report_slug.as_str(),
+                            "window": completed.window.as_str(),
+                            "rows_deleted": summary.rows_deleted,
+                            "rows_inserted": summary.rows_inserted,
+                            "bucket_count": summary.bucket_count,
+                            "effective_date_from": format_date(summary.effective_date_from),
+                            "effective_date_to": format_date(summary.effective_date_to),
+                        }))
+                        .await;
+                        info!(rows_inserted = summary.rows_inserted, rows_deleted = summary.rows_deleted, "recompute completed");
+                        completed
+                    }
+                    Err(err) => {
+                        error!(error = ?anyhow::Error::from(err), "could not mark the run completed");
+                        self.fail(run.clone(), "the run could not be marked completed").await
+                    }
+                }
+            }
+            Err(message) => self.fail(run.clone(), &message).await,
+        };
+
+        if let Some(token) = &run.lock_token
+            && let Err(err) = p.locks.release(&scope, token).await
+        {
+            warn!(error = %err, "could not release the scope lock; it will expire on its own");
+        }
+        finished
+    }
+
+    async fn fail(&self, run: RecomputeRun, message: &str) -> RecomputeRun {
+        let p = &self.ports;
+        let failed = match p.runs.fail(run.tenant, run.id, message, p.clock.now()).await {
+            Ok(failed) => failed,
+            Err(err) => {
+                error!(error = ?anyhow::Error::from(err), "could not mark the run failed");
+                run
+            }
+        };
+        self.audit(&failed, AuditAction::RecomputeFailed, json!({
+            "report_slug": failed.report_slug.as_str(),
+            "window": failed.window.as_str(),
+            "error": message,
+        }))
+        .await;
+        warn!(error = message, "recompute failed");
+        failed
+    }
+
+    async fn audit(&self, run: &RecomputeRun, action: AuditAction, metadata: serde_json::Value) {
+        let entry = NewAuditEntry {
+            tenant: run.tenant,
+            actor: Actor::builtin(Actor::RECOMPUTE_WORKER),
+            action,
+            resource_type: RESOURCE_RECOMPUTE_RUN.to_owned(),
+            resource_id: run.id.to_string(),
+            metadata,
+        };
+        if let Err(err) = self.ports.audit.record(entry).await {
+            error!(error = ?anyhow::Error::from(err), action = %action, "could not write the audit entry");
+        }
+    }
+}
