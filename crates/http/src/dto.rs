@@ -1,0 +1,446 @@
+//! The JSON shapes of the API's data, converted from domain and application types.
+//!
+//! These types exist so that the wire format and its OpenAPI schema are owned here: the domain
+//! and application crates stay free of `utoipa`, and a field added to a domain type does not
+//! reach clients until it is added to its DTO on purpose (run records never expose their lock
+//! token, for example).
+
+use application::{
+    HealthReport, OverallStatus, ReportResult,
+    ports::{DependencyStatus, SourceSystem},
+};
+use domain::{
+    AuditAction, AuditEntry, Breakdown, RecomputeRun, ReportDefinition, ReportRow, RunStatus,
+    RunSummary, Window, WindowDefinition, dates::format_date,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A report window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowDto {
+    Day,
+    Week,
+}
+
+impl From<Window> for WindowDto {
+    fn from(window: Window) -> Self {
+        match window {
+            Window::Day => WindowDto::Day,
+            Window::Week => WindowDto::Week,
+        }
+    }
+}
+
+/// How the rows of a report result are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakdownDto {
+    Period,
+    Source,
+    Status,
+    EntityId,
+}
+
+impl From<Breakdown> for BreakdownDto {
+    fn from(breakdown: Breakdown) -> Self {
+        match breakdown {
+            Breakdown::Period => BreakdownDto::Period,
+            Breakdown::Source => BreakdownDto::Source,
+            Breakdown::Status => BreakdownDto::Status,
+            Breakdown::EntityId => BreakdownDto::EntityId,
+        }
+    }
+}
+
+/// A window a report may be read in, with its operational settings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WindowDefinitionDto {
+    pub window: WindowDto,
+    /// How far back snapshots of this window are kept.
+    pub retention_days: u32,
+    /// How often this window is meant to be refreshed.
+    pub refresh_interval_minutes: u32,
+    pub is_default: bool,
+}
+
+impl From<WindowDefinition> for WindowDefinitionDto {
+    fn from(definition: WindowDefinition) -> Self {
+        Self {
+            window: definition.window.into(),
+            retention_days: definition.retention_days,
+            refresh_interval_minutes: definition.refresh_interval_minutes,
+            is_default: definition.is_default,
+        }
+    }
+}
+
+/// A report of the catalog.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportDto {
+    #[schema(example = "volume-by-period")]
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// How long a result may be served from the cache; 0 disables caching.
+    pub cache_ttl_seconds: u32,
+    pub default_window: WindowDto,
+    pub allowed_windows: Vec<WindowDefinitionDto>,
+    /// The breakdowns and filters the report accepts, e.g.
+    /// `{"breakdown": ["period", "source"], "filters": ["source"]}`.
+    #[schema(value_type = Object)]
+    pub supported_filters: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<ReportDefinition> for ReportDto {
+    fn from(report: ReportDefinition) -> Self {
+        Self {
+            slug: report.slug.to_string(),
+            name: report.name,
+            description: report.description,
+            cache_ttl_seconds: report.cache_ttl_seconds,
+            default_window: report.default_window.into(),
+            allowed_windows: report.windows.into_iter().map(Into::into).collect(),
+            supported_filters: report.supported_filters,
+            updated_at: report.updated_at,
+        }
+    }
+}
+
+/// The system that answered a report read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceSystemDto {
+    Postgres,
+    Redis,
+    Memory,
+}
+
+impl From<SourceSystem> for SourceSystemDto {
+    fn from(system: SourceSystem) -> Self {
+        match system {
+            SourceSystem::Postgres => SourceSystemDto::Postgres,
+            SourceSystem::Redis => SourceSystemDto::Redis,
+            SourceSystem::Memory => SourceSystemDto::Memory,
+        }
+    }
+}
+
+/// One row of a report result; which shape depends on the report and its breakdown.
+///
+/// This is the documented schema of `domain::ReportRow`, which is serialized as it is.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "exists only to describe domain::ReportRow in the OpenAPI document")]
+pub enum ReportRowSchema {
+    /// volume-by-period with `breakdown=source`, ordered by date then source.
+    PeriodSource {
+        #[schema(value_type = String, format = Date)]
+        bucket_date: String,
+        source: String,
+        event_count: i64,
+    },
+    /// status-counts with `breakdown=period`, ordered by date then status.
+    PeriodStatus {
+        #[schema(value_type = String, format = Date)]
+        bucket_date: String,
+        status: String,
+        event_count: i64,
+    },
+    /// volume-by-period totals, ordered by date.
+    Period {
+        #[schema(value_type = String, format = Date)]
+        bucket_date: String,
+        event_count: i64,
+    },
+    /// status-counts totals, ordered by count descending then status.
+    Status { status: String, event_count: i64 },
+    /// top-entities, ordered by count descending then entity id.
+    Entity { entity_id: String, event_count: i64 },
+}
+
+/// A report result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportRunDto {
+    pub report_slug: String,
+    pub window: WindowDto,
+    /// The first day of the range, inclusive (YYYY-MM-DD, UTC).
+    #[schema(format = Date, example = "2026-01-01")]
+    pub date_from: String,
+    /// The last day of the range, inclusive (YYYY-MM-DD, UTC).
+    #[schema(format = Date, example = "2026-01-30")]
+    pub date_to: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    #[schema(value_type = Vec<ReportRowSchema>)]
+    pub rows: Vec<ReportRow>,
+    /// How many rows this page holds.
+    pub row_count: usize,
+    /// How many rows the whole result has.
+    pub total_rows: u64,
+    pub breakdown: BreakdownDto,
+    pub cache_hit: bool,
+    /// How long the read took on the server, in milliseconds.
+    pub execution_ms: f64,
+    pub source_system: SourceSystemDto,
+    /// The report's cache version the result belongs to; null when it could not be read.
+    pub snapshot_version: Option<u64>,
+    /// When the newest snapshot row read was computed; null when no row was read.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_refreshed_at: Option<OffsetDateTime>,
+}
+
+impl From<ReportResult> for ReportRunDto {
+    fn from(result: ReportResult) -> Self {
+        Self {
+            report_slug: result.report_slug.to_string(),
+            window: result.window.into(),
+            date_from: format_date(result.range.from()),
+            date_to: format_date(result.range.to()),
+            generated_at: result.generated_at,
+            row_count: result.rows.len(),
+            rows: result.rows,
+            total_rows: result.total_rows,
+            breakdown: result.breakdown.into(),
+            cache_hit: result.cache_hit,
+            execution_ms: result.execution_ms,
+            source_system: result.source_system.into(),
+            snapshot_version: result.snapshot_version,
+            last_refreshed_at: result.last_refreshed_at,
+        }
+    }
+}
+
+/// Where a recompute run is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatusDto {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl From<RunStatus> for RunStatusDto {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Pending => RunStatusDto::Pending,
+            RunStatus::Running => RunStatusDto::Running,
+            RunStatus::Completed => RunStatusDto::Completed,
+            RunStatus::Failed => RunStatusDto::Failed,
+        }
+    }
+}
+
+/// What a completed run did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunSummaryDto {
+    pub rows_deleted: u64,
+    pub rows_inserted: u64,
+    pub bucket_count: u32,
+    /// The first day rebuilt: the requested start widened to its bucket.
+    #[schema(format = Date)]
+    pub effective_date_from: String,
+    /// The last day rebuilt: the requested end widened to its bucket.
+    #[schema(format = Date)]
+    pub effective_date_to: String,
+}
+
+impl From<RunSummary> for RunSummaryDto {
+    fn from(summary: RunSummary) -> Self {
+        Self {
+            rows_deleted: summary.rows_deleted,
+            rows_inserted: summary.rows_inserted,
+            bucket_count: summary.bucket_count,
+            effective_date_from: format_date(summary.effective_date_from),
+            effective_date_to: format_date(summary.effective_date_to),
+        }
+    }
+}
+
+/// A recompute run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunDto {
+    pub id: Uuid,
+    pub report_slug: String,
+    pub window: WindowDto,
+    /// The requested first day, inclusive.
+    #[schema(format = Date)]
+    pub date_from: String,
+    /// The requested last day, inclusive.
+    #[schema(format = Date)]
+    pub date_to: String,
+    pub requested_by: String,
+    pub status: RunStatusDto,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub error_message: Option<String>,
+    /// Set once the run completed.
+    pub summary: Option<RunSummaryDto>,
+}
+
+impl From<RecomputeRun> for RunDto {
+    fn from(run: RecomputeRun) -> Self {
+        Self {
+            id: run.id.as_uuid(),
+            report_slug: run.report_slug.to_string(),
+            window: run.window.into(),
+            date_from: format_date(run.range.from()),
+            date_to: format_date(run.range.to()),
+            requested_by: run.requested_by.to_string(),
+            status: run.status.into(),
+            requested_at: run.requested_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            error_message: run.error_message,
+            summary: run.summary.map(Into::into),
+        }
+    }
+}
+
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum AuditActionDto {
+    #[serde(rename = "recompute.triggered")]
+    RecomputeTriggered,
+    #[serde(rename = "recompute.completed")]
+    RecomputeCompleted,
+    #[serde(rename = "recompute.failed")]
+    RecomputeFailed,
+}
+
+impl From<AuditAction> for AuditActionDto {
+    fn from(action: AuditAction) -> Self {
+        match action {
+            AuditAction::RecomputeTriggered => AuditActionDto::RecomputeTriggered,
+            AuditAction::RecomputeCompleted => AuditActionDto::RecomputeCompleted,
+            AuditAction::RecomputeFailed => AuditActionDto::RecomputeFailed,
+        }
+    }
+}
+
+/// An entry of the audit trail.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    pub id: i64,
+    pub actor: String,
+    pub action: AuditActionDto,
+    #[schema(example = "recompute_run")]
+    pub resource_type: String,
+    pub resource_id: String,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<AuditEntry> for AuditEntryDto {
+    fn from(entry: AuditEntry) -> Self {
+        Self {
+            id: entry.id,
+            actor: entry.actor.to_string(),
+            action: entry.action.into(),
+            resource_type: entry.resource_type,
+            resource_id: entry.resource_id,
+            metadata: entry.metadata,
+            created_at: entry.created_at,
+        }
+    }
+}
+
+/// The overall health of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatusDto {
+    Ok,
+    Degraded,
+}
+
+/// The health of one dependency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyStatusDto {
+    Ok,
+    Unavailable,
+    /// The process was started without this dependency; not a failure.
+    NotConfigured,
+}
+
+impl From<DependencyStatus> for DependencyStatusDto {
+    fn from(status: DependencyStatus) -> Self {
+        match status {
+            DependencyStatus::Ok => DependencyStatusDto::Ok,
+            DependencyStatus::Unavailable => DependencyStatusDto::Unavailable,
+            DependencyStatus::NotConfigured => DependencyStatusDto::NotConfigured,
+        }
+    }
+}
+
+/// The health of each dependency.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DependenciesDto {
+    pub postgres: DependencyStatusDto,
+    pub redis: DependencyStatusDto,
+}
+
+/// The health of the service and its dependencies.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthDto {
+    pub status: HealthStatusDto,
+    #[schema(example = "pg-analytics")]
+    pub service: String,
+    pub version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub dependencies: DependenciesDto,
+}
+
+impl HealthDto {
+    /// The health report of `service`.
+    pub fn new(report: HealthReport, service: &str) -> Self {
+        Self {
+            status: match report.status {
+                OverallStatus::Ok => HealthStatusDto::Ok,
+                OverallStatus::Degraded => HealthStatusDto::Degraded,
+            },
+            service: service.to_owned(),
+            version: report.version,
+            timestamp: report.timestamp,
+            dependencies: DependenciesDto {
+                postgres: report.postgres.into(),
+                redis: report.redis.into(),
+            },
+        }
+    }
+}
+
+/// The body of a recompute trigger. Every field is optional at the type level so that the
+/// service, not the deserializer, decides what is missing and reports it on its field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// The report to recompute (required).
+    #[schema(example = "volume-by-period")]
+    pub report_slug: Option<String>,
+    /// `day` (default) or `week`, case-insensitive.
+    #[schema(example = "day")]
+    pub window: Option<String>,
+    /// First day, inclusive (YYYY-MM-DD); default: 29 days before `date_to`.
+    #[schema(format = Date, example = "2026-01-01")]
+    pub date_from: Option<String>,
+    /// Last day, inclusive (YYYY-MM-DD); default: today (UTC).
+    #[schema(format = Date, example = "2026-01-30")]
+    pub date_to: Option<String>,
+    /// Who asked; default: the `X-Actor` header, else `management-api`.
+    #[schema(example = "ops-bot")]
+    pub requested_by: Option<String>,
+}

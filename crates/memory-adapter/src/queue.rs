@@ -1,0 +1,111 @@
+//! A bounded in-process run queue.
+
+use std::{
+    collections::VecDeque,
+    pin::pin,
+    sync::{Arc, Mutex},
+};
+
+use application::ports::{EnqueueError, RunQueue, RunStore, RunStoreError, StoreError};
+use async_trait::async_trait;
+use domain::{RecomputeRun, RunId, TenantId};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::{FailSwitch, InMemoryRunStore, lock};
+
+#[derive(Debug, Default)]
+struct State {
+    queued: VecDeque<(TenantId, RunId)>,
+    closed: bool,
+}
+
+/// A FIFO of run ids in front of an [`InMemoryRunStore`], holding at most `capacity` runs.
+/// Queued runs do not survive the process; the PostgreSQL queue is the durable one.
+#[derive(Debug)]
+pub struct InMemoryRunQueue {
+    runs: Arc<InMemoryRunStore>,
+    capacity: usize,
+    state: Mutex<State>,
+    wake: Notify,
+    failure: FailSwitch,
+}
+
+impl InMemoryRunQueue {
+    /// A queue of at most `capacity` runs claiming from `runs`.
+    pub fn new(runs: Arc<InMemoryRunStore>, capacity: usize) -> Self {
+        Self {
+            runs,
+            capacity,
+            state: Mutex::default(),
+            wake: Notify::new(),
+            failure: FailSwitch::default(),
+        }
+    }
+
+    /// How many runs wait in the queue.
+    pub fn len(&self) -> usize {
+        lock(&self.state).queued.len()
+    }
+
+    /// Whether no run waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes every claim fail while `failing` is on.
+    pub fn set_failing(&self, failing: bool) {
+        self.failure.set(failing);
+    }
+}
+
+#[async_trait]
+impl RunQueue for InMemoryRunQueue {
+    async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError> {
+        self.failure.check("run queue")?;
+        {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return Err(EnqueueError::Closed);
+            }
+            if state.queued.len() >= self.capacity {
+                return Err(EnqueueError::Full);
+            }
+            state.queued.push_back((run.tenant, run.id));
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn claim_next(&self, started_at: OffsetDateTime) -> Result<Option<RecomputeRun>, StoreError> {
+        loop {
+            // Register interest before looking, so a wake-up between the look and the wait is
+            // not lost.
+            let mut woken = pin!(self.wake.notified());
+            woken.as_mut().enable();
+            self.failure.check("run queue").map_err(StoreError::Unavailable)?;
+            let next = {
+                let mut state = lock(&self.state);
+                if state.closed {
+                    return Ok(None);
+                }
+                state.queued.pop_front()
+            };
+            match next {
+                Some((tenant, id)) => match self.runs.start(tenant, id, started_at).await {
+                    Ok(run) => return Ok(Some(run)),
+                    // Failed or claimed meanwhile: nothing to do for this one.
+                    Err(RunStoreError::Transition(_) | RunStoreError::NotFound(_)) => {}
+                    Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
+                    Err(other) => return Err(StoreError::Unexpected(other.into())),
+                },
+                None => woken.await,
+            }
+        }
+    }
+
+    async fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wake.notify_waiters();
+    }
+}
