@@ -1,0 +1,318 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every variable, its default and its rule:
+//!
+//! | variable | default | rule |
+//! |---|---|---|
+//! | `APP_HOST` | `0.0.0.0` | an IP address to listen on |
+//! | `APP_PORT` | `3004` | 1..=65535 |
+//! | `APP_VERSION` | the crate version | reported by `/health` |
+//! | `DATABASE_URL` | unset | a `postgres://` URL; unset means embedded in-memory mode |
+//! | `REDIS_URL` | unset | a `redis://` URL; unset means in-process cache and locks |
+//! | `MANAGEMENT_API_KEY` | generated in embedded mode | at least 16 characters; required with `DATABASE_URL` |
+//! | `APP_AUTO_MIGRATE` | `true` | boolean |
+//! | `APP_AUTO_SEED` | `false` | boolean; always on in embedded mode |
+//! | `APP_SEED_EVENTS` | `25000` | demo events an automatic seed writes, 1..=100000000 |
+//! | `MAX_REPORT_RANGE_DAYS` | `366` | 1..=3660 |
+//! | `RECOMPUTE_LOCK_TTL_SECS` | `900` | 1..=86400 |
+//! | `RECOMPUTE_WORKERS` | `1` | 0..=64; 0 means this process never runs recomputes |
+//! | `RECOMPUTE_QUEUE_SIZE` | `64` | 1..=100000 |
+//! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
+//! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head |
+//! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
+//! | `HTTP_SHUTDOWN_TIMEOUT_SECS` | `30` | 0..=3600: grace for in-flight requests on shutdown |
+//! | `LOG_FORMAT` | `pretty` | `pretty` or `json` |
+//! | `RUST_LOG` | `info` | a tracing filter |
+//!
+//! An invalid value is an error naming the variable, never a silent default.
+
+use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+
+/// A secret that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the management key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagementKeySource {
+    Environment,
+    /// Generated at start-up because none was set in embedded mode.
+    Generated,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub workers: usize,
+    pub request_timeout: Duration,
+    pub keep_alive: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Recompute settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecomputeConfig {
+    pub lock_ttl: Duration,
+    pub workers: usize,
+    pub queue_size: usize,
+    pub max_range_days: u32,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub recompute: RecomputeConfig,
+    pub version: String,
+    pub database_url: Option<Secret>,
+    pub redis_url: Option<Secret>,
+    pub management_key: Secret,
+    pub management_key_source: ManagementKeySource,
+    pub auto_migrate: bool,
+    pub auto_seed: bool,
+    pub seed_events: u64,
+    pub log_format: LogFormat,
+}
+
+/// The shortest management key accepted.
+pub const MIN_KEY_LEN: usize = 16;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// The first invalid variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let database_url = get("DATABASE_URL").map(Secret::new);
+        if let Some(url) = &database_url
+            && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// or postgresql:// URL"));
+        }
+        let redis_url = get("REDIS_URL").map(Secret::new);
+        if let Some(url) = &redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            return Err(ConfigError::new("REDIS_URL", "must be a redis:// or rediss:// URL"));
+        }
+
+        let (management_key, management_key_source) = match get("MANAGEMENT_API_KEY") {
+            Some(key) if key.chars().count() >= MIN_KEY_LEN => (Secret::new(key), ManagementKeySource::Environment),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "MANAGEMENT_API_KEY",
+                    format!("must be at least {MIN_KEY_LEN} characters"),
+                ));
+            }
+            None if database_url.is_some() => {
+                return Err(ConfigError::new(
+                    "MANAGEMENT_API_KEY",
+                    format!("is required when DATABASE_URL is set (at least {MIN_KEY_LEN} characters)"),
+                ));
+            }
+            None => (Secret::new(generate_key()), ManagementKeySource::Generated),
+        };
+
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let http = HttpConfig {
+            host: parse(&get, "APP_HOST", "0.0.0.0".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), |_| true, "an IP address")?,
+            port: parse(&get, "APP_PORT", 3004u16, |p| *p >= 1, "a port between 1 and 65535")?,
+            workers: parse(&get, "HTTP_WORKERS", cpus, |n| (1..=256).contains(n), "an integer between 1 and 256")?,
+            request_timeout: secs(&get, "HTTP_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?,
+            keep_alive: secs(&get, "HTTP_KEEP_ALIVE_SECS", 75, 0, 3600)?,
+            shutdown_timeout: secs(&get, "HTTP_SHUTDOWN_TIMEOUT_SECS", 30, 0, 3600)?,
+        };
+        let recompute = RecomputeConfig {
+            lock_ttl: secs(&get, "RECOMPUTE_LOCK_TTL_SECS", 900, 1, 86_400)?,
+            workers: parse(&get, "RECOMPUTE_WORKERS", 1usize, |n| *n <= 64, "an integer between 0 and 64")?,
+            queue_size: parse(&get, "RECOMPUTE_QUEUE_SIZE", 64usize, |n| (1..=100_000).contains(n), "an integer between 1 and 100000")?,
+            max_range_days: parse(&get, "MAX_REPORT_RANGE_DAYS", 366u32, |n| (1..=3660).contains(n), "an integer between 1 and 3660")?,
+        };
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(ConfigError::new("LOG_FORMAT", format!("must be pretty or json, got {other:?}"))),
+        };
+        Ok(Self {
+            http,
+            recompute,
+            version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
+            auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
+            seed_events: parse(&get, "APP_SEED_EVENTS", 25_000u64, |n| (1..=100_000_000).contains(n), "an integer between 1 and 100000000")?,
+            database_url,
+            redis_url,
+            management_key,
+            management_key_source,
+            log_format,
+        })
+    }
+
+    /// Whether the process runs on the in-memory adapters.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    valid: impl Fn(&T) -> bool,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<T>()
+            .ok()
+            .filter(|value| valid(value))
+            .ok_or_else(|| ConfigError::new(name, format!("must be {expected}, got {raw:?}"))),
+    }
+}
+
+fn secs(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    let expected = format!("a number of seconds between {min} and {max}");
+    parse(get, name, default, |n| (min..=max).contains(n), &expected).map(Duration::from_secs)
+}
+
+fn boolean(get: &impl Fn(&'static str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(name, format!("must be true or false, got {other:?}"))),
+    }
+}
+
+/// A random 32-character hex key from two v4 UUIDs (244 random bits).
+fn generate_key() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())[..48].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_give_an_embedded_service_with_a_generated_key() {
+        let config = config(&[]).unwrap();
+        assert!(config.is_embedded());
+        assert_eq!(config.http.port, 3004);
+        assert_eq!(config.recompute.max_range_days, 366);
+        assert_eq!(config.recompute.lock_ttl, Duration::from_secs(900));
+        assert_eq!(config.recompute.workers, 1);
+        assert_eq!(config.recompute.queue_size, 64);
+        assert_eq!(config.management_key_source, ManagementKeySource::Generated);
+        assert!(config.management_key.expose().len() >= MIN_KEY_LEN, "generated keys are long enough");
+        assert!(config.auto_migrate && !config.auto_seed);
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_variable() {
+        for (name, value) in [
+            ("APP_PORT", "http"),
+            ("APP_PORT", "0"),
+            ("MAX_REPORT_RANGE_DAYS", "0"),
+            ("RECOMPUTE_WORKERS", "-1"),
+            ("RECOMPUTE_QUEUE_SIZE", "0"),
+            ("RECOMPUTE_LOCK_TTL_SECS", "soon"),
+            ("APP_AUTO_SEED", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "mysql://localhost/db"),
+            ("REDIS_URL", "localhost:6379"),
+            ("MANAGEMENT_API_KEY", "short"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{name}={value} must be refused on its own name");
+        }
+    }
+
+    #[test]
+    fn a_database_needs_an_explicit_management_key() {
+        let err = config(&[("DATABASE_URL", "postgres://localhost/analytics")]).unwrap_err();
+        assert_eq!(err.variable, "MANAGEMENT_API_KEY");
+        let ok = config(&[("DATABASE_URL", "postgres://localhost/analytics"), ("MANAGEMENT_API_KEY", "0123456789abcdef")]).unwrap();
+        assert!(!ok.is_embedded());
+        assert_eq!(ok.management_key_source, ManagementKeySource::Environment);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = config(&[("MANAGEMENT_API_KEY", "super-secret-key-123")]).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("super-secret-key-123"), "the key leaked: {printed}");
+    }
+
+    #[test]
+    fn zero_workers_is_a_serve_only_process() {
+        assert_eq!(config(&[("RECOMPUTE_WORKERS", "0")]).unwrap().recompute.workers, 0);
+    }
+}

@@ -1,0 +1,39 @@
+# pg-analytics recipes. `just` lists them; CI runs `just ci` (see .ci/run).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the service on the embedded in-memory default (release build).
+run:
+    cargo run --release
+
+# Seed the demo data set (add `--reset` to start over).
+seed *ARGS:
+    cargo run --release -- seed {{ARGS}}
+
+# The README's test command: every unit, service, contract and HTTP test of the workspace.
+test:
+    cargo test --workspace
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Formatting, clippy with warnings denied, and the dependency direction.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    ./scripts/check-dependency-direction.sh
+
+# Fail if domain or application reach an infrastructure crate.
+deps:
+    ./scripts/check-dependency-direction.sh
+
+# Everything CI checks: lint, then the tests.
+test-all: lint test
+
+# What .ci/run executes.
+ci: test-all
