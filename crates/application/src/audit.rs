@@ -47,7 +47,12 @@ impl AuditService {
     /// # Errors
     /// [`AuditError::Unavailable`] or [`AuditError::Unexpected`] when the log cannot be read.
     #[tracing::instrument(skip_all, err)]
-    pub async fn list(&self, tenant: TenantId, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, AuditError> {
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>, AuditError> {
         Ok(self.log.list(tenant, filter, page).await?)
     }
 }

@@ -16,7 +16,10 @@ use domain::{
     RunSummary, SortOrder, SourceSlug, TenantId, Window,
 };
 use serde_json::json;
-use time::{Date, OffsetDateTime, macros::{date, datetime}};
+use time::{
+    Date, OffsetDateTime,
+    macros::{date, datetime},
+};
 
 use crate::ports::{
     AuditLog, CacheKey, CacheVersions, EnqueueError, EventStore, RebuildRequest, ReportCatalog,
@@ -37,28 +40,68 @@ fn slug(raw: &str) -> Result<ReportSlug> {
 /// The first broken promise.
 pub async fn report_catalog(catalog: &dyn ReportCatalog) -> Result<()> {
     let page = PageRequest::new(20, 0);
-    let all = catalog.list_public(&CatalogQuery::new(None, CatalogSort::Slug, SortOrder::Asc, page)?).await?;
+    let all = catalog
+        .list_public(&CatalogQuery::new(
+            None,
+            CatalogSort::Slug,
+            SortOrder::Asc,
+            page,
+        )?)
+        .await?;
     let slugs: Vec<&str> = all.items.iter().map(|r| r.slug.as_str()).collect();
-    ensure!(slugs == ["status-counts", "top-entities", "volume-by-period"], "reference reports by slug, got {slugs:?}");
-    ensure!(all.total == 3, "total counts every match, got {}", all.total);
+    ensure!(
+        slugs == ["status-counts", "top-entities", "volume-by-period"],
+        "reference reports by slug, got {slugs:?}"
+    );
+    ensure!(
+        all.total == 3,
+        "total counts every match, got {}",
+        all.total
+    );
 
     let by_ttl = catalog
-        .list_public(&CatalogQuery::new(None, CatalogSort::CacheTtlSeconds, SortOrder::Desc, page)?)
+        .list_public(&CatalogQuery::new(
+            None,
+            CatalogSort::CacheTtlSeconds,
+            SortOrder::Desc,
+            page,
+        )?)
         .await?;
     let ttls: Vec<u32> = by_ttl.items.iter().map(|r| r.cache_ttl_seconds).collect();
-    ensure!(ttls == [120, 90, 45], "sorted by cache TTL descending, got {ttls:?}");
+    ensure!(
+        ttls == [120, 90, 45],
+        "sorted by cache TTL descending, got {ttls:?}"
+    );
 
     let search = catalog
-        .list_public(&CatalogQuery::new(Some("ENTIT"), CatalogSort::Name, SortOrder::Asc, page)?)
+        .list_public(&CatalogQuery::new(
+            Some("ENTIT"),
+            CatalogSort::Name,
+            SortOrder::Asc,
+            page,
+        )?)
         .await?;
-    ensure!(search.total == 1 && search.items[0].slug.as_str() == "top-entities", "search is a case-insensitive substring");
+    ensure!(
+        search.total == 1 && search.items[0].slug.as_str() == "top-entities",
+        "search is a case-insensitive substring"
+    );
     let by_name = catalog
-        .list_public(&CatalogQuery::new(Some("counts"), CatalogSort::Name, SortOrder::Asc, page)?)
+        .list_public(&CatalogQuery::new(
+            Some("counts"),
+            CatalogSort::Name,
+            SortOrder::Asc,
+            page,
+        )?)
         .await?;
     ensure!(by_name.total == 1, "search matches names too");
 
     let second = catalog
-        .list_public(&CatalogQuery::new(None, CatalogSort::Slug, SortOrder::Asc, PageRequest::new(1, 1))?)
+        .list_public(&CatalogQuery::new(
+            None,
+            CatalogSort::Slug,
+            SortOrder::Asc,
+            PageRequest::new(1, 1),
+        )?)
         .await?;
     ensure!(second.total == 3, "a page still reports the full total");
     ensure!(
@@ -66,16 +109,41 @@ pub async fn report_catalog(catalog: &dyn ReportCatalog) -> Result<()> {
         "limit 1 offset 1 is the second report"
     );
 
-    let volume = catalog.get(&slug("volume-by-period")?).await?.context("volume-by-period exists")?;
-    ensure!(volume.kind == ReportKind::VolumeByPeriod && volume.default_window == Window::Day, "reference definition");
-    ensure!(volume.allows(Window::Day) && volume.allows(Window::Week), "both windows allowed");
-    let week = volume.windows.iter().find(|w| w.window == Window::Week).context("week window")?;
-    ensure!(week.retention_days == 730 && week.refresh_interval_minutes == 240, "week window settings");
-    ensure!(catalog.get(&slug("no-such-report")?).await?.is_none(), "an unknown slug is None");
+    let volume = catalog
+        .get(&slug("volume-by-period")?)
+        .await?
+        .context("volume-by-period exists")?;
+    ensure!(
+        volume.kind == ReportKind::VolumeByPeriod && volume.default_window == Window::Day,
+        "reference definition"
+    );
+    ensure!(
+        volume.allows(Window::Day) && volume.allows(Window::Week),
+        "both windows allowed"
+    );
+    let week = volume
+        .windows
+        .iter()
+        .find(|w| w.window == Window::Week)
+        .context("week window")?;
+    ensure!(
+        week.retention_days == 730 && week.refresh_interval_minutes == 240,
+        "week window settings"
+    );
+    ensure!(
+        catalog.get(&slug("no-such-report")?).await?.is_none(),
+        "an unknown slug is None"
+    );
     Ok(())
 }
 
-fn event(id: &str, source: &str, entity: &str, status: EventStatus, at: OffsetDateTime) -> Result<NewEvent> {
+fn event(
+    id: &str,
+    source: &str,
+    entity: &str,
+    status: EventStatus,
+    at: OffsetDateTime,
+) -> Result<NewEvent> {
     Ok(NewEvent {
         event_id: id.to_owned(),
         source: SourceSlug::parse("source", source)?,
@@ -92,15 +160,63 @@ fn event(id: &str, source: &str, entity: &str, status: EventStatus, at: OffsetDa
 fn fixture_events() -> Result<Vec<NewEvent>> {
     use EventStatus::{Failed, Pending, Success};
     Ok(vec![
-        event("e1", "stripe", "entity-a", Success, datetime!(2026-03-02 10:00 UTC))?,
-        event("e2", "stripe", "entity-b", Failed, datetime!(2026-03-02 23:59:59 UTC))?,
-        event("e3", "adyen", "entity-a", Success, datetime!(2026-03-03 00:00 UTC))?,
-        event("e4", "paypal", "entity-a", Pending, datetime!(2026-03-08 12:00 UTC))?,
-        event("e5", "adyen", "entity-c", Success, datetime!(2026-03-09 08:00 UTC))?,
+        event(
+            "e1",
+            "stripe",
+            "entity-a",
+            Success,
+            datetime!(2026-03-02 10:00 UTC),
+        )?,
+        event(
+            "e2",
+            "stripe",
+            "entity-b",
+            Failed,
+            datetime!(2026-03-02 23:59:59 UTC),
+        )?,
+        event(
+            "e3",
+            "adyen",
+            "entity-a",
+            Success,
+            datetime!(2026-03-03 00:00 UTC),
+        )?,
+        event(
+            "e4",
+            "paypal",
+            "entity-a",
+            Pending,
+            datetime!(2026-03-08 12:00 UTC),
+        )?,
+        event(
+            "e5",
+            "adyen",
+            "entity-c",
+            Success,
+            datetime!(2026-03-09 08:00 UTC),
+        )?,
         // 22:00 at UTC-5 is 03:00 UTC the next day: buckets follow the UTC date.
-        event("e6", "stripe", "entity-b", Success, datetime!(2026-03-01 22:00 -5))?,
-        event("e7", "stripe", "entity-c", Failed, datetime!(2026-02-28 12:00 UTC))?,
-        event("e8", "adyen", "entity-a", Success, datetime!(2026-03-02 12:00 UTC))?,
+        event(
+            "e6",
+            "stripe",
+            "entity-b",
+            Success,
+            datetime!(2026-03-01 22:00 -5),
+        )?,
+        event(
+            "e7",
+            "stripe",
+            "entity-c",
+            Failed,
+            datetime!(2026-02-28 12:00 UTC),
+        )?,
+        event(
+            "e8",
+            "adyen",
+            "entity-a",
+            Success,
+            datetime!(2026-03-02 12:00 UTC),
+        )?,
     ])
 }
 
@@ -110,22 +226,49 @@ fn fixture_events() -> Result<Vec<NewEvent>> {
 /// The first broken promise.
 pub async fn event_store(events: &dyn EventStore, tenant: TenantId, other: TenantId) -> Result<()> {
     let fixture = fixture_events()?;
-    ensure!(events.append(tenant, &fixture).await? == 8, "every new event is stored");
-    ensure!(events.append(tenant, &fixture[..2]).await? == 0, "a known event id is not stored twice");
+    ensure!(
+        events.append(tenant, &fixture).await? == 8,
+        "every new event is stored"
+    );
+    ensure!(
+        events.append(tenant, &fixture[..2]).await? == 0,
+        "a known event id is not stored twice"
+    );
     ensure!(events.count(tenant).await? == 8, "count after a replay");
-    ensure!(events.append(other, &fixture[..1]).await? == 1, "event ids are unique per tenant, not globally");
+    ensure!(
+        events.append(other, &fixture[..1]).await? == 1,
+        "event ids are unique per tenant, not globally"
+    );
     ensure!(events.count(other).await? == 1, "tenants are counted apart");
 
     let now = datetime!(2026-11-21 17:42 UTC);
-    ensure!(events.load_demo(other, 50, now).await? == 50, "demo events are new");
-    ensure!(events.load_demo(other, 60, now).await? == 10, "demo seeding skips the ids it already wrote");
-    ensure!(events.clear(other).await? == 61, "clear reports what it removed");
+    ensure!(
+        events.load_demo(other, 50, now).await? == 50,
+        "demo events are new"
+    );
+    ensure!(
+        events.load_demo(other, 60, now).await? == 10,
+        "demo seeding skips the ids it already wrote"
+    );
+    ensure!(
+        events.clear(other).await? == 61,
+        "clear reports what it removed"
+    );
     ensure!(events.count(other).await? == 0, "clear empties the tenant");
-    ensure!(events.count(tenant).await? == 8, "clear leaves other tenants alone");
+    ensure!(
+        events.count(tenant).await? == 8,
+        "clear leaves other tenants alone"
+    );
     Ok(())
 }
 
-fn query(tenant: TenantId, kind: ReportKind, window: Window, range: DateRange, breakdown: Breakdown) -> ReportQuery {
+fn query(
+    tenant: TenantId,
+    kind: ReportKind,
+    window: Window,
+    range: DateRange,
+    breakdown: Breakdown,
+) -> ReportQuery {
     ReportQuery {
         tenant,
         kind,
@@ -138,7 +281,10 @@ fn query(tenant: TenantId, kind: ReportKind, window: Window, range: DateRange, b
 }
 
 fn period(day: Date, count: i64) -> ReportRow {
-    ReportRow::Period { bucket_date: day, event_count: count }
+    ReportRow::Period {
+        bucket_date: day,
+        event_count: count,
+    }
 }
 
 /// Rebuilds replace exactly the buckets of their range, atomically, with lineage; queries group,
@@ -146,39 +292,103 @@ fn period(day: Date, count: i64) -> ReportRow {
 ///
 /// # Errors
 /// The first broken promise.
-pub async fn snapshot_store(events: &dyn EventStore, snapshots: &dyn SnapshotStore, tenant: TenantId, other: TenantId) -> Result<()> {
+pub async fn snapshot_store(
+    events: &dyn EventStore,
+    snapshots: &dyn SnapshotStore,
+    tenant: TenantId,
+    other: TenantId,
+) -> Result<()> {
     use ReportKind::{StatusCounts, TopEntities, VolumeByPeriod};
     events.append(tenant, &fixture_events()?).await?;
     let week_of_march_2 = range(date!(2026 - 03 - 02), date!(2026 - 03 - 08))?;
     let computed_at = datetime!(2026-03-10 06:00 UTC);
-    let rebuild = |kind, window, range, run_id| RebuildRequest { tenant, kind, window, range, run_id, computed_at };
+    let rebuild = |kind, window, range, run_id| RebuildRequest {
+        tenant,
+        kind,
+        window,
+        range,
+        run_id,
+        computed_at,
+    };
 
     // Before any rebuild, nothing.
-    let empty = snapshots.query(&query(tenant, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Period)).await?;
-    ensure!(empty.rows.is_empty() && empty.total_rows == 0 && empty.last_refreshed_at.is_none(), "no rows before a rebuild");
+    let empty = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        empty.rows.is_empty() && empty.total_rows == 0 && empty.last_refreshed_at.is_none(),
+        "no rows before a rebuild"
+    );
 
     // A neighbouring bucket rebuilt first must survive the later rebuild untouched.
     let before_run = RunId::generate();
     let before = range(date!(2026 - 02 - 23), date!(2026 - 03 - 01))?;
-    let outcome = snapshots.rebuild(&rebuild(VolumeByPeriod, Window::Day, before, before_run)).await?;
-    ensure!(outcome.rows_inserted == 1 && outcome.rows_deleted == 0, "one row for e7, got {outcome:?}");
+    let outcome = snapshots
+        .rebuild(&rebuild(VolumeByPeriod, Window::Day, before, before_run))
+        .await?;
+    ensure!(
+        outcome.rows_inserted == 1 && outcome.rows_deleted == 0,
+        "one row for e7, got {outcome:?}"
+    );
 
     let run = RunId::generate();
-    let outcome = snapshots.rebuild(&rebuild(VolumeByPeriod, Window::Day, week_of_march_2, run)).await?;
-    ensure!(outcome.rows_inserted == 4 && outcome.rows_deleted == 0, "day rows per (bucket, source), got {outcome:?}");
+    let outcome = snapshots
+        .rebuild(&rebuild(VolumeByPeriod, Window::Day, week_of_march_2, run))
+        .await?;
+    ensure!(
+        outcome.rows_inserted == 4 && outcome.rows_deleted == 0,
+        "day rows per (bucket, source), got {outcome:?}"
+    );
 
-    let totals = snapshots.query(&query(tenant, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Period)).await?;
-    let expected = vec![period(date!(2026 - 03 - 02), 4), period(date!(2026 - 03 - 03), 1), period(date!(2026 - 03 - 08), 1)];
-    ensure!(totals.rows == expected, "volume per day, by UTC date: {:?}", totals.rows);
+    let totals = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Period,
+        ))
+        .await?;
+    let expected = vec![
+        period(date!(2026 - 03 - 02), 4),
+        period(date!(2026 - 03 - 03), 1),
+        period(date!(2026 - 03 - 08), 1),
+    ];
+    ensure!(
+        totals.rows == expected,
+        "volume per day, by UTC date: {:?}",
+        totals.rows
+    );
     ensure!(totals.total_rows == 3, "total rows");
-    ensure!(totals.last_refreshed_at == Some(computed_at), "last_refreshed_at is the newest computed_at");
+    ensure!(
+        totals.last_refreshed_at == Some(computed_at),
+        "last_refreshed_at is the newest computed_at"
+    );
 
-    let by_source = snapshots.query(&query(tenant, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Source)).await?;
+    let by_source = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Source,
+        ))
+        .await?;
     let rows: Vec<(Date, String, i64)> = by_source
         .rows
         .iter()
         .filter_map(|row| match row {
-            ReportRow::PeriodSource { bucket_date, source, event_count } => Some((*bucket_date, source.clone(), *event_count)),
+            ReportRow::PeriodSource {
+                bucket_date,
+                source,
+                event_count,
+            } => Some((*bucket_date, source.clone(), *event_count)),
             _ => None,
         })
         .collect();
@@ -188,43 +398,128 @@ pub async fn snapshot_store(events: &dyn EventStore, snapshots: &dyn SnapshotSto
         (date!(2026 - 03 - 03), "adyen".to_owned(), 1),
         (date!(2026 - 03 - 08), "paypal".to_owned(), 1),
     ];
-    ensure!(rows == expected && by_source.rows.len() == 4, "by date then source: {:?}", by_source.rows);
-
-    let mut stripe_only = query(tenant, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Period);
-    stripe_only.filter = Some(DimensionFilter::Source(SourceSlug::parse("source", "stripe")?));
-    let stripe = snapshots.query(&stripe_only).await?;
-    ensure!(stripe.rows == vec![period(date!(2026 - 03 - 02), 3)], "source filter: {:?}", stripe.rows);
-
-    let lineage = snapshots.rows(tenant, VolumeByPeriod, Window::Day, range(date!(2026 - 02 - 01), date!(2026 - 03 - 31))?).await?;
-    ensure!(lineage.len() == 5, "five stored rows, got {}", lineage.len());
-    let old = lineage.iter().find(|r| r.bucket_start == date!(2026 - 02 - 28)).context("the 02-28 row survives")?;
-    ensure!(old.run_id == Some(before_run), "a bucket outside the range keeps its run");
     ensure!(
-        lineage.iter().filter(|r| r.bucket_start >= date!(2026 - 03 - 02)).all(|r| r.run_id == Some(run)
-            && r.dimension_key == "source"
-            && r.metric_name == "event_count"),
+        rows == expected && by_source.rows.len() == 4,
+        "by date then source: {:?}",
+        by_source.rows
+    );
+
+    let mut stripe_only = query(
+        tenant,
+        VolumeByPeriod,
+        Window::Day,
+        week_of_march_2,
+        Breakdown::Period,
+    );
+    stripe_only.filter = Some(DimensionFilter::Source(SourceSlug::parse(
+        "source", "stripe",
+    )?));
+    let stripe = snapshots.query(&stripe_only).await?;
+    ensure!(
+        stripe.rows == vec![period(date!(2026 - 03 - 02), 3)],
+        "source filter: {:?}",
+        stripe.rows
+    );
+
+    let lineage = snapshots
+        .rows(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            range(date!(2026 - 02 - 01), date!(2026 - 03 - 31))?,
+        )
+        .await?;
+    ensure!(
+        lineage.len() == 5,
+        "five stored rows, got {}",
+        lineage.len()
+    );
+    let old = lineage
+        .iter()
+        .find(|r| r.bucket_start == date!(2026 - 02 - 28))
+        .context("the 02-28 row survives")?;
+    ensure!(
+        old.run_id == Some(before_run),
+        "a bucket outside the range keeps its run"
+    );
+    ensure!(
+        lineage
+            .iter()
+            .filter(|r| r.bucket_start >= date!(2026 - 03 - 02))
+            .all(|r| r.run_id == Some(run)
+                && r.dimension_key == "source"
+                && r.metric_name == "event_count"),
         "every rebuilt row points to its run: {lineage:?}"
     );
 
     // A second rebuild replaces the rows of its buckets.
     events
-        .append(tenant, &[event("e9", "stripe", "entity-d", EventStatus::Success, datetime!(2026-03-03 09:30 UTC))?])
+        .append(
+            tenant,
+            &[event(
+                "e9",
+                "stripe",
+                "entity-d",
+                EventStatus::Success,
+                datetime!(2026-03-03 09:30 UTC),
+            )?],
+        )
         .await?;
     let rerun = RunId::generate();
-    let outcome = snapshots.rebuild(&rebuild(VolumeByPeriod, Window::Day, week_of_march_2, rerun)).await?;
-    ensure!(outcome.rows_deleted == 4 && outcome.rows_inserted == 5, "rebuild replaces its buckets, got {outcome:?}");
+    let outcome = snapshots
+        .rebuild(&rebuild(
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            rerun,
+        ))
+        .await?;
+    ensure!(
+        outcome.rows_deleted == 4 && outcome.rows_inserted == 5,
+        "rebuild replaces its buckets, got {outcome:?}"
+    );
 
     // Statuses.
-    snapshots.rebuild(&rebuild(StatusCounts, Window::Day, week_of_march_2, run)).await?;
-    let statuses = snapshots.query(&query(tenant, StatusCounts, Window::Day, week_of_march_2, Breakdown::Status)).await?;
-    let status = |s: &str, n| ReportRow::Status { status: s.to_owned(), event_count: n };
+    snapshots
+        .rebuild(&rebuild(StatusCounts, Window::Day, week_of_march_2, run))
+        .await?;
+    let statuses = snapshots
+        .query(&query(
+            tenant,
+            StatusCounts,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Status,
+        ))
+        .await?;
+    let status = |s: &str, n| ReportRow::Status {
+        status: s.to_owned(),
+        event_count: n,
+    };
     ensure!(
-        statuses.rows == vec![status("success", 5), status("failed", 1), status("pending", 1)],
+        statuses.rows
+            == vec![
+                status("success", 5),
+                status("failed", 1),
+                status("pending", 1)
+            ],
         "by count desc then status: {:?}",
         statuses.rows
     );
-    let per_day = snapshots.query(&query(tenant, StatusCounts, Window::Day, week_of_march_2, Breakdown::Period)).await?;
-    let per = |d, s: &str, n| ReportRow::PeriodStatus { bucket_date: d, status: s.to_owned(), event_count: n };
+    let per_day = snapshots
+        .query(&query(
+            tenant,
+            StatusCounts,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Period,
+        ))
+        .await?;
+    let per = |d, s: &str, n| ReportRow::PeriodStatus {
+        bucket_date: d,
+        status: s.to_owned(),
+        event_count: n,
+    };
     ensure!(
         per_day.rows
             == vec![
@@ -236,54 +531,162 @@ pub async fn snapshot_store(events: &dyn EventStore, snapshots: &dyn SnapshotSto
         "by date then status: {:?}",
         per_day.rows
     );
-    let mut failed_only = query(tenant, StatusCounts, Window::Day, week_of_march_2, Breakdown::Status);
+    let mut failed_only = query(
+        tenant,
+        StatusCounts,
+        Window::Day,
+        week_of_march_2,
+        Breakdown::Status,
+    );
     failed_only.filter = Some(DimensionFilter::Status(EventStatus::Failed));
-    ensure!(snapshots.query(&failed_only).await?.rows == vec![status("failed", 1)], "status filter");
+    ensure!(
+        snapshots.query(&failed_only).await?.rows == vec![status("failed", 1)],
+        "status filter"
+    );
 
     // Entities, ranked and paginated.
-    snapshots.rebuild(&rebuild(TopEntities, Window::Day, week_of_march_2, run)).await?;
-    let mut top = query(tenant, TopEntities, Window::Day, week_of_march_2, Breakdown::EntityId);
-    let entity = |e: &str, n| ReportRow::Entity { entity_id: e.to_owned(), event_count: n };
+    snapshots
+        .rebuild(&rebuild(TopEntities, Window::Day, week_of_march_2, run))
+        .await?;
+    let mut top = query(
+        tenant,
+        TopEntities,
+        Window::Day,
+        week_of_march_2,
+        Breakdown::EntityId,
+    );
+    let entity = |e: &str, n| ReportRow::Entity {
+        entity_id: e.to_owned(),
+        event_count: n,
+    };
     let ranked = snapshots.query(&top).await?;
     ensure!(
-        ranked.rows == vec![entity("entity-a", 4), entity("entity-b", 2), entity("entity-d", 1)],
+        ranked.rows
+            == vec![
+                entity("entity-a", 4),
+                entity("entity-b", 2),
+                entity("entity-d", 1)
+            ],
         "by count desc then entity: {:?}",
         ranked.rows
     );
     top.page = PageRequest::new(1, 1);
     let second = snapshots.query(&top).await?;
-    ensure!(second.rows == vec![entity("entity-b", 2)] && second.total_rows == 3, "limit/offset over ranked rows");
+    ensure!(
+        second.rows == vec![entity("entity-b", 2)] && second.total_rows == 3,
+        "limit/offset over ranked rows"
+    );
 
     // Weeks: a bucket is read when its Monday lies in the range.
     let two_weeks = range(date!(2026 - 03 - 02), date!(2026 - 03 - 15))?;
-    let outcome = snapshots.rebuild(&rebuild(VolumeByPeriod, Window::Week, two_weeks, run)).await?;
-    ensure!(outcome.rows_inserted == 4, "week rows per (week, source), got {outcome:?}");
-    let weeks = snapshots.query(&query(tenant, VolumeByPeriod, Window::Week, two_weeks, Breakdown::Period)).await?;
+    let outcome = snapshots
+        .rebuild(&rebuild(VolumeByPeriod, Window::Week, two_weeks, run))
+        .await?;
     ensure!(
-        weeks.rows == vec![period(date!(2026 - 03 - 02), 7), period(date!(2026 - 03 - 09), 1)],
+        outcome.rows_inserted == 4,
+        "week rows per (week, source), got {outcome:?}"
+    );
+    let weeks = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Week,
+            two_weeks,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        weeks.rows
+            == vec![
+                period(date!(2026 - 03 - 02), 7),
+                period(date!(2026 - 03 - 09), 1)
+            ],
         "weekly totals: {:?}",
         weeks.rows
     );
     let from_tuesday = range(date!(2026 - 03 - 03), date!(2026 - 03 - 15))?;
-    let later = snapshots.query(&query(tenant, VolumeByPeriod, Window::Week, from_tuesday, Breakdown::Period)).await?;
-    ensure!(later.rows == vec![period(date!(2026 - 03 - 09), 1)], "a week whose Monday is before the range is left out");
-    let days = snapshots.query(&query(tenant, VolumeByPeriod, Window::Day, two_weeks, Breakdown::Period)).await?;
-    ensure!(days.rows.len() == 3, "day and week snapshots are kept apart");
+    let later = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Week,
+            from_tuesday,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        later.rows == vec![period(date!(2026 - 03 - 09), 1)],
+        "a week whose Monday is before the range is left out"
+    );
+    let days = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            two_weeks,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        days.rows.len() == 3,
+        "day and week snapshots are kept apart"
+    );
 
     // Tenants.
-    let foreign = snapshots.query(&query(other, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Period)).await?;
-    ensure!(foreign.rows.is_empty(), "another tenant sees none of these rows");
-    let foreign_rebuild = RebuildRequest { tenant: other, kind: VolumeByPeriod, window: Window::Day, range: week_of_march_2, run_id: run, computed_at };
-    ensure!(snapshots.rebuild(&foreign_rebuild).await?.rows_inserted == 0, "another tenant's rebuild reads only its events");
-    let mine = snapshots.query(&query(tenant, VolumeByPeriod, Window::Day, week_of_march_2, Breakdown::Period)).await?;
-    ensure!(mine.total_rows == 3, "another tenant's rebuild leaves these rows alone");
+    let foreign = snapshots
+        .query(&query(
+            other,
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        foreign.rows.is_empty(),
+        "another tenant sees none of these rows"
+    );
+    let foreign_rebuild = RebuildRequest {
+        tenant: other,
+        kind: VolumeByPeriod,
+        window: Window::Day,
+        range: week_of_march_2,
+        run_id: run,
+        computed_at,
+    };
+    ensure!(
+        snapshots.rebuild(&foreign_rebuild).await?.rows_inserted == 0,
+        "another tenant's rebuild reads only its events"
+    );
+    let mine = snapshots
+        .query(&query(
+            tenant,
+            VolumeByPeriod,
+            Window::Day,
+            week_of_march_2,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        mine.total_rows == 3,
+        "another tenant's rebuild leaves these rows alone"
+    );
 
     let cleared = snapshots.clear(tenant).await?;
-    ensure!(cleared == 1 + 5 + 4 + 5 + 4, "clear removes every row of the tenant, got {cleared}");
+    ensure!(
+        cleared == 1 + 5 + 4 + 5 + 4,
+        "clear removes every row of the tenant, got {cleared}"
+    );
     Ok(())
 }
 
-fn run_of(tenant: TenantId, report: &str, window: Window, from: Date, at: OffsetDateTime) -> Result<RecomputeRun> {
+fn run_of(
+    tenant: TenantId,
+    report: &str,
+    window: Window,
+    from: Date,
+    at: OffsetDateTime,
+) -> Result<RecomputeRun> {
     Ok(RecomputeRun::pending(
         tenant,
         slug(report)?,
@@ -303,33 +706,81 @@ fn run_of(tenant: TenantId, report: &str, window: Window, from: Date, at: Offset
 pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -> Result<()> {
     let t0 = datetime!(2026-11-21 10:00 UTC);
     let minute = time::Duration::minutes(1);
-    let first = run_of(tenant, "volume-by-period", Window::Day, date!(2026 - 11 - 01), t0)?;
+    let first = run_of(
+        tenant,
+        "volume-by-period",
+        Window::Day,
+        date!(2026 - 11 - 01),
+        t0,
+    )?;
     runs.create(&first).await?;
-    ensure!(runs.get(tenant, first.id).await?.as_ref() == Some(&first), "a created run reads back unchanged");
-    ensure!(runs.get(other, first.id).await?.is_none(), "another tenant cannot see the run");
-    ensure!(runs.get(tenant, RunId::generate()).await?.is_none(), "an unknown id is None");
-
-    let duplicate = run_of(tenant, "volume-by-period", Window::Day, date!(2026 - 11 - 01), t0 + minute)?;
     ensure!(
-        matches!(runs.create(&duplicate).await, Err(RunStoreError::ActiveScope)),
+        runs.get(tenant, first.id).await?.as_ref() == Some(&first),
+        "a created run reads back unchanged"
+    );
+    ensure!(
+        runs.get(other, first.id).await?.is_none(),
+        "another tenant cannot see the run"
+    );
+    ensure!(
+        runs.get(tenant, RunId::generate()).await?.is_none(),
+        "an unknown id is None"
+    );
+
+    let duplicate = run_of(
+        tenant,
+        "volume-by-period",
+        Window::Day,
+        date!(2026 - 11 - 01),
+        t0 + minute,
+    )?;
+    ensure!(
+        matches!(
+            runs.create(&duplicate).await,
+            Err(RunStoreError::ActiveScope)
+        ),
         "a second active run of one scope is refused"
     );
-    ensure!(runs.get(tenant, duplicate.id).await?.is_none(), "a refused run is not stored");
+    ensure!(
+        runs.get(tenant, duplicate.id).await?.is_none(),
+        "a refused run is not stored"
+    );
     // A week run of the same days is a different scope, and so is another tenant's.
-    let weekly = run_of(tenant, "volume-by-period", Window::Week, date!(2026 - 11 - 01), t0 + minute)?;
+    let weekly = run_of(
+        tenant,
+        "volume-by-period",
+        Window::Week,
+        date!(2026 - 11 - 01),
+        t0 + minute,
+    )?;
     runs.create(&weekly).await?;
-    let foreign = run_of(other, "volume-by-period", Window::Day, date!(2026 - 11 - 01), t0 + minute)?;
+    let foreign = run_of(
+        other,
+        "volume-by-period",
+        Window::Day,
+        date!(2026 - 11 - 01),
+        t0 + minute,
+    )?;
     runs.create(&foreign).await?;
 
     let started_at = t0 + minute * 2;
     let started = runs.start(tenant, first.id, started_at).await?;
-    ensure!(started.status == RunStatus::Running && started.started_at == Some(started_at), "start claims the run");
     ensure!(
-        matches!(runs.start(tenant, first.id, started_at).await, Err(RunStoreError::Transition(_))),
+        started.status == RunStatus::Running && started.started_at == Some(started_at),
+        "start claims the run"
+    );
+    ensure!(
+        matches!(
+            runs.start(tenant, first.id, started_at).await,
+            Err(RunStoreError::Transition(_))
+        ),
         "a running run cannot be claimed twice"
     );
     ensure!(
-        matches!(runs.start(other, first.id, started_at).await, Err(RunStoreError::NotFound(_))),
+        matches!(
+            runs.start(other, first.id, started_at).await,
+            Err(RunStoreError::NotFound(_))
+        ),
         "another tenant cannot claim the run"
     );
     let summary = RunSummary {
@@ -340,46 +791,97 @@ pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -
         effective_date_to: date!(2026 - 11 - 01),
     };
     let finished_at = t0 + minute * 3;
-    let completed = runs.complete(tenant, first.id, summary, finished_at).await?;
+    let completed = runs
+        .complete(tenant, first.id, summary, finished_at)
+        .await?;
     ensure!(
-        completed.status == RunStatus::Completed && completed.summary == Some(summary) && completed.finished_at == Some(finished_at),
+        completed.status == RunStatus::Completed
+            && completed.summary == Some(summary)
+            && completed.finished_at == Some(finished_at),
         "complete stores the summary: {completed:?}"
     );
-    ensure!(runs.get(tenant, first.id).await?.as_ref() == Some(&completed), "the completed run reads back");
     ensure!(
-        matches!(runs.fail(tenant, first.id, "late", finished_at).await, Err(RunStoreError::Transition(_))),
+        runs.get(tenant, first.id).await?.as_ref() == Some(&completed),
+        "the completed run reads back"
+    );
+    ensure!(
+        matches!(
+            runs.fail(tenant, first.id, "late", finished_at).await,
+            Err(RunStoreError::Transition(_))
+        ),
         "completed is final"
     );
-    runs.create(&duplicate).await.context("a finished scope accepts a new run")?;
+    runs.create(&duplicate)
+        .await
+        .context("a finished scope accepts a new run")?;
 
-    let failed = runs.fail(tenant, duplicate.id, "queue full", finished_at).await?;
+    let failed = runs
+        .fail(tenant, duplicate.id, "queue full", finished_at)
+        .await?;
     ensure!(
         failed.status == RunStatus::Failed && failed.error_message.as_deref() == Some("queue full"),
         "a pending run can fail with its error"
     );
     runs.start(tenant, weekly.id, started_at).await?;
     let requeued = runs.requeue(tenant, weekly.id).await?;
-    ensure!(requeued.status == RunStatus::Pending && requeued.started_at.is_none(), "requeue hands a running run back");
     ensure!(
-        matches!(runs.complete(tenant, weekly.id, summary, finished_at).await, Err(RunStoreError::Transition(_))),
+        requeued.status == RunStatus::Pending && requeued.started_at.is_none(),
+        "requeue hands a running run back"
+    );
+    ensure!(
+        matches!(
+            runs.complete(tenant, weekly.id, summary, finished_at).await,
+            Err(RunStoreError::Transition(_))
+        ),
         "a pending run cannot complete"
     );
     ensure!(
-        matches!(runs.start(tenant, RunId::generate(), started_at).await, Err(RunStoreError::NotFound(_))),
+        matches!(
+            runs.start(tenant, RunId::generate(), started_at).await,
+            Err(RunStoreError::NotFound(_))
+        ),
         "unknown ids are NotFound"
     );
 
-    let all = runs.list(tenant, &RunFilter::default(), PageRequest::new(20, 0)).await?;
+    let all = runs
+        .list(tenant, &RunFilter::default(), PageRequest::new(20, 0))
+        .await?;
     let ids: Vec<RunId> = all.items.iter().map(|r| r.id).collect();
-    ensure!(all.total == 3, "three runs of this tenant, got {}", all.total);
+    ensure!(
+        all.total == 3,
+        "three runs of this tenant, got {}",
+        all.total
+    );
     ensure!(ids[2] == first.id, "newest request first: {ids:?}");
-    let completed_only = RunFilter { report_slug: None, status: Some(RunStatus::Completed) };
-    let page = runs.list(tenant, &completed_only, PageRequest::new(20, 0)).await?;
-    ensure!(page.total == 1 && page.items[0].id == first.id, "status filter");
-    let other_report = RunFilter { report_slug: Some(slug("status-counts")?), status: None };
-    ensure!(runs.list(tenant, &other_report, PageRequest::new(20, 0)).await?.total == 0, "report filter");
-    let second = runs.list(tenant, &RunFilter::default(), PageRequest::new(1, 1)).await?;
-    ensure!(second.items.len() == 1 && second.total == 3, "pagination keeps the total");
+    let completed_only = RunFilter {
+        report_slug: None,
+        status: Some(RunStatus::Completed),
+    };
+    let page = runs
+        .list(tenant, &completed_only, PageRequest::new(20, 0))
+        .await?;
+    ensure!(
+        page.total == 1 && page.items[0].id == first.id,
+        "status filter"
+    );
+    let other_report = RunFilter {
+        report_slug: Some(slug("status-counts")?),
+        status: None,
+    };
+    ensure!(
+        runs.list(tenant, &other_report, PageRequest::new(20, 0))
+            .await?
+            .total
+            == 0,
+        "report filter"
+    );
+    let second = runs
+        .list(tenant, &RunFilter::default(), PageRequest::new(1, 1))
+        .await?;
+    ensure!(
+        second.items.len() == 1 && second.total == 3,
+        "pagination keeps the total"
+    );
     Ok(())
 }
 
@@ -388,41 +890,90 @@ pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -
 ///
 /// # Errors
 /// The first broken promise.
-pub async fn run_queue(queue: &dyn RunQueue, runs: &dyn RunStore, tenant: TenantId, capacity: usize) -> Result<()> {
+pub async fn run_queue(
+    queue: &dyn RunQueue,
+    runs: &dyn RunStore,
+    tenant: TenantId,
+    capacity: usize,
+) -> Result<()> {
     let t0 = datetime!(2026-11-21 10:00 UTC);
     let mut queued = Vec::new();
     for n in 0..capacity {
         let day = date!(2026 - 01 - 01) + time::Duration::days(n as i64);
-        let run = run_of(tenant, "status-counts", Window::Day, day, t0 + time::Duration::seconds(n as i64))?;
+        let run = run_of(
+            tenant,
+            "status-counts",
+            Window::Day,
+            day,
+            t0 + time::Duration::seconds(n as i64),
+        )?;
         runs.create(&run).await?;
-        queue.enqueue(&run).await.with_context(|| format!("run {n} fits the queue"))?;
+        queue
+            .enqueue(&run)
+            .await
+            .with_context(|| format!("run {n} fits the queue"))?;
         queued.push(run);
     }
-    let overflow = run_of(tenant, "status-counts", Window::Week, date!(2026 - 06 - 01), t0 + time::Duration::hours(1))?;
+    let overflow = run_of(
+        tenant,
+        "status-counts",
+        Window::Week,
+        date!(2026 - 06 - 01),
+        t0 + time::Duration::hours(1),
+    )?;
     runs.create(&overflow).await?;
-    ensure!(matches!(queue.enqueue(&overflow).await, Err(EnqueueError::Full)), "a full queue refuses the run");
+    ensure!(
+        matches!(queue.enqueue(&overflow).await, Err(EnqueueError::Full)),
+        "a full queue refuses the run"
+    );
     runs.fail(tenant, overflow.id, "queue full", t0).await?;
 
     let started_at = t0 + time::Duration::hours(2);
-    let first = queue.claim_next(started_at).await?.context("a queued run is claimed")?;
+    let first = queue
+        .claim_next(started_at)
+        .await?
+        .context("a queued run is claimed")?;
     ensure!(first.id == queued[0].id, "first in, first out");
-    ensure!(first.status == RunStatus::Running && first.started_at == Some(started_at), "claiming starts the run");
+    ensure!(
+        first.status == RunStatus::Running && first.started_at == Some(started_at),
+        "claiming starts the run"
+    );
 
     if capacity >= 3 {
         // A run that failed while queued is skipped.
         runs.fail(tenant, queued[1].id, "cancelled", t0).await?;
-        let next = queue.claim_next(started_at).await?.context("the next live run is claimed")?;
+        let next = queue
+            .claim_next(started_at)
+            .await?
+            .context("the next live run is claimed")?;
         ensure!(next.id == queued[2].id, "a failed queued run is skipped");
     }
     queue.close().await;
-    ensure!(queue.claim_next(started_at).await?.is_none(), "a closed queue hands out nothing");
-    let late = run_of(tenant, "top-entities", Window::Day, date!(2026 - 01 - 01), t0)?;
+    ensure!(
+        queue.claim_next(started_at).await?.is_none(),
+        "a closed queue hands out nothing"
+    );
+    let late = run_of(
+        tenant,
+        "top-entities",
+        Window::Day,
+        date!(2026 - 01 - 01),
+        t0,
+    )?;
     runs.create(&late).await?;
-    ensure!(matches!(queue.enqueue(&late).await, Err(EnqueueError::Closed)), "a closed queue accepts nothing");
+    ensure!(
+        matches!(queue.enqueue(&late).await, Err(EnqueueError::Closed)),
+        "a closed queue accepts nothing"
+    );
     Ok(())
 }
 
-fn audit_entry(tenant: TenantId, actor: &str, action: AuditAction, resource: &str) -> Result<NewAuditEntry> {
+fn audit_entry(
+    tenant: TenantId,
+    actor: &str,
+    action: AuditAction,
+    resource: &str,
+) -> Result<NewAuditEntry> {
     Ok(NewAuditEntry {
         tenant,
         actor: Actor::parse(actor)?,
@@ -438,28 +989,95 @@ fn audit_entry(tenant: TenantId, actor: &str, action: AuditAction, resource: &st
 /// # Errors
 /// The first broken promise.
 pub async fn audit_log(log: &dyn AuditLog, tenant: TenantId, other: TenantId) -> Result<()> {
-    let first = log.record(audit_entry(tenant, "ops", AuditAction::RecomputeTriggered, "r1")?).await?;
-    let second = log.record(audit_entry(tenant, "recompute-worker", AuditAction::RecomputeCompleted, "r1")?).await?;
-    let third = log.record(audit_entry(tenant, "ops", AuditAction::RecomputeTriggered, "r2")?).await?;
-    log.record(audit_entry(other, "ops", AuditAction::RecomputeTriggered, "r3")?).await?;
+    let first = log
+        .record(audit_entry(
+            tenant,
+            "ops",
+            AuditAction::RecomputeTriggered,
+            "r1",
+        )?)
+        .await?;
+    let second = log
+        .record(audit_entry(
+            tenant,
+            "recompute-worker",
+            AuditAction::RecomputeCompleted,
+            "r1",
+        )?)
+        .await?;
+    let third = log
+        .record(audit_entry(
+            tenant,
+            "ops",
+            AuditAction::RecomputeTriggered,
+            "r2",
+        )?)
+        .await?;
+    log.record(audit_entry(
+        other,
+        "ops",
+        AuditAction::RecomputeTriggered,
+        "r3",
+    )?)
+    .await?;
     ensure!(first.id < second.id && second.id < third.id, "ids increase");
-    ensure!(first.metadata["nested"]["n"] == 1, "metadata is kept as JSON");
-    ensure!(first.actor.as_str() == "ops" && first.resource_id == "r1", "fields are kept");
+    ensure!(
+        first.metadata["nested"]["n"] == 1,
+        "metadata is kept as JSON"
+    );
+    ensure!(
+        first.actor.as_str() == "ops" && first.resource_id == "r1",
+        "fields are kept"
+    );
 
-    let all = log.list(tenant, &AuditFilter::default(), PageRequest::new(20, 0)).await?;
+    let all = log
+        .list(tenant, &AuditFilter::default(), PageRequest::new(20, 0))
+        .await?;
     let ids: Vec<i64> = all.items.iter().map(|e| e.id).collect();
-    ensure!(ids == [third.id, second.id, first.id], "newest first, only this tenant: {ids:?}");
+    ensure!(
+        ids == [third.id, second.id, first.id],
+        "newest first, only this tenant: {ids:?}"
+    );
     ensure!(all.total == 3, "total of this tenant");
 
-    let triggered = AuditFilter { action: Some(AuditAction::RecomputeTriggered), actor: None };
-    ensure!(log.list(tenant, &triggered, PageRequest::new(20, 0)).await?.total == 2, "action filter");
-    let worker = AuditFilter { action: None, actor: Some(Actor::parse("recompute-worker")?) };
+    let triggered = AuditFilter {
+        action: Some(AuditAction::RecomputeTriggered),
+        actor: None,
+    };
+    ensure!(
+        log.list(tenant, &triggered, PageRequest::new(20, 0))
+            .await?
+            .total
+            == 2,
+        "action filter"
+    );
+    let worker = AuditFilter {
+        action: None,
+        actor: Some(Actor::parse("recompute-worker")?),
+    };
     let page = log.list(tenant, &worker, PageRequest::new(20, 0)).await?;
-    ensure!(page.total == 1 && page.items[0].id == second.id, "actor filter is exact");
-    let prefix = AuditFilter { action: None, actor: Some(Actor::parse("op")?) };
-    ensure!(log.list(tenant, &prefix, PageRequest::new(20, 0)).await?.total == 0, "actor filter is not a prefix match");
-    let paged = log.list(tenant, &AuditFilter::default(), PageRequest::new(2, 1)).await?;
-    ensure!(paged.items.len() == 2 && paged.items[0].id == second.id && paged.total == 3, "pagination");
+    ensure!(
+        page.total == 1 && page.items[0].id == second.id,
+        "actor filter is exact"
+    );
+    let prefix = AuditFilter {
+        action: None,
+        actor: Some(Actor::parse("op")?),
+    };
+    ensure!(
+        log.list(tenant, &prefix, PageRequest::new(20, 0))
+            .await?
+            .total
+            == 0,
+        "actor filter is not a prefix match"
+    );
+    let paged = log
+        .list(tenant, &AuditFilter::default(), PageRequest::new(2, 1))
+        .await?;
+    ensure!(
+        paged.items.len() == 2 && paged.items[0].id == second.id && paged.total == 3,
+        "pagination"
+    );
     Ok(())
 }
 
@@ -471,17 +1089,35 @@ pub async fn response_cache(cache: &dyn ResponseCache, tenant: TenantId) -> Resu
     let report = slug("status-counts")?;
     let key = CacheKey::report(tenant, &report, 1, "abc");
     ensure!(cache.get(&key).await?.is_none(), "a fresh key misses");
-    cache.put(&key, b"first".to_vec(), Duration::from_secs(60)).await?;
-    ensure!(cache.get(&key).await?.as_deref() == Some(&b"first"[..]), "a stored value hits");
-    cache.put(&key, b"second".to_vec(), Duration::from_secs(60)).await?;
-    ensure!(cache.get(&key).await?.as_deref() == Some(&b"second"[..]), "put replaces");
+    cache
+        .put(&key, b"first".to_vec(), Duration::from_secs(60))
+        .await?;
+    ensure!(
+        cache.get(&key).await?.as_deref() == Some(&b"first"[..]),
+        "a stored value hits"
+    );
+    cache
+        .put(&key, b"second".to_vec(), Duration::from_secs(60))
+        .await?;
+    ensure!(
+        cache.get(&key).await?.as_deref() == Some(&b"second"[..]),
+        "put replaces"
+    );
     let next_version = CacheKey::report(tenant, &report, 2, "abc");
-    ensure!(cache.get(&next_version).await?.is_none(), "another version is another key");
+    ensure!(
+        cache.get(&next_version).await?.is_none(),
+        "another version is another key"
+    );
 
     let short = CacheKey::report(tenant, &report, 1, "short-lived");
-    cache.put(&short, b"soon gone".to_vec(), Duration::from_millis(50)).await?;
+    cache
+        .put(&short, b"soon gone".to_vec(), Duration::from_millis(50))
+        .await?;
     std::thread::sleep(Duration::from_millis(150));
-    ensure!(cache.get(&short).await?.is_none(), "an expired value misses");
+    ensure!(
+        cache.get(&short).await?.is_none(),
+        "an expired value misses"
+    );
     Ok(())
 }
 
@@ -489,15 +1125,34 @@ pub async fn response_cache(cache: &dyn ResponseCache, tenant: TenantId) -> Resu
 ///
 /// # Errors
 /// The first broken promise.
-pub async fn cache_versions(versions: &dyn CacheVersions, tenant: TenantId, other: TenantId) -> Result<()> {
+pub async fn cache_versions(
+    versions: &dyn CacheVersions,
+    tenant: TenantId,
+    other: TenantId,
+) -> Result<()> {
     let status = slug("status-counts")?;
     let top = slug("top-entities")?;
-    ensure!(versions.current(tenant, &status).await? == 0, "a report starts at version 0");
-    ensure!(versions.bump(tenant, &status).await? == 1, "the first bump gives 1");
+    ensure!(
+        versions.current(tenant, &status).await? == 0,
+        "a report starts at version 0"
+    );
+    ensure!(
+        versions.bump(tenant, &status).await? == 1,
+        "the first bump gives 1"
+    );
     ensure!(versions.bump(tenant, &status).await? == 2, "bumps count up");
-    ensure!(versions.current(tenant, &status).await? == 2, "current reads the last bump");
-    ensure!(versions.current(tenant, &top).await? == 0, "reports have their own versions");
-    ensure!(versions.current(other, &status).await? == 0, "tenants have their own versions");
+    ensure!(
+        versions.current(tenant, &status).await? == 2,
+        "current reads the last bump"
+    );
+    ensure!(
+        versions.current(tenant, &top).await? == 0,
+        "reports have their own versions"
+    );
+    ensure!(
+        versions.current(other, &status).await? == 0,
+        "tenants have their own versions"
+    );
     Ok(())
 }
 
@@ -506,27 +1161,78 @@ pub async fn cache_versions(versions: &dyn CacheVersions, tenant: TenantId, othe
 /// # Errors
 /// The first broken promise.
 pub async fn scope_lock(locks: &dyn ScopeLock, tenant: TenantId) -> Result<()> {
-    let scope = RecomputeScope::new(tenant, slug("volume-by-period")?, Window::Week, range(date!(2026 - 11 - 18), date!(2026 - 11 - 20))?);
+    let scope = RecomputeScope::new(
+        tenant,
+        slug("volume-by-period")?,
+        Window::Week,
+        range(date!(2026 - 11 - 18), date!(2026 - 11 - 20))?,
+    );
     let owner = LockToken::generate();
     let intruder = LockToken::generate();
     let ttl = Duration::from_secs(30);
-    ensure!(locks.acquire(&scope, &owner, ttl).await?, "a free scope is acquired");
-    ensure!(!locks.acquire(&scope, &intruder, ttl).await?, "a held scope is refused");
-    ensure!(!locks.release(&scope, &intruder).await?, "only the owner releases");
-    ensure!(!locks.extend(&scope, &intruder, ttl).await?, "only the owner extends");
-    ensure!(!locks.acquire(&scope, &intruder, ttl).await?, "a failed release by another leaves the lock held");
-    ensure!(locks.extend(&scope, &owner, ttl).await?, "the owner extends");
+    ensure!(
+        locks.acquire(&scope, &owner, ttl).await?,
+        "a free scope is acquired"
+    );
+    ensure!(
+        !locks.acquire(&scope, &intruder, ttl).await?,
+        "a held scope is refused"
+    );
+    ensure!(
+        !locks.release(&scope, &intruder).await?,
+        "only the owner releases"
+    );
+    ensure!(
+        !locks.extend(&scope, &intruder, ttl).await?,
+        "only the owner extends"
+    );
+    ensure!(
+        !locks.acquire(&scope, &intruder, ttl).await?,
+        "a failed release by another leaves the lock held"
+    );
+    ensure!(
+        locks.extend(&scope, &owner, ttl).await?,
+        "the owner extends"
+    );
     ensure!(locks.release(&scope, &owner).await?, "the owner releases");
-    ensure!(!locks.release(&scope, &owner).await?, "a released lock is not released twice");
-    ensure!(locks.acquire(&scope, &intruder, ttl).await?, "a released scope is free again");
-    ensure!(locks.release(&scope, &intruder).await?, "and its new owner releases it");
+    ensure!(
+        !locks.release(&scope, &owner).await?,
+        "a released lock is not released twice"
+    );
+    ensure!(
+        locks.acquire(&scope, &intruder, ttl).await?,
+        "a released scope is free again"
+    );
+    ensure!(
+        locks.release(&scope, &intruder).await?,
+        "and its new owner releases it"
+    );
 
-    let other_scope = RecomputeScope::new(tenant, slug("volume-by-period")?, Window::Day, range(date!(2026 - 11 - 18), date!(2026 - 11 - 20))?);
-    ensure!(locks.acquire(&other_scope, &owner, Duration::from_millis(50)).await?, "scopes lock independently");
+    let other_scope = RecomputeScope::new(
+        tenant,
+        slug("volume-by-period")?,
+        Window::Day,
+        range(date!(2026 - 11 - 18), date!(2026 - 11 - 20))?,
+    );
+    ensure!(
+        locks
+            .acquire(&other_scope, &owner, Duration::from_millis(50))
+            .await?,
+        "scopes lock independently"
+    );
     std::thread::sleep(Duration::from_millis(150));
-    ensure!(!locks.extend(&other_scope, &owner, ttl).await?, "an expired lock cannot be extended");
-    ensure!(locks.acquire(&other_scope, &intruder, ttl).await?, "an expired lock is free");
-    ensure!(!locks.release(&other_scope, &owner).await?, "the former owner cannot release the new owner's lock");
+    ensure!(
+        !locks.extend(&other_scope, &owner, ttl).await?,
+        "an expired lock cannot be extended"
+    );
+    ensure!(
+        locks.acquire(&other_scope, &intruder, ttl).await?,
+        "an expired lock is free"
+    );
+    ensure!(
+        !locks.release(&other_scope, &owner).await?,
+        "the former owner cannot release the new owner's lock"
+    );
     ensure!(locks.release(&other_scope, &intruder).await?, "cleanup");
     Ok(())
 }

@@ -18,7 +18,10 @@ pub mod worker;
 pub use audit::{AuditError, AuditService};
 pub use clock::SystemClock;
 pub use health::{HealthReport, HealthService, OverallStatus};
-pub use recompute::{RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError, TriggerRequest};
+pub use recompute::{
+    RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
+    TriggerRequest,
+};
 pub use reports::{ReportError, ReportResult, ReportService, RunReportParams};
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use worker::{RecomputeWorker, WorkerPorts};

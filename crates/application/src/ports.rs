@@ -56,7 +56,8 @@ pub trait ReportCatalog: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the catalog cannot be read; [`StoreError::Unexpected`]
     /// otherwise.
-    async fn list_public(&self, query: &CatalogQuery) -> Result<Page<ReportDefinition>, StoreError>;
+    async fn list_public(&self, query: &CatalogQuery)
+    -> Result<Page<ReportDefinition>, StoreError>;
 
     /// The definition called `slug`, public or not; `Ok(None)` when there is none.
     ///
@@ -82,7 +83,12 @@ pub trait EventStore: Send + Sync {
     ///
     /// # Errors
     /// As [`EventStore::append`].
-    async fn load_demo(&self, tenant: TenantId, count: u64, now: OffsetDateTime) -> Result<u64, StoreError>;
+    async fn load_demo(
+        &self,
+        tenant: TenantId,
+        count: u64,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 
     /// How many events `tenant` has.
     ///
@@ -209,7 +215,8 @@ pub trait RunStore: Send + Sync {
     ///
     /// # Errors
     /// [`RunStoreError::Unavailable`] or [`RunStoreError::Unexpected`].
-    async fn get(&self, tenant: TenantId, id: RunId) -> Result<Option<RecomputeRun>, RunStoreError>;
+    async fn get(&self, tenant: TenantId, id: RunId)
+    -> Result<Option<RecomputeRun>, RunStoreError>;
 
     /// The runs of `tenant` passing `filter`, newest request first (ties by id), paginated,
     /// with the total number of matches.
@@ -228,7 +235,12 @@ pub trait RunStore: Send + Sync {
     /// # Errors
     /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] when it is not pending (for
     /// example because another worker claimed it); otherwise as [`RunStore::get`].
-    async fn start(&self, tenant: TenantId, id: RunId, at: OffsetDateTime) -> Result<RecomputeRun, RunStoreError>;
+    async fn start(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError>;
 
     /// Moves a running run to completed with its summary and returns it.
     ///
@@ -292,7 +304,10 @@ pub trait RunQueue: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the queue cannot be read right now (the caller retries
     /// after a pause); [`StoreError::Unexpected`] otherwise.
-    async fn claim_next(&self, started_at: OffsetDateTime) -> Result<Option<RecomputeRun>, StoreError>;
+    async fn claim_next(
+        &self,
+        started_at: OffsetDateTime,
+    ) -> Result<Option<RecomputeRun>, StoreError>;
 
     /// Stops handing out work: waiting and later [`RunQueue::claim_next`] calls return
     /// `Ok(None)`. Idempotent.
@@ -390,7 +405,12 @@ pub trait ScopeLock: Send + Sync {
     ///
     /// # Errors
     /// [`CacheError`] when the lock store cannot be reached; nothing was taken.
-    async fn acquire(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError>;
+    async fn acquire(
+        &self,
+        scope: &RecomputeScope,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError>;
 
     /// Releases the lock of `scope` if `token` still owns it; `Ok(false)` otherwise (it expired
     /// or someone else holds it now, and that holder's lock is left alone).
@@ -403,7 +423,12 @@ pub trait ScopeLock: Send + Sync {
     ///
     /// # Errors
     /// [`CacheError`] when the lock store cannot be reached.
-    async fn extend(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError>;
+    async fn extend(
+        &self,
+        scope: &RecomputeScope,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError>;
 }
 
 /// The time, controlled by tests.

@@ -26,7 +26,9 @@ pub enum TriggerError {
     #[error("report {0:?} not found")]
     ReportNotFound(String),
     /// A recompute of the same scope holds the lock or is still active.
-    #[error("a recompute of {report_slug} ({window}, {date_from} to {date_to}) is already in progress")]
+    #[error(
+        "a recompute of {report_slug} ({window}, {date_from} to {date_to}) is already in progress"
+    )]
     ScopeBusy {
         report_slug: String,
         window: Window,
@@ -152,7 +154,11 @@ impl RecomputeService {
     /// # Errors
     /// [`TriggerError::Invalid`] for a bad field and [`TriggerError::ReportNotFound`] for an
     /// unknown report.
-    pub async fn parse(&self, tenant: TenantId, request: &TriggerRequest) -> Result<RecomputeRequest, TriggerError> {
+    pub async fn parse(
+        &self,
+        tenant: TenantId,
+        request: &TriggerRequest,
+    ) -> Result<RecomputeRequest, TriggerError> {
         let slug_raw = request
             .report_slug
             .as_deref()
@@ -163,10 +169,22 @@ impl RecomputeService {
             Some(raw) => raw.parse::<Window>()?,
             None => Window::Day,
         };
-        let from = request.date_from.as_deref().map(|raw| parse_date("date_from", raw)).transpose()?;
-        let to = request.date_to.as_deref().map(|raw| parse_date("date_to", raw)).transpose()?;
-        let range = DateRange::resolve(from, to, self.clock.now().date())?.within_limit(self.max_range_days)?;
-        let requested_by = match (request.requested_by.as_deref(), request.actor_header.as_deref()) {
+        let from = request
+            .date_from
+            .as_deref()
+            .map(|raw| parse_date("date_from", raw))
+            .transpose()?;
+        let to = request
+            .date_to
+            .as_deref()
+            .map(|raw| parse_date("date_to", raw))
+            .transpose()?;
+        let range = DateRange::resolve(from, to, self.clock.now().date())?
+            .within_limit(self.max_range_days)?;
+        let requested_by = match (
+            request.requested_by.as_deref(),
+            request.actor_header.as_deref(),
+        ) {
             (Some(body), _) => Actor::parse(body)?,
             (None, Some(header)) => Actor::parse(header)
                 .map_err(|err| ValidationError::new("X-Actor", err.message().to_owned()))?,
@@ -178,7 +196,11 @@ impl RecomputeService {
         let report = self.catalog.get(&slug).await?.ok_or_else(not_found)?;
         if !report.allows(window) {
             let names: Vec<&str> = report.windows.iter().map(|w| w.window.as_str()).collect();
-            return Err(ValidationError::new("window", format!("{slug} supports windows: {}", names.join(", "))).into());
+            return Err(ValidationError::new(
+                "window",
+                format!("{slug} supports windows: {}", names.join(", ")),
+            )
+            .into());
         }
         Ok(RecomputeRequest {
             tenant,
@@ -197,7 +219,11 @@ impl RecomputeService {
     /// [`TriggerError::QueueFull`] when the queue is at capacity, after the run was marked
     /// failed, audited and its lock released.
     #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn trigger(&self, tenant: TenantId, request: &TriggerRequest) -> Result<RecomputeRun, TriggerError> {
+    pub async fn trigger(
+        &self,
+        tenant: TenantId,
+        request: &TriggerRequest,
+    ) -> Result<RecomputeRun, TriggerError> {
         let request = self.parse(tenant, request).await?;
         let run = self.admit(&request).await?;
         match self.queue.enqueue(&run).await {
@@ -209,7 +235,9 @@ impl RecomputeService {
                 let reason = err.to_string();
                 self.abandon(&run, &reason).await;
                 match err {
-                    EnqueueError::Full | EnqueueError::Closed => Err(TriggerError::QueueFull(run.id)),
+                    EnqueueError::Full | EnqueueError::Closed => {
+                        Err(TriggerError::QueueFull(run.id))
+                    }
                     EnqueueError::Unexpected(e) => Err(TriggerError::Unexpected(e)),
                 }
             }
@@ -225,7 +253,12 @@ impl RecomputeService {
     /// in which case the lock is released and no run is left pending.
     #[tracing::instrument(skip_all, fields(report = %request.report_slug, window = %request.window), err(level = "info"))]
     pub async fn admit(&self, request: &RecomputeRequest) -> Result<RecomputeRun, TriggerError> {
-        let scope = RecomputeScope::new(request.tenant, request.report_slug.clone(), request.window, request.range);
+        let scope = RecomputeScope::new(
+            request.tenant,
+            request.report_slug.clone(),
+            request.window,
+            request.range,
+        );
         let busy = || TriggerError::ScopeBusy {
             report_slug: scope.report_slug.to_string(),
             window: scope.window,
@@ -238,7 +271,9 @@ impl RecomputeService {
             Ok(false) => return Err(busy()),
             // Without the lock store the run store's one-active-run-per-scope rule still
             // prevents duplicates, so a trigger degrades rather than fails.
-            Err(CacheError(err)) => warn!(error = %err, "scope lock unavailable; relying on the run store"),
+            Err(CacheError(err)) => {
+                warn!(error = %err, "scope lock unavailable; relying on the run store")
+            }
         }
 
         let run = RecomputeRun::pending(
@@ -275,7 +310,11 @@ impl RecomputeService {
         if let Err(err) = self.audit.record(entry).await {
             // An unaudited run must not go ahead: fail it and free the scope.
             let reason = "the trigger could not be audited";
-            if let Err(fail_err) = self.runs.fail(run.tenant, run.id, reason, self.clock.now()).await {
+            if let Err(fail_err) = self
+                .runs
+                .fail(run.tenant, run.id, reason, self.clock.now())
+                .await
+            {
                 warn!(run_id = %run.id, error = %fail_err, "could not mark an unaudited run failed");
             }
             self.release(&scope, &token).await;

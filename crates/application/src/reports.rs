@@ -158,10 +158,16 @@ impl ReportService {
     /// parameter, [`ReportError::Unavailable`] when the snapshots cannot be read. Cache failures
     /// are never errors: the result is then served from the snapshots.
     #[tracing::instrument(skip_all, fields(slug = %slug), err(level = "info"))]
-    pub async fn run(&self, tenant: TenantId, slug: &str, params: &RunReportParams) -> Result<ReportResult, ReportError> {
+    pub async fn run(
+        &self,
+        tenant: TenantId,
+        slug: &str,
+        params: &RunReportParams,
+    ) -> Result<ReportResult, ReportError> {
         let started = Instant::now();
         let report = self.get(slug).await?;
-        let kind = ReportKind::from_slug(&report.slug).ok_or_else(|| ReportError::NotFound(slug.to_owned()))?;
+        let kind = ReportKind::from_slug(&report.slug)
+            .ok_or_else(|| ReportError::NotFound(slug.to_owned()))?;
         let query = self.parse(tenant, &report, kind, params)?;
 
         let version = match self.versions.current(tenant, &report.slug).await {
@@ -204,8 +210,12 @@ impl ReportService {
             last_refreshed_at: page.last_refreshed_at,
         };
         if let Some(key) = &key {
-            self.write_cache(key, &fresh, Duration::from_secs(u64::from(report.cache_ttl_seconds)))
-                .await;
+            self.write_cache(
+                key,
+                &fresh,
+                Duration::from_secs(u64::from(report.cache_ttl_seconds)),
+            )
+            .await;
         }
         Ok(ReportResult {
             report_slug: report.slug,
@@ -242,13 +252,26 @@ impl ReportService {
                 format!("{} supports windows: {}", report.slug, names.join(", ")),
             ));
         }
-        let from = params.date_from.as_deref().map(|raw| parse_date("date_from", raw)).transpose()?;
-        let to = params.date_to.as_deref().map(|raw| parse_date("date_to", raw)).transpose()?;
+        let from = params
+            .date_from
+            .as_deref()
+            .map(|raw| parse_date("date_from", raw))
+            .transpose()?;
+        let to = params
+            .date_to
+            .as_deref()
+            .map(|raw| parse_date("date_to", raw))
+            .transpose()?;
         let today = self.clock.now().date();
         let range = DateRange::resolve(from, to, today)?.within_limit(self.max_range_days)?;
         let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
-        let filter = DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;
-        let page = PageRequest::strict(params.limit.as_deref(), params.offset.as_deref(), DEFAULT_ROW_LIMIT)?;
+        let filter =
+            DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;
+        let page = PageRequest::strict(
+            params.limit.as_deref(),
+            params.offset.as_deref(),
+            DEFAULT_ROW_LIMIT,
+        )?;
         Ok(ReportQuery {
             tenant,
             kind,

@@ -83,9 +83,17 @@ impl SeedService {
     /// # Errors
     /// [`SeedError`] when a store fails or a precompute run does not complete.
     #[tracing::instrument(skip(self), err)]
-    pub async fn seed(&self, tenant: TenantId, count: u64, reset: bool) -> Result<SeedOutcome, SeedError> {
+    pub async fn seed(
+        &self,
+        tenant: TenantId,
+        count: u64,
+        reset: bool,
+    ) -> Result<SeedOutcome, SeedError> {
         let (events_removed, snapshot_rows_removed) = if reset {
-            (self.events.clear(tenant).await?, self.snapshots.clear(tenant).await?)
+            (
+                self.events.clear(tenant).await?,
+                self.snapshots.clear(tenant).await?,
+            )
         } else {
             (0, 0)
         };
@@ -105,7 +113,10 @@ impl SeedService {
                     requested_by: Actor::builtin(Actor::SEED),
                 };
                 let admitted = self.recompute.admit(&request).await?;
-                let running = self.runs.start(tenant, admitted.id, self.clock.now()).await?;
+                let running = self
+                    .runs
+                    .start(tenant, admitted.id, self.clock.now())
+                    .await?;
                 let finished = self.worker.execute(running).await;
                 if finished.status != RunStatus::Completed {
                     return Err(SeedError::RecomputeFailed {
@@ -129,7 +140,11 @@ impl SeedService {
     ///
     /// # Errors
     /// As [`SeedService::seed`].
-    pub async fn seed_if_empty(&self, tenant: TenantId, count: u64) -> Result<Option<SeedOutcome>, SeedError> {
+    pub async fn seed_if_empty(
+        &self,
+        tenant: TenantId,
+        count: u64,
+    ) -> Result<Option<SeedOutcome>, SeedError> {
         if self.events.count(tenant).await? > 0 {
             return Ok(None);
         }

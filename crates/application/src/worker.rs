@@ -9,7 +9,9 @@ use domain::{
 use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::ports::{AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, ScopeLock, SnapshotStore};
+use crate::ports::{
+    AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, ScopeLock, SnapshotStore,
+};
 
 /// How long the worker waits before asking an unavailable queue again.
 const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
@@ -77,7 +79,10 @@ impl RecomputeWorker {
         let p = &self.ports;
         let scope = run.scope();
         let outcome = match ReportKind::from_slug(&run.report_slug) {
-            None => Err(format!("report {} has no snapshot builder", run.report_slug)),
+            None => Err(format!(
+                "report {} has no snapshot builder",
+                run.report_slug
+            )),
             Some(kind) => {
                 let request = RebuildRequest {
                     tenant: run.tenant,
@@ -104,28 +109,41 @@ impl RecomputeWorker {
                     effective_date_from: scope.range.from(),
                     effective_date_to: scope.range.to(),
                 };
-                match p.runs.complete(run.tenant, run.id, summary, p.clock.now()).await {
+                match p
+                    .runs
+                    .complete(run.tenant, run.id, summary, p.clock.now())
+                    .await
+                {
                     Ok(completed) => {
                         if let Err(err) = p.versions.bump(run.tenant, &run.report_slug).await {
                             // Entries of the old version then live until their TTL ends.
                             warn!(error = %err, "could not bump the cache version");
                         }
-                        self.audit(&completed, AuditAction::RecomputeCompleted, json!({
-                            "report_slug": completed.report_slug.as_str(),
-                            "window": completed.window.as_str(),
-                            "rows_deleted": summary.rows_deleted,
-                            "rows_inserted": summary.rows_inserted,
-                            "bucket_count": summary.bucket_count,
-                            "effective_date_from": format_date(summary.effective_date_from),
-                            "effective_date_to": format_date(summary.effective_date_to),
-                        }))
+                        self.audit(
+                            &completed,
+                            AuditAction::RecomputeCompleted,
+                            json!({
+                                "report_slug": completed.report_slug.as_str(),
+                                "window": completed.window.as_str(),
+                                "rows_deleted": summary.rows_deleted,
+                                "rows_inserted": summary.rows_inserted,
+                                "bucket_count": summary.bucket_count,
+                                "effective_date_from": format_date(summary.effective_date_from),
+                                "effective_date_to": format_date(summary.effective_date_to),
+                            }),
+                        )
                         .await;
-                        info!(rows_inserted = summary.rows_inserted, rows_deleted = summary.rows_deleted, "recompute completed");
+                        info!(
+                            rows_inserted = summary.rows_inserted,
+                            rows_deleted = summary.rows_deleted,
+                            "recompute completed"
+                        );
                         completed
                     }
                     Err(err) => {
                         error!(error = ?anyhow::Error::from(err), "could not mark the run completed");
-                        self.fail(run.clone(), "the run could not be marked completed").await
+                        self.fail(run.clone(), "the run could not be marked completed")
+                            .await
                     }
                 }
             }
@@ -142,18 +160,26 @@ impl RecomputeWorker {
 
     async fn fail(&self, run: RecomputeRun, message: &str) -> RecomputeRun {
         let p = &self.ports;
-        let failed = match p.runs.fail(run.tenant, run.id, message, p.clock.now()).await {
+        let failed = match p
+            .runs
+            .fail(run.tenant, run.id, message, p.clock.now())
+            .await
+        {
             Ok(failed) => failed,
             Err(err) => {
                 error!(error = ?anyhow::Error::from(err), "could not mark the run failed");
                 run
             }
         };
-        self.audit(&failed, AuditAction::RecomputeFailed, json!({
-            "report_slug": failed.report_slug.as_str(),
-            "window": failed.window.as_str(),
-            "error": message,
-        }))
+        self.audit(
+            &failed,
+            AuditAction::RecomputeFailed,
+            json!({
+                "report_slug": failed.report_slug.as_str(),
+                "window": failed.window.as_str(),
+                "error": message,
+            }),
+        )
         .await;
         warn!(error = message, "recompute failed");
         failed

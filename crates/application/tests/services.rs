@@ -4,13 +4,15 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, RunReportParams, SeedService,
-    TriggerError, TriggerRequest, WorkerPorts,
-    ports::{CacheVersions, Clock, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem},
+    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
+    RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
+    ports::{
+        CacheVersions, Clock, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem,
+    },
 };
 use domain::{
-    AuditAction, AuditFilter, PageRequest, RecomputeScope, ReportRow, ReportSlug, RunFilter, RunStatus,
-    TenantId, Window, demo,
+    AuditAction, AuditFilter, PageRequest, RecomputeScope, ReportRow, ReportSlug, RunFilter,
+    RunStatus, TenantId, Window, demo,
 };
 use memory_adapter::{InMemoryAdapters, ManualClock};
 use time::{
@@ -69,7 +71,14 @@ impl Harness {
             clock: clock.clone(),
         });
         let audit = AuditService::new(adapters.audit.clone());
-        Self { adapters, clock, reports, recompute, worker, audit }
+        Self {
+            adapters,
+            clock,
+            reports,
+            recompute,
+            worker,
+            audit,
+        }
     }
 
     fn seeder(&self) -> SeedService {
@@ -85,13 +94,26 @@ impl Harness {
 
     /// Claims the next queued run and executes it, as a worker loop would.
     async fn work_one(&self) -> Result<domain::RecomputeRun> {
-        let run = self.adapters.queue.claim_next(self.clock.now()).await?.context("a queued run")?;
+        let run = self
+            .adapters
+            .queue
+            .claim_next(self.clock.now())
+            .await?
+            .context("a queued run")?;
         Ok(self.worker.execute(run).await)
     }
 
     async fn audit_actions(&self) -> Result<Vec<(AuditAction, String)>> {
-        let page = self.audit.list(TENANT, &AuditFilter::default(), PageRequest::new(100, 0)).await?;
-        Ok(page.items.into_iter().rev().map(|e| (e.action, e.actor.to_string())).collect())
+        let page = self
+            .audit
+            .list(TENANT, &AuditFilter::default(), PageRequest::new(100, 0))
+            .await?;
+        Ok(page
+            .items
+            .into_iter()
+            .rev()
+            .map(|e| (e.action, e.actor.to_string()))
+            .collect())
     }
 }
 
@@ -117,10 +139,19 @@ fn params(from: &str, to: &str) -> RunReportParams {
 #[tokio::test]
 async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     let h = Harness::new(8);
-    let outcome = h.seeder().seed(TENANT, demo::DEFAULT_EVENT_COUNT, false).await?;
+    let outcome = h
+        .seeder()
+        .seed(TENANT, demo::DEFAULT_EVENT_COUNT, false)
+        .await?;
     ensure!(outcome.events_inserted == 25_000, "all demo events written");
     ensure!(outcome.runs.len() == 6, "one run per report and window");
-    ensure!(outcome.runs.iter().all(|r| r.status == RunStatus::Completed && r.requested_by.as_str() == "seed"), "seed runs complete");
+    ensure!(
+        outcome
+            .runs
+            .iter()
+            .all(|r| r.status == RunStatus::Completed && r.requested_by.as_str() == "seed"),
+        "seed runs complete"
+    );
 
     let range = demo::date_range(NOW);
     let mut p = params(&range.from().to_string(), &range.to().to_string());
@@ -130,24 +161,54 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     let pending = 25_000 / 11 - 25_000 / 187;
     let success = 25_000 - failed - pending;
     let expected = vec![
-        ReportRow::Status { status: "success".into(), event_count: success },
-        ReportRow::Status { status: "pending".into(), event_count: pending },
-        ReportRow::Status { status: "failed".into(), event_count: failed },
+        ReportRow::Status {
+            status: "success".into(),
+            event_count: success,
+        },
+        ReportRow::Status {
+            status: "pending".into(),
+            event_count: pending,
+        },
+        ReportRow::Status {
+            status: "failed".into(),
+            event_count: failed,
+        },
     ];
-    ensure!(result.rows == expected, "exact counts over the demo data: {:?}", result.rows);
+    ensure!(
+        result.rows == expected,
+        "exact counts over the demo data: {:?}",
+        result.rows
+    );
 
     // Weeks are read when their Monday lies in the range: start at the first seeded Monday.
     p.window = Some("week".into());
     p.date_from = Some(Window::Week.bucket_start(range.from()).to_string());
     let weekly = h.reports.run(TENANT, "status-counts", &p).await?;
-    ensure!(weekly.rows == expected, "week snapshots hold the same totals when whole weeks are read");
+    ensure!(
+        weekly.rows == expected,
+        "week snapshots hold the same totals when whole weeks are read"
+    );
 
     let mut top = params(&range.from().to_string(), &range.to().to_string());
     top.limit = Some("100".into());
     let entities = h.reports.run(TENANT, "top-entities", &top).await?;
-    ensure!(entities.total_rows == 240, "240 demo entities, got {}", entities.total_rows);
-    let sum: i64 = entities.rows.iter().map(|r| match r { ReportRow::Entity { event_count, .. } => *event_count, _ => 0 }).sum();
-    ensure!(entities.rows.len() == 100 && sum > 0, "a page of 100 ranked entities");
+    ensure!(
+        entities.total_rows == 240,
+        "240 demo entities, got {}",
+        entities.total_rows
+    );
+    let sum: i64 = entities
+        .rows
+        .iter()
+        .map(|r| match r {
+            ReportRow::Entity { event_count, .. } => *event_count,
+            _ => 0,
+        })
+        .sum();
+    ensure!(
+        entities.rows.len() == 100 && sum > 0,
+        "a page of 100 ranked entities"
+    );
     Ok(())
 }
 
@@ -158,11 +219,21 @@ async fn a_second_read_is_a_cache_hit_with_the_same_rows() -> Result<()> {
     let p = params("2026-11-01", "2026-11-21");
 
     let first = h.reports.run(TENANT, "volume-by-period", &p).await?;
-    ensure!(!first.cache_hit && first.source_system == SourceSystem::Memory, "the first read comes from the snapshots");
+    ensure!(
+        !first.cache_hit && first.source_system == SourceSystem::Memory,
+        "the first read comes from the snapshots"
+    );
     let second = h.reports.run(TENANT, "volume-by-period", &p).await?;
     ensure!(second.cache_hit, "the second read is a hit");
-    ensure!(second.rows == first.rows && second.generated_at == first.generated_at, "a hit serves the stored result");
-    ensure!(second.snapshot_version == Some(2), "the day and week seed runs bumped the version: {:?}", second.snapshot_version);
+    ensure!(
+        second.rows == first.rows && second.generated_at == first.generated_at,
+        "a hit serves the stored result"
+    );
+    ensure!(
+        second.snapshot_version == Some(2),
+        "the day and week seed runs bumped the version: {:?}",
+        second.snapshot_version
+    );
     Ok(())
 }
 
@@ -171,13 +242,20 @@ async fn a_cache_hit_does_not_touch_the_snapshot_store() -> Result<()> {
     let mut snapshots = MockSnapshotStore::new();
     snapshots.expect_system().return_const(SourceSystem::Memory);
     snapshots.expect_query().times(1).returning(|_| {
-        Ok(domain::SnapshotPage { rows: vec![], total_rows: 0, last_refreshed_at: None })
+        Ok(domain::SnapshotPage {
+            rows: vec![],
+            total_rows: 0,
+            last_refreshed_at: None,
+        })
     });
     let h = Harness::with_snapshots(8, Some(Arc::new(snapshots)));
     let p = params("2026-11-01", "2026-11-21");
     h.reports.run(TENANT, "status-counts", &p).await?;
     let hit = h.reports.run(TENANT, "status-counts", &p).await?;
-    ensure!(hit.cache_hit, "second read hits; the mock fails the test if the store is queried twice");
+    ensure!(
+        hit.cache_hit,
+        "second read hits; the mock fails the test if the store is queried twice"
+    );
     Ok(())
 }
 
@@ -191,9 +269,14 @@ async fn equivalent_requests_share_one_cache_entry() -> Result<()> {
         offset: Some("0".into()),
         ..params("2026-10-23", "2026-11-21")
     };
-    h.reports.run(TENANT, "volume-by-period", &RunReportParams::default()).await?;
+    h.reports
+        .run(TENANT, "volume-by-period", &RunReportParams::default())
+        .await?;
     let hit = h.reports.run(TENANT, "volume-by-period", &explicit).await?;
-    ensure!(hit.cache_hit, "defaults and their explicit values normalize to one key");
+    ensure!(
+        hit.cache_hit,
+        "defaults and their explicit values normalize to one key"
+    );
     Ok(())
 }
 
@@ -208,14 +291,25 @@ async fn a_completed_recompute_bumps_the_version_and_retires_cached_results() ->
     let slug = ReportSlug::parse("top-entities")?;
     let before = h.adapters.versions.current(TENANT, &slug).await?;
 
-    h.recompute.trigger(TENANT, &trigger("top-entities", "day", "2026-11-01", "2026-11-21")).await?;
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("top-entities", "day", "2026-11-01", "2026-11-21"),
+        )
+        .await?;
     let run = h.work_one().await?;
     ensure!(run.status == RunStatus::Completed, "run completed: {run:?}");
-    ensure!(h.adapters.versions.current(TENANT, &slug).await? == before + 1, "the version was bumped once");
+    ensure!(
+        h.adapters.versions.current(TENANT, &slug).await? == before + 1,
+        "the version was bumped once"
+    );
 
     let after = h.reports.run(TENANT, "top-entities", &p).await?;
     ensure!(!after.cache_hit, "the old entry is no longer read");
-    ensure!(after.snapshot_version == Some(before + 1), "the result carries the new version");
+    ensure!(
+        after.snapshot_version == Some(before + 1),
+        "the result carries the new version"
+    );
     Ok(())
 }
 
@@ -227,12 +321,21 @@ async fn reads_survive_an_unavailable_cache() -> Result<()> {
     let p = params("2026-11-01", "2026-11-21");
     let first = h.reports.run(TENANT, "status-counts", &p).await?;
     let second = h.reports.run(TENANT, "status-counts", &p).await?;
-    ensure!(!first.cache_hit && !second.cache_hit, "no hits without a cache");
-    ensure!(second.rows == first.rows && !first.rows.is_empty(), "rows still come from the snapshots");
+    ensure!(
+        !first.cache_hit && !second.cache_hit,
+        "no hits without a cache"
+    );
+    ensure!(
+        second.rows == first.rows && !first.rows.is_empty(),
+        "rows still come from the snapshots"
+    );
 
     h.adapters.versions.set_failing(true);
     let third = h.reports.run(TENANT, "status-counts", &p).await?;
-    ensure!(third.snapshot_version.is_none() && third.rows == first.rows, "no version, same rows");
+    ensure!(
+        third.snapshot_version.is_none() && third.rows == first.rows,
+        "no version, same rows"
+    );
     Ok(())
 }
 
@@ -241,13 +344,25 @@ async fn a_duplicate_trigger_is_a_conflict_and_leaves_no_second_run() -> Result<
     let h = Harness::new(8);
     let request = trigger("volume-by-period", "day", "2026-11-01", "2026-11-10");
     let first = h.recompute.trigger(TENANT, &request).await?;
-    ensure!(first.status == RunStatus::Pending, "the first trigger queues a pending run");
+    ensure!(
+        first.status == RunStatus::Pending,
+        "the first trigger queues a pending run"
+    );
 
     let second = h.recompute.trigger(TENANT, &request).await;
-    ensure!(matches!(second, Err(TriggerError::ScopeBusy { .. })), "the same scope is busy: {second:?}");
-    let runs = h.recompute.list(TENANT, &RunFilter::default(), PageRequest::new(20, 0)).await?;
+    ensure!(
+        matches!(second, Err(TriggerError::ScopeBusy { .. })),
+        "the same scope is busy: {second:?}"
+    );
+    let runs = h
+        .recompute
+        .list(TENANT, &RunFilter::default(), PageRequest::new(20, 0))
+        .await?;
     ensure!(runs.total == 1, "no run was stored for the refused trigger");
-    ensure!(h.audit_actions().await? == vec![(AuditAction::RecomputeTriggered, "ops".into())], "only one trigger audited");
+    ensure!(
+        h.audit_actions().await? == vec![(AuditAction::RecomputeTriggered, "ops".into())],
+        "only one trigger audited"
+    );
     Ok(())
 }
 
@@ -258,47 +373,96 @@ async fn the_run_store_still_refuses_duplicates_when_the_lock_store_is_down() ->
     let request = trigger("volume-by-period", "day", "2026-11-01", "2026-11-10");
     h.recompute.trigger(TENANT, &request).await?;
     let second = h.recompute.trigger(TENANT, &request).await;
-    ensure!(matches!(second, Err(TriggerError::ScopeBusy { .. })), "one active run per scope: {second:?}");
+    ensure!(
+        matches!(second, Err(TriggerError::ScopeBusy { .. })),
+        "one active run per scope: {second:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn a_full_queue_fails_the_run_and_releases_the_lock() -> Result<()> {
     let h = Harness::new(1);
-    h.recompute.trigger(TENANT, &trigger("status-counts", "day", "2026-11-01", "2026-11-02")).await?;
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-01", "2026-11-02"),
+        )
+        .await?;
     let overflow = trigger("status-counts", "day", "2026-11-05", "2026-11-06");
 
-    let err = h.recompute.trigger(TENANT, &overflow).await.err().context("the second trigger must fail")?;
-    let TriggerError::QueueFull(run_id) = err else { anyhow::bail!("expected QueueFull, got {err:?}") };
+    let err = h
+        .recompute
+        .trigger(TENANT, &overflow)
+        .await
+        .err()
+        .context("the second trigger must fail")?;
+    let TriggerError::QueueFull(run_id) = err else {
+        anyhow::bail!("expected QueueFull, got {err:?}")
+    };
     let run = h.recompute.get(TENANT, &run_id.to_string()).await?;
-    ensure!(run.status == RunStatus::Failed, "the unqueued run is failed");
-    ensure!(run.error_message.as_deref() == Some("the recompute queue is full"), "with the reason: {run:?}");
-    ensure!(!h.adapters.locks.is_held(&run.scope()), "its lock is released");
+    ensure!(
+        run.status == RunStatus::Failed,
+        "the unqueued run is failed"
+    );
+    ensure!(
+        run.error_message.as_deref() == Some("the recompute queue is full"),
+        "with the reason: {run:?}"
+    );
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "its lock is released"
+    );
     let actions = h.audit_actions().await?;
-    ensure!(actions.last() == Some(&(AuditAction::RecomputeFailed, "ops".into())), "the failure is audited: {actions:?}");
+    ensure!(
+        actions.last() == Some(&(AuditAction::RecomputeFailed, "ops".into())),
+        "the failure is audited: {actions:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn a_failing_rebuild_fails_the_run_audits_it_and_releases_the_lock() -> Result<()> {
     let h = Harness::new(8);
-    let run = h.recompute.trigger(TENANT, &trigger("status-counts", "week", "2026-11-02", "2026-11-15")).await?;
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "week", "2026-11-02", "2026-11-15"),
+        )
+        .await?;
     h.adapters.snapshots.set_failing(true);
     let finished = h.work_one().await?;
-    ensure!(finished.status == RunStatus::Failed && finished.finished_at == Some(NOW), "the run failed: {finished:?}");
     ensure!(
-        finished.error_message.as_deref().is_some_and(|m| m.contains("snapshot rebuild failed")),
+        finished.status == RunStatus::Failed && finished.finished_at == Some(NOW),
+        "the run failed: {finished:?}"
+    );
+    ensure!(
+        finished
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("snapshot rebuild failed")),
         "with an error message: {:?}",
         finished.error_message
     );
-    ensure!(!h.adapters.locks.is_held(&run.scope()), "the lock is released");
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "the lock is released"
+    );
     let actions = h.audit_actions().await?;
     ensure!(
-        actions == vec![(AuditAction::RecomputeTriggered, "ops".into()), (AuditAction::RecomputeFailed, "recompute-worker".into())],
+        actions
+            == vec![
+                (AuditAction::RecomputeTriggered, "ops".into()),
+                (AuditAction::RecomputeFailed, "recompute-worker".into())
+            ],
         "triggered then failed: {actions:?}"
     );
     let slug = ReportSlug::parse("status-counts")?;
-    ensure!(h.adapters.versions.current(TENANT, &slug).await? == 0, "a failed run bumps no version");
+    ensure!(
+        h.adapters.versions.current(TENANT, &slug).await? == 0,
+        "a failed run bumps no version"
+    );
     Ok(())
 }
 
@@ -306,23 +470,66 @@ async fn a_failing_rebuild_fails_the_run_audits_it_and_releases_the_lock() -> Re
 async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope() -> Result<()> {
     let h = Harness::new(8);
     h.seeder().seed(TENANT, 3_000, false).await?;
-    let run = h.recompute.trigger(TENANT, &trigger("volume-by-period", "day", "2026-11-10", "2026-11-12")).await?;
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("volume-by-period", "day", "2026-11-10", "2026-11-12"),
+        )
+        .await?;
     let done = h.work_one().await?;
-    ensure!(done.id == run.id && done.status == RunStatus::Completed, "completed: {done:?}");
+    ensure!(
+        done.id == run.id && done.status == RunStatus::Completed,
+        "completed: {done:?}"
+    );
     let summary = done.summary.context("a summary")?;
-    ensure!(summary.bucket_count == 3 && summary.effective_date_from == date!(2026 - 11 - 10), "summary: {summary:?}");
+    ensure!(
+        summary.bucket_count == 3 && summary.effective_date_from == date!(2026 - 11 - 10),
+        "summary: {summary:?}"
+    );
     let rows = h
         .adapters
         .snapshots
-        .rows(TENANT, domain::ReportKind::VolumeByPeriod, Window::Day, domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?)
+        .rows(
+            TENANT,
+            domain::ReportKind::VolumeByPeriod,
+            Window::Day,
+            domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?,
+        )
         .await?;
-    ensure!(!rows.is_empty() && rows.len() as u64 == summary.rows_inserted, "rows_inserted counts the stored rows");
-    ensure!(summary.rows_deleted == summary.rows_inserted, "the seed's rows of the same buckets were replaced: {summary:?}");
-    ensure!(rows.iter().all(|r| r.run_id == Some(run.id)), "every rebuilt row points to the run");
-    ensure!(!h.adapters.locks.is_held(&run.scope()), "the lock is released");
-    let page = h.audit.list(TENANT, &AuditFilter { action: Some(AuditAction::RecomputeCompleted), actor: None }, PageRequest::new(1, 0)).await?;
+    ensure!(
+        !rows.is_empty() && rows.len() as u64 == summary.rows_inserted,
+        "rows_inserted counts the stored rows"
+    );
+    ensure!(
+        summary.rows_deleted == summary.rows_inserted,
+        "the seed's rows of the same buckets were replaced: {summary:?}"
+    );
+    ensure!(
+        rows.iter().all(|r| r.run_id == Some(run.id)),
+        "every rebuilt row points to the run"
+    );
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "the lock is released"
+    );
+    let page = h
+        .audit
+        .list(
+            TENANT,
+            &AuditFilter {
+                action: Some(AuditAction::RecomputeCompleted),
+                actor: None,
+            },
+            PageRequest::new(1, 0),
+        )
+        .await?;
     let entry = page.items.first().context("a completed entry")?;
-    ensure!(entry.resource_id == run.id.to_string() && entry.metadata["rows_inserted"] == summary.rows_inserted, "audited with the summary: {entry:?}");
+    ensure!(
+        entry.resource_id == run.id.to_string()
+            && entry.metadata["rows_inserted"] == summary.rows_inserted,
+        "audited with the summary: {entry:?}"
+    );
     Ok(())
 }
 
@@ -330,24 +537,61 @@ async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope()
 async fn a_week_recompute_widens_to_whole_weeks() -> Result<()> {
     let h = Harness::new(8);
     // Wednesday 2026-11-04 to Thursday 2026-11-12 spans two ISO weeks.
-    let run = h.recompute.trigger(TENANT, &trigger("status-counts", "week", "2026-11-04", "2026-11-12")).await?;
-    ensure!(run.range.from() == date!(2026 - 11 - 04), "the run keeps the requested range");
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "week", "2026-11-04", "2026-11-12"),
+        )
+        .await?;
+    ensure!(
+        run.range.from() == date!(2026 - 11 - 04),
+        "the run keeps the requested range"
+    );
     let done = h.work_one().await?;
     let summary = done.summary.context("a summary")?;
-    ensure!(summary.effective_date_from == date!(2026 - 11 - 02), "from widens to Monday: {summary:?}");
-    ensure!(summary.effective_date_to == date!(2026 - 11 - 15), "to widens to Sunday: {summary:?}");
+    ensure!(
+        summary.effective_date_from == date!(2026 - 11 - 02),
+        "from widens to Monday: {summary:?}"
+    );
+    ensure!(
+        summary.effective_date_to == date!(2026 - 11 - 15),
+        "to widens to Sunday: {summary:?}"
+    );
     ensure!(summary.bucket_count == 2, "two whole weeks");
-    let scope = RecomputeScope::new(TENANT, ReportSlug::parse("status-counts")?, Window::Week, run.range);
-    ensure!(scope.lock_key().ends_with(":week:2026-11-02:2026-11-15"), "the lock covers the widened scope");
+    let scope = RecomputeScope::new(
+        TENANT,
+        ReportSlug::parse("status-counts")?,
+        Window::Week,
+        run.range,
+    );
+    ensure!(
+        scope.lock_key().ends_with(":week:2026-11-02:2026-11-15"),
+        "the lock covers the widened scope"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn overlapping_week_requests_share_one_widened_scope() -> Result<()> {
     let h = Harness::new(8);
-    h.recompute.trigger(TENANT, &trigger("status-counts", "week", "2026-11-04", "2026-11-05")).await?;
-    let same_week = h.recompute.trigger(TENANT, &trigger("status-counts", "week", "2026-11-02", "2026-11-08")).await;
-    ensure!(matches!(same_week, Err(TriggerError::ScopeBusy { .. })), "both rebuild the same week: {same_week:?}");
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "week", "2026-11-04", "2026-11-05"),
+        )
+        .await?;
+    let same_week = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "week", "2026-11-02", "2026-11-08"),
+        )
+        .await;
+    ensure!(
+        matches!(same_week, Err(TriggerError::ScopeBusy { .. })),
+        "both rebuild the same week: {same_week:?}"
+    );
     Ok(())
 }
 
@@ -359,25 +603,78 @@ async fn trigger_checks_run_in_the_documented_order() -> Result<()> {
         _ => false,
     };
     // Every request below also names an unknown report: each rule wins over the 404.
-    ensure!(bad("window", h.recompute.trigger(TENANT, &trigger("nope", "month", "2026-11-02", "2026-11-01")).await), "window first");
-    ensure!(bad("date_from", h.recompute.trigger(TENANT, &trigger("nope", "day", "2026-11-02", "2026-11-01")).await), "then date order");
-    ensure!(bad("date_to", h.recompute.trigger(TENANT, &trigger("nope", "day", "2024-01-01", "2026-11-01")).await), "then the range limit");
-    let unknown = h.recompute.trigger(TENANT, &trigger("nope", "day", "2026-11-01", "2026-11-02")).await;
-    ensure!(matches!(unknown, Err(TriggerError::ReportNotFound(_))), "then the report: {unknown:?}");
-    let missing = TriggerRequest { report_slug: None, ..trigger("x", "day", "2026-11-01", "2026-11-02") };
-    ensure!(bad("report_slug", h.recompute.trigger(TENANT, &missing).await), "the slug is required");
-    ensure!(h.audit_actions().await?.is_empty(), "a refused trigger leaves no audit entry");
+    ensure!(
+        bad(
+            "window",
+            h.recompute
+                .trigger(
+                    TENANT,
+                    &trigger("nope", "month", "2026-11-02", "2026-11-01")
+                )
+                .await
+        ),
+        "window first"
+    );
+    ensure!(
+        bad(
+            "date_from",
+            h.recompute
+                .trigger(TENANT, &trigger("nope", "day", "2026-11-02", "2026-11-01"))
+                .await
+        ),
+        "then date order"
+    );
+    ensure!(
+        bad(
+            "date_to",
+            h.recompute
+                .trigger(TENANT, &trigger("nope", "day", "2024-01-01", "2026-11-01"))
+                .await
+        ),
+        "then the range limit"
+    );
+    let unknown = h
+        .recompute
+        .trigger(TENANT, &trigger("nope", "day", "2026-11-01", "2026-11-02"))
+        .await;
+    ensure!(
+        matches!(unknown, Err(TriggerError::ReportNotFound(_))),
+        "then the report: {unknown:?}"
+    );
+    let missing = TriggerRequest {
+        report_slug: None,
+        ..trigger("x", "day", "2026-11-01", "2026-11-02")
+    };
+    ensure!(
+        bad("report_slug", h.recompute.trigger(TENANT, &missing).await),
+        "the slug is required"
+    );
+    ensure!(
+        h.audit_actions().await?.is_empty(),
+        "a refused trigger leaves no audit entry"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn trigger_defaults_to_a_day_window_over_the_last_thirty_days_by_the_management_api() -> Result<()> {
+async fn trigger_defaults_to_a_day_window_over_the_last_thirty_days_by_the_management_api()
+-> Result<()> {
     let h = Harness::new(8);
-    let request = TriggerRequest { report_slug: Some("top-entities".into()), ..TriggerRequest::default() };
+    let request = TriggerRequest {
+        report_slug: Some("top-entities".into()),
+        ..TriggerRequest::default()
+    };
     let run = h.recompute.trigger(TENANT, &request).await?;
     ensure!(run.window == Window::Day, "day by default");
-    ensure!(run.range.to() == NOW.date() && run.range.days() == 30, "the last 30 days: {:?}", run.range);
-    ensure!(run.requested_by.as_str() == "management-api", "default actor");
+    ensure!(
+        run.range.to() == NOW.date() && run.range.days() == 30,
+        "the last 30 days: {:?}",
+        run.range
+    );
+    ensure!(
+        run.requested_by.as_str() == "management-api",
+        "default actor"
+    );
 
     let with_header = TriggerRequest {
         report_slug: Some("status-counts".into()),
@@ -385,7 +682,10 @@ async fn trigger_defaults_to_a_day_window_over_the_last_thirty_days_by_the_manag
         ..TriggerRequest::default()
     };
     let run = h.recompute.trigger(TENANT, &with_header).await?;
-    ensure!(run.requested_by.as_str() == "nightly-job", "X-Actor is used when the body names no one");
+    ensure!(
+        run.requested_by.as_str() == "nightly-job",
+        "X-Actor is used when the body names no one"
+    );
     Ok(())
 }
 
@@ -395,12 +695,25 @@ async fn an_unaudited_trigger_is_failed_and_frees_its_scope() -> Result<()> {
     h.adapters.audit.set_failing(true);
     let request = trigger("status-counts", "day", "2026-11-01", "2026-11-02");
     let err = h.recompute.trigger(TENANT, &request).await;
-    ensure!(matches!(err, Err(TriggerError::Unavailable(_))), "the trigger fails: {err:?}");
+    ensure!(
+        matches!(err, Err(TriggerError::Unavailable(_))),
+        "the trigger fails: {err:?}"
+    );
     ensure!(h.adapters.queue.is_empty(), "nothing was queued");
-    let runs = h.adapters.runs.list(TENANT, &RunFilter::default(), PageRequest::new(10, 0)).await?;
-    ensure!(runs.items.iter().all(|r| r.status == RunStatus::Failed), "no run is left pending");
+    let runs = h
+        .adapters
+        .runs
+        .list(TENANT, &RunFilter::default(), PageRequest::new(10, 0))
+        .await?;
+    ensure!(
+        runs.items.iter().all(|r| r.status == RunStatus::Failed),
+        "no run is left pending"
+    );
     h.adapters.audit.set_failing(false);
-    h.recompute.trigger(TENANT, &request).await.context("the scope is free again")?;
+    h.recompute
+        .trigger(TENANT, &request)
+        .await
+        .context("the scope is free again")?;
     Ok(())
 }
 
@@ -417,22 +730,70 @@ async fn report_parameters_are_validated_against_the_report() -> Result<()> {
         p
     };
     let cases: Vec<(&str, RunReportParams, &str)> = vec![
-        ("volume-by-period", with(|p| p.window = Some("hour".into())), "window"),
-        ("volume-by-period", with(|p| p.date_from = Some("2026-13-01".into())), "date_from"),
-        ("volume-by-period", with(|p| { p.date_from = Some("2026-11-10".into()); p.date_to = Some("2026-11-01".into()); }), "date_from"),
-        ("volume-by-period", with(|p| p.date_from = Some("2020-01-01".into())), "date_to"),
-        ("volume-by-period", with(|p| p.breakdown = Some("status".into())), "breakdown"),
-        ("status-counts", with(|p| p.status = Some("lost".into())), "status"),
-        ("status-counts", with(|p| p.source = Some("stripe".into())), "source"),
-        ("top-entities", with(|p| p.limit = Some("0".into())), "limit"),
-        ("top-entities", with(|p| p.offset = Some("-1".into())), "offset"),
+        (
+            "volume-by-period",
+            with(|p| p.window = Some("hour".into())),
+            "window",
+        ),
+        (
+            "volume-by-period",
+            with(|p| p.date_from = Some("2026-13-01".into())),
+            "date_from",
+        ),
+        (
+            "volume-by-period",
+            with(|p| {
+                p.date_from = Some("2026-11-10".into());
+                p.date_to = Some("2026-11-01".into());
+            }),
+            "date_from",
+        ),
+        (
+            "volume-by-period",
+            with(|p| p.date_from = Some("2020-01-01".into())),
+            "date_to",
+        ),
+        (
+            "volume-by-period",
+            with(|p| p.breakdown = Some("status".into())),
+            "breakdown",
+        ),
+        (
+            "status-counts",
+            with(|p| p.status = Some("lost".into())),
+            "status",
+        ),
+        (
+            "status-counts",
+            with(|p| p.source = Some("stripe".into())),
+            "source",
+        ),
+        (
+            "top-entities",
+            with(|p| p.limit = Some("0".into())),
+            "limit",
+        ),
+        (
+            "top-entities",
+            with(|p| p.offset = Some("-1".into())),
+            "offset",
+        ),
     ];
     for (slug, p, expected) in cases {
         let got = field(h.reports.run(TENANT, slug, &p).await);
-        ensure!(got.as_deref() == Some(expected), "{slug} {p:?}: expected an error on {expected}, got {got:?}");
+        ensure!(
+            got.as_deref() == Some(expected),
+            "{slug} {p:?}: expected an error on {expected}, got {got:?}"
+        );
     }
-    let unknown = h.reports.run(TENANT, "no-such-report", &RunReportParams::default()).await;
-    ensure!(matches!(unknown, Err(application::ReportError::NotFound(_))), "unknown report");
+    let unknown = h
+        .reports
+        .run(TENANT, "no-such-report", &RunReportParams::default())
+        .await;
+    ensure!(
+        matches!(unknown, Err(application::ReportError::NotFound(_))),
+        "unknown report"
+    );
     Ok(())
 }
 
@@ -440,8 +801,18 @@ async fn report_parameters_are_validated_against_the_report() -> Result<()> {
 async fn the_worker_loop_drains_the_queue_and_stops_when_it_closes() -> Result<()> {
     let h = Harness::new(8);
     h.seeder().seed(TENANT, 500, false).await?;
-    h.recompute.trigger(TENANT, &trigger("status-counts", "day", "2026-11-01", "2026-11-02")).await?;
-    h.recompute.trigger(TENANT, &trigger("top-entities", "day", "2026-11-01", "2026-11-02")).await?;
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-01", "2026-11-02"),
+        )
+        .await?;
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("top-entities", "day", "2026-11-01", "2026-11-02"),
+        )
+        .await?;
     let worker = h.worker.clone();
     let handle = tokio::spawn(async move { worker.run().await });
     for _ in 0..200 {
@@ -452,9 +823,21 @@ async fn the_worker_loop_drains_the_queue_and_stops_when_it_closes() -> Result<(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.adapters.queue.close().await;
-    tokio::time::timeout(Duration::from_secs(10), handle).await.context("the worker stops after close")??;
-    let completed = RunFilter { report_slug: None, status: Some(RunStatus::Completed) };
-    let runs = h.recompute.list(TENANT, &completed, PageRequest::new(20, 0)).await?;
-    ensure!(runs.total == 6 + 2, "both queued runs completed: {}", runs.total);
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .context("the worker stops after close")??;
+    let completed = RunFilter {
+        report_slug: None,
+        status: Some(RunStatus::Completed),
+    };
+    let runs = h
+        .recompute
+        .list(TENANT, &completed, PageRequest::new(20, 0))
+        .await?;
+    ensure!(
+        runs.total == 6 + 2,
+        "both queued runs completed: {}",
+        runs.total
+    );
     Ok(())
 }

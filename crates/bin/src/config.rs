@@ -135,23 +135,36 @@ impl Config {
     /// # Errors
     /// The first invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let database_url = get("DATABASE_URL").map(Secret::new);
         if let Some(url) = &database_url
-            && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
+            && !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
         {
-            return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// or postgresql:// URL"));
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must be a postgres:// or postgresql:// URL",
+            ));
         }
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
             && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
         {
-            return Err(ConfigError::new("REDIS_URL", "must be a redis:// or rediss:// URL"));
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "must be a redis:// or rediss:// URL",
+            ));
         }
 
         let (management_key, management_key_source) = match get("MANAGEMENT_API_KEY") {
-            Some(key) if key.chars().count() >= MIN_KEY_LEN => (Secret::new(key), ManagementKeySource::Environment),
+            Some(key) if key.chars().count() >= MIN_KEY_LEN => {
+                (Secret::new(key), ManagementKeySource::Environment)
+            }
             Some(_) => {
                 return Err(ConfigError::new(
                     "MANAGEMENT_API_KEY",
@@ -161,7 +174,9 @@ impl Config {
             None if database_url.is_some() => {
                 return Err(ConfigError::new(
                     "MANAGEMENT_API_KEY",
-                    format!("is required when DATABASE_URL is set (at least {MIN_KEY_LEN} characters)"),
+                    format!(
+                        "is required when DATABASE_URL is set (at least {MIN_KEY_LEN} characters)"
+                    ),
                 ));
             }
             None => (Secret::new(generate_key()), ManagementKeySource::Generated),
@@ -169,23 +184,68 @@ impl Config {
 
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let http = HttpConfig {
-            host: parse(&get, "APP_HOST", "0.0.0.0".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), |_| true, "an IP address")?,
-            port: parse(&get, "APP_PORT", 3004u16, |p| *p >= 1, "a port between 1 and 65535")?,
-            workers: parse(&get, "HTTP_WORKERS", cpus, |n| (1..=256).contains(n), "an integer between 1 and 256")?,
+            host: parse(
+                &get,
+                "APP_HOST",
+                "0.0.0.0".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                |_| true,
+                "an IP address",
+            )?,
+            port: parse(
+                &get,
+                "APP_PORT",
+                3004u16,
+                |p| *p >= 1,
+                "a port between 1 and 65535",
+            )?,
+            workers: parse(
+                &get,
+                "HTTP_WORKERS",
+                cpus,
+                |n| (1..=256).contains(n),
+                "an integer between 1 and 256",
+            )?,
             request_timeout: secs(&get, "HTTP_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?,
             keep_alive: secs(&get, "HTTP_KEEP_ALIVE_SECS", 75, 0, 3600)?,
             shutdown_timeout: secs(&get, "HTTP_SHUTDOWN_TIMEOUT_SECS", 30, 0, 3600)?,
         };
         let recompute = RecomputeConfig {
             lock_ttl: secs(&get, "RECOMPUTE_LOCK_TTL_SECS", 900, 1, 86_400)?,
-            workers: parse(&get, "RECOMPUTE_WORKERS", 1usize, |n| *n <= 64, "an integer between 0 and 64")?,
-            queue_size: parse(&get, "RECOMPUTE_QUEUE_SIZE", 64usize, |n| (1..=100_000).contains(n), "an integer between 1 and 100000")?,
-            max_range_days: parse(&get, "MAX_REPORT_RANGE_DAYS", 366u32, |n| (1..=3660).contains(n), "an integer between 1 and 3660")?,
+            workers: parse(
+                &get,
+                "RECOMPUTE_WORKERS",
+                1usize,
+                |n| *n <= 64,
+                "an integer between 0 and 64",
+            )?,
+            queue_size: parse(
+                &get,
+                "RECOMPUTE_QUEUE_SIZE",
+                64usize,
+                |n| (1..=100_000).contains(n),
+                "an integer between 1 and 100000",
+            )?,
+            max_range_days: parse(
+                &get,
+                "MAX_REPORT_RANGE_DAYS",
+                366u32,
+                |n| (1..=3660).contains(n),
+                "an integer between 1 and 3660",
+            )?,
         };
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let log_format = match get("LOG_FORMAT")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(ConfigError::new("LOG_FORMAT", format!("must be pretty or json, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("must be pretty or json, got {other:?}"),
+                ));
+            }
         };
         Ok(Self {
             http,
@@ -193,7 +253,13 @@ impl Config {
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
             auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
-            seed_events: parse(&get, "APP_SEED_EVENTS", 25_000u64, |n| (1..=100_000_000).contains(n), "an integer between 1 and 100000000")?,
+            seed_events: parse(
+                &get,
+                "APP_SEED_EVENTS",
+                25_000u64,
+                |n| (1..=100_000_000).contains(n),
+                "an integer between 1 and 100000000",
+            )?,
             database_url,
             redis_url,
             management_key,
@@ -236,18 +302,30 @@ fn secs(
     parse(get, name, default, |n| (min..=max).contains(n), &expected).map(Duration::from_secs)
 }
 
-fn boolean(get: &impl Fn(&'static str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+fn boolean(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
     match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
         None => Ok(default),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError::new(name, format!("must be true or false, got {other:?}"))),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("must be true or false, got {other:?}"),
+        )),
     }
 }
 
 /// A random 32-character hex key from two v4 UUIDs (244 random bits).
 fn generate_key() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())[..48].to_owned()
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )[..48]
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -257,7 +335,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -271,7 +352,10 @@ mod tests {
         assert_eq!(config.recompute.workers, 1);
         assert_eq!(config.recompute.queue_size, 64);
         assert_eq!(config.management_key_source, ManagementKeySource::Generated);
-        assert!(config.management_key.expose().len() >= MIN_KEY_LEN, "generated keys are long enough");
+        assert!(
+            config.management_key.expose().len() >= MIN_KEY_LEN,
+            "generated keys are long enough"
+        );
         assert!(config.auto_migrate && !config.auto_seed);
     }
 
@@ -291,7 +375,10 @@ mod tests {
             ("MANAGEMENT_API_KEY", "short"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
-            assert_eq!(err.variable, name, "{name}={value} must be refused on its own name");
+            assert_eq!(
+                err.variable, name,
+                "{name}={value} must be refused on its own name"
+            );
         }
     }
 
@@ -299,7 +386,11 @@ mod tests {
     fn a_database_needs_an_explicit_management_key() {
         let err = config(&[("DATABASE_URL", "postgres://localhost/analytics")]).unwrap_err();
         assert_eq!(err.variable, "MANAGEMENT_API_KEY");
-        let ok = config(&[("DATABASE_URL", "postgres://localhost/analytics"), ("MANAGEMENT_API_KEY", "0123456789abcdef")]).unwrap();
+        let ok = config(&[
+            ("DATABASE_URL", "postgres://localhost/analytics"),
+            ("MANAGEMENT_API_KEY", "0123456789abcdef"),
+        ])
+        .unwrap();
         assert!(!ok.is_embedded());
         assert_eq!(ok.management_key_source, ManagementKeySource::Environment);
     }
@@ -308,11 +399,20 @@ mod tests {
     fn secrets_never_print() {
         let config = config(&[("MANAGEMENT_API_KEY", "super-secret-key-123")]).unwrap();
         let printed = format!("{config:?}");
-        assert!(!printed.contains("super-secret-key-123"), "the key leaked: {printed}");
+        assert!(
+            !printed.contains("super-secret-key-123"),
+            "the key leaked: {printed}"
+        );
     }
 
     #[test]
     fn zero_workers_is_a_serve_only_process() {
-        assert_eq!(config(&[("RECOMPUTE_WORKERS", "0")]).unwrap().recompute.workers, 0);
+        assert_eq!(
+            config(&[("RECOMPUTE_WORKERS", "0")])
+                .unwrap()
+                .recompute
+                .workers,
+            0
+        );
     }
 }

@@ -51,7 +51,10 @@ fn main() -> ExitCode {
         eprintln!("pg-analytics: {err:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("pg-analytics: could not start the async runtime: {err}");
@@ -67,7 +70,10 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "pg-analytics stopped with an error");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "pg-analytics stopped with an error"
+            );
             eprintln!("pg-analytics: {err:#}");
             ExitCode::FAILURE
         }
@@ -78,11 +84,20 @@ fn main() -> ExitCode {
 /// looks like; with a database it writes there.
 async fn seed(config: Config, events: u64, reset: bool) -> anyhow::Result<()> {
     serve::require_embedded(&config)?;
-    tracing::warn!("no DATABASE_URL: seeding an in-memory store that is discarded when this command exits");
+    tracing::warn!(
+        "no DATABASE_URL: seeding an in-memory store that is discarded when this command exits"
+    );
     let services = wiring::embedded(&config, wiring::system_clock());
-    let outcome = services.seeder.seed(TenantId::DEFAULT, events, reset).await?;
+    let outcome = services
+        .seeder
+        .seed(TenantId::DEFAULT, events, reset)
+        .await?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "seeded {} demo events ({} removed first)", outcome.events_inserted, outcome.events_removed)?;
+    writeln!(
+        out,
+        "seeded {} demo events ({} removed first)",
+        outcome.events_inserted, outcome.events_removed
+    )?;
     for run in &outcome.runs {
         let summary = run.summary.as_ref();
         writeln!(

@@ -29,7 +29,9 @@ pub fn require_embedded(config: &Config) -> anyhow::Result<()> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     require_embedded(&config)?;
     if config.redis_url.is_some() {
-        warn!("REDIS_URL is set, but this build has no Redis adapter yet; using the in-process cache and locks");
+        warn!(
+            "REDIS_URL is set, but this build has no Redis adapter yet; using the in-process cache and locks"
+        );
     }
     warn!("embedded mode: no DATABASE_URL, so every store is in memory and nothing is persisted");
     match config.management_key_source {

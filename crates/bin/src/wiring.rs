@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use application::{
-    AuditService, HealthService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, SeedService,
-    SystemClock, WorkerPorts,
+    AuditService, HealthService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
+    SeedService, SystemClock, WorkerPorts,
     ports::{Clock, RunQueue},
 };
 use http_api::{AppState, ManagementKey};

@@ -30,7 +30,10 @@ impl Actor {
     /// characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > MAX_ACTOR_LEN || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || name.chars().count() > MAX_ACTOR_LEN
+            || name.chars().any(char::is_control)
+        {
             return Err(ValidationError::new(
                 "requested_by",
                 format!("must be 1 to {MAX_ACTOR_LEN} printable characters"),
@@ -113,7 +116,10 @@ impl FromStr for AuditAction {
             .find(|action| action.as_str() == raw.trim())
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
-                ValidationError::new("action", format!("must be one of: {}; got {raw:?}", names.join(", ")))
+                ValidationError::new(
+                    "action",
+                    format!("must be one of: {}; got {raw:?}", names.join(", ")),
+                )
             })
     }
 }
@@ -156,7 +162,10 @@ impl AuditFilter {
     /// Whether `entry` passes the filter.
     pub fn matches(&self, entry: &AuditEntry) -> bool {
         self.action.is_none_or(|action| entry.action == action)
-            && self.actor.as_ref().is_none_or(|actor| &entry.actor == actor)
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|actor| &entry.actor == actor)
     }
 }
 
@@ -174,8 +183,14 @@ mod tests {
 
     #[test]
     fn audit_actions_parse_exactly() {
-        assert_eq!("recompute.failed".parse::<AuditAction>(), Ok(AuditAction::RecomputeFailed));
+        assert_eq!(
+            "recompute.failed".parse::<AuditAction>(),
+            Ok(AuditAction::RecomputeFailed)
+        );
         let err = "recompute".parse::<AuditAction>().unwrap_err();
-        assert!(err.message().contains("recompute.triggered"), "message: {err}");
+        assert!(
+            err.message().contains("recompute.triggered"),
+            "message: {err}"
+        );
     }
 }

@@ -57,7 +57,11 @@ impl Breakdown {
                 let names: Vec<&str> = allowed.iter().map(|b| b.as_str()).collect();
                 ValidationError::new(
                     "breakdown",
-                    format!("{} supports breakdown: {}; got {raw:?}", kind.slug(), names.join(", ")),
+                    format!(
+                        "{} supports breakdown: {}; got {raw:?}",
+                        kind.slug(),
+                        names.join(", ")
+                    ),
                 )
             })
     }
@@ -75,15 +79,30 @@ mod tests {
 
     #[test]
     fn each_report_has_its_default_breakdown() {
-        assert_eq!(Breakdown::for_report(ReportKind::VolumeByPeriod, None), Ok(Breakdown::Period));
-        assert_eq!(Breakdown::for_report(ReportKind::StatusCounts, None), Ok(Breakdown::Status));
-        assert_eq!(Breakdown::for_report(ReportKind::TopEntities, None), Ok(Breakdown::EntityId));
+        assert_eq!(
+            Breakdown::for_report(ReportKind::VolumeByPeriod, None),
+            Ok(Breakdown::Period)
+        );
+        assert_eq!(
+            Breakdown::for_report(ReportKind::StatusCounts, None),
+            Ok(Breakdown::Status)
+        );
+        assert_eq!(
+            Breakdown::for_report(ReportKind::TopEntities, None),
+            Ok(Breakdown::EntityId)
+        );
     }
 
     #[test]
     fn allowed_breakdowns_parse_per_report() {
-        assert_eq!(Breakdown::for_report(ReportKind::VolumeByPeriod, Some("source")), Ok(Breakdown::Source));
-        assert_eq!(Breakdown::for_report(ReportKind::StatusCounts, Some("period")), Ok(Breakdown::Period));
+        assert_eq!(
+            Breakdown::for_report(ReportKind::VolumeByPeriod, Some("source")),
+            Ok(Breakdown::Source)
+        );
+        assert_eq!(
+            Breakdown::for_report(ReportKind::StatusCounts, Some("period")),
+            Ok(Breakdown::Period)
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ impl ReportDefinition {
                 (120, 360),
             ),
         };
-        let breakdowns: Vec<&str> = Breakdown::allowed_for(kind).iter().map(|b| b.as_str()).collect();
+        let breakdowns: Vec<&str> = Breakdown::allowed_for(kind)
+            .iter()
+            .map(|b| b.as_str())
+            .collect();
         let filters: Vec<&str> = match kind {
             ReportKind::VolumeByPeriod => vec!["source"],
             ReportKind::StatusCounts => vec!["status"],
@@ -144,7 +147,9 @@ impl FromStr for CatalogSort {
             .ok_or_else(|| {
                 ValidationError::new(
                     "sort",
-                    format!("must be one of: slug, name, updated_at, cache_ttl_seconds; got {raw:?}"),
+                    format!(
+                        "must be one of: slug, name, updated_at, cache_ttl_seconds; got {raw:?}"
+                    ),
                 )
             })
     }
@@ -165,7 +170,10 @@ impl FromStr for SortOrder {
         match raw.trim().to_ascii_lowercase().as_str() {
             "asc" => Ok(SortOrder::Asc),
             "desc" => Ok(SortOrder::Desc),
-            _ => Err(ValidationError::new("order", format!("must be asc or desc; got {raw:?}"))),
+            _ => Err(ValidationError::new(
+                "order",
+                format!("must be asc or desc; got {raw:?}"),
+            )),
         }
     }
 }
@@ -219,7 +227,8 @@ impl CatalogQuery {
     pub fn matches(&self, report: &ReportDefinition) -> bool {
         self.search.as_deref().is_none_or(|term| {
             let term = term.to_lowercase();
-            report.slug.as_str().to_lowercase().contains(&term) || report.name.to_lowercase().contains(&term)
+            report.slug.as_str().to_lowercase().contains(&term)
+                || report.name.to_lowercase().contains(&term)
         })
     }
 }
@@ -232,10 +241,16 @@ mod tests {
 
     #[test]
     fn sort_accepts_only_allowlisted_columns() {
-        assert_eq!("updated_at".parse::<CatalogSort>(), Ok(CatalogSort::UpdatedAt));
+        assert_eq!(
+            "updated_at".parse::<CatalogSort>(),
+            Ok(CatalogSort::UpdatedAt)
+        );
         let err = "id; drop table".parse::<CatalogSort>().unwrap_err();
         assert_eq!(err.field(), "sort");
-        assert!(err.message().contains("cache_ttl_seconds"), "message: {err}");
+        assert!(
+            err.message().contains("cache_ttl_seconds"),
+            "message: {err}"
+        );
     }
 
     #[test]
@@ -246,19 +261,30 @@ mod tests {
 
     #[test]
     fn search_matches_slug_or_name_case_insensitively() {
-        let report = ReportDefinition::reference(ReportKind::StatusCounts, datetime!(2026-01-01 0:00 UTC));
+        let report =
+            ReportDefinition::reference(ReportKind::StatusCounts, datetime!(2026-01-01 0:00 UTC));
         let page = PageRequest::new(20, 0);
-        let by = |term: &str| CatalogQuery::new(Some(term), CatalogSort::Slug, SortOrder::Asc, page).unwrap();
+        let by = |term: &str| {
+            CatalogQuery::new(Some(term), CatalogSort::Slug, SortOrder::Asc, page).unwrap()
+        };
         assert!(by("STATUS").matches(&report));
         assert!(by("counts").matches(&report));
         assert!(!by("entities").matches(&report));
-        assert!(CatalogQuery::new(Some("  "), CatalogSort::Slug, SortOrder::Asc, page).unwrap().search().is_none());
+        assert!(
+            CatalogQuery::new(Some("  "), CatalogSort::Slug, SortOrder::Asc, page)
+                .unwrap()
+                .search()
+                .is_none()
+        );
     }
 
     #[test]
     fn reference_reports_match_the_specification() {
         let at = datetime!(2026-01-01 0:00 UTC);
-        let ttl: Vec<u32> = ReportKind::ALL.iter().map(|k| ReportDefinition::reference(*k, at).cache_ttl_seconds).collect();
+        let ttl: Vec<u32> = ReportKind::ALL
+            .iter()
+            .map(|k| ReportDefinition::reference(*k, at).cache_ttl_seconds)
+            .collect();
         assert_eq!(ttl, vec![120, 90, 45]);
         let top = ReportDefinition::reference(ReportKind::TopEntities, at);
         assert_eq!(top.windows[0].retention_days, 180);

@@ -23,8 +23,14 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Date, ValidationError> {
 /// Formats a date as `YYYY-MM-DD`.
 pub fn format_date(date: Date) -> String {
     // The format has only numeric components, which cannot fail to format.
-    date.format(ISO_DATE)
-        .unwrap_or_else(|_| format!("{}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day()))
+    date.format(ISO_DATE).unwrap_or_else(|_| {
+        format!(
+            "{}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        )
+    })
 }
 
 /// An inclusive range of UTC calendar dates with `from <= to`.
@@ -60,7 +66,11 @@ impl DateRange {
     ///
     /// # Errors
     /// A [`ValidationError`] when the resolved start is after the resolved end.
-    pub fn resolve(from: Option<Date>, to: Option<Date>, today: Date) -> Result<Self, ValidationError> {
+    pub fn resolve(
+        from: Option<Date>,
+        to: Option<Date>,
+        today: Date,
+    ) -> Result<Self, ValidationError> {
         let back = Duration::days(i64::from(DEFAULT_RANGE_DAYS) - 1);
         match (from, to) {
             (Some(from), Some(to)) => Self::new(from, to),
@@ -147,10 +157,17 @@ mod tests {
 
     #[test]
     fn dates_parse_only_in_iso_format() {
-        assert_eq!(parse_date("date_from", "2026-02-28"), Ok(date!(2026 - 02 - 28)));
+        assert_eq!(
+            parse_date("date_from", "2026-02-28"),
+            Ok(date!(2026 - 02 - 28))
+        );
         for bad in ["2026-02-30", "26-02-01", "2026/02/01", "yesterday", ""] {
             let err = parse_date("date_from", bad).unwrap_err();
-            assert_eq!(err.field(), "date_from", "{bad} should be rejected on its field");
+            assert_eq!(
+                err.field(),
+                "date_from",
+                "{bad} should be rejected on its field"
+            );
         }
     }
 
@@ -158,7 +175,10 @@ mod tests {
     fn from_after_to_is_rejected() {
         let err = DateRange::new(date!(2026 - 03 - 02), date!(2026 - 03 - 01)).unwrap_err();
         assert_eq!(err.field(), "date_from");
-        assert!(DateRange::new(date!(2026 - 03 - 01), date!(2026 - 03 - 01)).is_ok(), "a one-day range is valid");
+        assert!(
+            DateRange::new(date!(2026 - 03 - 01), date!(2026 - 03 - 01)).is_ok(),
+            "a one-day range is valid"
+        );
     }
 
     #[test]
@@ -171,7 +191,10 @@ mod tests {
     #[test]
     fn only_to_resolves_to_the_thirty_days_ending_then() {
         let range = DateRange::resolve(None, Some(date!(2026 - 01 - 30)), TODAY).unwrap();
-        assert_eq!((range.from(), range.to()), (date!(2026 - 01 - 01), date!(2026 - 01 - 30)));
+        assert_eq!(
+            (range.from(), range.to()),
+            (date!(2026 - 01 - 01), date!(2026 - 01 - 30))
+        );
     }
 
     #[test]
@@ -186,7 +209,10 @@ mod tests {
     fn range_limit_counts_both_ends() {
         let year = DateRange::new(date!(2025 - 01 - 01), date!(2025 - 12 - 31)).unwrap();
         assert_eq!(year.days(), 365);
-        assert!(year.within_limit(365).is_ok(), "exactly the limit is allowed");
+        assert!(
+            year.within_limit(365).is_ok(),
+            "exactly the limit is allowed"
+        );
         let err = year.within_limit(364).unwrap_err();
         assert_eq!(err.field(), "date_to");
         assert!(err.message().contains("365 days"), "message: {err}");

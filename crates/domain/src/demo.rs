@@ -12,7 +12,11 @@ use crate::{DateRange, EventStatus, NewEvent, SourceSlug};
 pub const DEFAULT_EVENT_COUNT: u64 = 25_000;
 
 /// The demo sources as (slug, provider name), in the order event `i` picks them by `i % 3`.
-pub const SOURCES: [(&str, &str); 3] = [("stripe", "Stripe"), ("adyen", "Adyen"), ("paypal", "PayPal")];
+pub const SOURCES: [(&str, &str); 3] = [
+    ("stripe", "Stripe"),
+    ("adyen", "Adyen"),
+    ("paypal", "PayPal"),
+];
 
 /// How many distinct entities the demo data has.
 pub const ENTITY_COUNT: u64 = 240;
@@ -24,9 +28,9 @@ const REGIONS: [&str; 4] = ["eu-west", "us-east", "ap-south", "sa-east"];
 
 /// The status of event `i`: failed every 17th, else pending every 11th, else success.
 pub const fn status(i: u64) -> EventStatus {
-    if i % 17 == 0 {
+    if i.is_multiple_of(17) {
         EventStatus::Failed
-    } else if i % 11 == 0 {
+    } else if i.is_multiple_of(11) {
         EventStatus::Pending
     } else {
         EventStatus::Success
@@ -96,12 +100,12 @@ mod tests {
         let e = event(17 * 11, NOW);
         assert_eq!(e.event_id, "demo-187");
         assert_eq!(e.source.as_str(), SOURCES[187 % 3].0);
-        assert_eq!(e.entity_id, format!("entity-{}", 187 % 240 + 1));
+        assert_eq!(e.entity_id, "entity-188");
         assert_eq!(e.status, EventStatus::Failed, "failed wins over pending");
         assert_eq!(status(11), EventStatus::Pending);
         assert_eq!(status(1), EventStatus::Success);
-        assert_eq!(e.processing_ms, 80 + 187);
-        assert_eq!(e.amount_cents, 100 + (187 * 37) % 100_000);
+        assert_eq!(e.processing_ms, 267);
+        assert_eq!(e.amount_cents, 7_019, "100 + (187 * 37) % 100000");
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub enum EventStatus {
 
 impl EventStatus {
     /// Every status.
-    pub const ALL: [EventStatus; 3] = [EventStatus::Success, EventStatus::Failed, EventStatus::Pending];
+    pub const ALL: [EventStatus; 3] = [
+        EventStatus::Success,
+        EventStatus::Failed,
+        EventStatus::Pending,
+    ];
 
     /// The lowercase name stored and served.
     pub const fn as_str(self) -> &'static str {
@@ -38,7 +42,10 @@ impl EventStatus {
             .into_iter()
             .find(|status| status.as_str() == raw.trim())
             .ok_or_else(|| {
-                ValidationError::new(field, format!("must be one of: success, failed, pending; got {raw:?}"))
+                ValidationError::new(
+                    field,
+                    format!("must be one of: success, failed, pending; got {raw:?}"),
+                )
             })
     }
 }
@@ -63,7 +70,9 @@ pub(crate) fn is_valid_slug(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 64
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.first() != Some(&b'-')
         && bytes.last() != Some(&b'-')
 }
@@ -136,17 +145,33 @@ mod tests {
 
     #[test]
     fn status_parses_known_values_only() {
-        assert_eq!(EventStatus::parse("status", "failed"), Ok(EventStatus::Failed));
+        assert_eq!(
+            EventStatus::parse("status", "failed"),
+            Ok(EventStatus::Failed)
+        );
         let err = EventStatus::parse("status", "FAILED").unwrap_err();
-        assert!(err.message().contains("success, failed, pending"), "message: {err}");
+        assert!(
+            err.message().contains("success, failed, pending"),
+            "message: {err}"
+        );
     }
 
     #[test]
     fn slugs_are_lowercase_words_joined_by_hyphens() {
         assert!(SourceSlug::parse("source", "stripe").is_ok());
         assert!(SourceSlug::parse("source", "pay-pal-2").is_ok());
-        for bad in ["", "Stripe", "-stripe", "stripe-", "str ipe", &"x".repeat(65)] {
-            assert!(SourceSlug::parse("source", bad).is_err(), "{bad:?} must be rejected");
+        for bad in [
+            "",
+            "Stripe",
+            "-stripe",
+            "stripe-",
+            "str ipe",
+            &"x".repeat(65),
+        ] {
+            assert!(
+                SourceSlug::parse("source", bad).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
     }
 }

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn strict_limit_rejects_out_of_range_values() {
         assert_eq!(PageRequest::strict(None, None, 50).unwrap().limit(), 50);
-        assert_eq!(PageRequest::strict(Some("100"), None, 50).unwrap().limit(), 100);
+        assert_eq!(
+            PageRequest::strict(Some("100"), None, 50).unwrap().limit(),
+            100
+        );
         for bad in ["0", "101", "-1", "ten", "1.5"] {
             let err = PageRequest::strict(Some(bad), None, 50).unwrap_err();
             assert_eq!(err.field(), "limit", "limit={bad} must be rejected");
@@ -163,16 +166,31 @@ mod tests {
 
     #[test]
     fn clamped_limit_is_pulled_into_range() {
-        assert_eq!(PageRequest::clamped(Some("0"), None, 20).unwrap().limit(), 1);
-        assert_eq!(PageRequest::clamped(Some("500"), None, 20).unwrap().limit(), 100);
-        assert_eq!(PageRequest::clamped(Some("-3"), None, 20).unwrap().limit(), 1);
+        assert_eq!(
+            PageRequest::clamped(Some("0"), None, 20).unwrap().limit(),
+            1
+        );
+        assert_eq!(
+            PageRequest::clamped(Some("500"), None, 20).unwrap().limit(),
+            100
+        );
+        assert_eq!(
+            PageRequest::clamped(Some("-3"), None, 20).unwrap().limit(),
+            1
+        );
         assert_eq!(PageRequest::clamped(None, None, 20).unwrap().limit(), 20);
-        assert!(PageRequest::clamped(Some("many"), None, 20).is_err(), "non-integers are still rejected");
+        assert!(
+            PageRequest::clamped(Some("many"), None, 20).is_err(),
+            "non-integers are still rejected"
+        );
     }
 
     #[test]
     fn offset_must_be_a_non_negative_integer() {
-        assert_eq!(PageRequest::clamped(None, Some("40"), 20).unwrap().offset(), 40);
+        assert_eq!(
+            PageRequest::clamped(None, Some("40"), 20).unwrap().offset(),
+            40
+        );
         for bad in ["-1", "x"] {
             let err = PageRequest::clamped(None, Some(bad), 20).unwrap_err();
             assert_eq!(err.field(), "offset", "offset={bad} must be rejected");

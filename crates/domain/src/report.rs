@@ -88,7 +88,9 @@ impl ReportKind {
 
     /// The kind of the report called `slug`, if it is one this service can compute.
     pub fn from_slug(slug: &ReportSlug) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.slug() == slug.as_str())
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.slug() == slug.as_str())
     }
 
     /// The event attribute the snapshot rows of this kind are keyed by (`dimension_key`).
@@ -137,7 +139,10 @@ impl DimensionFilter {
             };
             ValidationError::new(
                 field,
-                format!("{} does not support the {field} filter; supported filters: {supported}", kind.slug()),
+                format!(
+                    "{} does not support the {field} filter; supported filters: {supported}",
+                    kind.slug()
+                ),
             )
         };
         match (kind, source, status) {
@@ -234,16 +239,21 @@ mod tests {
 
     #[test]
     fn filters_are_accepted_only_by_their_report() {
-        let source = DimensionFilter::parse(ReportKind::VolumeByPeriod, Some("stripe"), None).unwrap();
+        let source =
+            DimensionFilter::parse(ReportKind::VolumeByPeriod, Some("stripe"), None).unwrap();
         assert_eq!(source.as_ref().map(DimensionFilter::value), Some("stripe"));
-        let status = DimensionFilter::parse(ReportKind::StatusCounts, None, Some("failed")).unwrap();
+        let status =
+            DimensionFilter::parse(ReportKind::StatusCounts, None, Some("failed")).unwrap();
         assert_eq!(status, Some(DimensionFilter::Status(EventStatus::Failed)));
 
-        let err = DimensionFilter::parse(ReportKind::StatusCounts, Some("stripe"), None).unwrap_err();
+        let err =
+            DimensionFilter::parse(ReportKind::StatusCounts, Some("stripe"), None).unwrap_err();
         assert_eq!(err.field(), "source");
-        let err = DimensionFilter::parse(ReportKind::VolumeByPeriod, None, Some("failed")).unwrap_err();
+        let err =
+            DimensionFilter::parse(ReportKind::VolumeByPeriod, None, Some("failed")).unwrap_err();
         assert_eq!(err.field(), "status");
-        let err = DimensionFilter::parse(ReportKind::TopEntities, None, Some("failed")).unwrap_err();
+        let err =
+            DimensionFilter::parse(ReportKind::TopEntities, None, Some("failed")).unwrap_err();
         assert_eq!(err.field(), "status");
     }
 
@@ -256,10 +266,23 @@ mod tests {
     #[test]
     fn rows_round_trip_through_json() {
         let rows = vec![
-            ReportRow::PeriodSource { bucket_date: time::macros::date!(2026 - 01 - 05), source: "adyen".into(), event_count: 3 },
-            ReportRow::Period { bucket_date: time::macros::date!(2026 - 01 - 05), event_count: 9 },
-            ReportRow::Status { status: "failed".into(), event_count: 2 },
-            ReportRow::Entity { entity_id: "entity-1".into(), event_count: 7 },
+            ReportRow::PeriodSource {
+                bucket_date: time::macros::date!(2026 - 01 - 05),
+                source: "adyen".into(),
+                event_count: 3,
+            },
+            ReportRow::Period {
+                bucket_date: time::macros::date!(2026 - 01 - 05),
+                event_count: 9,
+            },
+            ReportRow::Status {
+                status: "failed".into(),
+                event_count: 2,
+            },
+            ReportRow::Entity {
+                entity_id: "entity-1".into(),
+                event_count: 7,
+            },
         ];
         let json = serde_json::to_string(&rows).unwrap();
         let back: Vec<ReportRow> = serde_json::from_str(&json).unwrap();

@@ -169,7 +169,12 @@ pub struct RecomputeScope {
 
 impl RecomputeScope {
     /// The scope of a request for `range`, widened to whole buckets of `window`.
-    pub fn new(tenant: TenantId, report_slug: ReportSlug, window: Window, range: DateRange) -> Self {
+    pub fn new(
+        tenant: TenantId,
+        report_slug: ReportSlug,
+        window: Window,
+        range: DateRange,
+    ) -> Self {
         Self {
             tenant,
             report_slug,
@@ -241,12 +246,20 @@ impl RecomputeRun {
 
     /// The scope the run rebuilds.
     pub fn scope(&self) -> RecomputeScope {
-        RecomputeScope::new(self.tenant, self.report_slug.clone(), self.window, self.range)
+        RecomputeScope::new(
+            self.tenant,
+            self.report_slug.clone(),
+            self.window,
+            self.range,
+        )
     }
 
     fn transition(&mut self, to: RunStatus) -> Result<(), TransitionError> {
         if !self.status.can_transition_to(to) {
-            return Err(TransitionError { from: self.status, to });
+            return Err(TransitionError {
+                from: self.status,
+                to,
+            });
         }
         self.status = to;
         Ok(())
@@ -266,7 +279,11 @@ impl RecomputeRun {
     ///
     /// # Errors
     /// [`TransitionError`] unless the run is running.
-    pub fn complete(&mut self, summary: RunSummary, at: OffsetDateTime) -> Result<(), TransitionError> {
+    pub fn complete(
+        &mut self,
+        summary: RunSummary,
+        at: OffsetDateTime,
+    ) -> Result<(), TransitionError> {
         self.transition(RunStatus::Completed)?;
         self.summary = Some(summary);
         self.finished_at = Some(at);
@@ -277,7 +294,11 @@ impl RecomputeRun {
     ///
     /// # Errors
     /// [`TransitionError`] unless the run is pending or running.
-    pub fn fail(&mut self, error: impl Into<String>, at: OffsetDateTime) -> Result<(), TransitionError> {
+    pub fn fail(
+        &mut self,
+        error: impl Into<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), TransitionError> {
         self.transition(RunStatus::Failed)?;
         self.error_message = Some(error.into());
         self.finished_at = Some(at);
@@ -305,7 +326,9 @@ pub struct RunFilter {
 impl RunFilter {
     /// Whether `run` passes the filter.
     pub fn matches(&self, run: &RecomputeRun) -> bool {
-        self.report_slug.as_ref().is_none_or(|slug| &run.report_slug == slug)
+        self.report_slug
+            .as_ref()
+            .is_none_or(|slug| &run.report_slug == slug)
             && self.status.is_none_or(|status| run.status == status)
     }
 }
@@ -331,10 +354,20 @@ mod tests {
     #[test]
     fn lifecycle_allows_only_legal_transitions() {
         use RunStatus::*;
-        let legal = [(Pending, Running), (Pending, Failed), (Running, Completed), (Running, Failed), (Running, Pending)];
+        let legal = [
+            (Pending, Running),
+            (Pending, Failed),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Pending),
+        ];
         for from in RunStatus::ALL {
             for to in RunStatus::ALL {
-                assert_eq!(from.can_transition_to(to), legal.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_transition_to(to),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -356,7 +389,10 @@ mod tests {
         assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(
             run.fail("late", at),
-            Err(TransitionError { from: RunStatus::Completed, to: RunStatus::Failed }),
+            Err(TransitionError {
+                from: RunStatus::Completed,
+                to: RunStatus::Failed
+            }),
             "completed is final"
         );
     }
@@ -371,14 +407,20 @@ mod tests {
             effective_date_from: date!(2026 - 11 - 16),
             effective_date_to: date!(2026 - 11 - 22),
         };
-        assert!(run.complete(summary, datetime!(2026-11-21 10:01 UTC)).is_err());
+        assert!(
+            run.complete(summary, datetime!(2026-11-21 10:01 UTC))
+                .is_err()
+        );
     }
 
     #[test]
     fn scope_is_widened_and_keyed() {
         let scope = run().scope();
         assert_eq!(scope.range.from(), date!(2026 - 11 - 16));
-        assert_eq!(scope.lock_key(), "recompute:lock:1:status-counts:week:2026-11-16:2026-11-22");
+        assert_eq!(
+            scope.lock_key(),
+            "recompute:lock:1:status-counts:week:2026-11-16:2026-11-22"
+        );
     }
 
     #[test]

@@ -114,19 +114,39 @@ mod tests {
     #[test]
     fn week_bucket_starts_on_the_monday_on_or_before() {
         // 2026-11-18 is a Wednesday; 2026-11-16 the Monday before it.
-        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 18)), date!(2026 - 11 - 16));
-        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 16)), date!(2026 - 11 - 16));
-        assert_eq!(Window::Week.bucket_start(date!(2026 - 11 - 22)), date!(2026 - 11 - 16));
-        assert_eq!(Window::Day.bucket_start(date!(2026 - 11 - 18)), date!(2026 - 11 - 18));
+        assert_eq!(
+            Window::Week.bucket_start(date!(2026 - 11 - 18)),
+            date!(2026 - 11 - 16)
+        );
+        assert_eq!(
+            Window::Week.bucket_start(date!(2026 - 11 - 16)),
+            date!(2026 - 11 - 16)
+        );
+        assert_eq!(
+            Window::Week.bucket_start(date!(2026 - 11 - 22)),
+            date!(2026 - 11 - 16)
+        );
+        assert_eq!(
+            Window::Day.bucket_start(date!(2026 - 11 - 18)),
+            date!(2026 - 11 - 18)
+        );
     }
 
     #[test]
     fn week_widening_covers_whole_weeks() {
         let range = DateRange::new(date!(2026 - 11 - 18), date!(2026 - 11 - 24)).unwrap();
         let widened = Window::Week.widen(range);
-        assert_eq!(widened.from(), date!(2026 - 11 - 16), "from widens to Monday");
+        assert_eq!(
+            widened.from(),
+            date!(2026 - 11 - 16),
+            "from widens to Monday"
+        );
         assert_eq!(widened.to(), date!(2026 - 11 - 29), "to widens to Sunday");
-        assert_eq!(Window::Day.widen(range), range, "day ranges are already whole");
+        assert_eq!(
+            Window::Day.widen(range),
+            range,
+            "day ranges are already whole"
+        );
     }
 
     #[test]

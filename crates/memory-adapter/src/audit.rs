@@ -42,7 +42,9 @@ impl InMemoryAuditLog {
 #[async_trait]
 impl AuditLog for InMemoryAuditLog {
     async fn record(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        self.failure.check("audit log").map_err(StoreError::Unavailable)?;
+        self.failure
+            .check("audit log")
+            .map_err(StoreError::Unavailable)?;
         let mut entries = lock(&self.entries);
         let recorded = AuditEntry {
             id: entries.len() as i64 + 1,
@@ -58,14 +60,25 @@ impl AuditLog for InMemoryAuditLog {
         Ok(recorded)
     }
 
-    async fn list(&self, tenant: TenantId, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
-        self.failure.check("audit log").map_err(StoreError::Unavailable)?;
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.failure
+            .check("audit log")
+            .map_err(StoreError::Unavailable)?;
         let mut matches: Vec<AuditEntry> = lock(&self.entries)
             .iter()
             .filter(|e| e.tenant == tenant && filter.matches(e))
             .cloned()
             .collect();
-        matches.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        matches.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         let total = matches.len() as u64;
         Ok(Page::new(page.slice(matches), total, page))
     }

@@ -71,7 +71,10 @@ impl ResponseCache for InMemoryResponseCache {
         if entries.len() >= SWEEP_THRESHOLD {
             entries.retain(|_, (_, expires)| *expires > now);
         }
-        entries.insert(key.as_str().to_owned(), (value, now + ttl.max(Duration::from_millis(1))));
+        entries.insert(
+            key.as_str().to_owned(),
+            (value, now + ttl.max(Duration::from_millis(1))),
+        );
         Ok(())
     }
 }
@@ -99,7 +102,10 @@ impl InMemoryCacheVersions {
 impl CacheVersions for InMemoryCacheVersions {
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
         self.failure.check("cache versions").map_err(CacheError)?;
-        Ok(lock(&self.versions).get(&(tenant, slug.clone())).copied().unwrap_or(0))
+        Ok(lock(&self.versions)
+            .get(&(tenant, slug.clone()))
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {

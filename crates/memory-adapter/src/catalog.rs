@@ -4,7 +4,9 @@ use std::{cmp::Ordering, sync::RwLock};
 
 use application::ports::{ReportCatalog, StoreError};
 use async_trait::async_trait;
-use domain::{CatalogQuery, CatalogSort, Page, ReportDefinition, ReportKind, ReportSlug, SortOrder};
+use domain::{
+    CatalogQuery, CatalogSort, Page, ReportDefinition, ReportKind, ReportSlug, SortOrder,
+};
 use time::OffsetDateTime;
 
 use crate::{FailSwitch, read, write};
@@ -19,7 +21,12 @@ pub struct InMemoryCatalog {
 impl InMemoryCatalog {
     /// The three reference reports, as the first migration installs them, updated at `at`.
     pub fn reference(at: OffsetDateTime) -> Self {
-        Self::with_reports(ReportKind::ALL.into_iter().map(|kind| ReportDefinition::reference(kind, at)).collect())
+        Self::with_reports(
+            ReportKind::ALL
+                .into_iter()
+                .map(|kind| ReportDefinition::reference(kind, at))
+                .collect(),
+        )
     }
 
     /// A catalog of exactly `reports`.
@@ -54,8 +61,13 @@ fn compare(sort: CatalogSort, a: &ReportDefinition, b: &ReportDefinition) -> Ord
 
 #[async_trait]
 impl ReportCatalog for InMemoryCatalog {
-    async fn list_public(&self, query: &CatalogQuery) -> Result<Page<ReportDefinition>, StoreError> {
-        self.failure.check("catalog").map_err(StoreError::Unavailable)?;
+    async fn list_public(
+        &self,
+        query: &CatalogQuery,
+    ) -> Result<Page<ReportDefinition>, StoreError> {
+        self.failure
+            .check("catalog")
+            .map_err(StoreError::Unavailable)?;
         let mut matches: Vec<ReportDefinition> = read(&self.reports)
             .iter()
             .filter(|r| r.is_public && query.matches(r))
@@ -75,7 +87,12 @@ impl ReportCatalog for InMemoryCatalog {
     }
 
     async fn get(&self, slug: &ReportSlug) -> Result<Option<ReportDefinition>, StoreError> {
-        self.failure.check("catalog").map_err(StoreError::Unavailable)?;
-        Ok(read(&self.reports).iter().find(|r| &r.slug == slug).cloned())
+        self.failure
+            .check("catalog")
+            .map_err(StoreError::Unavailable)?;
+        Ok(read(&self.reports)
+            .iter()
+            .find(|r| &r.slug == slug)
+            .cloned())
     }
 }

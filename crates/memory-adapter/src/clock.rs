@@ -17,7 +17,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `now`.
     pub fn new(now: OffsetDateTime) -> Self {
-        Self { now: Mutex::new(now) }
+        Self {
+            now: Mutex::new(now),
+        }
     }
 
     /// Sets the time.

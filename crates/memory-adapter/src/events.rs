@@ -51,26 +51,45 @@ impl InMemoryEventStore {
 #[async_trait]
 impl EventStore for InMemoryEventStore {
     async fn append(&self, tenant: TenantId, events: &[NewEvent]) -> Result<u64, StoreError> {
-        self.failure.check("event store").map_err(StoreError::Unavailable)?;
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
         let mut tenants = write(&self.tenants);
         let stored = tenants.entry(tenant).or_default();
         Ok(events.iter().filter(|event| stored.insert(event)).count() as u64)
     }
 
-    async fn load_demo(&self, tenant: TenantId, count: u64, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.failure.check("event store").map_err(StoreError::Unavailable)?;
+    async fn load_demo(
+        &self,
+        tenant: TenantId,
+        count: u64,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
         let mut tenants = write(&self.tenants);
         let stored = tenants.entry(tenant).or_default();
-        Ok((1..=count).filter(|i| stored.insert(&demo::event(*i, now))).count() as u64)
+        Ok((1..=count)
+            .filter(|i| stored.insert(&demo::event(*i, now)))
+            .count() as u64)
     }
 
     async fn count(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        self.failure.check("event store").map_err(StoreError::Unavailable)?;
-        Ok(read(&self.tenants).get(&tenant).map_or(0, |t| t.events.len() as u64))
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        Ok(read(&self.tenants)
+            .get(&tenant)
+            .map_or(0, |t| t.events.len() as u64))
     }
 
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        self.failure.check("event store").map_err(StoreError::Unavailable)?;
-        Ok(write(&self.tenants).remove(&tenant).map_or(0, |t| t.events.len() as u64))
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        Ok(write(&self.tenants)
+            .remove(&tenant)
+            .map_or(0, |t| t.events.len() as u64))
     }
 }

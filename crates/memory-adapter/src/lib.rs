@@ -70,7 +70,9 @@ impl InMemoryAdapters {
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical
 /// section here leaves the data consistent before it can panic.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Read-locks an `RwLock`, recovering from poisoning as [`lock`] does.
@@ -80,5 +82,6 @@ pub(crate) fn read<T>(rw: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'
 
 /// Write-locks an `RwLock`, recovering from poisoning as [`lock`] does.
 pub(crate) fn write<T>(rw: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    rw.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    rw.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

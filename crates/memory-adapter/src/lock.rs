@@ -40,7 +40,12 @@ impl InMemoryScopeLock {
 
 #[async_trait]
 impl ScopeLock for InMemoryScopeLock {
-    async fn acquire(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError> {
+    async fn acquire(
+        &self,
+        scope: &RecomputeScope,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
         self.failure.check("scope lock").map_err(CacheError)?;
         let now = Instant::now();
         let mut held = lock(&self.held);
@@ -65,7 +70,12 @@ impl ScopeLock for InMemoryScopeLock {
         Ok(owned)
     }
 
-    async fn extend(&self, scope: &RecomputeScope, token: &LockToken, ttl: Duration) -> Result<bool, CacheError> {
+    async fn extend(
+        &self,
+        scope: &RecomputeScope,
+        token: &LockToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
         self.failure.check("scope lock").map_err(CacheError)?;
         let now = Instant::now();
         let mut held = lock(&self.held);

@@ -77,13 +77,18 @@ impl RunQueue for InMemoryRunQueue {
         Ok(())
     }
 
-    async fn claim_next(&self, started_at: OffsetDateTime) -> Result<Option<RecomputeRun>, StoreError> {
+    async fn claim_next(
+        &self,
+        started_at: OffsetDateTime,
+    ) -> Result<Option<RecomputeRun>, StoreError> {
         loop {
             // Register interest before looking, so a wake-up between the look and the wait is
             // not lost.
             let mut woken = pin!(self.wake.notified());
             woken.as_mut().enable();
-            self.failure.check("run queue").map_err(StoreError::Unavailable)?;
+            self.failure
+                .check("run queue")
+                .map_err(StoreError::Unavailable)?;
             let next = {
                 let mut state = lock(&self.state);
                 if state.closed {
@@ -96,7 +101,9 @@ impl RunQueue for InMemoryRunQueue {
                     Ok(run) => return Ok(Some(run)),
                     // Failed or claimed meanwhile: nothing to do for this one.
                     Err(RunStoreError::Transition(_) | RunStoreError::NotFound(_)) => {}
-                    Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
+                    Err(RunStoreError::Unavailable(err)) => {
+                        return Err(StoreError::Unavailable(err));
+                    }
                     Err(other) => return Err(StoreError::Unexpected(other.into())),
                 },
                 None => woken.await,

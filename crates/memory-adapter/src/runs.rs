@@ -4,7 +4,9 @@ use std::{collections::HashMap, sync::RwLock};
 
 use application::ports::{RunStore, RunStoreError};
 use async_trait::async_trait;
-use domain::{Page, PageRequest, RecomputeRun, RunFilter, RunId, RunSummary, TenantId, TransitionError};
+use domain::{
+    Page, PageRequest, RecomputeRun, RunFilter, RunId, RunSummary, TenantId, TransitionError,
+};
 use time::OffsetDateTime;
 
 use crate::{FailSwitch, read, write};
@@ -29,7 +31,9 @@ impl InMemoryRunStore {
     }
 
     fn check(&self) -> Result<(), RunStoreError> {
-        self.failure.check("run store").map_err(RunStoreError::Unavailable)
+        self.failure
+            .check("run store")
+            .map_err(RunStoreError::Unavailable)
     }
 
     /// Applies `change` to run `id` of `tenant` under the write lock and returns the result.
@@ -59,19 +63,32 @@ impl RunStore for InMemoryRunStore {
         self.check()?;
         let mut runs = write(&self.runs);
         let scope = run.scope();
-        if runs.values().any(|other| other.status.is_active() && other.scope() == scope) {
+        if runs
+            .values()
+            .any(|other| other.status.is_active() && other.scope() == scope)
+        {
             return Err(RunStoreError::ActiveScope);
         }
         if runs.contains_key(&run.id) {
-            return Err(RunStoreError::Unexpected(anyhow::anyhow!("run {} already exists", run.id)));
+            return Err(RunStoreError::Unexpected(anyhow::anyhow!(
+                "run {} already exists",
+                run.id
+            )));
         }
         runs.insert(run.id, run.clone());
         Ok(())
     }
 
-    async fn get(&self, tenant: TenantId, id: RunId) -> Result<Option<RecomputeRun>, RunStoreError> {
+    async fn get(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+    ) -> Result<Option<RecomputeRun>, RunStoreError> {
         self.check()?;
-        Ok(read(&self.runs).get(&id).filter(|run| run.tenant == tenant).cloned())
+        Ok(read(&self.runs)
+            .get(&id)
+            .filter(|run| run.tenant == tenant)
+            .cloned())
     }
 
     async fn list(
@@ -86,12 +103,21 @@ impl RunStore for InMemoryRunStore {
             .filter(|run| run.tenant == tenant && filter.matches(run))
             .cloned()
             .collect();
-        matches.sort_by(|a, b| b.requested_at.cmp(&a.requested_at).then_with(|| b.id.cmp(&a.id)));
+        matches.sort_by(|a, b| {
+            b.requested_at
+                .cmp(&a.requested_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         let total = matches.len() as u64;
         Ok(Page::new(page.slice(matches), total, page))
     }
 
-    async fn start(&self, tenant: TenantId, id: RunId, at: OffsetDateTime) -> Result<RecomputeRun, RunStoreError> {
+    async fn start(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
         self.update(tenant, id, |run| run.start(at))
     }
 
@@ -105,7 +131,13 @@ impl RunStore for InMemoryRunStore {
         self.update(tenant, id, |run| run.complete(summary, at))
     }
 
-    async fn fail(&self, tenant: TenantId, id: RunId, error: &str, at: OffsetDateTime) -> Result<RecomputeRun, RunStoreError> {
+    async fn fail(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
         self.update(tenant, id, |run| run.fail(error, at))
     }
 

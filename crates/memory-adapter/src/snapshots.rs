@@ -9,11 +9,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use application::ports::{RebuildOutcome, RebuildRequest, SnapshotRow, SnapshotStore, SourceSystem, StoreError};
+use application::ports::{
+    RebuildOutcome, RebuildRequest, SnapshotRow, SnapshotStore, SourceSystem, StoreError,
+};
 use async_trait::async_trait;
 use domain::{
-    Breakdown, DateRange, NewEvent, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage, TenantId, Window,
-    report::EVENT_COUNT_METRIC,
+    Breakdown, DateRange, NewEvent, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage,
+    TenantId, Window, report::EVENT_COUNT_METRIC,
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -53,7 +55,9 @@ impl InMemorySnapshotStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        self.failure.check("snapshot store").map_err(StoreError::Unavailable)
+        self.failure
+            .check("snapshot store")
+            .map_err(StoreError::Unavailable)
     }
 }
 
@@ -91,7 +95,9 @@ impl SnapshotStore for InMemorySnapshotStore {
         self.check()?;
         let series = read(&self.series);
         let empty = Series::new();
-        let rows = series.get(&(query.tenant, query.kind, query.window)).unwrap_or(&empty);
+        let rows = series
+            .get(&(query.tenant, query.kind, query.window))
+            .unwrap_or(&empty);
         let selected: Vec<(&Date, &str, &StoredValue)> = rows
             .range((query.range.from(), String::new(), String::new())..)
             .take_while(|((bucket, _, _), _)| *bucket <= query.range.to())
@@ -99,30 +105,66 @@ impl SnapshotStore for InMemorySnapshotStore {
             .filter(|((_, value, _), _)| query.filter.as_ref().is_none_or(|f| f.value() == value))
             .map(|((bucket, value, _), stored)| (bucket, value.as_str(), stored))
             .collect();
-        let last_refreshed_at = selected.iter().map(|(_, _, stored)| stored.computed_at).max();
+        let last_refreshed_at = selected
+            .iter()
+            .map(|(_, _, stored)| stored.computed_at)
+            .max();
 
-        let values = || selected.iter().map(|(bucket, value, stored)| (**bucket, *value, stored.value));
+        let values = || {
+            selected
+                .iter()
+                .map(|(bucket, value, stored)| (**bucket, *value, stored.value))
+        };
         let all_rows: Vec<ReportRow> = match (query.kind, query.breakdown) {
-            (ReportKind::VolumeByPeriod, Breakdown::Source) => group(values().map(|(b, v, n)| ((b, v.to_owned()), n)))
-                .into_iter()
-                .map(|((bucket_date, source), event_count)| ReportRow::PeriodSource { bucket_date, source, event_count })
-                .collect(),
-            (ReportKind::StatusCounts, Breakdown::Period) => group(values().map(|(b, v, n)| ((b, v.to_owned()), n)))
-                .into_iter()
-                .map(|((bucket_date, status), event_count)| ReportRow::PeriodStatus { bucket_date, status, event_count })
-                .collect(),
+            (ReportKind::VolumeByPeriod, Breakdown::Source) => {
+                group(values().map(|(b, v, n)| ((b, v.to_owned()), n)))
+                    .into_iter()
+                    .map(
+                        |((bucket_date, source), event_count)| ReportRow::PeriodSource {
+                            bucket_date,
+                            source,
+                            event_count,
+                        },
+                    )
+                    .collect()
+            }
+            (ReportKind::StatusCounts, Breakdown::Period) => {
+                group(values().map(|(b, v, n)| ((b, v.to_owned()), n)))
+                    .into_iter()
+                    .map(
+                        |((bucket_date, status), event_count)| ReportRow::PeriodStatus {
+                            bucket_date,
+                            status,
+                            event_count,
+                        },
+                    )
+                    .collect()
+            }
             (ReportKind::VolumeByPeriod, _) => group(values().map(|(b, _, n)| (b, n)))
                 .into_iter()
-                .map(|(bucket_date, event_count)| ReportRow::Period { bucket_date, event_count })
+                .map(|(bucket_date, event_count)| ReportRow::Period {
+                    bucket_date,
+                    event_count,
+                })
                 .collect(),
-            (ReportKind::StatusCounts, _) => ranked(group(values().map(|(_, v, n)| (v.to_owned(), n))))
-                .into_iter()
-                .map(|(status, event_count)| ReportRow::Status { status, event_count })
-                .collect(),
-            (ReportKind::TopEntities, _) => ranked(group(values().map(|(_, v, n)| (v.to_owned(), n))))
-                .into_iter()
-                .map(|(entity_id, event_count)| ReportRow::Entity { entity_id, event_count })
-                .collect(),
+            (ReportKind::StatusCounts, _) => {
+                ranked(group(values().map(|(_, v, n)| (v.to_owned(), n))))
+                    .into_iter()
+                    .map(|(status, event_count)| ReportRow::Status {
+                        status,
+                        event_count,
+                    })
+                    .collect()
+            }
+            (ReportKind::TopEntities, _) => {
+                ranked(group(values().map(|(_, v, n)| (v.to_owned(), n))))
+                    .into_iter()
+                    .map(|(entity_id, event_count)| ReportRow::Entity {
+                        entity_id,
+                        event_count,
+                    })
+                    .collect()
+            }
         };
         let total_rows = all_rows.len() as u64;
         Ok(SnapshotPage {
@@ -138,18 +180,26 @@ impl SnapshotStore for InMemorySnapshotStore {
         let mut counts: BTreeMap<(Date, String), i64> = BTreeMap::new();
         {
             let tenants = read(&self.events.tenants);
-            for event in tenants.get(&request.tenant).iter().flat_map(|t| t.events.iter()) {
+            for event in tenants
+                .get(&request.tenant)
+                .iter()
+                .flat_map(|t| t.events.iter())
+            {
                 let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
                 if range.contains(date) {
                     let bucket = request.window.bucket_start(date);
-                    *counts.entry((bucket, dimension_value(request.kind, event).to_owned())).or_default() += 1;
+                    *counts
+                        .entry((bucket, dimension_value(request.kind, event).to_owned()))
+                        .or_default() += 1;
                 }
             }
         }
 
         // One write lock over delete and insert: readers see the old rows or the new ones.
         let mut series = write(&self.series);
-        let rows = series.entry((request.tenant, request.kind, request.window)).or_default();
+        let rows = series
+            .entry((request.tenant, request.kind, request.window))
+            .or_default();
         let before = rows.len();
         rows.retain(|(bucket, _, _), _| !range.contains(*bucket));
         let rows_deleted = (before - rows.len()) as u64;

@@ -10,7 +10,10 @@ use time::macros::datetime;
 const OTHER: TenantId = TenantId::new(2);
 
 fn adapters(queue_capacity: usize) -> InMemoryAdapters {
-    InMemoryAdapters::new(Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC))), queue_capacity)
+    InMemoryAdapters::new(
+        Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC))),
+        queue_capacity,
+    )
 }
 
 #[tokio::test]
@@ -26,7 +29,13 @@ async fn event_store_honours_the_contract() -> anyhow::Result<()> {
 #[tokio::test]
 async fn snapshot_store_honours_the_contract() -> anyhow::Result<()> {
     let a = adapters(8);
-    contract::snapshot_store(a.events.as_ref(), a.snapshots.as_ref(), TenantId::DEFAULT, OTHER).await
+    contract::snapshot_store(
+        a.events.as_ref(),
+        a.snapshots.as_ref(),
+        TenantId::DEFAULT,
+        OTHER,
+    )
+    .await
 }
 
 #[tokio::test]
