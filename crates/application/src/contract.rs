@@ -12,8 +12,8 @@ use anyhow::{Context, Result, ensure};
 use domain::{
     Actor, AuditAction, AuditFilter, Breakdown, CatalogQuery, CatalogSort, DateRange,
     DimensionFilter, EventStatus, LockToken, NewAuditEntry, NewEvent, PageRequest, RecomputeRun,
-    RecomputeScope, ReportKind, ReportQuery, ReportRow, ReportSlug, RunFilter, RunId, RunStatus,
-    RunSummary, SortOrder, SourceSlug, TenantId, Window,
+    RecomputeScope, ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, RunFilter,
+    RunId, RunStatus, RunSummary, SortOrder, SourceSlug, TenantId, Window,
 };
 use serde_json::json;
 use time::{
@@ -108,6 +108,20 @@ pub async fn report_catalog(catalog: &dyn ReportCatalog) -> Result<()> {
         second.items.len() == 1 && second.items[0].slug.as_str() == "top-entities",
         "limit 1 offset 1 is the second report"
     );
+
+    for kind in ReportKind::ALL {
+        let stored = catalog
+            .get(&kind.report_slug())
+            .await?
+            .context("every reference report exists")?;
+        let mut reference = ReportDefinition::reference(kind, stored.updated_at);
+        reference.updated_at = stored.updated_at;
+        ensure!(
+            stored == reference,
+            "{} matches the reference definition: {stored:?}",
+            kind.slug()
+        );
+    }
 
     let volume = catalog
         .get(&slug("volume-by-period")?)
