@@ -309,9 +309,27 @@ fn period(day: Date, count: i64) -> ReportRow {
 pub async fn snapshot_store(
     events: &dyn EventStore,
     snapshots: &dyn SnapshotStore,
+    runs: &dyn RunStore,
     tenant: TenantId,
     other: TenantId,
 ) -> Result<()> {
+    // Snapshot rows point to real runs (a foreign key, in SQL): one stored run per rebuild.
+    let mut day = 0;
+    let mut new_run = |owner: TenantId| {
+        day += 1;
+        let run = run_of(
+            owner,
+            "volume-by-period",
+            Window::Day,
+            date!(2025 - 01 - 01) + time::Duration::days(day),
+            datetime!(2026-03-10 05:00 UTC),
+        );
+        async move {
+            let run = run?;
+            runs.create(&run).await?;
+            Ok::<RunId, anyhow::Error>(run.id)
+        }
+    };
     use ReportKind::{StatusCounts, TopEntities, VolumeByPeriod};
     events.append(tenant, &fixture_events()?).await?;
     let week_of_march_2 = range(date!(2026 - 03 - 02), date!(2026 - 03 - 08))?;
@@ -341,7 +359,7 @@ pub async fn snapshot_store(
     );
 
     // A neighbouring bucket rebuilt first must survive the later rebuild untouched.
-    let before_run = RunId::generate();
+    let before_run = new_run(tenant).await?;
     let before = range(date!(2026 - 02 - 23), date!(2026 - 03 - 01))?;
     let outcome = snapshots
         .rebuild(&rebuild(VolumeByPeriod, Window::Day, before, before_run))
@@ -351,7 +369,7 @@ pub async fn snapshot_store(
         "one row for e7, got {outcome:?}"
     );
 
-    let run = RunId::generate();
+    let run = new_run(tenant).await?;
     let outcome = snapshots
         .rebuild(&rebuild(VolumeByPeriod, Window::Day, week_of_march_2, run))
         .await?;
@@ -479,7 +497,7 @@ pub async fn snapshot_store(
             )?],
         )
         .await?;
-    let rerun = RunId::generate();
+    let rerun = new_run(tenant).await?;
     let outcome = snapshots
         .rebuild(&rebuild(
             VolumeByPeriod,
@@ -660,12 +678,13 @@ pub async fn snapshot_store(
         foreign.rows.is_empty(),
         "another tenant sees none of these rows"
     );
+    let foreign_run = new_run(other).await?;
     let foreign_rebuild = RebuildRequest {
         tenant: other,
         kind: VolumeByPeriod,
         window: Window::Day,
         range: week_of_march_2,
-        run_id: run,
+        run_id: foreign_run,
         computed_at,
     };
     ensure!(

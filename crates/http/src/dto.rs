@@ -136,7 +136,6 @@ impl From<SourceSystem> for SourceSystemDto {
 /// This is the documented schema of `domain::ReportRow`, which is serialized as it is.
 #[derive(ToSchema)]
 #[serde(untagged)]
-#[expect(dead_code, reason = "exists only to describe domain::ReportRow in the OpenAPI document")]
 pub enum ReportRowSchema {
     /// volume-by-period with `breakdown=source`, ordered by date then source.
     PeriodSource {

@@ -1,1 +1,78 @@
-//! placeholder
+//! The HTTP API of pg-analytics, on actix-web: routes under `/api/v1`, the extractors that
+//! turn requests into use-case calls, the response envelopes, management authentication, the
+//! single mapping from errors to statuses, request ids and the generated OpenAPI document.
+//!
+//! It drives the use cases of `application` and speaks in `domain` values; it must not depend
+//! on a storage adapter (PostgreSQL, Redis or the in-memory fakes, which only its tests use) nor
+//! read configuration: the binary builds an [`AppState`] and serves [`build_app`].
+
+use actix_web::{
+    App, Error,
+    body::MessageBody,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    middleware, web,
+};
+use application::{AuditService, HealthService, RecomputeService, ReportService};
+
+pub mod auth;
+pub mod dto;
+pub mod envelope;
+pub mod error;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+
+pub use auth::{ManagementAuth, ManagementKey};
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+/// The largest JSON body any route accepts unless it sets its own, smaller limit.
+const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Everything the handlers need: the use cases, the management key and the service name.
+#[derive(Clone)]
+pub struct AppState {
+    pub reports: ReportService,
+    pub recompute: RecomputeService,
+    pub audit: AuditService,
+    pub health: HealthService,
+    pub management_key: ManagementKey,
+    /// The name reported by `GET /health`.
+    pub service_name: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("service_name", &self.service_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The application: every route under `/api/v1`, JSON 404 and 405 fallbacks, envelope-producing
+/// extractor errors and the request-id middleware. The server and the tests both build it here,
+/// so what is tested is what is served.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(DEFAULT_BODY_LIMIT)
+                .error_handler(error::json_error),
+        )
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .service(web::scope("/api/v1").configure(routes::configure))
+        .default_service(web::to(routes::not_found))
+        .wrap(middleware::from_fn(request_id::middleware))
+}

@@ -32,6 +32,7 @@ async fn snapshot_store_honours_the_contract() -> anyhow::Result<()> {
     contract::snapshot_store(
         a.events.as_ref(),
         a.snapshots.as_ref(),
+        a.runs.as_ref(),
         TenantId::DEFAULT,
         OTHER,
     )

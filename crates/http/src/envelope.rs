@@ -1,0 +1,154 @@
+//! The two envelopes every JSON response is wrapped in.
+//!
+//! Success: `{"data": ..., "meta": ...}` with `meta` omitted when there is none. Failure:
+//! `{"error": {"code", "message", "details"}}`. Each success envelope is a concrete type rather
+//! than one generic wrapper so that the OpenAPI document names every response schema plainly
+//! and the handlers cannot return a shape the document does not describe.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::dto::{AuditEntryDto, HealthDto, ReportDto, ReportRunDto, RunDto};
+
+/// The stable, machine-readable code of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a parameter or the body broke a rule; `details.field` names it when known.
+    InvalidRequest,
+    /// 401: the management key is missing or wrong.
+    Unauthorized,
+    /// 403: the caller is known but may not do this.
+    Forbidden,
+    /// 404: no such route or resource.
+    NotFound,
+    /// 405: the route exists but not for this method; see the `Allow` header.
+    MethodNotAllowed,
+    /// 409: the request conflicts with work in progress.
+    Conflict,
+    /// 413: the body is larger than the route accepts.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 429: too many requests; see the `Retry-After` header.
+    RateLimited,
+    /// 500: a fault on the server; the details are only in its logs.
+    InternalError,
+    /// 503: a dependency is unavailable or the service is at capacity; retry later.
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as served.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::ServiceUnavailable => "service_unavailable",
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// A readable explanation; opaque for 5xx errors.
+    pub message: String,
+    /// Structured context, e.g. `{"field": "window"}` for an invalid parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// The page parameters actually used and the number of matching items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Pagination {
+    pub limit: u32,
+    pub offset: u64,
+    pub total: u64,
+}
+
+impl<T> From<&domain::Page<T>> for Pagination {
+    fn from(page: &domain::Page<T>) -> Self {
+        Self {
+            limit: page.request.limit,
+            offset: page.request.offset,
+            total: page.total,
+        }
+    }
+}
+
+/// The meta of a listing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ListMeta {
+    pub pagination: Pagination,
+}
+
+/// The meta of a report result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportRunMeta {
+    pub cache_hit: bool,
+    /// The row page used; `total` is the number of rows of the whole result.
+    pub pagination: Pagination,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthEnvelope {
+    pub data: HealthDto,
+}
+
+/// `GET /reports`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportListEnvelope {
+    pub data: Vec<ReportDto>,
+    pub meta: ListMeta,
+}
+
+/// `GET /reports/{slug}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportEnvelope {
+    pub data: ReportDto,
+}
+
+/// `GET /reports/{slug}/run`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportRunEnvelope {
+    pub data: ReportRunDto,
+    pub meta: ReportRunMeta,
+}
+
+/// `POST /recomputations` and `GET /recomputations/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunEnvelope {
+    pub data: RunDto,
+}
+
+/// `GET /recomputations`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunListEnvelope {
+    pub data: Vec<RunDto>,
+    pub meta: ListMeta,
+}
+
+/// `GET /audit-entries`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditListEnvelope {
+    pub data: Vec<AuditEntryDto>,
+    pub meta: ListMeta,
+}

@@ -1,0 +1,463 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every handler and extractor fails with [`ApiError`]; its [`ResponseError`] impl decides the
+//! status, the stable `error.code` and the envelope. 5xx messages are opaque: the cause chain
+//! goes to the log, once, when the response is rendered.
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError},
+    http::{StatusCode, header},
+};
+use application::{AuditError, ReportError, RunLookupError, TriggerError};
+use domain::ValidationError;
+use serde_json::{Value, json};
+
+use crate::envelope::{ErrorBody, ErrorCode, ErrorEnvelope};
+
+/// A failed request, as the API reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter or the body broke a rule.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        details: Option<Value>,
+    },
+    /// The management key is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists, but only for the methods in `allow` (an `Allow` header value).
+    #[error("this route allows only {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    /// The request conflicts with work in progress.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        details: Option<Value>,
+    },
+    /// The body is larger than the route accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many requests; the client should wait `retry_after_secs`.
+    #[error("too many requests; retry after {retry_after_secs} seconds")]
+    RateLimited { retry_after_secs: u64 },
+    /// A fault on the server. The message is deliberately opaque; the cause is logged.
+    #[error("internal server error")]
+    Internal(#[source] anyhow::Error),
+    /// A dependency is unavailable or the service is at capacity.
+    #[error("{message}")]
+    ServiceUnavailable {
+        message: String,
+        details: Option<Value>,
+        /// Logged, never served.
+        #[source]
+        cause: Option<anyhow::Error>,
+    },
+}
+
+impl ApiError {
+    /// A 400 without a specific field.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict { .. } => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Internal(_) => ErrorCode::InternalError,
+            ApiError::ServiceUnavailable { .. } => ErrorCode::ServiceUnavailable,
+        }
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            ApiError::InvalidRequest { details, .. }
+            | ApiError::Conflict { details, .. }
+            | ApiError::ServiceUnavailable { details, .. } => details.clone(),
+            ApiError::MethodNotAllowed { allow } => Some(json!({ "allow": allow })),
+            ApiError::RateLimited { retry_after_secs } => {
+                Some(json!({ "retry_after_seconds": retry_after_secs }))
+            }
+            ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Internal(_) => None,
+        }
+    }
+
+    /// The envelope served for this error.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code(),
+                message: self.to_string(),
+                details: self.details(),
+            },
+        }
+    }
+
+    /// Writes the cause of a 5xx to the log; client errors are the client's business and are
+    /// already visible in the per-request log line.
+    fn log_cause(&self) {
+        match self {
+            ApiError::Internal(cause) => {
+                // `{:#}` renders the whole chain on one line: "outer: middle: root cause".
+                tracing::error!(
+                    error = format!("{cause:#}"),
+                    "request failed with an internal error"
+                );
+            }
+            ApiError::ServiceUnavailable {
+                message,
+                cause: Some(cause),
+                ..
+            } => {
+                tracing::warn!(error = format!("{cause:#}"), "{message}");
+            }
+            ApiError::ServiceUnavailable { cause: None, .. }
+            | ApiError::InvalidRequest { .. }
+            | ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::RateLimited { .. } => {}
+        }
+    }
+}
+
+impl ErrorCode {
+    /// The HTTP status of this code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.log_cause();
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, *allow));
+        }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.envelope())
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> Self {
+        ApiError::InvalidRequest {
+            message: format!("{} {}", err.field(), err.message()),
+            details: Some(json!({ "field": err.field() })),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(err: ReportError) -> Self {
+        match err {
+            ReportError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            ReportError::Invalid(invalid) => invalid.into(),
+            ReportError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "report storage is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            ReportError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<TriggerError> for ApiError {
+    fn from(err: TriggerError) -> Self {
+        let message = err.to_string();
+        match err {
+            TriggerError::Invalid(invalid) => invalid.into(),
+            TriggerError::ReportNotFound(_) => ApiError::NotFound(message),
+            TriggerError::ScopeBusy {
+                report_slug,
+                window,
+                date_from,
+                date_to,
+            } => ApiError::Conflict {
+                message,
+                details: Some(json!({
+                    "report_slug": report_slug,
+                    "window": window.as_str(),
+                    "date_from": date_from,
+                    "date_to": date_to,
+                })),
+            },
+            TriggerError::QueueFull(run_id) => ApiError::ServiceUnavailable {
+                message,
+                details: Some(json!({ "run_id": run_id.to_string() })),
+                cause: None,
+            },
+            TriggerError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message,
+                details: None,
+                cause: Some(cause),
+            },
+            TriggerError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<RunLookupError> for ApiError {
+    fn from(err: RunLookupError) -> Self {
+        match err {
+            RunLookupError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            RunLookupError::Invalid(invalid) => invalid.into(),
+            RunLookupError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "run storage is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            RunLookupError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(err: AuditError) -> Self {
+        match err {
+            AuditError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "the audit log is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            AuditError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(err: JsonPayloadError) -> Self {
+        match err {
+            JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::PayloadTooLarge(
+                format!("the body has {length} bytes; this route accepts at most {limit}"),
+            ),
+            JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(format!(
+                "the body is larger than {limit} bytes, the most this route accepts"
+            )),
+            JsonPayloadError::Payload(PayloadError::Overflow) => {
+                ApiError::PayloadTooLarge("the body is larger than this route accepts".to_owned())
+            }
+            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+                "the body must be JSON sent with Content-Type: application/json".to_owned(),
+            ),
+            JsonPayloadError::Deserialize(cause) => {
+                ApiError::invalid(format!("invalid JSON body: {cause}"))
+            }
+            JsonPayloadError::Serialize(cause) => ApiError::Internal(cause.into()),
+            JsonPayloadError::Payload(cause) => {
+                ApiError::invalid(format!("could not read the body: {cause}"))
+            }
+            // The enum is non-exhaustive; anything new is still the client's body at fault.
+            other => ApiError::invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<QueryPayloadError> for ApiError {
+    fn from(err: QueryPayloadError) -> Self {
+        match err {
+            QueryPayloadError::Deserialize(cause) => {
+                ApiError::invalid(format!("invalid query string: {cause}"))
+            }
+            // Non-exhaustive upstream.
+            other => ApiError::invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(err: PathError) -> Self {
+        // A path parameter that does not parse names no resource that could exist.
+        ApiError::NotFound(err.to_string())
+    }
+}
+
+/// The error handler of `web::JsonConfig`, so body errors use the envelope.
+pub(crate) fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::from(err).into()
+}
+
+/// The error handler of `web::QueryConfig`.
+pub(crate) fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::from(err).into()
+}
+
+/// The error handler of `web::PathConfig`.
+pub(crate) fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::from(err).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use anyhow::anyhow;
+
+    use super::*;
+
+    async fn body_of(error: &ApiError) -> Value {
+        let bytes = to_bytes(error.error_response().into_body()).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn every_error_has_its_status_and_code() {
+        let cases = [
+            (ApiError::invalid("bad"), 400, "invalid_request"),
+            (ApiError::Unauthorized("no key"), 401, "unauthorized"),
+            (ApiError::Forbidden("no".into()), 403, "forbidden"),
+            (ApiError::NotFound("gone".into()), 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed { allow: "GET" },
+                405,
+                "method_not_allowed",
+            ),
+            (
+                ApiError::Conflict {
+                    message: "busy".into(),
+                    details: None,
+                },
+                409,
+                "conflict",
+            ),
+            (
+                ApiError::PayloadTooLarge("big".into()),
+                413,
+                "payload_too_large",
+            ),
+            (
+                ApiError::UnsupportedMediaType("xml".into()),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 7,
+                },
+                429,
+                "rate_limited",
+            ),
+            (ApiError::Internal(anyhow!("boom")), 500, "internal_error"),
+            (
+                ApiError::ServiceUnavailable {
+                    message: "down".into(),
+                    details: None,
+                    cause: None,
+                },
+                503,
+                "service_unavailable",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status_code().as_u16(), status, "status of {error:?}");
+            let body = body_of(&error).await;
+            assert_eq!(body["error"]["code"], code, "code of {error:?}");
+            assert!(body["error"]["message"].is_string(), "message of {error:?}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn internal_errors_hide_their_cause() {
+        let error = ApiError::Internal(anyhow!("password=hunter2").context("query failed"));
+        let body = body_of(&error).await;
+        assert_eq!(
+            body["error"]["message"], "internal server error",
+            "opaque message"
+        );
+        assert!(
+            !body.to_string().contains("hunter2"),
+            "the cause stays out of the body: {body}"
+        );
+    }
+
+    #[test]
+    fn rate_limiting_and_wrong_methods_set_their_headers() {
+        let limited = ApiError::RateLimited {
+            retry_after_secs: 30,
+        }
+        .error_response();
+        assert_eq!(
+            limited
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("30")
+        );
+        let wrong = ApiError::MethodNotAllowed { allow: "GET, POST" }.error_response();
+        assert_eq!(
+            wrong
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok()),
+            Some("GET, POST")
+        );
+    }
+
+    #[actix_web::test]
+    async fn validation_errors_name_their_field() {
+        let error = ApiError::from(ValidationError::new("window", "must be one of: day, week"));
+        let body = body_of(&error).await;
+        assert_eq!(
+            body["error"]["message"], "window must be one of: day, week",
+            "readable message"
+        );
+        assert_eq!(
+            body["error"]["details"],
+            json!({ "field": "window" }),
+            "the field in details"
+        );
+    }
+}

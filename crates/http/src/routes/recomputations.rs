@@ -1,0 +1,195 @@
+//! Recompute triggers and run records (management).
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, HeaderMap},
+    web,
+};
+use application::TriggerRequest;
+use domain::{PageRequest, ReportSlug, RunFilter, RunStatus, TenantId, ValidationError};
+use serde::Deserialize;
+
+use super::DEFAULT_PAGE_LIMIT;
+use crate::{
+    AppState,
+    auth::ManagementAuth,
+    dto::{RunDto, RunStatusDto, TriggerBody},
+    envelope::{ErrorEnvelope, ListMeta, Pagination, RunEnvelope, RunListEnvelope},
+    error::{ApiError, json_error},
+};
+
+/// The largest trigger body accepted; a trigger is a handful of short fields.
+pub const TRIGGER_BODY_LIMIT: usize = 16 * 1024;
+
+/// The header naming who triggers when the body does not.
+pub const ACTOR_HEADER: &str = "X-Actor";
+
+/// The JSON settings of the trigger route.
+pub(crate) fn trigger_body_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(TRIGGER_BODY_LIMIT)
+        .content_type_required(true)
+        .error_handler(json_error)
+}
+
+/// Triggers a recompute of one report and window over a date range.
+///
+/// Checks, in order: the window, date order, the range limit, the report's existence, and that
+/// no recompute of the same scope is in progress. The run is then stored `pending`, audited as
+/// `recompute.triggered` and queued.
+#[utoipa::path(
+    post,
+    path = "/api/v1/recomputations",
+    tag = "recomputations",
+    operation_id = "triggerRecomputation",
+    params(
+        ("X-Actor" = Option<String>, Header, description = "Who triggers, when the body has no `requested_by`"),
+    ),
+    request_body(content = TriggerBody, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
+    responses(
+        (status = 202, description = "The run was admitted and queued", body = RunEnvelope,
+            headers(("Location" = String, description = "The URL of the run"))),
+        (status = 400, description = "A field is invalid, unknown or the JSON is malformed", body = ErrorEnvelope),
+        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
+        (status = 404, description = "No report has this slug", body = ErrorEnvelope),
+        (status = 409, description = "A recompute of the same scope is in progress", body = ErrorEnvelope),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The queue is full (the run was marked failed) or a store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []))
+)]
+pub async fn trigger(
+    _auth: ManagementAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<TriggerBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    // The header only matters when the body names no requester, so a garbled header is an
+    // error only then.
+    let actor_header = match body.requested_by {
+        Some(_) => None,
+        None => actor_header(req.headers())?,
+    };
+    let request = TriggerRequest {
+        report_slug: body.report_slug,
+        window: body.window,
+        date_from: body.date_from,
+        date_to: body.date_to,
+        requested_by: body.requested_by,
+        actor_header,
+    };
+    let run = state.recompute.trigger(TenantId::DEFAULT, &request).await?;
+    let location = format!("/api/v1/recomputations/{}", run.id);
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, location))
+        .json(RunEnvelope { data: run.into() }))
+}
+
+fn actor_header(headers: &HeaderMap) -> Result<Option<String>, ValidationError> {
+    headers
+        .get(ACTOR_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| ValidationError::new(ACTOR_HEADER, "must be printable ASCII text"))
+        })
+        .transpose()
+}
+
+/// The query of `GET /recomputations`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListParams {
+    /// Only runs of this report.
+    #[param(example = "volume-by-period")]
+    pub report_slug: Option<String>,
+    /// Only runs in this status.
+    #[param(value_type = Option<RunStatusDto>)]
+    pub status: Option<String>,
+    /// Page size, 1 to 100 (default 20); values out of range are clamped.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+/// Lists recompute runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recomputations",
+    tag = "recomputations",
+    operation_id = "listRecomputations",
+    params(RunListParams),
+    responses(
+        (status = 200, description = "A page of runs", body = RunListEnvelope),
+        (status = 400, description = "A filter or the page is invalid", body = ErrorEnvelope),
+        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The run store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []))
+)]
+pub async fn list_runs(
+    _auth: ManagementAuth,
+    state: web::Data<AppState>,
+    params: web::Query<RunListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let filter = RunFilter {
+        report_slug: params
+            .report_slug
+            .as_deref()
+            .map(ReportSlug::parse)
+            .transpose()?,
+        status: params
+            .status
+            .as_deref()
+            .map(str::parse::<RunStatus>)
+            .transpose()?,
+    };
+    let page = PageRequest::clamped(
+        params.limit.as_deref(),
+        params.offset.as_deref(),
+        DEFAULT_PAGE_LIMIT,
+    )?;
+
+    let runs = state
+        .recompute
+        .list(TenantId::DEFAULT, &filter, page)
+        .await?;
+    let pagination = Pagination::from(&runs);
+    Ok(HttpResponse::Ok().json(RunListEnvelope {
+        data: runs.items.into_iter().map(RunDto::from).collect(),
+        meta: ListMeta { pagination },
+    }))
+}
+
+/// Returns one recompute run.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recomputations/{id}",
+    tag = "recomputations",
+    operation_id = "getRecomputation",
+    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    responses(
+        (status = 200, description = "The run", body = RunEnvelope),
+        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
+        (status = 404, description = "No run has this id, or the id is not a UUID", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The run store is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []))
+)]
+pub async fn get_run(
+    _auth: ManagementAuth,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let run = state.recompute.get(TenantId::DEFAULT, &id).await?;
+    Ok(HttpResponse::Ok().json(RunEnvelope { data: run.into() }))
+}

@@ -1,0 +1,195 @@
+//! The public report catalog and report results.
+
+use actix_web::{HttpResponse, web};
+use application::RunReportParams;
+use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder, TenantId};
+use serde::Deserialize;
+
+use super::DEFAULT_PAGE_LIMIT;
+use crate::{
+    AppState,
+    dto::{BreakdownDto, ReportDto, ReportRunDto, WindowDto},
+    envelope::{
+        ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope, ReportRunEnvelope,
+        ReportRunMeta,
+    },
+    error::ApiError,
+    openapi::{catalog_sort_schema, sort_order_schema},
+};
+
+/// The query of `GET /reports`. Every value arrives as text so that the domain parsers, not the
+/// deserializer, report what is wrong and on which field.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CatalogParams {
+    /// Case-insensitive substring of the slug or the name (at most 100 characters).
+    pub search: Option<String>,
+    /// Page size, 1 to 100 (default 20); values out of range are clamped.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub offset: Option<String>,
+    /// Sort column (default `slug`); any other value is a 400.
+    #[param(schema_with = catalog_sort_schema)]
+    pub sort: Option<String>,
+    /// Sort direction (default `asc`).
+    #[param(schema_with = sort_order_schema)]
+    pub order: Option<String>,
+}
+
+/// Lists the public reports.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports",
+    tag = "reports",
+    operation_id = "listReports",
+    params(CatalogParams),
+    responses(
+        (status = 200, description = "A page of the catalog", body = ReportListEnvelope),
+        (status = 400, description = "`sort`, `order`, `limit`, `offset` or `search` is invalid", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The catalog is unavailable", body = ErrorEnvelope),
+    )
+)]
+pub async fn list_reports(
+    state: web::Data<AppState>,
+    params: web::Query<CatalogParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let sort = params
+        .sort
+        .as_deref()
+        .map(str::parse::<CatalogSort>)
+        .transpose()?
+        .unwrap_or_default();
+    let order = params
+        .order
+        .as_deref()
+        .map(str::parse::<SortOrder>)
+        .transpose()?
+        .unwrap_or_default();
+    let page = PageRequest::clamped(
+        params.limit.as_deref(),
+        params.offset.as_deref(),
+        DEFAULT_PAGE_LIMIT,
+    )?;
+    let query = CatalogQuery::new(params.search.as_deref(), sort, order, page)?;
+
+    let page = state.reports.list(&query).await?;
+    let pagination = Pagination::from(&page);
+    Ok(HttpResponse::Ok().json(ReportListEnvelope {
+        data: page.items.into_iter().map(ReportDto::from).collect(),
+        meta: ListMeta { pagination },
+    }))
+}
+
+/// Returns one public report definition.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/{slug}",
+    tag = "reports",
+    operation_id = "getReport",
+    params(("slug" = String, Path, description = "The report slug", example = "volume-by-period")),
+    responses(
+        (status = 200, description = "The report", body = ReportEnvelope),
+        (status = 404, description = "No public report has this slug", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The catalog is unavailable", body = ErrorEnvelope),
+    )
+)]
+pub async fn get_report(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let report = state.reports.get(&slug).await?;
+    Ok(HttpResponse::Ok().json(ReportEnvelope {
+        data: report.into(),
+    }))
+}
+
+/// The query of `GET /reports/{slug}/run`, passed to the report service as text.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunParams {
+    /// The window (default: the report's default window); case-insensitive.
+    #[param(value_type = Option<WindowDto>)]
+    pub window: Option<String>,
+    /// First day, inclusive, YYYY-MM-DD (UTC). Without dates: the 30 days ending today; with
+    /// only `date_from`: up to today.
+    #[param(value_type = Option<String>, format = Date, example = "2026-01-01")]
+    pub date_from: Option<String>,
+    /// Last day, inclusive, YYYY-MM-DD (UTC). With only `date_to`: the 30 days ending then.
+    #[param(value_type = Option<String>, format = Date, example = "2026-01-30")]
+    pub date_to: Option<String>,
+    /// Row grouping. volume-by-period: `period` (default) or `source`; status-counts: `status`
+    /// (default) or `period`; top-entities: `entity_id`. Anything else is a 400.
+    #[param(value_type = Option<BreakdownDto>)]
+    pub breakdown: Option<String>,
+    /// Only events of this source (volume-by-period only).
+    #[param(example = "stripe")]
+    pub source: Option<String>,
+    /// Only events of this status: success, failed or pending (status-counts only).
+    #[param(example = "failed")]
+    pub status: Option<String>,
+    /// Rows per page, 1 to 100 (default 50); out of range is a 400.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Rows to skip (default 0).
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+impl From<RunParams> for RunReportParams {
+    fn from(params: RunParams) -> Self {
+        Self {
+            window: params.window,
+            date_from: params.date_from,
+            date_to: params.date_to,
+            breakdown: params.breakdown,
+            source: params.source,
+            status: params.status,
+            limit: params.limit,
+            offset: params.offset,
+        }
+    }
+}
+
+/// Runs a report over its snapshots, served from the cache when possible.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/{slug}/run",
+    tag = "reports",
+    operation_id = "runReport",
+    params(
+        ("slug" = String, Path, description = "The report slug", example = "status-counts"),
+        RunParams,
+    ),
+    responses(
+        (status = 200, description = "The report result", body = ReportRunEnvelope),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorEnvelope),
+        (status = 404, description = "No public report has this slug", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "The snapshots are unavailable", body = ErrorEnvelope),
+    )
+)]
+pub async fn run_report(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    params: web::Query<RunParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = RunReportParams::from(params.into_inner());
+    let result = state.reports.run(TenantId::DEFAULT, &slug, &params).await?;
+    let meta = ReportRunMeta {
+        cache_hit: result.cache_hit,
+        pagination: Pagination {
+            limit: result.page.limit(),
+            offset: result.page.offset(),
+            total: result.total_rows,
+        },
+    };
+    Ok(HttpResponse::Ok().json(ReportRunEnvelope {
+        data: ReportRunDto::from(result),
+        meta,
+    }))
+}
