@@ -918,8 +918,8 @@ pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -
     Ok(())
 }
 
-/// The queue hands out runs first in, first out, claims them, refuses work past its capacity
-/// and stops after close.
+/// The queue hands out runs first in, first out, claims them (stamping `started_at`, the time
+/// the queue's clock reads), refuses work past its capacity and stops after close.
 ///
 /// # Errors
 /// The first broken promise.
@@ -928,6 +928,7 @@ pub async fn run_queue(
     runs: &dyn RunStore,
     tenant: TenantId,
     capacity: usize,
+    started_at: OffsetDateTime,
 ) -> Result<()> {
     let t0 = datetime!(2026-11-21 10:00 UTC);
     let mut queued = Vec::new();
@@ -961,9 +962,8 @@ pub async fn run_queue(
     );
     runs.fail(tenant, overflow.id, "queue full", t0).await?;
 
-    let started_at = t0 + time::Duration::hours(2);
     let first = queue
-        .claim_next(started_at)
+        .claim_next()
         .await?
         .context("a queued run is claimed")?;
     ensure!(first.id == queued[0].id, "first in, first out");
@@ -976,14 +976,14 @@ pub async fn run_queue(
         // A run that failed while queued is skipped.
         runs.fail(tenant, queued[1].id, "cancelled", t0).await?;
         let next = queue
-            .claim_next(started_at)
+            .claim_next()
             .await?
             .context("the next live run is claimed")?;
         ensure!(next.id == queued[2].id, "a failed queued run is skipped");
     }
     queue.close().await;
     ensure!(
-        queue.claim_next(started_at).await?.is_none(),
+        queue.claim_next().await?.is_none(),
         "a closed queue hands out nothing"
     );
     let late = run_of(

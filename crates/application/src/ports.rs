@@ -298,16 +298,13 @@ pub trait RunQueue: Send + Sync {
     async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError>;
 
     /// Waits for the oldest queued run, claims it (pending → running, as
-    /// [`RunStore::start`]) and returns it; `Ok(None)` once the queue is closed. A queued run
-    /// that is no longer pending is skipped.
+    /// [`RunStore::start`], with `started_at` the moment of the claim) and returns it;
+    /// `Ok(None)` once the queue is closed. A queued run that is no longer pending is skipped.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the queue cannot be read right now (the caller retries
     /// after a pause); [`StoreError::Unexpected`] otherwise.
-    async fn claim_next(
-        &self,
-        started_at: OffsetDateTime,
-    ) -> Result<Option<RecomputeRun>, StoreError>;
+    async fn claim_next(&self) -> Result<Option<RecomputeRun>, StoreError>;
 
     /// Stops handing out work: waiting and later [`RunQueue::claim_next`] calls return
     /// `Ok(None)`. Idempotent.

@@ -52,7 +52,7 @@ impl RecomputeWorker {
     /// closes is finished first.
     pub async fn run(&self) {
         loop {
-            match self.ports.queue.claim_next(self.ports.clock.now()).await {
+            match self.ports.queue.claim_next().await {
                 Ok(Some(run)) => {
                     self.execute(run).await;
                 }

@@ -6,9 +6,7 @@ use anyhow::{Context, Result, ensure};
 use application::{
     AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
     RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
-    ports::{
-        CacheVersions, Clock, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem,
-    },
+    ports::{CacheVersions, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem},
 };
 use domain::{
     AuditAction, AuditFilter, PageRequest, RecomputeScope, ReportRow, ReportSlug, RunFilter,
@@ -97,7 +95,7 @@ impl Harness {
         let run = self
             .adapters
             .queue
-            .claim_next(self.clock.now())
+            .claim_next()
             .await?
             .context("a queued run")?;
         Ok(self.worker.execute(run).await)

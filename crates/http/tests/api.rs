@@ -116,7 +116,7 @@ impl Harness {
         let run = self
             .adapters
             .queue
-            .claim_next(self.clock.now())
+            .claim_next()
             .await?
             .context("a queued run to claim")?;
         Ok(self.worker.execute(run).await)

@@ -56,7 +56,11 @@ impl InMemoryAdapters {
         Self {
             catalog: Arc::new(InMemoryCatalog::reference(clock.now())),
             snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
-            queue: Arc::new(InMemoryRunQueue::new(Arc::clone(&runs), queue_capacity)),
+            queue: Arc::new(InMemoryRunQueue::new(
+                Arc::clone(&runs),
+                queue_capacity,
+                clock.clone(),
+            )),
             audit: Arc::new(InMemoryAuditLog::new(clock)),
             cache: Arc::new(InMemoryResponseCache::new()),
             versions: Arc::new(InMemoryCacheVersions::new()),

@@ -6,10 +6,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use application::ports::{EnqueueError, RunQueue, RunStore, RunStoreError, StoreError};
+use application::ports::{Clock, EnqueueError, RunQueue, RunStore, RunStoreError, StoreError};
 use async_trait::async_trait;
 use domain::{RecomputeRun, RunId, TenantId};
-use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::{FailSwitch, InMemoryRunStore, lock};
@@ -22,20 +21,30 @@ struct State {
 
 /// A FIFO of run ids in front of an [`InMemoryRunStore`], holding at most `capacity` runs.
 /// Queued runs do not survive the process; the PostgreSQL queue is the durable one.
-#[derive(Debug)]
 pub struct InMemoryRunQueue {
     runs: Arc<InMemoryRunStore>,
+    clock: Arc<dyn Clock>,
     capacity: usize,
     state: Mutex<State>,
     wake: Notify,
     failure: FailSwitch,
 }
 
+impl std::fmt::Debug for InMemoryRunQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryRunQueue")
+            .field("capacity", &self.capacity)
+            .field("queued", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl InMemoryRunQueue {
-    /// A queue of at most `capacity` runs claiming from `runs`.
-    pub fn new(runs: Arc<InMemoryRunStore>, capacity: usize) -> Self {
+    /// A queue of at most `capacity` runs claiming from `runs`, stamping claims with `clock`.
+    pub fn new(runs: Arc<InMemoryRunStore>, capacity: usize, clock: Arc<dyn Clock>) -> Self {
         Self {
             runs,
+            clock,
             capacity,
             state: Mutex::default(),
             wake: Notify::new(),
@@ -77,10 +86,7 @@ impl RunQueue for InMemoryRunQueue {
         Ok(())
     }
 
-    async fn claim_next(
-        &self,
-        started_at: OffsetDateTime,
-    ) -> Result<Option<RecomputeRun>, StoreError> {
+    async fn claim_next(&self) -> Result<Option<RecomputeRun>, StoreError> {
         loop {
             // Register interest before looking, so a wake-up between the look and the wait is
             // not lost.
@@ -97,7 +103,7 @@ impl RunQueue for InMemoryRunQueue {
                 state.queued.pop_front()
             };
             match next {
-                Some((tenant, id)) => match self.runs.start(tenant, id, started_at).await {
+                Some((tenant, id)) => match self.runs.start(tenant, id, self.clock.now()).await {
                     Ok(run) => return Ok(Some(run)),
                     // Failed or claimed meanwhile: nothing to do for this one.
                     Err(RunStoreError::Transition(_) | RunStoreError::NotFound(_)) => {}

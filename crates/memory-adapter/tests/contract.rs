@@ -9,11 +9,10 @@ use time::macros::datetime;
 
 const OTHER: TenantId = TenantId::new(2);
 
+const NOW: time::OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+
 fn adapters(queue_capacity: usize) -> InMemoryAdapters {
-    InMemoryAdapters::new(
-        Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC))),
-        queue_capacity,
-    )
+    InMemoryAdapters::new(Arc::new(ManualClock::new(NOW)), queue_capacity)
 }
 
 #[tokio::test]
@@ -47,7 +46,7 @@ async fn run_store_honours_the_contract() -> anyhow::Result<()> {
 #[tokio::test]
 async fn run_queue_honours_the_contract() -> anyhow::Result<()> {
     let a = adapters(4);
-    contract::run_queue(a.queue.as_ref(), a.runs.as_ref(), TenantId::DEFAULT, 4).await
+    contract::run_queue(a.queue.as_ref(), a.runs.as_ref(), TenantId::DEFAULT, 4, NOW).await
 }
 
 #[tokio::test]
