@@ -1,0 +1,90 @@
+//! PostgreSQL adapters of pg-analytics: the report catalog, events, snapshots (with the rebuild
+//! in SQL), recompute runs, the durable run queue, the audit log and the health probe, plus the
+//! refinery migrations of the top-level `migrations/` folder and the server-side demo seed.
+//!
+//! Every query is a parameterized constant next to the code that runs it. Driver errors are
+//! translated into the ports' error variants here: an unreachable server or an exhausted pool
+//! becomes `Unavailable`, a unique violation a conflict, anything else `Unexpected` with context.
+
+mod audit;
+mod catalog;
+mod error;
+mod events;
+mod health;
+mod pool;
+mod queue;
+mod runs;
+mod snapshots;
+
+use std::sync::Arc;
+
+use application::ports::Clock;
+
+pub use audit::PostgresAuditLog;
+pub use catalog::PostgresCatalog;
+pub use deadpool_postgres::Pool;
+pub use events::PostgresEventStore;
+pub use health::PostgresHealthProbe;
+pub use pool::{PostgresConfig, connect};
+pub use queue::{PostgresRunQueue, QueueSettings};
+pub use runs::PostgresRunStore;
+pub use snapshots::PostgresSnapshotStore;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations");
+}
+
+/// Applies every pending migration and returns how many were applied.
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails (it is then rolled back).
+pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
+    use anyhow::Context;
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    let report = embedded::migrations::runner()
+        .set_grouped(false)
+        .run_async(&mut **client)
+        .await
+        .context("applying migrations")?;
+    for migration in report.applied_migrations() {
+        tracing::info!(
+            version = migration.version(),
+            name = migration.name(),
+            "migration applied"
+        );
+    }
+    Ok(report.applied_migrations().len())
+}
+
+/// Every PostgreSQL adapter over one pool.
+#[derive(Debug, Clone)]
+pub struct PostgresAdapters {
+    pub pool: Pool,
+    pub catalog: Arc<PostgresCatalog>,
+    pub events: Arc<PostgresEventStore>,
+    pub snapshots: Arc<PostgresSnapshotStore>,
+    pub runs: Arc<PostgresRunStore>,
+    pub queue: Arc<PostgresRunQueue>,
+    pub audit: Arc<PostgresAuditLog>,
+    pub health: Arc<PostgresHealthProbe>,
+}
+
+impl PostgresAdapters {
+    /// The adapters over `pool`; the queue uses `queue` settings and stamps claims with `clock`.
+    pub fn new(pool: Pool, queue: QueueSettings, clock: Arc<dyn Clock>) -> Self {
+        let runs = Arc::new(PostgresRunStore::new(pool.clone(), queue.lease));
+        Self {
+            catalog: Arc::new(PostgresCatalog::new(pool.clone())),
+            events: Arc::new(PostgresEventStore::new(pool.clone())),
+            snapshots: Arc::new(PostgresSnapshotStore::new(pool.clone())),
+            queue: Arc::new(PostgresRunQueue::new(pool.clone(), queue, clock)),
+            audit: Arc::new(PostgresAuditLog::new(pool.clone())),
+            health: Arc::new(PostgresHealthProbe::new(pool.clone())),
+            runs,
+            pool,
+        }
+    }
+}

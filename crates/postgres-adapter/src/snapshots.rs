@@ -1,0 +1,336 @@
+//! Snapshot rows in `metric_snapshots`: report reads, and the rebuild from `analytics_events`.
+
+use application::ports::{
+    RebuildOutcome, RebuildRequest, SnapshotRow, SnapshotStore, SourceSystem, StoreError,
+};
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use domain::{
+    Breakdown, DateRange, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage, TenantId, Window,
+};
+use time::{Date, OffsetDateTime};
+use tokio_postgres::Row;
+
+use crate::error::{Failure, PgResultExt, corrupt};
+
+/// Snapshots in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresSnapshotStore {
+    pool: Pool,
+}
+
+impl PostgresSnapshotStore {
+    /// The store over `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The snapshot rows a query reads: `$1` tenant, `$2` report, `$3` window, buckets starting in
+/// `$4..=$5`, optionally only dimension value `$6`. Served by the unique index, whose prefix is
+/// exactly these columns.
+const SELECTED: &str = "
+    WITH selected AS (
+        SELECT bucket_start, dimension_value, metric_value, computed_at
+        FROM metric_snapshots
+        WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+          AND bucket_start BETWEEN $4 AND $5
+          AND metric_name = 'event_count'
+          AND ($6::text IS NULL OR dimension_value = $6)
+    )";
+
+/// How each report shape groups and orders the selected rows. Every shape yields the columns
+/// (bucket_date, name, event_count) with NULL where the shape has none; text is ordered by
+/// byte value (`COLLATE "C"`) so every adapter agrees.
+fn grouping(kind: ReportKind, breakdown: Breakdown) -> &'static str {
+    match (kind, breakdown) {
+        (ReportKind::VolumeByPeriod, Breakdown::Source) | (ReportKind::StatusCounts, Breakdown::Period) => {
+            ", grouped AS (
+                SELECT bucket_start AS bucket_date, dimension_value AS name, sum(metric_value)::int8 AS event_count
+                FROM selected GROUP BY bucket_start, dimension_value
+            )
+            SELECT bucket_date, name, event_count FROM grouped
+            ORDER BY bucket_date, name COLLATE \"C\""
+        }
+        (ReportKind::VolumeByPeriod, _) => {
+            ", grouped AS (
+                SELECT bucket_start AS bucket_date, NULL::text AS name, sum(metric_value)::int8 AS event_count
+                FROM selected GROUP BY bucket_start
+            )
+            SELECT bucket_date, name, event_count FROM grouped
+            ORDER BY bucket_date"
+        }
+        (ReportKind::StatusCounts | ReportKind::TopEntities, _) => {
+            ", grouped AS (
+                SELECT NULL::date AS bucket_date, dimension_value AS name, sum(metric_value)::int8 AS event_count
+                FROM selected GROUP BY dimension_value
+            )
+            SELECT bucket_date, name, event_count FROM grouped
+            ORDER BY event_count DESC, name COLLATE \"C\""
+        }
+    }
+}
+
+/// The total and freshness of the same selection, for the page's metadata.
+fn totals(kind: ReportKind, breakdown: Breakdown) -> &'static str {
+    match (kind, breakdown) {
+        (ReportKind::VolumeByPeriod, Breakdown::Source)
+        | (ReportKind::StatusCounts, Breakdown::Period) => {
+            "SELECT count(DISTINCT (bucket_start, dimension_value)), max(computed_at) FROM selected"
+        }
+        (ReportKind::VolumeByPeriod, _) => {
+            "SELECT count(DISTINCT bucket_start), max(computed_at) FROM selected"
+        }
+        (ReportKind::StatusCounts | ReportKind::TopEntities, _) => {
+            "SELECT count(DISTINCT dimension_value), max(computed_at) FROM selected"
+        }
+    }
+}
+
+fn report_row(kind: ReportKind, breakdown: Breakdown, row: &Row) -> Result<ReportRow, Failure> {
+    let get = |e: tokio_postgres::Error| corrupt("report row", e);
+    let bucket: Option<Date> = row.try_get("bucket_date").map_err(get)?;
+    let name: Option<String> = row.try_get("name").map_err(get)?;
+    let event_count: i64 = row.try_get("event_count").map_err(get)?;
+    let missing = || corrupt("report row", "a grouping column is NULL");
+    Ok(match (kind, breakdown) {
+        (ReportKind::VolumeByPeriod, Breakdown::Source) => ReportRow::PeriodSource {
+            bucket_date: bucket.ok_or_else(missing)?,
+            source: name.ok_or_else(missing)?,
+            event_count,
+        },
+        (ReportKind::StatusCounts, Breakdown::Period) => ReportRow::PeriodStatus {
+            bucket_date: bucket.ok_or_else(missing)?,
+            status: name.ok_or_else(missing)?,
+            event_count,
+        },
+        (ReportKind::VolumeByPeriod, _) => ReportRow::Period {
+            bucket_date: bucket.ok_or_else(missing)?,
+            event_count,
+        },
+        (ReportKind::StatusCounts, _) => ReportRow::Status {
+            status: name.ok_or_else(missing)?,
+            event_count,
+        },
+        (ReportKind::TopEntities, _) => ReportRow::Entity {
+            entity_id: name.ok_or_else(missing)?,
+            event_count,
+        },
+    })
+}
+
+/// Serializes rebuilds of one tenant's report and window, so overlapping scopes never
+/// interleave their deletes and inserts.
+const REBUILD_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2 || ':' || $3, 0))";
+
+const DELETE_BUCKETS: &str = "
+    DELETE FROM metric_snapshots
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
+
+/// The insert of one report kind: events of `$4..=$5` (UTC days), one row per bucket and
+/// dimension value. `$3` is the window name, which is also `date_trunc`'s field.
+fn rebuild_sql(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::VolumeByPeriod => {
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                                           dimension_value, metric_name, metric_value, computed_at, run_id)
+             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'source', s.slug,
+                    'event_count', count(*), $6, $7
+             FROM analytics_events e
+             JOIN event_sources s ON s.id = e.source_id
+             WHERE e.tenant_id = $1
+               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
+               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
+             GROUP BY 4, 6"
+        }
+        ReportKind::StatusCounts => {
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                                           dimension_value, metric_name, metric_value, computed_at, run_id)
+             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'status', e.status,
+                    'event_count', count(*), $6, $7
+             FROM analytics_events e
+             WHERE e.tenant_id = $1
+               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
+               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
+             GROUP BY 4, 6"
+        }
+        ReportKind::TopEntities => {
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                                           dimension_value, metric_name, metric_value, computed_at, run_id)
+             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'entity_id', e.entity_id,
+                    'event_count', count(*), $6, $7
+             FROM analytics_events e
+             WHERE e.tenant_id = $1
+               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
+               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
+             GROUP BY 4, 6"
+        }
+    }
+}
+
+const SELECT_ROWS: &str = "
+    SELECT bucket_start, dimension_key, dimension_value, metric_name, metric_value, computed_at, run_id
+    FROM metric_snapshots
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5
+    ORDER BY bucket_start, dimension_value COLLATE \"C\", metric_name COLLATE \"C\"";
+
+#[async_trait]
+impl SnapshotStore for PostgresSnapshotStore {
+    fn system(&self) -> SourceSystem {
+        SourceSystem::Postgres
+    }
+
+    #[tracing::instrument(skip_all, fields(report = query.kind.slug(), window = %query.window), err)]
+    async fn query(&self, query: &ReportQuery) -> Result<SnapshotPage, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read snapshots")?;
+        let filter = query.filter.as_ref().map(|f| f.value());
+        let (from, to) = (query.range.from(), query.range.to());
+        let slug = query.kind.slug();
+        let window = query.window.as_str();
+        let rows_sql = format!(
+            "{SELECTED}{} LIMIT $7 OFFSET $8",
+            grouping(query.kind, query.breakdown)
+        );
+        let limit = i64::from(query.page.limit());
+        let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &rows_sql,
+                &[
+                    &query.tenant.get(),
+                    &slug,
+                    &window,
+                    &from,
+                    &to,
+                    &filter,
+                    &limit,
+                    &offset,
+                ],
+            )
+            .await
+            .classify("reading snapshot rows")?;
+        let totals_sql = format!("{SELECTED} {}", totals(query.kind, query.breakdown));
+        let summary = client
+            .query_one(
+                &totals_sql,
+                &[&query.tenant.get(), &slug, &window, &from, &to, &filter],
+            )
+            .await
+            .classify("counting snapshot rows")?;
+        let total: i64 = summary.try_get(0).map_err(|e| corrupt("row count", e))?;
+        let last_refreshed_at: Option<OffsetDateTime> =
+            summary.try_get(1).map_err(|e| corrupt("computed_at", e))?;
+        Ok(SnapshotPage {
+            rows: rows
+                .iter()
+                .map(|row| report_row(query.kind, query.breakdown, row))
+                .collect::<Result<_, _>>()?,
+            total_rows: u64::try_from(total).unwrap_or(0),
+            last_refreshed_at,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(report = request.kind.slug(), window = %request.window, run_id = %request.run_id), err)]
+    async fn rebuild(&self, request: &RebuildRequest) -> Result<RebuildOutcome, StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to rebuild snapshots")?;
+        let tx = client.transaction().await.classify("starting a rebuild")?;
+        let tenant = request.tenant.get();
+        let slug = request.kind.slug();
+        let window = request.window.as_str();
+        let (from, to) = (request.range.from(), request.range.to());
+        tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
+            .await
+            .classify("locking the report for a rebuild")?;
+        let rows_deleted = tx
+            .execute(DELETE_BUCKETS, &[&tenant, &slug, &window, &from, &to])
+            .await
+            .classify("deleting rebuilt buckets")?;
+        let rows_inserted = tx
+            .execute(
+                rebuild_sql(request.kind),
+                &[
+                    &tenant,
+                    &slug,
+                    &window,
+                    &from,
+                    &to,
+                    &request.computed_at,
+                    &request.run_id.as_uuid(),
+                ],
+            )
+            .await
+            .classify("aggregating events into snapshots")?;
+        tx.commit().await.classify("committing a rebuild")?;
+        Ok(RebuildOutcome {
+            rows_deleted,
+            rows_inserted,
+        })
+    }
+
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        kind: ReportKind,
+        window: Window,
+        range: DateRange,
+    ) -> Result<Vec<SnapshotRow>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read snapshots")?;
+        let rows = client
+            .query(
+                SELECT_ROWS,
+                &[
+                    &tenant.get(),
+                    &kind.slug(),
+                    &window.as_str(),
+                    &range.from(),
+                    &range.to(),
+                ],
+            )
+            .await
+            .classify("reading snapshot rows")?;
+        rows.iter()
+            .map(|row| {
+                let get = |e: tokio_postgres::Error| corrupt("snapshot row", e);
+                let run_id: Option<uuid::Uuid> = row.try_get("run_id").map_err(get)?;
+                Ok(SnapshotRow {
+                    bucket_start: row.try_get("bucket_start").map_err(get)?,
+                    dimension_key: row.try_get("dimension_key").map_err(get)?,
+                    dimension_value: row.try_get("dimension_value").map_err(get)?,
+                    metric_name: row.try_get("metric_name").map_err(get)?,
+                    metric_value: row.try_get("metric_value").map_err(get)?,
+                    computed_at: row.try_get("computed_at").map_err(get)?,
+                    run_id: run_id.map(RunId::from_uuid),
+                })
+            })
+            .collect::<Result<_, Failure>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to clear snapshots")?;
+        Ok(client
+            .execute(
+                "DELETE FROM metric_snapshots WHERE tenant_id = $1",
+                &[&tenant.get()],
+            )
+            .await
+            .classify("clearing snapshots")?)
+    }
+}

@@ -1,0 +1,296 @@
+//! The PostgreSQL adapters against a real server: the shared contract suite, the SQL rebuild
+//! against a direct aggregation of the events, and the durable queue across restarts and crashes.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use application::{
+    contract,
+    ports::{RunQueue, RunStore},
+};
+use domain::{Actor, DateRange, LockToken, RecomputeRun, ReportSlug, RunStatus, TenantId, Window};
+use postgres_adapter::{PostgresAdapters, PostgresRunQueue, QueueSettings};
+use support::{OTHER_TENANT, TestDatabase};
+use time::macros::{date, datetime};
+
+const TENANT: TenantId = TenantId::DEFAULT;
+
+macro_rules! database {
+    () => {
+        match TestDatabase::create().await {
+            Some(db) => db,
+            None => return Ok(()),
+        }
+    };
+}
+
+const NOW: time::OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+
+fn clock() -> Arc<dyn application::ports::Clock> {
+    Arc::new(memory_adapter::ManualClock::new(NOW))
+}
+
+fn adapters(db: &TestDatabase, settings: QueueSettings) -> PostgresAdapters {
+    PostgresAdapters::new(db.pool.clone(), settings, clock())
+}
+
+#[tokio::test]
+async fn catalog_honours_the_contract() -> Result<()> {
+    let db = database!();
+    contract::report_catalog(adapters(&db, QueueSettings::default()).catalog.as_ref()).await
+}
+
+#[tokio::test]
+async fn event_store_honours_the_contract() -> Result<()> {
+    let db = database!();
+    contract::event_store(
+        adapters(&db, QueueSettings::default()).events.as_ref(),
+        TENANT,
+        OTHER_TENANT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn snapshot_store_honours_the_contract() -> Result<()> {
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default());
+    contract::snapshot_store(
+        a.events.as_ref(),
+        a.snapshots.as_ref(),
+        a.runs.as_ref(),
+        TENANT,
+        OTHER_TENANT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn run_store_honours_the_contract() -> Result<()> {
+    let db = database!();
+    contract::run_store(
+        adapters(&db, QueueSettings::default()).runs.as_ref(),
+        TENANT,
+        OTHER_TENANT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn run_queue_honours_the_contract() -> Result<()> {
+    let db = database!();
+    let a = adapters(
+        &db,
+        QueueSettings {
+            capacity: 4,
+            ..QueueSettings::default()
+        },
+    );
+    contract::run_queue(a.queue.as_ref(), a.runs.as_ref(), TENANT, 4, NOW).await
+}
+
+#[tokio::test]
+async fn audit_log_honours_the_contract() -> Result<()> {
+    let db = database!();
+    contract::audit_log(
+        adapters(&db, QueueSettings::default()).audit.as_ref(),
+        TENANT,
+        OTHER_TENANT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_unknown_source_stores_none_of_the_batch() -> Result<()> {
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default());
+    let mut event = domain::demo::event(1, datetime!(2026-11-21 12:00 UTC));
+    let good = event.clone();
+    event.event_id = "x-1".into();
+    event.source = domain::SourceSlug::parse("source", "unknown-psp")?;
+    let result =
+        application::ports::EventStore::append(a.events.as_ref(), TENANT, &[good, event]).await;
+    ensure!(result.is_err(), "an unknown source fails the append");
+    ensure!(
+        application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 0,
+        "nothing was stored"
+    );
+    Ok(())
+}
+
+fn pending_run(day: time::Date, at: time::OffsetDateTime) -> Result<RecomputeRun> {
+    Ok(RecomputeRun::pending(
+        TENANT,
+        ReportSlug::parse("status-counts")?,
+        Window::Day,
+        DateRange::new(day, day)?,
+        Actor::parse("ops")?,
+        at,
+        Some(LockToken::generate()),
+    ))
+}
+
+#[tokio::test]
+async fn a_pending_run_survives_a_restart_and_is_claimed_by_another_process() -> Result<()> {
+    let db = database!();
+    let run = pending_run(date!(2026 - 11 - 01), datetime!(2026-11-21 12:00 UTC))?;
+    {
+        // The first process stores and queues the run, then goes away.
+        let first = adapters(&db, QueueSettings::default());
+        first.runs.create(&run).await?;
+        first.queue.enqueue(&run).await?;
+        first.queue.close().await;
+    }
+    let second = PostgresRunQueue::new(db.pool.clone(), QueueSettings::default(), clock());
+    let claimed = second
+        .claim_next()
+        .await?
+        .context("the run is still queued")?;
+    ensure!(
+        claimed.id == run.id && claimed.status == RunStatus::Running,
+        "the second process claims it"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
+    let db = database!();
+    let settings = QueueSettings {
+        lease: Duration::from_millis(300),
+        max_attempts: 2,
+        ..QueueSettings::default()
+    };
+    let a = adapters(&db, settings);
+    let run = pending_run(date!(2026 - 11 - 02), datetime!(2026-11-21 12:00 UTC))?;
+    a.runs.create(&run).await?;
+    // A worker claims it and dies: its lease is never renewed.
+    a.runs
+        .start(TENANT, run.id, datetime!(2026-11-21 12:01 UTC))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let queue = PostgresRunQueue::new(db.pool.clone(), settings, clock());
+    let (retried, failed) = queue.recover_expired().await?;
+    ensure!(
+        (retried, failed) == (1, 0),
+        "the first loss hands the run back: {retried} {failed}"
+    );
+    let again = a.runs.get(TENANT, run.id).await?.context("run")?;
+    ensure!(
+        again.status == RunStatus::Pending && again.started_at.is_none(),
+        "pending again: {again:?}"
+    );
+
+    // Claimed a second time and lost again: attempts are used up.
+    a.runs
+        .start(TENANT, run.id, datetime!(2026-11-21 12:02 UTC))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (retried, failed) = queue.recover_expired().await?;
+    ensure!(
+        (retried, failed) == (0, 1),
+        "the second loss fails it: {retried} {failed}"
+    );
+    let lost = a.runs.get(TENANT, run.id).await?.context("run")?;
+    ensure!(
+        lost.status == RunStatus::Failed,
+        "failed, never running forever: {lost:?}"
+    );
+    ensure!(
+        lost.error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("stopped responding")),
+        "{lost:?}"
+    );
+    let audit = application::ports::AuditLog::list(
+        a.audit.as_ref(),
+        TENANT,
+        &domain::AuditFilter {
+            action: Some(domain::AuditAction::RecomputeFailed),
+            actor: None,
+        },
+        domain::PageRequest::new(10, 0),
+    )
+    .await?;
+    ensure!(
+        audit.total == 1 && audit.items[0].resource_id == run.id.to_string(),
+        "the loss is audited"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claimed_run_keeps_its_lease_while_its_worker_lives() -> Result<()> {
+    let db = database!();
+    let settings = QueueSettings {
+        lease: Duration::from_millis(600),
+        ..QueueSettings::default()
+    };
+    let a = adapters(&db, settings);
+    let run = pending_run(date!(2026 - 11 - 03), datetime!(2026-11-21 12:00 UTC))?;
+    a.runs.create(&run).await?;
+    a.queue.enqueue(&run).await?;
+    let claimed = a.queue.claim_next().await?.context("claimed")?;
+    // Three lease lengths later the heartbeat has kept it alive.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
+        .recover_expired()
+        .await?;
+    ensure!(
+        (retried, failed) == (0, 0),
+        "a live worker's run is not recovered"
+    );
+    ensure!(
+        a.runs.get(TENANT, claimed.id).await?.context("run")?.status == RunStatus::Running,
+        "still running"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_queues_never_claim_the_same_run() -> Result<()> {
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default());
+    for n in 0..6 {
+        let run = pending_run(
+            date!(2026 - 10 - 01) + time::Duration::days(n),
+            datetime!(2026-11-21 12:00 UTC),
+        )?;
+        a.runs.create(&run).await?;
+    }
+    let q1 = Arc::new(PostgresRunQueue::new(
+        db.pool.clone(),
+        QueueSettings::default(),
+        clock(),
+    ));
+    let q2 = Arc::new(PostgresRunQueue::new(
+        db.pool.clone(),
+        QueueSettings::default(),
+        clock(),
+    ));
+    let mut handles = Vec::new();
+    for queue in [q1, q2] {
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                if let Ok(Some(run)) = queue.claim_next().await {
+                    ids.push(run.id);
+                }
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await?);
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    ensure!(
+        all.len() == 6 && unique.len() == 6,
+        "six distinct claims: {all:?}"
+    );
+    Ok(())
+}
