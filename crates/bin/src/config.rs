@@ -9,6 +9,9 @@
 //! | `APP_VERSION` | the crate version | reported by `/health` |
 //! | `DATABASE_URL` | unset | a `postgres://` URL; unset means embedded in-memory mode |
 //! | `REDIS_URL` | unset | a `redis://` URL; unset means in-process cache and locks |
+//! | `DATABASE_MAX_CONNECTIONS` | `16` | 1..=1000: the pool size of this process |
+//! | `DATABASE_ACQUIRE_TIMEOUT_SECS` | `5` | 1..=300: wait for a connection before answering 503 |
+//! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `600` | 1..=86400: the server-side limit of one statement |
 //! | `MANAGEMENT_API_KEY` | generated in embedded mode | at least 16 characters; required with `DATABASE_URL` |
 //! | `APP_AUTO_MIGRATE` | `true` | boolean |
 //! | `APP_AUTO_SEED` | `false` | boolean; always on in embedded mode |
@@ -17,6 +20,8 @@
 //! | `RECOMPUTE_LOCK_TTL_SECS` | `900` | 1..=86400 |
 //! | `RECOMPUTE_WORKERS` | `1` | 0..=64; 0 means this process never runs recomputes |
 //! | `RECOMPUTE_QUEUE_SIZE` | `64` | 1..=100000 |
+//! | `RECOMPUTE_LEASE_SECS` | `60` | 3..=3600: how long a claimed run survives its worker's silence |
+//! | `RECOMPUTE_POLL_INTERVAL_MS` | `1000` | 50..=60000: how often idle workers look for runs queued elsewhere |
 //! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
 //! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head |
 //! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
@@ -93,10 +98,20 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// PostgreSQL pool settings (used when `DATABASE_URL` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub max_connections: usize,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
 /// Recompute settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputeConfig {
     pub lock_ttl: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
     pub workers: usize,
     pub queue_size: usize,
     pub max_range_days: u32,
@@ -109,6 +124,7 @@ pub struct Config {
     pub recompute: RecomputeConfig,
     pub version: String,
     pub database_url: Option<Secret>,
+    pub database: DatabaseConfig,
     pub redis_url: Option<Secret>,
     pub management_key: Secret,
     pub management_key_source: ManagementKeySource,
@@ -211,6 +227,14 @@ impl Config {
         };
         let recompute = RecomputeConfig {
             lock_ttl: secs(&get, "RECOMPUTE_LOCK_TTL_SECS", 900, 1, 86_400)?,
+            lease: secs(&get, "RECOMPUTE_LEASE_SECS", 60, 3, 3600)?,
+            poll_interval: Duration::from_millis(parse(
+                &get,
+                "RECOMPUTE_POLL_INTERVAL_MS",
+                1000u64,
+                |n| (50..=60_000).contains(n),
+                "a number of milliseconds between 50 and 60000",
+            )?),
             workers: parse(
                 &get,
                 "RECOMPUTE_WORKERS",
@@ -247,9 +271,21 @@ impl Config {
                 ));
             }
         };
+        let database = DatabaseConfig {
+            max_connections: parse(
+                &get,
+                "DATABASE_MAX_CONNECTIONS",
+                16usize,
+                |n| (1..=1000).contains(n),
+                "an integer between 1 and 1000",
+            )?,
+            acquire_timeout: secs(&get, "DATABASE_ACQUIRE_TIMEOUT_SECS", 5, 1, 300)?,
+            statement_timeout: secs(&get, "DATABASE_STATEMENT_TIMEOUT_SECS", 600, 1, 86_400)?,
+        };
         Ok(Self {
             http,
             recompute,
+            database,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
             auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
@@ -318,7 +354,7 @@ fn boolean(
     }
 }
 
-/// A random 32-character hex key from two v4 UUIDs (244 random bits).
+/// A random 48-character hex key taken from two v4 UUIDs (at least 180 random bits).
 fn generate_key() -> String {
     format!(
         "{}{}",
@@ -368,6 +404,10 @@ mod tests {
             ("RECOMPUTE_WORKERS", "-1"),
             ("RECOMPUTE_QUEUE_SIZE", "0"),
             ("RECOMPUTE_LOCK_TTL_SECS", "soon"),
+            ("RECOMPUTE_LEASE_SECS", "1"),
+            ("RECOMPUTE_POLL_INTERVAL_MS", "10"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECS", "x"),
             ("APP_AUTO_SEED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://localhost/db"),

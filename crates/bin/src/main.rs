@@ -1,19 +1,14 @@
-//! The `pg-analytics` binary: reads the configuration, sets up logging, wires the adapters into
-//! the use cases and runs the command line (`serve` by default, `seed`).
-//!
-//! This is the only crate that knows every adapter; the others meet only through the ports.
+//! The `pg-analytics` command line.
 
-mod config;
-mod serve;
-mod telemetry;
-mod wiring;
-
-use std::{io::Write, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use domain::{TenantId, demo};
-
-use crate::config::Config;
+use domain::demo;
+use pg_analytics::{
+    commands::{self, RecomputeArgs},
+    config::Config,
+    serve, telemetry,
+};
 
 /// PostgreSQL-first analytics: snapshot-backed reports, audited recomputes.
 #[derive(Debug, Parser)]
@@ -27,14 +22,34 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Apply pending database migrations (needs DATABASE_URL).
+    Migrate,
     /// Write the deterministic demo data set and precompute its snapshots.
     Seed {
         /// How many demo events to write.
         #[arg(long, default_value_t = demo::DEFAULT_EVENT_COUNT, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
         events: u64,
-        /// Delete the tenant's events and snapshots first.
+        /// Delete the default tenant's events and snapshots first.
         #[arg(long)]
         reset: bool,
+    },
+    /// Rebuild one report's snapshots now, in this process, as an audited run (needs DATABASE_URL).
+    Recompute {
+        /// The report slug, e.g. status-counts.
+        #[arg(long)]
+        report: String,
+        /// day or week (default day).
+        #[arg(long)]
+        window: Option<String>,
+        /// First day, YYYY-MM-DD (default: 29 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Who asks, for the audit trail (default: cli).
+        #[arg(long)]
+        requested_by: Option<String>,
     },
 }
 
@@ -64,7 +79,24 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve::run(config).await,
-            Command::Seed { events, reset } => seed(config, events, reset).await,
+            Command::Migrate => commands::migrate(&config).await,
+            Command::Seed { events, reset } => commands::seed(&config, events, reset).await,
+            Command::Recompute {
+                report,
+                window,
+                from,
+                to,
+                requested_by,
+            } => {
+                let args = RecomputeArgs {
+                    report,
+                    window,
+                    from,
+                    to,
+                    requested_by,
+                };
+                commands::recompute(&config, args).await
+            }
         }
     });
     match outcome {
@@ -78,37 +110,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `seed`: in embedded mode it seeds a throw-away in-memory store and reports what the data set
-/// looks like; with a database it writes there.
-async fn seed(config: Config, events: u64, reset: bool) -> anyhow::Result<()> {
-    serve::require_embedded(&config)?;
-    tracing::warn!(
-        "no DATABASE_URL: seeding an in-memory store that is discarded when this command exits"
-    );
-    let services = wiring::embedded(&config, wiring::system_clock());
-    let outcome = services
-        .seeder
-        .seed(TenantId::DEFAULT, events, reset)
-        .await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "seeded {} demo events ({} removed first)",
-        outcome.events_inserted, outcome.events_removed
-    )?;
-    for run in &outcome.runs {
-        let summary = run.summary.as_ref();
-        writeln!(
-            out,
-            "  {} {:<16} {:<4} {} rows over {} buckets",
-            run.id,
-            run.report_slug,
-            run.window,
-            summary.map_or(0, |s| s.rows_inserted),
-            summary.map_or(0, |s| s.bucket_count),
-        )?;
-    }
-    Ok(())
 }

@@ -12,49 +12,15 @@ use crate::{
     wiring,
 };
 
-/// Fails with a clear message when the configuration asks for a database, which this build
-/// cannot use yet.
-pub fn require_embedded(config: &Config) -> anyhow::Result<()> {
-    if config.is_embedded() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "DATABASE_URL is set, but this build has no PostgreSQL adapter yet; unset it to run on the embedded in-memory default"
-        )
-    }
-}
-
 /// Serves until SIGINT or SIGTERM, then drains: in-flight requests finish (up to the shutdown
-/// timeout), workers finish the run they hold and stop.
+/// timeout) and each worker finishes the run it holds before the process exits.
+///
+/// # Errors
+/// When the storage cannot be prepared, seeding fails, or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    require_embedded(&config)?;
-    if config.redis_url.is_some() {
-        warn!(
-            "REDIS_URL is set, but this build has no Redis adapter yet; using the in-process cache and locks"
-        );
-    }
-    warn!("embedded mode: no DATABASE_URL, so every store is in memory and nothing is persisted");
-    match config.management_key_source {
-        ManagementKeySource::Generated => warn!(
-            management_key = config.management_key.expose(),
-            "generated a management key for this process; send it as X-Management-Key (set MANAGEMENT_API_KEY to choose one)"
-        ),
-        ManagementKeySource::Environment => info!("management key taken from MANAGEMENT_API_KEY"),
-    }
-
-    let services = wiring::embedded(&config, wiring::system_clock());
-    let started = Instant::now();
-    let seeded = services
-        .seeder
-        .seed(TenantId::DEFAULT, config.seed_events, false)
-        .await
-        .context("seeding the embedded demo data")?;
-    info!(
-        events = seeded.events_inserted,
-        runs = seeded.runs.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "demo data seeded and snapshots precomputed"
-    );
+    announce(&config);
+    let services = wiring::build(&config, wiring::system_clock()).await?;
+    seed_at_start(&config, &services).await?;
 
     let workers: Vec<_> = (0..config.recompute.workers)
         .map(|_| {
@@ -79,12 +45,65 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.run().await.context("the HTTP server failed")?;
 
     info!("HTTP server stopped; letting recompute workers finish their current run");
-    services.queue.close().await;
+    services.ports.queue.close().await;
     for worker in workers {
         if let Err(err) = worker.await {
             warn!(error = %err, "a recompute worker ended abnormally");
         }
     }
+    if let Some(pool) = &services.pool {
+        pool.close();
+    }
     info!("pg-analytics stopped");
+    Ok(())
+}
+
+/// The first log lines: which storage, and which management key.
+fn announce(config: &Config) {
+    if config.is_embedded() {
+        warn!(
+            "embedded mode: no DATABASE_URL, so every store is in memory and nothing is persisted"
+        );
+    } else {
+        info!(
+            max_connections = config.database.max_connections,
+            "storage: PostgreSQL (DATABASE_URL)"
+        );
+    }
+    if config.redis_url.is_some() {
+        warn!(
+            "REDIS_URL is set, but this build has no Redis adapter yet; the cache and locks are in-process"
+        );
+    }
+    match config.management_key_source {
+        ManagementKeySource::Generated => warn!(
+            management_key = config.management_key.expose(),
+            "generated a management key for this process; send it as X-Management-Key (set MANAGEMENT_API_KEY to choose one)"
+        ),
+        ManagementKeySource::Environment => info!("management key taken from MANAGEMENT_API_KEY"),
+    }
+}
+
+/// Seeds before the first request is accepted: always in embedded mode, and an empty database
+/// when `APP_AUTO_SEED` is on.
+async fn seed_at_start(config: &Config, services: &wiring::Services) -> anyhow::Result<()> {
+    if !config.is_embedded() && !config.auto_seed {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let seeded = services
+        .seeder
+        .seed_if_empty(TenantId::DEFAULT, config.seed_events)
+        .await
+        .context("seeding the demo data at start-up")?;
+    match seeded {
+        Some(outcome) => info!(
+            events = outcome.events_inserted,
+            runs = outcome.runs.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "demo data seeded and snapshots precomputed"
+        ),
+        None => info!("APP_AUTO_SEED: the database already has events; not seeding"),
+    }
     Ok(())
 }

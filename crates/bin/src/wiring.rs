@@ -1,26 +1,53 @@
-//! Building the services from the configured adapters.
+//! Building the services from the configured adapters: the only place that knows them all.
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use application::{
     AuditService, HealthService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
     SeedService, SystemClock, WorkerPorts,
-    ports::{Clock, RunQueue},
+    ports::{
+        AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog, ResponseCache,
+        RunQueue, RunStore, ScopeLock, SnapshotStore,
+    },
 };
 use http_api::{AppState, ManagementKey};
-use memory_adapter::InMemoryAdapters;
+use memory_adapter::{
+    InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
+};
+use postgres_adapter::{PostgresAdapters, PostgresConfig, QueueSettings};
+use tracing::info;
 
 use crate::config::Config;
 
 /// The name `/health` reports.
 pub const SERVICE_NAME: &str = "pg-analytics";
 
+/// One adapter per port.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn ReportCatalog>,
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub queue: Arc<dyn RunQueue>,
+    pub audit: Arc<dyn AuditLog>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub versions: Arc<dyn CacheVersions>,
+    pub locks: Arc<dyn ScopeLock>,
+    pub postgres_health: Option<Arc<dyn HealthProbe>>,
+    pub redis_health: Option<Arc<dyn HealthProbe>>,
+}
+
 /// Everything a running process holds.
 pub struct Services {
     pub state: AppState,
     pub worker: RecomputeWorker,
     pub seeder: SeedService,
-    pub queue: Arc<dyn RunQueue>,
+    pub ports: Ports,
+    pub clock: Arc<dyn Clock>,
+    /// The pool, when the process runs on PostgreSQL.
+    pub pool: Option<postgres_adapter::Pool>,
 }
 
 /// The real clock, pausing on the tokio timer.
@@ -28,42 +55,136 @@ pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock::new(tokio::time::sleep))
 }
 
-/// Wires the embedded default: every port in memory.
-pub fn embedded(config: &Config, clock: Arc<dyn Clock>) -> Services {
-    let memory = InMemoryAdapters::new(clock.clone(), config.recompute.queue_size);
+/// Every port in memory: the embedded default.
+pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
+    let memory = InMemoryAdapters::new(clock, config.recompute.queue_size);
+    Ports {
+        catalog: memory.catalog,
+        events: memory.events,
+        snapshots: memory.snapshots,
+        runs: memory.runs,
+        queue: memory.queue,
+        audit: memory.audit,
+        cache: memory.cache,
+        versions: memory.versions,
+        locks: memory.locks,
+        postgres_health: None,
+        redis_health: None,
+    }
+}
+
+/// The PostgreSQL pool of `config` (connections open lazily).
+///
+/// # Errors
+/// When `DATABASE_URL` is missing or malformed.
+pub fn postgres_pool(config: &Config) -> anyhow::Result<postgres_adapter::Pool> {
+    let url = config
+        .database_url
+        .as_ref()
+        .context("DATABASE_URL is not set")?;
+    postgres_adapter::connect(&PostgresConfig {
+        url: url.expose().to_owned(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: config.database.acquire_timeout,
+        statement_timeout: config.database.statement_timeout,
+    })
+}
+
+/// PostgreSQL for storage; the response cache, its versions and the scope locks stay
+/// in-process until Redis is configured (the database's one-active-run-per-scope index keeps
+/// triggers safe across processes meanwhile).
+pub fn postgres_ports(
+    config: &Config,
+    pool: postgres_adapter::Pool,
+    clock: Arc<dyn Clock>,
+) -> Ports {
+    let settings = QueueSettings {
+        capacity: config.recompute.queue_size,
+        lease: config.recompute.lease,
+        poll_interval: config.recompute.poll_interval,
+        ..QueueSettings::default()
+    };
+    let pg = PostgresAdapters::new(pool, settings, clock);
+    Ports {
+        catalog: pg.catalog,
+        events: pg.events,
+        snapshots: pg.snapshots,
+        runs: pg.runs,
+        queue: pg.queue,
+        audit: pg.audit,
+        cache: Arc::new(InMemoryResponseCache::new()),
+        versions: Arc::new(InMemoryCacheVersions::new()),
+        locks: Arc::new(InMemoryScopeLock::new()),
+        postgres_health: Some(pg.health),
+        redis_health: None,
+    }
+}
+
+/// The services of the configured storage: PostgreSQL when `DATABASE_URL` is set (migrated
+/// first when `APP_AUTO_MIGRATE`), memory otherwise.
+///
+/// # Errors
+/// When the pool cannot be built or the migrations fail.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Services> {
+    if config.is_embedded() {
+        return Ok(assemble(
+            config,
+            memory_ports(config, clock.clone()),
+            clock,
+            None,
+        ));
+    }
+    let pool = postgres_pool(config)?;
+    if config.auto_migrate {
+        let applied = postgres_adapter::migrate(&pool)
+            .await
+            .context("APP_AUTO_MIGRATE: migrating the database")?;
+        info!(applied, "database schema is up to date");
+    }
+    let ports = postgres_ports(config, pool.clone(), clock.clone());
+    Ok(assemble(config, ports, clock, Some(pool)))
+}
+
+/// Wires the use cases over `ports`.
+pub fn assemble(
+    config: &Config,
+    ports: Ports,
+    clock: Arc<dyn Clock>,
+    pool: Option<postgres_adapter::Pool>,
+) -> Services {
     let reports = ReportService::new(
-        memory.catalog.clone(),
-        memory.snapshots.clone(),
-        memory.cache.clone(),
-        memory.versions.clone(),
+        ports.catalog.clone(),
+        ports.snapshots.clone(),
+        ports.cache.clone(),
+        ports.versions.clone(),
         clock.clone(),
         config.recompute.max_range_days,
     );
     let recompute = RecomputeService::new(
         RecomputePorts {
-            catalog: memory.catalog.clone(),
-            runs: memory.runs.clone(),
-            queue: memory.queue.clone(),
-            audit: memory.audit.clone(),
-            locks: memory.locks.clone(),
+            catalog: ports.catalog.clone(),
+            runs: ports.runs.clone(),
+            queue: ports.queue.clone(),
+            audit: ports.audit.clone(),
+            locks: ports.locks.clone(),
             clock: clock.clone(),
         },
         config.recompute.max_range_days,
         config.recompute.lock_ttl,
     );
     let worker = RecomputeWorker::new(WorkerPorts {
-        runs: memory.runs.clone(),
-        queue: memory.queue.clone(),
-        snapshots: memory.snapshots.clone(),
-        versions: memory.versions.clone(),
-        audit: memory.audit.clone(),
-        locks: memory.locks.clone(),
+        runs: ports.runs.clone(),
+        queue: ports.queue.clone(),
+        snapshots: ports.snapshots.clone(),
+        versions: ports.versions.clone(),
+        audit: ports.audit.clone(),
+        locks: ports.locks.clone(),
         clock: clock.clone(),
     });
     let seeder = SeedService::new(
-        memory.events.clone(),
-        memory.snapshots.clone(),
-        memory.runs.clone(),
+        ports.events.clone(),
+        ports.snapshots.clone(),
+        ports.runs.clone(),
         clock.clone(),
         recompute.clone(),
         worker.clone(),
@@ -71,8 +192,13 @@ pub fn embedded(config: &Config, clock: Arc<dyn Clock>) -> Services {
     let state = AppState {
         reports,
         recompute,
-        audit: AuditService::new(memory.audit.clone()),
-        health: HealthService::new(None, None, clock, config.version.clone()),
+        audit: AuditService::new(ports.audit.clone()),
+        health: HealthService::new(
+            ports.postgres_health.clone(),
+            ports.redis_health.clone(),
+            clock.clone(),
+            config.version.clone(),
+        ),
         management_key: ManagementKey::new(config.management_key.expose()),
         service_name: SERVICE_NAME.to_owned(),
     };
@@ -80,6 +206,8 @@ pub fn embedded(config: &Config, clock: Arc<dyn Clock>) -> Services {
         state,
         worker,
         seeder,
-        queue: memory.queue,
+        ports,
+        clock,
+        pool,
     }
 }

@@ -15,6 +15,8 @@ mod pool;
 mod queue;
 mod runs;
 mod snapshots;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -1,8 +1,6 @@
 //! The PostgreSQL adapters against a real server: the shared contract suite, the SQL rebuild
 //! against a direct aggregation of the events, and the durable queue across restarts and crashes.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
@@ -11,15 +9,15 @@ use application::{
     ports::{RunQueue, RunStore},
 };
 use domain::{Actor, DateRange, LockToken, RecomputeRun, ReportSlug, RunStatus, TenantId, Window};
+use postgres_adapter::testing::{OTHER_TENANT, TestDatabase};
 use postgres_adapter::{PostgresAdapters, PostgresRunQueue, QueueSettings};
-use support::{OTHER_TENANT, TestDatabase};
 use time::macros::{date, datetime};
 
 const TENANT: TenantId = TenantId::DEFAULT;
 
 macro_rules! database {
     () => {
-        match TestDatabase::create().await {
+        match TestDatabase::create().await? {
             Some(db) => db,
             None => return Ok(()),
         }

@@ -1,4 +1,5 @@
-//! A fresh, migrated database per test, dropped afterwards.
+//! Test support (feature `test-support`): a fresh, migrated database per test, dropped
+//! afterwards.
 //!
 //! The server is `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! When it cannot be reached the tests skip with a message, unless `CI=true` or
@@ -6,7 +7,9 @@
 
 use std::time::Duration;
 
-use postgres_adapter::{Pool, PostgresConfig, connect, migrate};
+use anyhow::Context;
+
+use crate::{Pool, PostgresConfig, connect, migrate};
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -59,7 +62,10 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates and migrates a database, with a second tenant and its sources; `None` (after
     /// saying so) when no server is reachable and the tests are not required.
-    pub async fn create() -> Option<Self> {
+    ///
+    /// # Errors
+    /// When the server is unreachable but required, or creating the database fails.
+    pub async fn create() -> anyhow::Result<Option<Self>> {
         let server = server_url();
         let admin = match tokio::time::timeout(
             Duration::from_secs(5),
@@ -76,19 +82,19 @@ impl TestDatabase {
                     Ok(Err(err)) => err.to_string(),
                     _ => "timed out".to_owned(),
                 };
-                assert!(
+                anyhow::ensure!(
                     !required(),
                     "PostgreSQL at {server} is required (CI) but unreachable: {reason}"
                 );
                 announce_skip(&server, &reason);
-                return None;
+                return Ok(None);
             }
         };
         let name = format!("pga_test_{}", uuid::Uuid::new_v4().simple());
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .unwrap_or_else(|err| panic!("creating {name}: {err}"));
+            .with_context(|| format!("creating {name}"))?;
         let url = with_database(&server, &name);
         let pool = connect(&PostgresConfig {
             url,
@@ -96,21 +102,21 @@ impl TestDatabase {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(60),
         })
-        .unwrap_or_else(|err| panic!("pool for {name}: {err}"));
+        .with_context(|| format!("pool for {name}"))?;
         migrate(&pool)
             .await
-            .unwrap_or_else(|err| panic!("migrating {name}: {err:#}"));
+            .with_context(|| format!("migrating {name}"))?;
         pool.get()
             .await
-            .unwrap_or_else(|err| panic!("connecting to {name}: {err}"))
+            .with_context(|| format!("connecting to {name}"))?
             .batch_execute(
                 "INSERT INTO tenants (id, slug, name) VALUES (2, 'other', 'Other tenant');
                  INSERT INTO event_sources (tenant_id, slug, provider_name)
                  VALUES (2, 'stripe', 'Stripe'), (2, 'adyen', 'Adyen'), (2, 'paypal', 'PayPal');",
             )
             .await
-            .unwrap_or_else(|err| panic!("adding the second tenant: {err}"));
-        Some(Self { name, pool })
+            .context("adding the second tenant")?;
+        Ok(Some(Self { name, pool }))
     }
 }
 

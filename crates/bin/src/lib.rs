@@ -1,0 +1,11 @@
+//! The `pg-analytics` service: typed configuration, logging, the wiring of adapters into use
+//! cases, and the commands the binary runs (`serve`, `migrate`, `seed`, `recompute`).
+//!
+//! This is the only crate that knows every adapter; the others meet only through the ports.
+//! It is a library too so that integration tests build the exact services the binary serves.
+
+pub mod commands;
+pub mod config;
+pub mod serve;
+pub mod telemetry;
+pub mod wiring;
