@@ -56,6 +56,8 @@ pub fn with_database(url: &str, name: &str) -> String {
 /// A database that exists for one test.
 pub struct TestDatabase {
     pub name: String,
+    /// The URL of this database.
+    pub url: String,
     pub pool: Pool,
 }
 
@@ -97,7 +99,7 @@ impl TestDatabase {
             .with_context(|| format!("creating {name}"))?;
         let url = with_database(&server, &name);
         let pool = connect(&PostgresConfig {
-            url,
+            url: url.clone(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(60),
@@ -116,7 +118,7 @@ impl TestDatabase {
             )
             .await
             .context("adding the second tenant")?;
-        Ok(Some(Self { name, pool }))
+        Ok(Some(Self { name, url, pool }))
     }
 }
 

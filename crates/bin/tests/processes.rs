@@ -1,0 +1,295 @@
+//! The real `pg-analytics` binary, as separate processes: the embedded default out of the box,
+//! configuration errors, graceful shutdown, the one-shot commands, and a pending run that
+//! survives its process and is completed by another one sharing the database.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use postgres_adapter::testing::TestDatabase;
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_pg-analytics");
+const KEY: &str = "process-test-key-0123456";
+
+/// A child process killed when the test ends, whatever happens.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
+    command.env("RUST_LOG", "warn").env("HTTP_WORKERS", "1");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Starts `serve` and waits until it answers `/health` (bounded: 300 tries, 100 ms apart).
+fn start(env: &[(&str, &str)]) -> Result<Server> {
+    let port = free_port()?;
+    let child = command(env)
+        .env("APP_HOST", "127.0.0.1")
+        .env("APP_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pg-analytics")?;
+    let mut server = Server { child, port };
+    for _ in 0..300 {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("pg-analytics exited early with {status}");
+        }
+        if request(port, "GET", "/api/v1/health", None).is_ok() {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("pg-analytics did not answer on port {port}")
+}
+
+/// One HTTP/1.1 request with the management key; returns the status and the JSON body.
+fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Management-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .context("status line")?
+        .parse()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Ok((
+        status,
+        serde_json::from_str(body).with_context(|| format!("JSON body: {body}"))?,
+    ))
+}
+
+fn run(env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
+    Ok(command(env).args(args).output()?)
+}
+
+#[test]
+fn the_embedded_default_serves_the_demo_data_with_exact_counts() -> Result<()> {
+    let server = start(&[])?;
+    let (status, health) = request(server.port, "GET", "/api/v1/health", None)?;
+    ensure!(
+        status == 200 && health["data"]["dependencies"]["postgres"] == "not_configured",
+        "{health}"
+    );
+    // The demo events lie within the 91 days ending today (UTC): ask for the last 100.
+    let from = time::OffsetDateTime::now_utc().date() - time::Duration::days(100);
+    let path = format!("/api/v1/reports/status-counts/run?date_from={from}");
+    let mut totals = std::collections::BTreeMap::new();
+    let (status, report) = request(server.port, "GET", &path, None)?;
+    ensure!(status == 200, "{report}");
+    ensure!(report["data"]["source_system"] == "memory", "{report}");
+    for row in report["data"]["rows"].as_array().context("rows")? {
+        totals.insert(
+            row["status"].as_str().unwrap_or_default().to_owned(),
+            row["event_count"].as_i64().unwrap_or(0),
+        );
+    }
+    let failed = 25_000 / 17;
+    let pending = 25_000 / 11 - 25_000 / 187;
+    ensure!(totals.get("failed") == Some(&failed), "{totals:?}");
+    ensure!(totals.get("pending") == Some(&pending), "{totals:?}");
+    ensure!(
+        totals.get("success") == Some(&(25_000 - failed - pending)),
+        "{totals:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_invalid_setting_stops_the_process_and_names_the_variable() -> Result<()> {
+    let output = run(&[("MAX_REPORT_RANGE_DAYS", "a year")], &["serve"])?;
+    ensure!(
+        output.status.code() == Some(2),
+        "exit code 2, got {:?}",
+        output.status
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        stderr.contains("MAX_REPORT_RANGE_DAYS"),
+        "the message names the variable: {stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() -> Result<()> {
+    let mut server = start(&[])?;
+    let pid = server.child.id().to_string();
+    ensure!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success(),
+        "signal sent"
+    );
+    for _ in 0..300 {
+        if let Some(status) = server.child.try_wait()? {
+            ensure!(
+                status.success(),
+                "a graceful shutdown exits 0, got {status}"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the server did not stop after SIGTERM")
+}
+
+#[tokio::test]
+async fn migrate_seed_and_recompute_commands_run_against_postgres() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+    ];
+    let migrate = run(&env, &["migrate"])?;
+    ensure!(
+        migrate.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    ensure!(
+        String::from_utf8_lossy(&migrate.stdout).contains("applied 0 migration"),
+        "already migrated"
+    );
+
+    let seed = run(&env, &["seed", "--events", "600"])?;
+    ensure!(
+        seed.status.success(),
+        "seed: {}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
+    ensure!(
+        String::from_utf8_lossy(&seed.stdout).contains("seeded 600 new demo events"),
+        "seed output"
+    );
+    let reseed = run(&env, &["seed", "--events", "600", "--reset"])?;
+    ensure!(
+        String::from_utf8_lossy(&reseed.stdout).contains("600 events"),
+        "--reset removes first"
+    );
+
+    let recompute = run(
+        &env,
+        &[
+            "recompute",
+            "--report",
+            "top-entities",
+            "--window",
+            "week",
+            "--requested-by",
+            "cron",
+        ],
+    )?;
+    let stdout = String::from_utf8_lossy(&recompute.stdout);
+    ensure!(
+        recompute.status.success() && stdout.contains("completed"),
+        "recompute: {stdout} {}",
+        String::from_utf8_lossy(&recompute.stderr)
+    );
+
+    let refused = run(
+        &env,
+        &[
+            "recompute",
+            "--report",
+            "top-entities",
+            "--window",
+            "fortnight",
+        ],
+    )?;
+    ensure!(!refused.status.success(), "a bad window is refused");
+    ensure!(
+        String::from_utf8_lossy(&refused.stderr).contains("window"),
+        "and named"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pending_run_written_by_one_process_is_completed_by_another() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let shared = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+        ("RECOMPUTE_POLL_INTERVAL_MS", "100"),
+    ];
+
+    // A serve-only process accepts the trigger, then dies without running it.
+    let mut serve_only = shared.to_vec();
+    serve_only.extend([
+        ("RECOMPUTE_WORKERS", "0"),
+        ("APP_AUTO_SEED", "true"),
+        ("APP_SEED_EVENTS", "1000"),
+    ]);
+    let first = start(&serve_only)?;
+    let trigger = serde_json::json!({"report_slug": "status-counts", "date_from": "2026-11-01", "date_to": "2026-11-10"});
+    let (status, created) = request(first.port, "POST", "/api/v1/recomputations", Some(&trigger))?;
+    ensure!(status == 202, "{created}");
+    let id = created["data"]["id"].as_str().context("run id")?.to_owned();
+    drop(first);
+
+    // Another process with a worker finds it in the database and completes it.
+    let mut with_worker = shared.to_vec();
+    with_worker.push(("RECOMPUTE_WORKERS", "1"));
+    let second = start(&with_worker)?;
+    for _ in 0..300 {
+        let (_, run) = request(
+            second.port,
+            "GET",
+            &format!("/api/v1/recomputations/{id}"),
+            None,
+        )?;
+        match run["data"]["status"].as_str() {
+            Some("completed") => {
+                ensure!(run["data"]["summary"]["bucket_count"] == 10, "{run}");
+                return Ok(());
+            }
+            Some("pending" | "running") => std::thread::sleep(Duration::from_millis(100)),
+            other => bail!("unexpected run state {other:?}: {run}"),
+        }
+    }
+    bail!("the second process never completed the run")
+}
