@@ -27,7 +27,9 @@ CREATE TABLE event_sources (
 
 CREATE TABLE analytics_events (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant_id      BIGINT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    -- The tenant is enforced through the (tenant, source) key below, whose source belongs to an
+    -- existing tenant: a second foreign key would only double the per-row checks of ingestion.
+    tenant_id      BIGINT NOT NULL,
     event_id       TEXT NOT NULL CHECK (length(event_id) BETWEEN 1 AND 128),
     source_id      BIGINT NOT NULL,
     entity_id      TEXT NOT NULL CHECK (length(entity_id) BETWEEN 1 AND 128),
@@ -40,7 +42,7 @@ CREATE TABLE analytics_events (
     fingerprint    TEXT,
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (tenant_id, event_id),
-    FOREIGN KEY (tenant_id, source_id) REFERENCES event_sources (tenant_id, id)
+    FOREIGN KEY (tenant_id, source_id) REFERENCES event_sources (tenant_id, id) ON DELETE CASCADE
 );
 
 -- The rebuild scans one tenant's events by time; the included columns make it index-only.

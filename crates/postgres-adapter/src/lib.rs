@@ -36,6 +36,9 @@ mod embedded {
     refinery::embed_migrations!("../../migrations");
 }
 
+/// The advisory lock key that serializes migrations across processes ("pga_migr").
+const MIGRATION_LOCK: i64 = 0x7067_615f_6d69_6772;
+
 /// Applies every pending migration and returns how many were applied.
 ///
 /// # Errors
@@ -46,11 +49,20 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
         .get()
         .await
         .context("connecting to PostgreSQL to migrate")?;
+    // Processes starting together take turns: the first applies, the others find nothing to do.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("waiting for the migration lock")?;
     let report = embedded::migrations::runner()
         .set_grouped(false)
         .run_async(&mut **client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
-        .context("applying migrations")?;
+        .context("releasing the migration lock")?;
+    let report = report.context("applying migrations")?;
     for migration in report.applied_migrations() {
         tracing::info!(
             version = migration.version(),
