@@ -282,6 +282,9 @@ pub enum EnqueueError {
     /// The queue no longer accepts work because the process is shutting down.
     #[error("the recompute queue is closed")]
     Closed,
+    /// The queue's store cannot be reached right now.
+    #[error("the recompute queue is unavailable")]
+    Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -293,8 +296,9 @@ pub trait RunQueue: Send + Sync {
     /// Queues the pending run for a worker.
     ///
     /// # Errors
-    /// [`EnqueueError::Full`] when the queue is at capacity and [`EnqueueError::Closed`] after
-    /// [`RunQueue::close`]; in both cases nothing was queued.
+    /// [`EnqueueError::Full`] when the queue is at capacity, [`EnqueueError::Closed`] after
+    /// [`RunQueue::close`], [`EnqueueError::Unavailable`] when its store cannot be reached; in
+    /// every case the run was not queued.
     async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError>;
 
     /// Waits for the oldest queued run, claims it (pending → running, as

@@ -38,6 +38,9 @@ pub enum TriggerError {
     /// The queue is full; the run was marked failed.
     #[error("the recompute queue is full; run {0} was marked failed, try again later")]
     QueueFull(RunId),
+    /// The process is shutting down and queues nothing more; the run was marked failed.
+    #[error("the service is shutting down; run {0} was marked failed, try again")]
+    ShuttingDown(RunId),
     /// A dependency needed to admit the run is unreachable.
     #[error("a dependency needed to trigger a recompute is unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -194,14 +197,7 @@ impl RecomputeService {
         let not_found = || TriggerError::ReportNotFound(slug_raw.to_owned());
         let slug = ReportSlug::parse(slug_raw).map_err(|_| not_found())?;
         let report = self.catalog.get(&slug).await?.ok_or_else(not_found)?;
-        if !report.allows(window) {
-            let names: Vec<&str> = report.windows.iter().map(|w| w.window.as_str()).collect();
-            return Err(ValidationError::new(
-                "window",
-                format!("{slug} supports windows: {}", names.join(", ")),
-            )
-            .into());
-        }
+        report.check_window(window)?;
         Ok(RecomputeRequest {
             tenant,
             report_slug: slug,
@@ -235,9 +231,9 @@ impl RecomputeService {
                 let reason = err.to_string();
                 self.abandon(&run, &reason).await;
                 match err {
-                    EnqueueError::Full | EnqueueError::Closed => {
-                        Err(TriggerError::QueueFull(run.id))
-                    }
+                    EnqueueError::Full => Err(TriggerError::QueueFull(run.id)),
+                    EnqueueError::Closed => Err(TriggerError::ShuttingDown(run.id)),
+                    EnqueueError::Unavailable(e) => Err(TriggerError::Unavailable(e)),
                     EnqueueError::Unexpected(e) => Err(TriggerError::Unexpected(e)),
                 }
             }
@@ -336,7 +332,11 @@ impl RecomputeService {
             action: AuditAction::RecomputeFailed,
             resource_type: RESOURCE_RECOMPUTE_RUN.to_owned(),
             resource_id: run.id.to_string(),
-            metadata: json!({ "error": reason }),
+            metadata: json!({
+                "report_slug": run.report_slug.as_str(),
+                "window": run.window.as_str(),
+                "error": reason,
+            }),
         };
         if let Err(err) = self.audit.record(entry).await {
             warn!(run_id = %run.id, error = %err, "could not audit an unqueued run");

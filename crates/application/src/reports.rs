@@ -245,13 +245,7 @@ impl ReportService {
             Some(raw) => raw.parse::<Window>()?,
             None => report.default_window,
         };
-        if !report.allows(window) {
-            let names: Vec<&str> = report.windows.iter().map(|w| w.window.as_str()).collect();
-            return Err(ValidationError::new(
-                "window",
-                format!("{} supports windows: {}", report.slug, names.join(", ")),
-            ));
-        }
+        report.check_window(window)?;
         let from = params
             .date_from
             .as_deref()

@@ -839,3 +839,48 @@ async fn the_worker_loop_drains_the_queue_and_stops_when_it_closes() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_trigger_during_shutdown_fails_its_run_and_says_why() -> Result<()> {
+    let h = Harness::new(8);
+    h.adapters.queue.close().await;
+    let err = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-01", "2026-11-02"),
+        )
+        .await
+        .err()
+        .context("a closed queue refuses the trigger")?;
+    let TriggerError::ShuttingDown(run_id) = err else {
+        anyhow::bail!("expected ShuttingDown, got {err:?}")
+    };
+    let run = h.recompute.get(TENANT, &run_id.to_string()).await?;
+    ensure!(
+        run.status == RunStatus::Failed,
+        "the run is not left pending: {run:?}"
+    );
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "its lock is released"
+    );
+    let failed = h
+        .audit
+        .list(
+            TENANT,
+            &AuditFilter {
+                action: Some(AuditAction::RecomputeFailed),
+                actor: None,
+            },
+            PageRequest::new(1, 0),
+        )
+        .await?;
+    let entry = failed.items.first().context("the failure is audited")?;
+    ensure!(
+        entry.metadata["report_slug"] == "status-counts" && entry.metadata["window"] == "day",
+        "with the run's report and window: {:?}",
+        entry.metadata
+    );
+    Ok(())
+}

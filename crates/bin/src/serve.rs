@@ -28,7 +28,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokio::spawn(async move { worker.run().await })
         })
         .collect();
-    if workers.is_empty() {
+    if workers.is_empty() && config.is_embedded() {
+        warn!(
+            "RECOMPUTE_WORKERS=0 in embedded mode: triggered recomputes stay pending, since no other process shares this memory"
+        );
+    } else if workers.is_empty() {
         info!("RECOMPUTE_WORKERS=0: this process serves but runs no recomputes");
     }
 

@@ -58,9 +58,9 @@ impl Breakdown {
                 ValidationError::new(
                     "breakdown",
                     format!(
-                        "{} supports breakdown: {}; got {raw:?}",
-                        kind.slug(),
-                        names.join(", ")
+                        "must be one of: {} (the breakdowns of {}); got {raw:?}",
+                        names.join(", "),
+                        kind.slug()
                     ),
                 )
             })

@@ -43,6 +43,25 @@ impl ReportDefinition {
         self.windows.iter().any(|w| w.window == window)
     }
 
+    /// Checks that the report may be read or rebuilt in `window`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `window` naming the report's windows.
+    pub fn check_window(&self, window: Window) -> Result<Window, ValidationError> {
+        if self.allows(window) {
+            return Ok(window);
+        }
+        let names: Vec<&str> = self.windows.iter().map(|w| w.window.as_str()).collect();
+        Err(ValidationError::new(
+            "window",
+            format!(
+                "must be one of: {} (the windows of {})",
+                names.join(", "),
+                self.slug
+            ),
+        ))
+    }
+
     /// The reference definition of `kind`, as the first migration installs it.
     pub fn reference(kind: ReportKind, updated_at: OffsetDateTime) -> Self {
         let (name, description, ttl, retention, refresh) = match kind {

@@ -40,7 +40,7 @@ impl EventStatus {
     pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
         EventStatus::ALL
             .into_iter()
-            .find(|status| status.as_str() == raw.trim())
+            .find(|status| status.as_str().eq_ignore_ascii_case(raw.trim()))
             .ok_or_else(|| {
                 ValidationError::new(
                     field,
@@ -88,6 +88,7 @@ impl SourceSlug {
     /// # Errors
     /// A [`ValidationError`] on `field` when `raw` is not a slug.
     pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let raw = raw.trim();
         if is_valid_slug(raw) {
             Ok(Self(raw.to_owned()))
         } else {
@@ -149,7 +150,11 @@ mod tests {
             EventStatus::parse("status", "failed"),
             Ok(EventStatus::Failed)
         );
-        let err = EventStatus::parse("status", "FAILED").unwrap_err();
+        assert_eq!(
+            EventStatus::parse("status", " FAILED "),
+            Ok(EventStatus::Failed)
+        );
+        let err = EventStatus::parse("status", "lost").unwrap_err();
         assert!(
             err.message().contains("success, failed, pending"),
             "message: {err}"

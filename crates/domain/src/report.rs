@@ -21,6 +21,7 @@ impl ReportSlug {
     /// # Errors
     /// A [`ValidationError`] on `report_slug` when `raw` is not a slug.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let raw = raw.trim();
         if is_valid_slug(raw) {
             Ok(Self(raw.to_owned()))
         } else {
@@ -140,7 +141,7 @@ impl DimensionFilter {
             ValidationError::new(
                 field,
                 format!(
-                    "{} does not support the {field} filter; supported filters: {supported}",
+                    "is not a filter of {} (its filters: {supported})",
                     kind.slug()
                 ),
             )

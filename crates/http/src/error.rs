@@ -236,11 +236,13 @@ impl From<TriggerError> for ApiError {
                     "date_to": date_to,
                 })),
             },
-            TriggerError::QueueFull(run_id) => ApiError::ServiceUnavailable {
-                message,
-                details: Some(json!({ "run_id": run_id.to_string() })),
-                cause: None,
-            },
+            TriggerError::QueueFull(run_id) | TriggerError::ShuttingDown(run_id) => {
+                ApiError::ServiceUnavailable {
+                    message,
+                    details: Some(json!({ "run_id": run_id.to_string() })),
+                    cause: None,
+                }
+            }
             TriggerError::Unavailable(cause) => ApiError::ServiceUnavailable {
                 message,
                 details: None,

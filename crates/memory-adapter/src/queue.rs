@@ -71,7 +71,9 @@ impl InMemoryRunQueue {
 #[async_trait]
 impl RunQueue for InMemoryRunQueue {
     async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError> {
-        self.failure.check("run queue")?;
+        self.failure
+            .check("run queue")
+            .map_err(EnqueueError::Unavailable)?;
         {
             let mut state = lock(&self.state);
             if state.closed {

@@ -167,37 +167,36 @@ impl PostgresRunQueue {
             .transpose()
             .map_err(StoreError::from)
     }
+}
 
-    /// Renews the lease of `id` until it stops running; ends with the process otherwise, which
-    /// is how a dead worker's run becomes recoverable.
-    fn keep_alive(&self, id: RunId) {
-        let pool = self.pool.clone();
-        let lease = self.settings.lease;
-        tokio::spawn(async move {
-            let every = lease / 3;
-            loop {
-                tokio::time::sleep(every).await;
-                let renewed = match pool.get().await {
-                    Ok(client) => {
-                        client
-                            .execute(HEARTBEAT, &[&id.as_uuid(), &lease.as_secs_f64()])
-                            .await
-                    }
-                    Err(err) => {
-                        warn!(run_id = %id, error = %err, "could not renew a run lease; retrying");
-                        continue;
-                    }
-                };
-                match renewed {
-                    Ok(0) => return,
-                    Ok(_) => debug!(run_id = %id, "run lease renewed"),
-                    Err(err) => {
-                        warn!(run_id = %id, error = %err, "could not renew a run lease; retrying")
-                    }
+/// Renews the lease of `id` until it stops running; the renewals end with the process, which
+/// is how a dead worker's run becomes recoverable. Every claim starts one, whether through the
+/// queue or through `RunStore::start` (seed and the `recompute` command).
+pub(crate) fn keep_alive(pool: Pool, id: RunId, lease: Duration) {
+    tokio::spawn(async move {
+        let every = lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = match pool.get().await {
+                Ok(client) => {
+                    client
+                        .execute(HEARTBEAT, &[&id.as_uuid(), &lease.as_secs_f64()])
+                        .await
+                }
+                Err(err) => {
+                    warn!(run_id = %id, error = %err, "could not renew a run lease; retrying");
+                    continue;
+                }
+            };
+            match renewed {
+                Ok(0) => return,
+                Ok(_) => debug!(run_id = %id, "run lease renewed"),
+                Err(err) => {
+                    warn!(run_id = %id, error = %err, "could not renew a run lease; retrying")
                 }
             }
-        });
-    }
+        }
+    });
 }
 
 #[async_trait]
@@ -207,15 +206,11 @@ impl RunQueue for PostgresRunQueue {
             return Err(EnqueueError::Closed);
         }
         // The run row is already pending: the table is the queue. Refuse when it overflows.
-        let client = self.pool.get().await.map_err(|e| {
-            EnqueueError::Unexpected(anyhow::Error::new(e).context("connecting to the queue"))
-        })?;
+        let client = self.pool.get().await.classify("connecting to the queue")?;
         let pending: i64 = client
             .query_one(COUNT_PENDING, &[])
             .await
-            .map_err(|e| {
-                EnqueueError::Unexpected(anyhow::Error::new(e).context("counting pending runs"))
-            })?
+            .classify("counting pending runs")?
             .get(0);
         if usize::try_from(pending).unwrap_or(usize::MAX) > self.settings.capacity {
             return Err(EnqueueError::Full);
@@ -235,7 +230,7 @@ impl RunQueue for PostgresRunQueue {
             self.recover_expired().await?;
             if let Some(run) = self.try_claim(self.clock.now()).await? {
                 info!(run_id = %run.id, report = %run.report_slug, "claimed a recompute run");
-                self.keep_alive(run.id);
+                keep_alive(self.pool.clone(), run.id, self.settings.lease);
                 return Ok(Some(run));
             }
             // Runs queued by this process wake us at once; other processes' runs are found by
@@ -252,6 +247,9 @@ impl RunQueue for PostgresRunQueue {
 
 impl From<Failure> for EnqueueError {
     fn from(failure: Failure) -> Self {
-        EnqueueError::Unexpected(StoreError::from(failure).into())
+        match failure {
+            Failure::Unavailable(e) => EnqueueError::Unavailable(e),
+            Failure::UniqueViolation(e) | Failure::Unexpected(e) => EnqueueError::Unexpected(e),
+        }
     }
 }

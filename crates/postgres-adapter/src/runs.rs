@@ -226,7 +226,9 @@ impl RunStore for PostgresRunStore {
         id: RunId,
         at: OffsetDateTime,
     ) -> Result<RecomputeRun, RunStoreError> {
-        self.transition(tenant, id, |run| run.start(at)).await
+        let run = self.transition(tenant, id, |run| run.start(at)).await?;
+        crate::queue::keep_alive(self.pool.clone(), id, self.lease);
+        Ok(run)
     }
 
     async fn complete(

@@ -153,6 +153,25 @@ async fn a_pending_run_survives_a_restart_and_is_claimed_by_another_process() ->
     Ok(())
 }
 
+/// The state a killed worker leaves behind: the run claimed (running, one more attempt) and its
+/// lease already expired, with no process left to renew it.
+async fn left_running_by_a_dead_worker(db: &TestDatabase, run: &RecomputeRun) -> Result<()> {
+    let updated = db
+        .pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE recompute_runs
+             SET status = 'running', started_at = now(), attempts = attempts + 1,
+                 lease_expires_at = now() - interval '1 second'
+             WHERE id = $1 AND status = 'pending'",
+            &[&run.id.as_uuid()],
+        )
+        .await?;
+    ensure!(updated == 1, "the run was pending");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
     let db = database!();
@@ -165,10 +184,7 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
     let run = pending_run(date!(2026 - 11 - 02), datetime!(2026-11-21 12:00 UTC))?;
     a.runs.create(&run).await?;
     // A worker claims it and dies: its lease is never renewed.
-    a.runs
-        .start(TENANT, run.id, datetime!(2026-11-21 12:01 UTC))
-        .await?;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    left_running_by_a_dead_worker(&db, &run).await?;
 
     let queue = PostgresRunQueue::new(db.pool.clone(), settings, clock());
     let (retried, failed) = queue.recover_expired().await?;
@@ -183,10 +199,7 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
     );
 
     // Claimed a second time and lost again: attempts are used up.
-    a.runs
-        .start(TENANT, run.id, datetime!(2026-11-21 12:02 UTC))
-        .await?;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    left_running_by_a_dead_worker(&db, &run).await?;
     let (retried, failed) = queue.recover_expired().await?;
     ensure!(
         (retried, failed) == (0, 1),
@@ -289,6 +302,29 @@ async fn two_queues_never_claim_the_same_run() -> Result<()> {
     ensure!(
         all.len() == 6 && unique.len() == 6,
         "six distinct claims: {all:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_started_outside_the_queue_keeps_its_lease_too() -> Result<()> {
+    let db = database!();
+    let settings = QueueSettings {
+        lease: Duration::from_millis(600),
+        ..QueueSettings::default()
+    };
+    let a = adapters(&db, settings);
+    let run = pending_run(date!(2026 - 11 - 04), NOW)?;
+    a.runs.create(&run).await?;
+    // Seeding and the recompute command start runs directly, not through the queue.
+    a.runs.start(TENANT, run.id, NOW).await?;
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
+        .recover_expired()
+        .await?;
+    ensure!(
+        (retried, failed) == (0, 0),
+        "a live process's run is not recovered"
     );
     Ok(())
 }
