@@ -25,22 +25,15 @@ impl PageRequest {
         offset: Option<&str>,
         default_limit: u32,
     ) -> Result<Self, ValidationError> {
-        let limit = match limit {
-            None => default_limit,
-            Some(raw) => {
-                let value = parse_integer("limit", raw)?;
-                if !(1..=i128::from(MAX_LIMIT)).contains(&value) {
-                    return Err(ValidationError::new(
-                        "limit",
-                        format!("must be between 1 and {MAX_LIMIT}, got {value}"),
-                    ));
-                }
-                u32::try_from(value).unwrap_or(MAX_LIMIT)
+        Self::parse(limit, offset, default_limit, |value| {
+            if (1..=i128::from(MAX_LIMIT)).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ValidationError::new(
+                    "limit",
+                    format!("must be between 1 and {MAX_LIMIT}, got {value}"),
+                ))
             }
-        };
-        Ok(Self {
-            limit,
-            offset: parse_offset(offset)?,
         })
     }
 
@@ -54,11 +47,23 @@ impl PageRequest {
         offset: Option<&str>,
         default_limit: u32,
     ) -> Result<Self, ValidationError> {
+        Self::parse(limit, offset, default_limit, |value| {
+            Ok(value.clamp(1, i128::from(MAX_LIMIT)))
+        })
+    }
+
+    /// Parses both parameters, applying `policy` to an integer `limit`.
+    fn parse(
+        limit: Option<&str>,
+        offset: Option<&str>,
+        default_limit: u32,
+        policy: impl FnOnce(i128) -> Result<i128, ValidationError>,
+    ) -> Result<Self, ValidationError> {
         let limit = match limit {
             None => default_limit,
             Some(raw) => {
-                let value = parse_integer("limit", raw)?;
-                u32::try_from(value.clamp(1, i128::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)
+                let value = policy(parse_integer("limit", raw)?)?;
+                u32::try_from(value).unwrap_or(MAX_LIMIT)
             }
         };
         Ok(Self {

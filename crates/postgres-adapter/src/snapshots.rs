@@ -129,43 +129,40 @@ const DELETE_BUCKETS: &str = "
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
 
 /// The insert of one report kind: events of `$4..=$5` (UTC days), one row per bucket and
-/// dimension value. `$3` is the window name, which is also `date_trunc`'s field.
+/// dimension value. `$3` is the window name, which is also `date_trunc`'s field. Only the
+/// dimension (and, for sources, the join that names them) differs between kinds.
+macro_rules! rebuild_sql {
+    ($key:literal, $value:literal, $join:literal) => {
+        concat!(
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                                           dimension_value, metric_name, metric_value, computed_at, run_id)
+             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, '",
+            $key,
+            "', ",
+            $value,
+            ", 'event_count', count(*), $6, $7
+             FROM analytics_events e ",
+            $join,
+            "
+             WHERE e.tenant_id = $1
+               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
+               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
+             GROUP BY 4, 6"
+        )
+    };
+}
+
 fn rebuild_sql(kind: ReportKind) -> &'static str {
     match kind {
         ReportKind::VolumeByPeriod => {
-            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
-                                           dimension_value, metric_name, metric_value, computed_at, run_id)
-             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'source', s.slug,
-                    'event_count', count(*), $6, $7
-             FROM analytics_events e
-             JOIN event_sources s ON s.id = e.source_id
-             WHERE e.tenant_id = $1
-               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
-               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
-             GROUP BY 4, 6"
+            rebuild_sql!(
+                "source",
+                "s.slug",
+                "JOIN event_sources s ON s.id = e.source_id"
+            )
         }
-        ReportKind::StatusCounts => {
-            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
-                                           dimension_value, metric_name, metric_value, computed_at, run_id)
-             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'status', e.status,
-                    'event_count', count(*), $6, $7
-             FROM analytics_events e
-             WHERE e.tenant_id = $1
-               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
-               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
-             GROUP BY 4, 6"
-        }
-        ReportKind::TopEntities => {
-            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
-                                           dimension_value, metric_name, metric_value, computed_at, run_id)
-             SELECT $1, $2, $3, date_trunc($3, e.occurred_at AT TIME ZONE 'UTC')::date, 'entity_id', e.entity_id,
-                    'event_count', count(*), $6, $7
-             FROM analytics_events e
-             WHERE e.tenant_id = $1
-               AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
-               AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'
-             GROUP BY 4, 6"
-        }
+        ReportKind::StatusCounts => rebuild_sql!("status", "e.status", ""),
+        ReportKind::TopEntities => rebuild_sql!("entity_id", "e.entity_id", ""),
     }
 }
 
