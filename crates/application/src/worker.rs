@@ -1,13 +1,13 @@
 //! The recompute worker: claims queued runs and carries each through its lifecycle.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::pin, sync::Arc, task::Poll, time::Duration};
 
 use domain::{
     Actor, AuditAction, NewAuditEntry, RecomputeRun, ReportKind, RunSummary,
     audit::RESOURCE_RECOMPUTE_RUN, dates::format_date,
 };
 use serde_json::json;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::ports::{
     AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, ScopeLock, SnapshotStore,
@@ -15,6 +15,9 @@ use crate::ports::{
 
 /// How long the worker waits before asking an unavailable queue again.
 const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The scope lock's lifetime unless configured: `RECOMPUTE_LOCK_TTL_SECS`' default.
+const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(900);
 
 /// The ports a [`RecomputeWorker`] works with.
 #[derive(Clone)]
@@ -34,6 +37,7 @@ pub struct WorkerPorts {
 #[derive(Clone)]
 pub struct RecomputeWorker {
     ports: WorkerPorts,
+    lock_ttl: Duration,
 }
 
 impl std::fmt::Debug for RecomputeWorker {
@@ -43,9 +47,38 @@ impl std::fmt::Debug for RecomputeWorker {
 }
 
 impl RecomputeWorker {
-    /// A worker over `ports`.
+    /// A worker over `ports`, keeping scope locks for 900 s at a time.
     pub fn new(ports: WorkerPorts) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            lock_ttl: DEFAULT_LOCK_TTL,
+        }
+    }
+
+    /// The lifetime of the scope locks this worker holds; while a rebuild runs the worker
+    /// extends its lock every third of it, so a rebuild may outlast the lifetime.
+    #[must_use]
+    pub fn with_lock_ttl(mut self, lock_ttl: Duration) -> Self {
+        self.lock_ttl = lock_ttl;
+        self
+    }
+
+    /// Extends the lock of `scope` every third of its lifetime, forever: run it alongside the
+    /// work the lock protects.
+    async fn keep_lock(&self, scope: &domain::RecomputeScope, token: Option<&domain::LockToken>) {
+        let Some(token) = token else {
+            return std::future::pending().await;
+        };
+        loop {
+            self.ports.clock.pause(self.lock_ttl / 3).await;
+            match self.ports.locks.extend(scope, token, self.lock_ttl).await {
+                Ok(true) => debug!("scope lock extended"),
+                // The database still allows one active run per scope; the lock only speeds up
+                // refusals, so losing it is worth a warning, not a failed run.
+                Ok(false) => warn!("the scope lock expired or was taken during the rebuild"),
+                Err(err) => warn!(error = %err, "could not extend the scope lock"),
+            }
+        }
     }
 
     /// Claims and executes runs until the queue is closed. A run in progress when the queue
@@ -92,7 +125,12 @@ impl RecomputeWorker {
                     run_id: run.id,
                     computed_at: p.clock.now(),
                 };
-                p.snapshots.rebuild(&request).await.map_err(|err| {
+                alongside(
+                    p.snapshots.rebuild(&request),
+                    self.keep_lock(&scope, run.lock_token.as_ref()),
+                )
+                .await
+                .map_err(|err| {
                     let message = format!("snapshot rebuild failed: {err}");
                     error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
                     message
@@ -198,4 +236,21 @@ impl RecomputeWorker {
             error!(error = ?anyhow::Error::from(err), action = %action, "could not write the audit entry");
         }
     }
+}
+
+/// Runs `main` to completion while polling `background` alongside it, then drops `background`.
+async fn alongside<T>(main: impl Future<Output = T>, background: impl Future<Output = ()>) -> T {
+    let mut main = pin!(main);
+    let mut background = pin!(background);
+    let mut background_done = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = main.as_mut().poll(cx) {
+            return Poll::Ready(value);
+        }
+        if !background_done {
+            background_done = background.as_mut().poll(cx).is_ready();
+        }
+        Poll::Pending
+    })
+    .await
 }

@@ -884,3 +884,81 @@ async fn a_trigger_during_shutdown_fails_its_run_and_says_why() -> Result<()> {
     );
     Ok(())
 }
+
+/// A snapshot store whose rebuilds take a while, as they do on a large data set.
+struct SlowRebuilds(Arc<dyn SnapshotStore>, Duration);
+
+#[async_trait::async_trait]
+impl SnapshotStore for SlowRebuilds {
+    fn system(&self) -> SourceSystem {
+        self.0.system()
+    }
+    async fn query(
+        &self,
+        query: &domain::ReportQuery,
+    ) -> Result<domain::SnapshotPage, application::ports::StoreError> {
+        self.0.query(query).await
+    }
+    async fn rebuild(
+        &self,
+        request: &application::ports::RebuildRequest,
+    ) -> Result<application::ports::RebuildOutcome, application::ports::StoreError> {
+        tokio::time::sleep(self.1).await;
+        self.0.rebuild(request).await
+    }
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        kind: domain::ReportKind,
+        window: Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<application::ports::SnapshotRow>, application::ports::StoreError> {
+        self.0.rows(tenant, kind, window, range).await
+    }
+    async fn clear(&self, tenant: TenantId) -> Result<u64, application::ports::StoreError> {
+        self.0.clear(tenant).await
+    }
+}
+
+#[tokio::test]
+async fn a_worker_keeps_its_scope_locked_through_a_rebuild_longer_than_the_lock() -> Result<()> {
+    let h = Harness::new(8);
+    let slow: Arc<dyn SnapshotStore> = Arc::new(SlowRebuilds(
+        h.adapters.snapshots.clone(),
+        Duration::from_millis(1_200),
+    ));
+    let worker = RecomputeWorker::new(WorkerPorts {
+        runs: h.adapters.runs.clone(),
+        queue: h.adapters.queue.clone(),
+        snapshots: slow,
+        versions: h.adapters.versions.clone(),
+        audit: h.adapters.audit.clone(),
+        locks: h.adapters.locks.clone(),
+        clock: h.clock.clone(),
+    })
+    .with_lock_ttl(Duration::from_millis(300));
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-01", "2026-11-02"),
+        )
+        .await?;
+    let claimed = h.adapters.queue.claim_next().await?.context("queued")?;
+    let scope = run.scope();
+    let working = tokio::spawn(async move { worker.execute(claimed).await });
+
+    // Well past the 300 ms lifetime, the lock is still held: the worker extended it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ensure!(
+        h.adapters.locks.is_held(&scope),
+        "the lock outlives its TTL while the rebuild runs"
+    );
+    let done = working.await?;
+    ensure!(
+        done.status == RunStatus::Completed,
+        "the run completes: {done:?}"
+    );
+    ensure!(!h.adapters.locks.is_held(&scope), "and releases the lock");
+    Ok(())
+}

@@ -9,6 +9,10 @@
 //! | `APP_VERSION` | the crate version | reported by `/health` |
 //! | `DATABASE_URL` | unset | a `postgres://` URL; unset means embedded in-memory mode |
 //! | `REDIS_URL` | unset | a `redis://` URL; unset means in-process cache and locks |
+//! | `REDIS_KEY_PREFIX` | empty | prepended to every key, to share one Redis between deployments |
+//! | `REDIS_COMMAND_TIMEOUT_MS` | `250` | 10..=10000: the longest one Redis command may take |
+//! | `REDIS_RETRY_AFTER_MS` | `1000` | 50..=60000: how long to leave a failed Redis alone before trying again |
+//! | `REDIS_MAX_CONNECTIONS` | `16` | 1..=1000 |
 //! | `DATABASE_MAX_CONNECTIONS` | `16` | 1..=1000: the pool size of this process |
 //! | `DATABASE_ACQUIRE_TIMEOUT_SECS` | `5` | 1..=300: wait for a connection before answering 503 |
 //! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `600` | 1..=86400: the server-side limit of one statement |
@@ -106,6 +110,15 @@ pub struct DatabaseConfig {
     pub statement_timeout: Duration,
 }
 
+/// Redis settings (used when `REDIS_URL` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub key_prefix: String,
+    pub command_timeout: Duration,
+    pub retry_after: Duration,
+    pub max_connections: usize,
+}
+
 /// Recompute settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputeConfig {
@@ -126,6 +139,7 @@ pub struct Config {
     pub database_url: Option<Secret>,
     pub database: DatabaseConfig,
     pub redis_url: Option<Secret>,
+    pub redis: RedisSettings,
     pub management_key: Secret,
     pub management_key_source: ManagementKeySource,
     pub auto_migrate: bool,
@@ -282,10 +296,33 @@ impl Config {
             acquire_timeout: secs(&get, "DATABASE_ACQUIRE_TIMEOUT_SECS", 5, 1, 300)?,
             statement_timeout: secs(&get, "DATABASE_STATEMENT_TIMEOUT_SECS", 600, 1, 86_400)?,
         };
+        let millis = |name: &'static str, default: u64, min: u64, max: u64| {
+            parse(
+                &get,
+                name,
+                default,
+                |n| (min..=max).contains(n),
+                &format!("a number of milliseconds between {min} and {max}"),
+            )
+            .map(Duration::from_millis)
+        };
+        let redis = RedisSettings {
+            key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_default(),
+            command_timeout: millis("REDIS_COMMAND_TIMEOUT_MS", 250, 10, 10_000)?,
+            retry_after: millis("REDIS_RETRY_AFTER_MS", 1_000, 50, 60_000)?,
+            max_connections: parse(
+                &get,
+                "REDIS_MAX_CONNECTIONS",
+                16usize,
+                |n| (1..=1000).contains(n),
+                "an integer between 1 and 1000",
+            )?,
+        };
         Ok(Self {
             http,
             recompute,
             database,
+            redis,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
             auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
@@ -408,6 +445,9 @@ mod tests {
             ("RECOMPUTE_POLL_INTERVAL_MS", "10"),
             ("DATABASE_MAX_CONNECTIONS", "0"),
             ("DATABASE_ACQUIRE_TIMEOUT_SECS", "x"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "5"),
+            ("REDIS_RETRY_AFTER_MS", "soon"),
+            ("REDIS_MAX_CONNECTIONS", "0"),
             ("APP_AUTO_SEED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://localhost/db"),

@@ -75,8 +75,13 @@ fn announce(config: &Config) {
         );
     }
     if config.redis_url.is_some() {
+        info!(
+            command_timeout_ms = config.redis.command_timeout.as_millis() as u64,
+            "cache and scope locks: Redis (REDIS_URL)"
+        );
+    } else if !config.is_embedded() {
         warn!(
-            "REDIS_URL is set, but this build has no Redis adapter yet; the cache and locks are in-process"
+            "no REDIS_URL: each process keeps its own response cache and versions, so a recompute run elsewhere reaches this process's cached results only when they expire"
         );
     }
     match config.management_key_source {

@@ -16,6 +16,10 @@ use memory_adapter::{
     InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
 };
 use postgres_adapter::{PostgresAdapters, PostgresConfig, QueueSettings};
+use redis_adapter::{
+    RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
+    RedisScopeLock,
+};
 use tracing::info;
 
 use crate::config::Config;
@@ -90,9 +94,9 @@ pub fn postgres_pool(config: &Config) -> anyhow::Result<postgres_adapter::Pool> 
     })
 }
 
-/// PostgreSQL for storage; the response cache, its versions and the scope locks stay
-/// in-process until Redis is configured (the database's one-active-run-per-scope index keeps
-/// triggers safe across processes meanwhile).
+/// PostgreSQL for storage; the response cache, its versions and the scope locks are in-process
+/// until [`with_redis`] replaces them (the database's one-active-run-per-scope index keeps
+/// triggers safe across processes either way).
 pub fn postgres_ports(
     config: &Config,
     pool: postgres_adapter::Pool,
@@ -120,19 +124,37 @@ pub fn postgres_ports(
     }
 }
 
-/// The services of the configured storage: PostgreSQL when `DATABASE_URL` is set (migrated
-/// first when `APP_AUTO_MIGRATE`), memory otherwise.
+/// Puts the response cache, its versions and the scope locks in Redis.
 ///
 /// # Errors
-/// When the pool cannot be built or the migrations fail.
+/// When `REDIS_URL` is malformed.
+pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
+    let Some(url) = &config.redis_url else {
+        return Ok(ports);
+    };
+    let client = RedisClient::new(&RedisConfig {
+        url: url.expose().to_owned(),
+        key_prefix: config.redis.key_prefix.clone(),
+        command_timeout: config.redis.command_timeout,
+        retry_after: config.redis.retry_after,
+        max_connections: config.redis.max_connections,
+    })?;
+    ports.cache = Arc::new(RedisResponseCache::new(client.clone()));
+    ports.versions = Arc::new(RedisCacheVersions::new(client.clone()));
+    ports.locks = Arc::new(RedisScopeLock::new(client.clone()));
+    ports.redis_health = Some(Arc::new(RedisHealthProbe::new(client)));
+    Ok(ports)
+}
+
+/// The services of the configured storage: PostgreSQL when `DATABASE_URL` is set (migrated
+/// first when `APP_AUTO_MIGRATE`), memory otherwise; Redis when `REDIS_URL` is set.
+///
+/// # Errors
+/// When a URL is malformed or the migrations fail.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Services> {
     if config.is_embedded() {
-        return Ok(assemble(
-            config,
-            memory_ports(config, clock.clone()),
-            clock,
-            None,
-        ));
+        let ports = with_redis(memory_ports(config, clock.clone()), config)?;
+        return Ok(assemble(config, ports, clock, None));
     }
     let pool = postgres_pool(config)?;
     if config.auto_migrate {
@@ -141,7 +163,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             .context("APP_AUTO_MIGRATE: migrating the database")?;
         info!(applied, "database schema is up to date");
     }
-    let ports = postgres_ports(config, pool.clone(), clock.clone());
+    let ports = with_redis(postgres_ports(config, pool.clone(), clock.clone()), config)?;
     Ok(assemble(config, ports, clock, Some(pool)))
 }
 
@@ -180,7 +202,8 @@ pub fn assemble(
         audit: ports.audit.clone(),
         locks: ports.locks.clone(),
         clock: clock.clone(),
-    });
+    })
+    .with_lock_ttl(config.recompute.lock_ttl);
     let seeder = SeedService::new(
         ports.events.clone(),
         ports.snapshots.clone(),

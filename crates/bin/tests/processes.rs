@@ -293,3 +293,223 @@ async fn a_pending_run_written_by_one_process_is_completed_by_another() -> Resul
     }
     bail!("the second process never completed the run")
 }
+
+/// The shared Redis for the two-process tests, or `None` (skipped) when unreachable outside CI.
+fn shared_redis() -> Result<Option<String>> {
+    let url =
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable =
+        TcpStream::connect("127.0.0.1:6379").is_ok() || std::env::var("TEST_REDIS_URL").is_ok();
+    if reachable {
+        return Ok(Some(url));
+    }
+    ensure!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "Redis is required (CI) but unreachable"
+    );
+    Ok(None)
+}
+
+fn run_status(port: u16, id: &str) -> Result<Value> {
+    let (_, run) = request(port, "GET", &format!("/api/v1/recomputations/{id}"), None)?;
+    Ok(run)
+}
+
+fn wait_completed(port: u16, id: &str) -> Result<Value> {
+    for _ in 0..300 {
+        let run = run_status(port, id)?;
+        match run["data"]["status"].as_str() {
+            Some("completed") => return Ok(run),
+            Some("pending" | "running") => std::thread::sleep(Duration::from_millis(100)),
+            other => bail!("unexpected run state {other:?}: {run}"),
+        }
+    }
+    bail!("run {id} never completed")
+}
+
+#[tokio::test]
+async fn two_processes_share_the_cache_the_versions_and_the_locks_through_redis() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let Some(redis) = shared_redis()? else {
+        return Ok(());
+    };
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let shared = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+        ("RECOMPUTE_POLL_INTERVAL_MS", "100"),
+    ];
+    let mut first_env = shared.to_vec();
+    first_env.extend([
+        ("RECOMPUTE_WORKERS", "0"),
+        ("APP_AUTO_SEED", "true"),
+        ("APP_SEED_EVENTS", "1000"),
+    ]);
+    let first = start(&first_env)?;
+    let mut second_env = shared.to_vec();
+    second_env.push(("RECOMPUTE_WORKERS", "1"));
+    let second = start(&second_env)?;
+
+    let (_, health) = request(first.port, "GET", "/api/v1/health", None)?;
+    ensure!(health["data"]["dependencies"]["redis"] == "ok", "{health}");
+
+    // A result cached by one process is a hit, from Redis, on the other.
+    let report = "/api/v1/reports/top-entities/run?date_from=2026-11-01&date_to=2026-11-10&limit=5";
+    let (_, cold) = request(first.port, "GET", report, None)?;
+    ensure!(
+        cold["data"]["cache_hit"] == false && cold["data"]["source_system"] == "postgres",
+        "{cold}"
+    );
+    let (_, warm) = request(second.port, "GET", report, None)?;
+    ensure!(
+        warm["data"]["cache_hit"] == true && warm["data"]["source_system"] == "redis",
+        "{warm}"
+    );
+
+    // A scope triggered on one is busy on the other.
+    let trigger = serde_json::json!({"report_slug": "top-entities", "date_from": "2026-11-01", "date_to": "2026-11-10"});
+    let (status, created) = request(first.port, "POST", "/api/v1/recomputations", Some(&trigger))?;
+    ensure!(status == 202, "{created}");
+    let (status, duplicate) = request(
+        second.port,
+        "POST",
+        "/api/v1/recomputations",
+        Some(&trigger),
+    )?;
+    ensure!(
+        status == 409 && duplicate["error"]["code"] == "conflict",
+        "{status} {duplicate}"
+    );
+
+    // The second process runs it; the first stops serving its old entry at once.
+    let id = created["data"]["id"].as_str().context("run id")?;
+    wait_completed(first.port, id)?;
+    let (_, fresh) = request(first.port, "GET", report, None)?;
+    ensure!(
+        fresh["data"]["cache_hit"] == false,
+        "the version bump retired the entry everywhere: {fresh}"
+    );
+    ensure!(
+        fresh["data"]["snapshot_version"].as_u64()
+            == warm["data"]["snapshot_version"].as_u64().map(|v| v + 1),
+        "one bump: {fresh}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        ensure!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "redis-server is required (CI)"
+        );
+        return Ok(());
+    }
+    let redis_port = free_port()?;
+    let redis_server = |port: u16| {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    let mut redis = Server {
+        child: redis_server(redis_port)?,
+        port: redis_port,
+    };
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", url.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+        ("APP_AUTO_SEED", "true"),
+        ("APP_SEED_EVENTS", "1000"),
+        ("RECOMPUTE_WORKERS", "0"),
+        ("REDIS_RETRY_AFTER_MS", "200"),
+    ];
+    let api = start(&env)?;
+    let report = "/api/v1/reports/status-counts/run?date_from=2026-11-01&date_to=2026-11-10";
+    let (_, first) = request(api.port, "GET", report, None)?;
+    let (_, hit) = request(api.port, "GET", report, None)?;
+    ensure!(
+        hit["data"]["source_system"] == "redis",
+        "served from Redis while it is up: {hit}"
+    );
+
+    // Redis dies: reads still answer, from PostgreSQL, and health says degraded.
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (status, degraded) = request(api.port, "GET", report, None)?;
+    ensure!(
+        status == 200 && degraded["data"]["cache_hit"] == false,
+        "{degraded}"
+    );
+    ensure!(
+        degraded["data"]["source_system"] == "postgres",
+        "{degraded}"
+    );
+    ensure!(
+        degraded["data"]["rows"] == first["data"]["rows"],
+        "the same answer without Redis"
+    );
+    let (status, health) = request(api.port, "GET", "/api/v1/health", None)?;
+    ensure!(
+        status == 503 && health["data"]["status"] == "degraded",
+        "{status} {health}"
+    );
+    ensure!(
+        health["data"]["dependencies"]["redis"] == "unavailable",
+        "{health}"
+    );
+
+    // Triggers stay safe through the database's one-active-run rule.
+    let trigger = serde_json::json!({"report_slug": "status-counts", "date_from": "2026-11-01", "date_to": "2026-11-10"});
+    let (status, created) = request(api.port, "POST", "/api/v1/recomputations", Some(&trigger))?;
+    ensure!(
+        status == 202,
+        "a trigger without Redis is accepted: {created}"
+    );
+    let (status, duplicate) = request(api.port, "POST", "/api/v1/recomputations", Some(&trigger))?;
+    ensure!(status == 409, "and its duplicate refused: {duplicate}");
+
+    // Redis returns: the same process uses it again, without a restart.
+    redis.child = redis_server(redis_port)?;
+    let mut healthy = false;
+    for _ in 0..100 {
+        let (status, _) = request(api.port, "GET", "/api/v1/health", None)?;
+        if status == 200 {
+            healthy = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(healthy, "health recovers once Redis is back");
+    request(api.port, "GET", report, None)?;
+    let (_, again) = request(api.port, "GET", report, None)?;
+    ensure!(
+        again["data"]["source_system"] == "redis" && again["data"]["cache_hit"] == true,
+        "{again}"
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::lock;
 
-/// A clock that stands still until told to move; pauses return at once.
+/// A clock that stands still until told to move; pauses last at most 10 ms of real time.
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<OffsetDateTime>,
@@ -40,7 +40,7 @@ impl Clock for ManualClock {
         *lock(&self.now)
     }
 
-    async fn pause(&self, _duration: Duration) {
-        tokio::task::yield_now().await;
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration.min(Duration::from_millis(10))).await;
     }
 }
