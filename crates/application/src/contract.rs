@@ -1269,3 +1269,262 @@ pub async fn scope_lock(locks: &dyn ScopeLock, tenant: TenantId) -> Result<()> {
     ensure!(locks.release(&other_scope, &intruder).await?, "cleanup");
     Ok(())
 }
+
+fn ingest_item(
+    id: &str,
+    fingerprint: &str,
+    at: OffsetDateTime,
+) -> Result<crate::ports::IngestEvent> {
+    Ok(crate::ports::IngestEvent {
+        event: event(id, "stripe", "entity-i", EventStatus::Success, at)?,
+        fingerprint: fingerprint.to_owned(),
+    })
+}
+
+/// Ingestion stores new ids, tells replays from conflicts by fingerprint (also within one
+/// call), keeps tenants apart and records which days changed.
+///
+/// # Errors
+/// The first broken promise.
+pub async fn event_ingestion(
+    events: &dyn EventStore,
+    tenant: TenantId,
+    other: TenantId,
+) -> Result<()> {
+    use domain::IngestStatus::{Conflict, Created, Duplicate};
+    let at = datetime!(2026-11-21 12:00 UTC);
+    let day = datetime!(2026-11-20 08:00 UTC);
+    let statuses = |outcomes: Vec<domain::IngestOutcome>| {
+        outcomes.into_iter().map(|o| o.status).collect::<Vec<_>>()
+    };
+
+    let first = events
+        .ingest(
+            tenant,
+            &[
+                ingest_item("a", "fp-a", day)?,
+                ingest_item("b", "fp-b", day)?,
+            ],
+            at,
+        )
+        .await?;
+    ensure!(
+        first
+            .iter()
+            .map(|o| o.event_id.as_str())
+            .collect::<Vec<_>>()
+            == ["a", "b"],
+        "outcomes in order"
+    );
+    ensure!(statuses(first) == [Created, Created], "new ids are created");
+    let replay = events
+        .ingest(tenant, &[ingest_item("a", "fp-a", day)?], at)
+        .await?;
+    ensure!(
+        statuses(replay) == [Duplicate],
+        "the same content again is a duplicate"
+    );
+    let changed = events
+        .ingest(tenant, &[ingest_item("a", "fp-other", day)?], at)
+        .await?;
+    ensure!(
+        statuses(changed) == [Conflict],
+        "other content under a known id is a conflict"
+    );
+    let within = events
+        .ingest(
+            tenant,
+            &[
+                ingest_item("c", "fp-c", day)?,
+                ingest_item("c", "fp-c", day)?,
+                ingest_item("c", "fp-x", day)?,
+            ],
+            at,
+        )
+        .await?;
+    ensure!(
+        statuses(within) == [Created, Duplicate, Conflict],
+        "one call decides in order"
+    );
+    ensure!(
+        events.count(tenant).await? == 3,
+        "only a, b and c are stored"
+    );
+    let foreign = events
+        .ingest(other, &[ingest_item("a", "fp-z", day)?], at)
+        .await?;
+    ensure!(statuses(foreign) == [Created], "ids are unique per tenant");
+
+    let around = range(date!(2026 - 11 - 19), date!(2026 - 11 - 21))?;
+    ensure!(
+        events.changed_since(tenant, around).await? == Some(at),
+        "the day of created events changed at `at`"
+    );
+    let elsewhere = range(date!(2026 - 10 - 01), date!(2026 - 10 - 31))?;
+    ensure!(
+        events.changed_since(tenant, elsewhere).await?.is_none(),
+        "other days did not change"
+    );
+    let later = at + time::Duration::minutes(5);
+    events
+        .ingest(tenant, &[ingest_item("a", "fp-a", day)?], later)
+        .await?;
+    ensure!(
+        events.changed_since(tenant, around).await? == Some(at),
+        "a duplicate changes nothing"
+    );
+    Ok(())
+}
+
+/// Tenants are created once per slug and found by slug; `default` is there from the start.
+///
+/// # Errors
+/// The first broken promise.
+pub async fn tenant_store(tenants: &dyn crate::ports::TenantStore) -> Result<()> {
+    let default = tenants
+        .find(&domain::TenantSlug::default_tenant())
+        .await?
+        .context("default exists")?;
+    ensure!(default.id == TenantId::DEFAULT, "default is tenant 1");
+    let slug = domain::TenantSlug::parse("tenant", "acme")?;
+    ensure!(
+        tenants.find(&slug).await?.is_none(),
+        "acme does not exist yet"
+    );
+    let acme = tenants.create(&slug, "Acme").await?;
+    ensure!(
+        acme.id != TenantId::DEFAULT && acme.name == "Acme",
+        "a new tenant: {acme:?}"
+    );
+    ensure!(
+        tenants.find(&slug).await?.map(|t| t.id) == Some(acme.id),
+        "found by slug"
+    );
+    ensure!(
+        matches!(
+            tenants.create(&slug, "Again").await,
+            Err(crate::ports::TenancyError::AlreadyExists(_))
+        ),
+        "a slug is taken once"
+    );
+    ensure!(
+        tenants.list().await?.iter().any(|t| t.id == acme.id),
+        "listed"
+    );
+    Ok(())
+}
+
+/// Sources belong to one tenant; the reference tenant has the demo sources.
+///
+/// # Errors
+/// The first broken promise.
+pub async fn source_store(
+    sources: &dyn crate::ports::SourceStore,
+    tenant: TenantId,
+    other: TenantId,
+) -> Result<()> {
+    let slugs = |list: Vec<domain::EventSource>| {
+        list.into_iter()
+            .map(|s| s.slug.to_string())
+            .collect::<Vec<_>>()
+    };
+    ensure!(
+        slugs(sources.list(tenant).await?) == ["adyen", "paypal", "stripe"],
+        "the demo sources, by slug"
+    );
+    let klarna = SourceSlug::parse("source", "klarna")?;
+    let created = sources
+        .create(tenant, &klarna, "Klarna", "Pay later")
+        .await?;
+    ensure!(
+        created.provider_name == "Klarna" && created.is_active && created.tenant == tenant,
+        "{created:?}"
+    );
+    ensure!(
+        matches!(
+            sources.create(tenant, &klarna, "Klarna", "").await,
+            Err(crate::ports::TenancyError::AlreadyExists(_))
+        ),
+        "a slug is taken once per tenant"
+    );
+    ensure!(
+        !slugs(sources.list(other).await?).contains(&"klarna".to_owned()),
+        "another tenant does not see it"
+    );
+    sources
+        .create(other, &klarna, "Klarna", "")
+        .await
+        .context("the same slug in another tenant")?;
+    Ok(())
+}
+
+/// Keys are found by hash, listed per tenant and revoked by their tenant only.
+///
+/// # Errors
+/// The first broken promise.
+pub async fn api_key_store(
+    keys: &dyn crate::ports::ApiKeyStore,
+    tenant: TenantId,
+    other: TenantId,
+) -> Result<()> {
+    let created_at = datetime!(2026-11-21 12:00 UTC);
+    let new = crate::ports::NewApiKey {
+        tenant,
+        prefix: "pga_a1b2c3d4".to_owned(),
+        key_hash: "a".repeat(64),
+        scopes: vec![domain::Scope::Ingest, domain::Scope::Read],
+        name: "producer".to_owned(),
+        created_at,
+    };
+    let key = keys.create(&new).await?;
+    ensure!(
+        key.scopes == new.scopes && key.revoked_at.is_none() && key.created_at == created_at,
+        "{key:?}"
+    );
+    ensure!(
+        keys.find_by_hash(&new.key_hash).await?.as_ref() == Some(&key),
+        "found by hash"
+    );
+    ensure!(
+        keys.find_by_hash(&"b".repeat(64)).await?.is_none(),
+        "an unknown hash is None"
+    );
+    ensure!(
+        matches!(
+            keys.create(&new).await,
+            Err(crate::ports::TenancyError::AlreadyExists(_))
+        ),
+        "a hash is stored once"
+    );
+    ensure!(
+        keys.list(tenant).await?.len() == 1 && keys.list(other).await?.is_empty(),
+        "listed per tenant"
+    );
+    ensure!(
+        keys.revoke(other, &new.prefix, created_at).await?.is_none(),
+        "another tenant cannot revoke it"
+    );
+    let revoked_at = created_at + time::Duration::hours(1);
+    let revoked = keys
+        .revoke(tenant, &new.prefix, revoked_at)
+        .await?
+        .context("revoked")?;
+    ensure!(revoked.revoked_at == Some(revoked_at), "{revoked:?}");
+    let found = keys
+        .find_by_hash(&new.key_hash)
+        .await?
+        .context("still found")?;
+    ensure!(
+        !found.allows(domain::Scope::Ingest),
+        "a revoked key allows nothing"
+    );
+    let again = keys
+        .revoke(tenant, &new.prefix, revoked_at + time::Duration::hours(1))
+        .await?
+        .context("again")?;
+    ensure!(
+        again.revoked_at == Some(revoked_at),
+        "the first revocation time stays"
+    );
+    Ok(())
+}

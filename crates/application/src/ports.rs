@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
-    AuditEntry, AuditFilter, CatalogQuery, DateRange, LockToken, NewAuditEntry, NewEvent, Page,
-    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
-    ReportSlug, RunFilter, RunId, RunSummary, SnapshotPage, TenantId, TransitionError, Window,
+    ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, EventSource, IngestOutcome,
+    LockToken, NewAuditEntry, NewEvent, Page, PageRequest, RecomputeRun, RecomputeScope,
+    ReportDefinition, ReportKind, ReportQuery, ReportSlug, RunFilter, RunId, RunSummary, Scope,
+    SnapshotPage, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
@@ -101,6 +102,146 @@ pub trait EventStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+
+    /// Stores the events of `tenant` whose `event_id` is new and says what became of each, in
+    /// order: `Created`; `Duplicate` when the tenant already has the id with the same
+    /// fingerprint; `Conflict` when it has the id with another fingerprint. Events of the same
+    /// call sharing an id are decided in order, as if sent one after the other. The UTC days of
+    /// created events are marked changed at `at`. The call is atomic and durable: when it
+    /// returns, every created event is committed; on error none is.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was stored.
+    async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: &[IngestEvent],
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// The latest time events of `tenant` dated inside `range` were created through
+    /// [`EventStore::ingest`]; `None` when none were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn changed_since(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
+}
+
+/// An event to ingest, with the fingerprint of its content (everything but its id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestEvent {
+    pub event: NewEvent,
+    pub fingerprint: String,
+}
+
+/// The failure of a tenancy port.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// Something with this slug already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The store could not be reached.
+    #[error("tenancy storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Tenants.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// [`TenancyError::AlreadyExists`] when the slug is taken; otherwise unavailable/unexpected.
+    async fn create(&self, slug: &TenantSlug, name: &str) -> Result<Tenant, TenancyError>;
+
+    /// The tenant called `slug`; `Ok(None)` when there is none.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn find(&self, slug: &TenantSlug) -> Result<Option<Tenant>, TenancyError>;
+
+    /// Every tenant, by id.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn list(&self) -> Result<Vec<Tenant>, TenancyError>;
+}
+
+/// The event sources of each tenant.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// The sources of `tenant`, by slug.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn list(&self, tenant: TenantId) -> Result<Vec<EventSource>, TenancyError>;
+
+    /// Adds a source to `tenant`.
+    ///
+    /// # Errors
+    /// [`TenancyError::AlreadyExists`] when the tenant has the slug; otherwise
+    /// unavailable/unexpected.
+    async fn create(
+        &self,
+        tenant: TenantId,
+        slug: &SourceSlug,
+        provider_name: &str,
+        description: &str,
+    ) -> Result<EventSource, TenancyError>;
+}
+
+/// A key to store: its hash and prefix, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub tenant: TenantId,
+    pub prefix: String,
+    pub key_hash: String,
+    pub scopes: Vec<Scope>,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// API keys, stored as hashes.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a key.
+    ///
+    /// # Errors
+    /// [`TenancyError::AlreadyExists`] when the hash is taken; otherwise unavailable/unexpected.
+    async fn create(&self, key: &NewApiKey) -> Result<ApiKey, TenancyError>;
+
+    /// The key whose hash is `key_hash`, revoked or not; `Ok(None)` when there is none.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, TenancyError>;
+
+    /// The keys of `tenant`, oldest first.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn list(&self, tenant: TenantId) -> Result<Vec<ApiKey>, TenancyError>;
+
+    /// Revokes the key of `tenant` with `prefix` at `at` and returns it; `Ok(None)` when the
+    /// tenant has no such key. Revoking a revoked key keeps its first revocation time.
+    ///
+    /// # Errors
+    /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
+    async fn revoke(
+        &self,
+        tenant: TenantId,
+        prefix: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<ApiKey>, TenancyError>;
 }
 
 /// A rebuild of the snapshot rows of one report and window over whole buckets.

@@ -11,9 +11,11 @@ pub mod dates;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod ingest;
 pub mod pagination;
 pub mod report;
 pub mod run;
+pub mod tenancy;
 pub mod tenant;
 pub mod window;
 
@@ -23,11 +25,13 @@ pub use catalog::{CatalogQuery, CatalogSort, ReportDefinition, SortOrder, Window
 pub use dates::{DateRange, parse_date};
 pub use error::ValidationError;
 pub use event::{EventStatus, NewEvent, SourceSlug};
+pub use ingest::{IngestOutcome, IngestStatus, IngestWindow, ParsedEvent};
 pub use pagination::{Page, PageRequest};
 pub use report::{DimensionFilter, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage};
 pub use run::{
     LockToken, RecomputeRun, RecomputeScope, RunFilter, RunId, RunStatus, RunSummary,
     TransitionError,
 };
+pub use tenancy::{ApiKey, EventSource, Scope, Tenant, TenantSlug};
 pub use tenant::TenantId;
 pub use window::Window;

@@ -1,31 +1,39 @@
 //! Raw events in memory.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::RwLock,
 };
 
-use application::ports::{EventStore, StoreError};
+use application::ports::{EventStore, IngestEvent, StoreError};
 use async_trait::async_trait;
-use domain::{NewEvent, TenantId, demo};
-use time::OffsetDateTime;
+use domain::{DateRange, IngestOutcome, IngestStatus, NewEvent, TenantId, demo};
+use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::{FailSwitch, read, write};
 
 #[derive(Debug, Default)]
 pub(crate) struct TenantEvents {
-    ids: HashSet<String>,
+    /// The fingerprint of every stored id; empty for events written without one.
+    fingerprints: HashMap<String, String>,
     pub(crate) events: Vec<NewEvent>,
+    /// When events dated on each UTC day were last ingested.
+    changed: BTreeMap<Date, OffsetDateTime>,
 }
 
 impl TenantEvents {
     fn insert(&mut self, event: &NewEvent) -> bool {
-        if self.ids.insert(event.event_id.clone()) {
-            self.events.push(event.clone());
-            true
-        } else {
-            false
+        self.insert_with(event, "")
+    }
+
+    fn insert_with(&mut self, event: &NewEvent, fingerprint: &str) -> bool {
+        if self.fingerprints.contains_key(&event.event_id) {
+            return false;
         }
+        self.fingerprints
+            .insert(event.event_id.clone(), fingerprint.to_owned());
+        self.events.push(event.clone());
+        true
     }
 }
 
@@ -91,5 +99,55 @@ impl EventStore for InMemoryEventStore {
         Ok(write(&self.tenants)
             .remove(&tenant)
             .map_or(0, |t| t.events.len() as u64))
+    }
+
+    async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: &[IngestEvent],
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        let mut tenants = write(&self.tenants);
+        let stored = tenants.entry(tenant).or_default();
+        let outcomes = events
+            .iter()
+            .map(|item| {
+                let id = &item.event.event_id;
+                let status = match stored.fingerprints.get(id) {
+                    None => {
+                        stored.insert_with(&item.event, &item.fingerprint);
+                        let day = item.event.occurred_at.to_offset(UtcOffset::UTC).date();
+                        stored.changed.insert(day, at);
+                        IngestStatus::Created
+                    }
+                    Some(known) if *known == item.fingerprint => IngestStatus::Duplicate,
+                    Some(_) => IngestStatus::Conflict,
+                };
+                IngestOutcome {
+                    event_id: id.clone(),
+                    status,
+                }
+            })
+            .collect();
+        Ok(outcomes)
+    }
+
+    async fn changed_since(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        Ok(read(&self.tenants).get(&tenant).and_then(|t| {
+            t.changed
+                .range(range.from()..=range.to())
+                .map(|(_, at)| *at)
+                .max()
+        }))
     }
 }

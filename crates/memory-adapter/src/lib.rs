@@ -17,6 +17,7 @@ mod lock;
 mod queue;
 mod runs;
 mod snapshots;
+mod tenancy;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use lock::InMemoryScopeLock;
 pub use queue::InMemoryRunQueue;
 pub use runs::InMemoryRunStore;
 pub use snapshots::InMemorySnapshotStore;
+pub use tenancy::{InMemoryApiKeyStore, InMemorySourceStore, InMemoryTenantStore};
 
 use application::ports::Clock;
 
@@ -45,6 +47,9 @@ pub struct InMemoryAdapters {
     pub cache: Arc<InMemoryResponseCache>,
     pub versions: Arc<InMemoryCacheVersions>,
     pub locks: Arc<InMemoryScopeLock>,
+    pub tenants: Arc<InMemoryTenantStore>,
+    pub sources: Arc<InMemorySourceStore>,
+    pub keys: Arc<InMemoryApiKeyStore>,
 }
 
 impl InMemoryAdapters {
@@ -55,6 +60,9 @@ impl InMemoryAdapters {
         let runs = Arc::new(InMemoryRunStore::new());
         Self {
             catalog: Arc::new(InMemoryCatalog::reference(clock.now())),
+            tenants: Arc::new(InMemoryTenantStore::new(clock.now())),
+            sources: Arc::new(InMemorySourceStore::new(clock.now())),
+            keys: Arc::new(InMemoryApiKeyStore::new()),
             snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
             queue: Arc::new(InMemoryRunQueue::new(
                 Arc::clone(&runs),

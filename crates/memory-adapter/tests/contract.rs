@@ -68,3 +68,23 @@ async fn cache_versions_honour_the_contract() -> anyhow::Result<()> {
 async fn scope_lock_honours_the_contract() -> anyhow::Result<()> {
     contract::scope_lock(adapters(8).locks.as_ref(), TenantId::DEFAULT).await
 }
+
+#[tokio::test]
+async fn event_ingestion_honours_the_contract() -> anyhow::Result<()> {
+    contract::event_ingestion(adapters(8).events.as_ref(), TenantId::DEFAULT, OTHER).await
+}
+
+#[tokio::test]
+async fn tenant_store_honours_the_contract() -> anyhow::Result<()> {
+    contract::tenant_store(adapters(8).tenants.as_ref()).await
+}
+
+#[tokio::test]
+async fn source_store_honours_the_contract() -> anyhow::Result<()> {
+    contract::source_store(adapters(8).sources.as_ref(), TenantId::DEFAULT, OTHER).await
+}
+
+#[tokio::test]
+async fn api_key_store_honours_the_contract() -> anyhow::Result<()> {
+    contract::api_key_store(adapters(8).keys.as_ref(), TenantId::DEFAULT, OTHER).await
+}

@@ -1,30 +1,41 @@
 //! Raw events in `analytics_events`, and the server-side demo seed.
 
-use std::time::Instant;
+use std::{sync::OnceLock, time::Instant};
 
-use application::ports::{EventStore, StoreError};
+use application::ports::{EventStore, IngestEvent, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{NewEvent, TenantId};
+use domain::{DateRange, IngestOutcome, NewEvent, TenantId};
 use time::OffsetDateTime;
 use tracing::info;
 
 use tokio::task::JoinSet;
 
-use crate::error::{Failure, PgResultExt};
+use crate::{
+    error::{Failure, PgResultExt, corrupt},
+    ingest::GroupCommit,
+};
 
 /// Events in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresEventStore {
     pool: Pool,
+    /// Started on first use, inside the runtime.
+    writer: std::sync::Arc<OnceLock<GroupCommit>>,
 }
 
 impl PostgresEventStore {
     /// The store over `pool`.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writer: std::sync::Arc::default(),
+        }
     }
 }
+
+const CHANGED_SINCE: &str =
+    "SELECT max(changed_at) FROM stale_days WHERE tenant_id = $1 AND day BETWEEN $2 AND $3";
 
 /// One multi-row insert from arrays. An unknown source leaves `source_id` NULL, which the
 /// NOT NULL constraint refuses, so the whole statement fails and nothing is stored.
@@ -193,5 +204,35 @@ impl EventStore for PostgresEventStore {
             )
             .await
             .classify("clearing events")?)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, events = events.len()), err)]
+    async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: &[IngestEvent],
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let writer = self
+            .writer
+            .get_or_init(|| GroupCommit::start(self.pool.clone()));
+        writer.ingest(tenant, events.to_vec(), at).await
+    }
+
+    async fn changed_since(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read changes")?;
+        let row = client
+            .query_one(CHANGED_SINCE, &[&tenant.get(), &range.from(), &range.to()])
+            .await
+            .classify("reading changed days")?;
+        Ok(row.try_get(0).map_err(|e| corrupt("changed_at", e))?)
     }
 }

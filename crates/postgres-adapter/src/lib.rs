@@ -11,10 +11,12 @@ mod catalog;
 mod error;
 mod events;
 mod health;
+mod ingest;
 mod pool;
 mod queue;
 mod runs;
 mod snapshots;
+mod tenancy;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -31,6 +33,7 @@ pub use pool::{PostgresConfig, connect};
 pub use queue::{PostgresRunQueue, QueueSettings};
 pub use runs::PostgresRunStore;
 pub use snapshots::PostgresSnapshotStore;
+pub use tenancy::PostgresTenancy;
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
@@ -84,6 +87,7 @@ pub struct PostgresAdapters {
     pub queue: Arc<PostgresRunQueue>,
     pub audit: Arc<PostgresAuditLog>,
     pub health: Arc<PostgresHealthProbe>,
+    pub tenancy: Arc<PostgresTenancy>,
 }
 
 impl PostgresAdapters {
@@ -97,6 +101,7 @@ impl PostgresAdapters {
             queue: Arc::new(PostgresRunQueue::new(pool.clone(), queue, clock)),
             audit: Arc::new(PostgresAuditLog::new(pool.clone())),
             health: Arc::new(PostgresHealthProbe::new(pool.clone())),
+            tenancy: Arc::new(PostgresTenancy::new(pool.clone())),
             runs,
             pool,
         }

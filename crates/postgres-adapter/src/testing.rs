@@ -113,6 +113,7 @@ impl TestDatabase {
             .with_context(|| format!("connecting to {name}"))?
             .batch_execute(
                 "INSERT INTO tenants (id, slug, name) VALUES (2, 'other', 'Other tenant');
+                 SELECT setval(pg_get_serial_sequence('tenants', 'id'), 2);
                  INSERT INTO event_sources (tenant_id, slug, provider_name)
                  VALUES (2, 'stripe', 'Stripe'), (2, 'adyen', 'Adyen'), (2, 'paypal', 'PayPal');",
             )

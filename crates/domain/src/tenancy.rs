@@ -1,0 +1,200 @@
+//! Tenants, their event sources and their API keys.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{SourceSlug, TenantId, ValidationError, event::is_valid_slug};
+
+/// The slug of a tenant (`default`, `acme`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    /// The slug of the tenant every deployment has.
+    pub const DEFAULT: &str = "default";
+
+    /// Parses a tenant slug for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is not a slug.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let raw = raw.trim();
+        if is_valid_slug(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                field,
+                "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
+            ))
+        }
+    }
+
+    /// The `default` tenant's slug.
+    pub fn default_tenant() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    /// The slug text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantSlug {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse("tenant", &raw)
+    }
+}
+
+impl From<TenantSlug> for String {
+    fn from(slug: TenantSlug) -> Self {
+        slug.0
+    }
+}
+
+impl fmt::Display for TenantSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: TenantSlug,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// An upstream provider of a tenant's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSource {
+    pub tenant: TenantId,
+    pub slug: SourceSlug,
+    pub provider_name: String,
+    pub description: String,
+    pub is_active: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// Checks a display name (tenant or provider): 1 to 200 characters after trimming.
+///
+/// # Errors
+/// A [`ValidationError`] on `field`.
+pub fn parse_name(field: &str, raw: &str) -> Result<String, ValidationError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Send events.
+    Ingest,
+    /// Read the tenant's reports.
+    Read,
+    /// Trigger and watch recomputes, read the audit trail, manage sources.
+    Manage,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Manage];
+
+    /// The lowercase name stored and shown.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Manage => "manage",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ValidationError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str().eq_ignore_ascii_case(raw.trim()))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "scope",
+                    format!("must be one of: ingest, read, manage; got {raw:?}"),
+                )
+            })
+    }
+}
+
+/// An API key as stored: never the key itself, only its hash and a recognisable prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: i64,
+    pub tenant: TenantId,
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl ApiKey {
+    /// Whether the key is usable and has `scope`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.revoked_at.is_none() && self.scopes.contains(&scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_a_revoked_key_allows_nothing() {
+        assert_eq!("Read".parse::<Scope>(), Ok(Scope::Read));
+        assert!("admin".parse::<Scope>().is_err());
+        let mut key = ApiKey {
+            id: 1,
+            tenant: TenantId::DEFAULT,
+            prefix: "pga_12345678".into(),
+            scopes: vec![Scope::Ingest],
+            name: String::new(),
+            created_at: time::macros::datetime!(2026-11-21 12:00 UTC),
+            revoked_at: None,
+        };
+        assert!(key.allows(Scope::Ingest) && !key.allows(Scope::Read));
+        key.revoked_at = Some(key.created_at);
+        assert!(
+            !key.allows(Scope::Ingest),
+            "revocation takes effect at once"
+        );
+    }
+
+    #[test]
+    fn tenant_slugs_and_names_are_checked() {
+        assert!(TenantSlug::parse("tenant", " acme ").is_ok());
+        assert!(TenantSlug::parse("tenant", "Acme Inc").is_err());
+        assert!(parse_name("name", "  ").is_err());
+        assert_eq!(parse_name("name", " Acme ").unwrap(), "Acme");
+    }
+}

@@ -1,0 +1,253 @@
+//! Durable, idempotent ingestion with group commit.
+//!
+//! Concurrent `ingest` calls are gathered by one background task into a single transaction
+//! with a single multi-row insert (at most [`MAX_BATCH_EVENTS`] events, gathered for at most
+//! [`MAX_WAIT`] after the first call arrives), so the commit cost is shared and throughput
+//! grows with concurrency. Every caller is answered only after that transaction committed. If a
+//! gathered transaction fails, each call is retried on its own, so one caller's problem never
+//! fails another's events.
+
+use std::{collections::HashMap, time::Duration};
+
+use application::ports::{IngestEvent, StoreError};
+use deadpool_postgres::Pool;
+use domain::{IngestOutcome, IngestStatus, TenantId};
+use time::{Date, OffsetDateTime, UtcOffset};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::error::{Failure, PgResultExt};
+
+/// The most events one gathered transaction writes.
+pub const MAX_BATCH_EVENTS: usize = 5_000;
+/// How long the first call of a batch waits for others to join it.
+pub const MAX_WAIT: Duration = Duration::from_millis(2);
+
+/// Inserts new ids in input order; a later row with an id already inserted by this statement
+/// or stored before is skipped.
+const INSERT: &str = "
+    INSERT INTO analytics_events
+        (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload, fingerprint)
+    SELECT e.tenant_id, e.event_id, s.id, e.entity_id, e.status, e.processing_ms, e.amount_cents, e.occurred_at,
+           e.payload, e.fingerprint
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
+                $8::timestamptz[], $9::jsonb[], $10::text[])
+         WITH ORDINALITY AS e(tenant_id, event_id, source, entity_id, status, processing_ms, amount_cents,
+                              occurred_at, payload, fingerprint, position)
+    LEFT JOIN event_sources s ON s.tenant_id = e.tenant_id AND s.slug = e.source
+    ORDER BY e.position
+    ON CONFLICT (tenant_id, event_id) DO NOTHING
+    RETURNING tenant_id, event_id";
+
+/// The stored fingerprint of every (tenant, id) of the batch.
+const STORED: &str = "
+    SELECT a.tenant_id, a.event_id, a.fingerprint
+    FROM analytics_events a
+    JOIN unnest($1::int8[], $2::text[]) AS k(tenant_id, event_id)
+      ON a.tenant_id = k.tenant_id AND a.event_id = k.event_id";
+
+/// Marks the days of created events changed.
+const MARK_CHANGED: &str = "
+    INSERT INTO stale_days (tenant_id, day, changed_at)
+    SELECT DISTINCT tenant_id, day, $3::timestamptz FROM unnest($1::int8[], $2::date[]) AS d(tenant_id, day)
+    ON CONFLICT (tenant_id, day) DO UPDATE SET changed_at = GREATEST(stale_days.changed_at, EXCLUDED.changed_at)";
+
+/// One caller's events.
+struct Request {
+    tenant: TenantId,
+    events: Vec<IngestEvent>,
+    at: OffsetDateTime,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+}
+
+/// The handle callers send their events through.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupCommit {
+    sender: mpsc::Sender<Request>,
+}
+
+impl GroupCommit {
+    /// Starts the background task that commits for `pool`.
+    pub(crate) fn start(pool: Pool) -> Self {
+        let (sender, receiver) = mpsc::channel(1_024);
+        tokio::spawn(run(pool, receiver));
+        Self { sender }
+    }
+
+    /// Ingests `events` in the next gathered transaction and waits for its commit.
+    pub(crate) async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: Vec<IngestEvent>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped =
+            || StoreError::Unavailable(anyhow::anyhow!("the ingestion writer has stopped"));
+        self.sender
+            .send(Request {
+                tenant,
+                events,
+                at,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        let mut size = batch[0].events.len();
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        while size < MAX_BATCH_EVENTS {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(next)) => {
+                    size += next.events.len();
+                    batch.push(next);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        commit(&pool, batch).await;
+    }
+}
+
+/// Commits a batch and answers its callers; on failure retries each caller alone.
+async fn commit(pool: &Pool, batch: Vec<Request>) {
+    let items: Vec<(TenantId, &IngestEvent)> = batch
+        .iter()
+        .flat_map(|r| r.events.iter().map(move |e| (r.tenant, e)))
+        .collect();
+    let at = batch
+        .iter()
+        .map(|r| r.at)
+        .max()
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let outcome = write(pool, &items, at).await;
+    drop(items);
+    match outcome {
+        Ok(mut outcomes) => {
+            for request in batch {
+                let rest = outcomes.split_off(request.events.len().min(outcomes.len()));
+                let _ = request.reply.send(Ok(outcomes));
+                outcomes = rest;
+            }
+        }
+        Err(err) if batch.len() == 1 => {
+            if let Some(request) = batch.into_iter().next() {
+                let _ = request.reply.send(Err(err.into()));
+            }
+        }
+        Err(err) => {
+            warn!(error = ?anyhow::Error::from(StoreError::from(err)), callers = batch.len(), "a gathered ingestion failed; retrying each caller alone");
+            for request in batch {
+                let items: Vec<(TenantId, &IngestEvent)> =
+                    request.events.iter().map(|e| (request.tenant, e)).collect();
+                let outcome = write(pool, &items, request.at)
+                    .await
+                    .map_err(StoreError::from);
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// Writes `items` in one transaction and decides each one's outcome, in order.
+pub(crate) async fn write(
+    pool: &Pool,
+    items: &[(TenantId, &IngestEvent)],
+    at: OffsetDateTime,
+) -> Result<Vec<IngestOutcome>, Failure> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<i64> = items.iter().map(|(t, _)| t.get()).collect();
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|(_, e)| e.event.event_id.as_str())
+        .collect();
+    let sources: Vec<&str> = items.iter().map(|(_, e)| e.event.source.as_str()).collect();
+    let entities: Vec<&str> = items
+        .iter()
+        .map(|(_, e)| e.event.entity_id.as_str())
+        .collect();
+    let statuses: Vec<&str> = items.iter().map(|(_, e)| e.event.status.as_str()).collect();
+    let processing: Vec<i64> = items.iter().map(|(_, e)| e.event.processing_ms).collect();
+    let amounts: Vec<i64> = items.iter().map(|(_, e)| e.event.amount_cents).collect();
+    let occurred: Vec<OffsetDateTime> = items.iter().map(|(_, e)| e.event.occurred_at).collect();
+    let payloads: Vec<&serde_json::Value> = items.iter().map(|(_, e)| &e.event.payload).collect();
+    let fingerprints: Vec<&str> = items.iter().map(|(_, e)| e.fingerprint.as_str()).collect();
+
+    let mut client = pool.get().await.classify("connecting to ingest events")?;
+    let tx = client
+        .transaction()
+        .await
+        .classify("starting an ingestion")?;
+    let inserted = tx
+        .query(
+            INSERT,
+            &[
+                &tenants,
+                &ids,
+                &sources,
+                &entities,
+                &statuses,
+                &processing,
+                &amounts,
+                &occurred,
+                &payloads,
+                &fingerprints,
+            ],
+        )
+        .await
+        .classify("inserting events")?;
+    let mut created: HashMap<(i64, String), bool> = HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        created.insert((row.get(0), row.get(1)), false);
+    }
+    let stored_rows = tx
+        .query(STORED, &[&tenants, &ids])
+        .await
+        .classify("reading stored fingerprints")?;
+    let stored: HashMap<(i64, String), String> = stored_rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect();
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let (mut changed_tenants, mut changed_days): (Vec<i64>, Vec<Date>) = (Vec::new(), Vec::new());
+    for (tenant, item) in items {
+        let key = (tenant.get(), item.event.event_id.clone());
+        // The first item with a newly inserted id is the one that was inserted.
+        let first_of_new_id = match created.get_mut(&key) {
+            Some(claimed) if !*claimed => {
+                *claimed = true;
+                true
+            }
+            _ => false,
+        };
+        let status = if first_of_new_id {
+            changed_tenants.push(tenant.get());
+            changed_days.push(item.event.occurred_at.to_offset(UtcOffset::UTC).date());
+            IngestStatus::Created
+        } else if stored.get(&key) == Some(&item.fingerprint) {
+            IngestStatus::Duplicate
+        } else {
+            IngestStatus::Conflict
+        };
+        outcomes.push(IngestOutcome {
+            event_id: item.event.event_id.clone(),
+            status,
+        });
+    }
+    if !changed_days.is_empty() {
+        tx.execute(MARK_CHANGED, &[&changed_tenants, &changed_days, &at])
+            .await
+            .classify("marking changed days")?;
+    }
+    tx.commit().await.classify("committing events")?;
+    Ok(outcomes)
+}
