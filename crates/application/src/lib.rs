@@ -9,19 +9,23 @@ pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod health;
+pub mod ingest;
 pub mod ports;
 pub mod recompute;
 pub mod reports;
 pub mod seed;
+pub mod tenancy;
 pub mod worker;
 
 pub use audit::{AuditError, AuditService};
 pub use clock::SystemClock;
 pub use health::{HealthReport, HealthService, OverallStatus};
+pub use ingest::{IngestError, IngestService};
 pub use recompute::{
     RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
     TriggerRequest,
 };
 pub use reports::{ReportError, ReportResult, ReportService, RunReportParams};
 pub use seed::{SeedError, SeedOutcome, SeedService};
+pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};

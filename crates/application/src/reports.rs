@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use crate::ports::{
-    CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, SnapshotStore, SourceSystem,
-    StoreError,
+    CacheKey, CacheVersions, Clock, EventStore, ReportCatalog, ResponseCache, SnapshotStore,
+    SourceSystem, StoreError,
 };
 
 /// The default number of rows of a report page.
@@ -75,6 +75,9 @@ pub struct ReportResult {
     /// The cache version the result belongs to; `None` when the versions could not be read.
     pub snapshot_version: Option<u64>,
     pub last_refreshed_at: Option<OffsetDateTime>,
+    /// Events dated in the range were ingested after the newest snapshot row read was computed
+    /// (as of `generated_at`): a recompute would change the result.
+    pub stale: bool,
 }
 
 /// What the cache holds for one result: everything that does not depend on how it was served.
@@ -86,6 +89,8 @@ struct CachedResult {
     total_rows: u64,
     #[serde(with = "time::serde::rfc3339::option")]
     last_refreshed_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    stale: bool,
 }
 
 /// Lists reports and runs them from snapshots, through the versioned response cache.
@@ -97,6 +102,8 @@ pub struct ReportService {
     versions: Arc<dyn CacheVersions>,
     clock: Arc<dyn Clock>,
     max_range_days: u32,
+    /// Where to learn when events last changed, for `stale`; `None` never reports stale.
+    events: Option<Arc<dyn EventStore>>,
 }
 
 impl std::fmt::Debug for ReportService {
@@ -124,6 +131,30 @@ impl ReportService {
             versions,
             clock,
             max_range_days,
+            events: None,
+        }
+    }
+
+    /// Reports results as `stale` when `events` says events of their range changed after
+    /// the snapshots read were computed.
+    #[must_use]
+    pub fn with_freshness(mut self, events: Arc<dyn EventStore>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Whether events of `query`'s range changed after `refreshed`.
+    async fn is_stale(&self, query: &ReportQuery, refreshed: Option<OffsetDateTime>) -> bool {
+        let Some(events) = &self.events else {
+            return false;
+        };
+        match events.changed_since(query.tenant, query.range).await {
+            Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
+            Ok(None) => false,
+            Err(err) => {
+                warn!(error = %err, "could not read event changes; reporting the result as fresh");
+                false
+            }
         }
     }
 
@@ -199,15 +230,18 @@ impl ReportService {
                 source_system: self.cache.system(),
                 snapshot_version: version,
                 last_refreshed_at: cached.last_refreshed_at,
+                stale: cached.stale,
             });
         }
 
         let page = self.snapshots.query(&query).await?;
+        let stale = self.is_stale(&query, page.last_refreshed_at).await;
         let fresh = CachedResult {
             generated_at: self.clock.now(),
             rows: page.rows,
             total_rows: page.total_rows,
             last_refreshed_at: page.last_refreshed_at,
+            stale,
         };
         if let Some(key) = &key {
             self.write_cache(
@@ -231,6 +265,7 @@ impl ReportService {
             source_system: self.snapshots.system(),
             snapshot_version: version,
             last_refreshed_at: fresh.last_refreshed_at,
+            stale: fresh.stale,
         })
     }
 

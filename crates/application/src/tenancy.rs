@@ -1,0 +1,250 @@
+//! Tenants, their sources and API keys: administration and authentication.
+
+use std::sync::Arc;
+
+use domain::{
+    ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
+};
+use sha2::{Digest, Sha256};
+
+use crate::ports::{ApiKeyStore, Clock, NewApiKey, SourceStore, TenancyError, TenantStore};
+
+/// How many characters of a key are kept, in clear, to recognise it.
+const PREFIX_LEN: usize = 12;
+
+/// The failure of a tenancy use case.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyServiceError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No tenant (or key) with this name.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("tenancy storage is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<TenancyError> for TenancyServiceError {
+    fn from(err: TenancyError) -> Self {
+        match err {
+            TenancyError::AlreadyExists(what) => TenancyServiceError::AlreadyExists(what),
+            TenancyError::Unavailable(e) => TenancyServiceError::Unavailable(e),
+            TenancyError::Unexpected(e) => TenancyServiceError::Unexpected(e),
+        }
+    }
+}
+
+/// Who a request acts as, once its credentials are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The holder of the management key: any tenant, every scope.
+    Operator,
+    /// The holder of a tenant's API key: that tenant, the key's scopes.
+    Tenant {
+        tenant: TenantId,
+        scopes: Vec<Scope>,
+        key_prefix: String,
+    },
+}
+
+/// A newly created key: shown once, never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+/// The SHA-256 (hex) of a key: what is stored and looked up.
+pub fn hash_key(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Manages tenants, sources and keys, and authenticates keys.
+#[derive(Clone)]
+pub struct TenancyService {
+    tenants: Arc<dyn TenantStore>,
+    sources: Arc<dyn SourceStore>,
+    keys: Arc<dyn ApiKeyStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for TenancyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancyService").finish_non_exhaustive()
+    }
+}
+
+impl TenancyService {
+    /// A service over the tenancy ports.
+    pub fn new(
+        tenants: Arc<dyn TenantStore>,
+        sources: Arc<dyn SourceStore>,
+        keys: Arc<dyn ApiKeyStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            tenants,
+            sources,
+            keys,
+            clock,
+        }
+    }
+
+    /// The tenant called `slug` (`default` when `None`).
+    ///
+    /// # Errors
+    /// [`TenancyServiceError::Invalid`] for a malformed slug, `NotFound` for an unknown one.
+    pub async fn resolve(&self, slug: Option<&str>) -> Result<Tenant, TenancyServiceError> {
+        let slug = match slug {
+            Some(raw) => TenantSlug::parse("tenant", raw)?,
+            None => TenantSlug::default_tenant(),
+        };
+        self.tenants
+            .find(&slug)
+            .await?
+            .ok_or_else(|| TenancyServiceError::NotFound(format!("tenant {slug}")))
+    }
+
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// Invalid slug or name, `AlreadyExists`, storage failures.
+    pub async fn create_tenant(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+    ) -> Result<Tenant, TenancyServiceError> {
+        let slug = TenantSlug::parse("tenant", slug)?;
+        let name = domain::tenancy::parse_name("name", name.unwrap_or(slug.as_str()))?;
+        Ok(self.tenants.create(&slug, &name).await?)
+    }
+
+    /// The tenants, by id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, TenancyServiceError> {
+        Ok(self.tenants.list().await?)
+    }
+
+    /// The sources of `tenant`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn sources(&self, tenant: TenantId) -> Result<Vec<EventSource>, TenancyServiceError> {
+        Ok(self.sources.list(tenant).await?)
+    }
+
+    /// Adds a source to `tenant`.
+    ///
+    /// # Errors
+    /// Invalid slug or name, `AlreadyExists`, storage failures.
+    pub async fn create_source(
+        &self,
+        tenant: TenantId,
+        slug: &str,
+        provider_name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<EventSource, TenancyServiceError> {
+        let slug = SourceSlug::parse("slug", slug)?;
+        let provider =
+            domain::tenancy::parse_name("provider_name", provider_name.unwrap_or(slug.as_str()))?;
+        let description = description.map(str::trim).unwrap_or_default();
+        if description.chars().count() > 1_000 {
+            return Err(
+                ValidationError::new("description", "must be at most 1000 characters").into(),
+            );
+        }
+        Ok(self
+            .sources
+            .create(tenant, &slug, &provider, description)
+            .await?)
+    }
+
+    /// Issues a key for `tenant` with `scopes`; the secret is returned once and never stored.
+    ///
+    /// # Errors
+    /// No scope, storage failures.
+    pub async fn issue_key(
+        &self,
+        tenant: TenantId,
+        scopes: &[Scope],
+        name: &str,
+    ) -> Result<IssuedKey, TenancyServiceError> {
+        let mut scopes: Vec<Scope> = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(ValidationError::new(
+                "scope",
+                "at least one of ingest, read, manage is required",
+            )
+            .into());
+        }
+        let secret = format!(
+            "pga_{}{}",
+            domain::RunId::generate().as_uuid().simple(),
+            domain::RunId::generate().as_uuid().simple()
+        );
+        let key = self
+            .keys
+            .create(&NewApiKey {
+                tenant,
+                prefix: secret.chars().take(PREFIX_LEN).collect(),
+                key_hash: hash_key(&secret),
+                scopes,
+                name: name.trim().to_owned(),
+                created_at: self.clock.now(),
+            })
+            .await?;
+        Ok(IssuedKey { key, secret })
+    }
+
+    /// The keys of `tenant`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>, TenancyServiceError> {
+        Ok(self.keys.list(tenant).await?)
+    }
+
+    /// Revokes the key of `tenant` shown as `prefix`; it stops working at once.
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant has no such key; storage failures.
+    pub async fn revoke_key(
+        &self,
+        tenant: TenantId,
+        prefix: &str,
+    ) -> Result<ApiKey, TenancyServiceError> {
+        self.keys
+            .revoke(tenant, prefix.trim(), self.clock.now())
+            .await?
+            .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {}", prefix.trim())))
+    }
+
+    /// The principal of an `X-API-Key`; `None` for an unknown or revoked key.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+    ) -> Result<Option<Principal>, TenancyServiceError> {
+        let key = self.keys.find_by_hash(&hash_key(secret.trim())).await?;
+        Ok(key
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| Principal::Tenant {
+                tenant: k.tenant,
+                scopes: k.scopes,
+                key_prefix: k.prefix,
+            }))
+    }
+}
