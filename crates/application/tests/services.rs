@@ -962,3 +962,162 @@ async fn a_worker_keeps_its_scope_locked_through_a_rebuild_longer_than_the_lock(
     ensure!(!h.adapters.locks.is_held(&scope), "and releases the lock");
     Ok(())
 }
+
+fn ingest_service(h: &Harness) -> application::IngestService {
+    application::IngestService::new(
+        h.adapters.events.clone(),
+        h.adapters.sources.clone(),
+        h.clock.clone(),
+    )
+}
+
+fn event_body(id: Option<&str>, amount: i64) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "source": "stripe", "entity_id": "cus_1", "status": "success",
+        "occurred_at": "2026-11-20T10:00:00Z", "amount_cents": amount, "payload": {"b": 1, "a": 2}
+    });
+    if let Some(id) = id {
+        body["event_id"] = serde_json::Value::String(id.to_owned());
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_retried_event_is_a_duplicate_and_changed_content_a_conflict() -> Result<()> {
+    use domain::IngestStatus::{Conflict, Created, Duplicate};
+    let h = Harness::new(8);
+    let ingest = ingest_service(&h);
+    let first = ingest
+        .ingest_one(TENANT, &event_body(Some("order-1"), 100), None)
+        .await?;
+    ensure!(
+        first.status == Created && first.event_id == "order-1",
+        "{first:?}"
+    );
+    let retry = ingest
+        .ingest_one(TENANT, &event_body(Some("order-1"), 100), None)
+        .await?;
+    ensure!(
+        retry.status == Duplicate,
+        "a retry is a duplicate: {retry:?}"
+    );
+    let changed = ingest
+        .ingest_one(TENANT, &event_body(Some("order-1"), 999), None)
+        .await?;
+    ensure!(
+        changed.status == Conflict,
+        "changed content under the key is a conflict: {changed:?}"
+    );
+    let by_header = ingest
+        .ingest_one(TENANT, &event_body(None, 5), Some("hdr-1"))
+        .await?;
+    ensure!(
+        by_header.event_id == "hdr-1" && by_header.status == Created,
+        "the header is the key: {by_header:?}"
+    );
+    let assigned = ingest
+        .ingest_one(TENANT, &event_body(None, 5), None)
+        .await?;
+    ensure!(
+        assigned.event_id.starts_with("evt_") && assigned.status == Created,
+        "a key is assigned: {assigned:?}"
+    );
+    let mismatch = ingest
+        .ingest_one(TENANT, &event_body(Some("a"), 5), Some("b"))
+        .await;
+    ensure!(
+        matches!(mismatch, Err(application::IngestError::Invalid(_))),
+        "header and event_id must agree"
+    );
+    ensure!(
+        application::ports::EventStore::count(h.adapters.events.as_ref(), TENANT).await? == 3,
+        "three events stored"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Result<()> {
+    let h = Harness::new(8);
+    let ingest = ingest_service(&h);
+    let mut bad = event_body(Some("b-2"), 1);
+    bad["source"] = serde_json::json!("unknown-psp");
+    let body = serde_json::json!({"events": [event_body(Some("b-1"), 1), bad, {"status": "lost"}]});
+    let Err(application::IngestError::Invalid(errors)) = ingest.ingest_bulk(TENANT, &body).await
+    else {
+        anyhow::bail!("the bulk request must be refused")
+    };
+    let fields: Vec<&str> = errors.iter().map(domain::ValidationError::field).collect();
+    ensure!(
+        fields.contains(&"events[1].source"),
+        "the unknown source is named: {fields:?}"
+    );
+    ensure!(
+        fields.contains(&"events[2].status") && fields.contains(&"events[2].source"),
+        "{fields:?}"
+    );
+    ensure!(
+        application::ports::EventStore::count(h.adapters.events.as_ref(), TENANT).await? == 0,
+        "nothing was stored"
+    );
+
+    let ok = serde_json::json!({"events": [event_body(Some("b-1"), 1), event_body(Some("b-1"), 1), event_body(Some("b-1"), 2)]});
+    let outcomes = ingest.ingest_bulk(TENANT, &ok).await?;
+    let statuses: Vec<_> = outcomes.iter().map(|o| o.status).collect();
+    use domain::IngestStatus::{Conflict, Created, Duplicate};
+    ensure!(
+        statuses == [Created, Duplicate, Conflict],
+        "decided in order: {statuses:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next() -> Result<()> {
+    let h = Harness::new(8);
+    let reports = h.reports.clone().with_freshness(h.adapters.events.clone());
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("volume-by-period", "day", "2026-11-19", "2026-11-21"),
+        )
+        .await?;
+    h.work_one().await?;
+    let p = params("2026-11-19", "2026-11-21");
+    ensure!(
+        !reports.run(TENANT, "volume-by-period", &p).await?.stale,
+        "fresh after the recompute"
+    );
+
+    h.clock.advance(time::Duration::minutes(1));
+    ingest_service(&h)
+        .ingest_one(TENANT, &event_body(Some("late"), 1), None)
+        .await?;
+    let p2 = RunReportParams {
+        limit: Some("10".into()),
+        ..p.clone()
+    };
+    ensure!(
+        reports.run(TENANT, "volume-by-period", &p2).await?.stale,
+        "stale once events arrived"
+    );
+
+    h.clock.advance(time::Duration::minutes(1));
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("volume-by-period", "day", "2026-11-19", "2026-11-21"),
+        )
+        .await?;
+    h.work_one().await?;
+    let after = reports.run(TENANT, "volume-by-period", &p2).await?;
+    ensure!(
+        !after.stale
+            && after
+                .rows
+                .iter()
+                .any(|r| matches!(r, ReportRow::Period { event_count: 1, .. })),
+        "{after:?}"
+    );
+    Ok(())
+}
