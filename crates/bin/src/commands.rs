@@ -128,3 +128,194 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         .context("the recompute did not complete"),
     }
 }
+
+/// Fails unless the process has a database: administration of an in-memory store would vanish
+/// with this command.
+fn require_database(config: &Config, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.is_embedded(),
+        "{command} needs DATABASE_URL: the embedded default lives only inside a serving process"
+    );
+    Ok(())
+}
+
+async fn tenant_id(services: &wiring::Services, slug: &str) -> anyhow::Result<TenantId> {
+    Ok(services.tenancy.resolve(Some(slug)).await?.id)
+}
+
+/// `tenants create SLUG [--name NAME]`: prints the new tenant.
+///
+/// # Errors
+/// Without `DATABASE_URL`, for a bad or taken slug, or when the database fails.
+pub async fn create_tenant(config: &Config, slug: &str, name: Option<&str>) -> anyhow::Result<()> {
+    require_database(config, "tenants create")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant = services.tenancy.create_tenant(slug, name).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "created tenant {} ({}), id {}",
+        tenant.slug,
+        tenant.name,
+        tenant.id
+    )?;
+    Ok(())
+}
+
+/// `tenants list`.
+///
+/// # Errors
+/// Without `DATABASE_URL`, or when the database fails.
+pub async fn list_tenants(config: &Config) -> anyhow::Result<()> {
+    require_database(config, "tenants list")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let mut out = std::io::stdout().lock();
+    for tenant in services.tenancy.tenants().await? {
+        writeln!(out, "{}\t{}\t{}", tenant.id, tenant.slug, tenant.name)?;
+    }
+    Ok(())
+}
+
+/// `sources create --tenant SLUG SOURCE_SLUG [--provider-name NAME]`.
+///
+/// # Errors
+/// Without `DATABASE_URL`, for an unknown tenant, a bad or taken slug, or a database failure.
+pub async fn create_source(
+    config: &Config,
+    tenant: &str,
+    slug: &str,
+    provider_name: Option<&str>,
+) -> anyhow::Result<()> {
+    require_database(config, "sources create")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant_id = tenant_id(&services, tenant).await?;
+    let source = services
+        .tenancy
+        .create_source(tenant_id, slug, provider_name, None)
+        .await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "created source {} ({}) for tenant {tenant}",
+        source.slug,
+        source.provider_name
+    )?;
+    Ok(())
+}
+
+/// `sources list --tenant SLUG`.
+///
+/// # Errors
+/// Without `DATABASE_URL`, for an unknown tenant, or a database failure.
+pub async fn list_sources(config: &Config, tenant: &str) -> anyhow::Result<()> {
+    require_database(config, "sources list")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant_id = tenant_id(&services, tenant).await?;
+    let mut out = std::io::stdout().lock();
+    for source in services.tenancy.sources(tenant_id).await? {
+        writeln!(out, "{}\t{}", source.slug, source.provider_name)?;
+    }
+    Ok(())
+}
+
+fn key_json(key: &domain::ApiKey, tenant: &str) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": tenant,
+        "prefix": key.prefix,
+        "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "name": key.name,
+        "created_at": key.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "revoked": key.revoked_at.is_some(),
+    })
+}
+
+/// `api-keys create --tenant SLUG --scope S [--scope S ...] [--name NAME] [--json]`: prints the
+/// new key once, alone on the last line (or as the `key` of a JSON object with `--json`).
+///
+/// # Errors
+/// Without `DATABASE_URL`, for an unknown tenant, a bad scope, or a database failure.
+pub async fn create_api_key(
+    config: &Config,
+    tenant: &str,
+    scopes: &[String],
+    name: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    require_database(config, "api-keys create")?;
+    let scopes = scopes
+        .iter()
+        .map(|s| s.parse::<domain::Scope>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant_id = tenant_id(&services, tenant).await?;
+    let issued = services
+        .tenancy
+        .issue_key(tenant_id, &scopes, name.unwrap_or_default())
+        .await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut object = key_json(&issued.key, tenant);
+        object["key"] = serde_json::Value::String(issued.secret);
+        writeln!(out, "{object}")?;
+    } else {
+        let scopes: Vec<&str> = issued.key.scopes.iter().map(|s| s.as_str()).collect();
+        writeln!(
+            out,
+            "created key {} for tenant {tenant} with scopes {}",
+            issued.key.prefix,
+            scopes.join(", ")
+        )?;
+        writeln!(out, "the key is shown once; store it now:")?;
+        writeln!(out, "{}", issued.secret)?;
+    }
+    Ok(())
+}
+
+/// `api-keys list --tenant SLUG [--json]`: prefixes and scopes, never keys.
+///
+/// # Errors
+/// Without `DATABASE_URL`, for an unknown tenant, or a database failure.
+pub async fn list_api_keys(config: &Config, tenant: &str, json: bool) -> anyhow::Result<()> {
+    require_database(config, "api-keys list")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant_id = tenant_id(&services, tenant).await?;
+    let keys = services.tenancy.keys(tenant_id).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = keys.iter().map(|k| key_json(k, tenant)).collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    } else {
+        for key in keys {
+            let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+            let state = if key.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}",
+                key.prefix,
+                scopes.join(","),
+                state,
+                key.name
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `api-keys revoke --tenant SLUG PREFIX`: the key stops working at once.
+///
+/// # Errors
+/// Without `DATABASE_URL`, for an unknown tenant or key, or a database failure.
+pub async fn revoke_api_key(config: &Config, tenant: &str, prefix: &str) -> anyhow::Result<()> {
+    require_database(config, "api-keys revoke")?;
+    let services = wiring::build(config, wiring::system_clock()).await?;
+    let tenant_id = tenant_id(&services, tenant).await?;
+    let key = services.tenancy.revoke_key(tenant_id, prefix).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "revoked key {} of tenant {tenant}",
+        key.prefix
+    )?;
+    Ok(())
+}

@@ -26,6 +26,8 @@
 //! | `RECOMPUTE_QUEUE_SIZE` | `64` | 1..=100000 |
 //! | `RECOMPUTE_LEASE_SECS` | `60` | 3..=3600: how long a claimed run survives its worker's silence |
 //! | `RECOMPUTE_POLL_INTERVAL_MS` | `1000` | 50..=60000: how often idle workers look for runs queued elsewhere |
+//! | `RATE_LIMIT_PER_SECOND` | `0` (off) | requests per second allowed to each API key, 0..=100000 |
+//! | `RATE_LIMIT_BURST` | `100` | 1..=1000000: requests an API key may make at once before the rate applies |
 //! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
 //! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head |
 //! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
@@ -119,6 +121,14 @@ pub struct RedisSettings {
     pub max_connections: usize,
 }
 
+/// Per-API-key rate limiting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    /// Requests per second per key; `None` when off.
+    pub per_second: Option<f64>,
+    pub burst: u32,
+}
+
 /// Recompute settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputeConfig {
@@ -131,7 +141,7 @@ pub struct RecomputeConfig {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub http: HttpConfig,
     pub recompute: RecomputeConfig,
@@ -140,6 +150,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis_url: Option<Secret>,
     pub redis: RedisSettings,
+    pub rate_limit: RateLimitConfig,
     pub management_key: Secret,
     pub management_key_source: ManagementKeySource,
     pub auto_migrate: bool,
@@ -318,11 +329,29 @@ impl Config {
                 "an integer between 1 and 1000",
             )?,
         };
+        let per_second: f64 = parse(
+            &get,
+            "RATE_LIMIT_PER_SECOND",
+            0.0,
+            |n| (0.0..=100_000.0).contains(n),
+            "a number of requests per second between 0 and 100000",
+        )?;
+        let rate_limit = RateLimitConfig {
+            per_second: (per_second > 0.0).then_some(per_second),
+            burst: parse(
+                &get,
+                "RATE_LIMIT_BURST",
+                100u32,
+                |n| (1..=1_000_000).contains(n),
+                "an integer between 1 and 1000000",
+            )?,
+        };
         Ok(Self {
             http,
             recompute,
             database,
             redis,
+            rate_limit,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
             auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
@@ -448,6 +477,8 @@ mod tests {
             ("REDIS_COMMAND_TIMEOUT_MS", "5"),
             ("REDIS_RETRY_AFTER_MS", "soon"),
             ("REDIS_MAX_CONNECTIONS", "0"),
+            ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("RATE_LIMIT_BURST", "0"),
             ("APP_AUTO_SEED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://localhost/db"),

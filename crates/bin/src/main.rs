@@ -33,6 +33,22 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// Manage tenants (needs DATABASE_URL).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage a tenant's event sources (needs DATABASE_URL).
+    Sources {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+    /// Manage a tenant's API keys (needs DATABASE_URL).
+    #[command(name = "api-keys")]
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// Rebuild one report's snapshots now, in this process, as an audited run (needs DATABASE_URL).
     Recompute {
         /// The report slug, e.g. status-counts.
@@ -50,6 +66,70 @@ enum Command {
         /// Who asks, for the audit trail (default: cli).
         #[arg(long)]
         requested_by: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// The tenant's slug: lowercase letters, digits and hyphens.
+        slug: String,
+        /// A display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum SourceCommand {
+    /// Add an event source to a tenant.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// The source's slug, as events name it.
+        slug: String,
+        /// The provider's display name (default: the slug).
+        #[arg(long)]
+        provider_name: Option<String>,
+    },
+    /// List a tenant's sources.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// ingest, read or manage; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// A note to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print a JSON object (with the key under "key") instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's keys (prefixes, never the keys).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its prefix; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        prefix: String,
     },
 }
 
@@ -81,6 +161,38 @@ fn main() -> ExitCode {
             Command::Serve => serve::run(config).await,
             Command::Migrate => commands::migrate(&config).await,
             Command::Seed { events, reset } => commands::seed(&config, events, reset).await,
+            Command::Tenants { command } => match command {
+                TenantCommand::Create { slug, name } => {
+                    commands::create_tenant(&config, &slug, name.as_deref()).await
+                }
+                TenantCommand::List => commands::list_tenants(&config).await,
+            },
+            Command::Sources { command } => match command {
+                SourceCommand::Create {
+                    tenant,
+                    slug,
+                    provider_name,
+                } => {
+                    commands::create_source(&config, &tenant, &slug, provider_name.as_deref()).await
+                }
+                SourceCommand::List { tenant } => commands::list_sources(&config, &tenant).await,
+            },
+            Command::ApiKeys { command } => match command {
+                ApiKeyCommand::Create {
+                    tenant,
+                    scopes,
+                    name,
+                    json,
+                } => {
+                    commands::create_api_key(&config, &tenant, &scopes, name.as_deref(), json).await
+                }
+                ApiKeyCommand::List { tenant, json } => {
+                    commands::list_api_keys(&config, &tenant, json).await
+                }
+                ApiKeyCommand::Revoke { tenant, prefix } => {
+                    commands::revoke_api_key(&config, &tenant, &prefix).await
+                }
+            },
             Command::Recompute {
                 report,
                 window,

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use application::{
-    AuditService, HealthService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
-    SeedService, SystemClock, WorkerPorts,
+    AuditService, HealthService, IngestService, RecomputePorts, RecomputeService, RecomputeWorker,
+    ReportService, SeedService, SystemClock, TenancyService, WorkerPorts,
     ports::{
-        AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog, ResponseCache,
-        RunQueue, RunStore, ScopeLock, SnapshotStore,
+        ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
+        ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
     },
 };
-use http_api::{AppState, ManagementKey};
+use http_api::{AppState, ManagementKey, RateLimit};
 use memory_adapter::{
     InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
 };
@@ -39,6 +39,9 @@ pub struct Ports {
     pub cache: Arc<dyn ResponseCache>,
     pub versions: Arc<dyn CacheVersions>,
     pub locks: Arc<dyn ScopeLock>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub sources: Arc<dyn SourceStore>,
+    pub keys: Arc<dyn ApiKeyStore>,
     pub postgres_health: Option<Arc<dyn HealthProbe>>,
     pub redis_health: Option<Arc<dyn HealthProbe>>,
 }
@@ -46,6 +49,7 @@ pub struct Ports {
 /// Everything a running process holds.
 pub struct Services {
     pub state: AppState,
+    pub tenancy: TenancyService,
     pub worker: RecomputeWorker,
     pub seeder: SeedService,
     pub ports: Ports,
@@ -72,6 +76,9 @@ pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
         cache: memory.cache,
         versions: memory.versions,
         locks: memory.locks,
+        tenants: memory.tenants,
+        sources: memory.sources,
+        keys: memory.keys,
         postgres_health: None,
         redis_health: None,
     }
@@ -119,6 +126,9 @@ pub fn postgres_ports(
         cache: Arc::new(InMemoryResponseCache::new()),
         versions: Arc::new(InMemoryCacheVersions::new()),
         locks: Arc::new(InMemoryScopeLock::new()),
+        tenants: pg.tenancy.clone(),
+        sources: pg.tenancy.clone(),
+        keys: pg.tenancy,
         postgres_health: Some(pg.health),
         redis_health: None,
     }
@@ -181,7 +191,8 @@ pub fn assemble(
         ports.versions.clone(),
         clock.clone(),
         config.recompute.max_range_days,
-    );
+    )
+    .with_freshness(ports.events.clone());
     let recompute = RecomputeService::new(
         RecomputePorts {
             catalog: ports.catalog.clone(),
@@ -212,6 +223,12 @@ pub fn assemble(
         recompute.clone(),
         worker.clone(),
     );
+    let tenancy = TenancyService::new(
+        ports.tenants.clone(),
+        ports.sources.clone(),
+        ports.keys.clone(),
+        clock.clone(),
+    );
     let state = AppState {
         reports,
         recompute,
@@ -224,9 +241,16 @@ pub fn assemble(
         ),
         management_key: ManagementKey::new(config.management_key.expose()),
         service_name: SERVICE_NAME.to_owned(),
+        ingest: IngestService::new(ports.events.clone(), ports.sources.clone(), clock.clone()),
+        tenancy: tenancy.clone(),
+        rate_limit: match config.rate_limit.per_second {
+            Some(per_second) => RateLimit::new(per_second, config.rate_limit.burst),
+            None => RateLimit::disabled(),
+        },
     };
     Services {
         state,
+        tenancy,
         worker,
         seeder,
         ports,

@@ -103,7 +103,7 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
 
 #[test]
 fn the_embedded_default_serves_the_demo_data_with_exact_counts() -> Result<()> {
-    let server = start(&[])?;
+    let server = start(&[("MANAGEMENT_API_KEY", KEY)])?;
     let (status, health) = request(server.port, "GET", "/api/v1/health", None)?;
     ensure!(
         status == 200 && health["data"]["dependencies"]["postgres"] == "not_configured",
@@ -511,5 +511,249 @@ async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
         again["data"]["source_system"] == "redis" && again["data"]["cache_hit"] == true,
         "{again}"
     );
+    Ok(())
+}
+
+/// One HTTP/1.1 request with the given headers; returns the status and the JSON body.
+fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .context("status line")?
+        .parse()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Ok((
+        status,
+        serde_json::from_str(body).with_context(|| format!("JSON body: {body}"))?,
+    ))
+}
+
+/// The key printed alone on the last line of `api-keys create`.
+fn create_key(env: &[(&str, &str)], tenant: &str, scopes: &[&str]) -> Result<String> {
+    let mut args = vec!["api-keys", "create", "--tenant", tenant];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let output = run(env, &args)?;
+    ensure!(
+        output.status.success(),
+        "api-keys create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout
+        .lines()
+        .last()
+        .context("a key line")?
+        .trim()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn two_tenants_ingest_with_their_own_keys_and_see_only_their_own_reports() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+    ];
+    for (args, expect) in [
+        (
+            vec!["tenants", "create", "acme", "--name", "Acme"],
+            "created tenant acme",
+        ),
+        (vec!["tenants", "create", "globex"], "created tenant globex"),
+        (
+            vec![
+                "sources",
+                "create",
+                "--tenant",
+                "acme",
+                "shop",
+                "--provider-name",
+                "Shop",
+            ],
+            "created source shop",
+        ),
+        (
+            vec!["sources", "create", "--tenant", "globex", "shop"],
+            "created source shop",
+        ),
+    ] {
+        let output = run(&env, &args)?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(
+            output.status.success() && stdout.contains(expect),
+            "{args:?}: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let acme = create_key(&env, "acme", &["ingest", "read", "manage"])?;
+    let globex = create_key(&env, "globex", &["ingest", "read"])?;
+    let json = run(
+        &env,
+        &[
+            "api-keys", "create", "--tenant", "acme", "--scope", "read", "--json",
+        ],
+    )?;
+    let object: Value = serde_json::from_slice(&json.stdout)?;
+    ensure!(
+        object["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("pga_"))
+            && object["scopes"] == serde_json::json!(["read"]),
+        "{object}"
+    );
+
+    let server = start(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("MANAGEMENT_API_KEY", KEY),
+        ("RECOMPUTE_WORKERS", "1"),
+    ])?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let at = format!("{today}T08:00:00Z");
+    let event = |n: usize| serde_json::json!({"event_id": format!("o-{n}"), "source": "shop", "entity_id": "c-1", "status": "success", "occurred_at": at});
+    let bulk = serde_json::json!({"events": (0..5).map(event).collect::<Vec<_>>()});
+    let (status, acme_bulk) = request_with(
+        server.port,
+        "POST",
+        "/api/v1/events/bulk",
+        &[("X-API-Key", &acme)],
+        Some(&bulk),
+    )?;
+    ensure!(
+        status == 201 && acme_bulk["data"]["counts"]["created"] == 5,
+        "{status} {acme_bulk}"
+    );
+    let two = serde_json::json!({"events": (0..2).map(event).collect::<Vec<_>>()});
+    let (status, globex_bulk) = request_with(
+        server.port,
+        "POST",
+        "/api/v1/events/bulk",
+        &[("X-API-Key", &globex)],
+        Some(&two),
+    )?;
+    ensure!(
+        status == 201 && globex_bulk["data"]["counts"]["created"] == 2,
+        "the same ids are new for another tenant: {globex_bulk}"
+    );
+    let (status, replay) = request_with(
+        server.port,
+        "POST",
+        "/api/v1/events",
+        &[("X-API-Key", &acme)],
+        Some(&event(0)),
+    )?;
+    ensure!(
+        status == 200 && replay["data"]["duplicate"] == true,
+        "a retry never duplicates: {replay}"
+    );
+
+    // Each tenant recomputes with the operator key, then reads its own report with its key.
+    for tenant in ["acme", "globex"] {
+        let trigger = serde_json::json!({"report_slug": "volume-by-period", "date_from": today.to_string(), "date_to": today.to_string()});
+        let (status, run) = request(
+            server.port,
+            "POST",
+            &format!("/api/v1/recomputations?tenant={tenant}"),
+            Some(&trigger),
+        )?;
+        ensure!(status == 202, "{run}");
+        let id = run["data"]["id"].as_str().context("id")?;
+        let (_, done) = request(
+            server.port,
+            "GET",
+            &format!("/api/v1/recomputations/{id}?tenant={tenant}"),
+            None,
+        )?;
+        if done["data"]["status"] != "completed" {
+            for _ in 0..300 {
+                let (_, polled) = request(
+                    server.port,
+                    "GET",
+                    &format!("/api/v1/recomputations/{id}?tenant={tenant}"),
+                    None,
+                )?;
+                if polled["data"]["status"] == "completed" {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let report = format!("/api/v1/reports/volume-by-period/run?date_from={today}&date_to={today}");
+    let (status, acme_report) =
+        request_with(server.port, "GET", &report, &[("X-API-Key", &acme)], None)?;
+    ensure!(
+        status == 200 && acme_report["data"]["rows"][0]["event_count"] == 5,
+        "acme sees its 5: {acme_report}"
+    );
+    let (_, globex_report) =
+        request_with(server.port, "GET", &report, &[("X-API-Key", &globex)], None)?;
+    ensure!(
+        globex_report["data"]["rows"][0]["event_count"] == 2,
+        "globex sees its 2: {globex_report}"
+    );
+    let (status, _) = request_with(
+        server.port,
+        "GET",
+        &format!("{report}&tenant=acme"),
+        &[("X-API-Key", &globex)],
+        None,
+    )?;
+    ensure!(status == 403, "globex cannot read acme");
+    let (status, _) = request_with(
+        server.port,
+        "GET",
+        &format!("{report}&tenant=acme"),
+        &[],
+        None,
+    )?;
+    ensure!(
+        status == 401,
+        "anonymous readers see only the default tenant"
+    );
+
+    // Revocation takes effect at once.
+    let prefix: String = globex.chars().take(12).collect();
+    let revoked = run(&env, &["api-keys", "revoke", "--tenant", "globex", &prefix])?;
+    ensure!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let (status, _) = request_with(
+        server.port,
+        "POST",
+        "/api/v1/events",
+        &[("X-API-Key", &globex)],
+        Some(&event(9)),
+    )?;
+    ensure!(status == 401, "a revoked key is refused immediately");
     Ok(())
 }

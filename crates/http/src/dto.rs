@@ -10,8 +10,9 @@ use application::{
     ports::{DependencyStatus, SourceSystem},
 };
 use domain::{
-    AuditAction, AuditEntry, Breakdown, RecomputeRun, ReportDefinition, ReportRow, RunStatus,
-    RunSummary, Window, WindowDefinition, dates::format_date,
+    AuditAction, AuditEntry, Breakdown, EventSource, IngestOutcome, IngestStatus, RecomputeRun,
+    ReportDefinition, ReportRow, RunStatus, RunSummary, Window, WindowDefinition,
+    dates::format_date,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -192,6 +193,9 @@ pub struct ReportRunDto {
     /// When the newest snapshot row read was computed; null when no row was read.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_refreshed_at: Option<OffsetDateTime>,
+    /// Events dated in the range arrived after the snapshots were computed: a recompute of the
+    /// range would change the result.
+    pub stale: bool,
 }
 
 impl From<ReportResult> for ReportRunDto {
@@ -211,6 +215,7 @@ impl From<ReportResult> for ReportRunDto {
             source_system: result.source_system.into(),
             snapshot_version: result.snapshot_version,
             last_refreshed_at: result.last_refreshed_at,
+            stale: result.stale,
         }
     }
 }
@@ -442,4 +447,171 @@ pub struct TriggerBody {
     /// Who asked; default: the `X-Actor` header, else `management-api`.
     #[schema(example = "ops-bot")]
     pub requested_by: Option<String>,
+}
+
+/// An event source of a tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceDto {
+    #[schema(example = "stripe")]
+    pub slug: String,
+    #[schema(example = "Stripe")]
+    pub provider_name: String,
+    pub description: String,
+    /// Only events of active sources are accepted.
+    pub is_active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<EventSource> for SourceDto {
+    fn from(source: EventSource) -> Self {
+        Self {
+            slug: source.slug.to_string(),
+            provider_name: source.provider_name,
+            description: source.description,
+            is_active: source.is_active,
+            created_at: source.created_at,
+        }
+    }
+}
+
+/// The body of `POST /sources`. Fields are optional at the type level so that the service
+/// reports what is missing on its field; unknown fields are a 400.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceBody {
+    /// The source's slug (required): 1 to 64 lowercase letters, digits and hyphens.
+    #[schema(example = "shopify")]
+    pub slug: Option<String>,
+    /// A display name (default: the slug), 1 to 200 characters.
+    #[schema(example = "Shopify")]
+    pub provider_name: Option<String>,
+    /// At most 1,000 characters (default empty).
+    pub description: Option<String>,
+}
+
+/// The status of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatusDto {
+    Success,
+    Failed,
+    Pending,
+}
+
+/// An event, as producers send it. The server validates the raw JSON itself, so that every
+/// offending field is reported at once; this type only documents the shape.
+#[derive(Debug, Clone, ToSchema)]
+pub struct EventSchema {
+    /// The idempotency key when no `Idempotency-Key` header is sent (with the header, it must
+    /// be equal to it); without either, the server assigns one. 1 to 128 characters.
+    #[schema(example = "evt_01HV3K8Z")]
+    pub event_id: Option<String>,
+    /// A source of the tenant (see `GET /sources`).
+    #[schema(example = "stripe")]
+    pub source: String,
+    /// 1 to 128 characters.
+    #[schema(example = "cus_123")]
+    pub entity_id: String,
+    pub status: EventStatusDto,
+    /// RFC 3339; at most 5 minutes in the future, and not older than the longest retention
+    /// of any report window.
+    #[schema(format = DateTime, example = "2026-11-21T12:00:00Z")]
+    pub occurred_at: String,
+    /// Non-negative (default 0).
+    #[schema(minimum = 0)]
+    pub processing_ms: Option<i64>,
+    /// Non-negative (default 0).
+    #[schema(minimum = 0)]
+    pub amount_cents: Option<i64>,
+    /// A JSON object of at most 16 KiB (default `{}`).
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The body of `POST /events/bulk`.
+#[derive(Debug, Clone, ToSchema)]
+pub struct BulkEventsSchema {
+    /// 1 to 1,000 events; if any is invalid, none is stored.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub events: Vec<EventSchema>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestStatusDto {
+    /// Stored now.
+    Created,
+    /// Received before with the same content: nothing written.
+    Duplicate,
+    /// Its key was used before for different content: refused.
+    Conflict,
+}
+
+impl From<IngestStatus> for IngestStatusDto {
+    fn from(status: IngestStatus) -> Self {
+        match status {
+            IngestStatus::Created => IngestStatusDto::Created,
+            IngestStatus::Duplicate => IngestStatusDto::Duplicate,
+            IngestStatus::Conflict => IngestStatusDto::Conflict,
+        }
+    }
+}
+
+/// A stored (or already stored) event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestedEventDto {
+    /// The idempotency key the event is stored under.
+    pub event_id: String,
+    /// Whether the event had been received before, with the same content.
+    pub duplicate: bool,
+}
+
+/// The outcome of one item of a bulk request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BulkItemDto {
+    /// The item's position in `events`.
+    pub index: usize,
+    pub event_id: String,
+    pub status: IngestStatusDto,
+}
+
+/// How many items had each outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IngestCountsDto {
+    pub created: usize,
+    pub duplicate: usize,
+    pub conflict: usize,
+}
+
+/// The outcome of a bulk request, item by item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BulkIngestDto {
+    /// One per event, in request order.
+    pub results: Vec<BulkItemDto>,
+    pub counts: IngestCountsDto,
+}
+
+impl From<Vec<IngestOutcome>> for BulkIngestDto {
+    fn from(outcomes: Vec<IngestOutcome>) -> Self {
+        let mut counts = IngestCountsDto::default();
+        let results = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                match outcome.status {
+                    IngestStatus::Created => counts.created += 1,
+                    IngestStatus::Duplicate => counts.duplicate += 1,
+                    IngestStatus::Conflict => counts.conflict += 1,
+                }
+                BulkItemDto {
+                    index,
+                    event_id: outcome.event_id,
+                    status: outcome.status.into(),
+                }
+            })
+            .collect();
+        Self { results, counts }
+    }
 }

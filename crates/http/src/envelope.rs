@@ -8,7 +8,10 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::dto::{AuditEntryDto, HealthDto, ReportDto, ReportRunDto, RunDto};
+use crate::dto::{
+    AuditEntryDto, BulkIngestDto, HealthDto, IngestedEventDto, ReportDto, ReportRunDto, RunDto,
+    SourceDto,
+};
 
 /// The stable, machine-readable code of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -16,7 +19,8 @@ use crate::dto::{AuditEntryDto, HealthDto, ReportDto, ReportRunDto, RunDto};
 pub enum ErrorCode {
     /// 400: a parameter or the body broke a rule; `details.field` names it when known.
     InvalidRequest,
-    /// 401: the management key is missing or wrong.
+    /// 401: credentials are missing or wrong (an unknown or revoked API key, a wrong management
+    /// key), or the route needs credentials and none were sent.
     Unauthorized,
     /// 403: the caller is known but may not do this.
     Forbidden,
@@ -24,8 +28,11 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the route exists but not for this method; see the `Allow` header.
     MethodNotAllowed,
-    /// 409: the request conflicts with work in progress.
+    /// 409: the request conflicts with work in progress or an existing resource.
     Conflict,
+    /// 409: the event's idempotency key was already used for different content;
+    /// `details.event_id` names it.
+    IdempotencyConflict,
     /// 413: the body is larger than the route accepts.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
@@ -48,6 +55,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",
@@ -151,4 +159,28 @@ pub struct RunListEnvelope {
 pub struct AuditListEnvelope {
     pub data: Vec<AuditEntryDto>,
     pub meta: ListMeta,
+}
+
+/// `POST /events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestedEventEnvelope {
+    pub data: IngestedEventDto,
+}
+
+/// `POST /events/bulk`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BulkIngestEnvelope {
+    pub data: BulkIngestDto,
+}
+
+/// `POST /sources`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceEnvelope {
+    pub data: SourceDto,
+}
+
+/// `GET /sources`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceListEnvelope {
+    pub data: Vec<SourceDto>,
 }

@@ -9,7 +9,9 @@ use actix_web::{
     error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError},
     http::{StatusCode, header},
 };
-use application::{AuditError, ReportError, RunLookupError, TriggerError};
+use application::{
+    AuditError, IngestError, ReportError, RunLookupError, TenancyServiceError, TriggerError,
+};
 use domain::ValidationError;
 use serde_json::{Value, json};
 
@@ -24,7 +26,7 @@ pub enum ApiError {
         message: String,
         details: Option<Value>,
     },
-    /// The management key is missing or wrong.
+    /// Credentials are missing or wrong, or the route needs credentials the caller lacks.
     #[error("{0}")]
     Unauthorized(&'static str),
     /// The caller may not do this.
@@ -42,6 +44,12 @@ pub enum ApiError {
         message: String,
         details: Option<Value>,
     },
+    /// An event's idempotency key was already used for different content.
+    #[error(
+        "event {event_id} was already received with different content; \
+         a different event needs a different idempotency key"
+    )]
+    IdempotencyConflict { event_id: String },
     /// The body is larger than the route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -83,6 +91,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::Conflict { .. } => ErrorCode::Conflict,
+            ApiError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
@@ -100,6 +109,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 Some(json!({ "retry_after_seconds": retry_after_secs }))
             }
+            ApiError::IdempotencyConflict { event_id } => Some(json!({ "event_id": event_id })),
             ApiError::Unauthorized(_)
             | ApiError::Forbidden(_)
             | ApiError::NotFound(_)
@@ -145,6 +155,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Conflict { .. }
+            | ApiError::IdempotencyConflict { .. }
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::RateLimited { .. } => {}
@@ -161,7 +172,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -197,6 +208,102 @@ impl From<ValidationError> for ApiError {
         ApiError::InvalidRequest {
             message: format!("{} {}", err.field(), err.message()),
             details: Some(json!({ "field": err.field() })),
+        }
+    }
+}
+
+/// The most field errors listed in `details.errors`; `details.error_count` has the total.
+pub const MAX_LISTED_ERRORS: usize = 1_000;
+
+/// The longest message of a request with several invalid fields, before "and N more".
+const MAX_FIELDS_MESSAGE_CHARS: usize = 600;
+
+/// The longest description of one field in that message.
+const MAX_FIELD_PART_CHARS: usize = 200;
+
+/// `text`, cut to [`MAX_FIELD_PART_CHARS`] characters with an ellipsis when longer.
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= MAX_FIELD_PART_CHARS {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(MAX_FIELD_PART_CHARS - 1).collect();
+    short.push('…');
+    short
+}
+
+impl ApiError {
+    /// A 400 for several invalid fields at once (an event, or the items of a bulk request):
+    /// every error in `details.errors` (up to [`MAX_LISTED_ERRORS`]), the first one's field in
+    /// `details.field`, and a readable message of bounded length naming as many as fit.
+    pub fn invalid_fields(errors: &[ValidationError]) -> Self {
+        let Some(first) = errors.first() else {
+            return ApiError::invalid("the request is invalid");
+        };
+        if let [only] = errors {
+            return only.clone().into();
+        }
+        let mut message = format!("{} fields are invalid: ", errors.len());
+        let mut named = 0;
+        for error in errors {
+            let part = shorten(&format!("{} {}", error.field(), error.message()));
+            if named > 0 && message.len() + part.len() + 2 > MAX_FIELDS_MESSAGE_CHARS {
+                break;
+            }
+            if named > 0 {
+                message.push_str("; ");
+            }
+            message.push_str(&part);
+            named += 1;
+        }
+        if named < errors.len() {
+            message.push_str(&format!("; and {} more", errors.len() - named));
+        }
+        let listed: Vec<Value> = errors
+            .iter()
+            .take(MAX_LISTED_ERRORS)
+            .map(|error| json!({ "field": error.field(), "message": error.message() }))
+            .collect();
+        ApiError::InvalidRequest {
+            message,
+            details: Some(json!({
+                "field": first.field(),
+                "errors": listed,
+                "error_count": errors.len(),
+            })),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Invalid(errors) => ApiError::invalid_fields(&errors),
+            IngestError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "event storage is unavailable; nothing was stored, retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            IngestError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<TenancyServiceError> for ApiError {
+    fn from(err: TenancyServiceError) -> Self {
+        let message = err.to_string();
+        match err {
+            TenancyServiceError::Invalid(invalid) => invalid.into(),
+            TenancyServiceError::NotFound(_) => ApiError::NotFound(message),
+            TenancyServiceError::AlreadyExists(_) => ApiError::Conflict {
+                message,
+                details: None,
+            },
+            TenancyServiceError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "tenancy storage is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            TenancyServiceError::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
 }
@@ -376,6 +483,13 @@ mod tests {
                 "conflict",
             ),
             (
+                ApiError::IdempotencyConflict {
+                    event_id: "evt-1".into(),
+                },
+                409,
+                "idempotency_conflict",
+            ),
+            (
                 ApiError::PayloadTooLarge("big".into()),
                 413,
                 "payload_too_large",
@@ -446,6 +560,45 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("GET, POST")
         );
+    }
+
+    #[actix_web::test]
+    async fn several_invalid_fields_are_all_listed_under_a_bounded_message() {
+        let errors: Vec<ValidationError> = (0..2_000)
+            .map(|n| ValidationError::new(format!("events[{n}].status"), "must be one of: x"))
+            .collect();
+        let body = body_of(&ApiError::invalid_fields(&errors)).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("2000 fields are invalid: events[0].status must be one of: x; "),
+            "readable: {message}"
+        );
+        assert!(
+            message.ends_with(" more"),
+            "says how many were left out: {message}"
+        );
+        assert!(message.len() < 700, "bounded: {} characters", message.len());
+        let details = &body["error"]["details"];
+        assert_eq!(details["field"], "events[0].status", "the first field");
+        assert_eq!(details["error_count"], 2_000, "the total");
+        assert_eq!(
+            details["errors"].as_array().map(Vec::len),
+            Some(MAX_LISTED_ERRORS),
+            "listed up to the cap"
+        );
+        assert_eq!(
+            details["errors"][1],
+            json!({ "field": "events[1].status", "message": "must be one of: x" }),
+            "each error has its field and message"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_single_invalid_field_reads_like_any_validation_error() {
+        let error = ApiError::invalid_fields(&[ValidationError::new("source", "is unknown")]);
+        let body = body_of(&error).await;
+        assert_eq!(body["error"]["message"], "source is unknown", "message");
+        assert_eq!(body["error"]["details"]["field"], "source", "field");
     }
 
     #[actix_web::test]

@@ -1,6 +1,7 @@
 //! The HTTP API of pg-analytics, on actix-web: routes under `/api/v1`, the extractors that
-//! turn requests into use-case calls, the response envelopes, management authentication, the
-//! single mapping from errors to statuses, request ids and the generated OpenAPI document.
+//! turn requests into use-case calls, the response envelopes, authentication and tenant
+//! selection (the management key, tenants' API keys), per-key rate limiting, the single mapping
+//! from errors to statuses, request ids and the generated OpenAPI document.
 //!
 //! It drives the use cases of `application` and speaks in `domain` values; it must not depend
 //! on a storage adapter (PostgreSQL, Redis or the in-memory fakes, which only its tests use) nor
@@ -12,30 +13,40 @@ use actix_web::{
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
     middleware, web,
 };
-use application::{AuditService, HealthService, RecomputeService, ReportService};
+use application::{
+    AuditService, HealthService, IngestService, RecomputeService, ReportService, TenancyService,
+};
 
 pub mod auth;
 pub mod dto;
 pub mod envelope;
 pub mod error;
 pub mod openapi;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 
-pub use auth::{ManagementAuth, ManagementKey};
+pub use auth::{Access, Caller, IngestTenant, ManagedTenant, ManagementKey, ReadTenant};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use rate_limit::RateLimit;
 
 /// The largest JSON body any route accepts unless it sets its own, smaller limit.
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-/// Everything the handlers need: the use cases, the management key and the service name.
+/// Everything the handlers need: the use cases, the management key, the API keys' rate limit
+/// and the service name.
 #[derive(Clone)]
 pub struct AppState {
     pub reports: ReportService,
     pub recompute: RecomputeService,
     pub audit: AuditService,
     pub health: HealthService,
+    pub ingest: IngestService,
+    /// Tenants, their sources, and the lookup of API keys.
+    pub tenancy: TenancyService,
+    /// Applied to requests authenticated by an API key, never to the management key.
+    pub rate_limit: RateLimit,
     pub management_key: ManagementKey,
     /// The name reported by `GET /health`.
     pub service_name: String,
@@ -45,6 +56,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("service_name", &self.service_name)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }

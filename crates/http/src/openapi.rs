@@ -10,15 +10,24 @@ use utoipa::{
     },
 };
 
-use crate::{auth::MANAGEMENT_KEY_HEADER, routes};
+use crate::{
+    auth::{API_KEY_HEADER, MANAGEMENT_KEY_HEADER},
+    routes,
+};
 
 /// The API description served at `/api/v1/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "pg-analytics",
-        description = "A PostgreSQL-first analytics service: a report catalog, report results \
-            served from snapshots, and managed recomputations.\n\n\
+        description = "A PostgreSQL-first analytics service: event ingestion, a report \
+            catalog, report results served from snapshots, and managed recomputations, for \
+            isolated tenants.\n\n\
+            Producers send events with a tenant's API key (`X-API-Key`, scope `ingest`). \
+            Tenant-scoped routes take an optional `tenant` query parameter: the management key \
+            may name any tenant (default `default`), an API key acts on its own tenant only, and \
+            without credentials only the reports of `default` can be read. Requests made with \
+            an API key may be rate limited (429 with `Retry-After`).\n\n\
             Every response is an envelope: `{\"data\", \"meta\"}` on success, \
             `{\"error\": {\"code\", \"message\", \"details\"}}` on failure, and carries an \
             `X-Request-Id` header (the client's, when it sent a printable one of at most 128 \
@@ -33,23 +42,29 @@ use crate::{auth::MANAGEMENT_KEY_HEADER, routes};
         routes::recomputations::list_runs,
         routes::recomputations::get_run,
         routes::audit::list_audit_entries,
+        routes::events::ingest_event,
+        routes::events::ingest_bulk,
+        routes::sources::list_sources,
+        routes::sources::create_source,
         openapi_json,
     ),
-    modifiers(&ManagementSecurity),
+    modifiers(&Security),
     tags(
         (name = "health", description = "Liveness and dependency health"),
         (name = "reports", description = "The public report catalog and report results"),
-        (name = "recomputations", description = "Snapshot rebuilds (management key required)"),
-        (name = "audit", description = "The operational audit trail (management key required)"),
+        (name = "recomputations", description = "Snapshot rebuilds (the management key, or an API key with the manage scope)"),
+        (name = "audit", description = "The operational audit trail (the management key, or an API key with the manage scope)"),
+        (name = "events", description = "Event ingestion (an API key with the ingest scope)"),
+        (name = "sources", description = "A tenant's event sources (the management key, or an API key with the manage scope)"),
         (name = "meta", description = "This document"),
     )
 )]
 pub struct ApiDoc;
 
-/// Declares the two equivalent ways to present the management key.
-struct ManagementSecurity;
+/// Declares the two equivalent ways to present the management key, and tenants' API keys.
+struct Security;
 
-impl Modify for ManagementSecurity {
+impl Modify for Security {
     fn modify(&self, doc: &mut openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -67,6 +82,15 @@ impl Modify for ManagementSecurity {
                     .description(Some("The management API key as a bearer token."))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                API_KEY_HEADER,
+                "A tenant's API key: acts on that tenant only, with the key's scopes \
+                 (ingest, read, manage). Checked on every request, so a revoked key stops \
+                 working at once.",
+            ))),
         );
     }
 }

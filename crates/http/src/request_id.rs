@@ -56,6 +56,9 @@ pub(crate) async fn middleware(
         request_id = %String::from_utf8_lossy(id.as_bytes()),
         method = %req.method(),
         path = %req.path(),
+        // Filled in by the tenant extractors once the caller is known.
+        principal = tracing::field::Empty,
+        tenant = tracing::field::Empty,
     );
     let started = Instant::now();
 

@@ -1,13 +1,13 @@
 //! The audit trail (management).
 
-use actix_web::{HttpResponse, web};
-use domain::{Actor, AuditAction, AuditFilter, PageRequest, TenantId, ValidationError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::{Actor, AuditAction, AuditFilter, PageRequest, ValidationError};
 use serde::Deserialize;
 
-use super::DEFAULT_PAGE_LIMIT;
+use super::{DEFAULT_PAGE_LIMIT, query};
 use crate::{
     AppState,
-    auth::ManagementAuth,
+    auth::{ManagedTenant, TenantParam},
     dto::{AuditActionDto, AuditEntryDto},
     envelope::{AuditListEnvelope, ErrorEnvelope, ListMeta, Pagination},
     error::ApiError,
@@ -31,28 +31,31 @@ pub struct AuditListParams {
     pub offset: Option<String>,
 }
 
-/// Lists audit entries, newest first.
+/// Lists the tenant's audit entries, newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/audit-entries",
     tag = "audit",
     operation_id = "listAuditEntries",
-    params(AuditListParams),
+    params(AuditListParams, TenantParam),
     responses(
         (status = 200, description = "A page of audit entries", body = AuditListEnvelope),
-        (status = 400, description = "A filter or the page is invalid", body = ErrorEnvelope),
-        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
+        (status = 400, description = "A filter, the page or `tenant` is invalid", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The audit log is unavailable", body = ErrorEnvelope),
     ),
-    security(("management_key" = []), ("management_bearer" = []))
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
 )]
 pub async fn list_audit_entries(
-    _auth: ManagementAuth,
+    tenant: ManagedTenant,
     state: web::Data<AppState>,
-    params: web::Query<AuditListParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    let params: AuditListParams = query(&req)?;
     let filter = AuditFilter {
         action: params
             .action
@@ -74,7 +77,7 @@ pub async fn list_audit_entries(
         DEFAULT_PAGE_LIMIT,
     )?;
 
-    let entries = state.audit.list(TenantId::DEFAULT, &filter, page).await?;
+    let entries = state.audit.list(tenant.0, &filter, page).await?;
     let pagination = Pagination::from(&entries);
     Ok(HttpResponse::Ok().json(AuditListEnvelope {
         data: entries.items.into_iter().map(AuditEntryDto::from).collect(),

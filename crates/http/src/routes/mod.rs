@@ -3,13 +3,16 @@
 use std::future::ready;
 
 use actix_web::{HttpRequest, HttpResponse, Route, web};
+use serde::de::DeserializeOwned;
 
 use crate::{error::ApiError, openapi};
 
 pub mod audit;
+pub mod events;
 pub mod health;
 pub mod recomputations;
 pub mod reports;
+pub mod sources;
 
 /// The page size of listings whose client names none.
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
@@ -38,7 +41,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/recomputations")
-            .app_data(recomputations::trigger_body_config())
             .route(web::get().to(recomputations::list_runs))
             .route(web::post().to(recomputations::trigger))
             .default_service(method_not_allowed("GET, POST")),
@@ -52,6 +54,22 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/audit-entries")
             .route(web::get().to(audit::list_audit_entries))
             .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/events")
+            .route(web::post().to(events::ingest_event))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/events/bulk")
+            .route(web::post().to(events::ingest_bulk))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/sources")
+            .route(web::get().to(sources::list_sources))
+            .route(web::post().to(sources::create_source))
+            .default_service(method_not_allowed("GET, POST")),
     )
     .service(
         web::resource("/openapi.json")
@@ -72,4 +90,30 @@ pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError
         req.method(),
         req.path()
     )))
+}
+
+/// The query of a request, read by the handler once the caller is authorized.
+///
+/// Handlers read their query and body themselves rather than through extractors because actix
+/// polls all extractors of a handler together: a bad parameter would otherwise be reported
+/// before the missing credentials whenever the credential lookup has to wait for a store.
+pub(crate) fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(ApiError::from)
+}
+
+/// The JSON body of a request, read by the handler once the caller is authorized, so that an
+/// unauthorized client cannot make the server buffer a body. `Content-Type` must be JSON (else
+/// 415), the body at most `limit` bytes (else 413), valid JSON of the expected shape (else 400).
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let mut payload = payload.into_inner();
+    web::JsonBody::<T>::new(req, &mut payload, None, true)
+        .limit(limit)
+        .await
+        .map_err(ApiError::from)
 }

@@ -6,16 +6,16 @@ use actix_web::{
     web,
 };
 use application::TriggerRequest;
-use domain::{PageRequest, ReportSlug, RunFilter, RunStatus, TenantId, ValidationError};
+use domain::{PageRequest, ReportSlug, RunFilter, RunStatus, ValidationError};
 use serde::Deserialize;
 
-use super::DEFAULT_PAGE_LIMIT;
+use super::{DEFAULT_PAGE_LIMIT, json_body, query};
 use crate::{
     AppState,
-    auth::ManagementAuth,
+    auth::{ManagedTenant, TenantParam},
     dto::{RunDto, RunStatusDto, TriggerBody},
     envelope::{ErrorEnvelope, ListMeta, Pagination, RunEnvelope, RunListEnvelope},
-    error::{ApiError, json_error},
+    error::ApiError,
 };
 
 /// The largest trigger body accepted; a trigger is a handful of short fields.
@@ -24,15 +24,7 @@ pub const TRIGGER_BODY_LIMIT: usize = 16 * 1024;
 /// The header naming who triggers when the body does not.
 pub const ACTOR_HEADER: &str = "X-Actor";
 
-/// The JSON settings of the trigger route.
-pub(crate) fn trigger_body_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(TRIGGER_BODY_LIMIT)
-        .content_type_required(true)
-        .error_handler(json_error)
-}
-
-/// Triggers a recompute of one report and window over a date range.
+/// Triggers a recompute of one report and window over a date range, for the tenant.
 ///
 /// Checks, in order: the window, date order, the range limit, the report's existence, and that
 /// no recompute of the same scope is in progress. The run is then stored `pending`, audited as
@@ -44,29 +36,32 @@ pub(crate) fn trigger_body_config() -> web::JsonConfig {
     operation_id = "triggerRecomputation",
     params(
         ("X-Actor" = Option<String>, Header, description = "Who triggers, when the body has no `requested_by`"),
+        TenantParam,
     ),
     request_body(content = TriggerBody, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
     responses(
         (status = 202, description = "The run was admitted and queued", body = RunEnvelope,
             headers(("Location" = String, description = "The URL of the run"))),
-        (status = 400, description = "A field is invalid, unknown or the JSON is malformed", body = ErrorEnvelope),
-        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
-        (status = 404, description = "No report has this slug", body = ErrorEnvelope),
+        (status = 400, description = "A field or `tenant` is invalid, a field is unknown, or the JSON is malformed", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "No report has this slug, or the management key names an unknown tenant", body = ErrorEnvelope),
         (status = 409, description = "A recompute of the same scope is in progress", body = ErrorEnvelope),
         (status = 413, description = "The body is larger than 16 KiB", body = ErrorEnvelope),
         (status = 415, description = "The body is not sent as application/json", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The queue is full (the run was marked failed) or a store is unavailable", body = ErrorEnvelope),
     ),
-    security(("management_key" = []), ("management_bearer" = []))
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
 )]
 pub async fn trigger(
-    _auth: ManagementAuth,
+    tenant: ManagedTenant,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<TriggerBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body: TriggerBody = json_body(&req, payload, TRIGGER_BODY_LIMIT).await?;
     // The header only matters when the body names no requester, so a garbled header is an
     // error only then.
     let actor_header = match body.requested_by {
@@ -81,7 +76,7 @@ pub async fn trigger(
         requested_by: body.requested_by,
         actor_header,
     };
-    let run = state.recompute.trigger(TenantId::DEFAULT, &request).await?;
+    let run = state.recompute.trigger(tenant.0, &request).await?;
     let location = format!("/api/v1/recomputations/{}", run.id);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, location))
@@ -118,28 +113,31 @@ pub struct RunListParams {
     pub offset: Option<String>,
 }
 
-/// Lists recompute runs, newest first.
+/// Lists the tenant's recompute runs, newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/recomputations",
     tag = "recomputations",
     operation_id = "listRecomputations",
-    params(RunListParams),
+    params(RunListParams, TenantParam),
     responses(
         (status = 200, description = "A page of runs", body = RunListEnvelope),
-        (status = 400, description = "A filter or the page is invalid", body = ErrorEnvelope),
-        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
+        (status = 400, description = "A filter, the page or `tenant` is invalid", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The run store is unavailable", body = ErrorEnvelope),
     ),
-    security(("management_key" = []), ("management_bearer" = []))
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
 )]
 pub async fn list_runs(
-    _auth: ManagementAuth,
+    tenant: ManagedTenant,
     state: web::Data<AppState>,
-    params: web::Query<RunListParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    let params: RunListParams = query(&req)?;
     let filter = RunFilter {
         report_slug: params
             .report_slug
@@ -158,10 +156,7 @@ pub async fn list_runs(
         DEFAULT_PAGE_LIMIT,
     )?;
 
-    let runs = state
-        .recompute
-        .list(TenantId::DEFAULT, &filter, page)
-        .await?;
+    let runs = state.recompute.list(tenant.0, &filter, page).await?;
     let pagination = Pagination::from(&runs);
     Ok(HttpResponse::Ok().json(RunListEnvelope {
         data: runs.items.into_iter().map(RunDto::from).collect(),
@@ -169,27 +164,29 @@ pub async fn list_runs(
     }))
 }
 
-/// Returns one recompute run.
+/// Returns one of the tenant's recompute runs; another tenant's run is a 404.
 #[utoipa::path(
     get,
     path = "/api/v1/recomputations/{id}",
     tag = "recomputations",
     operation_id = "getRecomputation",
-    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    params(("id" = String, Path, format = Uuid, description = "The run id"), TenantParam),
     responses(
         (status = 200, description = "The run", body = RunEnvelope),
-        (status = 401, description = "The management key is missing or wrong", body = ErrorEnvelope),
-        (status = 404, description = "No run has this id, or the id is not a UUID", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The tenant has no run with this id, the id is not a UUID, or the management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The run store is unavailable", body = ErrorEnvelope),
     ),
-    security(("management_key" = []), ("management_bearer" = []))
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
 )]
 pub async fn get_run(
-    _auth: ManagementAuth,
+    tenant: ManagedTenant,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = state.recompute.get(TenantId::DEFAULT, &id).await?;
+    let run = state.recompute.get(tenant.0, &id).await?;
     Ok(HttpResponse::Ok().json(RunEnvelope { data: run.into() }))
 }

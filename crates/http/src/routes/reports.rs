@@ -1,13 +1,14 @@
 //! The public report catalog and report results.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use application::RunReportParams;
-use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder, TenantId};
+use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder};
 use serde::Deserialize;
 
-use super::DEFAULT_PAGE_LIMIT;
+use super::{DEFAULT_PAGE_LIMIT, query};
 use crate::{
     AppState,
+    auth::{ReadTenant, TenantParam},
     dto::{BreakdownDto, ReportDto, ReportRunDto, WindowDto},
     envelope::{
         ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope, ReportRunEnvelope,
@@ -155,7 +156,11 @@ impl From<RunParams> for RunReportParams {
     }
 }
 
-/// Runs a report over its snapshots, served from the cache when possible.
+/// Runs a report over the tenant's snapshots, served from the cache when possible.
+///
+/// The reports of `default` are public; another tenant's need one of its API keys with the
+/// `read` scope, or the management key. `stale` says that events dated in the range arrived
+/// after the snapshots were computed.
 #[utoipa::path(
     get,
     path = "/api/v1/reports/{slug}/run",
@@ -164,22 +169,28 @@ impl From<RunParams> for RunReportParams {
     params(
         ("slug" = String, Path, description = "The report slug", example = "status-counts"),
         RunParams,
+        TenantParam,
     ),
     responses(
         (status = 200, description = "The report result", body = ReportRunEnvelope),
         (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorEnvelope),
-        (status = 404, description = "No public report has this slug", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are wrong, or another tenant than `default` is read without any", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "No public report has this slug, or the management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The snapshots are unavailable", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("api_key" = []), ("management_key" = []), ("management_bearer" = []))
 )]
 pub async fn run_report(
+    tenant: ReadTenant,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    params: web::Query<RunParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = RunReportParams::from(params.into_inner());
-    let result = state.reports.run(TenantId::DEFAULT, &slug, &params).await?;
+    let params = RunReportParams::from(query::<RunParams>(&req)?);
+    let result = state.reports.run(tenant.0, &slug, &params).await?;
     let meta = ReportRunMeta {
         cache_hit: result.cache_hit,
         pagination: Pagination {

@@ -1,245 +1,22 @@
-//! The HTTP API in process: the real application from `build_app`, over the in-memory adapters.
+//! Health, routing, the catalog, report runs, recomputations, the audit trail and the OpenAPI
+//! document, on the `default` tenant with the management key.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use actix_web::{
-    body::MessageBody,
-    dev::{Service, ServiceResponse},
-    http::{StatusCode, header::HeaderMap},
+    http::StatusCode,
     test::{self, TestRequest},
 };
 use anyhow::{Context, Result, anyhow};
 use application::{
-    AuditService, HealthService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
-    SeedService, WorkerPorts,
-    ports::{
-        Clock, DependencyStatus, MockHealthProbe, MockReportCatalog, ReportCatalog, RunQueue,
-        RunStore, StoreError,
-    },
+    HealthService,
+    ports::{DependencyStatus, MockHealthProbe, MockReportCatalog, StoreError},
 };
-use domain::{PageRequest, RecomputeRun, RunFilter, TenantId, demo};
-use http_api::{AppState, ManagementKey, build_app};
-use memory_adapter::{InMemoryAdapters, ManualClock};
-use serde_json::{Value, json};
-use time::{OffsetDateTime, macros::datetime};
+use domain::demo;
+use http_api::build_app;
+use serde_json::json;
 
-const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
-const KEY: &str = "test-management-key-0123456789";
-const MAX_RANGE_DAYS: u32 = 366;
-
-/// The services over a fresh set of in-memory adapters, and the state the app is built from.
-struct Harness {
-    adapters: InMemoryAdapters,
-    clock: Arc<ManualClock>,
-    recompute: RecomputeService,
-    worker: RecomputeWorker,
-    state: AppState,
-}
-
-impl Harness {
-    fn new() -> Self {
-        Self::with_queue_capacity(16)
-    }
-
-    fn with_queue_capacity(queue_capacity: usize) -> Self {
-        let clock = Arc::new(ManualClock::new(NOW));
-        let adapters = InMemoryAdapters::new(clock.clone(), queue_capacity);
-        let reports = report_service(&adapters, adapters.catalog.clone(), clock.clone());
-        let recompute = RecomputeService::new(
-            RecomputePorts {
-                catalog: adapters.catalog.clone(),
-                runs: adapters.runs.clone(),
-                queue: adapters.queue.clone(),
-                audit: adapters.audit.clone(),
-                locks: adapters.locks.clone(),
-                clock: clock.clone(),
-            },
-            MAX_RANGE_DAYS,
-            Duration::from_secs(900),
-        );
-        let worker = RecomputeWorker::new(WorkerPorts {
-            runs: adapters.runs.clone(),
-            queue: adapters.queue.clone(),
-            snapshots: adapters.snapshots.clone(),
-            versions: adapters.versions.clone(),
-            audit: adapters.audit.clone(),
-            locks: adapters.locks.clone(),
-            clock: clock.clone(),
-        });
-        let state = AppState {
-            reports,
-            recompute: recompute.clone(),
-            audit: AuditService::new(adapters.audit.clone()),
-            health: HealthService::new(None, None, clock.clone(), "1.2.3-test"),
-            management_key: ManagementKey::new(KEY),
-            service_name: "pg-analytics".to_owned(),
-        };
-        Self {
-            adapters,
-            clock,
-            recompute,
-            worker,
-            state,
-        }
-    }
-
-    /// Seeds `count` demo events and precomputes their snapshots, as `seed` does.
-    async fn seed(&self, count: u64) -> Result<()> {
-        let seeder = SeedService::new(
-            self.adapters.events.clone(),
-            self.adapters.snapshots.clone(),
-            self.adapters.runs.clone(),
-            self.clock.clone(),
-            self.recompute.clone(),
-            self.worker.clone(),
-        );
-        seeder.seed(TenantId::DEFAULT, count, false).await?;
-        Ok(())
-    }
-
-    /// How many runs the run store holds.
-    async fn run_count(&self) -> Result<u64> {
-        let page = self
-            .adapters
-            .runs
-            .list(
-                TenantId::DEFAULT,
-                &RunFilter::default(),
-                PageRequest::new(100, 0),
-            )
-            .await?;
-        Ok(page.total)
-    }
-
-    /// Claims the next queued run and executes it, as a worker loop would.
-    async fn work_one(&self) -> Result<RecomputeRun> {
-        let run = self
-            .adapters
-            .queue
-            .claim_next()
-            .await?
-            .context("a queued run to claim")?;
-        Ok(self.worker.execute(run).await)
-    }
-}
-
-fn report_service(
-    adapters: &InMemoryAdapters,
-    catalog: Arc<dyn ReportCatalog>,
-    clock: Arc<dyn Clock>,
-) -> ReportService {
-    ReportService::new(
-        catalog,
-        adapters.snapshots.clone(),
-        adapters.cache.clone(),
-        adapters.versions.clone(),
-        clock,
-        MAX_RANGE_DAYS,
-    )
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    fn error_code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or("<no error code>")
-    }
-
-    fn error_field(&self) -> &str {
-        self.body["error"]["details"]["field"]
-            .as_str()
-            .unwrap_or("<no field>")
-    }
-
-    /// Asserts an error envelope with `status` and `code`, and nothing but `error` in it.
-    fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(self.status, status, "status of {:?}", self.body);
-        assert_eq!(self.error_code(), code, "error code of {:?}", self.body);
-        assert!(
-            self.body["error"]["message"].is_string(),
-            "an error carries a message: {:?}",
-            self.body
-        );
-        assert!(
-            self.body.get("data").is_none(),
-            "an error envelope has no data: {:?}",
-            self.body
-        );
-        assert!(
-            self.header("x-request-id").is_some(),
-            "every response carries X-Request-Id"
-        );
-    }
-
-    /// Asserts a data envelope with `status`.
-    fn assert_data(&self, status: StatusCode) {
-        assert_eq!(self.status, status, "status of {:?}", self.body);
-        assert!(
-            self.body.get("data").is_some(),
-            "a success is a data envelope: {:?}",
-            self.body
-        );
-        assert!(
-            self.body.get("error").is_none(),
-            "a success has no error: {:?}",
-            self.body
-        );
-        assert!(
-            self.header("x-request-id").is_some(),
-            "every response carries X-Request-Id"
-        );
-    }
-}
-
-async fn send<S, R, B>(app: &S, req: R) -> Reply
-where
-    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let response = test::call_service(app, req).await;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = test::read_body(response).await;
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn get(uri: &str) -> TestRequest {
-    TestRequest::get().uri(uri)
-}
-
-fn managed(req: TestRequest) -> TestRequest {
-    req.insert_header(("X-Management-Key", KEY))
-}
-
-fn trigger_request(body: &Value) -> TestRequest {
-    managed(TestRequest::post().uri("/api/v1/recomputations")).set_json(body)
-}
-
-fn trigger_body(slug: &str, window: &str, from: &str, to: &str) -> Value {
-    json!({ "report_slug": slug, "window": window, "date_from": from, "date_to": to, "requested_by": "ops" })
-}
+use crate::helpers::*;
 
 // ---------------------------------------------------------------------------------------------
 // Health, request ids and routing
@@ -1489,6 +1266,10 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         ("/api/v1/recomputations", "get"),
         ("/api/v1/recomputations/{id}", "get"),
         ("/api/v1/audit-entries", "get"),
+        ("/api/v1/events", "post"),
+        ("/api/v1/events/bulk", "post"),
+        ("/api/v1/sources", "get"),
+        ("/api/v1/sources", "post"),
         ("/api/v1/openapi.json", "get"),
     ];
     for (path, method) in routes {
@@ -1499,7 +1280,7 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
     }
     assert_eq!(
         doc["paths"].as_object().map(|p| p.len()),
-        Some(8),
+        Some(11),
         "no undocumented or extra paths"
     );
 
@@ -1512,11 +1293,26 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         schemes["management_bearer"]["scheme"], "bearer",
         "bearer scheme: {schemes}"
     );
+    assert_eq!(
+        schemes["api_key"],
+        json!({ "type": "apiKey", "in": "header", "name": "X-API-Key", "description": schemes["api_key"]["description"] }),
+        "the tenant API key scheme: {schemes}"
+    );
     let trigger = &doc["paths"]["/api/v1/recomputations"]["post"];
     assert_eq!(
         trigger["security"],
-        json!([{ "management_key": [] }, { "management_bearer": [] }]),
-        "either key header works"
+        json!([{ "management_key": [] }, { "management_bearer": [] }, { "api_key": [] }]),
+        "either management key header, or an API key with manage"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/events"]["post"]["security"],
+        json!([{ "api_key": [] }]),
+        "events take an API key only"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/reports/{slug}/run"]["get"]["security"][0],
+        json!({}),
+        "report runs may be anonymous (for the default tenant)"
     );
     for status in [
         "202", "400", "401", "404", "409", "413", "415", "500", "503",
@@ -1544,6 +1340,13 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         "HealthEnvelope",
         "TriggerBody",
         "ReportRowSchema",
+        "IngestedEventEnvelope",
+        "BulkIngestEnvelope",
+        "EventSchema",
+        "BulkEventsSchema",
+        "SourceBody",
+        "SourceEnvelope",
+        "SourceListEnvelope",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is a component");
     }
@@ -1564,9 +1367,56 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
             "source",
             "status",
             "limit",
-            "offset"
+            "offset",
+            "tenant"
         ],
         "every report run parameter"
+    );
+    let tenant_scoped = [
+        ("/api/v1/reports/{slug}/run", "get"),
+        ("/api/v1/recomputations", "post"),
+        ("/api/v1/recomputations", "get"),
+        ("/api/v1/recomputations/{id}", "get"),
+        ("/api/v1/audit-entries", "get"),
+        ("/api/v1/events", "post"),
+        ("/api/v1/events/bulk", "post"),
+        ("/api/v1/sources", "get"),
+        ("/api/v1/sources", "post"),
+    ];
+    for (path, method) in tenant_scoped {
+        let has_tenant = doc["paths"][path][method]["parameters"]
+            .as_array()
+            .is_some_and(|params| {
+                params
+                    .iter()
+                    .any(|p| p["name"] == "tenant" && p["in"] == "query")
+            });
+        assert!(has_tenant, "{method} {path} documents the tenant parameter");
+    }
+    let event_headers: Vec<&str> = doc["paths"]["/api/v1/events"]["post"]["parameters"]
+        .as_array()
+        .context("event parameters")?
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        event_headers,
+        ["Idempotency-Key"],
+        "the idempotency header is documented"
+    );
+    for status in [
+        "201", "200", "400", "401", "403", "409", "413", "415", "429",
+    ] {
+        assert!(
+            doc["paths"]["/api/v1/events"]["post"]["responses"][status].is_object(),
+            "POST /events documents {status}"
+        );
+    }
+    let codes = &doc["components"]["schemas"]["ErrorCode"];
+    assert!(
+        codes.to_string().contains("idempotency_conflict"),
+        "the new error code is in the schema: {codes}"
     );
     Ok(())
 }

@@ -1,0 +1,307 @@
+//! The harness every test builds the app from, and small request and response helpers.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{Service, ServiceResponse},
+    http::{StatusCode, header::HeaderMap},
+    test::{self, TestRequest},
+};
+use anyhow::{Context, Result};
+use application::{
+    AuditService, HealthService, IngestService, RecomputePorts, RecomputeService, RecomputeWorker,
+    ReportService, SeedService, TenancyService, WorkerPorts,
+    ports::{Clock, ReportCatalog, RunQueue, RunStore},
+};
+use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
+use http_api::{AppState, ManagementKey, RateLimit};
+use memory_adapter::{InMemoryAdapters, ManualClock};
+use serde_json::{Value, json};
+use time::{OffsetDateTime, macros::datetime};
+
+pub const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+pub const KEY: &str = "test-management-key-0123456789";
+pub const MAX_RANGE_DAYS: u32 = 366;
+
+/// The services over a fresh set of in-memory adapters, and the state the app is built from.
+pub struct Harness {
+    pub adapters: InMemoryAdapters,
+    pub clock: Arc<ManualClock>,
+    pub recompute: RecomputeService,
+    pub worker: RecomputeWorker,
+    pub tenancy: TenancyService,
+    pub state: AppState,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_queue_capacity(16)
+    }
+
+    pub fn with_queue_capacity(queue_capacity: usize) -> Self {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let adapters = InMemoryAdapters::new(clock.clone(), queue_capacity);
+        let reports = report_service(&adapters, adapters.catalog.clone(), clock.clone());
+        let recompute = RecomputeService::new(
+            RecomputePorts {
+                catalog: adapters.catalog.clone(),
+                runs: adapters.runs.clone(),
+                queue: adapters.queue.clone(),
+                audit: adapters.audit.clone(),
+                locks: adapters.locks.clone(),
+                clock: clock.clone(),
+            },
+            MAX_RANGE_DAYS,
+            Duration::from_secs(900),
+        );
+        let worker = RecomputeWorker::new(WorkerPorts {
+            runs: adapters.runs.clone(),
+            queue: adapters.queue.clone(),
+            snapshots: adapters.snapshots.clone(),
+            versions: adapters.versions.clone(),
+            audit: adapters.audit.clone(),
+            locks: adapters.locks.clone(),
+            clock: clock.clone(),
+        });
+        let tenancy = TenancyService::new(
+            adapters.tenants.clone(),
+            adapters.sources.clone(),
+            adapters.keys.clone(),
+            clock.clone(),
+        );
+        let state = AppState {
+            reports,
+            recompute: recompute.clone(),
+            audit: AuditService::new(adapters.audit.clone()),
+            health: HealthService::new(None, None, clock.clone(), "1.2.3-test"),
+            ingest: IngestService::new(
+                adapters.events.clone(),
+                adapters.sources.clone(),
+                clock.clone(),
+            ),
+            tenancy: tenancy.clone(),
+            rate_limit: RateLimit::disabled(),
+            management_key: ManagementKey::new(KEY),
+            service_name: "pg-analytics".to_owned(),
+        };
+        Self {
+            adapters,
+            clock,
+            recompute,
+            worker,
+            tenancy,
+            state,
+        }
+    }
+
+    /// Seeds `count` demo events and precomputes their snapshots, as `seed` does.
+    pub async fn seed(&self, count: u64) -> Result<()> {
+        let seeder = SeedService::new(
+            self.adapters.events.clone(),
+            self.adapters.snapshots.clone(),
+            self.adapters.runs.clone(),
+            self.clock.clone(),
+            self.recompute.clone(),
+            self.worker.clone(),
+        );
+        seeder.seed(TenantId::DEFAULT, count, false).await?;
+        Ok(())
+    }
+
+    /// How many runs the run store holds for `default`.
+    pub async fn run_count(&self) -> Result<u64> {
+        self.run_count_of(TenantId::DEFAULT).await
+    }
+
+    /// How many runs the run store holds for `tenant`.
+    pub async fn run_count_of(&self, tenant: TenantId) -> Result<u64> {
+        let page = self
+            .adapters
+            .runs
+            .list(tenant, &RunFilter::default(), PageRequest::new(100, 0))
+            .await?;
+        Ok(page.total)
+    }
+
+    /// How many events `tenant` has stored.
+    pub async fn event_count(&self, tenant: TenantId) -> Result<u64> {
+        use application::ports::EventStore;
+        Ok(self.adapters.events.count(tenant).await?)
+    }
+
+    /// Claims the next queued run and executes it, as a worker loop would.
+    pub async fn work_one(&self) -> Result<RecomputeRun> {
+        let run = self
+            .adapters
+            .queue
+            .claim_next()
+            .await?
+            .context("a queued run to claim")?;
+        Ok(self.worker.execute(run).await)
+    }
+
+    /// A new key of `tenant` with `scopes`; the secret to send as `X-API-Key`.
+    pub async fn key(&self, tenant: TenantId, scopes: &[Scope]) -> Result<String> {
+        Ok(self.tenancy.issue_key(tenant, scopes, "test").await?.secret)
+    }
+
+    /// A new tenant called `slug` with one source, `shopify`.
+    pub async fn tenant(&self, slug: &str) -> Result<TenantId> {
+        let tenant = self.tenancy.create_tenant(slug, None).await?;
+        self.tenancy
+            .create_source(tenant.id, "shopify", Some("Shopify"), None)
+            .await?;
+        Ok(tenant.id)
+    }
+}
+
+pub fn report_service(
+    adapters: &InMemoryAdapters,
+    catalog: Arc<dyn ReportCatalog>,
+    clock: Arc<dyn Clock>,
+) -> ReportService {
+    ReportService::new(
+        catalog,
+        adapters.snapshots.clone(),
+        adapters.cache.clone(),
+        adapters.versions.clone(),
+        clock,
+        MAX_RANGE_DAYS,
+    )
+    .with_freshness(adapters.events.clone())
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    pub fn error_field(&self) -> &str {
+        self.body["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or("<no field>")
+    }
+
+    pub fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// Asserts an error envelope with `status` and `code`, and nothing but `error` in it.
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "status of {:?}", self.body);
+        assert_eq!(self.error_code(), code, "error code of {:?}", self.body);
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "an error carries a message: {:?}",
+            self.body
+        );
+        assert!(
+            self.body.get("data").is_none(),
+            "an error envelope has no data: {:?}",
+            self.body
+        );
+        assert!(
+            self.header("x-request-id").is_some(),
+            "every response carries X-Request-Id"
+        );
+    }
+
+    /// Asserts a data envelope with `status`.
+    pub fn assert_data(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "status of {:?}", self.body);
+        assert!(
+            self.body.get("data").is_some(),
+            "a success is a data envelope: {:?}",
+            self.body
+        );
+        assert!(
+            self.body.get("error").is_none(),
+            "a success has no error: {:?}",
+            self.body
+        );
+        assert!(
+            self.header("x-request-id").is_some(),
+            "every response carries X-Request-Id"
+        );
+    }
+}
+
+pub async fn send<S, R, B>(app: &S, req: R) -> Reply
+where
+    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let response = test::call_service(app, req).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = test::read_body(response).await;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(uri: &str) -> TestRequest {
+    TestRequest::get().uri(uri)
+}
+
+pub fn managed(req: TestRequest) -> TestRequest {
+    req.insert_header(("X-Management-Key", KEY))
+}
+
+/// `req` sent with the API key `key`.
+pub fn keyed(req: TestRequest, key: &str) -> TestRequest {
+    req.insert_header(("X-API-Key", key))
+}
+
+pub fn trigger_request(body: &Value) -> TestRequest {
+    managed(TestRequest::post().uri("/api/v1/recomputations")).set_json(body)
+}
+
+pub fn trigger_body(slug: &str, window: &str, from: &str, to: &str) -> Value {
+    json!({ "report_slug": slug, "window": window, "date_from": from, "date_to": to, "requested_by": "ops" })
+}
+
+/// A valid event of `source` without an id, an hour before [`NOW`].
+pub fn event(source: &str, entity_id: &str, status: &str) -> Value {
+    json!({
+        "source": source,
+        "entity_id": entity_id,
+        "status": status,
+        "occurred_at": "2026-11-21T11:00:00Z",
+        "amount_cents": 1250,
+        "payload": { "order": entity_id },
+    })
+}
+
+/// `POST /events` of `body` with the API key `key`.
+pub fn post_event(key: &str, body: &Value) -> TestRequest {
+    keyed(TestRequest::post().uri("/api/v1/events"), key).set_json(body)
+}
+
+/// `POST /events/bulk` of `events` with the API key `key`.
+pub fn post_bulk(key: &str, events: &[Value]) -> TestRequest {
+    keyed(TestRequest::post().uri("/api/v1/events/bulk"), key).set_json(json!({ "events": events }))
+}
