@@ -7,7 +7,9 @@ use domain::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::ports::{ApiKeyStore, Clock, NewApiKey, SourceStore, TenancyError, TenantStore};
+use crate::ports::{
+    ApiKeyStore, AuditLog, Clock, NewApiKey, SourceStore, StoreError, TenancyError, TenantStore,
+};
 
 /// How many characters of a key are kept, in clear, to recognise it.
 const PREFIX_LEN: usize = 12;
@@ -73,6 +75,7 @@ pub struct TenancyService {
     sources: Arc<dyn SourceStore>,
     keys: Arc<dyn ApiKeyStore>,
     clock: Arc<dyn Clock>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -94,7 +97,15 @@ impl TenancyService {
             sources,
             keys,
             clock,
+            audit: None,
         }
+    }
+
+    /// Audits the changes this service makes (`source.created`) in `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// The tenant called `slug` (`default` when `None`).
@@ -142,16 +153,18 @@ impl TenancyService {
         Ok(self.sources.list(tenant).await?)
     }
 
-    /// Adds a source to `tenant`.
+    /// Adds a source to `tenant` on behalf of `actor`, and audits `source.created`.
     ///
     /// # Errors
-    /// Invalid slug or name, `AlreadyExists`, storage failures.
+    /// Invalid slug or name, `AlreadyExists`, storage failures (if the audit entry cannot be
+    /// written the source exists all the same, and the error says the store is unavailable).
     pub async fn create_source(
         &self,
         tenant: TenantId,
         slug: &str,
         provider_name: Option<&str>,
         description: Option<&str>,
+        actor: &domain::Actor,
     ) -> Result<EventSource, TenancyServiceError> {
         let slug = SourceSlug::parse("slug", slug)?;
         let provider =
@@ -162,10 +175,25 @@ impl TenancyService {
                 ValidationError::new("description", "must be at most 1000 characters").into(),
             );
         }
-        Ok(self
+        let source = self
             .sources
             .create(tenant, &slug, &provider, description)
-            .await?)
+            .await?;
+        if let Some(audit) = &self.audit {
+            let entry = domain::NewAuditEntry {
+                tenant,
+                actor: actor.clone(),
+                action: domain::AuditAction::SourceCreated,
+                resource_type: domain::audit::RESOURCE_EVENT_SOURCE.to_owned(),
+                resource_id: source.slug.to_string(),
+                metadata: serde_json::json!({ "provider_name": source.provider_name }),
+            };
+            audit.record(entry).await.map_err(|err| match err {
+                StoreError::Unavailable(e) => TenancyServiceError::Unavailable(e),
+                StoreError::Unexpected(e) => TenancyServiceError::Unexpected(e),
+            })?;
+        }
+        Ok(source)
     }
 
     /// Issues a key for `tenant` with `scopes`; the secret is returned once and never stored.

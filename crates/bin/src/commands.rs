@@ -190,7 +190,13 @@ pub async fn create_source(
     let tenant_id = tenant_id(&services, tenant).await?;
     let source = services
         .tenancy
-        .create_source(tenant_id, slug, provider_name, None)
+        .create_source(
+            tenant_id,
+            slug,
+            provider_name,
+            None,
+            &domain::Actor::builtin("cli"),
+        )
         .await?;
     writeln!(
         std::io::stdout().lock(),

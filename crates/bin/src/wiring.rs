@@ -228,7 +228,8 @@ pub fn assemble(
         ports.sources.clone(),
         ports.keys.clone(),
         clock.clone(),
-    );
+    )
+    .with_audit(ports.audit.clone());
     let state = AppState {
         reports,
         recompute,

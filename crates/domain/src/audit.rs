@@ -82,13 +82,16 @@ pub enum AuditAction {
     RecomputeCompleted,
     #[serde(rename = "recompute.failed")]
     RecomputeFailed,
+    #[serde(rename = "source.created")]
+    SourceCreated,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 3] = [
+    const ALL: [AuditAction; 4] = [
         AuditAction::RecomputeTriggered,
         AuditAction::RecomputeCompleted,
         AuditAction::RecomputeFailed,
+        AuditAction::SourceCreated,
     ];
 
     /// The dotted name stored and served.
@@ -97,6 +100,7 @@ impl AuditAction {
             AuditAction::RecomputeTriggered => "recompute.triggered",
             AuditAction::RecomputeCompleted => "recompute.completed",
             AuditAction::RecomputeFailed => "recompute.failed",
+            AuditAction::SourceCreated => "source.created",
         }
     }
 }
@@ -126,6 +130,9 @@ impl FromStr for AuditAction {
 
 /// The resource type of audit entries about recompute runs.
 pub const RESOURCE_RECOMPUTE_RUN: &str = "recompute_run";
+
+/// The resource type of audit entries about event sources.
+pub const RESOURCE_EVENT_SOURCE: &str = "event_source";
 
 /// An audit entry to be recorded.
 #[derive(Debug, Clone, PartialEq)]

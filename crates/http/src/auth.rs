@@ -7,7 +7,9 @@
 
 use std::{future::Future, pin::Pin};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header::HeaderMap, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header::HeaderMap, web,
+};
 use application::{Principal, TenancyService, TenancyServiceError};
 use domain::{Scope, TenantId, TenantSlug, ValidationError};
 use serde::Deserialize;
@@ -336,6 +338,9 @@ macro_rules! tenant_extractor {
                     let caller = Caller::identify(&req, &state).await?;
                     let tenant = caller.tenant_for(&req, &state.tenancy, $access).await?;
                     caller.record(tenant);
+                    if let Some(principal) = caller.principal() {
+                        req.extensions_mut().insert(principal.clone());
+                    }
                     Ok($name(tenant))
                 })
             }
@@ -362,6 +367,18 @@ tenant_extractor!(
     IngestTenant,
     Access::Ingest
 );
+
+/// The actor a request's changes are audited under: `api-key:{prefix}` for a tenant's key,
+/// `management-api` for the operator (or when no tenant extractor ran).
+pub fn actor_of(req: &HttpRequest) -> domain::Actor {
+    match req.extensions().get::<Principal>() {
+        Some(Principal::Tenant { key_prefix, .. }) => {
+            domain::Actor::parse(&format!("api-key:{key_prefix}"))
+                .unwrap_or_else(|_| domain::Actor::builtin(domain::Actor::MANAGEMENT_API))
+        }
+        _ => domain::Actor::builtin(domain::Actor::MANAGEMENT_API),
+    }
+}
 
 /// The `tenant` query parameter every tenant-scoped route accepts.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

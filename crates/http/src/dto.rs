@@ -320,6 +320,8 @@ pub enum AuditActionDto {
     RecomputeCompleted,
     #[serde(rename = "recompute.failed")]
     RecomputeFailed,
+    #[serde(rename = "source.created")]
+    SourceCreated,
 }
 
 impl From<AuditAction> for AuditActionDto {
@@ -328,6 +330,7 @@ impl From<AuditAction> for AuditActionDto {
             AuditAction::RecomputeTriggered => AuditActionDto::RecomputeTriggered,
             AuditAction::RecomputeCompleted => AuditActionDto::RecomputeCompleted,
             AuditAction::RecomputeFailed => AuditActionDto::RecomputeFailed,
+            AuditAction::SourceCreated => AuditActionDto::SourceCreated,
         }
     }
 }

@@ -66,7 +66,10 @@ pub async fn trigger(
     // error only then.
     let actor_header = match body.requested_by {
         Some(_) => None,
-        None => actor_header(req.headers())?,
+        // Without a named requester, a tenant's key is the requester.
+        None => {
+            actor_header(req.headers())?.or_else(|| Some(crate::auth::actor_of(&req).to_string()))
+        }
     };
     let request = TriggerRequest {
         report_slug: body.report_slug,

@@ -85,6 +85,7 @@ pub async fn create_source(
             &slug,
             body.provider_name.as_deref(),
             body.description.as_deref(),
+            &crate::auth::actor_of(&req),
         )
         .await?;
 

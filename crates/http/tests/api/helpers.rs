@@ -69,7 +69,8 @@ impl Harness {
             adapters.sources.clone(),
             adapters.keys.clone(),
             clock.clone(),
-        );
+        )
+        .with_audit(adapters.audit.clone());
         let state = AppState {
             reports,
             recompute: recompute.clone(),
@@ -150,7 +151,13 @@ impl Harness {
     pub async fn tenant(&self, slug: &str) -> Result<TenantId> {
         let tenant = self.tenancy.create_tenant(slug, None).await?;
         self.tenancy
-            .create_source(tenant.id, "shopify", Some("Shopify"), None)
+            .create_source(
+                tenant.id,
+                "shopify",
+                Some("Shopify"),
+                None,
+                &domain::Actor::builtin(domain::Actor::MANAGEMENT_API),
+            )
             .await?;
         Ok(tenant.id)
     }
