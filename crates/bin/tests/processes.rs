@@ -71,30 +71,7 @@ fn start(env: &[(&str, &str)]) -> Result<Server> {
 
 /// One HTTP/1.1 request with the management key; returns the status and the JSON body.
 fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Management-Key: {KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .context("status line")?
-        .parse()?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    Ok((
-        status,
-        serde_json::from_str(body).with_context(|| format!("JSON body: {body}"))?,
-    ))
+    request_with(port, method, path, &[("X-Management-Key", KEY)], body)
 }
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
