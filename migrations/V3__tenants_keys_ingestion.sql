@@ -16,8 +16,9 @@ CREATE TABLE api_keys (
 
 CREATE INDEX api_keys_tenant ON api_keys (tenant_id, id);
 
--- Events written before fingerprints existed get one from their content on first replay;
--- new events always carry one.
+-- Events written without a fingerprint (the demo seed, and events stored before this
+-- migration) keep an empty one: replaying such an id is answered as a conflict, since its
+-- content cannot be compared. Ingested events always carry one.
 UPDATE analytics_events SET fingerprint = '' WHERE fingerprint IS NULL;
 ALTER TABLE analytics_events ALTER COLUMN fingerprint SET DEFAULT '';
 ALTER TABLE analytics_events ALTER COLUMN fingerprint SET NOT NULL;

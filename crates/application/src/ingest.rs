@@ -243,7 +243,16 @@ impl IngestService {
                     if known.iter().any(|s| s.slug == event.source && s.is_active) {
                         parsed.push((event.event_id.clone(), event));
                     } else {
-                        let names: Vec<&str> = known.iter().map(|s| s.slug.as_str()).collect();
+                        let names: Vec<&str> = known
+                            .iter()
+                            .filter(|s| s.is_active)
+                            .map(|s| s.slug.as_str())
+                            .collect();
+                        let names = if names.is_empty() {
+                            vec!["none yet"]
+                        } else {
+                            names
+                        };
                         let field = if path.is_empty() {
                             "source".to_owned()
                         } else {

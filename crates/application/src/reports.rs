@@ -148,7 +148,9 @@ impl ReportService {
         let Some(events) = &self.events else {
             return false;
         };
-        match events.changed_since(query.tenant, query.range).await {
+        // A week bucket holds all seven of its days, whichever of them the range names.
+        let days = query.window.widen(query.range);
+        match events.changed_since(query.tenant, days).await {
             Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
             Ok(None) => false,
             Err(err) => {

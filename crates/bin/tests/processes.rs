@@ -327,8 +327,9 @@ async fn two_processes_share_the_cache_the_versions_and_the_locks_through_redis(
         ("APP_SEED_EVENTS", "1000"),
     ]);
     let first = start(&first_env)?;
+    // No process runs recomputes yet, so the duplicate below cannot race a finished run.
     let mut second_env = shared.to_vec();
-    second_env.push(("RECOMPUTE_WORKERS", "1"));
+    second_env.push(("RECOMPUTE_WORKERS", "0"));
     let second = start(&second_env)?;
 
     let (_, health) = request(first.port, "GET", "/api/v1/health", None)?;
@@ -362,7 +363,10 @@ async fn two_processes_share_the_cache_the_versions_and_the_locks_through_redis(
         "{status} {duplicate}"
     );
 
-    // The second process runs it; the first stops serving its old entry at once.
+    // A third process runs it; the first stops serving its old entry at once.
+    let mut worker_env = shared.to_vec();
+    worker_env.push(("RECOMPUTE_WORKERS", "1"));
+    let _worker = start(&worker_env)?;
     let id = created["data"]["id"].as_str().context("run id")?;
     wait_completed(first.port, id)?;
     let (_, fresh) = request(first.port, "GET", report, None)?;

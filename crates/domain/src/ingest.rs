@@ -224,7 +224,10 @@ pub fn parse_event(
             None | Some(Value::Null) => Ok(()),
             Some(value @ Value::Object(_)) => {
                 let size = serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len());
-                if size > MAX_PAYLOAD_BYTES {
+                if has_nul(value) {
+                    // PostgreSQL's jsonb cannot hold U+0000: refuse it here, not at commit.
+                    Err("must not contain the character U+0000".to_owned())
+                } else if size > MAX_PAYLOAD_BYTES {
                     Err(format!(
                         "must be at most {MAX_PAYLOAD_BYTES} bytes of JSON, got {size}"
                     ))
@@ -249,6 +252,16 @@ pub fn parse_event(
             payload,
         }),
         _ => Err(errors),
+    }
+}
+
+/// Whether any key or string inside `value` contains U+0000.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 
@@ -351,6 +364,14 @@ mod tests {
     fn payload_size_is_bounded() {
         let big = "x".repeat(MAX_PAYLOAD_BYTES);
         let value = json!({"source": "s", "entity_id": "e", "status": "success", "occurred_at": "2026-11-21T12:00:00Z", "payload": {"blob": big}});
+        let errors = parse_event(&value, "", window()).unwrap_err();
+        assert_eq!(errors[0].field(), "payload");
+    }
+
+    #[test]
+    fn a_payload_with_a_nul_character_is_refused() {
+        let value = json!({"source": "s", "entity_id": "e", "status": "success",
+                           "occurred_at": "2026-11-21T12:00:00Z", "payload": {"note": ["a\u{0}b"]}});
         let errors = parse_event(&value, "", window()).unwrap_err();
         assert_eq!(errors[0].field(), "payload");
     }

@@ -237,7 +237,7 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
 async fn a_claimed_run_keeps_its_lease_while_its_worker_lives() -> Result<()> {
     let db = database!();
     let settings = QueueSettings {
-        lease: Duration::from_millis(600),
+        lease: Duration::from_millis(1_500),
         ..QueueSettings::default()
     };
     let a = adapters(&db, settings);
@@ -245,8 +245,8 @@ async fn a_claimed_run_keeps_its_lease_while_its_worker_lives() -> Result<()> {
     a.runs.create(&run).await?;
     a.queue.enqueue(&run).await?;
     let claimed = a.queue.claim_next().await?.context("claimed")?;
-    // Three lease lengths later the heartbeat has kept it alive.
-    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    // More than two lease lengths later the heartbeat has kept it alive.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
     let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
         .recover_expired()
         .await?;
@@ -310,7 +310,7 @@ async fn two_queues_never_claim_the_same_run() -> Result<()> {
 async fn a_run_started_outside_the_queue_keeps_its_lease_too() -> Result<()> {
     let db = database!();
     let settings = QueueSettings {
-        lease: Duration::from_millis(600),
+        lease: Duration::from_millis(1_500),
         ..QueueSettings::default()
     };
     let a = adapters(&db, settings);
@@ -318,7 +318,7 @@ async fn a_run_started_outside_the_queue_keeps_its_lease_too() -> Result<()> {
     a.runs.create(&run).await?;
     // Seeding and the recompute command start runs directly, not through the queue.
     a.runs.start(TENANT, run.id, NOW).await?;
-    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
     let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
         .recover_expired()
         .await?;
