@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Instant};
 
 use actix_web::HttpServer;
 use anyhow::Context;
-use domain::TenantId;
+use domain::{Scope, TenantId};
 use tracing::{info, warn};
 
 use crate::{
@@ -21,6 +21,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     announce(&config);
     let services = wiring::build(&config, wiring::system_clock()).await?;
     seed_at_start(&config, &services).await?;
+    if config.is_embedded() {
+        issue_embedded_key(&services).await?;
+    }
 
     let workers: Vec<_> = (0..config.recompute.workers)
         .map(|_| {
@@ -91,6 +94,22 @@ fn announce(config: &Config) {
         ),
         ManagementKeySource::Environment => info!("management key taken from MANAGEMENT_API_KEY"),
     }
+}
+
+/// Gives the embedded default a key of the `default` tenant with every scope, logged once, so
+/// that ingestion can be tried without a database (keys are otherwise created with
+/// `pg-analytics api-keys create`, which needs one).
+async fn issue_embedded_key(services: &wiring::Services) -> anyhow::Result<()> {
+    let issued = services
+        .tenancy
+        .issue_key(TenantId::DEFAULT, &Scope::ALL, "embedded demo key")
+        .await
+        .context("issuing the embedded demo API key")?;
+    warn!(
+        api_key = issued.secret,
+        "issued an API key of the default tenant (ingest, read, manage) for this process; send it as X-API-Key"
+    );
+    Ok(())
 }
 
 /// Seeds before the first request is accepted: always in embedded mode, and an empty database

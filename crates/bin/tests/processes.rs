@@ -738,3 +738,45 @@ async fn two_tenants_ingest_with_their_own_keys_and_see_only_their_own_reports()
     ensure!(status == 401, "a revoked key is refused immediately");
     Ok(())
 }
+
+#[test]
+fn the_embedded_default_accepts_events_with_the_key_it_logs() -> Result<()> {
+    let port = free_port()?;
+    let log = std::env::temp_dir().join(format!("pga-embedded-{port}.log"));
+    let child = command(&[("MANAGEMENT_API_KEY", KEY), ("LOG_FORMAT", "json")])
+        .env("RUST_LOG", "warn")
+        .env("APP_HOST", "127.0.0.1")
+        .env("APP_PORT", port.to_string())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Server { child, port };
+    let mut key = None;
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        key = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find_map(|line| line["api_key"].as_str().map(str::to_owned));
+        if key.is_some() && request(server.port, "GET", "/api/v1/health", None).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let key = key.context("the embedded default logs an API key")?;
+    let at = format!("{}T08:00:00Z", time::OffsetDateTime::now_utc().date());
+    let event = serde_json::json!({"source": "stripe", "entity_id": "c-1", "status": "success", "occurred_at": at});
+    let (status, created) = request_with(
+        server.port,
+        "POST",
+        "/api/v1/events",
+        &[("X-API-Key", &key)],
+        Some(&event),
+    )?;
+    ensure!(
+        status == 201 && created["data"]["duplicate"] == false,
+        "{status} {created}"
+    );
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
