@@ -77,10 +77,66 @@ pub(crate) fn is_valid_slug(raw: &str) -> bool {
         && bytes.last() != Some(&b'-')
 }
 
-/// The slug of an event source (`stripe`, `adyen`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SourceSlug(String);
+/// Declares a slug newtype: parsed with [`is_valid_slug`] after trimming, serialized as its
+/// text, and refused during deserialization with an error on `$field`.
+macro_rules! slug_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a slug for `field`.
+            ///
+            /// # Errors
+            /// A [`ValidationError`](crate::ValidationError) on `field` when `raw` is not a slug.
+            pub fn parse_for(field: &str, raw: &str) -> Result<Self, crate::ValidationError> {
+                let raw = raw.trim();
+                if crate::event::is_valid_slug(raw) {
+                    Ok(Self(raw.to_owned()))
+                } else {
+                    Err(crate::ValidationError::new(
+                        field,
+                        "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
+                    ))
+                }
+            }
+
+            /// The slug text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = crate::ValidationError;
+
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse_for($field, &raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(slug: $name) -> Self {
+                slug.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use slug_type;
+
+slug_type!(
+    /// The slug of an event source (`stripe`, `adyen`, ...).
+    SourceSlug,
+    "source"
+);
 
 impl SourceSlug {
     /// Parses a source slug for `field`.
@@ -88,40 +144,7 @@ impl SourceSlug {
     /// # Errors
     /// A [`ValidationError`] on `field` when `raw` is not a slug.
     pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
-        let raw = raw.trim();
-        if is_valid_slug(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ValidationError::new(
-                field,
-                "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
-            ))
-        }
-    }
-
-    /// The slug text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for SourceSlug {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse("source", &raw)
-    }
-}
-
-impl From<SourceSlug> for String {
-    fn from(slug: SourceSlug) -> Self {
-        slug.0
-    }
-}
-
-impl fmt::Display for SourceSlug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        Self::parse_for(field, raw)
     }
 }
 

@@ -1,19 +1,17 @@
 //! Reports: their slugs, their kinds and the shape of a snapshot read.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::{
     Breakdown, DateRange, EventStatus, PageRequest, SourceSlug, TenantId, ValidationError, Window,
-    event::is_valid_slug,
 };
 
-/// The slug of a report definition (`volume-by-period`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ReportSlug(String);
+crate::event::slug_type!(
+    /// The slug of a report definition (`volume-by-period`, ...).
+    ReportSlug,
+    "report_slug"
+);
 
 impl ReportSlug {
     /// Parses a report slug.
@@ -21,40 +19,7 @@ impl ReportSlug {
     /// # Errors
     /// A [`ValidationError`] on `report_slug` when `raw` is not a slug.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let raw = raw.trim();
-        if is_valid_slug(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ValidationError::new(
-                "report_slug",
-                "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
-            ))
-        }
-    }
-
-    /// The slug text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ReportSlug {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<ReportSlug> for String {
-    fn from(slug: ReportSlug) -> Self {
-        slug.0
-    }
-}
-
-impl fmt::Display for ReportSlug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        Self::parse_for("report_slug", raw)
     }
 }
 

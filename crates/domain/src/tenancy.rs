@@ -5,12 +5,13 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{SourceSlug, TenantId, ValidationError, event::is_valid_slug};
+use crate::{SourceSlug, TenantId, ValidationError};
 
-/// The slug of a tenant (`default`, `acme`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantSlug(String);
+crate::event::slug_type!(
+    /// The slug of a tenant (`default`, `acme`, ...).
+    TenantSlug,
+    "tenant"
+);
 
 impl TenantSlug {
     /// The slug of the tenant every deployment has.
@@ -21,45 +22,12 @@ impl TenantSlug {
     /// # Errors
     /// A [`ValidationError`] on `field` when `raw` is not a slug.
     pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
-        let raw = raw.trim();
-        if is_valid_slug(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ValidationError::new(
-                field,
-                "must be a slug of 1 to 64 characters: lowercase letters, digits and hyphens",
-            ))
-        }
+        Self::parse_for(field, raw)
     }
 
     /// The `default` tenant's slug.
     pub fn default_tenant() -> Self {
         Self(Self::DEFAULT.to_owned())
-    }
-
-    /// The slug text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TenantSlug {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse("tenant", &raw)
-    }
-}
-
-impl From<TenantSlug> for String {
-    fn from(slug: TenantSlug) -> Self {
-        slug.0
-    }
-}
-
-impl fmt::Display for TenantSlug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
