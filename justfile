@@ -32,6 +32,13 @@ lint:
 deps:
     ./scripts/check-dependency-direction.sh
 
+# Measure the service against COPY, bare SQL and a trivial endpoint (see docs/benchmarks.md).
+# Needs PostgreSQL and Redis; pass `--quick` for a short run, `--events N` for another size.
+bench *ARGS:
+    command -v ab >/dev/null || (apt-get update -qq && apt-get install -y -qq apache2-utils)
+    cargo build --release --bins
+    ./target/release/pg-analytics-bench {{ARGS}}
+
 # Everything CI checks: lint, then the tests.
 test-all: lint test
 

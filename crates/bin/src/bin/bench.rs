@@ -1,0 +1,526 @@
+//! `pg-analytics-bench`: measures the service against the physical limits of the same machine,
+//! in one run, and reports ratios (see docs/benchmarks.md).
+//!
+//! It creates a fresh database on the PostgreSQL it is pointed at, loads a generated data set,
+//! starts the release binary against it (and Redis), drives it with `ab` (apache2-utils) and
+//! samples the server's memory. Nothing here is a test: figures vary between machines and runs.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use serde_json::{Value, json};
+
+/// Benchmark pg-analytics against COPY, bare SQL and a trivial endpoint of the same binary.
+#[derive(Debug, Parser)]
+#[command(name = "pg-analytics-bench")]
+struct Args {
+    /// A PostgreSQL URL with the right to create databases.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    admin_url: String,
+    /// Redis for the service's cache and locks.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Events of the generated data set (365 days, 3 sources, 10,000 entities).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// 100,000 events and short phases.
+    #[arg(long)]
+    quick: bool,
+    /// The service binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/pg-analytics")]
+    binary: PathBuf,
+    /// Where to write the results.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+const KEY: &str = "bench-management-key-0123456789";
+
+/// The generated data set: event i has source i % 3, entity i % 10000, a status by i, and
+/// lies i % 365 days and i % 24 hours before now.
+const LOAD: &str = "
+    INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload)
+    SELECT 1, 'b-' || i, s.id, 'entity-' || (i % 10000 + 1),
+           CASE WHEN i % 17 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'pending' ELSE 'success' END,
+           80 + i % 700, 100 + (i * 37) % 100000,
+           date_trunc('hour', now() - make_interval(days => (i % 365)::int, hours => (i % 24)::int)),
+           jsonb_build_object('batch', i / 1000)
+    FROM generate_series($1::int8, $2::int8) AS i
+    JOIN event_sources s ON s.tenant_id = 1 AND s.slug = (ARRAY['stripe', 'adyen', 'paypal'])[i % 3 + 1]";
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.events = args.events.min(100_000);
+    }
+    ensure!(
+        args.binary.exists(),
+        "{} not found: run `cargo build --release` first",
+        args.binary.display()
+    );
+    ensure!(
+        Command::new("ab").arg("-V").output().is_ok(),
+        "ab not found: install apache2-utils"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let name = format!("pga_bench_{}", std::process::id());
+    let (admin, connection) =
+        tokio_postgres::connect(&args.admin_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let url = with_database(&args.admin_url, &name);
+    let outcome = measure(&args, &url).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    outcome
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    format!("{prefix}/{name}")
+}
+
+async fn measure(args: &Args, url: &str) -> Result<()> {
+    let pool = postgres_adapter::connect(&postgres_adapter::PostgresConfig {
+        url: url.to_owned(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(3600),
+    })?;
+    postgres_adapter::migrate(&pool).await?;
+    let client = pool.get().await?;
+    let started = Instant::now();
+    let step = 250_000;
+    let mut first = 1;
+    while first <= args.events {
+        let last = (first + step - 1).min(args.events);
+        client
+            .execute(LOAD, &[&(first as i64), &(last as i64)])
+            .await?;
+        first = last + 1;
+    }
+    client.batch_execute("ANALYZE").await?;
+    eprintln!(
+        "loaded {} events in {:.1}s",
+        args.events,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut results: BTreeMap<&str, Value> = BTreeMap::new();
+    results.insert("events", json!(args.events));
+
+    // Bare SQL: one INSERT … SELECT per report and window into a copy of the snapshot table.
+    client
+        .batch_execute("CREATE TABLE bare_snapshots (LIKE metric_snapshots INCLUDING ALL)")
+        .await?;
+    let bare = Instant::now();
+    for (report, key, value, join) in [
+        (
+            "volume-by-period",
+            "source",
+            "s.slug",
+            "JOIN event_sources s ON s.id = e.source_id",
+        ),
+        ("status-counts", "status", "e.status", ""),
+        ("top-entities", "entity_id", "e.entity_id", ""),
+    ] {
+        for window in ["day", "week"] {
+            let sql = format!(
+                "INSERT INTO bare_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key, dimension_value,
+                                             metric_name, metric_value, computed_at)
+                 SELECT 1, '{report}', '{window}', date_trunc('{window}', e.occurred_at AT TIME ZONE 'UTC')::date, '{key}', {value},
+                        'event_count', count(*), now()
+                 FROM analytics_events e {join} WHERE e.tenant_id = 1 GROUP BY 4, 6"
+            );
+            client.batch_execute(&sql).await?;
+        }
+    }
+    let bare_s = bare.elapsed().as_secs_f64();
+    results.insert("recompute.bare_sql_s", json!(bare_s));
+    drop(client);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Server::start(args, url, port)?;
+    server.wait_ready()?;
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+
+    // Full recompute through the service: every report × window over the whole year.
+    let today = time::OffsetDateTime::now_utc().date();
+    let from = today - time::Duration::days(364);
+    let service = Instant::now();
+    let mut ids = Vec::new();
+    for report in ["volume-by-period", "status-counts", "top-entities"] {
+        for window in ["day", "week"] {
+            let body = json!({"report_slug": report, "window": window, "date_from": from.to_string(), "date_to": today.to_string()});
+            let (status, run) = http(
+                port,
+                "POST",
+                "/api/v1/recomputations",
+                &[("X-Management-Key", KEY)],
+                Some(&body),
+            )?;
+            ensure!(status == 202, "trigger {report} {window}: {run}");
+            ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
+        }
+    }
+    for id in &ids {
+        loop {
+            let (_, run) = http(
+                port,
+                "GET",
+                &format!("/api/v1/recomputations/{id}"),
+                &[("X-Management-Key", KEY)],
+                None,
+            )?;
+            match run["data"]["status"].as_str() {
+                Some("completed") => break,
+                Some("failed") => bail!("run {id} failed: {run}"),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    let service_s = service.elapsed().as_secs_f64();
+    results.insert("recompute.service_s", json!(service_s));
+
+    // Reads.
+    let requests = if args.quick { 4_000 } else { 20_000 };
+    let trivial = ab(
+        &format!("{base}/bench-trivial-not-found"),
+        requests,
+        32,
+        None,
+    )?;
+    let report = format!("{base}/reports/volume-by-period/run?date_from={from}&date_to={today}");
+    let hit = ab(&report, requests, 32, None)?;
+    let rss_read = server.rss_peak_mib()?;
+    let miss_pool = postgres_adapter::connect(&postgres_adapter::PostgresConfig {
+        url: url.to_owned(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(600),
+    })?;
+    let miss_client = miss_pool.get().await?;
+    // With a TTL of 0 every read goes to the snapshots.
+    miss_client
+        .batch_execute(
+            "UPDATE report_definitions SET cache_ttl_seconds = 0 WHERE slug = 'volume-by-period'",
+        )
+        .await?;
+    let snapshot = ab(&report, requests / 4, 32, None)?;
+    let raw = raw_reads(&miss_client, from, today, if args.quick { 20 } else { 50 }).await?;
+    results.insert("reads.trivial_rps", json!(trivial.rps));
+    results.insert("reads.cache_hit_rps", json!(hit.rps));
+    results.insert("reads.cache_hit_p99_ms", json!(hit.p99_ms));
+    results.insert("reads.snapshot_rps", json!(snapshot.rps));
+    results.insert("reads.snapshot_p99_ms", json!(snapshot.p99_ms));
+    results.insert("reads.raw_rps", json!(raw));
+
+    // Ingestion through HTTP (bulk, 1,000 events a request, server-assigned ids) against COPY.
+    let key = server.api_key(args, url)?;
+    let bulk = bulk_body(today);
+    let body_file = std::env::temp_dir().join(format!("pga-bench-bulk-{port}.json"));
+    std::fs::write(&body_file, bulk.to_string())?;
+    let bulk_requests = if args.quick { 100 } else { 400 };
+    let ingest = ab(
+        &format!("{base}/events/bulk"),
+        bulk_requests,
+        8,
+        Some((&body_file, &key)),
+    )?;
+    let http_rows = ingest.rps * 1_000.0;
+    let rss_ingest = server.rss_peak_mib()?;
+    let copy_rows = copy_rows(url, (bulk_requests * 1_000) as u64, today)?;
+    results.insert("ingest.http_rows_per_s", json!(http_rows));
+    results.insert("ingest.copy_rows_per_s", json!(copy_rows));
+    results.insert("rss_peak_mib", json!(rss_read.max(rss_ingest)));
+    let _ = std::fs::remove_file(&body_file);
+    server.stop();
+
+    let mut table = String::new();
+    let row = |t: &mut String, name: &str, value: f64, against: f64, target: &str| {
+        let _ = writeln!(
+            t,
+            "| {name} | {value:.1} | {:.2} | {target} |",
+            value / against
+        );
+    };
+    let _ = writeln!(
+        table,
+        "| measure | value | ratio | target |\n|---|---|---|---|"
+    );
+    row(
+        &mut table,
+        "ingest rows/s (HTTP bulk vs COPY)",
+        http_rows,
+        copy_rows,
+        "≥ 0.5",
+    );
+    row(
+        &mut table,
+        "full recompute s (service vs bare SQL)",
+        service_s,
+        bare_s,
+        "≤ 0.5",
+    );
+    row(
+        &mut table,
+        "cache-hit reads/s (vs trivial endpoint)",
+        hit.rps,
+        trivial.rps,
+        "≥ 0.7",
+    );
+    row(
+        &mut table,
+        "snapshot reads/s (vs raw events)",
+        snapshot.rps,
+        raw,
+        "≥ 20",
+    );
+    let _ = writeln!(
+        table,
+        "| server RSS peak MiB | {:.1} | | ≤ 100 |",
+        rss_read.max(rss_ingest)
+    );
+    let _ = writeln!(
+        table,
+        "\ncache hit p99 {:.1} ms, snapshot p99 {:.1} ms, trivial {:.0} req/s",
+        hit.p99_ms, snapshot.p99_ms, trivial.rps
+    );
+    {
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), "{table}")?;
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut object = serde_json::Map::new();
+    for (name, value) in results {
+        object.insert(name.to_owned(), value);
+    }
+    std::fs::write(
+        &args.out,
+        serde_json::to_string_pretty(&Value::Object(object))?,
+    )?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// The same answer as the snapshot read, computed from the raw events on every request, by one
+/// client issuing `per_client` queries in a row straight to PostgreSQL (no HTTP): requests per
+/// second. Without HTTP and with one connection this flatters neither side exactly; the
+/// benchmark notes say so.
+async fn raw_reads(
+    client: &deadpool_postgres::Client,
+    from: time::Date,
+    to: time::Date,
+    per_client: u32,
+) -> Result<f64> {
+    let sql = "SELECT date_trunc('day', occurred_at AT TIME ZONE 'UTC')::date AS bucket, count(*)
+               FROM analytics_events
+               WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
+                 AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
+               GROUP BY 1 ORDER BY 1 LIMIT 50";
+    let started = Instant::now();
+    for _ in 0..per_client {
+        client.query(sql, &[&from, &to]).await?;
+    }
+    Ok(f64::from(per_client) / started.elapsed().as_secs_f64())
+}
+
+fn bulk_body(day: time::Date) -> Value {
+    let events: Vec<Value> = (0..1_000)
+        .map(|n| {
+            let source = ["stripe", "adyen", "paypal"][n % 3];
+            json!({"source": source, "entity_id": format!("entity-{}", n % 10_000 + 1),
+                   "status": "success", "occurred_at": format!("{day}T08:00:00Z"), "amount_cents": n, "processing_ms": 90})
+        })
+        .collect();
+    json!({ "events": events })
+}
+
+/// COPY of `rows` generated events into the same table (same indexes), through psql.
+fn copy_rows(url: &str, rows: u64, day: time::Date) -> Result<f64> {
+    let file = std::env::temp_dir().join(format!("pga-bench-copy-{}.csv", std::process::id()));
+    let mut csv = String::with_capacity(rows as usize * 120);
+    for n in 0..rows {
+        let _ = writeln!(
+            csv,
+            // A 64-character fingerprint, like the SHA-256 the service stores.
+            "1,copy-{n},{},entity-{},success,90,{n},{day}T08:00:00Z,{{}},{n:064x}",
+            n % 3 + 1,
+            n % 10_000 + 1
+        );
+    }
+    std::fs::write(&file, csv)?;
+    let started = Instant::now();
+    let status = Command::new("psql")
+        .arg(url)
+        .arg("-qc")
+        .arg(format!(
+            "\\copy analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload, fingerprint) FROM '{}' CSV",
+            file.display()
+        ))
+        .status()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    ensure!(status.success(), "COPY failed");
+    Ok(rows as f64 / elapsed)
+}
+
+/// What `ab` measured.
+struct Load {
+    rps: f64,
+    p99_ms: f64,
+}
+
+fn ab(url: &str, requests: u32, concurrency: u32, post: Option<(&PathBuf, &str)>) -> Result<Load> {
+    let mut command = Command::new("ab");
+    command.args([
+        "-q",
+        "-k",
+        "-n",
+        &requests.to_string(),
+        "-c",
+        &concurrency.to_string(),
+    ]);
+    if let Some((body, key)) = post {
+        command.arg("-p").arg(body).args([
+            "-T",
+            "application/json",
+            "-H",
+            &format!("X-API-Key: {key}"),
+        ]);
+    }
+    let output = command.arg(url).output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let number = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+    };
+    let rps = number("Requests per second:").with_context(|| format!("ab output: {text}"))?;
+    let p99_ms = number("99%").unwrap_or(0.0);
+    Ok(Load { rps, p99_ms })
+}
+
+/// One HTTP/1.1 request; the status and the JSON body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw.split_whitespace().nth(1).context("status")?.parse()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// The service under test.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(args: &Args, url: &str, port: u16) -> Result<Self> {
+        let child = Command::new(&args.binary)
+            .env("DATABASE_URL", url)
+            .env("REDIS_URL", &args.redis_url)
+            .env("REDIS_KEY_PREFIX", format!("bench:{port}:"))
+            .env("MANAGEMENT_API_KEY", KEY)
+            .env("APP_HOST", "127.0.0.1")
+            .env("APP_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("RECOMPUTE_QUEUE_SIZE", "16")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self { child, port })
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the service exited with {status}");
+            }
+            if http(self.port, "GET", "/api/v1/health", &[], None).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the service did not start")
+    }
+
+    /// A key of the default tenant with `ingest`, created with the service's own CLI.
+    fn api_key(&self, args: &Args, url: &str) -> Result<String> {
+        let output = Command::new(&args.binary)
+            .args([
+                "api-keys", "create", "--tenant", "default", "--scope", "ingest",
+            ])
+            .env("DATABASE_URL", url)
+            .env("MANAGEMENT_API_KEY", KEY)
+            .env("RUST_LOG", "warn")
+            .output()?;
+        ensure!(output.status.success(), "api-keys create failed");
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
+
+    /// The peak resident memory so far (VmHWM), in MiB.
+    fn rss_peak_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("VmHWM")?;
+        Ok(kib / 1024.0)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
