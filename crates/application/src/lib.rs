@@ -5,6 +5,7 @@
 //! runtime; the binary wires concrete adapters in as `Arc<dyn Port>`.
 
 pub mod audit;
+pub mod catalog_cache;
 pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
@@ -18,6 +19,7 @@ pub mod tenancy;
 pub mod worker;
 
 pub use audit::{AuditError, AuditService};
+pub use catalog_cache::CachedCatalog;
 pub use clock::SystemClock;
 pub use health::{HealthReport, HealthService, OverallStatus};
 pub use ingest::{IngestError, IngestService};

@@ -1121,3 +1121,32 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cached_catalog_asks_once_per_slug_until_its_entries_expire() -> Result<()> {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut inner = application::ports::MockReportCatalog::new();
+    inner.expect_get().times(2).returning(|slug| {
+        Ok(domain::ReportKind::from_slug(slug)
+            .map(|kind| domain::ReportDefinition::reference(kind, NOW)))
+    });
+    let cached =
+        application::CachedCatalog::new(Arc::new(inner), clock.clone(), Duration::from_secs(60));
+    let slug = ReportSlug::parse("status-counts")?;
+    for _ in 0..5 {
+        ensure!(
+            application::ports::ReportCatalog::get(&cached, &slug)
+                .await?
+                .is_some(),
+            "found"
+        );
+    }
+    clock.advance(time::Duration::seconds(61));
+    ensure!(
+        application::ports::ReportCatalog::get(&cached, &slug)
+            .await?
+            .is_some(),
+        "asked again after the TTL"
+    );
+    Ok(())
+}

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use application::{
-    AuditService, HealthService, IngestService, RecomputePorts, RecomputeService, RecomputeWorker,
-    ReportService, SeedService, SystemClock, TenancyService, WorkerPorts,
+    AuditService, CachedCatalog, HealthService, IngestService, RecomputePorts, RecomputeService,
+    RecomputeWorker, ReportService, SeedService, SystemClock, TenancyService, WorkerPorts,
     ports::{
         ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
         ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
@@ -184,8 +184,15 @@ pub fn assemble(
     clock: Arc<dyn Clock>,
     pool: Option<postgres_adapter::Pool>,
 ) -> Services {
-    let reports = ReportService::new(
+    // Report reads look their definition up on every request; the definitions change only
+    // with deployments, so a minute in process is plenty fresh.
+    let read_catalog: Arc<dyn ReportCatalog> = Arc::new(CachedCatalog::new(
         ports.catalog.clone(),
+        clock.clone(),
+        std::time::Duration::from_secs(60),
+    ));
+    let reports = ReportService::new(
+        read_catalog,
         ports.snapshots.clone(),
         ports.cache.clone(),
         ports.versions.clone(),
