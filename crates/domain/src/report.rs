@@ -172,6 +172,72 @@ pub enum ReportRow {
     Entity { entity_id: String, event_count: i64 },
 }
 
+impl ReportRow {
+    /// The row as (bucket date, dimension value, count): the flat form in which stores and
+    /// caches keep rows, with `None` where the shape has no such column.
+    pub fn parts(&self) -> (Option<Date>, Option<&str>, i64) {
+        match self {
+            ReportRow::PeriodSource {
+                bucket_date,
+                source: name,
+                event_count,
+            }
+            | ReportRow::PeriodStatus {
+                bucket_date,
+                status: name,
+                event_count,
+            } => (Some(*bucket_date), Some(name), *event_count),
+            ReportRow::Period {
+                bucket_date,
+                event_count,
+            } => (Some(*bucket_date), None, *event_count),
+            ReportRow::Status {
+                status: name,
+                event_count,
+            }
+            | ReportRow::Entity {
+                entity_id: name,
+                event_count,
+            } => (None, Some(name), *event_count),
+        }
+    }
+
+    /// The row of a `kind` report with `breakdown` from its [`parts`](Self::parts); `None`
+    /// when a column the shape needs is missing.
+    pub fn from_parts(
+        kind: ReportKind,
+        breakdown: Breakdown,
+        bucket_date: Option<Date>,
+        name: Option<String>,
+        event_count: i64,
+    ) -> Option<Self> {
+        Some(match (kind, breakdown) {
+            (ReportKind::VolumeByPeriod, Breakdown::Source) => ReportRow::PeriodSource {
+                bucket_date: bucket_date?,
+                source: name?,
+                event_count,
+            },
+            (ReportKind::StatusCounts, Breakdown::Period) => ReportRow::PeriodStatus {
+                bucket_date: bucket_date?,
+                status: name?,
+                event_count,
+            },
+            (ReportKind::VolumeByPeriod, _) => ReportRow::Period {
+                bucket_date: bucket_date?,
+                event_count,
+            },
+            (ReportKind::StatusCounts, _) => ReportRow::Status {
+                status: name?,
+                event_count,
+            },
+            (ReportKind::TopEntities, _) => ReportRow::Entity {
+                entity_id: name?,
+                event_count,
+            },
+        })
+    }
+}
+
 /// The answer of a snapshot store to a [`ReportQuery`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotPage {
@@ -187,6 +253,66 @@ pub struct SnapshotPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_round_trip_through_their_parts() {
+        let day = time::macros::date!(2026 - 11 - 02);
+        for (kind, breakdown, row) in [
+            (
+                ReportKind::VolumeByPeriod,
+                Breakdown::Source,
+                ReportRow::PeriodSource {
+                    bucket_date: day,
+                    source: "stripe".into(),
+                    event_count: 3,
+                },
+            ),
+            (
+                ReportKind::StatusCounts,
+                Breakdown::Period,
+                ReportRow::PeriodStatus {
+                    bucket_date: day,
+                    status: "failed".into(),
+                    event_count: 4,
+                },
+            ),
+            (
+                ReportKind::VolumeByPeriod,
+                Breakdown::Period,
+                ReportRow::Period {
+                    bucket_date: day,
+                    event_count: 5,
+                },
+            ),
+            (
+                ReportKind::StatusCounts,
+                Breakdown::Status,
+                ReportRow::Status {
+                    status: "success".into(),
+                    event_count: 6,
+                },
+            ),
+            (
+                ReportKind::TopEntities,
+                Breakdown::EntityId,
+                ReportRow::Entity {
+                    entity_id: "e-1".into(),
+                    event_count: 7,
+                },
+            ),
+        ] {
+            let (bucket, name, count) = row.parts();
+            assert_eq!(
+                ReportRow::from_parts(kind, breakdown, bucket, name.map(str::to_owned), count),
+                Some(row)
+            );
+        }
+        assert_eq!(
+            ReportRow::from_parts(ReportKind::TopEntities, Breakdown::EntityId, None, None, 1),
+            None,
+            "a missing column is no row"
+        );
+    }
 
     #[test]
     fn known_slugs_map_to_kinds() {
