@@ -140,6 +140,12 @@ impl RecomputeWorker {
 
         let finished = match outcome {
             Ok(rebuilt) => {
+                // The new rows are committed: retire the cached results before the run is
+                // seen as completed, so whoever waits for completion reads the new rows.
+                if let Err(err) = p.versions.bump(run.tenant, &run.report_slug).await {
+                    // Entries of the old version then live until their TTL ends.
+                    warn!(error = %err, "could not bump the cache version");
+                }
                 let summary = RunSummary {
                     rows_deleted: rebuilt.rows_deleted,
                     rows_inserted: rebuilt.rows_inserted,
@@ -153,10 +159,6 @@ impl RecomputeWorker {
                     .await
                 {
                     Ok(completed) => {
-                        if let Err(err) = p.versions.bump(run.tenant, &run.report_slug).await {
-                            // Entries of the old version then live until their TTL ends.
-                            warn!(error = %err, "could not bump the cache version");
-                        }
                         self.audit(
                             &completed,
                             AuditAction::RecomputeCompleted,
