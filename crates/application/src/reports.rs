@@ -81,16 +81,74 @@ pub struct ReportResult {
 }
 
 /// What the cache holds for one result: everything that does not depend on how it was served.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 struct CachedResult {
-    #[serde(with = "time::serde::rfc3339")]
     generated_at: OffsetDateTime,
     rows: Vec<ReportRow>,
     total_rows: u64,
-    #[serde(with = "time::serde::rfc3339::option")]
     last_refreshed_at: Option<OffsetDateTime>,
-    #[serde(default)]
     stale: bool,
+}
+
+/// How a [`CachedResult`] is stored: times as Unix nanoseconds, dates as Julian day numbers and
+/// each row as `[date, name, count]`, so that a hit decodes without parsing dates or trying
+/// each row shape in turn. `N` is `&str` when writing and `String` when reading.
+#[derive(Serialize, Deserialize)]
+struct StoredResult<N> {
+    generated_at: i128,
+    rows: Vec<(Option<i32>, Option<N>, i64)>,
+    total_rows: u64,
+    last_refreshed_at: Option<i128>,
+    stale: bool,
+}
+
+impl CachedResult {
+    fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&StoredResult {
+            generated_at: self.generated_at.unix_timestamp_nanos(),
+            rows: self
+                .rows
+                .iter()
+                .map(|row| {
+                    let (date, name, count) = row.parts();
+                    (date.map(time::Date::to_julian_day), name, count)
+                })
+                .collect(),
+            total_rows: self.total_rows,
+            last_refreshed_at: self
+                .last_refreshed_at
+                .map(OffsetDateTime::unix_timestamp_nanos),
+            stale: self.stale,
+        })
+    }
+
+    /// The result stored in `bytes`, for a query of `kind` and `breakdown`.
+    fn decode(bytes: &[u8], kind: ReportKind, breakdown: Breakdown) -> anyhow::Result<Self> {
+        let stored: StoredResult<String> = serde_json::from_slice(bytes)?;
+        let instant = |nanos: i128| {
+            OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .map_err(|err| anyhow::anyhow!("a stored time is out of range: {err}"))
+        };
+        let rows = stored
+            .rows
+            .into_iter()
+            .map(|(day, name, count)| {
+                let date = day
+                    .map(time::Date::from_julian_day)
+                    .transpose()
+                    .map_err(|err| anyhow::anyhow!("a stored date is out of range: {err}"))?;
+                ReportRow::from_parts(kind, breakdown, date, name, count)
+                    .ok_or_else(|| anyhow::anyhow!("a stored row lacks a column of its report"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            generated_at: instant(stored.generated_at)?,
+            rows,
+            total_rows: stored.total_rows,
+            last_refreshed_at: stored.last_refreshed_at.map(instant).transpose()?,
+            stale: stored.stale,
+        })
+    }
 }
 
 /// Lists reports and runs them from snapshots, through the versioned response cache.
@@ -216,7 +274,7 @@ impl ReportService {
             .map(|version| CacheKey::report(tenant, &report.slug, version, &params_hash(&query)));
 
         if let Some(key) = &key
-            && let Some(cached) = self.read_cache(key).await
+            && let Some(cached) = self.read_cache(key, &query).await
         {
             return Ok(ReportResult {
                 report_slug: report.slug,
@@ -314,9 +372,9 @@ impl ReportService {
         })
     }
 
-    async fn read_cache(&self, key: &CacheKey) -> Option<CachedResult> {
+    async fn read_cache(&self, key: &CacheKey, query: &ReportQuery) -> Option<CachedResult> {
         match self.cache.get(key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(Some(bytes)) => match CachedResult::decode(&bytes, query.kind, query.breakdown) {
                 Ok(cached) => Some(cached),
                 Err(err) => {
                     warn!(error = %err, "unreadable cache entry; serving from snapshots");
@@ -332,7 +390,7 @@ impl ReportService {
     }
 
     async fn write_cache(&self, key: &CacheKey, result: &CachedResult, ttl: Duration) {
-        let bytes = match serde_json::to_vec(result) {
+        let bytes = match result.encode() {
             Ok(bytes) => bytes,
             Err(err) => {
                 warn!(error = %err, "could not serialize a report result for the cache");
