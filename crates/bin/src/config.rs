@@ -13,6 +13,7 @@
 //! | `REDIS_COMMAND_TIMEOUT_MS` | `250` | 10..=10000: the longest one Redis command may take |
 //! | `REDIS_RETRY_AFTER_MS` | `1000` | 50..=60000: how long to leave a failed Redis alone before trying again |
 //! | `REDIS_MAX_CONNECTIONS` | `16` | 1..=1000 |
+//! | `REDIS_LOCAL_CACHE_MB` | `32` | 0..=4096: cache entries this process holds in memory while it follows version changes; 0 asks Redis on every read |
 //! | `DATABASE_MAX_CONNECTIONS` | `16` | 1..=1000: the pool size of this process |
 //! | `DATABASE_ACQUIRE_TIMEOUT_SECS` | `5` | 1..=300: wait for a connection before answering 503 |
 //! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `600` | 1..=86400: the server-side limit of one statement |
@@ -119,6 +120,8 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     pub retry_after: Duration,
     pub max_connections: usize,
+    /// Bytes of cache entries held in process; 0 turns the in-process layer off.
+    pub local_cache_bytes: usize,
 }
 
 /// Per-API-key rate limiting.
@@ -328,6 +331,13 @@ impl Config {
                 |n| (1..=1000).contains(n),
                 "an integer between 1 and 1000",
             )?,
+            local_cache_bytes: parse(
+                &get,
+                "REDIS_LOCAL_CACHE_MB",
+                32usize,
+                |n| *n <= 4096,
+                "a number of MiB between 0 and 4096",
+            )? << 20,
         };
         let per_second: f64 = parse(
             &get,
@@ -477,6 +487,7 @@ mod tests {
             ("REDIS_COMMAND_TIMEOUT_MS", "5"),
             ("REDIS_RETRY_AFTER_MS", "soon"),
             ("REDIS_MAX_CONNECTIONS", "0"),
+            ("REDIS_LOCAL_CACHE_MB", "4097"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
             ("RATE_LIMIT_BURST", "0"),
             ("APP_AUTO_SEED", "maybe"),

@@ -17,8 +17,8 @@ use memory_adapter::{
 };
 use postgres_adapter::{PostgresAdapters, PostgresConfig, QueueSettings};
 use redis_adapter::{
-    RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
-    RedisScopeLock,
+    NearCache, RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
+    RedisScopeLock, VERSION_CHANNEL,
 };
 use tracing::info;
 
@@ -149,8 +149,15 @@ pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
         retry_after: config.redis.retry_after,
         max_connections: config.redis.max_connections,
     })?;
-    ports.cache = Arc::new(RedisResponseCache::new(client.clone()));
-    ports.versions = Arc::new(RedisCacheVersions::new(client.clone()));
+    let near = NearCache::new(config.redis.local_cache_bytes);
+    near.listen(
+        url.expose(),
+        client.key(VERSION_CHANNEL),
+        config.redis.retry_after,
+        config.redis.command_timeout,
+    )?;
+    ports.cache = Arc::new(RedisResponseCache::with_near(client.clone(), near.clone()));
+    ports.versions = Arc::new(RedisCacheVersions::with_near(client.clone(), near));
     ports.locks = Arc::new(RedisScopeLock::new(client.clone()));
     ports.redis_health = Some(Arc::new(RedisHealthProbe::new(client)));
     Ok(ports)

@@ -4,22 +4,37 @@ use std::time::Duration;
 
 use application::ports::{CacheError, CacheKey, CacheVersions, ResponseCache, SourceSystem};
 use async_trait::async_trait;
-use deadpool_redis::redis::{AsyncCommands, SetExpiry, SetOptions};
+use deadpool_redis::redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 use domain::{ReportSlug, TenantId};
 
-use crate::RedisClient;
+use crate::{NearCache, RedisClient, near::report_id};
+
+/// The channel on which bumps are announced, under the key prefix.
+pub const VERSION_CHANNEL: &str = "report:version:changes";
+
+/// Increments the version and announces it in one step, so notices arrive in bump order.
+const BUMP: &str = "local version = redis.call('INCR', KEYS[1]) \
+                    redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. version) \
+                    return version";
 
 /// Report results under `report:{tenant}:{slug}:v{version}:{hash}`, expiring with the report's
 /// TTL. Entries of an old version are never read again and simply expire; nothing is scanned.
+/// Entries read or written are also held in the [`NearCache`] until their TTL ends.
 #[derive(Debug, Clone)]
 pub struct RedisResponseCache {
     client: RedisClient,
+    near: NearCache,
 }
 
 impl RedisResponseCache {
-    /// The cache over `client`.
+    /// The cache over `client`, asking Redis on every read.
     pub fn new(client: RedisClient) -> Self {
-        Self { client }
+        Self::with_near(client, NearCache::disabled())
+    }
+
+    /// The cache over `client`, serving what `near` holds from memory.
+    pub fn with_near(client: RedisClient, near: NearCache) -> Self {
+        Self { client, near }
     }
 }
 
@@ -31,35 +46,65 @@ impl ResponseCache for RedisResponseCache {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         let key = self.client.key(key.as_str());
-        self.client
+        if let Some(value) = self.near.entry(&key) {
+            return Ok(Some(value));
+        }
+        let remember = self.near.is_live();
+        let redis_key = key.clone();
+        let (value, ttl_ms): (Option<Vec<u8>>, i64) = self
+            .client
             .run("GET report", |mut c| async move {
-                c.get::<_, Option<Vec<u8>>>(key).await
+                deadpool_redis::redis::pipe()
+                    .get(&redis_key)
+                    .pttl(&redis_key)
+                    .query_async(&mut c)
+                    .await
             })
-            .await
+            .await?;
+        if remember
+            && let Some(value) = &value
+            && let Ok(ttl_ms) = u64::try_from(ttl_ms)
+        {
+            self.near
+                .remember_entry(&key, value, Duration::from_millis(ttl_ms));
+        }
+        Ok(value)
     }
 
     async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         let key = self.client.key(key.as_str());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let options = SetOptions::default().with_expiration(SetExpiry::PX(ttl_ms));
+        let redis_key = key.clone();
+        let stored = value.clone();
         self.client
             .run("SET report", |mut c| async move {
-                c.set_options::<_, _, ()>(key, value, options).await
+                c.set_options::<_, _, ()>(redis_key, stored, options).await
             })
-            .await
+            .await?;
+        self.near.remember_entry(&key, &value, ttl);
+        Ok(())
     }
 }
 
-/// One counter per tenant and report under `report:version:{tenant}:{slug}`, bumped with `INCR`.
+/// One counter per tenant and report under `report:version:{tenant}:{slug}`, bumped with `INCR`
+/// and announced on `report:version:changes` as `{tenant}:{slug}:{version}`. While the
+/// [`NearCache`] follows the announcements, the current version is read from memory.
 #[derive(Debug, Clone)]
 pub struct RedisCacheVersions {
     client: RedisClient,
+    near: NearCache,
 }
 
 impl RedisCacheVersions {
-    /// The versions over `client`.
+    /// The versions over `client`, asking Redis on every read.
     pub fn new(client: RedisClient) -> Self {
-        Self { client }
+        Self::with_near(client, NearCache::disabled())
+    }
+
+    /// The versions over `client`, remembered in `near` while it follows the announcements.
+    pub fn with_near(client: RedisClient, near: NearCache) -> Self {
+        Self { client, near }
     }
 
     fn key(&self, tenant: TenantId, slug: &ReportSlug) -> String {
@@ -70,21 +115,39 @@ impl RedisCacheVersions {
 #[async_trait]
 impl CacheVersions for RedisCacheVersions {
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
+        let report = report_id(tenant, slug);
+        if let Some(version) = self.near.version(&report) {
+            return Ok(version);
+        }
+        let generation = self.near.generation();
         let key = self.key(tenant, slug);
         let version: Option<u64> = self
             .client
             .run("GET version", |mut c| async move { c.get(key).await })
             .await?;
-        Ok(version.unwrap_or(0))
+        let version = version.unwrap_or(0);
+        self.near.remember_version(&report, version, generation);
+        Ok(version)
     }
 
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
+        let report = report_id(tenant, slug);
         let key = self.key(tenant, slug);
-        self.client
-            .run(
-                "INCR version",
-                |mut c| async move { c.incr(key, 1u64).await },
-            )
-            .await
+        let channel = self.client.key(VERSION_CHANNEL);
+        let notice = report.clone();
+        let version = self
+            .client
+            .run("INCR version", |mut c| async move {
+                Script::new(BUMP)
+                    .key(key)
+                    .arg(channel)
+                    .arg(notice)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await;
+        // Whatever happened, the notice (or a read of Redis) tells the new version.
+        self.near.forget_version(&report);
+        version
     }
 }

@@ -6,13 +6,18 @@
 //! (a circuit breaker) so that a dead or hanging Redis costs a read at most one timeout, not one
 //! per request. The callers treat every [`application::ports::CacheError`] as a cache miss or an
 //! unavailable lock, and the next attempt after the pause finds Redis again, without a restart.
+//!
+//! A [`NearCache`] shared by the response cache and the versions lets a process answer cache
+//! hits from memory while it is subscribed to version changes (see its module).
 
 mod cache;
 mod client;
 mod health;
 mod lock;
+mod near;
 
-pub use cache::{RedisCacheVersions, RedisResponseCache};
+pub use cache::{RedisCacheVersions, RedisResponseCache, VERSION_CHANNEL};
 pub use client::{RedisClient, RedisConfig};
 pub use health::RedisHealthProbe;
 pub use lock::RedisScopeLock;
+pub use near::NearCache;

@@ -17,8 +17,8 @@ use application::{
 };
 use domain::{DateRange, LockToken, RecomputeScope, ReportSlug, TenantId, Window};
 use redis_adapter::{
-    RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
-    RedisScopeLock,
+    NearCache, RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
+    RedisScopeLock, VERSION_CHANNEL,
 };
 
 const OTHER: TenantId = TenantId::new(2);
@@ -41,8 +41,7 @@ fn config(url: &str) -> RedisConfig {
 /// A client on the shared server under a fresh prefix; `None` (after saying so) when the server
 /// is unreachable and the tests are not required.
 async fn shared() -> Result<Option<RedisClient>> {
-    let url =
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let url = shared_url();
     let client = RedisClient::new(&config(&url))?;
     if RedisHealthProbe::new(client.clone()).check().await == DependencyStatus::Ok {
         return Ok(Some(client));
@@ -82,6 +81,126 @@ async fn response_cache_honours_the_contract() -> Result<()> {
 async fn cache_versions_honour_the_contract() -> Result<()> {
     let client = redis!();
     contract::cache_versions(&RedisCacheVersions::new(client), TenantId::DEFAULT, OTHER).await
+}
+
+/// A near cache of `client` (at `url`) that follows its version notices, once it does.
+async fn following(client: &RedisClient, url: &str) -> Result<NearCache> {
+    let near = NearCache::new(1 << 20);
+    near.listen(
+        url,
+        client.key(VERSION_CHANNEL),
+        Duration::from_millis(100),
+        Duration::from_millis(500),
+    )?;
+    eventually("the near cache subscribes", || async { near.is_live() }).await?;
+    Ok(near)
+}
+
+fn shared_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Waits up to five seconds for `check` (notices travel asynchronously).
+async fn eventually<F, Fut>(what: &str, check: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("{what}: not within five seconds")
+}
+
+#[tokio::test]
+async fn the_near_cache_honours_the_cache_and_version_contracts() -> Result<()> {
+    let client = redis!();
+    let near = following(&client, &shared_url()).await?;
+    contract::response_cache(
+        &RedisResponseCache::with_near(client.clone(), near.clone()),
+        TenantId::DEFAULT,
+    )
+    .await?;
+    contract::cache_versions(
+        &RedisCacheVersions::with_near(client, near),
+        TenantId::DEFAULT,
+        OTHER,
+    )
+    .await
+}
+
+/// Two processes' worth of adapters on one Redis: each answers from memory, and a bump by
+/// one reaches the other through the notice.
+#[tokio::test]
+async fn versions_held_in_memory_follow_bumps_made_elsewhere() -> Result<()> {
+    let client = redis!();
+    let url = shared_url();
+    let (near_a, near_b) = (
+        following(&client, &url).await?,
+        following(&client, &url).await?,
+    );
+    let a = RedisCacheVersions::with_near(client.clone(), near_a.clone());
+    let b = RedisCacheVersions::with_near(client.clone(), near_b);
+    let slug = ReportSlug::parse("top-entities")?;
+    let tenant = TenantId::DEFAULT;
+    ensure!(a.current(tenant, &slug).await? == 0, "nothing bumped yet");
+
+    // Changed behind its back (no notice), A still answers from memory...
+    let version_key = client.key("report:version:1:top-entities");
+    client
+        .run("SET version", |mut c| async move {
+            deadpool_redis::redis::cmd("SET")
+                .arg(&version_key)
+                .arg(41)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await?;
+    ensure!(
+        a.current(tenant, &slug).await? == 0,
+        "a remembered version is served without asking Redis"
+    );
+    // ...and a bump elsewhere reaches it.
+    ensure!(
+        b.bump(tenant, &slug).await? == 42,
+        "B increments the stored counter"
+    );
+    eventually("A learns of B's bump", || async {
+        a.current(tenant, &slug).await.ok() == Some(42)
+    })
+    .await?;
+    ensure!(
+        b.current(tenant, &slug).await? == 42,
+        "the bumping process never serves its old version"
+    );
+
+    // Entries are held by the process that read or wrote them.
+    let cache_a = RedisResponseCache::with_near(client.clone(), near_a);
+    let key = CacheKey::report(tenant, &slug, 42, "near");
+    cache_a
+        .put(&key, b"held".to_vec(), Duration::from_secs(60))
+        .await?;
+    let entry_key = client.key(key.as_str());
+    client
+        .run("DEL entry", |mut c| async move {
+            deadpool_redis::redis::cmd("DEL")
+                .arg(&entry_key)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await?;
+    ensure!(
+        cache_a.get(&key).await?.as_deref() == Some(&b"held"[..]),
+        "A serves its entry from memory"
+    );
+    ensure!(
+        RedisResponseCache::new(client).get(&key).await?.is_none(),
+        "Redis itself no longer has it"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -195,10 +314,11 @@ async fn losing_redis_degrades_to_errors_and_its_return_is_used_again_without_a_
     let mut server = OwnRedis::start(port)?;
     let client = RedisClient::new(&config(&format!("redis://127.0.0.1:{}", server.port)))?;
     let probe = RedisHealthProbe::new(client.clone());
-    let cache = RedisResponseCache::new(client.clone());
-    let versions = RedisCacheVersions::new(client.clone());
-    let locks = RedisScopeLock::new(client.clone());
     wait_for(&probe, DependencyStatus::Ok).await?;
+    let near = following(&client, &format!("redis://127.0.0.1:{}", server.port)).await?;
+    let cache = RedisResponseCache::with_near(client.clone(), near.clone());
+    let versions = RedisCacheVersions::with_near(client.clone(), near.clone());
+    let locks = RedisScopeLock::new(client.clone());
 
     let slug = ReportSlug::parse("top-entities")?;
     let key = CacheKey::report(TenantId::DEFAULT, &slug, 0, "k");
@@ -212,6 +332,11 @@ async fn losing_redis_degrades_to_errors_and_its_return_is_used_again_without_a_
         probe.check().await == DependencyStatus::Unavailable,
         "health sees Redis gone"
     );
+    eventually(
+        "the near cache lets go when its subscription drops",
+        || async { !near.is_live() },
+    )
+    .await?;
     ensure!(
         cache.get(&key).await.is_err(),
         "a read fails fast, as a miss to the caller"
@@ -245,6 +370,10 @@ async fn losing_redis_degrades_to_errors_and_its_return_is_used_again_without_a_
 
     let _restarted = OwnRedis::start(port)?;
     wait_for(&probe, DependencyStatus::Ok).await?;
+    eventually("the near cache subscribes again", || async {
+        near.is_live()
+    })
+    .await?;
     cache
         .put(&key, b"again".to_vec(), Duration::from_secs(60))
         .await?;

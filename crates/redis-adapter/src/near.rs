@@ -1,0 +1,454 @@
+//! What one process remembers of Redis between reads, so that a cache hit costs no round trip.
+//!
+//! Two things are held, and only while a subscription to the version-change channel is up:
+//!
+//! - **Versions.** Every bump publishes `{tenant}:{slug}:{version}` on the channel (in the same
+//!   script as the `INCR`, so notices arrive in bump order), and each process sets what it
+//!   remembers from the notice. A version read from Redis is remembered only if no notice
+//!   arrived while it was being read, so a late answer never overwrites a newer notice.
+//! - **Entries.** Entry keys carry their version, so an entry never changes under its key: it
+//!   can be held until its TTL ends, within a byte budget (oldest first out).
+//!
+//! When the subscription drops, or a ping on it goes unanswered, everything is forgotten and
+//! reads go to Redis again until it is re-established (which forgets everything once more,
+//! since notices may have been missed meanwhile). A version lower than the one remembered
+//! means Redis lost its data: the entries are forgotten too, since their keys may be reused.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::poll_fn,
+    sync::{
+        Arc, Mutex, PoisonError, RwLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use deadpool_redis::redis::{self, aio::PubSubStream};
+use futures_core::Stream;
+use tracing::{info, warn};
+
+/// How often the subscription is pinged, to notice a connection that died silently.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The in-process layer shared by the response cache and the versions of one process.
+#[derive(Clone, Default)]
+pub struct NearCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The byte budget of entries; 0 disables the layer.
+    capacity: usize,
+    /// Whether the subscription is up: nothing is served from memory otherwise.
+    live: AtomicBool,
+    state: RwLock<Versions>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Versions {
+    /// Moves with every notice, forgetting and (re)subscription.
+    generation: u64,
+    by_report: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<String, (Vec<u8>, Instant)>,
+    /// Keys by age, oldest first; a key may be listed after its entry is gone.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Entries {
+    fn remove(&mut self, key: &str) {
+        if let Some((value, _)) = self.by_key.remove(key) {
+            self.bytes -= value.len() + key.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+}
+
+impl std::fmt::Debug for NearCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache")
+            .field("capacity", &self.inner.capacity)
+            .field("live", &self.is_live())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which report a version belongs to, as named in notices.
+pub(crate) fn report_id(tenant: impl std::fmt::Display, slug: impl std::fmt::Display) -> String {
+    format!("{tenant}:{slug}")
+}
+
+impl NearCache {
+    /// A layer holding up to `capacity` bytes of entries; 0 disables it (every read then asks
+    /// Redis). It serves nothing until [`NearCache::listen`] has subscribed.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                capacity,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// A layer that never serves anything.
+    pub fn disabled() -> Self {
+        Self::new(0)
+    }
+
+    /// Whether reads are being served from memory.
+    pub fn is_live(&self) -> bool {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    fn versions(&self) -> std::sync::RwLockWriteGuard<'_, Versions> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The remembered version of `report`, if the layer is live and knows it.
+    pub(crate) fn version(&self, report: &str) -> Option<u64> {
+        if !self.is_live() {
+            return None;
+        }
+        let state = self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.by_report.get(report).copied()
+    }
+
+    /// The generation to hand back to [`NearCache::remember_version`] after reading Redis.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+    }
+
+    /// Remembers `version`, read from Redis, unless a notice arrived since `generation`.
+    pub(crate) fn remember_version(&self, report: &str, version: u64, generation: u64) {
+        if !self.is_live() {
+            return;
+        }
+        let mut state = self.versions();
+        if state.generation == generation {
+            state.by_report.insert(report.to_owned(), version);
+        }
+    }
+
+    /// Forgets `report`'s version (this process just bumped it; the notice will tell).
+    pub(crate) fn forget_version(&self, report: &str) {
+        let mut state = self.versions();
+        state.generation += 1;
+        state.by_report.remove(report);
+    }
+
+    /// Applies a notice `{tenant}:{slug}:{version}`.
+    fn apply(&self, notice: &str) {
+        let Some((report, version)) = notice
+            .rsplit_once(':')
+            .and_then(|(report, v)| Some((report, v.parse::<u64>().ok()?)))
+        else {
+            warn!(notice, "ignoring a malformed cache version notice");
+            return;
+        };
+        let mut state = self.versions();
+        state.generation += 1;
+        let previous = state.by_report.insert(report.to_owned(), version);
+        if previous.is_some_and(|previous| previous >= version) {
+            // Versions only grow unless Redis lost them: old keys may come back.
+            drop(state);
+            self.entries().clear();
+        }
+    }
+
+    /// Forgets everything and sets whether the layer serves from memory.
+    fn reset(&self, live: bool) {
+        let mut state = self.versions();
+        state.generation += 1;
+        state.by_report.clear();
+        self.entries().clear();
+        self.inner.live.store(live, Ordering::Release);
+    }
+
+    /// The entry under `key`, if the layer is live, holds it and it has not expired.
+    pub(crate) fn entry(&self, key: &str) -> Option<Vec<u8>> {
+        if !self.is_live() {
+            return None;
+        }
+        let mut entries = self.entries();
+        let (value, expires) = entries.by_key.get(key)?;
+        if *expires > Instant::now() {
+            return Some(value.clone());
+        }
+        entries.remove(key);
+        None
+    }
+
+    /// Holds `value` under `key` for `ttl`, evicting the oldest entries to stay in budget.
+    pub(crate) fn remember_entry(&self, key: &str, value: &[u8], ttl: Duration) {
+        let size = value.len() + key.len();
+        // One entry may take at most an eighth of the budget.
+        if !self.is_live() || ttl.is_zero() || size > self.inner.capacity / 8 {
+            return;
+        }
+        let mut entries = self.entries();
+        let listed = entries.by_key.contains_key(key);
+        entries.remove(key);
+        while entries.bytes + size > self.inner.capacity {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        entries
+            .by_key
+            .insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        entries.bytes += size;
+        if !listed || !entries.order.iter().any(|k| k == key) {
+            entries.order.push_back(key.to_owned());
+        }
+        // Keys whose entries expired stay listed until they come up; drop them in bulk.
+        if entries.order.len() > entries.by_key.len() * 2 + 16 {
+            let Entries { by_key, order, .. } = &mut *entries;
+            order.retain(|k| by_key.contains_key(k));
+        }
+    }
+
+    /// Subscribes to `channel` on `url` in the background and keeps the subscription up for as
+    /// long as this layer exists, retrying every `retry_after` after a failure. Each wait on
+    /// Redis is bounded by `timeout`. Does nothing when the layer is disabled or there is no
+    /// Tokio runtime.
+    ///
+    /// # Errors
+    /// When `url` cannot be parsed.
+    pub fn listen(
+        &self,
+        url: &str,
+        channel: String,
+        retry_after: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        if self.inner.capacity == 0 {
+            return Ok(());
+        }
+        let client = redis::Client::open(url)?;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            warn!("no async runtime: cache hits will always ask Redis");
+            return Ok(());
+        };
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            // Said once per outage, not once per attempt.
+            let mut quiet = false;
+            while weak.strong_count() > 0 {
+                let lost = match subscribe(&client, &channel, timeout).await {
+                    Ok((sink, stream)) => {
+                        if quiet {
+                            info!(
+                                "following cache version notices again: hits are served from memory"
+                            );
+                            quiet = false;
+                        }
+                        follow(&weak, sink, stream, timeout).await
+                    }
+                    Err(err) => Some(format!("cannot subscribe: {err}")),
+                };
+                if let Some(inner) = weak.upgrade() {
+                    NearCache { inner }.reset(false);
+                }
+                if let Some(reason) = lost
+                    && !quiet
+                {
+                    warn!(
+                        reason,
+                        "not following cache version notices; cache hits ask Redis"
+                    );
+                    quiet = true;
+                }
+                tokio::time::sleep(retry_after).await;
+            }
+        });
+        Ok(())
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+    timeout: Duration,
+) -> anyhow::Result<(redis::aio::PubSubSink, PubSubStream)> {
+    tokio::time::timeout(timeout, async {
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        sink.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>((sink, stream))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out after {timeout:?}"))?
+    .map_err(anyhow::Error::new)
+}
+
+/// Applies notices until the connection fails, a ping goes unanswered (the reason is
+/// returned) or the layer is dropped (`None`).
+async fn follow(
+    weak: &Weak<Inner>,
+    mut sink: redis::aio::PubSubSink,
+    mut stream: PubSubStream,
+    timeout: Duration,
+) -> Option<String> {
+    // Subscribed: anything remembered before may have missed notices.
+    NearCache {
+        inner: weak.upgrade()?,
+    }
+    .reset(true);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)) => {
+                let Some(message) = message else {
+                    return Some("the connection closed".to_owned());
+                };
+                let near = NearCache { inner: weak.upgrade()? };
+                match std::str::from_utf8(message.get_payload_bytes()) {
+                    Ok(notice) => near.apply(notice),
+                    Err(_) => warn!("ignoring a cache version notice that is not UTF-8"),
+                }
+            }
+            _ = ping.tick() => {
+                weak.upgrade()?;
+                // A subscribed connection answers PING with an array, hence `Value`.
+                match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return Some(format!("ping failed: {err}")),
+                    Err(_) => return Some(format!("no answer to a ping within {timeout:?}")),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(capacity: usize) -> NearCache {
+        let near = NearCache::new(capacity);
+        near.reset(true);
+        near
+    }
+
+    #[test]
+    fn serves_nothing_until_subscribed() {
+        let near = NearCache::new(1024);
+        near.remember_version("1:a", 3, near.generation());
+        near.remember_entry("k", b"v", Duration::from_secs(60));
+        assert_eq!(near.version("1:a"), None);
+        assert_eq!(near.entry("k"), None);
+    }
+
+    #[test]
+    fn notices_set_versions_and_win_over_late_reads() {
+        let near = live(1024);
+        let before = near.generation();
+        near.apply("1:a:5");
+        near.remember_version("1:a", 4, before);
+        assert_eq!(
+            near.version("1:a"),
+            Some(5),
+            "a read older than a notice is dropped"
+        );
+        let now = near.generation();
+        near.remember_version("1:b", 2, now);
+        assert_eq!(near.version("1:b"), Some(2));
+        near.forget_version("1:b");
+        assert_eq!(near.version("1:b"), None);
+    }
+
+    #[test]
+    fn a_lower_version_forgets_the_entries() {
+        let near = live(1024);
+        near.apply("1:a:5");
+        near.remember_entry("k", b"v", Duration::from_secs(60));
+        assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
+        near.apply("1:a:1");
+        assert_eq!(near.entry("k"), None);
+        assert_eq!(near.version("1:a"), Some(1));
+    }
+
+    #[test]
+    fn malformed_notices_change_nothing() {
+        let near = live(1024);
+        near.apply("1:a:5");
+        near.apply("garbage");
+        near.apply("1:a:x");
+        assert_eq!(near.version("1:a"), Some(5));
+    }
+
+    #[test]
+    fn entries_expire_and_stay_within_budget() {
+        let near = live(800);
+        near.remember_entry("gone", b"v", Duration::from_nanos(1));
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(near.entry("gone"), None);
+        for n in 0..20 {
+            near.remember_entry(&format!("key-{n:02}"), &[0; 90], Duration::from_secs(60));
+        }
+        let entries = near.entries();
+        assert!(entries.bytes <= 800, "{} bytes held", entries.bytes);
+        assert!(
+            entries.by_key.contains_key("key-19"),
+            "the newest entry stays"
+        );
+        assert!(
+            !entries.by_key.contains_key("key-00"),
+            "the oldest went first"
+        );
+        drop(entries);
+        near.remember_entry("huge", &[0; 200], Duration::from_secs(60));
+        assert_eq!(
+            near.entry("huge"),
+            None,
+            "an entry over an eighth of the budget is not held"
+        );
+    }
+
+    #[test]
+    fn losing_the_subscription_forgets_everything() {
+        let near = live(1024);
+        near.apply("1:a:5");
+        near.remember_entry("k", b"v", Duration::from_secs(60));
+        near.reset(false);
+        assert_eq!(near.version("1:a"), None);
+        assert_eq!(near.entry("k"), None);
+        near.reset(true);
+        assert_eq!(
+            near.version("1:a"),
+            None,
+            "nothing survives a resubscription"
+        );
+    }
+}
