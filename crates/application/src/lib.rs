@@ -9,6 +9,7 @@ pub mod catalog_cache;
 pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod digest;
 pub mod health;
 pub mod ingest;
 pub mod ports;
@@ -27,7 +28,7 @@ pub use recompute::{
     RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
     TriggerRequest,
 };
-pub use reports::{ReportError, ReportResult, ReportService, RunReportParams};
+pub use reports::{ReportError, ReportResult, ReportRows, ReportService, RunReportParams};
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};

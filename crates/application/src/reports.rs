@@ -8,10 +8,11 @@ use domain::{
     dates::{format_date, parse_date},
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tracing::warn;
 
+use crate::digest::sha256_hex;
 use crate::ports::{
     CacheKey, CacheVersions, Clock, EventStore, ReportCatalog, ResponseCache, SnapshotStore,
     SourceSystem, StoreError,
@@ -67,7 +68,7 @@ pub struct ReportResult {
     pub breakdown: Breakdown,
     pub page: PageRequest,
     pub generated_at: OffsetDateTime,
-    pub rows: Vec<ReportRow>,
+    pub rows: ReportRows,
     pub total_rows: u64,
     pub cache_hit: bool,
     pub execution_ms: f64,
@@ -80,23 +81,86 @@ pub struct ReportResult {
     pub stale: bool,
 }
 
+/// The rows of a result: as read from the snapshots, or as the JSON array the API serves,
+/// straight from a cache entry (a hit neither decodes nor re-encodes its rows).
+#[derive(Debug, Clone)]
+pub enum ReportRows {
+    Decoded(Vec<ReportRow>),
+    Rendered {
+        /// A JSON array of rows, as [`ReportRow`] serializes them.
+        json: Box<RawValue>,
+        len: usize,
+    },
+}
+
+impl ReportRows {
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        match self {
+            ReportRows::Decoded(rows) => rows.len(),
+            ReportRows::Rendered { len, .. } => *len,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows, decoded if need be (the rendered rows of an entry this service wrote always
+    /// decode; anything else reads as no rows).
+    pub fn to_rows(&self) -> Vec<ReportRow> {
+        match self {
+            ReportRows::Decoded(rows) => rows.clone(),
+            ReportRows::Rendered { json, .. } => {
+                serde_json::from_str(json.get()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl Serialize for ReportRows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ReportRows::Decoded(rows) => rows.serialize(serializer),
+            ReportRows::Rendered { json, .. } => json.serialize(serializer),
+        }
+    }
+}
+
+impl PartialEq for ReportRows {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_rows() == other.to_rows()
+    }
+}
+
+impl PartialEq<Vec<ReportRow>> for ReportRows {
+    fn eq(&self, other: &Vec<ReportRow>) -> bool {
+        match self {
+            ReportRows::Decoded(rows) => rows == other,
+            ReportRows::Rendered { .. } => &self.to_rows() == other,
+        }
+    }
+}
+
 /// What the cache holds for one result: everything that does not depend on how it was served.
 #[derive(Debug)]
 struct CachedResult {
     generated_at: OffsetDateTime,
-    rows: Vec<ReportRow>,
+    rows: ReportRows,
     total_rows: u64,
     last_refreshed_at: Option<OffsetDateTime>,
     stale: bool,
 }
 
-/// How a [`CachedResult`] is stored: times as Unix nanoseconds, dates as Julian day numbers and
-/// each row as `[date, name, count]`, so that a hit decodes without parsing dates or trying
-/// each row shape in turn. `N` is `&str` when writing and `String` when reading.
+/// How a [`CachedResult`] is stored: times as Unix nanoseconds and the rows as the API serves
+/// them, so that a hit parses no dates and decodes no rows. `R` is the rows when writing and
+/// their raw JSON when reading.
 #[derive(Serialize, Deserialize)]
-struct StoredResult<N> {
+struct StoredResult<R> {
     generated_at: i128,
-    rows: Vec<(Option<i32>, Option<N>, i64)>,
+    rows: R,
+    row_count: usize,
     total_rows: u64,
     last_refreshed_at: Option<i128>,
     stale: bool,
@@ -106,14 +170,8 @@ impl CachedResult {
     fn encode(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(&StoredResult {
             generated_at: self.generated_at.unix_timestamp_nanos(),
-            rows: self
-                .rows
-                .iter()
-                .map(|row| {
-                    let (date, name, count) = row.parts();
-                    (date.map(time::Date::to_julian_day), name, count)
-                })
-                .collect(),
+            rows: &self.rows,
+            row_count: self.rows.len(),
             total_rows: self.total_rows,
             last_refreshed_at: self
                 .last_refreshed_at
@@ -122,28 +180,22 @@ impl CachedResult {
         })
     }
 
-    /// The result stored in `bytes`, for a query of `kind` and `breakdown`.
-    fn decode(bytes: &[u8], kind: ReportKind, breakdown: Breakdown) -> anyhow::Result<Self> {
-        let stored: StoredResult<String> = serde_json::from_slice(bytes)?;
+    fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        let stored: StoredResult<Box<RawValue>> = serde_json::from_slice(bytes)?;
         let instant = |nanos: i128| {
             OffsetDateTime::from_unix_timestamp_nanos(nanos)
                 .map_err(|err| anyhow::anyhow!("a stored time is out of range: {err}"))
         };
-        let rows = stored
-            .rows
-            .into_iter()
-            .map(|(day, name, count)| {
-                let date = day
-                    .map(time::Date::from_julian_day)
-                    .transpose()
-                    .map_err(|err| anyhow::anyhow!("a stored date is out of range: {err}"))?;
-                ReportRow::from_parts(kind, breakdown, date, name, count)
-                    .ok_or_else(|| anyhow::anyhow!("a stored row lacks a column of its report"))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        anyhow::ensure!(
+            stored.rows.get().starts_with('['),
+            "the stored rows are not an array"
+        );
         Ok(Self {
             generated_at: instant(stored.generated_at)?,
-            rows,
+            rows: ReportRows::Rendered {
+                json: stored.rows,
+                len: stored.row_count,
+            },
             total_rows: stored.total_rows,
             last_refreshed_at: stored.last_refreshed_at.map(instant).transpose()?,
             stale: stored.stale,
@@ -274,7 +326,7 @@ impl ReportService {
             .map(|version| CacheKey::report(tenant, &report.slug, version, &params_hash(&query)));
 
         if let Some(key) = &key
-            && let Some(cached) = self.read_cache(key, &query).await
+            && let Some(cached) = self.read_cache(key).await
         {
             return Ok(ReportResult {
                 report_slug: report.slug,
@@ -298,7 +350,7 @@ impl ReportService {
         let stale = self.is_stale(&query, page.last_refreshed_at).await;
         let fresh = CachedResult {
             generated_at: self.clock.now(),
-            rows: page.rows,
+            rows: ReportRows::Decoded(page.rows),
             total_rows: page.total_rows,
             last_refreshed_at: page.last_refreshed_at,
             stale,
@@ -372,9 +424,9 @@ impl ReportService {
         })
     }
 
-    async fn read_cache(&self, key: &CacheKey, query: &ReportQuery) -> Option<CachedResult> {
+    async fn read_cache(&self, key: &CacheKey) -> Option<CachedResult> {
         match self.cache.get(key).await {
-            Ok(Some(bytes)) => match CachedResult::decode(&bytes, query.kind, query.breakdown) {
+            Ok(Some(bytes)) => match CachedResult::decode(&bytes) {
                 Ok(cached) => Some(cached),
                 Err(err) => {
                     warn!(error = %err, "unreadable cache entry; serving from snapshots");
@@ -417,8 +469,7 @@ pub fn params_hash(query: &ReportQuery) -> String {
         query.page.limit(),
         query.page.offset(),
     );
-    let digest = Sha256::digest(normalized.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    sha256_hex(normalized.as_bytes())
 }
 
 fn elapsed_ms(started: Instant) -> f64 {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use domain::{
     ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
 };
-use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_hex;
 use crate::ports::{
     ApiKeyStore, AuditLog, Clock, NewApiKey, SourceStore, StoreError, TenancyError, TenantStore,
 };
@@ -62,10 +62,7 @@ pub struct IssuedKey {
 
 /// The SHA-256 (hex) of a key: what is stored and looked up.
 pub fn hash_key(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(secret.as_bytes())
 }
 
 /// Manages tenants, sources and keys, and authenticates keys.

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportService,
+    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportRows, ReportService,
     RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
     ports::{CacheVersions, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem},
 };
@@ -197,9 +197,10 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     );
     let sum: i64 = entities
         .rows
-        .iter()
+        .to_rows()
+        .into_iter()
         .map(|r| match r {
-            ReportRow::Entity { event_count, .. } => *event_count,
+            ReportRow::Entity { event_count, .. } => event_count,
             _ => 0,
         })
         .sum();
@@ -226,6 +227,11 @@ async fn a_second_read_is_a_cache_hit_with_the_same_rows() -> Result<()> {
     ensure!(
         second.rows == first.rows && second.generated_at == first.generated_at,
         "a hit serves the stored result"
+    );
+    ensure!(
+        matches!(second.rows, ReportRows::Rendered { len, .. } if len == first.rows.len())
+            && serde_json::to_string(&second.rows)? == serde_json::to_string(&first.rows)?,
+        "a hit serves the rows as stored, rendered exactly as the first read rendered them"
     );
     ensure!(
         second.snapshot_version == Some(2),
@@ -1115,6 +1121,7 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
         !after.stale
             && after
                 .rows
+                .to_rows()
                 .iter()
                 .any(|r| matches!(r, ReportRow::Period { event_count: 1, .. })),
         "{after:?}"

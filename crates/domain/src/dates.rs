@@ -22,15 +22,42 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Date, ValidationError> {
 
 /// Formats a date as `YYYY-MM-DD`.
 pub fn format_date(date: Date) -> String {
-    // The format has only numeric components, which cannot fail to format.
-    date.format(ISO_DATE).unwrap_or_else(|_| {
-        format!(
-            "{}-{:02}-{:02}",
-            date.year(),
-            u8::from(date.month()),
-            date.day()
-        )
-    })
+    match digits(date) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        // Years beyond four digits: the format has only numeric components, which cannot fail.
+        None => date.format(ISO_DATE).unwrap_or_default(),
+    }
+}
+
+/// Serializes a date as `YYYY-MM-DD` (for `#[serde(serialize_with)]`), without allocating
+/// for years of four digits: report rows carry one date each.
+///
+/// # Errors
+/// Those of the serializer.
+pub fn serialize_date<S: serde::Serializer>(date: &Date, serializer: S) -> Result<S::Ok, S::Error> {
+    match digits(*date) {
+        Some(bytes) => serializer.serialize_str(std::str::from_utf8(&bytes).unwrap_or_default()),
+        None => serializer.serialize_str(&format_date(*date)),
+    }
+}
+
+/// `YYYY-MM-DD` as ASCII bytes, for years 0 to 9999.
+fn digits(date: Date) -> Option<[u8; 10]> {
+    let year = u16::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let (month, day) = (u8::from(date.month()), date.day());
+    let digit = |n: u16| b'0' + u8::try_from(n % 10).unwrap_or(0);
+    Some([
+        digit(year / 1000),
+        digit(year / 100),
+        digit(year / 10),
+        digit(year),
+        b'-',
+        digit(u16::from(month / 10)),
+        digit(u16::from(month)),
+        b'-',
+        digit(u16::from(day / 10)),
+        digit(u16::from(day)),
+    ])
 }
 
 /// An inclusive range of UTC calendar dates with `from <= to`.
@@ -154,6 +181,22 @@ mod tests {
     use super::*;
 
     const TODAY: Date = date!(2026 - 11 - 21);
+
+    #[test]
+    fn formats_dates_as_iso_days() {
+        assert_eq!(format_date(date!(2026 - 03 - 09)), "2026-03-09");
+        assert_eq!(format_date(date!(0001 - 12 - 31)), "0001-12-31");
+        assert_eq!(format_date(date!(9999 - 01 - 01)), "9999-01-01");
+        assert_eq!(
+            serde_json::to_string(&Stamp(date!(2026 - 11 - 21)))
+                .ok()
+                .as_deref(),
+            Some("\"2026-11-21\"")
+        );
+    }
+
+    #[derive(Serialize)]
+    struct Stamp(#[serde(serialize_with = "serialize_date")] Date);
 
     #[test]
     fn dates_parse_only_in_iso_format() {

@@ -154,18 +154,24 @@ pub struct ReportQuery {
 pub enum ReportRow {
     /// volume-by-period with `breakdown=source`, ordered by date then source.
     PeriodSource {
+        #[serde(serialize_with = "crate::dates::serialize_date")]
         bucket_date: Date,
         source: String,
         event_count: i64,
     },
     /// status-counts with `breakdown=period`, ordered by date then status.
     PeriodStatus {
+        #[serde(serialize_with = "crate::dates::serialize_date")]
         bucket_date: Date,
         status: String,
         event_count: i64,
     },
     /// volume-by-period totals, ordered by date.
-    Period { bucket_date: Date, event_count: i64 },
+    Period {
+        #[serde(serialize_with = "crate::dates::serialize_date")]
+        bucket_date: Date,
+        event_count: i64,
+    },
     /// status-counts totals, ordered by count descending then status.
     Status { status: String, event_count: i64 },
     /// top-entities, ordered by count descending then entity id.
@@ -173,37 +179,8 @@ pub enum ReportRow {
 }
 
 impl ReportRow {
-    /// The row as (bucket date, dimension value, count): the flat form in which stores and
-    /// caches keep rows, with `None` where the shape has no such column.
-    pub fn parts(&self) -> (Option<Date>, Option<&str>, i64) {
-        match self {
-            ReportRow::PeriodSource {
-                bucket_date,
-                source: name,
-                event_count,
-            }
-            | ReportRow::PeriodStatus {
-                bucket_date,
-                status: name,
-                event_count,
-            } => (Some(*bucket_date), Some(name), *event_count),
-            ReportRow::Period {
-                bucket_date,
-                event_count,
-            } => (Some(*bucket_date), None, *event_count),
-            ReportRow::Status {
-                status: name,
-                event_count,
-            }
-            | ReportRow::Entity {
-                entity_id: name,
-                event_count,
-            } => (None, Some(name), *event_count),
-        }
-    }
-
-    /// The row of a `kind` report with `breakdown` from its [`parts`](Self::parts); `None`
-    /// when a column the shape needs is missing.
+    /// The row of a `kind` report with `breakdown` from the flat form stores keep rows in
+    /// (bucket date, dimension value, count); `None` when a column the shape needs is missing.
     pub fn from_parts(
         kind: ReportKind,
         breakdown: Breakdown,
@@ -255,7 +232,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_round_trip_through_their_parts() {
+    fn rows_are_built_from_their_flat_form() {
         let day = time::macros::date!(2026 - 11 - 02);
         for (kind, breakdown, row) in [
             (
@@ -301,9 +278,32 @@ mod tests {
                 },
             ),
         ] {
-            let (bucket, name, count) = row.parts();
+            let (bucket, name, count) = match &row {
+                ReportRow::PeriodSource {
+                    bucket_date,
+                    source: name,
+                    event_count,
+                }
+                | ReportRow::PeriodStatus {
+                    bucket_date,
+                    status: name,
+                    event_count,
+                } => (Some(*bucket_date), Some(name.clone()), *event_count),
+                ReportRow::Period {
+                    bucket_date,
+                    event_count,
+                } => (Some(*bucket_date), None, *event_count),
+                ReportRow::Status {
+                    status: name,
+                    event_count,
+                }
+                | ReportRow::Entity {
+                    entity_id: name,
+                    event_count,
+                } => (None, Some(name.clone()), *event_count),
+            };
             assert_eq!(
-                ReportRow::from_parts(kind, breakdown, bucket, name.map(str::to_owned), count),
+                ReportRow::from_parts(kind, breakdown, bucket, name, count),
                 Some(row)
             );
         }

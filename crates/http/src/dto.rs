@@ -6,13 +6,12 @@
 //! token, for example).
 
 use application::{
-    HealthReport, OverallStatus, ReportResult,
+    HealthReport, OverallStatus, ReportResult, ReportRows,
     ports::{DependencyStatus, SourceSystem},
 };
 use domain::{
     AuditAction, AuditEntry, Breakdown, EventSource, IngestOutcome, IngestStatus, RecomputeRun,
-    ReportDefinition, ReportRow, RunStatus, RunSummary, Window, WindowDefinition,
-    dates::format_date,
+    ReportDefinition, RunStatus, RunSummary, Window, WindowDefinition, dates::format_date,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -178,7 +177,7 @@ pub struct ReportRunDto {
     #[serde(with = "time::serde::rfc3339")]
     pub generated_at: OffsetDateTime,
     #[schema(value_type = Vec<ReportRowSchema>)]
-    pub rows: Vec<ReportRow>,
+    pub rows: ReportRows,
     /// How many rows this page holds.
     pub row_count: usize,
     /// How many rows the whole result has.

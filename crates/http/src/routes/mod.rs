@@ -29,14 +29,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(reports::list_reports))
             .default_service(method_not_allowed("GET")),
     )
-    .service(
-        web::resource("/reports/{slug}")
-            .route(web::get().to(reports::get_report))
-            .default_service(method_not_allowed("GET")),
-    )
+    // Report runs are the hot path: matched before any other pattern with a parameter.
     .service(
         web::resource("/reports/{slug}/run")
             .route(web::get().to(reports::run_report))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/reports/{slug}")
+            .route(web::get().to(reports::get_report))
             .default_service(method_not_allowed("GET")),
     )
     .service(
