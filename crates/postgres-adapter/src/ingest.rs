@@ -204,42 +204,53 @@ pub(crate) async fn write(
         )
         .await
         .classify("inserting events")?;
-    let mut created: HashMap<(i64, String), bool> = HashMap::with_capacity(inserted.len());
+    // The fingerprint each newly inserted id was inserted with, once its first item is seen.
+    let mut created: HashMap<(i64, String), Option<&str>> = HashMap::with_capacity(inserted.len());
     for row in &inserted {
-        created.insert((row.get(0), row.get(1)), false);
+        created.insert((row.get(0), row.get(1)), None);
     }
-    let stored_rows = tx
-        .query(STORED, &[&tenants, &ids])
-        .await
-        .classify("reading stored fingerprints")?;
-    let stored: HashMap<(i64, String), String> = stored_rows
+    // Only ids that were already stored need their stored fingerprint read back.
+    let (old_tenants, old_ids): (Vec<i64>, Vec<&str>) = items
         .iter()
-        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
-        .collect();
+        .filter(|(tenant, item)| {
+            !created.contains_key(&(tenant.get(), item.event.event_id.clone()))
+        })
+        .map(|(tenant, item)| (tenant.get(), item.event.event_id.as_str()))
+        .unzip();
+    let stored: HashMap<(i64, String), String> = if old_ids.is_empty() {
+        HashMap::new()
+    } else {
+        tx.query(STORED, &[&old_tenants, &old_ids])
+            .await
+            .classify("reading stored fingerprints")?
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect()
+    };
 
     let mut outcomes = Vec::with_capacity(items.len());
     let (mut changed_tenants, mut changed_days): (Vec<i64>, Vec<Date>) = (Vec::new(), Vec::new());
     for (tenant, item) in items {
         let key = (tenant.get(), item.event.event_id.clone());
-        // The first item with a newly inserted id is the one that was inserted.
-        let first_of_new_id = match created.get_mut(&key) {
-            Some(claimed) if !*claimed => {
-                *claimed = true;
-                true
+        let fingerprint = item.fingerprint.as_str();
+        let status = match created.get_mut(&key) {
+            // The first item with a newly inserted id is the one that was inserted.
+            Some(claimed @ None) => {
+                *claimed = Some(fingerprint);
+                changed_tenants.push(tenant.get());
+                changed_days.push(item.event.occurred_at.to_offset(UtcOffset::UTC).date());
+                IngestStatus::Created
             }
-            _ => false,
-        };
-        let status = if first_of_new_id {
-            changed_tenants.push(tenant.get());
-            changed_days.push(item.event.occurred_at.to_offset(UtcOffset::UTC).date());
-            IngestStatus::Created
-        } else if stored.get(&key) == Some(&item.fingerprint) {
-            IngestStatus::Duplicate
-        } else {
-            IngestStatus::Conflict
+            // A later item of the same request with that id.
+            Some(Some(first)) if *first == fingerprint => IngestStatus::Duplicate,
+            Some(Some(_)) => IngestStatus::Conflict,
+            None if stored.get(&key).map(String::as_str) == Some(fingerprint) => {
+                IngestStatus::Duplicate
+            }
+            None => IngestStatus::Conflict,
         };
         outcomes.push(IngestOutcome {
-            event_id: item.event.event_id.clone(),
+            event_id: key.1,
             status,
         });
     }
