@@ -114,9 +114,9 @@ const DELETE_BUCKETS: &str = "
 /// dimension value. `$3` is the window name, which is also `date_trunc`'s field. Only the
 /// dimension (and, for sources, the join that names them) differs between kinds.
 ///
-/// Rows go in in primary-key order, so the index grows at its right edge instead of taking
-/// each row at a random leaf: for top-entities (a row per entity and day) that is most of the
-/// rebuild's time.
+/// Rows go in in primary-key order (the key's text is bytewise, hence `COLLATE "C"`), so the
+/// index grows at its right edge instead of taking each row at a random leaf: for top-entities
+/// (a row per entity and day) that is most of the rebuild's time.
 macro_rules! rebuild_sql {
     ($key:literal, $value:literal, $join:literal) => {
         concat!(
@@ -126,7 +126,7 @@ macro_rules! rebuild_sql {
             $key,
             "', ",
             $value,
-            ", 'event_count', count(*), $6, $7
+            " COLLATE \"C\", 'event_count', count(*), $6, $7
              FROM analytics_events e ",
             $join,
             "
