@@ -35,7 +35,7 @@ deps:
 # Measure the service against COPY, bare SQL and a trivial endpoint (see docs/benchmarks.md).
 # Needs PostgreSQL and Redis; pass `--quick` for a short run, `--events N` for another size.
 bench *ARGS:
-    command -v ab >/dev/null || (apt-get update -qq && apt-get install -y -qq apache2-utils)
+    command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
     cargo build --release --bins
     ./target/release/pg-analytics-bench {{ARGS}}
 
