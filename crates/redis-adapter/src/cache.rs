@@ -49,7 +49,15 @@ impl ResponseCache for RedisResponseCache {
         if let Some(value) = self.near.entry(&key) {
             return Ok(Some(value));
         }
-        let remember = self.near.is_live();
+        if !self.near.is_live() {
+            return self
+                .client
+                .run("GET report", |mut c| async move {
+                    c.get::<_, Option<Vec<u8>>>(key).await
+                })
+                .await;
+        }
+        // Held in memory, an entry must expire when Redis's copy does.
         let redis_key = key.clone();
         let (value, ttl_ms): (Option<Vec<u8>>, i64) = self
             .client
@@ -61,8 +69,7 @@ impl ResponseCache for RedisResponseCache {
                     .await
             })
             .await?;
-        if remember
-            && let Some(value) = &value
+        if let Some(value) = &value
             && let Ok(ttl_ms) = u64::try_from(ttl_ms)
         {
             self.near

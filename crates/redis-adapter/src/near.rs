@@ -51,22 +51,47 @@ struct Inner {
 struct Versions {
     /// Moves with every notice, forgetting and (re)subscription.
     generation: u64,
-    by_report: HashMap<String, u64>,
+    by_report: HashMap<String, Known>,
+}
+
+/// A version held, and whether a notice (rather than a read of Redis) told it.
+#[derive(Clone, Copy)]
+struct Known {
+    version: u64,
+    noticed: bool,
 }
 
 #[derive(Default)]
 struct Entries {
-    by_key: HashMap<String, (Vec<u8>, Instant)>,
-    /// Keys by age, oldest first; a key may be listed after its entry is gone.
-    order: VecDeque<String>,
+    /// Value, expiry and the sequence number of its listing in `order`.
+    by_key: HashMap<String, (Vec<u8>, Instant, u64)>,
+    /// Keys by age, oldest first, each with the sequence number it was stored under; a
+    /// listing whose number no longer matches the held entry is stale and skipped.
+    order: VecDeque<(String, u64)>,
+    next: u64,
     bytes: usize,
 }
 
 impl Entries {
     fn remove(&mut self, key: &str) {
-        if let Some((value, _)) = self.by_key.remove(key) {
+        if let Some((value, _, _)) = self.by_key.remove(key) {
             self.bytes -= value.len() + key.len();
         }
+    }
+
+    /// Drops the oldest held entry; `false` when none is left.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((key, seq)) = self.order.pop_front() {
+            if self
+                .by_key
+                .get(&key)
+                .is_some_and(|(_, _, held)| *held == seq)
+            {
+                self.remove(&key);
+                return true;
+            }
+        }
+        false
     }
 
     fn clear(&mut self) {
@@ -136,7 +161,7 @@ impl NearCache {
             .state
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        state.by_report.get(report).copied()
+        state.by_report.get(report).map(|known| known.version)
     }
 
     /// The generation to hand back to [`NearCache::remember_version`] after reading Redis.
@@ -155,7 +180,13 @@ impl NearCache {
         }
         let mut state = self.versions();
         if state.generation == generation {
-            state.by_report.insert(report.to_owned(), version);
+            state.by_report.insert(
+                report.to_owned(),
+                Known {
+                    version,
+                    noticed: false,
+                },
+            );
         }
     }
 
@@ -177,11 +208,23 @@ impl NearCache {
         };
         let mut state = self.versions();
         state.generation += 1;
-        let previous = state.by_report.insert(report.to_owned(), version);
-        if previous.is_some_and(|previous| previous >= version) {
-            // Versions only grow unless Redis lost them: old keys may come back.
-            drop(state);
-            self.entries().clear();
+        let known = Known {
+            version,
+            noticed: true,
+        };
+        match state.by_report.get(report).copied() {
+            // Notices arrive in bump order, so a lower one after a notice means Redis lost
+            // its versions: keys of old entries come back, and the entries must go.
+            Some(previous) if version < previous.version && previous.noticed => {
+                state.by_report.insert(report.to_owned(), known);
+                drop(state);
+                self.entries().clear();
+            }
+            // A read of Redis may run ahead of the notices: a late notice changes nothing.
+            Some(previous) if version < previous.version => {}
+            _ => {
+                state.by_report.insert(report.to_owned(), known);
+            }
         }
     }
 
@@ -200,7 +243,7 @@ impl NearCache {
             return None;
         }
         let mut entries = self.entries();
-        let (value, expires) = entries.by_key.get(key)?;
+        let (value, expires, _) = entries.by_key.get(key)?;
         if *expires > Instant::now() {
             return Some(value.clone());
         }
@@ -216,25 +259,19 @@ impl NearCache {
             return;
         }
         let mut entries = self.entries();
-        let listed = entries.by_key.contains_key(key);
         entries.remove(key);
-        while entries.bytes + size > self.inner.capacity {
-            let Some(oldest) = entries.order.pop_front() else {
-                break;
-            };
-            entries.remove(&oldest);
-        }
+        while entries.bytes + size > self.inner.capacity && entries.evict_oldest() {}
+        let seq = entries.next;
+        entries.next += 1;
         entries
             .by_key
-            .insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+            .insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl, seq));
+        entries.order.push_back((key.to_owned(), seq));
         entries.bytes += size;
-        if !listed || !entries.order.iter().any(|k| k == key) {
-            entries.order.push_back(key.to_owned());
-        }
-        // Keys whose entries expired stay listed until they come up; drop them in bulk.
+        // Listings of entries replaced or expired wait to come up; drop them in bulk.
         if entries.order.len() > entries.by_key.len() * 2 + 16 {
             let Entries { by_key, order, .. } = &mut *entries;
-            order.retain(|k| by_key.contains_key(k));
+            order.retain(|(key, seq)| by_key.get(key).is_some_and(|(_, _, held)| held == seq));
         }
     }
 
@@ -389,14 +426,47 @@ mod tests {
     }
 
     #[test]
-    fn a_lower_version_forgets_the_entries() {
+    fn a_lower_notice_after_a_notice_forgets_the_entries() {
         let near = live(1024);
         near.apply("1:a:5");
         near.remember_entry("k", b"v", Duration::from_secs(60));
         assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
+        near.apply("1:a:5");
+        assert_eq!(
+            near.entry("k").as_deref(),
+            Some(&b"v"[..]),
+            "a repeated notice is harmless"
+        );
         near.apply("1:a:1");
         assert_eq!(near.entry("k"), None);
         assert_eq!(near.version("1:a"), Some(1));
+    }
+
+    #[test]
+    fn a_notice_later_than_a_read_changes_nothing() {
+        let near = live(1024);
+        near.remember_version("1:a", 7, near.generation());
+        near.remember_entry("k", b"v", Duration::from_secs(60));
+        near.apply("1:a:6");
+        assert_eq!(near.version("1:a"), Some(7), "the read was newer");
+        near.apply("1:a:7");
+        assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
+        near.apply("1:a:8");
+        assert_eq!(near.version("1:a"), Some(8));
+    }
+
+    #[test]
+    fn a_key_stored_again_and_again_is_listed_once() {
+        let near = live(1 << 20);
+        for _ in 0..1_000 {
+            near.remember_entry("hot", b"v", Duration::from_secs(60));
+        }
+        let entries = near.entries();
+        assert!(
+            entries.order.len() <= 2 * entries.by_key.len() + 16,
+            "{} listings",
+            entries.order.len()
+        );
     }
 
     #[test]
