@@ -197,7 +197,7 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     );
     let sum: i64 = entities
         .rows
-        .to_rows()
+        .to_rows()?
         .into_iter()
         .map(|r| match r {
             ReportRow::Entity { event_count, .. } => event_count,
@@ -1121,7 +1121,7 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
         !after.stale
             && after
                 .rows
-                .to_rows()
+                .to_rows()?
                 .iter()
                 .any(|r| matches!(r, ReportRow::Period { event_count: 1, .. })),
         "{after:?}"
