@@ -27,7 +27,7 @@ impl PostgresSnapshotStore {
 }
 
 /// The snapshot rows a query reads: `$1` tenant, `$2` report, `$3` window, buckets starting in
-/// `$4..=$5`, optionally only dimension value `$6`. Served by the unique index, whose prefix is
+/// `$4..=$5`, optionally only dimension value `$6`. Served by the primary key, whose prefix is
 /// exactly these columns.
 const SELECTED: &str = "
     WITH selected AS (

@@ -241,7 +241,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         "the report read is not cached: {second}"
     );
     let hit = wrk(&report, seconds, 32, None)?;
-    ensure!(hit.non_2xx == 0, "{} cache reads failed", hit.non_2xx);
+    ensure!(hit.failed == 0, "{} cache reads failed", hit.failed);
     let rss_read = server.rss_peak_mib()?;
     let miss_pool = postgres_adapter::connect(&postgres_adapter::PostgresConfig {
         url: url.to_owned(),
@@ -268,9 +268,9 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     );
     let snapshot = wrk(&report, seconds, 32, None)?;
     ensure!(
-        snapshot.non_2xx == 0,
+        snapshot.failed == 0,
         "{} snapshot reads failed",
-        snapshot.non_2xx
+        snapshot.failed
     );
     let raw = raw_reads(&miss_client, from, today, if args.quick { 20 } else { 50 }).await?;
     results.insert("reads.trivial_rps", json!(trivial.rps));
@@ -295,11 +295,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         Some((&body_file, &key)),
     )?;
     let _ = std::fs::remove_file(&body_file);
-    ensure!(
-        ingest.non_2xx == 0,
-        "{} bulk requests failed",
-        ingest.non_2xx
-    );
+    ensure!(ingest.failed == 0, "{} bulk requests failed", ingest.failed);
     let http_rows = ingest.rps * 1_000.0;
     let rss_ingest = server.rss_peak_mib()?;
     let copy_count = (http_rows * f64::from(seconds)).max(100_000.0) as u64;
@@ -445,8 +441,9 @@ struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// Requests answered with another status than 2xx or 3xx.
-    non_2xx: u64,
+    /// Requests answered with another status than 2xx or 3xx, or not answered (wrk's socket
+    /// errors: connect, read, write, timeout).
+    failed: u64,
 }
 
 /// Drives `url` with `wrk` (2 threads, `connections` keep-alive connections) for `seconds`;
@@ -498,11 +495,18 @@ fn wrk(url: &str, seconds: u32, connections: u32, post: Option<(&PathBuf, &str)>
     let non_2xx = line("Non-2xx or 3xx responses:")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    let socket_errors: u64 = line("Socket errors:")
+        .map(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
     Ok(Load {
         rps,
         p50_ms: latency("50%")?,
         p99_ms: latency("99%")?,
-        non_2xx,
+        failed: non_2xx + socket_errors,
     })
 }
 
