@@ -519,7 +519,21 @@ pub trait ResponseCache: Send + Sync {
     /// # Errors
     /// [`CacheError`] when the cache cannot be written; callers ignore it.
     async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
+
+    /// The decoded form of the value under `key` that [`hold`](Self::hold) attached in this
+    /// process, while the cache still serves that value from memory; `None` otherwise (and
+    /// always, by default). Lets a hit skip decoding.
+    fn held(&self, _key: &CacheKey) -> Option<Decoded> {
+        None
+    }
+
+    /// Attaches `decoded`, the decoded form of the value just read under `key`, to that value
+    /// where the cache holds it in memory; by default nothing is kept.
+    fn hold(&self, _key: &CacheKey, _decoded: Decoded) {}
 }
+
+/// A value's decoded form, kept opaque by the cache that holds it.
+pub type Decoded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// The per-report version counters that retire cache entries.
 #[cfg_attr(feature = "mock", mockall::automock)]

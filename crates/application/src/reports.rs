@@ -88,7 +88,7 @@ pub enum ReportRows {
     Decoded(Vec<ReportRow>),
     Rendered {
         /// A JSON array of rows, as [`ReportRow`] serializes them.
-        json: Box<RawValue>,
+        json: Arc<RawValue>,
         len: usize,
     },
 }
@@ -191,7 +191,7 @@ impl CachedResult {
         Ok(Self {
             generated_at: instant(stored.generated_at)?,
             rows: ReportRows::Rendered {
-                json: stored.rows,
+                json: Arc::from(stored.rows),
                 len: stored.row_count,
             },
             total_rows: stored.total_rows,
@@ -324,7 +324,7 @@ impl ReportService {
             .map(|version| CacheKey::report(tenant, &report.slug, version, &params_hash(&query)));
 
         if let Some(key) = &key
-            && let Some(cached) = self.read_cache(key).await
+            && let Some(cached) = self.cached(key).await
         {
             return Ok(ReportResult {
                 report_slug: report.slug,
@@ -333,7 +333,7 @@ impl ReportService {
                 breakdown: query.breakdown,
                 page: query.page,
                 generated_at: cached.generated_at,
-                rows: cached.rows,
+                rows: cached.rows.clone(),
                 total_rows: cached.total_rows,
                 cache_hit: true,
                 execution_ms: elapsed_ms(started),
@@ -420,6 +420,21 @@ impl ReportService {
             filter,
             page,
         })
+    }
+
+    /// The result cached under `key`: the decoded form the cache holds for it in this process
+    /// if any, else the stored value, decoded and handed to the cache to hold.
+    async fn cached(&self, key: &CacheKey) -> Option<Arc<CachedResult>> {
+        if let Some(held) = self
+            .cache
+            .held(key)
+            .and_then(|decoded| decoded.downcast::<CachedResult>().ok())
+        {
+            return Some(held);
+        }
+        let cached = Arc::new(self.read_cache(key).await?);
+        self.cache.hold(key, cached.clone());
+        Some(cached)
     }
 
     async fn read_cache(&self, key: &CacheKey) -> Option<CachedResult> {

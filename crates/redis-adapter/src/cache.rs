@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use application::ports::{CacheError, CacheKey, CacheVersions, ResponseCache, SourceSystem};
+use application::ports::{
+    CacheError, CacheKey, CacheVersions, Decoded, ResponseCache, SourceSystem,
+};
 use async_trait::async_trait;
 use deadpool_redis::redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 use domain::{ReportSlug, TenantId};
@@ -91,6 +93,14 @@ impl ResponseCache for RedisResponseCache {
             .await?;
         self.near.remember_entry(&key, &value, ttl);
         Ok(())
+    }
+
+    fn held(&self, key: &CacheKey) -> Option<Decoded> {
+        self.near.decoded(&self.client.key(key.as_str()))
+    }
+
+    fn hold(&self, key: &CacheKey, decoded: Decoded) {
+        self.near.attach(&self.client.key(key.as_str()), decoded);
     }
 }
 

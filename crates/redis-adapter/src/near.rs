@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use application::ports::Decoded;
 use deadpool_redis::redis::{self, aio::PubSubStream};
 use futures_core::Stream;
 use tracing::{info, warn};
@@ -61,10 +62,19 @@ struct Known {
     noticed: bool,
 }
 
+/// An entry held in memory.
+struct Held {
+    value: Vec<u8>,
+    expires: Instant,
+    /// The sequence number of its listing in `order`.
+    seq: u64,
+    /// Its decoded form, once the reader attached one.
+    decoded: Option<Decoded>,
+}
+
 #[derive(Default)]
 struct Entries {
-    /// Value, expiry and the sequence number of its listing in `order`.
-    by_key: HashMap<String, (Vec<u8>, Instant, u64)>,
+    by_key: HashMap<String, Held>,
     /// Keys by age, oldest first, each with the sequence number it was stored under; a
     /// listing whose number no longer matches the held entry is stale and skipped.
     order: VecDeque<(String, u64)>,
@@ -74,19 +84,15 @@ struct Entries {
 
 impl Entries {
     fn remove(&mut self, key: &str) {
-        if let Some((value, _, _)) = self.by_key.remove(key) {
-            self.bytes -= value.len() + key.len();
+        if let Some(held) = self.by_key.remove(key) {
+            self.bytes -= held.value.len() + key.len();
         }
     }
 
     /// Drops the oldest held entry; `false` when none is left.
     fn evict_oldest(&mut self) -> bool {
         while let Some((key, seq)) = self.order.pop_front() {
-            if self
-                .by_key
-                .get(&key)
-                .is_some_and(|(_, _, held)| *held == seq)
-            {
+            if self.by_key.get(&key).is_some_and(|held| held.seq == seq) {
                 self.remove(&key);
                 return true;
             }
@@ -243,12 +249,32 @@ impl NearCache {
             return None;
         }
         let mut entries = self.entries();
-        let (value, expires, _) = entries.by_key.get(key)?;
-        if *expires > Instant::now() {
-            return Some(value.clone());
+        let held = entries.by_key.get(key)?;
+        if held.expires > Instant::now() {
+            return Some(held.value.clone());
         }
         entries.remove(key);
         None
+    }
+
+    /// The decoded form attached to the entry under `key`, on the same terms as
+    /// [`NearCache::entry`].
+    pub(crate) fn decoded(&self, key: &str) -> Option<Decoded> {
+        if !self.is_live() {
+            return None;
+        }
+        let entries = self.entries();
+        let held = entries.by_key.get(key)?;
+        (held.expires > Instant::now())
+            .then(|| held.decoded.clone())
+            .flatten()
+    }
+
+    /// Attaches `decoded` to the entry held under `key`, if there is one.
+    pub(crate) fn attach(&self, key: &str, decoded: Decoded) {
+        if let Some(held) = self.entries().by_key.get_mut(key) {
+            held.decoded = Some(decoded);
+        }
     }
 
     /// Holds `value` under `key` for `ttl`, evicting the oldest entries to stay in budget.
@@ -263,15 +289,21 @@ impl NearCache {
         while entries.bytes + size > self.inner.capacity && entries.evict_oldest() {}
         let seq = entries.next;
         entries.next += 1;
-        entries
-            .by_key
-            .insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl, seq));
+        entries.by_key.insert(
+            key.to_owned(),
+            Held {
+                value: value.to_vec(),
+                expires: Instant::now() + ttl,
+                seq,
+                decoded: None,
+            },
+        );
         entries.order.push_back((key.to_owned(), seq));
         entries.bytes += size;
         // Listings of entries replaced or expired wait to come up; drop them in bulk.
         if entries.order.len() > entries.by_key.len() * 2 + 16 {
             let Entries { by_key, order, .. } = &mut *entries;
-            order.retain(|(key, seq)| by_key.get(key).is_some_and(|(_, _, held)| held == seq));
+            order.retain(|(key, seq)| by_key.get(key).is_some_and(|held| held.seq == *seq));
         }
     }
 
@@ -453,6 +485,25 @@ mod tests {
         assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
         near.apply("1:a:8");
         assert_eq!(near.version("1:a"), Some(8));
+    }
+
+    #[test]
+    fn a_decoded_form_lives_and_dies_with_its_entry() {
+        let near = live(1024);
+        near.attach("k", Arc::new(1u8));
+        assert!(near.decoded("k").is_none(), "nothing to attach to");
+        near.remember_entry("k", b"v", Duration::from_secs(60));
+        near.attach("k", Arc::new(7u8));
+        let decoded = near.decoded("k").and_then(|d| d.downcast::<u8>().ok());
+        assert_eq!(decoded.as_deref(), Some(&7));
+        near.remember_entry("k", b"w", Duration::from_secs(60));
+        assert!(
+            near.decoded("k").is_none(),
+            "a new value drops the old decoded form"
+        );
+        near.attach("k", Arc::new(8u8));
+        near.reset(false);
+        assert!(near.decoded("k").is_none());
     }
 
     #[test]

@@ -197,8 +197,24 @@ async fn versions_held_in_memory_follow_bumps_made_elsewhere() -> Result<()> {
         "A serves its entry from memory"
     );
     ensure!(
-        RedisResponseCache::new(client).get(&key).await?.is_none(),
+        RedisResponseCache::new(client.clone())
+            .get(&key)
+            .await?
+            .is_none(),
         "Redis itself no longer has it"
+    );
+    // A reader's decoded form stays with the entry it was attached to.
+    cache_a.hold(&key, std::sync::Arc::new(String::from("decoded")));
+    ensure!(
+        cache_a
+            .held(&key)
+            .and_then(|d| d.downcast::<String>().ok())
+            .is_some_and(|d| *d == "decoded"),
+        "the decoded form is held with the entry"
+    );
+    ensure!(
+        RedisResponseCache::new(client).held(&key).is_none(),
+        "a cache that holds nothing in memory holds no decoded form"
     );
     Ok(())
 }
