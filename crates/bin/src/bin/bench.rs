@@ -452,6 +452,9 @@ fn wrk(url: &str, seconds: u32, connections: u32, post: Option<(&PathBuf, &str)>
     let mut command = Command::new("wrk");
     command.args([
         "--latency",
+        // A request is only given up on (a socket error, counted as failed) after this.
+        "--timeout",
+        "30s",
         "-t",
         "2",
         "-c",
