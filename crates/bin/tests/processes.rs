@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use postgres_adapter::testing::TestDatabase;
+use redis_adapter::testing::OwnRedis;
 use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pg-analytics");
@@ -395,39 +396,15 @@ async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
     let Some(db) = TestDatabase::create().await? else {
         return Ok(());
     };
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !OwnRedis::available() {
         ensure!(
             std::env::var("CI").map_or(true, |v| v != "true"),
             "redis-server is required (CI)"
         );
         return Ok(());
     }
-    let redis_port = free_port()?;
-    let redis_server = |port: u16| {
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-    };
-    let mut redis = Server {
-        child: redis_server(redis_port)?,
-        port: redis_port,
-    };
-    let url = format!("redis://127.0.0.1:{redis_port}");
+    let mut redis = OwnRedis::start()?;
+    let url = redis.url();
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("REDIS_URL", url.as_str()),
@@ -449,8 +426,7 @@ async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
     // Redis dies: reads still answer, from PostgreSQL once the process has noticed that its
     // version notices stopped (until then it may serve the entry it holds, which is still
     // right), and health says degraded.
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.stop();
     let mut degraded = Value::Null;
     for _ in 0..250 {
         let (status, read) = request(api.port, "GET", report, None)?;
@@ -491,7 +467,7 @@ async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
     ensure!(status == 409, "and its duplicate refused: {duplicate}");
 
     // Redis returns: the same process uses it again, without a restart.
-    redis.child = redis_server(redis_port)?;
+    redis.restart()?;
     let mut healthy = false;
     for _ in 0..100 {
         let (status, _) = request(api.port, "GET", "/api/v1/health", None)?;

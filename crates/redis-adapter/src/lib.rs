@@ -15,6 +15,8 @@ mod client;
 mod health;
 mod lock;
 mod near;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use cache::{RedisCacheVersions, RedisResponseCache, VERSION_CHANNEL};
 pub use client::{RedisClient, RedisConfig};

@@ -4,13 +4,9 @@
 //! The server is `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When it cannot be reached
 //! the contract tests skip with a message, unless `CI=true` or `REDIS_TESTS_REQUIRED=1`.
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use application::{
     contract,
     ports::{CacheKey, CacheVersions, DependencyStatus, HealthProbe, ResponseCache, ScopeLock},
@@ -18,7 +14,7 @@ use application::{
 use domain::{DateRange, LockToken, RecomputeScope, ReportSlug, TenantId, Window};
 use redis_adapter::{
     NearCache, RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
-    RedisScopeLock, VERSION_CHANNEL,
+    RedisScopeLock, VERSION_CHANNEL, testing::OwnRedis,
 };
 
 const OTHER: TenantId = TenantId::new(2);
@@ -267,44 +263,6 @@ async fn keys_follow_the_documented_layout() -> Result<()> {
     Ok(())
 }
 
-/// A `redis-server` of this test's own on a free port, stopped when dropped.
-struct OwnRedis {
-    child: Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Result<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (is it installed?)")?;
-        Ok(Self { child, port })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn wait_for(probe: &RedisHealthProbe, wanted: DependencyStatus) -> Result<()> {
     for _ in 0..100 {
         if probe.check().await == wanted {
@@ -318,20 +276,15 @@ async fn wait_for(probe: &RedisHealthProbe, wanted: DependencyStatus) -> Result<
 #[tokio::test]
 async fn losing_redis_degrades_to_errors_and_its_return_is_used_again_without_a_restart()
 -> Result<()> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !OwnRedis::available() {
         ensure!(!required(), "redis-server is required for the fault test");
         return Ok(());
     }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut server = OwnRedis::start(port)?;
-    let client = RedisClient::new(&config(&format!("redis://127.0.0.1:{}", server.port)))?;
+    let mut server = OwnRedis::start()?;
+    let client = RedisClient::new(&config(&server.url()))?;
     let probe = RedisHealthProbe::new(client.clone());
     wait_for(&probe, DependencyStatus::Ok).await?;
-    let near = following(&client, &format!("redis://127.0.0.1:{}", server.port)).await?;
+    let near = following(&client, &server.url()).await?;
     let cache = RedisResponseCache::with_near(client.clone(), near.clone());
     let versions = RedisCacheVersions::with_near(client.clone(), near.clone());
     let locks = RedisScopeLock::new(client.clone());
@@ -384,7 +337,7 @@ async fn losing_redis_degrades_to_errors_and_its_return_is_used_again_without_a_
     }
     let paused = started.elapsed();
 
-    let _restarted = OwnRedis::start(port)?;
+    server.restart()?;
     wait_for(&probe, DependencyStatus::Ok).await?;
     eventually("the near cache subscribes again", || async {
         near.is_live()
