@@ -1,5 +1,6 @@
-//! The PostgreSQL adapters against a real server: the shared contract suite, the SQL rebuild
-//! against a direct aggregation of the events, and the durable queue across restarts and crashes.
+//! The PostgreSQL adapters against a real server: the shared contract suite and the durable
+//! queue across restarts and crashes. (The rebuild against a direct aggregation of the events
+//! is checked end to end in the binary's `postgres_api` tests.)
 
 use std::{sync::Arc, time::Duration};
 
