@@ -113,7 +113,7 @@ const DELETE_BUCKETS: &str = "
 
 /// The insert of one report kind: one row per bucket of `$4..=$5` (already whole buckets of
 /// window `$3`, so `$4` is a bucket's first day) and dimension value. Only the dimension
-/// (and, for sources, the join that names them) differs between kinds.
+/// (and, for sources, the lookup that names them) differs between kinds.
 ///
 /// The events are aggregated one bucket at a time: for each bucket start, an index-only range
 /// scan of `(tenant_id, occurred_at)` (whose included columns hold every dimension), grouped
@@ -123,8 +123,12 @@ const DELETE_BUCKETS: &str = "
 /// value` over the range builds one hash table of every group and then sorts all of them,
 /// which for top-entities (a row per entity and day) took twice as long as the insert itself.
 /// A bucket with no events yields no rows, as a `GROUP BY` over the range does.
+///
+/// `$grouped` are the pieces of the per-bucket subquery, which reads the events that
+/// `events_of_bucket!` selects. Sources are counted by id and named afterwards, so only a
+/// bucket's few groups meet `event_sources`, not each of its events.
 macro_rules! rebuild_sql {
-    ($key:literal, $value:literal, $join:literal) => {
+    ($key:literal, $($grouped:expr),+) => {
         concat!(
             "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_key,
                                            dimension_value, metric_name, metric_value, computed_at, run_id)
@@ -132,34 +136,46 @@ macro_rules! rebuild_sql {
             $key,
             "', grouped.value, 'event_count', grouped.events, $6, $7
              FROM generate_series($4::date::timestamp, $5::date::timestamp, ('1 ' || $3::text)::interval) AS bucket (start)
-             CROSS JOIN LATERAL (
-                 SELECT ",
-            $value,
-            " COLLATE \"C\" AS value, count(*) AS events
-                 FROM analytics_events e ",
-            $join,
-            "
-                 WHERE e.tenant_id = $1
-                   AND e.occurred_at >= bucket.start AT TIME ZONE 'UTC'
-                   AND e.occurred_at < (bucket.start + ('1 ' || $3::text)::interval) AT TIME ZONE 'UTC'
-                 GROUP BY 1
-                 ORDER BY 1
-             ) AS grouped"
+             CROSS JOIN LATERAL (",
+            $($grouped),+,
+            ") AS grouped"
         )
+    };
+}
+
+/// The events of the bucket starting at `bucket.start`, one window (`$3`) long.
+macro_rules! events_of_bucket {
+    () => {
+        "FROM analytics_events e
+         WHERE e.tenant_id = $1
+           AND e.occurred_at >= bucket.start AT TIME ZONE 'UTC'
+           AND e.occurred_at < (bucket.start + ('1 ' || $3::text)::interval) AT TIME ZONE 'UTC'"
     };
 }
 
 fn rebuild_sql(kind: ReportKind) -> &'static str {
     match kind {
-        ReportKind::VolumeByPeriod => {
-            rebuild_sql!(
-                "source",
-                "s.slug",
-                "JOIN event_sources s ON s.id = e.source_id"
-            )
-        }
-        ReportKind::StatusCounts => rebuild_sql!("status", "e.status", ""),
-        ReportKind::TopEntities => rebuild_sql!("entity_id", "e.entity_id", ""),
+        ReportKind::VolumeByPeriod => rebuild_sql!(
+            "source",
+            "SELECT s.slug COLLATE \"C\" AS value, counted.events
+             FROM (SELECT e.source_id, count(*) AS events ",
+            events_of_bucket!(),
+            " GROUP BY 1) AS counted
+             JOIN event_sources s ON s.id = counted.source_id
+             ORDER BY 1"
+        ),
+        ReportKind::StatusCounts => rebuild_sql!(
+            "status",
+            "SELECT e.status COLLATE \"C\" AS value, count(*) AS events ",
+            events_of_bucket!(),
+            " GROUP BY 1 ORDER BY 1"
+        ),
+        ReportKind::TopEntities => rebuild_sql!(
+            "entity_id",
+            "SELECT e.entity_id COLLATE \"C\" AS value, count(*) AS events ",
+            events_of_bucket!(),
+            " GROUP BY 1 ORDER BY 1"
+        ),
     }
 }
 
