@@ -257,6 +257,8 @@ impl SnapshotStore for PostgresSnapshotStore {
         let slug = request.kind.slug();
         let window = request.window.as_str();
         let (from, to) = (request.range.from(), request.range.to());
+        // The insert starts a bucket at `from` and steps by whole windows.
+        debug_assert_eq!(request.window.widen(request.range), request.range);
         tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
             .await
             .classify("locking the report for a rebuild")?;
