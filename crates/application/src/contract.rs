@@ -1174,9 +1174,13 @@ pub async fn cache_versions(
         "the first bump gives 1"
     );
     ensure!(versions.bump(tenant, &status).await? == 2, "bumps count up");
+    let current = versions.current(tenant, &status).await?;
+    ensure!(current == 2, "current reads the last bump");
     ensure!(
-        versions.current(tenant, &status).await? == 2,
-        "current reads the last bump"
+        versions
+            .known(tenant, &status)
+            .is_none_or(|known| known == current),
+        "what is known without asking is what current reads"
     );
     ensure!(
         versions.current(tenant, &top).await? == 0,
@@ -1185,6 +1189,12 @@ pub async fn cache_versions(
     ensure!(
         versions.current(other, &status).await? == 0,
         "tenants have their own versions"
+    );
+    ensure!(
+        versions
+            .known(other, &status)
+            .is_none_or(|known| known == 0),
+        "what is known of another tenant is its own version"
     );
     Ok(())
 }

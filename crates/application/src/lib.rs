@@ -28,7 +28,10 @@ pub use recompute::{
     RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
     TriggerRequest,
 };
-pub use reports::{ReportError, ReportResult, ReportRows, ReportService, RunReportParams};
+pub use reports::{
+    HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows, ReportService,
+    RunReportParams,
+};
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};

@@ -545,6 +545,13 @@ pub trait CacheVersions: Send + Sync {
     /// [`CacheError`] when the counter cannot be read.
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError>;
 
+    /// The current version as this process already knows it, without asking anyone or
+    /// waiting; `None` when it would have to ask (then [`current`](Self::current) does). When
+    /// it answers, it answers what `current` would. By default it never answers.
+    fn known(&self, _tenant: TenantId, _slug: &ReportSlug) -> Option<u64> {
+        None
+    }
+
     /// Atomically increments the version and returns the new value, so no entry cached under
     /// an older version is read again. Never scans or deletes keys.
     ///

@@ -9,7 +9,7 @@ use domain::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 use tracing::warn;
 
 use crate::digest::sha256_hex;
@@ -79,6 +79,52 @@ pub struct ReportResult {
     /// Events dated in the range were ingested after the newest snapshot row read was computed
     /// (as of `generated_at`): a recompute would change the result.
     pub stale: bool,
+    /// On a cache hit, what the result rests on: see [`HitBasis`]. `None` on a miss.
+    pub basis: Option<HitBasis>,
+}
+
+/// What a cache hit rests on besides the request itself: the report's cache version, the UTC
+/// day the parameters were resolved on (a range without dates ends today), and a time after
+/// which it is not vouched for: the cached result's `generated_at` plus the report's TTL (the
+/// entry itself lives at least that long, since it was written after `generated_at`), but at
+/// most [`HIT_BASIS_LIFETIME`] after the hit, since the report's definition was read for it.
+///
+/// While all of these still hold ([`ReportService::still_holds`]), the same request by the same
+/// tenant gets the same result, every field but `execution_ms` alike. A caller may keep the form
+/// it served a hit in and serve it again after asking, instead of running the report again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitBasis {
+    tenant: TenantId,
+    slug: ReportSlug,
+    version: u64,
+    day: Date,
+    until: OffsetDateTime,
+}
+
+/// How long a hit vouches for the definition it read. Definitions are held in process for a
+/// minute (see [`CachedCatalog`](crate::CachedCatalog)), so every process sees a change
+/// within a minute anyway; a kept hit adds at most this much to that.
+pub const HIT_BASIS_LIFETIME: time::Duration = time::Duration::SECOND;
+
+impl HitBasis {
+    /// A hit of `slug` for `tenant` at cache `version`, resolved on `day`, vouched for until
+    /// `until`. The service builds these for its hits; holding one grants nothing, since
+    /// [`ReportService::still_holds`] checks it against the current state.
+    pub fn new(
+        tenant: TenantId,
+        slug: ReportSlug,
+        version: u64,
+        day: Date,
+        until: OffsetDateTime,
+    ) -> Self {
+        Self {
+            tenant,
+            slug,
+            version,
+            day,
+            until,
+        }
+    }
 }
 
 /// The rows of a result: as read from the snapshots, or as the JSON array the API serves,
@@ -309,7 +355,8 @@ impl ReportService {
         let report = self.get(slug).await?;
         let kind = ReportKind::from_slug(&report.slug)
             .ok_or_else(|| ReportError::NotFound(slug.to_owned()))?;
-        let query = self.parse(tenant, &report, kind, params)?;
+        let now = self.clock.now();
+        let query = self.parse(tenant, &report, kind, now.date(), params)?;
 
         let version = match self.versions.current(tenant, &report.slug).await {
             Ok(version) => Some(version),
@@ -324,8 +371,17 @@ impl ReportService {
             .map(|version| CacheKey::report(tenant, &report.slug, version, &params_hash(&query)));
 
         if let Some(key) = &key
+            && let Some(version) = version
             && let Some(cached) = self.cached(key).await
         {
+            let ttl = time::Duration::seconds(i64::from(report.cache_ttl_seconds));
+            let basis = HitBasis::new(
+                tenant,
+                report.slug.clone(),
+                version,
+                now.date(),
+                (cached.generated_at + ttl).min(now + HIT_BASIS_LIFETIME),
+            );
             return Ok(ReportResult {
                 report_slug: report.slug,
                 window: query.window,
@@ -338,9 +394,10 @@ impl ReportService {
                 cache_hit: true,
                 execution_ms: elapsed_ms(started),
                 source_system: self.cache.system(),
-                snapshot_version: version,
+                snapshot_version: Some(version),
                 last_refreshed_at: cached.last_refreshed_at,
                 stale: cached.stale,
+                basis: Some(basis),
             });
         }
 
@@ -376,7 +433,24 @@ impl ReportService {
             snapshot_version: version,
             last_refreshed_at: fresh.last_refreshed_at,
             stale: fresh.stale,
+            basis: None,
         })
+    }
+
+    /// Whether a hit served on `basis` would be served alike now: its time is not up, the UTC
+    /// day is the same and the report's cache version has not moved. Costs a clock read and,
+    /// while the process knows the version without asking ([`CacheVersions::known`]), nothing
+    /// more; a version that cannot be read counts as moved.
+    pub async fn still_holds(&self, basis: &HitBasis) -> bool {
+        let now = self.clock.now();
+        if now >= basis.until || now.date() != basis.day {
+            return false;
+        }
+        let version = match self.versions.known(basis.tenant, &basis.slug) {
+            Some(version) => Ok(version),
+            None => self.versions.current(basis.tenant, &basis.slug).await,
+        };
+        matches!(version, Ok(version) if version == basis.version)
     }
 
     fn parse(
@@ -384,6 +458,7 @@ impl ReportService {
         tenant: TenantId,
         report: &ReportDefinition,
         kind: ReportKind,
+        today: Date,
         params: &RunReportParams,
     ) -> Result<ReportQuery, ValidationError> {
         let window = match params.window.as_deref() {
@@ -401,7 +476,6 @@ impl ReportService {
             .as_deref()
             .map(|raw| parse_date("date_to", raw))
             .transpose()?;
-        let today = self.clock.now().date();
         let range = DateRange::resolve(from, to, today)?.within_limit(self.max_range_days)?;
         let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
         let filter =

@@ -317,6 +317,79 @@ async fn a_completed_recompute_bumps_the_version_and_retires_cached_results() ->
     Ok(())
 }
 
+/// Primes `volume-by-period` (TTL 120 s) for `p` and returns the basis of its hit.
+async fn hit_basis(h: &Harness, p: &RunReportParams) -> Result<application::HitBasis> {
+    let miss = h.reports.run(TENANT, "volume-by-period", p).await?;
+    ensure!(miss.basis.is_none(), "a miss rests on nothing cached");
+    let hit = h.reports.run(TENANT, "volume-by-period", p).await?;
+    ensure!(hit.cache_hit, "primed");
+    hit.basis.context("a hit carries its basis")
+}
+
+#[tokio::test]
+async fn a_hit_holds_for_a_second_at_most_and_never_past_its_ttl() -> Result<()> {
+    let h = Harness::new(8);
+    let p = params("2026-11-01", "2026-11-21");
+    let basis = hit_basis(&h, &p).await?;
+    ensure!(h.reports.still_holds(&basis).await, "nothing changed");
+    h.clock.advance(time::Duration::milliseconds(999));
+    ensure!(h.reports.still_holds(&basis).await, "within the second");
+    h.clock.advance(time::Duration::milliseconds(1));
+    ensure!(
+        !h.reports.still_holds(&basis).await,
+        "a second after the hit"
+    );
+
+    // A hit half a second before its entry's TTL (120 s) is up holds only that long.
+    h.clock.advance(time::Duration::milliseconds(118_500));
+    let late = h.reports.run(TENANT, "volume-by-period", &p).await?;
+    ensure!(late.cache_hit, "the entry is still served");
+    let late = late.basis.context("a hit's basis")?;
+    h.clock.advance(time::Duration::milliseconds(499));
+    ensure!(h.reports.still_holds(&late).await, "within the TTL");
+    h.clock.advance(time::Duration::milliseconds(1));
+    ensure!(!h.reports.still_holds(&late).await, "the TTL is up");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hit_no_longer_holds_once_the_version_moves() -> Result<()> {
+    let h = Harness::new(8);
+    let basis = hit_basis(&h, &params("2026-11-01", "2026-11-21")).await?;
+    let slug = ReportSlug::parse("volume-by-period")?;
+    h.adapters.versions.bump(TENANT, &slug).await?;
+    ensure!(!h.reports.still_holds(&basis).await, "bumped");
+    // Another tenant's bump is not this tenant's.
+    let other = hit_basis(&h, &params("2026-11-01", "2026-11-21")).await?;
+    h.adapters.versions.bump(TenantId::new(2), &slug).await?;
+    ensure!(
+        h.reports.still_holds(&other).await,
+        "not this tenant's version"
+    );
+    h.adapters.versions.set_failing(true);
+    ensure!(
+        !h.reports.still_holds(&other).await,
+        "an unreadable version is not the same version"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hit_no_longer_holds_on_another_day() -> Result<()> {
+    let h = Harness::new(8);
+    h.clock.set(datetime!(2026-11-21 23:59:59.5 UTC));
+    // Without dates the range ends today: tomorrow the same request means another range.
+    let basis = hit_basis(&h, &RunReportParams::default()).await?;
+    h.clock.advance(time::Duration::milliseconds(499));
+    ensure!(h.reports.still_holds(&basis).await, "still the same day");
+    h.clock.advance(time::Duration::milliseconds(1));
+    ensure!(
+        !h.reports.still_holds(&basis).await,
+        "a new UTC day, within the second and the TTL"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn reads_survive_an_unavailable_cache() -> Result<()> {
     let h = Harness::new(8);

@@ -22,6 +22,7 @@
 //! | `APP_AUTO_SEED` | `false` | boolean; always on in embedded mode |
 //! | `APP_SEED_EVENTS` | `25000` | demo events an automatic seed writes, 1..=100000000 |
 //! | `MAX_REPORT_RANGE_DAYS` | `366` | 1..=3660 |
+//! | `REPORT_REPLAY_MB` | `16` | 0..=4096: bodies of report cache hits this process keeps and sends again to the same request while the version, TTL and UTC day hold, a second at most; 0 runs every read |
 //! | `RECOMPUTE_LOCK_TTL_SECS` | `900` | 1..=86400 |
 //! | `RECOMPUTE_WORKERS` | `1` | 0..=64; 0 means this process never runs recomputes |
 //! | `RECOMPUTE_QUEUE_SIZE` | `64` | 1..=100000 |
@@ -103,6 +104,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     pub keep_alive: Duration,
     pub shutdown_timeout: Duration,
+    /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
+    pub replay_bytes: usize,
 }
 
 /// PostgreSQL pool settings (used when `DATABASE_URL` is set).
@@ -252,6 +255,13 @@ impl Config {
             request_timeout: secs(&get, "HTTP_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?,
             keep_alive: secs(&get, "HTTP_KEEP_ALIVE_SECS", 75, 0, 3600)?,
             shutdown_timeout: secs(&get, "HTTP_SHUTDOWN_TIMEOUT_SECS", 30, 0, 3600)?,
+            replay_bytes: parse(
+                &get,
+                "REPORT_REPLAY_MB",
+                16usize,
+                |n| *n <= 4096,
+                "a number of MiB between 0 and 4096",
+            )? << 20,
         };
         let recompute = RecomputeConfig {
             lock_ttl: secs(&get, "RECOMPUTE_LOCK_TTL_SECS", 900, 1, 86_400)?,
@@ -463,6 +473,7 @@ mod tests {
         assert_eq!(config.recompute.lock_ttl, Duration::from_secs(900));
         assert_eq!(config.recompute.workers, 1);
         assert_eq!(config.recompute.queue_size, 64);
+        assert_eq!(config.http.replay_bytes, 16 << 20);
         assert_eq!(config.management_key_source, ManagementKeySource::Generated);
         assert!(
             config.management_key.expose().len() >= MIN_KEY_LEN,
@@ -488,6 +499,7 @@ mod tests {
             ("REDIS_RETRY_AFTER_MS", "soon"),
             ("REDIS_MAX_CONNECTIONS", "0"),
             ("REDIS_LOCAL_CACHE_MB", "4097"),
+            ("REPORT_REPLAY_MB", "-1"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
             ("RATE_LIMIT_BURST", "0"),
             ("APP_AUTO_SEED", "maybe"),

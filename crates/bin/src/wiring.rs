@@ -11,7 +11,7 @@ use application::{
         ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
     },
 };
-use http_api::{AppState, ManagementKey, RateLimit};
+use http_api::{AppState, HitReplays, ManagementKey, RateLimit};
 use memory_adapter::{
     InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
 };
@@ -246,6 +246,7 @@ pub fn assemble(
     .with_audit(ports.audit.clone());
     let state = AppState {
         reports,
+        replays: HitReplays::new(config.http.replay_bytes),
         recompute,
         audit: AuditService::new(ports.audit.clone()),
         health: HealthService::new(

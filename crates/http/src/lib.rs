@@ -23,6 +23,7 @@ pub mod envelope;
 pub mod error;
 pub mod openapi;
 pub mod rate_limit;
+pub mod replay;
 pub mod request_id;
 pub mod routes;
 
@@ -30,6 +31,7 @@ pub use auth::{Access, Caller, IngestTenant, ManagedTenant, ManagementKey, ReadT
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
+pub use replay::HitReplays;
 
 /// The largest JSON body any route accepts unless it sets its own, smaller limit.
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -39,6 +41,8 @@ const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub reports: ReportService,
+    /// Report hits as sent, sent again while they still hold.
+    pub replays: HitReplays,
     pub recompute: RecomputeService,
     pub audit: AuditService,
     pub health: HealthService,

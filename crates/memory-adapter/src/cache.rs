@@ -98,14 +98,27 @@ impl InMemoryCacheVersions {
     }
 }
 
+impl InMemoryCacheVersions {
+    fn read(&self, tenant: TenantId, slug: &ReportSlug) -> u64 {
+        lock(&self.versions)
+            .get(&(tenant, slug.clone()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 #[async_trait]
 impl CacheVersions for InMemoryCacheVersions {
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
         self.failure.check("cache versions").map_err(CacheError)?;
-        Ok(lock(&self.versions)
-            .get(&(tenant, slug.clone()))
-            .copied()
-            .unwrap_or(0))
+        Ok(self.read(tenant, slug))
+    }
+
+    fn known(&self, tenant: TenantId, slug: &ReportSlug) -> Option<u64> {
+        self.failure
+            .check("cache versions")
+            .ok()
+            .map(|()| self.read(tenant, slug))
     }
 
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {

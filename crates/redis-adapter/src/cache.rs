@@ -147,6 +147,10 @@ impl CacheVersions for RedisCacheVersions {
         Ok(version)
     }
 
+    fn known(&self, tenant: TenantId, slug: &ReportSlug) -> Option<u64> {
+        self.near.version(&report_id(tenant, slug))
+    }
+
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
         let report = report_id(tenant, slug);
         let key = self.key(tenant, slug);

@@ -15,7 +15,7 @@ use application::{
     ports::{Clock, ReportCatalog, RunQueue, RunStore},
 };
 use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
-use http_api::{AppState, ManagementKey, RateLimit};
+use http_api::{AppState, HitReplays, ManagementKey, RateLimit};
 use memory_adapter::{InMemoryAdapters, ManualClock};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, macros::datetime};
@@ -73,6 +73,7 @@ impl Harness {
         .with_audit(adapters.audit.clone());
         let state = AppState {
             reports,
+            replays: HitReplays::new(1 << 20),
             recompute: recompute.clone(),
             audit: AuditService::new(adapters.audit.clone()),
             health: HealthService::new(None, None, clock.clone(), "1.2.3-test"),

@@ -6,4 +6,5 @@
 mod core_routes;
 mod events;
 mod helpers;
+mod replays;
 mod tenancy;
