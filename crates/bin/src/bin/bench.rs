@@ -119,7 +119,16 @@ async fn run(args: Args) -> Result<()> {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     let url = with_database(&args.admin_url, &name);
+    let log = server_log(&args);
+    let _ = std::fs::remove_file(&log);
     let outcome = measure(&args, &url).await;
+    let warnings = std::fs::read_to_string(&log)
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    eprintln!(
+        "the service logged {warnings} warnings or errors (see {})",
+        log.display()
+    );
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
@@ -609,6 +618,11 @@ fn http(
     Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
+/// Where the service's warnings go: `server.log` beside the results.
+fn server_log(args: &Args) -> PathBuf {
+    args.out.with_file_name("server.log")
+}
+
 /// The service under test.
 struct Server {
     child: Child,
@@ -616,7 +630,16 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the service, its warnings appended to [`server_log`].
     fn start(args: &Args, url: &str, port: u16) -> Result<Self> {
+        let log = server_log(args);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let child = Command::new(&args.binary)
             .env("DATABASE_URL", url)
             .env("REDIS_URL", &args.redis_url)
@@ -625,9 +648,10 @@ impl Server {
             .env("APP_HOST", "127.0.0.1")
             .env("APP_PORT", port.to_string())
             .env("RUST_LOG", "warn")
+            .env("LOG_FORMAT", "json")
             .env("RECOMPUTE_QUEUE_SIZE", "16")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?;
         Ok(Self { child, port })
     }
