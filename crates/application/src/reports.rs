@@ -439,8 +439,8 @@ impl ReportService {
 
     /// Whether a hit served on `basis` would be served alike now: its time is not up, the UTC
     /// day is the same and the report's cache version has not moved. Costs a clock read and,
-    /// while the process knows the version without asking ([`CacheVersions::known`]), nothing
-    /// more; a version that cannot be read counts as moved.
+    /// while the process knows the version without asking ([`CacheVersions::known`]), one
+    /// lookup in memory; a version that cannot be read counts as moved.
     pub async fn still_holds(&self, basis: &HitBasis) -> bool {
         let now = self.clock.now();
         if now >= basis.until || now.date() != basis.day {

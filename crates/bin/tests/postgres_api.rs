@@ -11,6 +11,7 @@ use domain::{TenantId, demo};
 use memory_adapter::ManualClock;
 use pg_analytics::{config::Config, wiring};
 use postgres_adapter::testing::TestDatabase;
+use redis_adapter::testing::OwnRedis;
 use serde_json::Value;
 use time::{OffsetDateTime, macros::datetime};
 
@@ -292,5 +293,67 @@ async fn the_http_api_serves_reports_recomputes_and_audit_from_postgres() -> Res
         .insert_header(("X-Management-Key", KEY));
     let (status, _) = call!(app, missing);
     ensure!(status == StatusCode::NOT_FOUND, "unknown run is 404");
+    Ok(())
+}
+
+/// Two processes' services on one PostgreSQL and one Redis, with a clock that never moves: a
+/// kept hit could only end by its version, and a bump made by the other ends it.
+#[actix_web::test]
+async fn a_bump_by_another_process_ends_a_kept_hit() -> Result<()> {
+    let db = database!();
+    if !OwnRedis::available() {
+        ensure!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "redis-server is required (CI)"
+        );
+        return Ok(());
+    }
+    let redis = OwnRedis::start()?;
+    let redis_url = redis.url();
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("MANAGEMENT_API_KEY", KEY),
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis_url.as_str()),
+    ]);
+    let config = Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))?;
+    let serving = wiring::build(&config, clock()).await?;
+    let bumping = wiring::build(&config, clock()).await?;
+    serving.seeder.seed(TenantId::DEFAULT, 1_000, false).await?;
+    let app = test::init_service(http_api::build_app(serving.state.clone())).await;
+    let range = demo::date_range(NOW);
+    let uri = format!(
+        "/api/v1/reports/status-counts/run?date_from={}&date_to={}",
+        range.from(),
+        range.to()
+    );
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        replies.push(call!(app, test::TestRequest::get().uri(&uri)).1);
+    }
+    ensure!(
+        replies[1]["data"]["cache_hit"] == true && replies[2]["data"]["cache_hit"] == true,
+        "primed: {replies:?}"
+    );
+
+    let slug = domain::ReportSlug::parse("status-counts")?;
+    let bumped = bumping
+        .ports
+        .versions
+        .bump(TenantId::DEFAULT, &slug)
+        .await?;
+    // The notice travels asynchronously; give it up to five seconds.
+    let mut fresh = Value::Null;
+    for _ in 0..250 {
+        fresh = call!(app, test::TestRequest::get().uri(&uri)).1;
+        if fresh["data"]["snapshot_version"].as_u64() == Some(bumped) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    ensure!(
+        fresh["data"]["snapshot_version"].as_u64() == Some(bumped)
+            && fresh["data"]["cache_hit"] == false,
+        "the other process's bump ended the kept hit: {fresh}"
+    );
     Ok(())
 }

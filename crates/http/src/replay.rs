@@ -166,32 +166,33 @@ impl HitReplays {
     }
 
     /// Keeps `body`, the body just sent for a hit resting on `basis`, for `query` on `slug` of
-    /// `tenant`. A body without exactly one `execution_ms`, or larger than the whole budget,
-    /// is not kept.
-    pub fn keep(&self, tenant: TenantId, slug: &str, query: &str, basis: HitBasis, body: &[u8]) {
+    /// `tenant` (sharing its bytes, not copying them). A body without exactly one
+    /// `execution_ms`, or larger than the whole budget, is not kept.
+    pub fn keep(&self, tenant: TenantId, slug: &str, query: &str, basis: HitBasis, body: &Bytes) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let Some((head, tail)) = split(body) else {
+        let Some((head_end, tail_start)) = split(body) else {
             return;
         };
-        let hash = Self::hash(inner, tenant, slug, query);
-        let mut held = Self::held(inner);
-        let seq = held.next;
-        held.next += 1;
-        let replay = Arc::new(Replay {
+        let mut replay = Replay {
             tenant,
             slug: slug.into(),
             query: query.into(),
-            seq,
+            seq: 0,
             basis,
-            head: Bytes::copy_from_slice(head),
-            tail: Bytes::copy_from_slice(tail),
-        });
+            head: body.slice(..head_end),
+            tail: body.slice(tail_start..),
+        };
         let cost = replay.cost();
         if cost > inner.capacity {
             return;
         }
+        let hash = Self::hash(inner, tenant, slug, query);
+        let mut held = Self::held(inner);
+        replay.seq = held.next;
+        held.next += 1;
+        let (seq, replay) = (replay.seq, Arc::new(replay));
         held.remove(hash);
         while held.bytes + cost > inner.capacity {
             let Some((oldest, seq)) = held.order.pop_front() else {
@@ -212,17 +213,17 @@ impl HitReplays {
     }
 }
 
-/// `body` before and after its one `execution_ms` value. The name can only occur as a key:
-/// inside a JSON string its quotes would be escaped. Rows carry no such key, so the one found
-/// is the envelope's.
-fn split(body: &[u8]) -> Option<(&[u8], &[u8])> {
+/// Where `body`'s one `execution_ms` value starts and where what follows it starts. The name
+/// can only occur as a key: inside a JSON string its quotes would be escaped. Rows carry no
+/// such key, so the one found is the envelope's.
+fn split(body: &[u8]) -> Option<(usize, usize)> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find(EXECUTION_MS)? + EXECUTION_MS.len();
     if text[start..].contains(EXECUTION_MS) {
         return None;
     }
     let len = text[start..].find([',', '}'])?;
-    Some((&body[..start], &body[start + len..]))
+    Some((start, start + len))
 }
 
 #[cfg(test)]
@@ -250,7 +251,7 @@ mod tests {
             "top-entities",
             "limit=5",
             basis(),
-            sent.as_bytes(),
+            &Bytes::from(sent.clone()),
         );
         let replay = replays
             .get(TenantId::DEFAULT, "top-entities", "limit=5")
@@ -271,7 +272,7 @@ mod tests {
             "top-entities",
             "limit=5",
             basis(),
-            body("").as_bytes(),
+            &Bytes::from(body("")),
         );
         let other = TenantId::new(2);
         assert!(replays.get(other, "top-entities", "limit=5").is_none());
@@ -285,14 +286,20 @@ mod tests {
     fn a_body_without_exactly_one_execution_ms_is_not_kept() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(tenant, "a", "", basis(), br#"{"data":{"stale":false}}"#);
+        replays.keep(
+            tenant,
+            "a",
+            "",
+            basis(),
+            &Bytes::from_static(br#"{"data":{"stale":false}}"#),
+        );
         assert!(replays.get(tenant, "a", "").is_none());
         let twice = body(r#"{"execution_ms":1}"#);
-        replays.keep(tenant, "b", "", basis(), twice.as_bytes());
+        replays.keep(tenant, "b", "", basis(), &Bytes::from(twice));
         assert!(replays.get(tenant, "b", "").is_none());
         // Quoted inside a string, the name is escaped and does not count.
         let quoted = body(r#"{"entity_id":"\"execution_ms\":7"}"#);
-        replays.keep(tenant, "c", "", basis(), quoted.as_bytes());
+        replays.keep(tenant, "c", "", basis(), &Bytes::from(quoted));
         let replay = replays.get(tenant, "c", "").expect("kept");
         let again: serde_json::Value = serde_json::from_slice(&replay.body(2.0)).unwrap();
         assert_eq!(again["data"]["execution_ms"], 2.0);
@@ -305,11 +312,11 @@ mod tests {
         let replays = HitReplays::new(3 * one);
         let tenant = TenantId::DEFAULT;
         for query in ["1", "2", "3"] {
-            replays.keep(tenant, "r", query, basis(), body("").as_bytes());
+            replays.keep(tenant, "r", query, basis(), &Bytes::from(body("")));
         }
         // Keeping "1" again makes it the newest; "2" is then the oldest.
-        replays.keep(tenant, "r", "1", basis(), body("").as_bytes());
-        replays.keep(tenant, "r", "4", basis(), body("").as_bytes());
+        replays.keep(tenant, "r", "1", basis(), &Bytes::from(body("")));
+        replays.keep(tenant, "r", "4", basis(), &Bytes::from(body("")));
         let kept: Vec<_> = ["1", "2", "3", "4"]
             .into_iter()
             .filter(|q| replays.get(tenant, "r", q).is_some())
@@ -321,9 +328,9 @@ mod tests {
     fn forgetting_drops_only_the_body_it_names() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(tenant, "r", "q", basis(), body("").as_bytes());
+        replays.keep(tenant, "r", "q", basis(), &Bytes::from(body("")));
         let old = replays.get(tenant, "r", "q").expect("kept");
-        replays.keep(tenant, "r", "q", basis(), body("").as_bytes());
+        replays.keep(tenant, "r", "q", basis(), &Bytes::from(body("")));
         replays.forget(&old);
         let new = replays.get(tenant, "r", "q").expect("the newer body stays");
         replays.forget(&new);
@@ -337,7 +344,7 @@ mod tests {
             HitReplays::new(0),
             HitReplays::new(10),
         ] {
-            replays.keep(TenantId::DEFAULT, "r", "", basis(), body("").as_bytes());
+            replays.keep(TenantId::DEFAULT, "r", "", basis(), &Bytes::from(body("")));
             assert!(replays.get(TenantId::DEFAULT, "r", "").is_none());
         }
     }

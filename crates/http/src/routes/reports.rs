@@ -213,11 +213,13 @@ pub async fn run_report(
             total: result.total_rows,
         },
     };
-    let body = serde_json::to_vec(&ReportRunEnvelope {
-        data: ReportRunDto::from(result),
-        meta,
-    })
-    .map_err(|err| ApiError::Internal(err.into()))?;
+    let body = web::Bytes::from(
+        serde_json::to_vec(&ReportRunEnvelope {
+            data: ReportRunDto::from(result),
+            meta,
+        })
+        .map_err(|err| ApiError::Internal(err.into()))?,
+    );
     if let Some(basis) = basis {
         state.replays.keep(tenant.0, &slug, raw_query, basis, &body);
     }

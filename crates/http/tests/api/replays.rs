@@ -167,3 +167,22 @@ async fn with_replays_off_every_hit_runs_the_report() -> Result<()> {
     );
     Ok(())
 }
+
+#[actix_web::test]
+async fn a_key_over_its_rate_is_refused_though_its_hit_is_kept() -> Result<()> {
+    let mut h = Harness::new();
+    h.state.rate_limit = http_api::RateLimit::new(0.01, 3);
+    h.seed(1_000).await?;
+    let key = h.key(TenantId::DEFAULT, &[Scope::Read]).await?;
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let uri = report_uri();
+    let allowed = [
+        send(&app, keyed(get(&uri), &key).to_request()).await,
+        send(&app, keyed(get(&uri), &key).to_request()).await,
+        send(&app, keyed(get(&uri), &key).to_request()).await,
+    ];
+    assert_eq!(allowed[2].body["meta"]["cache_hit"], true, "kept by now");
+    let refused = send(&app, keyed(get(&uri), &key).to_request()).await;
+    refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    Ok(())
+}
