@@ -609,7 +609,8 @@ async fn two_tenants_ingest_with_their_own_keys_and_see_only_their_own_reports()
         ("RECOMPUTE_WORKERS", "1"),
     ])?;
     let today = time::OffsetDateTime::now_utc().date();
-    let at = format!("{today}T08:00:00Z");
+    // Today's first second: dated today and never in the future, whatever the time of day.
+    let at = format!("{today}T00:00:00Z");
     let event = |n: usize| serde_json::json!({"event_id": format!("o-{n}"), "source": "shop", "entity_id": "c-1", "status": "success", "occurred_at": at});
     let bulk = serde_json::json!({"events": (0..5).map(event).collect::<Vec<_>>()});
     let (status, acme_bulk) = request_with(
@@ -756,7 +757,10 @@ fn the_embedded_default_accepts_events_with_the_key_it_logs() -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let key = key.context("the embedded default logs an API key")?;
-    let at = format!("{}T08:00:00Z", time::OffsetDateTime::now_utc().date());
+    // An hour ago, whatever the time of day: a fixed hour of today is in the future before it.
+    let at = (time::OffsetDateTime::now_utc() - time::Duration::HOUR)
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
     let event = serde_json::json!({"source": "stripe", "entity_id": "c-1", "status": "success", "occurred_at": at});
     let (status, created) = request_with(
         server.port,
