@@ -346,7 +346,9 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     // Ingestion through HTTP (bulk, 1,000 events a request, server-assigned ids, 8
     // connections) against COPY of as many rows as HTTP stored.
     let key = server.api_key(args, url)?;
-    let bulk = bulk_body(today);
+    // Yesterday at 08:00: today's would be in the future before 07:55 UTC, and refused.
+    let day = today.previous_day().context("a day before today")?;
+    let bulk = bulk_body(day);
     let body_file = std::env::temp_dir().join(format!("pga-bench-bulk-{port}.json"));
     std::fs::write(&body_file, bulk.to_string())?;
     let ingest = wrk(
@@ -360,7 +362,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     let http_rows = ingest.rps * 1_000.0;
     let rss_ingest = server.rss_peak_mib()?;
     let copy_count = (http_rows * f64::from(seconds)).max(100_000.0) as u64;
-    let copy_rows = copy_rows(url, copy_count, today)?;
+    let copy_rows = copy_rows(url, copy_count, day)?;
     results.insert("ingest.http_rows_per_s", json!(http_rows));
     results.insert("ingest.copy_rows_per_s", json!(copy_rows));
     results.insert("rss_peak_mib", json!(rss_read.max(rss_ingest)));
