@@ -47,6 +47,11 @@ const MIGRATION_LOCK: i64 = 0x7067_615f_6d69_6772;
 /// # Errors
 /// When the database cannot be reached or a migration fails (it is then rolled back).
 pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
+    migrate_to(pool, None).await
+}
+
+/// Applies the pending migrations up to `version` included (all of them with `None`).
+async fn migrate_to(pool: &Pool, version: Option<i32>) -> anyhow::Result<usize> {
     use anyhow::Context;
     let mut client = pool
         .get()
@@ -57,8 +62,10 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .context("waiting for the migration lock")?;
+    let target = version.map_or(refinery::Target::Latest, refinery::Target::Version);
     let report = embedded::migrations::runner()
         .set_grouped(false)
+        .set_target(target)
         .run_async(&mut **client)
         .await;
     client

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::{Pool, PostgresConfig, connect, migrate};
+use crate::{Pool, PostgresConfig, connect, migrate, migrate_to};
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -68,6 +68,16 @@ impl TestDatabase {
     /// # Errors
     /// When the server is unreachable but required, or creating the database fails.
     pub async fn create() -> anyhow::Result<Option<Self>> {
+        Self::create_at(None).await
+    }
+
+    /// As [`TestDatabase::create`], migrated only up to `version` (all with `None`), to test
+    /// a migration against data written under the schema before it; [`TestDatabase::migrate`]
+    /// applies the rest.
+    ///
+    /// # Errors
+    /// As [`TestDatabase::create`].
+    pub async fn create_at(version: Option<i32>) -> anyhow::Result<Option<Self>> {
         let server = server_url();
         let admin = match tokio::time::timeout(
             Duration::from_secs(5),
@@ -105,7 +115,7 @@ impl TestDatabase {
             statement_timeout: Duration::from_secs(60),
         })
         .with_context(|| format!("pool for {name}"))?;
-        migrate(&pool)
+        migrate_to(&pool, version)
             .await
             .with_context(|| format!("migrating {name}"))?;
         pool.get()
@@ -120,6 +130,16 @@ impl TestDatabase {
             .await
             .context("adding the second tenant")?;
         Ok(Some(Self { name, url, pool }))
+    }
+}
+
+impl TestDatabase {
+    /// Applies every pending migration; how many there were.
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        migrate(&self.pool).await
     }
 }
 

@@ -419,3 +419,90 @@ async fn concurrent_ingestion_loses_nothing_and_stores_each_key_once() -> Result
     );
     Ok(())
 }
+
+/// Migration V5 moves every snapshot row written under V4 into its report and window's
+/// partition, unchanged, and the table refuses what it refused before.
+#[tokio::test]
+async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<()> {
+    let Some(db) = TestDatabase::create_at(Some(4)).await? else {
+        return Ok(());
+    };
+    let client = db.pool.get().await?;
+    // Every report and window, both tenants, and a report outside the known three.
+    client
+        .batch_execute(
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 dimension_key, dimension_value, metric_name, metric_value, computed_at, run_id)
+             SELECT t, r, w, CASE w WHEN 'week' THEN DATE '2026-11-16' ELSE DATE '2026-11-20' END,
+                    'entity_id', 'e-' || n, 'event_count', n * t, TIMESTAMPTZ '2026-11-21 12:00Z',
+                    NULL
+             FROM unnest(ARRAY[1, 2]) AS t,
+                  unnest(ARRAY['volume-by-period', 'status-counts', 'top-entities', 'later-report']) AS r,
+                  unnest(ARRAY['day', 'week']) AS w,
+                  generate_series(1, 3) AS n",
+        )
+        .await?;
+    // Each row as the text of a record of every column, in key order.
+    let rows = "SELECT (tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                        dimension_value, metric_name, metric_value, computed_at, run_id,
+                        created_at)::text
+                FROM metric_snapshots
+                ORDER BY tenant_id, report_slug, window_name, bucket_start, dimension_key,
+                         dimension_value, metric_name";
+    let render = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+        rows.iter().map(|row| row.get(0)).collect()
+    };
+    let before = render(client.query(rows, &[]).await?);
+    ensure!(before.len() == 48, "{} rows written", before.len());
+
+    ensure!(
+        db.migrate().await? >= 1,
+        "V5 and any later migration applied"
+    );
+
+    let after = render(client.query(rows, &[]).await?);
+    ensure!(after == before, "every row kept as it was");
+    let partitions: Vec<(String, i64)> = client
+        .query(
+            "SELECT tableoid::regclass::text, count(*) FROM metric_snapshots GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    ensure!(
+        partitions.len() == 7
+            && partitions.iter().all(|(name, count)| {
+                // Two tenants, three rows each; the default holds both windows of one report.
+                *count
+                    == if name == "metric_snapshots_other" {
+                        12
+                    } else {
+                        6
+                    }
+            }),
+        "one partition per known report and window, the rest in the default: {partitions:?}"
+    );
+    let duplicate = client
+        .execute(
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 dimension_key, dimension_value, metric_name, metric_value, computed_at)
+             VALUES (1, 'top-entities', 'day', DATE '2026-11-20', 'entity_id', 'e-1',
+                     'event_count', 9, now())",
+            &[],
+        )
+        .await;
+    ensure!(duplicate.is_err(), "the natural key is still unique");
+    let tuesday_week = client
+        .execute(
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 dimension_key, dimension_value, metric_name, metric_value, computed_at)
+             VALUES (1, 'top-entities', 'week', DATE '2026-11-17', 'entity_id', 'e-9',
+                     'event_count', 9, now())",
+            &[],
+        )
+        .await;
+    ensure!(tuesday_week.is_err(), "weeks still start on a Monday");
+    Ok(())
+}
