@@ -484,25 +484,28 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
             }),
         "one partition per known report and window, the rest in the default: {partitions:?}"
     );
-    let duplicate = client
-        .execute(
-            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                 dimension_key, dimension_value, metric_name, metric_value, computed_at)
-             VALUES (1, 'top-entities', 'day', DATE '2026-11-20', 'entity_id', 'e-1',
-                     'event_count', 9, now())",
-            &[],
-        )
-        .await;
+    // One top-entities row of entity `value`, in `window`, for the bucket starting `start`.
+    let insert = |window: &'static str, start: time::Date, value: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name,
+                         bucket_start, dimension_key, dimension_value, metric_name, metric_value,
+                         computed_at)
+                     VALUES (1, 'top-entities', $1, $2, 'entity_id', $3, 'event_count', 9, now())",
+                    &[&window, &start, &value],
+                )
+                .await
+        }
+    };
+    ensure!(
+        insert("day", date!(2026 - 11 - 20), "e-new").await? == 1,
+        "a new row goes in"
+    );
+    let duplicate = insert("day", date!(2026 - 11 - 20), "e-1").await;
     ensure!(duplicate.is_err(), "the natural key is still unique");
-    let tuesday_week = client
-        .execute(
-            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                 dimension_key, dimension_value, metric_name, metric_value, computed_at)
-             VALUES (1, 'top-entities', 'week', DATE '2026-11-17', 'entity_id', 'e-9',
-                     'event_count', 9, now())",
-            &[],
-        )
-        .await;
+    let tuesday_week = insert("week", date!(2026 - 11 - 17), "e-9").await;
     ensure!(tuesday_week.is_err(), "weeks still start on a Monday");
     Ok(())
 }
