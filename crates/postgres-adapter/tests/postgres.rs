@@ -452,8 +452,17 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
     let render = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
         rows.iter().map(|row| row.get(0)).collect()
     };
+    // The table's shape: each column's type, collation, nullability and default, and each
+    // constraint's definition, as text.
+    let shape = "SELECT (column_name, data_type, collation_name, is_nullable, column_default)::text
+                 FROM information_schema.columns WHERE table_name = 'metric_snapshots'
+                 UNION ALL
+                 SELECT (conname, pg_get_constraintdef(oid))::text
+                 FROM pg_constraint WHERE conrelid = 'metric_snapshots'::regclass
+                 ORDER BY 1";
     let before = render(client.query(rows, &[]).await?);
     ensure!(before.len() == 48, "{} rows written", before.len());
+    let shape_before = render(client.query(shape, &[]).await?);
 
     ensure!(
         db.migrate().await? >= 1,
@@ -462,28 +471,36 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
 
     let after = render(client.query(rows, &[]).await?);
     ensure!(after == before, "every row kept as it was");
-    let partitions: Vec<(String, i64)> = client
+    let shape_after = render(client.query(shape, &[]).await?);
+    ensure!(
+        shape_after == shape_before,
+        "the same columns and constraints: {shape_before:?} became {shape_after:?}"
+    );
+    let placed: Vec<(String, String, String)> = client
         .query(
-            "SELECT tableoid::regclass::text, count(*) FROM metric_snapshots GROUP BY 1 ORDER BY 1",
+            "SELECT DISTINCT tableoid::regclass::text, report_slug, window_name
+             FROM metric_snapshots",
             &[],
         )
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
     ensure!(
-        partitions.len() == 7
-            && partitions.iter().all(|(name, count)| {
-                // Two tenants, three rows each; the default holds both windows of one report.
-                *count
-                    == if name == "metric_snapshots_other" {
-                        12
-                    } else {
-                        6
-                    }
-            }),
-        "one partition per known report and window, the rest in the default: {partitions:?}"
+        placed.len() == 8,
+        "every report and window placed: {placed:?}"
     );
+    for (partition, report, window) in &placed {
+        let expected = if report == "later-report" {
+            "metric_snapshots_other".to_owned()
+        } else {
+            format!("metric_snapshots_{}_{window}", report.replace('-', "_"))
+        };
+        ensure!(
+            *partition == expected,
+            "{report} {window} went to {partition}, not {expected}"
+        );
+    }
     // One top-entities row of entity `value`, in `window`, for the bucket starting `start`.
     let insert = |window: &'static str, start: time::Date, value: &'static str| {
         let client = &client;
@@ -503,9 +520,20 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
         insert("day", date!(2026 - 11 - 20), "e-new").await? == 1,
         "a new row goes in"
     );
+    let refused = |outcome: Result<u64, tokio_postgres::Error>| {
+        outcome
+            .err()
+            .and_then(|err| err.code().map(|code| code.code().to_owned()))
+    };
     let duplicate = insert("day", date!(2026 - 11 - 20), "e-1").await;
-    ensure!(duplicate.is_err(), "the natural key is still unique");
+    ensure!(
+        refused(duplicate).as_deref() == Some("23505"),
+        "the natural key is still unique"
+    );
     let tuesday_week = insert("week", date!(2026 - 11 - 17), "e-9").await;
-    ensure!(tuesday_week.is_err(), "weeks still start on a Monday");
+    ensure!(
+        refused(tuesday_week).as_deref() == Some("23514"),
+        "weeks still start on a Monday"
+    );
     Ok(())
 }
