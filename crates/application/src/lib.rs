@@ -30,7 +30,7 @@ pub use recompute::{
 };
 pub use reports::{
     HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows, ReportService,
-    RunReportParams,
+    RunReportParams, elapsed_ms,
 };
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};

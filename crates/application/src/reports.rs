@@ -563,6 +563,7 @@ pub fn params_hash(query: &ReportQuery) -> String {
     sha256_hex(normalized.as_bytes())
 }
 
-fn elapsed_ms(started: Instant) -> f64 {
+/// Milliseconds since `started`, to the microsecond: the `execution_ms` of a result.
+pub fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }

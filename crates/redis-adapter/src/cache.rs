@@ -132,10 +132,10 @@ impl RedisCacheVersions {
 #[async_trait]
 impl CacheVersions for RedisCacheVersions {
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
-        let report = report_id(tenant, slug);
-        if let Some(version) = self.near.version(&report) {
+        if let Some(version) = self.known(tenant, slug) {
             return Ok(version);
         }
+        let report = report_id(tenant, slug);
         let generation = self.near.generation();
         let key = self.key(tenant, slug);
         let version: Option<u64> = self

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::ContentType, web};
-use application::RunReportParams;
+use application::{RunReportParams, elapsed_ms};
 use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder};
 use serde::Deserialize;
 
@@ -226,9 +226,4 @@ pub async fn run_report(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(body))
-}
-
-/// Milliseconds since `started`, to the microsecond, as the report service measures them.
-fn elapsed_ms(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
