@@ -74,6 +74,7 @@ fn announce(config: &Config) {
     } else {
         info!(
             max_connections = config.database.max_connections,
+            ingest_writers = config.database.ingest_writers,
             "storage: PostgreSQL (DATABASE_URL)"
         );
     }

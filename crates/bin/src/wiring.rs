@@ -115,7 +115,8 @@ pub fn postgres_ports(
         poll_interval: config.recompute.poll_interval,
         ..QueueSettings::default()
     };
-    let pg = PostgresAdapters::new(pool, settings, clock);
+    let pg = PostgresAdapters::new(pool, settings, clock)
+        .with_ingest_writers(config.database.ingest_writers);
     Ports {
         catalog: pg.catalog,
         events: pg.events,

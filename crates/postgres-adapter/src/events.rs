@@ -20,15 +20,27 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct PostgresEventStore {
     pool: Pool,
+    /// How many gathered ingestion transactions are written at once.
+    writers: usize,
     /// Started on first use, inside the runtime.
     writer: std::sync::Arc<OnceLock<GroupCommit>>,
 }
 
 impl PostgresEventStore {
-    /// The store over `pool`.
+    /// The default number of ingestion transactions written at once.
+    pub const DEFAULT_WRITERS: usize = 2;
+
+    /// The store over `pool`, with [`Self::DEFAULT_WRITERS`] ingestion writers.
     pub fn new(pool: Pool) -> Self {
+        Self::with_writers(pool, Self::DEFAULT_WRITERS)
+    }
+
+    /// The store over `pool`, writing up to `writers` gathered ingestion transactions at once
+    /// (at least one), each on a connection of the pool.
+    pub fn with_writers(pool: Pool, writers: usize) -> Self {
         Self {
             pool,
+            writers: writers.max(1),
             writer: std::sync::Arc::default(),
         }
     }
@@ -215,7 +227,7 @@ impl EventStore for PostgresEventStore {
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let writer = self
             .writer
-            .get_or_init(|| GroupCommit::start(self.pool.clone()));
+            .get_or_init(|| GroupCommit::start(self.pool.clone(), self.writers));
         writer.ingest(tenant, events.to_vec(), at).await
     }
 

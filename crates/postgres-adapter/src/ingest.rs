@@ -6,14 +6,22 @@
 //! grows with concurrency. Every caller is answered only after that transaction committed. If a
 //! gathered transaction fails, each call is retried on its own, so one caller's problem never
 //! fails another's events.
+//!
+//! Up to `writers` gathered transactions are written at once, each on its own connection: one
+//! PostgreSQL backend inserts at the speed of a single core, and while it inserts, the next
+//! batch is already gathering. While every writer is busy, the waiting batch keeps growing
+//! to its limit. Two transactions that hold the same new id serialize on the unique index
+//! (the later one skips it once the earlier commits), and every transaction takes its locks
+//! in key order (events by tenant and id, changed days by tenant and day), so writers never
+//! deadlock one another.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use application::ports::{IngestEvent, StoreError};
 use deadpool_postgres::Pool;
 use domain::{IngestOutcome, IngestStatus, TenantId};
 use time::{Date, OffsetDateTime, UtcOffset};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::warn;
 
 use crate::error::{Failure, PgResultExt};
@@ -23,8 +31,9 @@ pub const MAX_BATCH_EVENTS: usize = 5_000;
 /// How long the first call of a batch waits for others to join it.
 pub const MAX_WAIT: Duration = Duration::from_millis(2);
 
-/// Inserts new ids in input order; a later row with an id already inserted by this statement
-/// or stored before is skipped.
+/// Inserts new ids in key order, and among the rows of one id the first of the input: a later
+/// row with an id already inserted by this statement or stored before is skipped. Key order
+/// makes concurrent writers lock ids in the same order.
 const INSERT: &str = "
     INSERT INTO analytics_events
         (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload, fingerprint)
@@ -35,7 +44,7 @@ const INSERT: &str = "
          WITH ORDINALITY AS e(tenant_id, event_id, source, entity_id, status, processing_ms, amount_cents,
                               occurred_at, payload, fingerprint, position)
     LEFT JOIN event_sources s ON s.tenant_id = e.tenant_id AND s.slug = e.source
-    ORDER BY e.position
+    ORDER BY e.tenant_id, e.event_id COLLATE \"C\", e.position
     ON CONFLICT (tenant_id, event_id) DO NOTHING
     RETURNING tenant_id, event_id";
 
@@ -46,10 +55,11 @@ const STORED: &str = "
     JOIN unnest($1::int8[], $2::text[]) AS k(tenant_id, event_id)
       ON a.tenant_id = k.tenant_id AND a.event_id = k.event_id";
 
-/// Marks the days of created events changed.
+/// Marks the days of created events changed, locking them in key order.
 const MARK_CHANGED: &str = "
     INSERT INTO stale_days (tenant_id, day, changed_at)
     SELECT DISTINCT tenant_id, day, $3::timestamptz FROM unnest($1::int8[], $2::date[]) AS d(tenant_id, day)
+    ORDER BY tenant_id, day
     ON CONFLICT (tenant_id, day) DO UPDATE SET changed_at = GREATEST(stale_days.changed_at, EXCLUDED.changed_at)";
 
 /// One caller's events.
@@ -67,10 +77,11 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the background task that commits for `pool`.
-    pub(crate) fn start(pool: Pool) -> Self {
+    /// Starts the background task that commits for `pool` with at most `writers` transactions
+    /// at once (at least one).
+    pub(crate) fn start(pool: Pool, writers: usize) -> Self {
         let (sender, receiver) = mpsc::channel(1_024);
-        tokio::spawn(run(pool, receiver));
+        tokio::spawn(run(pool, receiver, writers.max(1)));
         Self { sender }
     }
 
@@ -97,7 +108,8 @@ impl GroupCommit {
     }
 }
 
-async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>) {
+async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) {
+    let writers = Arc::new(Semaphore::new(writers));
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let mut size = batch[0].events.len();
@@ -111,7 +123,27 @@ async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        commit(&pool, batch).await;
+        // While every writer is busy, the batch keeps growing up to its limit.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                permit = writers.clone().acquire_owned() => break permit,
+                next = receiver.recv(), if size < MAX_BATCH_EVENTS => match next {
+                    Some(next) => {
+                        size += next.events.len();
+                        batch.push(next);
+                    }
+                    None => break writers.clone().acquire_owned().await,
+                },
+            }
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { return };
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit(&pool, batch).await;
+            drop(permit);
+        });
     }
 }
 

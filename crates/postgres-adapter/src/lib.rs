@@ -113,4 +113,12 @@ impl PostgresAdapters {
             pool,
         }
     }
+
+    /// The same adapters, the event store writing up to `writers` gathered ingestion
+    /// transactions at once (see [`PostgresEventStore::with_writers`]).
+    #[must_use]
+    pub fn with_ingest_writers(mut self, writers: usize) -> Self {
+        self.events = Arc::new(PostgresEventStore::with_writers(self.pool.clone(), writers));
+        self
+    }
 }

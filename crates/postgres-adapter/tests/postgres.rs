@@ -420,6 +420,83 @@ async fn concurrent_ingestion_loses_nothing_and_stores_each_key_once() -> Result
     Ok(())
 }
 
+/// Several writers at once, callers sending the same ids in opposite orders over several days,
+/// in bulks large enough that gathered transactions overlap: every call succeeds, each id is
+/// created exactly once and every other sending of it is a duplicate.
+#[tokio::test]
+async fn concurrent_writers_store_each_key_once_whatever_the_order() -> Result<()> {
+    const KEYS: usize = 3_000;
+    const CALLERS: usize = 12;
+    const BULK: usize = 1_000;
+    // The keys caller `c` sends in its `round`: a run of BULK from its own start.
+    let keys = |c: usize, round: usize| (0..BULK).map(move |n| (c * 250 + round * 700 + n) % KEYS);
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default()).with_ingest_writers(4);
+    let events: Arc<dyn application::ports::EventStore> = a.events.clone();
+    let day = datetime!(2026-11-20 08:00 UTC);
+    let mut tasks = Vec::new();
+    for caller in 0..CALLERS {
+        let events = events.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for round in 0..3 {
+                let mut items: Vec<_> = keys(caller, round)
+                    .map(|k| application::ports::IngestEvent {
+                        event: domain::NewEvent {
+                            event_id: format!("k-{k}"),
+                            ..domain::demo::event(
+                                k as u64,
+                                day - time::Duration::days((k % 5) as i64),
+                            )
+                        },
+                        fingerprint: format!("content-{k}"),
+                    })
+                    .collect();
+                // Odd callers send their keys backwards.
+                if caller % 2 == 1 {
+                    items.reverse();
+                }
+                outcomes.extend(events.ingest(TENANT, &items, NOW).await?);
+            }
+            Ok::<_, application::ports::StoreError>(outcomes)
+        }));
+    }
+    let mut created = std::collections::HashSet::new();
+    let mut sent = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        for outcome in task.await?? {
+            sent += 1;
+            match outcome.status {
+                domain::IngestStatus::Created => {
+                    ensure!(
+                        created.insert(outcome.event_id.clone()),
+                        "{} created twice",
+                        outcome.event_id
+                    );
+                }
+                domain::IngestStatus::Duplicate => duplicates += 1,
+                domain::IngestStatus::Conflict => anyhow::bail!("{} conflicted", outcome.event_id),
+            }
+        }
+    }
+    let distinct: std::collections::HashSet<usize> = (0..CALLERS)
+        .flat_map(|c| (0..3).flat_map(move |round| keys(c, round)))
+        .collect();
+    ensure!(
+        created.len() == distinct.len() && duplicates == sent - distinct.len(),
+        "{} keys sent {sent} times: {} created, {duplicates} duplicates",
+        distinct.len(),
+        created.len()
+    );
+    ensure!(
+        application::ports::EventStore::count(a.events.as_ref(), TENANT).await?
+            == distinct.len() as u64,
+        "exactly one row per key"
+    );
+    Ok(())
+}
+
 /// Migration V5 moves every snapshot row written under V4 into its report and window's
 /// partition, unchanged, and the table refuses what it refused before.
 #[tokio::test]
