@@ -1311,7 +1311,7 @@ pub async fn event_ingestion(
     let first = events
         .ingest(
             tenant,
-            &[
+            vec![
                 ingest_item("a", "fp-a", day)?,
                 ingest_item("b", "fp-b", day)?,
             ],
@@ -1328,14 +1328,14 @@ pub async fn event_ingestion(
     );
     ensure!(statuses(first) == [Created, Created], "new ids are created");
     let replay = events
-        .ingest(tenant, &[ingest_item("a", "fp-a", day)?], at)
+        .ingest(tenant, vec![ingest_item("a", "fp-a", day)?], at)
         .await?;
     ensure!(
         statuses(replay) == [Duplicate],
         "the same content again is a duplicate"
     );
     let changed = events
-        .ingest(tenant, &[ingest_item("a", "fp-other", day)?], at)
+        .ingest(tenant, vec![ingest_item("a", "fp-other", day)?], at)
         .await?;
     ensure!(
         statuses(changed) == [Conflict],
@@ -1344,7 +1344,7 @@ pub async fn event_ingestion(
     let within = events
         .ingest(
             tenant,
-            &[
+            vec![
                 ingest_item("c", "fp-c", day)?,
                 ingest_item("c", "fp-c", day)?,
                 ingest_item("c", "fp-x", day)?,
@@ -1361,7 +1361,7 @@ pub async fn event_ingestion(
         "only a, b and c are stored"
     );
     let foreign = events
-        .ingest(other, &[ingest_item("a", "fp-z", day)?], at)
+        .ingest(other, vec![ingest_item("a", "fp-z", day)?], at)
         .await?;
     ensure!(statuses(foreign) == [Created], "ids are unique per tenant");
 
@@ -1377,7 +1377,7 @@ pub async fn event_ingestion(
     );
     let later = at + time::Duration::minutes(5);
     events
-        .ingest(tenant, &[ingest_item("a", "fp-a", day)?], later)
+        .ingest(tenant, vec![ingest_item("a", "fp-a", day)?], later)
         .await?;
     ensure!(
         events.changed_since(tenant, around).await? == Some(at),

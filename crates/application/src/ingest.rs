@@ -286,7 +286,7 @@ impl IngestService {
                 event,
             })
             .collect();
-        Ok(self.events.ingest(tenant, &items, self.clock.now()).await?)
+        Ok(self.events.ingest(tenant, items, self.clock.now()).await?)
     }
 }
 

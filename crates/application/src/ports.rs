@@ -115,7 +115,7 @@ pub trait EventStore: Send + Sync {
     async fn ingest(
         &self,
         tenant: TenantId,
-        events: &[IngestEvent],
+        events: Vec<IngestEvent>,
         at: OffsetDateTime,
     ) -> Result<Vec<IngestOutcome>, StoreError>;
 

@@ -104,7 +104,7 @@ impl EventStore for InMemoryEventStore {
     async fn ingest(
         &self,
         tenant: TenantId,
-        events: &[IngestEvent],
+        events: Vec<IngestEvent>,
         at: OffsetDateTime,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         self.failure

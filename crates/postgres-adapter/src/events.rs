@@ -222,13 +222,13 @@ impl EventStore for PostgresEventStore {
     async fn ingest(
         &self,
         tenant: TenantId,
-        events: &[IngestEvent],
+        events: Vec<IngestEvent>,
         at: OffsetDateTime,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let writer = self
             .writer
             .get_or_init(|| GroupCommit::start(self.pool.clone(), self.writers));
-        writer.ingest(tenant, events.to_vec(), at).await
+        writer.ingest(tenant, events, at).await
     }
 
     async fn changed_since(

@@ -395,7 +395,7 @@ async fn concurrent_ingestion_loses_nothing_and_stores_each_key_once() -> Result
                 },
                 fingerprint: "same".to_owned(),
             };
-            events.ingest(TENANT, &[item], NOW).await
+            events.ingest(TENANT, vec![item], NOW).await
         }));
     }
     let mut created = 0;
@@ -456,7 +456,7 @@ async fn concurrent_writers_store_each_key_once_whatever_the_order() -> Result<(
                 if caller % 2 == 1 {
                     items.reverse();
                 }
-                outcomes.extend(events.ingest(TENANT, &items, NOW).await?);
+                outcomes.extend(events.ingest(TENANT, items, NOW).await?);
             }
             Ok::<_, application::ports::StoreError>(outcomes)
         }));
