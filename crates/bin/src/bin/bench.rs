@@ -333,6 +333,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         "{} snapshot reads failed",
         snapshot.failed
     );
+    let rss_snapshot = server.rss_peak_mib()?;
     let raw = raw_reads(&miss_client, from, today, if args.quick { 20 } else { 50 }).await?;
     results.insert("reads.trivial_rps", json!(trivial.rps));
     results.insert("reads.cache_hit_rps", json!(hit.rps));
@@ -366,6 +367,8 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     results.insert("ingest.http_rows_per_s", json!(http_rows));
     results.insert("ingest.copy_rows_per_s", json!(copy_rows));
     results.insert("rss_peak_mib", json!(rss_read.max(rss_ingest)));
+    results.insert("rss_read_peak_mib", json!(rss_read.max(rss_snapshot)));
+    results.insert("rss_ingest_peak_mib", json!(rss_ingest));
     server.stop();
 
     let mut table = String::new();
@@ -417,6 +420,12 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         table,
         "\ncache hit p50 {:.2} ms, p99 {:.2} ms; snapshot p50 {:.2} ms, p99 {:.2} ms; trivial {:.0} req/s",
         hit.p50_ms, hit.p99_ms, snapshot.p50_ms, snapshot.p99_ms, trivial.rps
+    );
+    // The second server process serves the snapshot reads, then the ingest phase: its peak
+    // before and after the ingest tells them apart.
+    let _ = writeln!(
+        table,
+        "RSS peaks: {rss_read:.1} MiB over the recompute and hit reads, {rss_snapshot:.1} MiB over the snapshot reads, {rss_ingest:.1} MiB with the ingest after them"
     );
     {
         use std::io::Write as _;
