@@ -168,7 +168,8 @@ impl IngestService {
     }
 
     /// Ingests `{"events": [...]}` (1 to 1,000): all or nothing for validation, then each event
-    /// created, duplicate or conflict on its own.
+    /// created, duplicate or conflict on its own. The body is dropped once parsed, before the
+    /// wait for the commit.
     ///
     /// # Errors
     /// [`IngestError::Invalid`] naming every bad field as `events[i].field` (nothing stored);
@@ -177,7 +178,7 @@ impl IngestService {
     pub async fn ingest_bulk(
         &self,
         tenant: TenantId,
-        body: &Value,
+        body: Value,
     ) -> Result<Vec<IngestOutcome>, IngestError> {
         let invalid = |field: &str, message: String| {
             IngestError::Invalid(vec![ValidationError::new(field, message)])
@@ -210,6 +211,7 @@ impl IngestService {
             ));
         }
         let parsed = self.validate(tenant, items, "events").await?;
+        drop(body);
         let events = parsed
             .into_iter()
             .map(|(id, event)| event.into_event(id.unwrap_or_else(generate_id)))

@@ -1122,7 +1122,7 @@ async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Resu
     let mut bad = event_body(Some("b-2"), 1);
     bad["source"] = serde_json::json!("unknown-psp");
     let body = serde_json::json!({"events": [event_body(Some("b-1"), 1), bad, {"status": "lost"}]});
-    let Err(application::IngestError::Invalid(errors)) = ingest.ingest_bulk(TENANT, &body).await
+    let Err(application::IngestError::Invalid(errors)) = ingest.ingest_bulk(TENANT, body).await
     else {
         anyhow::bail!("the bulk request must be refused")
     };
@@ -1141,7 +1141,7 @@ async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Resu
     );
 
     let ok = serde_json::json!({"events": [event_body(Some("b-1"), 1), event_body(Some("b-1"), 1), event_body(Some("b-1"), 2)]});
-    let outcomes = ingest.ingest_bulk(TENANT, &ok).await?;
+    let outcomes = ingest.ingest_bulk(TENANT, ok).await?;
     let statuses: Vec<_> = outcomes.iter().map(|o| o.status).collect();
     use domain::IngestStatus::{Conflict, Created, Duplicate};
     ensure!(

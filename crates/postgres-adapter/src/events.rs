@@ -36,7 +36,8 @@ impl PostgresEventStore {
     }
 
     /// The store over `pool`, writing up to `writers` gathered ingestion transactions at once
-    /// (at least one), each on a connection of the pool.
+    /// (at least one), each on a connection of its own, taken out of the pool on first use
+    /// (the pool may open another in its place).
     pub fn with_writers(pool: Pool, writers: usize) -> Self {
         Self {
             pool,

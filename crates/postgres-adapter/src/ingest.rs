@@ -10,18 +10,21 @@
 //! Up to `writers` gathered transactions are written at once, each on its own connection: one
 //! PostgreSQL backend inserts at the speed of a single core, and while it inserts, the next
 //! batch is already gathering. While every writer is busy, the waiting batch keeps growing
-//! to its limit. Two transactions that hold the same new id serialize on the unique index
+//! to its limit. Each writer has a connection of its own, taken out of the pool (which may
+//! then open another in its place): a gathered insert is a message of megabytes, and the
+//! driver keeps a connection's buffers at the largest message it has carried, so only the
+//! writers' connections grow them, rather than every connection of the pool in turn. Two transactions that hold the same new id serialize on the unique index
 //! (the later one skips it once the earlier commits), and every transaction takes its locks
 //! in key order (events by tenant and id, changed days by tenant and day), so writers never
 //! deadlock one another.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use application::ports::{IngestEvent, StoreError};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use domain::{IngestOutcome, IngestStatus, TenantId};
 use time::{Date, OffsetDateTime, UtcOffset};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::error::{Failure, PgResultExt};
@@ -108,8 +111,15 @@ impl GroupCommit {
     }
 }
 
+/// A writer: its own connection, once it has taken one.
+type Writer = Option<ClientWrapper>;
+
 async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) {
-    let writers = Arc::new(Semaphore::new(writers));
+    // Idle writers wait here; a batch takes one and gives it back when committed.
+    let (idle, mut free) = mpsc::channel::<Writer>(writers);
+    for _ in 0..writers {
+        let _ = idle.try_send(None);
+    }
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let mut size = batch[0].events.len();
@@ -124,31 +134,32 @@ async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) 
             }
         }
         // While every writer is busy, the batch keeps growing up to its limit.
-        let permit = loop {
+        let writer = loop {
             tokio::select! {
                 biased;
-                permit = writers.clone().acquire_owned() => break permit,
+                writer = free.recv() => break writer,
                 next = receiver.recv(), if size < MAX_BATCH_EVENTS => match next {
                     Some(next) => {
                         size += next.events.len();
                         batch.push(next);
                     }
-                    None => break writers.clone().acquire_owned().await,
+                    None => break free.recv().await,
                 },
             }
         };
-        // The semaphore is never closed.
-        let Ok(permit) = permit else { return };
-        let pool = pool.clone();
+        // `idle` lives as long as this loop, so `free` never closes.
+        let Some(mut writer) = writer else { return };
+        let (pool, idle) = (pool.clone(), idle.clone());
         tokio::spawn(async move {
-            commit(&pool, batch).await;
-            drop(permit);
+            commit(&pool, &mut writer, batch).await;
+            let _ = idle.send(writer).await;
         });
     }
 }
 
-/// Commits a batch and answers its callers; on failure retries each caller alone.
-async fn commit(pool: &Pool, batch: Vec<Request>) {
+/// Commits a batch on `writer`'s connection and answers its callers; on failure retries each
+/// caller alone.
+async fn commit(pool: &Pool, writer: &mut Writer, batch: Vec<Request>) {
     let items: Vec<(TenantId, &IngestEvent)> = batch
         .iter()
         .flat_map(|r| r.events.iter().map(move |e| (r.tenant, e)))
@@ -158,7 +169,7 @@ async fn commit(pool: &Pool, batch: Vec<Request>) {
         .map(|r| r.at)
         .max()
         .unwrap_or_else(OffsetDateTime::now_utc);
-    let outcome = write(pool, &items, at).await;
+    let outcome = write(pool, writer, &items, at).await;
     drop(items);
     match outcome {
         Ok(mut outcomes) => {
@@ -178,7 +189,7 @@ async fn commit(pool: &Pool, batch: Vec<Request>) {
             for request in batch {
                 let items: Vec<(TenantId, &IngestEvent)> =
                     request.events.iter().map(|e| (request.tenant, e)).collect();
-                let outcome = write(pool, &items, request.at)
+                let outcome = write(pool, writer, &items, request.at)
                     .await
                     .map_err(StoreError::from);
                 let _ = request.reply.send(outcome);
@@ -187,15 +198,43 @@ async fn commit(pool: &Pool, batch: Vec<Request>) {
     }
 }
 
-/// Writes `items` in one transaction and decides each one's outcome, in order.
-pub(crate) async fn write(
+/// `writer`'s connection; if it has none, or a closed one, one taken out of `pool`.
+async fn connection<'w>(
     pool: &Pool,
+    writer: &'w mut Writer,
+) -> Result<&'w mut ClientWrapper, Failure> {
+    let held = match writer.take() {
+        Some(client) if !client.is_closed() => client,
+        _ => Object::take(pool.get().await.classify("connecting to ingest events")?),
+    };
+    Ok(writer.insert(held))
+}
+
+/// Writes `items` in one transaction on `writer`'s connection and decides each one's outcome,
+/// in order. A connection that broke is let go, so the next write opens another.
+async fn write(
+    pool: &Pool,
+    writer: &mut Writer,
     items: &[(TenantId, &IngestEvent)],
     at: OffsetDateTime,
 ) -> Result<Vec<IngestOutcome>, Failure> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
+    let client = connection(pool, writer).await?;
+    let outcome = insert(client, items, at).await;
+    if matches!(outcome, Err(Failure::Unavailable(_))) {
+        *writer = None;
+    }
+    outcome
+}
+
+/// The transaction of [`write`].
+async fn insert(
+    client: &mut ClientWrapper,
+    items: &[(TenantId, &IngestEvent)],
+    at: OffsetDateTime,
+) -> Result<Vec<IngestOutcome>, Failure> {
     let tenants: Vec<i64> = items.iter().map(|(t, _)| t.get()).collect();
     let ids: Vec<&str> = items
         .iter()
@@ -213,7 +252,6 @@ pub(crate) async fn write(
     let payloads: Vec<&serde_json::Value> = items.iter().map(|(_, e)| &e.event.payload).collect();
     let fingerprints: Vec<&str> = items.iter().map(|(_, e)| e.fingerprint.as_str()).collect();
 
-    let mut client = pool.get().await.classify("connecting to ingest events")?;
     let tx = client
         .transaction()
         .await

@@ -497,6 +497,67 @@ async fn concurrent_writers_store_each_key_once_whatever_the_order() -> Result<(
     Ok(())
 }
 
+/// Ingestion writers hold connections of their own, outside the pool, and a writer whose
+/// connection is lost opens another.
+#[tokio::test]
+async fn ingestion_writers_keep_their_own_connections_and_replace_lost_ones() -> Result<()> {
+    use application::ports::EventStore as _;
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default()).with_ingest_writers(2);
+    let event = |id: &str| application::ports::IngestEvent {
+        event: domain::NewEvent {
+            event_id: id.to_owned(),
+            ..domain::demo::event(1, datetime!(2026-11-20 08:00 UTC))
+        },
+        fingerprint: format!("content-{id}"),
+    };
+    let status = |outcomes: Vec<domain::IngestOutcome>| outcomes.first().map(|o| o.status);
+    // One after the other, so that each writer takes a connection.
+    for id in ["before-1", "before-2"] {
+        ensure!(
+            status(a.events.ingest(TENANT, vec![event(id)], NOW).await?)
+                == Some(domain::IngestStatus::Created)
+        );
+    }
+
+    // Every connection of the pool can still be taken at once (a writer's would time out).
+    let size = db.pool.status().max_size;
+    let mut held = Vec::new();
+    for _ in 0..size {
+        held.push(db.pool.get().await.context("a pooled connection")?);
+    }
+    let terminated: i64 = held[0]
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    ensure!(
+        terminated > i64::try_from(size)? - 1,
+        "the writers' connections were among the {terminated} terminated"
+    );
+    drop(held);
+
+    // A batch on the lost connection may fail, as unavailable and storing nothing; the next one
+    // runs on a new connection.
+    let mut created = false;
+    for _ in 0..2 {
+        match a.events.ingest(TENANT, vec![event("after")], NOW).await {
+            Ok(outcomes) => {
+                created = status(outcomes) == Some(domain::IngestStatus::Created);
+                break;
+            }
+            Err(application::ports::StoreError::Unavailable(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    ensure!(created, "the event was stored on a new connection");
+    ensure!(application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 3);
+    Ok(())
+}
+
 /// Migration V5 moves every snapshot row written under V4 into its report and window's
 /// partition, unchanged, and the table refuses what it refused before.
 #[tokio::test]

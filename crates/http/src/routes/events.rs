@@ -113,7 +113,7 @@ pub async fn ingest_bulk(
 ) -> Result<HttpResponse, ApiError> {
     let body: Value = json_body(&req, payload, EVENTS_BODY_LIMIT).await?;
 
-    let outcomes = state.ingest.ingest_bulk(tenant.0, &body).await?;
+    let outcomes = state.ingest.ingest_bulk(tenant.0, body).await?;
 
     let data = BulkIngestDto::from(outcomes);
     let mut response = if data.counts.created > 0 {
