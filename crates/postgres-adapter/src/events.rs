@@ -22,6 +22,9 @@ pub struct PostgresEventStore {
     pool: Pool,
     /// How many gathered ingestion transactions are written at once.
     writers: usize,
+    /// The runtime the store was made in, where ingestion's writers run: not the runtime of
+    /// whichever HTTP worker happens to ingest first.
+    runtime: Option<tokio::runtime::Handle>,
     /// Started on first use, inside the runtime.
     writer: std::sync::Arc<OnceLock<GroupCommit>>,
 }
@@ -37,11 +40,13 @@ impl PostgresEventStore {
 
     /// The store over `pool`, writing up to `writers` gathered ingestion transactions at once
     /// (at least one), each on a connection of its own, taken out of the pool on first use
-    /// (the pool may open another in its place).
+    /// (the pool may open another in its place). Made inside a Tokio runtime, the writers run
+    /// on that runtime.
     pub fn with_writers(pool: Pool, writers: usize) -> Self {
         Self {
             pool,
             writers: writers.max(1),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             writer: std::sync::Arc::default(),
         }
     }
@@ -226,9 +231,9 @@ impl EventStore for PostgresEventStore {
         events: Vec<IngestEvent>,
         at: OffsetDateTime,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let writer = self
-            .writer
-            .get_or_init(|| GroupCommit::start(self.pool.clone(), self.writers));
+        let writer = self.writer.get_or_init(|| {
+            GroupCommit::start(self.pool.clone(), self.writers, self.runtime.as_ref())
+        });
         writer.ingest(tenant, events, at).await
     }
 

@@ -7,16 +7,20 @@
 //! gathered transaction fails, each call is retried on its own, so one caller's problem never
 //! fails another's events.
 //!
-//! Up to `writers` gathered transactions are written at once, each on its own connection: one
-//! PostgreSQL backend inserts at the speed of a single core, and while it inserts, the next
-//! batch is already gathering. While every writer is busy, the waiting batch keeps growing
-//! to its limit. Each writer has a connection of its own, taken out of the pool (which may
-//! then open another in its place): a gathered insert is a message of megabytes, and the
-//! driver keeps a connection's buffers at the largest message it has carried, so only the
-//! writers' connections grow them, rather than every connection of the pool in turn. Two transactions that hold the same new id serialize on the unique index
-//! (the later one skips it once the earlier commits), and every transaction takes its locks
-//! in key order (events by tenant and id, changed days by tenant and day), so writers never
-//! deadlock one another.
+//! Up to `writers` gathered transactions are written at once: one PostgreSQL backend inserts
+//! at the speed of a single core, and while it inserts, the next batch is already gathering.
+//! While every writer is busy, the waiting batch keeps growing to its limit.
+//!
+//! Each writer has a connection of its own, taken out of the pool (which may then open
+//! another in its place) and let go after a failed transaction. A gathered insert is a
+//! message of megabytes, and the driver keeps a connection's buffers at the largest message
+//! it has carried, so only the writers' connections grow them, rather than every connection
+//! of the pool in turn.
+//!
+//! Two transactions that hold the same new id serialize on the unique index (the later one
+//! skips it once the earlier commits), and every transaction takes its locks in key order
+//! (events by tenant and id, changed days by tenant and day), so writers never deadlock one
+//! another.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -24,7 +28,10 @@ use application::ports::{IngestEvent, StoreError};
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use domain::{IngestOutcome, IngestStatus, TenantId};
 use time::{Date, OffsetDateTime, UtcOffset};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    runtime::Handle,
+    sync::{mpsc, oneshot},
+};
 use tracing::warn;
 
 use crate::error::{Failure, PgResultExt};
@@ -81,10 +88,14 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the background task that commits for `pool` with at most `writers` transactions
-    /// at once (at least one).
-    pub(crate) fn start(pool: Pool, writers: usize) -> Self {
+    /// at once (at least one), on `runtime` if given, else on the current one.
+    pub(crate) fn start(pool: Pool, writers: usize, runtime: Option<&Handle>) -> Self {
         let (sender, receiver) = mpsc::channel(1_024);
-        tokio::spawn(run(pool, receiver, writers.max(1)));
+        let task = run(pool, receiver, writers.max(1));
+        match runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
         Self { sender }
     }
 
@@ -151,14 +162,19 @@ async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) 
         let Some(mut writer) = writer else { return };
         let (pool, idle) = (pool.clone(), idle.clone());
         tokio::spawn(async move {
-            commit(&pool, &mut writer, batch).await;
-            let _ = idle.send(writer).await;
+            let committed = tokio::spawn(async move {
+                commit(&pool, &mut writer, batch).await;
+                writer
+            });
+            // A commit that panicked loses its connection (its callers hear that the writer
+            // stopped), never its writer.
+            let _ = idle.send(committed.await.unwrap_or_default()).await;
         });
     }
 }
 
 /// Commits a batch on `writer`'s connection and answers its callers; on failure retries each
-/// caller alone.
+/// caller alone, until the database turns out to be unreachable.
 async fn commit(pool: &Pool, writer: &mut Writer, batch: Vec<Request>) {
     let items: Vec<(TenantId, &IngestEvent)> = batch
         .iter()
@@ -186,12 +202,19 @@ async fn commit(pool: &Pool, writer: &mut Writer, batch: Vec<Request>) {
         }
         Err(err) => {
             warn!(error = ?anyhow::Error::from(StoreError::from(err)), callers = batch.len(), "a gathered ingestion failed; retrying each caller alone");
+            let mut unreachable = false;
             for request in batch {
-                let items: Vec<(TenantId, &IngestEvent)> =
-                    request.events.iter().map(|e| (request.tenant, e)).collect();
-                let outcome = write(pool, writer, &items, request.at)
-                    .await
-                    .map_err(StoreError::from);
+                let outcome = if unreachable {
+                    Err(StoreError::Unavailable(anyhow::anyhow!(
+                        "PostgreSQL could not be reached for an ingestion gathered with this one"
+                    )))
+                } else {
+                    let items: Vec<(TenantId, &IngestEvent)> =
+                        request.events.iter().map(|e| (request.tenant, e)).collect();
+                    let outcome = write(pool, writer, &items, request.at).await;
+                    unreachable = matches!(outcome, Err(Failure::Unavailable(_)));
+                    outcome.map_err(StoreError::from)
+                };
                 let _ = request.reply.send(outcome);
             }
         }
@@ -211,7 +234,8 @@ async fn connection<'w>(
 }
 
 /// Writes `items` in one transaction on `writer`'s connection and decides each one's outcome,
-/// in order. A connection that broke is let go, so the next write opens another.
+/// in order. After a failure the connection is let go, whatever the cause (lost, cancelled,
+/// a server turned read-only), and the next write opens another.
 async fn write(
     pool: &Pool,
     writer: &mut Writer,
@@ -223,7 +247,7 @@ async fn write(
     }
     let client = connection(pool, writer).await?;
     let outcome = insert(client, items, at).await;
-    if matches!(outcome, Err(Failure::Unavailable(_))) {
+    if outcome.is_err() {
         *writer = None;
     }
     outcome
