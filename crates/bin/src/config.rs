@@ -323,7 +323,7 @@ impl Config {
             ingest_writers: parse(
                 &get,
                 "INGEST_WRITERS",
-                2usize,
+                postgres_adapter::PostgresEventStore::DEFAULT_WRITERS,
                 |n| (1..=64).contains(n),
                 "an integer between 1 and 64",
             )?,

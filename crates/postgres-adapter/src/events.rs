@@ -25,7 +25,7 @@ pub struct PostgresEventStore {
     /// The runtime the store was made in, where ingestion's writers run: not the runtime of
     /// whichever HTTP worker happens to ingest first.
     runtime: Option<tokio::runtime::Handle>,
-    /// Started on first use, inside the runtime.
+    /// Started on first use, on `runtime` (or, made outside any, on the caller's).
     writer: std::sync::Arc<OnceLock<GroupCommit>>,
 }
 

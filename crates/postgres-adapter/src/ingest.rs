@@ -88,10 +88,11 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the background task that commits for `pool` with at most `writers` transactions
-    /// at once (at least one), on `runtime` if given, else on the current one.
+    /// at once (at least one: the caller checks), on `runtime` if given, else on the current
+    /// one.
     pub(crate) fn start(pool: Pool, writers: usize, runtime: Option<&Handle>) -> Self {
         let (sender, receiver) = mpsc::channel(1_024);
-        let task = run(pool, receiver, writers.max(1));
+        let task = run(pool, receiver, writers);
         match runtime {
             Some(runtime) => drop(runtime.spawn(task)),
             None => drop(tokio::spawn(task)),
