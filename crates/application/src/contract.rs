@@ -22,8 +22,8 @@ use time::{
 };
 
 use crate::ports::{
-    AuditLog, CacheKey, CacheVersions, EnqueueError, EventStore, RebuildRequest, ReportCatalog,
-    ResponseCache, RunQueue, RunStore, RunStoreError, ScopeLock, SnapshotStore,
+    AuditLog, CacheKey, CacheVersions, EnqueueError, EventStore, RebuildRequest, Recovered,
+    ReportCatalog, ResponseCache, RunQueue, RunStore, RunStoreError, ScopeLock, SnapshotStore,
 };
 
 fn range(from: Date, to: Date) -> Result<DateRange> {
@@ -816,6 +816,18 @@ pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -
         ),
         "another tenant cannot claim the run"
     );
+    ensure!(
+        runs.renew_lease(tenant, first.id).await?,
+        "a running run's lease is renewed"
+    );
+    ensure!(
+        !runs.renew_lease(other, first.id).await?,
+        "another tenant cannot renew the run"
+    );
+    ensure!(
+        !runs.renew_lease(tenant, weekly.id).await?,
+        "a pending run has no lease to renew"
+    );
     let summary = RunSummary {
         rows_deleted: 3,
         rows_inserted: 4,
@@ -836,6 +848,10 @@ pub async fn run_store(runs: &dyn RunStore, tenant: TenantId, other: TenantId) -
     ensure!(
         runs.get(tenant, first.id).await?.as_ref() == Some(&completed),
         "the completed run reads back"
+    );
+    ensure!(
+        !runs.renew_lease(tenant, first.id).await?,
+        "a finished run is not renewed"
     );
     ensure!(
         matches!(
@@ -970,6 +986,10 @@ pub async fn run_queue(
     ensure!(
         first.status == RunStatus::Running && first.started_at == Some(started_at),
         "claiming starts the run"
+    );
+    ensure!(
+        queue.recover().await? == Recovered::default(),
+        "a run claimed within its lease is not recovered"
     );
 
     if capacity >= 3 {

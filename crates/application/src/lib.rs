@@ -24,6 +24,7 @@ pub use catalog_cache::CachedCatalog;
 pub use clock::SystemClock;
 pub use health::{HealthReport, HealthService, OverallStatus};
 pub use ingest::{IngestError, IngestService};
+pub use ports::Recovered;
 pub use recompute::{
     RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
     TriggerRequest,
@@ -35,3 +36,11 @@ pub use reports::{
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the values guarded in
+/// this crate stay valid whatever a panic interrupted.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -407,6 +407,16 @@ pub trait RunStore: Send + Sync {
         at: OffsetDateTime,
     ) -> Result<RecomputeRun, RunStoreError>;
 
+    /// Tells the store that the worker executing run `id` of `tenant` is still at it, so the
+    /// run keeps its claim: a store that recovers runs whose worker went silent (see
+    /// [`RunQueue::recover`]) extends the run's lease by a full lease from now. Returns whether
+    /// the run is running; `Ok(false)` (it finished, was recovered, or does not exist) tells the
+    /// worker to stop renewing.
+    ///
+    /// # Errors
+    /// [`RunStoreError::Unavailable`] or [`RunStoreError::Unexpected`]; the lease is unchanged.
+    async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError>;
+
     /// Hands a running run back: it becomes pending again, without `started_at`.
     ///
     /// # Errors
@@ -451,9 +461,30 @@ pub trait RunQueue: Send + Sync {
     /// after a pause); [`StoreError::Unexpected`] otherwise.
     async fn claim_next(&self) -> Result<Option<RecomputeRun>, StoreError>;
 
+    /// Recovers the runs whose worker stopped renewing their lease (see
+    /// [`RunStore::renew_lease`]), which happens only when the worker's process died or lost
+    /// the store for longer than a lease: each is handed back to the queue (pending again,
+    /// retried by any worker) or, once it has been claimed as often as the queue allows, failed
+    /// with the reason and audited as `recompute.failed` by `recompute-worker` in the same
+    /// transaction. Returns both kinds, so the caller can free the scope locks of the failed
+    /// ones. A queue whose runs cannot outlive their process recovers nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was changed.
+    async fn recover(&self) -> Result<Recovered, StoreError>;
+
     /// Stops handing out work: waiting and later [`RunQueue::claim_next`] calls return
     /// `Ok(None)`. Idempotent.
     async fn close(&self);
+}
+
+/// The runs one [`RunQueue::recover`] call took back from silent workers, as they are now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Pending again, to be claimed by another worker; they keep their scope lock token.
+    pub retried: Vec<RecomputeRun>,
+    /// Failed for good after too many claims, and audited.
+    pub failed: Vec<RecomputeRun>,
 }
 
 /// The operational audit trail.

@@ -166,15 +166,11 @@ impl TenancyService {
         let slug = SourceSlug::parse("slug", slug)?;
         let provider =
             domain::tenancy::parse_name("provider_name", provider_name.unwrap_or(slug.as_str()))?;
-        let description = description.map(str::trim).unwrap_or_default();
-        if description.chars().count() > 1_000 {
-            return Err(
-                ValidationError::new("description", "must be at most 1000 characters").into(),
-            );
-        }
+        let description =
+            domain::tenancy::parse_description("description", description.unwrap_or_default())?;
         let source = self
             .sources
-            .create(tenant, &slug, &provider, description)
+            .create(tenant, &slug, &provider, &description)
             .await?;
         if let Some(audit) = &self.audit {
             let entry = domain::NewAuditEntry {

@@ -1,16 +1,24 @@
 //! The recompute worker: claims queued runs and carries each through its lifecycle.
 
-use std::{future::Future, pin::pin, sync::Arc, task::Poll, time::Duration};
+use std::{
+    future::Future,
+    pin::pin,
+    sync::{Arc, Mutex},
+    task::Poll,
+    time::Duration,
+};
 
 use domain::{
     Actor, AuditAction, NewAuditEntry, RecomputeRun, ReportKind, RunSummary,
     audit::RESOURCE_RECOMPUTE_RUN, dates::format_date,
 };
 use serde_json::json;
+use time::OffsetDateTime;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::ports::{
-    AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, ScopeLock, SnapshotStore,
+    AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, RunStoreError, ScopeLock,
+    SnapshotStore,
 };
 
 /// How long the worker waits before asking an unavailable queue again.
@@ -18,6 +26,19 @@ const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The scope lock's lifetime unless configured: `RECOMPUTE_LOCK_TTL_SECS`' default.
 const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(900);
+
+/// The run lease unless configured: `RECOMPUTE_LEASE_SECS`' default.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// The first pause before a run's outcome is written again after the store failed; each retry
+/// doubles it, up to [`MAX_RECORD_BACKOFF`].
+const FIRST_RECORD_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The longest pause between two attempts to write a run's outcome.
+const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The most attempts to write a run's outcome, whatever the lease leaves.
+const MAX_RECORD_ATTEMPTS: u32 = 12;
 
 /// The ports a [`RecomputeWorker`] works with.
 #[derive(Clone)]
@@ -34,10 +55,16 @@ pub struct WorkerPorts {
 /// Rebuilds snapshots for claimed runs: running → completed (summary, cache version bump,
 /// `recompute.completed`) or failed (error, `recompute.failed`), releasing the scope lock
 /// either way.
+///
+/// While it executes a run it renews the run's lease (every third of it), and only then: once
+/// the worker is done with a run, whatever became of it, nothing keeps the run claimed, so a
+/// run the worker could not finish (its store was unreachable for longer than it could wait)
+/// is recovered by the queue when the lease ends, never left running.
 #[derive(Clone)]
 pub struct RecomputeWorker {
     ports: WorkerPorts,
     lock_ttl: Duration,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for RecomputeWorker {
@@ -52,7 +79,17 @@ impl RecomputeWorker {
         Self {
             ports,
             lock_ttl: DEFAULT_LOCK_TTL,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// The run lease of the store the worker claims from (`RECOMPUTE_LEASE_SECS`): the worker
+    /// renews it every third of it, looks for runs whose worker went silent every sixth, and
+    /// gives up writing a run's outcome before half of it has passed without a renewal.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// The lifetime of the scope locks this worker holds; while a rebuild runs the worker
@@ -81,9 +118,66 @@ impl RecomputeWorker {
         }
     }
 
-    /// Claims and executes runs until the queue is closed. A run in progress when the queue
-    /// closes is finished first.
+    /// Renews the lease of `run` every third of it while polled; records each renewal in
+    /// `renewed`, and stops renewing once the store says the run no longer runs.
+    async fn keep_lease(&self, run: &RecomputeRun, renewed: &Mutex<OffsetDateTime>) {
+        let p = &self.ports;
+        loop {
+            p.clock.pause(self.lease / 3).await;
+            match p.runs.renew_lease(run.tenant, run.id).await {
+                Ok(true) => {
+                    *crate::lock(renewed) = p.clock.now();
+                    debug!("run lease renewed");
+                }
+                Ok(false) => {
+                    warn!("the run no longer runs; its lease is not renewed");
+                    return std::future::pending().await;
+                }
+                Err(err) => warn!(error = %err, "could not renew the run lease; retrying"),
+            }
+        }
+    }
+
+    /// Claims and executes runs until the queue is closed, and meanwhile recovers the runs of
+    /// workers that went silent. A run in progress when the queue closes is finished first.
     pub async fn run(&self) {
+        alongside(self.claim_loop(), self.recovery_loop()).await;
+    }
+
+    /// Recovers silent workers' runs every sixth of a lease, forever.
+    async fn recovery_loop(&self) {
+        loop {
+            self.recover().await;
+            self.ports.clock.pause(self.lease / 6).await;
+        }
+    }
+
+    /// Hands the runs of silent workers back to the queue, or fails them (see
+    /// [`RunQueue::recover`]), and releases the scope locks of those failed, so their scopes
+    /// can be recomputed at once rather than when the locks expire.
+    pub async fn recover(&self) {
+        let p = &self.ports;
+        let recovered = match p.queue.recover().await {
+            Ok(recovered) => recovered,
+            Err(err) => {
+                debug!(error = %err, "could not look for runs of silent workers");
+                return;
+            }
+        };
+        for run in &recovered.retried {
+            warn!(run_id = %run.id, report = %run.report_slug, "the worker of a run stopped responding; the run is queued again");
+        }
+        for run in &recovered.failed {
+            warn!(run_id = %run.id, report = %run.report_slug, "the worker of a run stopped responding too often; the run failed");
+            if let Some(token) = &run.lock_token
+                && let Err(err) = p.locks.release(&run.scope(), token).await
+            {
+                warn!(run_id = %run.id, error = %err, "could not release the scope lock of a recovered run; it will expire on its own");
+            }
+        }
+    }
+
+    async fn claim_loop(&self) {
         loop {
             match self.ports.queue.claim_next().await {
                 Ok(Some(run)) => {
@@ -109,6 +203,24 @@ impl RecomputeWorker {
     }
 
     async fn execute_inner(&self, run: RecomputeRun) -> RecomputeRun {
+        let renewed = Mutex::new(self.ports.clock.now());
+        let finished = alongside(
+            self.carry_out(&run, &renewed),
+            self.keep_lease(&run, &renewed),
+        )
+        .await;
+        // The lease is no longer renewed from here on.
+        if let Some(token) = &run.lock_token
+            && let Err(err) = self.ports.locks.release(&run.scope(), token).await
+        {
+            warn!(error = %err, "could not release the scope lock; it will expire on its own");
+        }
+        finished
+    }
+
+    /// Rebuilds the run's snapshots and writes its outcome; returns the run as finally stored
+    /// (or as claimed, if its outcome could not be written).
+    async fn carry_out(&self, run: &RecomputeRun, renewed: &Mutex<OffsetDateTime>) -> RecomputeRun {
         let p = &self.ports;
         let scope = run.scope();
         let outcome = match ReportKind::from_slug(&run.report_slug) {
@@ -138,7 +250,7 @@ impl RecomputeWorker {
             }
         };
 
-        let finished = match outcome {
+        match outcome {
             Ok(rebuilt) => {
                 // The new rows are committed: retire the cached results before the run is
                 // seen as completed, so whoever waits for completion reads the new rows.
@@ -153,12 +265,13 @@ impl RecomputeWorker {
                     effective_date_from: scope.range.from(),
                     effective_date_to: scope.range.to(),
                 };
-                match p
-                    .runs
-                    .complete(run.tenant, run.id, summary, p.clock.now())
-                    .await
-                {
-                    Ok(completed) => {
+                let completed = self
+                    .record("mark the run completed", renewed, || {
+                        p.runs.complete(run.tenant, run.id, summary, p.clock.now())
+                    })
+                    .await;
+                match completed {
+                    Some(completed) => {
                         self.audit(
                             &completed,
                             AuditAction::RecomputeCompleted,
@@ -180,36 +293,75 @@ impl RecomputeWorker {
                         );
                         completed
                     }
-                    Err(err) => {
-                        error!(error = ?anyhow::Error::from(err), "could not mark the run completed");
-                        self.fail(run.clone(), "the run could not be marked completed")
-                            .await
-                    }
+                    // The rows are committed and point to this run: it must not be failed.
+                    // Left running, it is recovered when its lease ends and rebuilt again.
+                    None => run.clone(),
                 }
             }
-            Err(message) => self.fail(run.clone(), &message).await,
-        };
-
-        if let Some(token) = &run.lock_token
-            && let Err(err) = p.locks.release(&scope, token).await
-        {
-            warn!(error = %err, "could not release the scope lock; it will expire on its own");
+            Err(message) => self.fail(run, &message, renewed).await,
         }
-        finished
     }
 
-    async fn fail(&self, run: RecomputeRun, message: &str) -> RecomputeRun {
-        let p = &self.ports;
-        let failed = match p
-            .runs
-            .fail(run.tenant, run.id, message, p.clock.now())
-            .await
-        {
-            Ok(failed) => failed,
-            Err(err) => {
-                error!(error = ?anyhow::Error::from(err), "could not mark the run failed");
-                run
+    /// Writes a run's outcome with `write`, again and again while the store cannot be reached,
+    /// as long as the run's lease is sure to hold: a run is never finished by this worker after
+    /// the queue may have handed it to another. Returns the run as stored, or `None` when the
+    /// outcome could not be written (the lease then ends and the queue recovers the run).
+    async fn record<F, Fut>(
+        &self,
+        what: &'static str,
+        renewed: &Mutex<OffsetDateTime>,
+        write: F,
+    ) -> Option<RecomputeRun>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<RecomputeRun, RunStoreError>>,
+    {
+        let clock = &self.ports.clock;
+        let mut backoff = FIRST_RECORD_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let err = match write().await {
+                Ok(run) => return Some(run),
+                Err(err @ (RunStoreError::Unavailable(_) | RunStoreError::Unexpected(_))) => err,
+                Err(err) => {
+                    error!(error = %err, "could not {what}");
+                    return None;
+                }
+            };
+            let silent = clock.now() - *crate::lock(renewed);
+            let budget = self.lease / 2;
+            if attempt >= MAX_RECORD_ATTEMPTS || silent + backoff >= budget {
+                error!(
+                    error = ?anyhow::Error::from(err),
+                    attempts = attempt,
+                    "could not {what}; the run is left to lease recovery"
+                );
+                return None;
             }
+            warn!(error = %err, attempt, "could not {what}; retrying");
+            clock.pause(backoff).await;
+            backoff = (backoff * 2).min(MAX_RECORD_BACKOFF);
+            attempt += 1;
+        }
+    }
+
+    /// Marks the run failed with `message` and audits it. When the failure cannot be written,
+    /// nothing is audited and the run is returned as it was: its lease ends and the queue
+    /// recovers it.
+    async fn fail(
+        &self,
+        run: &RecomputeRun,
+        message: &str,
+        renewed: &Mutex<OffsetDateTime>,
+    ) -> RecomputeRun {
+        let p = &self.ports;
+        let Some(failed) = self
+            .record("mark the run failed", renewed, || {
+                p.runs.fail(run.tenant, run.id, message, p.clock.now())
+            })
+            .await
+        else {
+            return run.clone();
         };
         self.audit(
             &failed,

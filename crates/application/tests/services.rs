@@ -4,9 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, ReportRows, ReportService,
-    RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
-    ports::{CacheVersions, MockSnapshotStore, RunQueue, RunStore, SnapshotStore, SourceSystem},
+    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, Recovered, ReportRows,
+    ReportService, RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
+    ports::{
+        CacheVersions, MockRunQueue, MockSnapshotStore, RunQueue, RunStore, SnapshotStore,
+        SourceSystem,
+    },
 };
 use domain::{
     AuditAction, AuditFilter, PageRequest, RecomputeScope, ReportRow, ReportSlug, RunFilter,
@@ -76,6 +79,19 @@ impl Harness {
             recompute,
             worker,
             audit,
+        }
+    }
+
+    /// The ports of this harness's worker.
+    fn worker_ports(&self) -> WorkerPorts {
+        WorkerPorts {
+            runs: self.adapters.runs.clone(),
+            queue: self.adapters.queue.clone(),
+            snapshots: self.adapters.snapshots.clone(),
+            versions: self.adapters.versions.clone(),
+            audit: self.adapters.audit.clone(),
+            locks: self.adapters.locks.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -494,6 +510,114 @@ async fn a_full_queue_fails_the_run_and_releases_the_lock() -> Result<()> {
     ensure!(
         actions.last() == Some(&(AuditAction::RecomputeFailed, "ops".into())),
         "the failure is audited: {actions:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_failed_by_lease_recovery_frees_its_scope_lock() -> Result<()> {
+    let h = Harness::new(8);
+    let request = trigger("status-counts", "day", "2026-11-01", "2026-11-02");
+    let run = h.recompute.trigger(TENANT, &request).await?;
+    // The run's worker died three times; the queue fails it for good.
+    let failed = h
+        .adapters
+        .runs
+        .fail(
+            TENANT,
+            run.id,
+            "the worker running it stopped responding",
+            NOW,
+        )
+        .await?;
+    let mut queue = MockRunQueue::new();
+    queue.expect_recover().times(1).returning(move || {
+        Ok(Recovered {
+            retried: Vec::new(),
+            failed: vec![failed.clone()],
+        })
+    });
+    let worker = RecomputeWorker::new(WorkerPorts {
+        queue: Arc::new(queue),
+        ..h.worker_ports()
+    });
+    ensure!(
+        h.adapters.locks.is_held(&run.scope()),
+        "before recovery the dead worker's lock is still held"
+    );
+
+    worker.recover().await;
+
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "recovery releases the failed run's scope lock"
+    );
+    h.recompute
+        .trigger(TENANT, &request)
+        .await
+        .context("the scope can be recomputed at once")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_that_cannot_be_written_leaves_the_run_to_lease_recovery() -> Result<()> {
+    let h = Harness::new(8);
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-02", "2026-11-03"),
+        )
+        .await?;
+    let claimed = h.adapters.queue.claim_next().await?.context("queued")?;
+    h.adapters.snapshots.set_failing(true);
+    h.adapters.runs.set_failing(true);
+
+    let returned = h.worker.execute(claimed).await;
+
+    h.adapters.runs.set_failing(false);
+    let stored = h.recompute.get(TENANT, &run.id.to_string()).await?;
+    ensure!(
+        returned.status == RunStatus::Running && stored.status == RunStatus::Running,
+        "nothing pretends the run ended: {returned:?} {stored:?}"
+    );
+    let actions = h.audit_actions().await?;
+    ensure!(
+        actions == vec![(AuditAction::RecomputeTriggered, "ops".into())],
+        "no failure is audited that was not recorded: {actions:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_is_written_once_the_run_store_is_back() -> Result<()> {
+    let h = Harness::new(8);
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("status-counts", "day", "2026-11-04", "2026-11-05"),
+        )
+        .await?;
+    let claimed = h.adapters.queue.claim_next().await?.context("queued")?;
+    h.adapters.snapshots.set_failing(true);
+    // A short outage: the first attempts to write the failure are refused.
+    h.adapters.runs.fail_next_calls(3);
+
+    let finished = h.worker.execute(claimed).await;
+
+    ensure!(
+        finished.status == RunStatus::Failed,
+        "the failure is written once the store answers: {finished:?}"
+    );
+    ensure!(
+        !h.adapters.locks.is_held(&run.scope()),
+        "and the scope is free"
+    );
+    let actions = h.audit_actions().await?;
+    ensure!(
+        actions.last() == Some(&(AuditAction::RecomputeFailed, "recompute-worker".into())),
+        "and audited: {actions:?}"
     );
     Ok(())
 }

@@ -229,7 +229,8 @@ pub fn assemble(
         locks: ports.locks.clone(),
         clock: clock.clone(),
     })
-    .with_lock_ttl(config.recompute.lock_ttl);
+    .with_lock_ttl(config.recompute.lock_ttl)
+    .with_lease(config.recompute.lease);
     let seeder = SeedService::new(
         ports.events.clone(),
         ports.snapshots.clone(),

@@ -213,7 +213,8 @@ impl CatalogQuery {
     /// A listing; a blank `search` means no search.
     ///
     /// # Errors
-    /// A [`ValidationError`] on `search` when it is longer than [`MAX_SEARCH_LEN`] characters.
+    /// A [`ValidationError`] on `search` when it is longer than [`MAX_SEARCH_LEN`] characters
+    /// or has a control character (PostgreSQL cannot even compare text holding U+0000).
     pub fn new(
         search: Option<&str>,
         sort: CatalogSort,
@@ -222,11 +223,11 @@ impl CatalogQuery {
     ) -> Result<Self, ValidationError> {
         let search = search.map(str::trim).filter(|s| !s.is_empty());
         if let Some(term) = search
-            && term.chars().count() > MAX_SEARCH_LEN
+            && (term.chars().count() > MAX_SEARCH_LEN || term.chars().any(char::is_control))
         {
             return Err(ValidationError::new(
                 "search",
-                format!("must be at most {MAX_SEARCH_LEN} characters"),
+                format!("must be at most {MAX_SEARCH_LEN} printable characters"),
             ));
         }
         Ok(Self {
@@ -276,6 +277,20 @@ mod tests {
     fn order_is_asc_or_desc() {
         assert_eq!("DESC".parse::<SortOrder>(), Ok(SortOrder::Desc));
         assert!("down".parse::<SortOrder>().is_err());
+    }
+
+    #[test]
+    fn search_refuses_control_characters() {
+        for term in ["a\u{0}b", "\u{0}", "tab\there", "del\u{7f}"] {
+            let err = CatalogQuery::new(
+                Some(term),
+                CatalogSort::default(),
+                SortOrder::default(),
+                PageRequest::new(20, 0),
+            )
+            .expect_err("a control character is refused");
+            assert_eq!(err.field(), "search", "{term:?}");
+        }
     }
 
     #[test]

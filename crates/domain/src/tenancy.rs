@@ -66,6 +66,35 @@ pub fn parse_name(field: &str, raw: &str) -> Result<String, ValidationError> {
     Ok(name.to_owned())
 }
 
+/// The longest description of a source, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 1_000;
+
+/// Checks a free-text description: at most [`MAX_DESCRIPTION_LEN`] characters after trimming,
+/// where line breaks and tabs are the only control characters allowed (PostgreSQL cannot store
+/// U+0000 in text at all). Blank is allowed and means none.
+///
+/// # Errors
+/// A [`ValidationError`] on `field`.
+pub fn parse_description(field: &str, raw: &str) -> Result<String, ValidationError> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,5 +193,20 @@ mod tests {
         assert!(TenantSlug::parse("tenant", "Acme Inc").is_err());
         assert!(parse_name("name", "  ").is_err());
         assert_eq!(parse_name("name", " Acme ").unwrap(), "Acme");
+        assert!(parse_name("name", "a\u{0}b").is_err(), "U+0000");
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_but_no_other_control_character() {
+        assert_eq!(
+            parse_description("description", " two\nlines\t. ").unwrap(),
+            "two\nlines\t."
+        );
+        assert_eq!(parse_description("description", "").unwrap(), "");
+        for bad in ["a\u{0}b", "bell\u{7}", "del\u{7f}"] {
+            let err = parse_description("description", bad).expect_err("refused");
+            assert_eq!(err.field(), "description", "{bad:?}");
+        }
+        assert!(parse_description("description", &"x".repeat(1_001)).is_err());
     }
 }

@@ -399,10 +399,16 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     }
     let authorization = headers
         .get(actix_web::http::header::AUTHORIZATION)?
-        .as_bytes();
-    let (scheme, token) = authorization.split_at_checked(7)?;
+        .as_bytes()
+        .trim_ascii();
+    // The server trims a header value, so `Bearer ` arrives as `Bearer`: a bearer scheme with
+    // no token is still a bearer credential (an empty, wrong one), never no credential at all.
+    let (scheme, token) = match authorization.iter().position(u8::is_ascii_whitespace) {
+        Some(at) => (&authorization[..at], &authorization[at..]),
+        None => (authorization, &b""[..]),
+    };
     scheme
-        .eq_ignore_ascii_case(b"bearer ")
+        .eq_ignore_ascii_case(b"bearer")
         .then(|| token.trim_ascii())
 }
 
@@ -509,5 +515,21 @@ mod tests {
             HeaderValue::from_static("bearer lower-case-scheme"),
         );
         assert_eq!(presented_key(&headers), Some(&b"lower-case-scheme"[..]));
+    }
+
+    #[test]
+    fn a_bearer_scheme_without_a_token_presents_an_empty_key() {
+        for value in ["Bearer", "Bearer ", "bearer \t ", "BEARER"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(
+                presented_key(&headers),
+                Some(&b""[..]),
+                "{value:?} presents a key, an empty one"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearerish token"));
+        assert_eq!(presented_key(&headers), None, "another scheme");
     }
 }

@@ -6,7 +6,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use application::ports::{Clock, EnqueueError, RunQueue, RunStore, RunStoreError, StoreError};
+use application::ports::{
+    Clock, EnqueueError, Recovered, RunQueue, RunStore, RunStoreError, StoreError,
+};
 use async_trait::async_trait;
 use domain::{RecomputeRun, RunId, TenantId};
 use tokio::sync::Notify;
@@ -117,6 +119,14 @@ impl RunQueue for InMemoryRunQueue {
                 None => woken.await,
             }
         }
+    }
+
+    async fn recover(&self) -> Result<Recovered, StoreError> {
+        // A run in memory cannot outlive the process that works on it: nothing to recover.
+        self.failure
+            .check("run queue")
+            .map_err(StoreError::Unavailable)?;
+        Ok(Recovered::default())
     }
 
     async fn close(&self) {

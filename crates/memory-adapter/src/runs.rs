@@ -5,7 +5,8 @@ use std::{collections::HashMap, sync::RwLock};
 use application::ports::{RunStore, RunStoreError};
 use async_trait::async_trait;
 use domain::{
-    Page, PageRequest, RecomputeRun, RunFilter, RunId, RunSummary, TenantId, TransitionError,
+    Page, PageRequest, RecomputeRun, RunFilter, RunId, RunStatus, RunSummary, TenantId,
+    TransitionError,
 };
 use time::OffsetDateTime;
 
@@ -28,6 +29,11 @@ impl InMemoryRunStore {
     /// Makes every call fail while `failing` is on.
     pub fn set_failing(&self, failing: bool) {
         self.failure.set(failing);
+    }
+
+    /// Makes the next `calls` calls fail, as during a short outage.
+    pub fn fail_next_calls(&self, calls: u32) {
+        self.failure.fail_next(calls);
     }
 
     fn check(&self) -> Result<(), RunStoreError> {
@@ -139,6 +145,15 @@ impl RunStore for InMemoryRunStore {
         at: OffsetDateTime,
     ) -> Result<RecomputeRun, RunStoreError> {
         self.update(tenant, id, |run| run.fail(error, at))
+    }
+
+    async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
+        // Runs in memory end with their process, so there is no lease to extend; the answer
+        // still says whether the run is running, as the contract asks.
+        self.check()?;
+        Ok(read(&self.runs)
+            .get(&id)
+            .is_some_and(|run| run.tenant == tenant && run.status == RunStatus::Running))
     }
 
     async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError> {

@@ -1,9 +1,10 @@
 //! The durable run queue: pending rows of `recompute_runs`, claimed with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Nothing is held in memory: a pending run survives any restart, and every process sharing the
-//! database shares the work. A claimed run holds a lease that a background heartbeat renews
-//! while its worker lives; a run whose lease expired lost its worker and is handed back to the
-//! queue, or failed (and audited) after `max_attempts` claims.
+//! database shares the work. A claimed run holds a lease that its worker renews while it
+//! executes the run ([`RunStore::renew_lease`](application::ports::RunStore::renew_lease)); a
+//! run whose lease expired lost its worker and is handed back to the queue, or failed (and
+//! audited) after `max_attempts` claims ([`RunQueue::recover`]).
 
 use std::{
     pin::pin,
@@ -14,16 +15,16 @@ use std::{
     time::Duration,
 };
 
-use application::ports::{Clock, EnqueueError, RunQueue, StoreError};
+use application::ports::{Clock, EnqueueError, Recovered, RunQueue, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{RecomputeRun, RunId};
+use domain::RecomputeRun;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::{
-    error::{Failure, PgResultExt},
+    error::{Failure, PgResultExt, corrupt},
     runs::{RUN_COLUMNS, run_from_row},
 };
 
@@ -63,8 +64,10 @@ pub struct PostgresRunQueue {
 const COUNT_PENDING: &str = "SELECT count(*) FROM recompute_runs WHERE status = 'pending'";
 
 /// Hands runs whose lease expired back to the queue, or fails and audits them after too many
-/// attempts, in one statement.
-const RECOVER_EXPIRED: &str = "
+/// attempts, in one statement, and returns each run as it now is with what became of it.
+fn recover_expired_sql() -> String {
+    format!(
+        "
     WITH expired AS (
         SELECT id FROM recompute_runs
         WHERE status = 'running' AND lease_expires_at < now()
@@ -73,13 +76,13 @@ const RECOVER_EXPIRED: &str = "
         UPDATE recompute_runs r
         SET status = 'pending', started_at = NULL, lease_expires_at = NULL
         FROM expired WHERE r.id = expired.id AND r.attempts < $1
-        RETURNING r.id
+        RETURNING r.*
     ), failed AS (
         UPDATE recompute_runs r
         SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
             error_message = 'the worker running it stopped responding (' || r.attempts || ' attempts)'
         FROM expired WHERE r.id = expired.id AND r.attempts >= $1
-        RETURNING r.id, r.tenant_id, r.report_slug, r.window_name, r.error_message
+        RETURNING r.*
     ), audited AS (
         INSERT INTO audit_entries (tenant_id, actor, action, resource_type, resource_id, metadata)
         SELECT tenant_id, 'recompute-worker', 'recompute.failed', 'recompute_run', id::text,
@@ -87,11 +90,11 @@ const RECOVER_EXPIRED: &str = "
         FROM failed
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM retried) AS retried, (SELECT count(*) FROM audited) AS failed";
-
-const HEARTBEAT: &str = "
-    UPDATE recompute_runs SET lease_expires_at = now() + make_interval(secs => $2)
-    WHERE id = $1 AND status = 'running'";
+    SELECT false AS failed, {RUN_COLUMNS} FROM retried
+    UNION ALL
+    SELECT true, {RUN_COLUMNS} FROM failed"
+    )
+}
 
 impl std::fmt::Debug for PostgresRunQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,34 +114,6 @@ impl PostgresRunQueue {
             closed: AtomicBool::new(false),
             wake: Notify::new(),
         }
-    }
-
-    /// Recovers runs whose worker died; returns (retried, failed).
-    ///
-    /// # Errors
-    /// When the database cannot be reached.
-    pub async fn recover_expired(&self) -> Result<(u64, u64), StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to recover runs")?;
-        let attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
-        let row = client
-            .query_one(RECOVER_EXPIRED, &[&attempts])
-            .await
-            .classify("recovering runs")?;
-        let (retried, failed): (i64, i64) = (row.get("retried"), row.get("failed"));
-        if retried > 0 || failed > 0 {
-            warn!(
-                retried,
-                failed, "recovered recompute runs whose worker stopped responding"
-            );
-        }
-        Ok((
-            u64::try_from(retried).unwrap_or(0),
-            u64::try_from(failed).unwrap_or(0),
-        ))
     }
 
     async fn try_claim(
@@ -169,36 +144,6 @@ impl PostgresRunQueue {
     }
 }
 
-/// Renews the lease of `id` until it stops running; the renewals end with the process, which
-/// is how a dead worker's run becomes recoverable. Every claim starts one, whether through the
-/// queue or through `RunStore::start` (seed and the `recompute` command).
-pub(crate) fn keep_alive(pool: Pool, id: RunId, lease: Duration) {
-    tokio::spawn(async move {
-        let every = lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            let renewed = match pool.get().await {
-                Ok(client) => {
-                    client
-                        .execute(HEARTBEAT, &[&id.as_uuid(), &lease.as_secs_f64()])
-                        .await
-                }
-                Err(err) => {
-                    warn!(run_id = %id, error = %err, "could not renew a run lease; retrying");
-                    continue;
-                }
-            };
-            match renewed {
-                Ok(0) => return,
-                Ok(_) => debug!(run_id = %id, "run lease renewed"),
-                Err(err) => {
-                    warn!(run_id = %id, error = %err, "could not renew a run lease; retrying")
-                }
-            }
-        }
-    });
-}
-
 #[async_trait]
 impl RunQueue for PostgresRunQueue {
     async fn enqueue(&self, run: &RecomputeRun) -> Result<(), EnqueueError> {
@@ -227,16 +172,40 @@ impl RunQueue for PostgresRunQueue {
             if self.closed.load(Ordering::SeqCst) {
                 return Ok(None);
             }
-            self.recover_expired().await?;
             if let Some(run) = self.try_claim(self.clock.now()).await? {
                 info!(run_id = %run.id, report = %run.report_slug, "claimed a recompute run");
-                keep_alive(self.pool.clone(), run.id, self.settings.lease);
                 return Ok(Some(run));
             }
             // Runs queued by this process wake us at once; other processes' runs are found by
             // polling.
             let _ = tokio::time::timeout(self.settings.poll_interval, woken).await;
         }
+    }
+
+    async fn recover(&self) -> Result<Recovered, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to recover runs")?;
+        let attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+        let rows = client
+            .query(&recover_expired_sql(), &[&attempts])
+            .await
+            .classify("recovering runs")?;
+        let mut recovered = Recovered::default();
+        for row in &rows {
+            let run = run_from_row(row)?;
+            if row
+                .try_get::<_, bool>("failed")
+                .map_err(|e| corrupt("recovered run", e))?
+            {
+                recovered.failed.push(run);
+            } else {
+                recovered.retried.push(run);
+            }
+        }
+        Ok(recovered)
     }
 
     async fn close(&self) {

@@ -88,6 +88,10 @@ async fn locked(
     Ok(run_from_row(&row)?)
 }
 
+const RENEW_LEASE: &str = "
+    UPDATE recompute_runs SET lease_expires_at = now() + make_interval(secs => $3)
+    WHERE id = $1 AND tenant_id = $2 AND status = 'running'";
+
 const SAVE: &str = "
     UPDATE recompute_runs
     SET status = $2, started_at = $3, finished_at = $4, error_message = $5, summary = $6,
@@ -226,9 +230,23 @@ impl RunStore for PostgresRunStore {
         id: RunId,
         at: OffsetDateTime,
     ) -> Result<RecomputeRun, RunStoreError> {
-        let run = self.transition(tenant, id, |run| run.start(at)).await?;
-        crate::queue::keep_alive(self.pool.clone(), id, self.lease);
-        Ok(run)
+        self.transition(tenant, id, |run| run.start(at)).await
+    }
+
+    async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to renew a run lease")?;
+        let renewed = client
+            .execute(
+                RENEW_LEASE,
+                &[&id.as_uuid(), &tenant.get(), &self.lease.as_secs_f64()],
+            )
+            .await
+            .classify("renewing a run lease")?;
+        Ok(renewed > 0)
     }
 
     async fn complete(

@@ -6,10 +6,12 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    contract,
-    ports::{RunQueue, RunStore},
+    RecomputeWorker, WorkerPorts, contract,
+    ports::{RunQueue, RunStore, RunStoreError},
 };
-use domain::{Actor, DateRange, LockToken, RecomputeRun, ReportSlug, RunStatus, TenantId, Window};
+use domain::{
+    Actor, DateRange, LockToken, RecomputeRun, ReportSlug, RunId, RunStatus, TenantId, Window,
+};
 use postgres_adapter::testing::{OTHER_TENANT, TestDatabase};
 use postgres_adapter::{PostgresAdapters, PostgresRunQueue, QueueSettings};
 use time::macros::{date, datetime};
@@ -188,23 +190,27 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
     left_running_by_a_dead_worker(&db, &run).await?;
 
     let queue = PostgresRunQueue::new(db.pool.clone(), settings, clock());
-    let (retried, failed) = queue.recover_expired().await?;
+    let first = queue.recover().await?;
     ensure!(
-        (retried, failed) == (1, 0),
-        "the first loss hands the run back: {retried} {failed}"
+        first.retried.len() == 1 && first.failed.is_empty(),
+        "the first loss hands the run back: {first:?}"
     );
     let again = a.runs.get(TENANT, run.id).await?.context("run")?;
     ensure!(
         again.status == RunStatus::Pending && again.started_at.is_none(),
         "pending again: {again:?}"
     );
+    ensure!(
+        first.retried[0] == again,
+        "recover returns the run as stored"
+    );
 
     // Claimed a second time and lost again: attempts are used up.
     left_running_by_a_dead_worker(&db, &run).await?;
-    let (retried, failed) = queue.recover_expired().await?;
+    let second = queue.recover().await?;
     ensure!(
-        (retried, failed) == (0, 1),
-        "the second loss fails it: {retried} {failed}"
+        second.retried.is_empty() && second.failed.len() == 1,
+        "the second loss fails it: {second:?}"
     );
     let lost = a.runs.get(TENANT, run.id).await?.context("run")?;
     ensure!(
@@ -216,6 +222,10 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
             .as_deref()
             .is_some_and(|m| m.contains("stopped responding")),
         "{lost:?}"
+    );
+    ensure!(
+        second.failed[0].lock_token == run.lock_token,
+        "the failed run comes back with its lock token, so its scope lock can be released"
     );
     let audit = application::ports::AuditLog::list(
         a.audit.as_ref(),
@@ -235,7 +245,7 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_claimed_run_keeps_its_lease_while_its_worker_lives() -> Result<()> {
+async fn a_renewed_lease_holds_and_a_lease_left_alone_ends() -> Result<()> {
     let db = database!();
     let settings = QueueSettings {
         lease: Duration::from_millis(1_500),
@@ -246,18 +256,198 @@ async fn a_claimed_run_keeps_its_lease_while_its_worker_lives() -> Result<()> {
     a.runs.create(&run).await?;
     a.queue.enqueue(&run).await?;
     let claimed = a.queue.claim_next().await?.context("claimed")?;
-    // More than two lease lengths later the heartbeat has kept it alive.
-    tokio::time::sleep(Duration::from_millis(4_000)).await;
-    let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
-        .recover_expired()
-        .await?;
+
+    // Renewed every half second for more than two lease lengths: never recovered.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ensure!(
+            a.runs.renew_lease(TENANT, claimed.id).await?,
+            "a running run's lease is renewed"
+        );
+        let recovered = a.queue.recover().await?;
+        ensure!(
+            recovered == application::Recovered::default(),
+            "a renewed run is not recovered: {recovered:?}"
+        );
+    }
     ensure!(
-        (retried, failed) == (0, 0),
-        "a live worker's run is not recovered"
+        !a.runs.renew_lease(OTHER_TENANT, claimed.id).await?,
+        "another tenant's run is not renewed"
+    );
+
+    // Nobody renews it any more: once the lease ends, the queue takes it back.
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let recovered = a.queue.recover().await?;
+    ensure!(
+        recovered.retried.len() == 1 && recovered.retried[0].id == claimed.id,
+        "a run left alone for a lease is recovered: {recovered:?}"
     );
     ensure!(
-        a.runs.get(TENANT, claimed.id).await?.context("run")?.status == RunStatus::Running,
-        "still running"
+        !a.runs.renew_lease(TENANT, claimed.id).await?,
+        "a run that is no longer running is not renewed"
+    );
+    Ok(())
+}
+
+/// A run store whose every outcome write fails as if the database were unreachable, while
+/// everything else reaches PostgreSQL.
+struct OutcomesUnwritable(Arc<dyn RunStore>);
+
+#[async_trait::async_trait]
+impl RunStore for OutcomesUnwritable {
+    async fn create(&self, run: &RecomputeRun) -> Result<(), RunStoreError> {
+        self.0.create(run).await
+    }
+    async fn get(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+    ) -> Result<Option<RecomputeRun>, RunStoreError> {
+        self.0.get(tenant, id).await
+    }
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &domain::RunFilter,
+        page: domain::PageRequest,
+    ) -> Result<domain::Page<RecomputeRun>, RunStoreError> {
+        self.0.list(tenant, filter, page).await
+    }
+    async fn start(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        at: time::OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        self.0.start(tenant, id, at).await
+    }
+    async fn complete(
+        &self,
+        _: TenantId,
+        _: RunId,
+        _: domain::RunSummary,
+        _: time::OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        Err(RunStoreError::Unavailable(anyhow::anyhow!(
+            "connection refused"
+        )))
+    }
+    async fn fail(
+        &self,
+        _: TenantId,
+        _: RunId,
+        _: &str,
+        _: time::OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        Err(RunStoreError::Unavailable(anyhow::anyhow!(
+            "connection refused"
+        )))
+    }
+    async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
+        self.0.renew_lease(tenant, id).await
+    }
+    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError> {
+        self.0.requeue(tenant, id).await
+    }
+}
+
+/// A worker over the PostgreSQL adapters of `a` (runs through `runs`), with in-memory cache
+/// versions and scope locks, renewing leases of `lease`.
+fn worker(a: &PostgresAdapters, runs: Arc<dyn RunStore>, lease: Duration) -> RecomputeWorker {
+    RecomputeWorker::new(WorkerPorts {
+        runs,
+        queue: a.queue.clone(),
+        snapshots: a.snapshots.clone(),
+        versions: Arc::new(memory_adapter::InMemoryCacheVersions::default()),
+        audit: a.audit.clone(),
+        locks: Arc::new(memory_adapter::InMemoryScopeLock::default()),
+        clock: clock(),
+    })
+    .with_lease(lease)
+}
+
+#[tokio::test]
+async fn a_worker_keeps_its_run_leased_however_long_the_rebuild_waits() -> Result<()> {
+    let db = database!();
+    let lease = Duration::from_millis(1_500);
+    let a = adapters(
+        &db,
+        QueueSettings {
+            lease,
+            ..QueueSettings::default()
+        },
+    );
+    let run = pending_run(date!(2026 - 11 - 05), NOW)?;
+    a.runs.create(&run).await?;
+    a.queue.enqueue(&run).await?;
+    let claimed = a.queue.claim_next().await?.context("claimed")?;
+    // Another transaction holds the lock that serializes rebuilds of this report and window,
+    // so the rebuild waits for it.
+    let mut blocker = db.pool.get().await?;
+    let blocking = blocker.transaction().await?;
+    blocking
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("{TENANT}:status-counts:day")],
+        )
+        .await?;
+
+    let executing = tokio::spawn({
+        let worker = worker(&a, a.runs.clone(), lease);
+        async move { worker.execute(claimed).await }
+    });
+    tokio::time::sleep(lease * 3).await;
+    let recovered = a.queue.recover().await?;
+    blocking.commit().await?;
+    let finished = executing.await?;
+
+    ensure!(
+        recovered == application::Recovered::default(),
+        "an executing run outlives its lease: {recovered:?}"
+    );
+    ensure!(
+        finished.status == RunStatus::Completed,
+        "and completes: {finished:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_whose_outcome_cannot_be_written_is_recovered_once_its_lease_ends() -> Result<()> {
+    let db = database!();
+    let lease = Duration::from_millis(1_500);
+    let a = adapters(
+        &db,
+        QueueSettings {
+            lease,
+            ..QueueSettings::default()
+        },
+    );
+    let run = pending_run(date!(2026 - 11 - 06), NOW)?;
+    a.runs.create(&run).await?;
+    a.queue.enqueue(&run).await?;
+    let claimed = a.queue.claim_next().await?.context("claimed")?;
+
+    // The worker rebuilds, then cannot mark the run completed however often it tries.
+    let unwritable: Arc<dyn RunStore> = Arc::new(OutcomesUnwritable(a.runs.clone()));
+    let returned = worker(&a, unwritable, lease).execute(claimed).await;
+    ensure!(
+        returned.status == RunStatus::Running,
+        "the worker gives the run up as it was: {returned:?}"
+    );
+
+    // Its lease is no longer renewed by anyone: the queue takes the run back.
+    let deadline = tokio::time::Instant::now() + lease * 4;
+    let recovered = loop {
+        let recovered = a.queue.recover().await?;
+        if !recovered.retried.is_empty() || tokio::time::Instant::now() > deadline {
+            break recovered;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(
+        recovered.retried.len() == 1 && recovered.retried[0].id == run.id,
+        "the run is queued again within a lease: {recovered:?}"
     );
     Ok(())
 }
@@ -303,29 +493,6 @@ async fn two_queues_never_claim_the_same_run() -> Result<()> {
     ensure!(
         all.len() == 6 && unique.len() == 6,
         "six distinct claims: {all:?}"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_run_started_outside_the_queue_keeps_its_lease_too() -> Result<()> {
-    let db = database!();
-    let settings = QueueSettings {
-        lease: Duration::from_millis(1_500),
-        ..QueueSettings::default()
-    };
-    let a = adapters(&db, settings);
-    let run = pending_run(date!(2026 - 11 - 04), NOW)?;
-    a.runs.create(&run).await?;
-    // Seeding and the recompute command start runs directly, not through the queue.
-    a.runs.start(TENANT, run.id, NOW).await?;
-    tokio::time::sleep(Duration::from_millis(4_000)).await;
-    let (retried, failed) = PostgresRunQueue::new(db.pool.clone(), settings, clock())
-        .recover_expired()
-        .await?;
-    ensure!(
-        (retried, failed) == (0, 0),
-        "a live process's run is not recovered"
     );
     Ok(())
 }

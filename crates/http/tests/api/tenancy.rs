@@ -453,6 +453,36 @@ async fn an_unknown_or_revoked_key_is_401_immediately() -> Result<()> {
 }
 
 #[actix_web::test]
+async fn an_empty_bearer_token_is_401_even_beside_a_valid_api_key() -> Result<()> {
+    let h = Harness::new();
+    let key = h.key(TenantId::DEFAULT, &[Scope::Read]).await?;
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let run = "/api/v1/reports/status-counts/run";
+
+    let replies = [
+        send(
+            &app,
+            keyed(get(run), &key)
+                .insert_header(("Authorization", "Bearer "))
+                .to_request(),
+        )
+        .await,
+        send(
+            &app,
+            keyed(get(run), &key)
+                .insert_header(("Authorization", "Bearer"))
+                .to_request(),
+        )
+        .await,
+    ];
+
+    for reply in &replies {
+        reply.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    Ok(())
+}
+
+#[actix_web::test]
 async fn a_key_over_its_rate_is_429_with_retry_after_and_the_management_key_never_is() -> Result<()>
 {
     let mut h = Harness::new();
