@@ -2,7 +2,8 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    hash::Hash,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -12,14 +13,24 @@ use time::OffsetDateTime;
 
 use crate::ports::{Clock, ReportCatalog, StoreError};
 
-/// Keeps each definition read by slug for `ttl`, so a report read does not cost a catalog
-/// query: definitions change only with migrations and deployments, and a change is seen by
-/// every process within `ttl`. Listings are not cached.
+/// The most definitions, and separately the most listings, remembered at once. A listing is
+/// remembered per distinct query, so the bound keeps a client that varies its search from
+/// growing the map without limit.
+const MAX_ENTRIES: usize = 10_000;
+
+/// Keeps each definition read by slug, and each listing, for `ttl`, so a report read does not
+/// cost a catalog query: definitions change only with migrations and deployments, and a change
+/// is seen by every process within `ttl`.
+///
+/// When the catalog cannot be reached, what was read before is served however old it is, so
+/// the catalog and the cached reports stay readable through a database outage; a query never
+/// read before fails as the catalog does.
 pub struct CachedCatalog {
     inner: Arc<dyn ReportCatalog>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
-    entries: Mutex<HashMap<ReportSlug, (Option<ReportDefinition>, OffsetDateTime)>>,
+    definitions: Remembered<ReportSlug, Option<ReportDefinition>>,
+    listings: Remembered<CatalogQuery, Page<ReportDefinition>>,
 }
 
 impl std::fmt::Debug for CachedCatalog {
@@ -37,7 +48,71 @@ impl CachedCatalog {
             inner,
             clock,
             ttl,
-            entries: Mutex::default(),
+            definitions: Remembered::default(),
+            listings: Remembered::default(),
+        }
+    }
+}
+
+/// Values read from the catalog, with the time each expires.
+struct Remembered<K, V>(Mutex<HashMap<K, (V, OffsetDateTime)>>);
+
+impl<K, V> Default for Remembered<K, V> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
+    /// The value under `key` and whether it is still fresh at `now`.
+    fn get(&self, key: &K, now: OffsetDateTime) -> Option<(V, bool)> {
+        crate::lock(&self.0)
+            .get(key)
+            .map(|(value, expires)| (value.clone(), *expires > now))
+    }
+
+    fn put(&self, key: K, value: V, now: OffsetDateTime, ttl: Duration) {
+        let mut entries = crate::lock(&self.0);
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (_, expires)| *expires > now);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (value, now + ttl));
+    }
+
+    /// The fresh value under `key`, else `read`'s, remembered; when `read` finds the catalog
+    /// unavailable, the value remembered before, however old.
+    async fn fetch<R, F>(
+        &self,
+        key: &K,
+        now: OffsetDateTime,
+        ttl: Duration,
+        read: R,
+    ) -> Result<V, StoreError>
+    where
+        K: Clone,
+        R: FnOnce() -> F,
+        F: Future<Output = Result<V, StoreError>>,
+    {
+        let remembered = self.get(key, now);
+        if let Some((value, true)) = remembered {
+            return Ok(value);
+        }
+        match read().await {
+            Ok(value) => {
+                self.put(key.clone(), value.clone(), now, ttl);
+                Ok(value)
+            }
+            Err(StoreError::Unavailable(err)) => match remembered {
+                Some((value, _)) => {
+                    tracing::debug!(error = %err, "catalog unavailable; serving what was read before");
+                    Ok(value)
+                }
+                None => Err(StoreError::Unavailable(err)),
+            },
+            Err(other) => Err(other),
         }
     }
 }
@@ -48,27 +123,17 @@ impl ReportCatalog for CachedCatalog {
         &self,
         query: &CatalogQuery,
     ) -> Result<Page<ReportDefinition>, StoreError> {
-        self.inner.list_public(query).await
+        let now = self.clock.now();
+        self.listings
+            .fetch(query, now, self.ttl, || self.inner.list_public(query))
+            .await
     }
 
     async fn get(&self, slug: &ReportSlug) -> Result<Option<ReportDefinition>, StoreError> {
+        // Unknown slugs are remembered too, so probing for reports costs no queries either.
         let now = self.clock.now();
-        {
-            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((definition, expires)) = entries.get(slug)
-                && *expires > now
-            {
-                return Ok(definition.clone());
-            }
-        }
-        let definition = self.inner.get(slug).await?;
-        // Unknown slugs are remembered too, so probing for reports costs no queries either;
-        // the map holds at most one entry per distinct slug asked for within a TTL.
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() > 10_000 {
-            entries.retain(|_, (_, expires)| *expires > now);
-        }
-        entries.insert(slug.clone(), (definition.clone(), now + self.ttl));
-        Ok(definition)
+        self.definitions
+            .fetch(slug, now, self.ttl, || self.inner.get(slug))
+            .await
     }
 }

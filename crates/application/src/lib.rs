@@ -34,7 +34,7 @@ pub use reports::{
     RunReportParams, elapsed_ms,
 };
 pub use seed::{SeedError, SeedOutcome, SeedService};
-pub use tenancy::{IssuedKey, Principal, TenancyService, TenancyServiceError};
+pub use tenancy::{IssuedKey, KeyCacheSettings, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: the values guarded in

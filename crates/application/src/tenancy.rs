@@ -1,10 +1,16 @@
 //! Tenants, their sources and API keys: administration and authentication.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use domain::{
     ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
 };
+
+use time::OffsetDateTime;
 
 use crate::digest::sha256_hex;
 use crate::ports::{
@@ -65,6 +71,50 @@ pub fn hash_key(secret: &str) -> String {
     sha256_hex(secret.as_bytes())
 }
 
+/// How long this process trusts what it learnt of a key, unless configured
+/// (`API_KEY_CACHE_SECS`' default).
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// How long a key verified before the key store became unreachable stays accepted while it
+/// is, unless configured (`API_KEY_OUTAGE_GRACE_SECS`' default).
+pub const DEFAULT_KEY_OUTAGE_GRACE: Duration = Duration::from_secs(900);
+
+/// The most keys (known or unknown) remembered at once; past it unknown keys are forgotten
+/// first, then every key.
+const MAX_REMEMBERED_KEYS: usize = 10_000;
+
+/// The most tenants remembered by slug at once.
+const MAX_REMEMBERED_TENANTS: usize = 10_000;
+
+/// What the process remembers of API keys, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCacheSettings {
+    /// A key looked up less than this long ago (found, unknown or revoked) is not looked up
+    /// again: the longest a revocation made elsewhere takes to reach this process. Zero looks
+    /// every key up on every request.
+    pub ttl: Duration,
+    /// While the key store cannot be reached, a key this process verified less than this long
+    /// ago is still accepted, so reads served from caches keep working through an outage.
+    /// Zero refuses every key the store cannot confirm.
+    pub outage_grace: Duration,
+}
+
+impl Default for KeyCacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_KEY_CACHE_TTL,
+            outage_grace: DEFAULT_KEY_OUTAGE_GRACE,
+        }
+    }
+}
+
+/// One remembered lookup: the principal of a key (`None`: unknown or revoked), and when.
+#[derive(Debug, Clone)]
+struct KnownKey {
+    principal: Option<Principal>,
+    looked_up_at: OffsetDateTime,
+}
+
 /// Manages tenants, sources and keys, and authenticates keys.
 #[derive(Clone)]
 pub struct TenancyService {
@@ -73,6 +123,11 @@ pub struct TenancyService {
     keys: Arc<dyn ApiKeyStore>,
     clock: Arc<dyn Clock>,
     audit: Option<Arc<dyn AuditLog>>,
+    key_cache: KeyCacheSettings,
+    /// Lookups of keys by hash, shared by every clone of the service.
+    known_keys: Arc<Mutex<HashMap<String, KnownKey>>>,
+    /// Tenants by slug: a tenant is never renamed or removed, so a found one stays true.
+    known_tenants: Arc<Mutex<HashMap<TenantSlug, Tenant>>>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -95,7 +150,17 @@ impl TenancyService {
             keys,
             clock,
             audit: None,
+            key_cache: KeyCacheSettings::default(),
+            known_keys: Arc::default(),
+            known_tenants: Arc::default(),
         }
+    }
+
+    /// Remembers key lookups as `settings` say.
+    #[must_use]
+    pub fn with_key_cache(mut self, settings: KeyCacheSettings) -> Self {
+        self.key_cache = settings;
+        self
     }
 
     /// Audits the changes this service makes (`source.created`) in `audit`.
@@ -114,10 +179,20 @@ impl TenancyService {
             Some(raw) => TenantSlug::parse("tenant", raw)?,
             None => TenantSlug::default_tenant(),
         };
-        self.tenants
+        if let Some(tenant) = crate::lock(&self.known_tenants).get(&slug) {
+            return Ok(tenant.clone());
+        }
+        let tenant = self
+            .tenants
             .find(&slug)
             .await?
-            .ok_or_else(|| TenancyServiceError::NotFound(format!("tenant {slug}")))
+            .ok_or_else(|| TenancyServiceError::NotFound(format!("tenant {slug}")))?;
+        let mut known = crate::lock(&self.known_tenants);
+        if known.len() >= MAX_REMEMBERED_TENANTS {
+            known.clear();
+        }
+        known.insert(slug, tenant.clone());
+        Ok(tenant)
     }
 
     /// Creates a tenant.
@@ -245,27 +320,79 @@ impl TenancyService {
         tenant: TenantId,
         prefix: &str,
     ) -> Result<ApiKey, TenancyServiceError> {
-        self.keys
+        let revoked = self
+            .keys
             .revoke(tenant, prefix.trim(), self.clock.now())
             .await?
-            .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {}", prefix.trim())))
+            .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {}", prefix.trim())))?;
+        // This process forgets the key at once; others within the cache's TTL.
+        crate::lock(&self.known_keys).retain(|_, known| {
+            !matches!(&known.principal, Some(Principal::Tenant { tenant: t, key_prefix, .. })
+                if *t == tenant && *key_prefix == revoked.prefix)
+        });
+        Ok(revoked)
     }
 
     /// The principal of an `X-API-Key`; `None` for an unknown or revoked key.
     ///
+    /// A lookup is remembered for the key cache's TTL, so a revocation made by another process
+    /// takes effect here within it. When the key store cannot be reached, a key this process
+    /// verified within the outage grace is still accepted.
+    ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures, for a key the process cannot vouch for without the store.
     pub async fn authenticate(
         &self,
         secret: &str,
     ) -> Result<Option<Principal>, TenancyServiceError> {
-        let key = self.keys.find_by_hash(&hash_key(secret.trim())).await?;
-        Ok(key
+        let hash = hash_key(secret.trim());
+        let now = self.clock.now();
+        let remembered = crate::lock(&self.known_keys).get(&hash).cloned();
+        if let Some(known) = &remembered
+            && now - known.looked_up_at < self.key_cache.ttl
+        {
+            return Ok(known.principal.clone());
+        }
+        let key = match self.keys.find_by_hash(&hash).await {
+            Ok(key) => key,
+            Err(TenancyError::Unavailable(err)) => {
+                return match remembered {
+                    Some(KnownKey {
+                        principal: Some(principal),
+                        looked_up_at,
+                    }) if now - looked_up_at < self.key_cache.outage_grace => {
+                        tracing::debug!(error = %err, "key store unavailable; accepting a key verified before");
+                        Ok(Some(principal))
+                    }
+                    _ => Err(TenancyServiceError::Unavailable(err)),
+                };
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let principal = key
             .filter(|k| k.revoked_at.is_none())
             .map(|k| Principal::Tenant {
                 tenant: k.tenant,
                 scopes: k.scopes,
                 key_prefix: k.prefix,
-            }))
+            });
+        if !self.key_cache.ttl.is_zero() || !self.key_cache.outage_grace.is_zero() {
+            let mut known = crate::lock(&self.known_keys);
+            if known.len() >= MAX_REMEMBERED_KEYS {
+                // Unknown keys go first: they are what a flood of made-up keys adds.
+                known.retain(|_, k| k.principal.is_some());
+                if known.len() >= MAX_REMEMBERED_KEYS {
+                    known.clear();
+                }
+            }
+            known.insert(
+                hash,
+                KnownKey {
+                    principal: principal.clone(),
+                    looked_up_at: now,
+                },
+            );
+        }
+        Ok(principal)
     }
 }

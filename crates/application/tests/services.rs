@@ -1354,3 +1354,143 @@ async fn the_cached_catalog_asks_once_per_slug_until_its_entries_expire() -> Res
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cached_catalog_serves_what_it_read_before_while_the_catalog_is_unavailable()
+-> Result<()> {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let adapters = InMemoryAdapters::new(clock.clone(), 8);
+    let cached = application::CachedCatalog::new(
+        adapters.catalog.clone(),
+        clock.clone(),
+        Duration::from_secs(60),
+    );
+    let catalog: &dyn application::ports::ReportCatalog = &cached;
+    let slug = ReportSlug::parse("status-counts")?;
+    let listing = domain::CatalogQuery::new(
+        None,
+        domain::CatalogSort::default(),
+        domain::SortOrder::default(),
+        PageRequest::new(20, 0),
+    )?;
+    let listed = catalog.list_public(&listing).await?;
+    catalog.get(&slug).await?.context("found")?;
+
+    adapters.catalog.set_failing(true);
+    clock.advance(time::Duration::hours(1));
+
+    ensure!(
+        catalog.list_public(&listing).await? == listed,
+        "a listing read before is served through the outage, however old"
+    );
+    ensure!(
+        catalog.get(&slug).await?.is_some(),
+        "and so is a definition"
+    );
+    let unseen = domain::CatalogQuery::new(
+        Some("volume"),
+        domain::CatalogSort::default(),
+        domain::SortOrder::default(),
+        PageRequest::new(20, 0),
+    )?;
+    ensure!(
+        matches!(
+            catalog.list_public(&unseen).await,
+            Err(application::ports::StoreError::Unavailable(_))
+        ),
+        "a listing never read fails as the catalog does"
+    );
+    Ok(())
+}
+
+fn tenancy(adapters: &InMemoryAdapters, clock: Arc<ManualClock>) -> application::TenancyService {
+    application::TenancyService::new(
+        adapters.tenants.clone(),
+        adapters.sources.clone(),
+        adapters.keys.clone(),
+        clock,
+    )
+    .with_audit(adapters.audit.clone())
+}
+
+#[tokio::test]
+async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Result<()> {
+    let h = Harness::new(8);
+    let service = tenancy(&h.adapters, h.clock.clone());
+    let issued = service
+        .issue_key(TENANT, &[domain::Scope::Read], "reader")
+        .await?;
+    service
+        .authenticate(&issued.secret)
+        .await?
+        .context("verified")?;
+
+    h.adapters.keys.set_failing(true);
+    h.clock.advance(time::Duration::minutes(10));
+
+    ensure!(
+        service.authenticate(&issued.secret).await?.is_some(),
+        "a key verified ten minutes before the store failed is still accepted"
+    );
+    ensure!(
+        service.authenticate("pga_never-seen").await.is_err(),
+        "a key never verified cannot be vouched for"
+    );
+    h.clock.advance(time::Duration::minutes(6));
+    ensure!(
+        service.authenticate(&issued.secret).await.is_err(),
+        "past the outage grace, the key store must answer again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revocation_elsewhere_takes_effect_within_the_key_cache_ttl() -> Result<()> {
+    let h = Harness::new(8);
+    // Two processes: one serving requests, one running `api-keys revoke`.
+    let serving = tenancy(&h.adapters, h.clock.clone());
+    let command = tenancy(&h.adapters, h.clock.clone());
+    let issued = serving
+        .issue_key(TENANT, &[domain::Scope::Read], "reader")
+        .await?;
+    serving
+        .authenticate(&issued.secret)
+        .await?
+        .context("verified")?;
+
+    command.revoke_key(TENANT, &issued.key.prefix).await?;
+
+    ensure!(
+        serving.authenticate(&issued.secret).await?.is_some(),
+        "within the TTL the serving process has not looked again"
+    );
+    h.clock.advance(time::Duration::try_from(
+        application::tenancy::DEFAULT_KEY_CACHE_TTL,
+    )?);
+    ensure!(
+        serving.authenticate(&issued.secret).await?.is_none(),
+        "once the TTL has passed the revocation is seen"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revocation_in_the_same_process_takes_effect_at_once() -> Result<()> {
+    let h = Harness::new(8);
+    let service = tenancy(&h.adapters, h.clock.clone());
+    let issued = service
+        .issue_key(TENANT, &[domain::Scope::Read], "reader")
+        .await?;
+    service
+        .authenticate(&issued.secret)
+        .await?
+        .context("verified")?;
+
+    service.revoke_key(TENANT, &issued.key.prefix).await?;
+
+    ensure!(
+        service.authenticate(&issued.secret).await?.is_none(),
+        "revoked at once"
+    );
+    Ok(())
+}

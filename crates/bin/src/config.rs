@@ -31,6 +31,8 @@
 //! | `RECOMPUTE_POLL_INTERVAL_MS` | `1000` | 50..=60000: how often idle workers look for runs queued elsewhere |
 //! | `RATE_LIMIT_PER_SECOND` | `0` (off) | requests per second allowed to each API key, 0..=100000 |
 //! | `RATE_LIMIT_BURST` | `100` | 1..=1000000: requests an API key may make at once before the rate applies |
+//! | `API_KEY_CACHE_SECS` | `30` | 0..=3600: how long a key lookup is reused, so the longest a revocation made by another process takes to reach this one; 0 looks every key up |
+//! | `API_KEY_OUTAGE_GRACE_SECS` | `900` | 0..=86400: while the key store is unreachable, keys this process verified this recently are still accepted; 0 refuses them |
 //! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
 //! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head |
 //! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
@@ -160,6 +162,8 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     pub redis: RedisSettings,
     pub rate_limit: RateLimitConfig,
+    /// What the process remembers of API keys.
+    pub api_keys: application::KeyCacheSettings,
     pub management_key: Secret,
     pub management_key_source: ManagementKeySource,
     pub auto_migrate: bool,
@@ -376,12 +380,29 @@ impl Config {
                 "an integer between 1 and 1000000",
             )?,
         };
+        let api_keys = application::KeyCacheSettings {
+            ttl: secs(
+                &get,
+                "API_KEY_CACHE_SECS",
+                application::tenancy::DEFAULT_KEY_CACHE_TTL.as_secs(),
+                0,
+                3600,
+            )?,
+            outage_grace: secs(
+                &get,
+                "API_KEY_OUTAGE_GRACE_SECS",
+                application::tenancy::DEFAULT_KEY_OUTAGE_GRACE.as_secs(),
+                0,
+                86_400,
+            )?,
+        };
         Ok(Self {
             http,
             recompute,
             database,
             redis,
             rate_limit,
+            api_keys,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
             auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
@@ -515,6 +536,8 @@ mod tests {
             ("REPORT_REPLAY_MB", "-1"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
             ("RATE_LIMIT_BURST", "0"),
+            ("API_KEY_CACHE_SECS", "3601"),
+            ("API_KEY_OUTAGE_GRACE_SECS", "-1"),
             ("APP_AUTO_SEED", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://localhost/db"),
@@ -550,6 +573,20 @@ mod tests {
             !printed.contains("super-secret-key-123"),
             "the key leaked: {printed}"
         );
+    }
+
+    #[test]
+    fn key_lookups_are_reused_for_30_seconds_unless_configured() {
+        let defaults = config(&[]).unwrap().api_keys;
+        assert_eq!(defaults.ttl, Duration::from_secs(30));
+        assert_eq!(defaults.outage_grace, Duration::from_secs(900));
+        let off = config(&[
+            ("API_KEY_CACHE_SECS", "0"),
+            ("API_KEY_OUTAGE_GRACE_SECS", "0"),
+        ])
+        .unwrap()
+        .api_keys;
+        assert!(off.ttl.is_zero() && off.outage_grace.is_zero());
     }
 
     #[test]

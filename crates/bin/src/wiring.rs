@@ -245,7 +245,8 @@ pub fn assemble(
         ports.keys.clone(),
         clock.clone(),
     )
-    .with_audit(ports.audit.clone());
+    .with_audit(ports.audit.clone())
+    .with_key_cache(config.api_keys);
     let state = AppState {
         reports,
         replays: HitReplays::new(config.http.replay_bytes),

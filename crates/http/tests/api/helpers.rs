@@ -10,8 +10,8 @@ use actix_web::{
 };
 use anyhow::{Context, Result};
 use application::{
-    AuditService, HealthService, IngestService, RecomputePorts, RecomputeService, RecomputeWorker,
-    ReportService, SeedService, TenancyService, WorkerPorts,
+    AuditService, CachedCatalog, HealthService, IngestService, RecomputePorts, RecomputeService,
+    RecomputeWorker, ReportService, SeedService, TenancyService, WorkerPorts,
     ports::{Clock, ReportCatalog, RunQueue, RunStore},
 };
 use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
@@ -42,7 +42,13 @@ impl Harness {
     pub fn with_queue_capacity(queue_capacity: usize) -> Self {
         let clock = Arc::new(ManualClock::new(NOW));
         let adapters = InMemoryAdapters::new(clock.clone(), queue_capacity);
-        let reports = report_service(&adapters, adapters.catalog.clone(), clock.clone());
+        // As the binary does: definitions and listings are read through the in-process cache.
+        let catalog: Arc<dyn ReportCatalog> = Arc::new(CachedCatalog::new(
+            adapters.catalog.clone(),
+            clock.clone(),
+            Duration::from_secs(60),
+        ));
+        let reports = report_service(&adapters, catalog, clock.clone());
         let recompute = RecomputeService::new(
             RecomputePorts {
                 catalog: adapters.catalog.clone(),
