@@ -34,7 +34,9 @@
 //! | `API_KEY_CACHE_SECS` | `30` | 0..=3600: how long a key lookup is reused, so the longest a revocation made by another process takes to reach this one; 0 looks every key up |
 //! | `API_KEY_OUTAGE_GRACE_SECS` | `900` | 0..=86400: while the key store is unreachable, keys this process verified this recently are still accepted; 0 refuses them |
 //! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
-//! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head |
+//! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head; past it a 408 |
+//! | `HTTP_BODY_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send a request body a route reads; past it a 408 |
+//! | `HTTP_MAX_CONNECTIONS_PER_CLIENT` | `256` | 0..=1000000: connections one client address may hold open; beyond it a 429; 0 for no limit |
 //! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
 //! | `HTTP_SHUTDOWN_TIMEOUT_SECS` | `30` | 0..=3600: grace for in-flight requests on shutdown |
 //! | `LOG_FORMAT` | `pretty` | `pretty` or `json` |
@@ -105,8 +107,12 @@ pub struct HttpConfig {
     pub port: u16,
     pub workers: usize,
     pub request_timeout: Duration,
+    /// How long a route may wait for the whole body of a request.
+    pub body_timeout: Duration,
     pub keep_alive: Duration,
     pub shutdown_timeout: Duration,
+    /// Connections one client address may hold open at once; 0 for no limit.
+    pub max_connections_per_client: usize,
     /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
     pub replay_bytes: usize,
 }
@@ -260,6 +266,14 @@ impl Config {
                 "an integer between 1 and 256",
             )?,
             request_timeout: secs(&get, "HTTP_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?,
+            body_timeout: secs(&get, "HTTP_BODY_TIMEOUT_SECS", 30, 1, 3600)?,
+            max_connections_per_client: parse(
+                &get,
+                "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                256usize,
+                |n| *n <= 1_000_000,
+                "a number of connections between 0 and 1000000",
+            )?,
             keep_alive: secs(&get, "HTTP_KEEP_ALIVE_SECS", 75, 0, 3600)?,
             shutdown_timeout: secs(&get, "HTTP_SHUTDOWN_TIMEOUT_SECS", 30, 0, 3600)?,
             replay_bytes: parse(
@@ -534,6 +548,8 @@ mod tests {
             ("REDIS_MAX_CONNECTIONS", "0"),
             ("REDIS_LOCAL_CACHE_MB", "4097"),
             ("REPORT_REPLAY_MB", "-1"),
+            ("HTTP_BODY_TIMEOUT_SECS", "0"),
+            ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "many"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
             ("RATE_LIMIT_BURST", "0"),
             ("API_KEY_CACHE_SECS", "3601"),

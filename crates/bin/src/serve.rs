@@ -1,10 +1,13 @@
 //! `serve`: the HTTP API with its recompute workers, and a graceful shutdown.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::{SocketAddr, TcpListener},
+    time::Instant,
+};
 
-use actix_web::HttpServer;
 use anyhow::Context;
 use domain::{Scope, TenantId};
+use http_api::ServerSettings;
 use tracing::{info, warn};
 
 use crate::{
@@ -40,16 +43,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let address = SocketAddr::new(config.http.host, config.http.port);
-    let state = services.state.clone();
-    let server = HttpServer::new(move || http_api::build_app(state.clone()))
-        .workers(config.http.workers)
-        .client_request_timeout(config.http.request_timeout)
-        .keep_alive(config.http.keep_alive)
-        .shutdown_timeout(config.http.shutdown_timeout.as_secs())
-        .bind(address)
+    let listener = TcpListener::bind(address)
         .with_context(|| format!("could not listen on {address} (APP_HOST/APP_PORT)"))?;
+    let server = http_api::serve(
+        listener,
+        services.state.clone(),
+        ServerSettings {
+            workers: config.http.workers,
+            keep_alive: config.http.keep_alive,
+            request_timeout: config.http.request_timeout,
+            shutdown_timeout: config.http.shutdown_timeout,
+            max_connections_per_client: config.http.max_connections_per_client,
+        },
+    )
+    .with_context(|| format!("could not serve on {address}"))?;
     info!(%address, version = %config.version, "pg-analytics listening; try GET /api/v1/health");
-    server.run().await.context("the HTTP server failed")?;
+    server.await.context("the HTTP server failed")?;
 
     info!("HTTP server stopped; letting recompute workers finish their current run");
     services.ports.queue.close().await;

@@ -260,6 +260,7 @@ pub fn assemble(
         ),
         management_key: ManagementKey::new(config.management_key.expose()),
         service_name: SERVICE_NAME.to_owned(),
+        body_timeout: config.http.body_timeout,
         ingest: IngestService::new(ports.events.clone(), ports.sources.clone(), clock.clone()),
         tenancy: tenancy.clone(),
         rate_limit: match config.rate_limit.per_second {

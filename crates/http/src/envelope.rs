@@ -28,6 +28,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the route exists but not for this method; see the `Allow` header.
     MethodNotAllowed,
+    /// 408: the request head or body did not arrive in time; the connection is closed.
+    RequestTimeout,
     /// 409: the request conflicts with work in progress or an existing resource.
     Conflict,
     /// 409: the event's idempotency key was already used for different content;
@@ -37,6 +39,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 431: the request line and headers are larger than the server reads (128 KiB), or the
+    /// request target is longer than 65,534 bytes; the connection is closed.
+    RequestHeaderFieldsTooLarge,
     /// 429: too many requests; see the `Retry-After` header.
     RateLimited,
     /// 500: a fault on the server; the details are only in its logs.
@@ -54,10 +59,12 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",

@@ -50,9 +50,15 @@ pub enum ApiError {
          a different event needs a different idempotency key"
     )]
     IdempotencyConflict { event_id: String },
+    /// The request head or body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The body is larger than the route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request line and headers are larger than the server reads.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     /// The body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -92,7 +98,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::Conflict { .. } => ErrorCode::Conflict,
             ApiError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+            ApiError::RequestTimeout(_) => ErrorCode::RequestTimeout,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::HeaderFieldsTooLarge(_) => ErrorCode::RequestHeaderFieldsTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Internal(_) => ErrorCode::InternalError,
@@ -113,7 +121,9 @@ impl ApiError {
             ApiError::Unauthorized(_)
             | ApiError::Forbidden(_)
             | ApiError::NotFound(_)
+            | ApiError::RequestTimeout(_)
             | ApiError::PayloadTooLarge(_)
+            | ApiError::HeaderFieldsTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Internal(_) => None,
         }
@@ -156,7 +166,9 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Conflict { .. }
             | ApiError::IdempotencyConflict { .. }
+            | ApiError::RequestTimeout(_)
             | ApiError::PayloadTooLarge(_)
+            | ApiError::HeaderFieldsTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::RateLimited { .. } => {}
         }
@@ -172,9 +184,11 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RequestHeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -490,9 +504,19 @@ mod tests {
                 "idempotency_conflict",
             ),
             (
+                ApiError::RequestTimeout("slow".into()),
+                408,
+                "request_timeout",
+            ),
+            (
                 ApiError::PayloadTooLarge("big".into()),
                 413,
                 "payload_too_large",
+            ),
+            (
+                ApiError::HeaderFieldsTooLarge("long".into()),
+                431,
+                "request_header_fields_too_large",
             ),
             (
                 ApiError::UnsupportedMediaType("xml".into()),

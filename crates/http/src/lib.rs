@@ -26,12 +26,14 @@ pub mod rate_limit;
 pub mod replay;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 
 pub use auth::{Access, Caller, IngestTenant, ManagedTenant, ManagementKey, ReadTenant};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
 pub use replay::HitReplays;
+pub use server::{ServerSettings, serve};
 
 /// The largest JSON body any route accepts unless it sets its own, smaller limit.
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub management_key: ManagementKey,
     /// The name reported by `GET /health`.
     pub service_name: String,
+    /// How long a route waits for the whole body of a request before answering 408.
+    pub body_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {

@@ -5,7 +5,7 @@ use std::future::ready;
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 use serde::de::DeserializeOwned;
 
-use crate::{error::ApiError, openapi};
+use crate::{AppState, error::ApiError, openapi};
 
 pub mod audit;
 pub mod events;
@@ -106,15 +106,27 @@ pub(crate) fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
 
 /// The JSON body of a request, read by the handler once the caller is authorized, so that an
 /// unauthorized client cannot make the server buffer a body. `Content-Type` must be JSON (else
-/// 415), the body at most `limit` bytes (else 413), valid JSON of the expected shape (else 400).
+/// 415), the body at most `limit` bytes (else 413, from `Content-Length` before reading when it
+/// is sent), all of it sent within the body timeout (else 408), valid JSON of the expected
+/// shape (else 400).
 pub(crate) async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
+    let timeout = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |state| state.body_timeout);
     let mut payload = payload.into_inner();
-    web::JsonBody::<T>::new(req, &mut payload, None, true)
-        .limit(limit)
-        .await
-        .map_err(ApiError::from)
+    let body = web::JsonBody::<T>::new(req, &mut payload, None, true).limit(limit);
+    match tokio::time::timeout(timeout, body).await {
+        Ok(parsed) => parsed.map_err(ApiError::from),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs()
+        ))),
+    }
 }
+
+/// The body timeout when the application state names none.
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

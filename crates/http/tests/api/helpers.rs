@@ -92,6 +92,7 @@ impl Harness {
             rate_limit: RateLimit::disabled(),
             management_key: ManagementKey::new(KEY),
             service_name: "pg-analytics".to_owned(),
+            body_timeout: Duration::from_secs(30),
         };
         Self {
             adapters,

@@ -7,4 +7,5 @@ mod core_routes;
 mod events;
 mod helpers;
 mod replays;
+mod server;
 mod tenancy;
