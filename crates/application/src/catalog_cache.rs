@@ -13,10 +13,12 @@ use time::OffsetDateTime;
 
 use crate::ports::{Clock, ReportCatalog, StoreError};
 
-/// The most definitions, and separately the most listings, remembered at once. A listing is
-/// remembered per distinct query, so the bound keeps a client that varies its search from
-/// growing the map without limit.
-const MAX_ENTRIES: usize = 10_000;
+/// The most definitions remembered at once (slugs asked for, known or not).
+const MAX_DEFINITIONS: usize = 1_024;
+
+/// The most listings remembered at once: one per distinct query, so the bound keeps a client
+/// that varies its search from growing the map without limit.
+const MAX_LISTINGS: usize = 256;
 
 /// Keeps each definition read by slug, and each listing, for `ttl`, so a report read does not
 /// cost a catalog query: definitions change only with migrations and deployments, and a change
@@ -48,34 +50,38 @@ impl CachedCatalog {
             inner,
             clock,
             ttl,
-            definitions: Remembered::default(),
-            listings: Remembered::default(),
+            definitions: Remembered::new(MAX_DEFINITIONS),
+            listings: Remembered::new(MAX_LISTINGS),
         }
     }
 }
 
-/// Values read from the catalog, with the time each expires.
-struct Remembered<K, V>(Mutex<HashMap<K, (V, OffsetDateTime)>>);
-
-impl<K, V> Default for Remembered<K, V> {
-    fn default() -> Self {
-        Self(Mutex::default())
-    }
+/// Values read from the catalog, with the time each expires, at most `max` of them.
+struct Remembered<K, V> {
+    max: usize,
+    entries: Mutex<HashMap<K, (V, OffsetDateTime)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            entries: Mutex::default(),
+        }
+    }
+
     /// The value under `key` and whether it is still fresh at `now`.
     fn get(&self, key: &K, now: OffsetDateTime) -> Option<(V, bool)> {
-        crate::lock(&self.0)
+        crate::lock(&self.entries)
             .get(key)
             .map(|(value, expires)| (value.clone(), *expires > now))
     }
 
     fn put(&self, key: K, value: V, now: OffsetDateTime, ttl: Duration) {
-        let mut entries = crate::lock(&self.0);
-        if entries.len() >= MAX_ENTRIES {
+        let mut entries = crate::lock(&self.entries);
+        if entries.len() >= self.max {
             entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len() >= self.max {
                 entries.clear();
             }
         }

@@ -13,6 +13,7 @@
 //! | `REDIS_COMMAND_TIMEOUT_MS` | `250` | 10..=10000: the longest one Redis command may take |
 //! | `REDIS_RETRY_AFTER_MS` | `1000` | 50..=60000: how long to leave a failed Redis alone before trying again |
 //! | `REDIS_MAX_CONNECTIONS` | `16` | 1..=1000 |
+//! | `RESPONSE_CACHE_MB` | `32` | 0..=4096: without `REDIS_URL`, report results cached in this process, oldest out first; 0 caches none |
 //! | `REDIS_LOCAL_CACHE_MB` | `32` | 0..=4096: cache entries this process holds in memory while it follows version changes; 0 asks Redis on every read |
 //! | `DATABASE_MAX_CONNECTIONS` | `16` | 1..=1000: the pool size of this process |
 //! | `INGEST_WRITERS` | `2` | 1..=64: gathered ingestion transactions written at once, each on a connection of its own besides the pool |
@@ -115,6 +116,8 @@ pub struct HttpConfig {
     pub max_connections_per_client: usize,
     /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
     pub replay_bytes: usize,
+    /// Bytes of report results cached in process when there is no Redis.
+    pub response_cache_bytes: usize,
 }
 
 /// PostgreSQL pool settings (used when `DATABASE_URL` is set).
@@ -280,6 +283,13 @@ impl Config {
                 &get,
                 "REPORT_REPLAY_MB",
                 16usize,
+                |n| *n <= 4096,
+                "a number of MiB between 0 and 4096",
+            )? << 20,
+            response_cache_bytes: parse(
+                &get,
+                "RESPONSE_CACHE_MB",
+                memory_adapter::cache::DEFAULT_CAPACITY >> 20,
                 |n| *n <= 4096,
                 "a number of MiB between 0 and 4096",
             )? << 20,
@@ -548,6 +558,7 @@ mod tests {
             ("REDIS_MAX_CONNECTIONS", "0"),
             ("REDIS_LOCAL_CACHE_MB", "4097"),
             ("REPORT_REPLAY_MB", "-1"),
+            ("RESPONSE_CACHE_MB", "4097"),
             ("HTTP_BODY_TIMEOUT_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "many"),
             ("RATE_LIMIT_PER_SECOND", "-1"),

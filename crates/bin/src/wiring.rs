@@ -73,7 +73,9 @@ pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
         runs: memory.runs,
         queue: memory.queue,
         audit: memory.audit,
-        cache: memory.cache,
+        cache: Arc::new(InMemoryResponseCache::with_capacity(
+            config.http.response_cache_bytes,
+        )),
         versions: memory.versions,
         locks: memory.locks,
         tenants: memory.tenants,
@@ -124,7 +126,9 @@ pub fn postgres_ports(
         runs: pg.runs,
         queue: pg.queue,
         audit: pg.audit,
-        cache: Arc::new(InMemoryResponseCache::new()),
+        cache: Arc::new(InMemoryResponseCache::with_capacity(
+            config.http.response_cache_bytes,
+        )),
         versions: Arc::new(InMemoryCacheVersions::new()),
         locks: Arc::new(InMemoryScopeLock::new()),
         tenants: pg.tenancy.clone(),

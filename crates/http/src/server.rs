@@ -84,31 +84,30 @@ pub fn serve(
     } else {
         actix_http::KeepAlive::Timeout(settings.keep_alive)
     };
-    let server =
-        builder
-            .workers(settings.workers)
-            .shutdown_timeout(settings.shutdown_timeout.as_secs())
-            .listen("pg-analytics", listener, move || {
-                let state = state.clone();
-                let clients = clients.clone();
-                let shutdown = shutdown.clone();
-                let request_timeout = settings.request_timeout;
-                let app = build_app(state)
-                    .into_factory()
-                    .map_err(|err: actix_web::Error| err.error_response());
-                let http = HttpService::build()
-                    .graceful_shutdown_signal(move || {
-                        let shutdown = shutdown.clone();
-                        async move { shutdown.notified().await }
-                    })
-                    .keep_alive(keep_alive)
-                    // The guard times request heads out itself, with an envelope.
-                    .client_request_timeout(Duration::ZERO)
-                    .client_disconnect_timeout(Duration::from_secs(1))
-                    .h1_allow_half_closed(true)
-                    .local_addr(local)
-                    .finish(map_config(app, |_: ()| AppConfig::default()));
-                fn_service(move |io: TcpStream| {
+    let server = builder
+        .workers(settings.workers)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .listen("pg-analytics", listener, move || {
+            let state = state.clone();
+            let clients = clients.clone();
+            let shutdown = shutdown.clone();
+            let request_timeout = settings.request_timeout;
+            let app = build_app(state)
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(keep_alive)
+                // The guard times request heads out itself, with an envelope.
+                .client_request_timeout(Duration::ZERO)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(local)
+                .finish(map_config(app, |_: ()| AppConfig::default()));
+            fn_service(move |io: TcpStream| {
                     let peer = io.peer_addr().ok();
                     let _ = io.set_nodelay(true);
                     let slot = peer.map(|peer| clients.enter(peer.ip()));
@@ -118,8 +117,8 @@ pub fn serve(
                     }
                 })
                 .and_then(http)
-            })?
-            .run();
+        })?
+        .run();
     Ok(server)
 }
 

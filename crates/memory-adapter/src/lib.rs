@@ -8,7 +8,7 @@
 //! This crate depends on `application` and `domain` only, plus `tokio::sync` for the queue.
 
 mod audit;
-mod cache;
+pub mod cache;
 mod catalog;
 mod clock;
 mod events;

@@ -70,6 +70,20 @@ struct Held {
     seq: u64,
     /// Its decoded form, once the reader attached one.
     decoded: Option<Decoded>,
+    /// What it is charged against the budget: see [`entry_cost`].
+    cost: usize,
+}
+
+/// What an entry costs beyond its value and key bytes: the map slot, the `Held` record, the
+/// age listing and the allocator's rounding, measured roughly.
+const ENTRY_OVERHEAD: usize = 192;
+
+/// The bytes an entry of `key` and a `value` of this length is charged: the value, the key
+/// as stored in the map and in the age listing (which may hold a stale copy too), and the
+/// overhead. A decoded form attached later is charged as much again as the value, which is
+/// what the decoded rows of a report take.
+fn entry_cost(key: &str, value_len: usize) -> usize {
+    value_len + 3 * key.len() + ENTRY_OVERHEAD
 }
 
 #[derive(Default)]
@@ -85,7 +99,7 @@ struct Entries {
 impl Entries {
     fn remove(&mut self, key: &str) {
         if let Some(held) = self.by_key.remove(key) {
-            self.bytes -= held.value.len() + key.len();
+            self.bytes -= held.cost;
         }
     }
 
@@ -270,18 +284,29 @@ impl NearCache {
             .flatten()
     }
 
-    /// Attaches `decoded` to the entry held under `key`, if there is one.
+    /// Attaches `decoded` to the entry held under `key`, if there is one, charging it to the
+    /// budget as much as the value again (evicting the oldest entries to stay within it).
     pub(crate) fn attach(&self, key: &str, decoded: Decoded) {
-        if let Some(held) = self.entries().by_key.get_mut(key) {
-            held.decoded = Some(decoded);
-        }
+        let mut entries = self.entries();
+        let Some(held) = entries.by_key.get_mut(key) else {
+            return;
+        };
+        let extra = if held.decoded.is_none() {
+            held.value.len()
+        } else {
+            0
+        };
+        held.decoded = Some(decoded);
+        held.cost += extra;
+        entries.bytes += extra;
+        while entries.bytes > self.inner.capacity && entries.evict_oldest() {}
     }
 
     /// Holds `value` under `key` for `ttl`, evicting the oldest entries to stay in budget.
     pub(crate) fn remember_entry(&self, key: &str, value: &[u8], ttl: Duration) {
-        let size = value.len() + key.len();
-        // One entry may take at most an eighth of the budget.
-        if !self.is_live() || ttl.is_zero() || size > self.inner.capacity / 8 {
+        let size = entry_cost(key, value.len());
+        // One entry may take at most an eighth of the budget, decoded form included.
+        if !self.is_live() || ttl.is_zero() || size + value.len() > self.inner.capacity / 8 {
             return;
         }
         let mut entries = self.entries();
@@ -296,6 +321,7 @@ impl NearCache {
                 expires: Instant::now() + ttl,
                 seq,
                 decoded: None,
+                cost: size,
             },
         );
         entries.order.push_back((key.to_owned(), seq));
@@ -441,7 +467,7 @@ mod tests {
 
     #[test]
     fn notices_set_versions_and_win_over_late_reads() {
-        let near = live(1024);
+        let near = live(1 << 16);
         let before = near.generation();
         near.apply("1:a:5");
         near.remember_version("1:a", 4, before);
@@ -459,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_lower_notice_after_a_notice_forgets_the_entries() {
-        let near = live(1024);
+        let near = live(1 << 16);
         near.apply("1:a:5");
         near.remember_entry("k", b"v", Duration::from_secs(60));
         assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
@@ -476,7 +502,7 @@ mod tests {
 
     #[test]
     fn a_notice_later_than_a_read_changes_nothing() {
-        let near = live(1024);
+        let near = live(1 << 16);
         near.remember_version("1:a", 7, near.generation());
         near.remember_entry("k", b"v", Duration::from_secs(60));
         near.apply("1:a:6");
@@ -489,7 +515,7 @@ mod tests {
 
     #[test]
     fn a_decoded_form_lives_and_dies_with_its_entry() {
-        let near = live(1024);
+        let near = live(1 << 16);
         near.attach("k", Arc::new(1u8));
         assert!(near.decoded("k").is_none(), "nothing to attach to");
         near.remember_entry("k", b"v", Duration::from_secs(60));
@@ -522,7 +548,7 @@ mod tests {
 
     #[test]
     fn malformed_notices_change_nothing() {
-        let near = live(1024);
+        let near = live(1 << 16);
         near.apply("1:a:5");
         near.apply("garbage");
         near.apply("1:a:x");
@@ -531,17 +557,17 @@ mod tests {
 
     #[test]
     fn entries_expire_and_stay_within_budget() {
-        let near = live(800);
+        let near = live(20_000);
         near.remember_entry("gone", b"v", Duration::from_nanos(1));
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(near.entry("gone"), None);
-        for n in 0..20 {
-            near.remember_entry(&format!("key-{n:02}"), &[0; 90], Duration::from_secs(60));
+        for n in 0..30 {
+            near.remember_entry(&format!("key-{n:02}"), &[0; 900], Duration::from_secs(60));
         }
         let entries = near.entries();
-        assert!(entries.bytes <= 800, "{} bytes held", entries.bytes);
+        assert!(entries.bytes <= 20_000, "{} bytes held", entries.bytes);
         assert!(
-            entries.by_key.contains_key("key-19"),
+            entries.by_key.contains_key("key-29"),
             "the newest entry stays"
         );
         assert!(
@@ -549,7 +575,7 @@ mod tests {
             "the oldest went first"
         );
         drop(entries);
-        near.remember_entry("huge", &[0; 200], Duration::from_secs(60));
+        near.remember_entry("huge", &[0; 2_000], Duration::from_secs(60));
         assert_eq!(
             near.entry("huge"),
             None,
@@ -558,8 +584,36 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_counts_every_byte_an_entry_holds_its_decoded_form_included() {
+        let near = live(20_000);
+        near.remember_entry("a", &[0; 1_000], Duration::from_secs(60));
+        let stored = near.entries().bytes;
+        assert!(
+            stored >= 1_000 + 3 + ENTRY_OVERHEAD,
+            "the value, the key and the overhead: {stored}"
+        );
+        near.attach("a", Arc::new(vec![0u8; 1_000]));
+        assert_eq!(
+            near.entries().bytes,
+            stored + 1_000,
+            "a decoded form costs as much as its value"
+        );
+        near.attach("a", Arc::new(vec![0u8; 1_000]));
+        assert_eq!(near.entries().bytes, stored + 1_000, "charged once");
+        for n in 0..40 {
+            near.remember_entry(&format!("k{n}"), &[0; 1_000], Duration::from_secs(60));
+            near.attach(&format!("k{n}"), Arc::new(0u8));
+        }
+        assert!(
+            near.entries().bytes <= 20_000,
+            "attaching evicts to stay within the budget: {}",
+            near.entries().bytes
+        );
+    }
+
+    #[test]
     fn losing_the_subscription_forgets_everything() {
-        let near = live(1024);
+        let near = live(1 << 16);
         near.apply("1:a:5");
         near.remember_entry("k", b"v", Duration::from_secs(60));
         near.reset(false);

@@ -371,6 +371,42 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     results.insert("rss_ingest_peak_mib", json!(rss_ingest));
     server.stop();
 
+    // Distinct reads: every request a different report read (a miss, then held by the
+    // caches), on a fresh process, whose peak must stay within the caches' budgets plus a
+    // fixed allowance; once with Redis (the near cache holds entries) and once without (the
+    // in-process response cache does).
+    miss_client
+        .batch_execute(
+            "UPDATE report_definitions SET cache_ttl_seconds = 120 WHERE slug = 'volume-by-period'",
+        )
+        .await?;
+    let mut rss_distinct_by = Vec::new();
+    for redis in [true, false] {
+        let mut server = Server::start_with(args, url, port, redis)?;
+        server.wait_ready()?;
+        let distinct = distinct_reads(port, from, DISTINCT_READS, 4)?;
+        ensure!(
+            distinct.failed == 0,
+            "{} of the distinct reads failed",
+            distinct.failed
+        );
+        let rss = server.rss_peak_mib()?;
+        server.stop();
+        eprintln!(
+            "{DISTINCT_READS} distinct reads {} Redis: {:.0} reads/s, peak {rss:.1} MiB",
+            if redis { "with" } else { "without" },
+            distinct.rps
+        );
+        rss_distinct_by.push(rss);
+    }
+    let (rss_distinct_redis, rss_distinct_memory) = (rss_distinct_by[0], rss_distinct_by[1]);
+    let rss_distinct = rss_distinct_redis.max(rss_distinct_memory);
+    results.insert("reads.distinct_count", json!(DISTINCT_READS));
+    results.insert("rss_distinct_reads_mib", json!(rss_distinct));
+    results.insert("rss_distinct_reads_redis_mib", json!(rss_distinct_redis));
+    results.insert("rss_distinct_reads_memory_mib", json!(rss_distinct_memory));
+    results.insert("rss_distinct_reads_budget_mib", json!(DISTINCT_BUDGET_MIB));
+
     let mut table = String::new();
     let row = |t: &mut String, name: &str, value: f64, against: f64, target: &str| {
         let _ = writeln!(
@@ -418,6 +454,11 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     );
     let _ = writeln!(
         table,
+        "| RSS MiB after {DISTINCT_READS} distinct reads | {rss_distinct:.1} | {:.2} | ≤ 1 (budget {DISTINCT_BUDGET_MIB} MiB) |",
+        rss_distinct / DISTINCT_BUDGET_MIB
+    );
+    let _ = writeln!(
+        table,
         "\ncache hit p50 {:.2} ms, p99 {:.2} ms; snapshot p50 {:.2} ms, p99 {:.2} ms; trivial {:.0} req/s",
         hit.p50_ms, hit.p99_ms, snapshot.p50_ms, snapshot.p99_ms, trivial.rps
     );
@@ -444,6 +485,55 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     )?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Distinct report reads the memory phase makes.
+const DISTINCT_READS: u32 = 18_000;
+
+/// The memory the distinct reads may take: the service's default cache budgets (32 MiB of
+/// entries, `REDIS_LOCAL_CACHE_MB` with Redis or `RESPONSE_CACHE_MB` without, and
+/// `REPORT_REPLAY_MB` 16) plus 40 MiB for everything else.
+const DISTINCT_BUDGET_MIB: f64 = 32.0 + 16.0 + 40.0;
+
+/// What a phase of requests gave.
+struct Reads {
+    rps: f64,
+    failed: u64,
+}
+
+/// `count` reads of `volume-by-period` by source, each with its own range within the year
+/// from `first_day` (a day offset and a length: no two alike), by `threads` clients at once.
+fn distinct_reads(port: u16, first_day: time::Date, count: u32, threads: u32) -> Result<Reads> {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut failed = 0u64;
+                for i in (t..count).step_by(threads as usize) {
+                    let from = first_day + time::Duration::days(i64::from(i % 300));
+                    let to = from + time::Duration::days(30 + i64::from(i / 300));
+                    let path = format!(
+                        "/api/v1/reports/volume-by-period/run?breakdown=source&limit=100&date_from={from}&date_to={to}"
+                    );
+                    match http(port, "GET", &path, &[], None) {
+                        Ok((200, _)) => {}
+                        _ => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for worker in workers {
+        failed += worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a reader panicked"))?;
+    }
+    Ok(Reads {
+        rps: f64::from(count) / started.elapsed().as_secs_f64(),
+        failed,
+    })
 }
 
 /// The same answer as the snapshot read, computed from the raw events on every request, by one
@@ -641,8 +731,13 @@ struct Server {
 }
 
 impl Server {
-    /// Starts the service, its warnings appended to [`server_log`].
+    /// Starts the service with Redis, its warnings appended to [`server_log`].
     fn start(args: &Args, url: &str, port: u16) -> Result<Self> {
+        Self::start_with(args, url, port, true)
+    }
+
+    /// Starts the service, with Redis or without, its warnings appended to [`server_log`].
+    fn start_with(args: &Args, url: &str, port: u16, redis: bool) -> Result<Self> {
         let log = server_log(args);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
@@ -651,10 +746,14 @@ impl Server {
             .create(true)
             .append(true)
             .open(log)?;
-        let child = Command::new(&args.binary)
+        let mut command = Command::new(&args.binary);
+        if redis {
+            command
+                .env("REDIS_URL", &args.redis_url)
+                .env("REDIS_KEY_PREFIX", format!("bench:{port}:"));
+        }
+        let child = command
             .env("DATABASE_URL", url)
-            .env("REDIS_URL", &args.redis_url)
-            .env("REDIS_KEY_PREFIX", format!("bench:{port}:"))
             .env("MANAGEMENT_API_KEY", KEY)
             .env("APP_HOST", "127.0.0.1")
             .env("APP_PORT", port.to_string())
