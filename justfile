@@ -18,6 +18,11 @@ seed *ARGS:
 test:
     cargo test --workspace
 
+# The fault tests: each runs PostgreSQL and Redis servers of its own (initdb, pg_ctl,
+# redis-server) and kills, stops and restarts them around the real binary.
+test-faults:
+    cargo test -p pg-analytics --features fault-tests --test faults -- --test-threads=1
+
 # Format the code.
 fmt:
     cargo fmt --all
@@ -39,8 +44,8 @@ bench *ARGS:
     cargo build --release --bins
     ./target/release/pg-analytics-bench {{ARGS}}
 
-# Everything CI checks: lint, then the tests.
-test-all: lint test
+# Everything CI checks: lint, the tests, then the fault tests.
+test-all: lint test test-faults
 
 # What .ci/run executes.
 ci: test-all

@@ -8,4 +8,6 @@ pub mod commands;
 pub mod config;
 pub mod serve;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod wiring;

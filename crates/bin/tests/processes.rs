@@ -2,14 +2,10 @@
 //! configuration errors, graceful shutdown, the one-shot commands, and a pending run that
 //! survives its process and is completed by another one sharing the database.
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Output, Stdio},
-    time::Duration,
-};
+use std::{net::TcpStream, process::Output, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
+use pg_analytics::testing::{self, Process, request as request_with};
 use postgres_adapter::testing::TestDatabase;
 use redis_adapter::testing::OwnRedis;
 use serde_json::Value;
@@ -17,57 +13,8 @@ use serde_json::Value;
 const BINARY: &str = env!("CARGO_BIN_EXE_pg-analytics");
 const KEY: &str = "process-test-key-0123456";
 
-/// A child process killed when the test ends, whatever happens.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        command.env("PATH", path);
-    }
-    command.env("RUST_LOG", "warn").env("HTTP_WORKERS", "1");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
-
-/// Starts `serve` and waits until it answers `/health` (bounded: 300 tries, 100 ms apart).
-fn start(env: &[(&str, &str)]) -> Result<Server> {
-    let port = free_port()?;
-    let child = command(env)
-        .env("APP_HOST", "127.0.0.1")
-        .env("APP_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pg-analytics")?;
-    let mut server = Server { child, port };
-    for _ in 0..300 {
-        if let Some(status) = server.child.try_wait()? {
-            bail!("pg-analytics exited early with {status}");
-        }
-        if request(port, "GET", "/api/v1/health", None).is_ok() {
-            return Ok(server);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("pg-analytics did not answer on port {port}")
+fn start(env: &[(&str, &str)]) -> Result<Process> {
+    Process::start(BINARY, env)
 }
 
 /// One HTTP/1.1 request with the management key; returns the status and the JSON body.
@@ -76,7 +23,11 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<
 }
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
-    Ok(command(env).args(args).output()?)
+    testing::run(BINARY, env, args)
+}
+
+fn create_key(env: &[(&str, &str)], tenant: &str, scopes: &[&str]) -> Result<String> {
+    testing::create_key(BINARY, env, tenant, scopes)
 }
 
 #[test]
@@ -130,25 +81,12 @@ fn an_invalid_setting_stops_the_process_and_names_the_variable() -> Result<()> {
 #[test]
 fn sigterm_stops_the_server_cleanly() -> Result<()> {
     let mut server = start(&[])?;
-    let pid = server.child.id().to_string();
+    let status = server.terminate()?;
     ensure!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?
-            .success(),
-        "signal sent"
+        status.success(),
+        "a graceful shutdown exits 0, got {status}"
     );
-    for _ in 0..300 {
-        if let Some(status) = server.child.try_wait()? {
-            ensure!(
-                status.success(),
-                "a graceful shutdown exits 0, got {status}"
-            );
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("the server did not stop after SIGTERM")
+    Ok(())
 }
 
 #[tokio::test]
@@ -487,65 +425,6 @@ async fn killing_redis_degrades_speed_never_correctness() -> Result<()> {
     Ok(())
 }
 
-/// One HTTP/1.1 request with the given headers; returns the status and the JSON body.
-fn request_with(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .context("status line")?
-        .parse()?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    Ok((
-        status,
-        serde_json::from_str(body).with_context(|| format!("JSON body: {body}"))?,
-    ))
-}
-
-/// The key printed alone on the last line of `api-keys create`.
-fn create_key(env: &[(&str, &str)], tenant: &str, scopes: &[&str]) -> Result<String> {
-    let mut args = vec!["api-keys", "create", "--tenant", tenant];
-    for scope in scopes {
-        args.extend(["--scope", scope]);
-    }
-    let output = run(env, &args)?;
-    ensure!(
-        output.status.success(),
-        "api-keys create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    Ok(stdout
-        .lines()
-        .last()
-        .context("a key line")?
-        .trim()
-        .to_owned())
-}
-
 #[tokio::test]
 async fn two_tenants_ingest_with_their_own_keys_and_see_only_their_own_reports() -> Result<()> {
     let Some(db) = TestDatabase::create().await? else {
@@ -745,29 +624,13 @@ async fn two_tenants_ingest_with_their_own_keys_and_see_only_their_own_reports()
 
 #[test]
 fn the_embedded_default_accepts_events_with_the_key_it_logs() -> Result<()> {
-    let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("pga-embedded-{port}.log"));
-    let child = command(&[("MANAGEMENT_API_KEY", KEY), ("LOG_FORMAT", "json")])
-        .env("RUST_LOG", "warn")
-        .env("APP_HOST", "127.0.0.1")
-        .env("APP_PORT", port.to_string())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(Stdio::null())
-        .spawn()?;
-    let server = Server { child, port };
-    let mut key = None;
-    for _ in 0..300 {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        key = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find_map(|line| line["api_key"].as_str().map(str::to_owned));
-        if key.is_some() && request(server.port, "GET", "/api/v1/health", None).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let key = key.context("the embedded default logs an API key")?;
+    let server = start(&[("MANAGEMENT_API_KEY", KEY), ("LOG_FORMAT", "json")])?;
+    let key = server
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|line| line["api_key"].as_str().map(str::to_owned))
+        .context("the embedded default logs an API key")?;
     // An hour ago, whatever the time of day: a fixed hour of today is in the future before it.
     let at = (time::OffsetDateTime::now_utc() - time::Duration::HOUR)
         .replace_nanosecond(0)?
@@ -784,6 +647,5 @@ fn the_embedded_default_accepts_events_with_the_key_it_logs() -> Result<()> {
         status == 201 && created["data"]["duplicate"] == false,
         "{status} {created}"
     );
-    let _ = std::fs::remove_file(&log);
     Ok(())
 }

@@ -169,3 +169,198 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// A PostgreSQL cluster of a test's own (`initdb` into a fresh directory, `pg_ctl` on a free
+/// port), for the fault tests: stopped, killed and started again without touching any other
+/// server. Run as root, it runs the server as the unprivileged `postgres` user, which
+/// PostgreSQL requires. Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct OwnPostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl OwnPostgres {
+    /// The directory of `initdb` and `pg_ctl`: `PG_BINDIR`, else the one on `PATH`, else the
+    /// newest of `/usr/lib/postgresql/*/bin`; `None` when there is none.
+    pub fn bindir() -> Option<std::path::PathBuf> {
+        use std::path::PathBuf;
+        if let Ok(dir) = std::env::var("PG_BINDIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let on_path = std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()));
+        if on_path.is_some() {
+            return on_path;
+        }
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    }
+
+    /// Creates a cluster in a new directory and starts it on a free port.
+    ///
+    /// # Errors
+    /// When the PostgreSQL programs are missing or the cluster cannot be created or started.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = Self::bindir().context("initdb not found (set PG_BINDIR)")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("pga-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = is_root();
+        let cluster = Self {
+            bin,
+            dir,
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            cluster.run(
+                "chown",
+                &["postgres:", &cluster.dir.display().to_string()],
+                false,
+            )?;
+        }
+        let data = cluster.data_dir();
+        cluster.run(
+            &cluster.bin.join("initdb").display().to_string(),
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            true,
+        )?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// Runs `program` with `args`, as `postgres` when `as_postgres` and the test runs as root.
+    fn run(&self, program: &str, args: &[&str], as_postgres: bool) -> anyhow::Result<()> {
+        let mut command = if as_postgres && self.as_postgres {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", program]);
+            command
+        } else {
+            std::process::Command::new(program)
+        };
+        let output = command
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program}"))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// When `pg_ctl start` fails.
+    pub fn start_server(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60 -c shared_buffers=32MB",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            &self.bin.join("pg_ctl").display().to_string(),
+            &[
+                "-D",
+                &self.data_dir(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            true,
+        )
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`): sessions are
+    /// cut, and the next start recovers from the write-ahead log.
+    ///
+    /// # Errors
+    /// When `pg_ctl stop` fails.
+    pub fn stop_immediately(&self) -> anyhow::Result<()> {
+        self.run(
+            &self.bin.join("pg_ctl").display().to_string(),
+            &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],
+            true,
+        )
+    }
+
+    /// The process id of the running server (from `postmaster.pid`).
+    ///
+    /// # Errors
+    /// When the server is not running.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .context("postmaster.pid: is the server running?")?;
+        Ok(pidfile.lines().next().unwrap_or_default().trim().parse()?)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The server's log so far, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Ok(pid) = self.pid() {
+            // Its own postmaster only, by PID; the children follow it.
+            let _ = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether the tests run as root (PostgreSQL will not).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
