@@ -23,6 +23,17 @@ test:
 test-faults:
     cargo test -p pg-analytics --features fault-tests --test faults -- --test-threads=1
 
+# Fuzz the parsers of untrusted input (event bodies, query strings) for SECS seconds each
+# (not in CI). cargo-fuzz runs on the stable toolchain here (RUSTC_BOOTSTRAP) without a
+# sanitizer: the code forbids `unsafe`, so a panic is what there is to find. A crash lands in
+# fuzz/artifacts/<target>/; turn it into a unit test beside the parser.
+fuzz SECS="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    for target in event_parser query_strings; do \
+        mkdir -p fuzz/corpus/$target; \
+        RUSTC_BOOTSTRAP=1 cargo fuzz run -O --sanitizer none $target fuzz/corpus/$target fuzz/seeds/$target -- -max_total_time={{SECS}}; \
+    done
+
 # Format the code.
 fmt:
     cargo fmt --all

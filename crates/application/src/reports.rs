@@ -59,6 +59,58 @@ pub struct RunReportParams {
     pub offset: Option<String>,
 }
 
+impl RunReportParams {
+    /// The query these parameters ask of `report` (of `kind`) for `tenant`, with `today` as
+    /// the default end of the range and ranges up to `max_range_days`: checks every parameter
+    /// in the order the API promises.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on the first parameter that breaks its rule.
+    pub fn parse(
+        &self,
+        tenant: TenantId,
+        report: &ReportDefinition,
+        kind: ReportKind,
+        today: Date,
+        max_range_days: u32,
+    ) -> Result<ReportQuery, ValidationError> {
+        let params = self;
+        let window = match params.window.as_deref() {
+            Some(raw) => raw.parse::<Window>()?,
+            None => report.default_window,
+        };
+        report.check_window(window)?;
+        let from = params
+            .date_from
+            .as_deref()
+            .map(|raw| parse_date("date_from", raw))
+            .transpose()?;
+        let to = params
+            .date_to
+            .as_deref()
+            .map(|raw| parse_date("date_to", raw))
+            .transpose()?;
+        let range = DateRange::resolve(from, to, today)?.within_limit(max_range_days)?;
+        let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
+        let filter =
+            DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;
+        let page = PageRequest::strict(
+            params.limit.as_deref(),
+            params.offset.as_deref(),
+            DEFAULT_ROW_LIMIT,
+        )?;
+        Ok(ReportQuery {
+            tenant,
+            kind,
+            window,
+            range,
+            breakdown,
+            filter,
+            page,
+        })
+    }
+}
+
 /// A report result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportResult {
@@ -356,7 +408,7 @@ impl ReportService {
         let kind = ReportKind::from_slug(&report.slug)
             .ok_or_else(|| ReportError::NotFound(slug.to_owned()))?;
         let now = self.clock.now();
-        let query = self.parse(tenant, &report, kind, now.date(), params)?;
+        let query = params.parse(tenant, &report, kind, now.date(), self.max_range_days)?;
 
         let version = match self.versions.current(tenant, &report.slug).await {
             Ok(version) => Some(version),
@@ -451,49 +503,6 @@ impl ReportService {
             None => self.versions.current(basis.tenant, &basis.slug).await,
         };
         matches!(version, Ok(version) if version == basis.version)
-    }
-
-    fn parse(
-        &self,
-        tenant: TenantId,
-        report: &ReportDefinition,
-        kind: ReportKind,
-        today: Date,
-        params: &RunReportParams,
-    ) -> Result<ReportQuery, ValidationError> {
-        let window = match params.window.as_deref() {
-            Some(raw) => raw.parse::<Window>()?,
-            None => report.default_window,
-        };
-        report.check_window(window)?;
-        let from = params
-            .date_from
-            .as_deref()
-            .map(|raw| parse_date("date_from", raw))
-            .transpose()?;
-        let to = params
-            .date_to
-            .as_deref()
-            .map(|raw| parse_date("date_to", raw))
-            .transpose()?;
-        let range = DateRange::resolve(from, to, today)?.within_limit(self.max_range_days)?;
-        let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
-        let filter =
-            DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;
-        let page = PageRequest::strict(
-            params.limit.as_deref(),
-            params.offset.as_deref(),
-            DEFAULT_ROW_LIMIT,
-        )?;
-        Ok(ReportQuery {
-            tenant,
-            kind,
-            window,
-            range,
-            breakdown,
-            filter,
-            page,
-        })
     }
 
     /// The result cached under `key`: the decoded form the cache holds for it in this process

@@ -13,6 +13,36 @@ use crate::{
     error::ApiError,
 };
 
+impl AuditListParams {
+    /// The filter and page this query asks for.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on the first parameter that breaks its rule.
+    pub fn parse(&self) -> Result<(AuditFilter, PageRequest), ValidationError> {
+        let filter = AuditFilter {
+            action: self
+                .action
+                .as_deref()
+                .map(str::parse::<AuditAction>)
+                .transpose()?,
+            // `Actor::parse` names the trigger's field; here the parameter is `actor`.
+            actor: self
+                .actor
+                .as_deref()
+                .map(|raw| {
+                    Actor::parse(raw).map_err(|err| ValidationError::new("actor", err.message()))
+                })
+                .transpose()?,
+        };
+        let page = PageRequest::clamped(
+            self.limit.as_deref(),
+            self.offset.as_deref(),
+            DEFAULT_PAGE_LIMIT,
+        )?;
+        Ok((filter, page))
+    }
+}
+
 /// The query of `GET /audit-entries`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -55,27 +85,7 @@ pub async fn list_audit_entries(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params: AuditListParams = query(&req)?;
-    let filter = AuditFilter {
-        action: params
-            .action
-            .as_deref()
-            .map(str::parse::<AuditAction>)
-            .transpose()?,
-        // `Actor::parse` names the trigger's field; here the parameter is `actor`.
-        actor: params
-            .actor
-            .as_deref()
-            .map(|raw| {
-                Actor::parse(raw).map_err(|err| ValidationError::new("actor", err.message()))
-            })
-            .transpose()?,
-    };
-    let page = PageRequest::clamped(
-        params.limit.as_deref(),
-        params.offset.as_deref(),
-        DEFAULT_PAGE_LIMIT,
-    )?;
+    let (filter, page) = query::<AuditListParams>(&req)?.parse()?;
 
     let entries = state.audit.list(tenant.0, &filter, page).await?;
     let pagination = Pagination::from(&entries);

@@ -98,6 +98,33 @@ fn actor_header(headers: &HeaderMap) -> Result<Option<String>, ValidationError> 
         .transpose()
 }
 
+impl RunListParams {
+    /// The filter and page this query asks for.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on the first parameter that breaks its rule.
+    pub fn parse(&self) -> Result<(RunFilter, PageRequest), ValidationError> {
+        let filter = RunFilter {
+            report_slug: self
+                .report_slug
+                .as_deref()
+                .map(ReportSlug::parse)
+                .transpose()?,
+            status: self
+                .status
+                .as_deref()
+                .map(str::parse::<RunStatus>)
+                .transpose()?,
+        };
+        let page = PageRequest::clamped(
+            self.limit.as_deref(),
+            self.offset.as_deref(),
+            DEFAULT_PAGE_LIMIT,
+        )?;
+        Ok((filter, page))
+    }
+}
+
 /// The query of `GET /recomputations`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -140,24 +167,7 @@ pub async fn list_runs(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params: RunListParams = query(&req)?;
-    let filter = RunFilter {
-        report_slug: params
-            .report_slug
-            .as_deref()
-            .map(ReportSlug::parse)
-            .transpose()?,
-        status: params
-            .status
-            .as_deref()
-            .map(str::parse::<RunStatus>)
-            .transpose()?,
-    };
-    let page = PageRequest::clamped(
-        params.limit.as_deref(),
-        params.offset.as_deref(),
-        DEFAULT_PAGE_LIMIT,
-    )?;
+    let (filter, page) = query::<RunListParams>(&req)?.parse()?;
 
     let runs = state.recompute.list(tenant.0, &filter, page).await?;
     let pagination = Pagination::from(&runs);

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::ContentType, web};
 use application::{RunReportParams, elapsed_ms};
-use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder};
+use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder, ValidationError};
 use serde::Deserialize;
 
 use super::{DEFAULT_PAGE_LIMIT, query};
@@ -41,6 +41,33 @@ pub struct CatalogParams {
     pub order: Option<String>,
 }
 
+impl CatalogParams {
+    /// The catalog listing this query asks for.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on the first parameter that breaks its rule.
+    pub fn parse(&self) -> Result<CatalogQuery, ValidationError> {
+        let sort = self
+            .sort
+            .as_deref()
+            .map(str::parse::<CatalogSort>)
+            .transpose()?
+            .unwrap_or_default();
+        let order = self
+            .order
+            .as_deref()
+            .map(str::parse::<SortOrder>)
+            .transpose()?
+            .unwrap_or_default();
+        let page = PageRequest::clamped(
+            self.limit.as_deref(),
+            self.offset.as_deref(),
+            DEFAULT_PAGE_LIMIT,
+        )?;
+        CatalogQuery::new(self.search.as_deref(), sort, order, page)
+    }
+}
+
 /// Lists the public reports.
 #[utoipa::path(
     get,
@@ -59,25 +86,7 @@ pub async fn list_reports(
     state: web::Data<AppState>,
     params: web::Query<CatalogParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
-    let sort = params
-        .sort
-        .as_deref()
-        .map(str::parse::<CatalogSort>)
-        .transpose()?
-        .unwrap_or_default();
-    let order = params
-        .order
-        .as_deref()
-        .map(str::parse::<SortOrder>)
-        .transpose()?
-        .unwrap_or_default();
-    let page = PageRequest::clamped(
-        params.limit.as_deref(),
-        params.offset.as_deref(),
-        DEFAULT_PAGE_LIMIT,
-    )?;
-    let query = CatalogQuery::new(params.search.as_deref(), sort, order, page)?;
+    let query = params.parse()?;
 
     let page = state.reports.list(&query).await?;
     let pagination = Pagination::from(&page);
