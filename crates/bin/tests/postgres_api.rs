@@ -357,3 +357,103 @@ async fn a_bump_by_another_process_ends_a_kept_hit() -> Result<()> {
     );
     Ok(())
 }
+
+#[actix_web::test]
+async fn no_text_with_a_nul_character_reaches_postgres() -> Result<()> {
+    let db = database!();
+    let services = wiring::build(&config(Some(&db.url))?, clock()).await?;
+    let issued = services
+        .tenancy
+        .issue_key(TenantId::DEFAULT, &domain::Scope::ALL, "nul probes")
+        .await?;
+    let app = test::init_service(http_api::build_app(services.state.clone())).await;
+    let nul = "a%00b";
+    let gets = [
+        format!("/api/v1/reports?search={nul}"),
+        format!("/api/v1/reports?sort={nul}"),
+        format!("/api/v1/reports/{nul}"),
+        format!("/api/v1/reports/{nul}/run"),
+        format!("/api/v1/reports/volume-by-period/run?source={nul}"),
+        format!("/api/v1/reports/status-counts/run?status={nul}"),
+        format!("/api/v1/reports/status-counts/run?window={nul}"),
+        format!("/api/v1/reports/status-counts/run?breakdown={nul}"),
+        format!("/api/v1/reports/status-counts/run?date_from={nul}"),
+        format!("/api/v1/reports/status-counts/run?tenant={nul}"),
+        format!("/api/v1/recomputations?report_slug={nul}"),
+        format!("/api/v1/recomputations?status={nul}"),
+        format!("/api/v1/recomputations/{nul}"),
+        format!("/api/v1/audit-entries?action={nul}"),
+        format!("/api/v1/audit-entries?actor={nul}"),
+        format!("/api/v1/sources?tenant={nul}"),
+    ];
+    for uri in &gets {
+        let (status, body) = call!(
+            app,
+            test::TestRequest::get()
+                .uri(uri)
+                .insert_header(("X-Management-Key", KEY))
+        );
+        ensure!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "GET {uri}: {status} {body}"
+        );
+    }
+    let today = NOW.date();
+    let posts: [(&str, Value, Option<&str>); 7] = [
+        (
+            "/api/v1/sources",
+            serde_json::json!({"slug": "shop", "description": "a\u{0}b"}),
+            Some("description"),
+        ),
+        (
+            "/api/v1/sources",
+            serde_json::json!({"slug": "shop", "provider_name": "a\u{0}b"}),
+            Some("provider_name"),
+        ),
+        (
+            "/api/v1/sources",
+            serde_json::json!({"slug": "a\u{0}b"}),
+            Some("slug"),
+        ),
+        (
+            "/api/v1/recomputations",
+            serde_json::json!({"report_slug": "status-counts", "requested_by": "a\u{0}b"}),
+            Some("requested_by"),
+        ),
+        (
+            "/api/v1/recomputations",
+            serde_json::json!({"report_slug": "status\u{0}counts"}),
+            None,
+        ),
+        (
+            "/api/v1/events",
+            serde_json::json!({"event_id": "a\u{0}b", "source": "stripe", "entity_id": "c", "status": "success", "occurred_at": format!("{today}T00:00:00Z")}),
+            Some("event_id"),
+        ),
+        (
+            "/api/v1/events",
+            serde_json::json!({"source": "stripe", "entity_id": "c", "status": "success", "occurred_at": format!("{today}T00:00:00Z"), "payload": {"k\u{0}": "v\u{0}"}}),
+            Some("payload"),
+        ),
+    ];
+    for (uri, body, field) in &posts {
+        let (status, reply) = call!(
+            app,
+            test::TestRequest::post()
+                .uri(uri)
+                .insert_header(("X-API-Key", issued.secret.as_str()))
+                .set_json(body)
+        );
+        match field {
+            Some(field) => ensure!(
+                status == StatusCode::BAD_REQUEST && reply["error"]["details"]["field"] == *field,
+                "POST {uri} {body}: {status} {reply}"
+            ),
+            None => ensure!(
+                status == StatusCode::NOT_FOUND,
+                "POST {uri} {body}: {status} {reply}"
+            ),
+        }
+    }
+    Ok(())
+}
