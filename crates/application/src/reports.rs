@@ -379,7 +379,7 @@ impl ReportService {
     ///
     /// # Errors
     /// [`ReportError::NotFound`] when there is no such public report, including a malformed slug.
-    #[tracing::instrument(skip_all, fields(slug = %slug), err)]
+    #[tracing::instrument(skip_all, fields(slug = %slug), err(level = "info"))]
     pub async fn get(&self, slug: &str) -> Result<ReportDefinition, ReportError> {
         let not_found = || ReportError::NotFound(slug.to_owned());
         let parsed = ReportSlug::parse(slug).map_err(|_| not_found())?;

@@ -117,7 +117,7 @@ impl FromStr for AuditAction {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
-            .find(|action| action.as_str() == raw.trim())
+            .find(|action| action.as_str().eq_ignore_ascii_case(raw.trim()))
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
                 ValidationError::new(
@@ -189,10 +189,15 @@ mod tests {
     }
 
     #[test]
-    fn audit_actions_parse_exactly() {
+    fn audit_actions_parse_whole_and_in_any_case() {
         assert_eq!(
             "recompute.failed".parse::<AuditAction>(),
             Ok(AuditAction::RecomputeFailed)
+        );
+        assert_eq!(
+            " Source.Created ".parse::<AuditAction>(),
+            Ok(AuditAction::SourceCreated),
+            "every enumerated parameter of the API is case-insensitive"
         );
         let err = "recompute".parse::<AuditAction>().unwrap_err();
         assert!(

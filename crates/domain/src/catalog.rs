@@ -162,7 +162,7 @@ impl FromStr for CatalogSort {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
-            .find(|sort| sort.as_str() == raw.trim())
+            .find(|sort| sort.as_str().eq_ignore_ascii_case(raw.trim()))
             .ok_or_else(|| {
                 ValidationError::new(
                     "sort",
@@ -277,6 +277,12 @@ mod tests {
     fn order_is_asc_or_desc() {
         assert_eq!("DESC".parse::<SortOrder>(), Ok(SortOrder::Desc));
         assert!("down".parse::<SortOrder>().is_err());
+    }
+
+    #[test]
+    fn sort_columns_parse_in_any_case() {
+        assert_eq!("Updated_At".parse::<CatalogSort>(), Ok(CatalogSort::UpdatedAt));
+        assert!("size".parse::<CatalogSort>().is_err());
     }
 
     #[test]

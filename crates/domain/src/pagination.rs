@@ -14,6 +14,9 @@ pub struct PageRequest {
 /// The largest page any listing serves.
 pub const MAX_LIMIT: u32 = 100;
 
+/// The largest `offset` accepted: PostgreSQL's `OFFSET` is a signed 64-bit integer.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
 impl PageRequest {
     /// A page whose `limit` must lie in `1..=MAX_LIMIT` (report rows): out of range is an error.
     ///
@@ -109,11 +112,25 @@ fn parse_integer(field: &str, raw: &str) -> Result<i128, ValidationError> {
 
 fn parse_offset(raw: Option<&str>) -> Result<u64, ValidationError> {
     let Some(raw) = raw else { return Ok(0) };
-    let value = parse_integer("offset", raw)?;
-    u64::try_from(value)
-        .map_err(|_| ValidationError::new("offset", format!("must be 0 or greater, got {value}")))
+    let text = raw.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValidationError::new(
+            "offset",
+            format!("must be an integer, got {raw:?}"),
+        ));
+    }
+    text.parse::<i128>()
+        .ok()
+        .and_then(|value| u64::try_from(value).ok())
+        .filter(|offset| *offset <= MAX_OFFSET)
+        .ok_or_else(|| {
+            ValidationError::new(
+                "offset",
+                format!("must be an integer from 0 to {MAX_OFFSET}, got {text}"),
+            )
+        })
 }
-
 /// One page of a listing with the total number of matching items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Page<T> {
@@ -155,6 +172,30 @@ impl<T> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_beyond_a_signed_64_bit_integer_is_refused_whatever_its_size() {
+        assert_eq!(
+            PageRequest::clamped(None, Some("9223372036854775807"), 20).map(PageRequest::offset),
+            Ok(MAX_OFFSET)
+        );
+        for raw in [
+            "9223372036854775808",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999",
+            "-1",
+        ] {
+            let err = PageRequest::clamped(None, Some(raw), 20).expect_err(raw);
+            assert_eq!(err.field(), "offset");
+            assert!(
+                err.message().contains("from 0 to 9223372036854775807"),
+                "{raw}: {}",
+                err.message()
+            );
+        }
+        let err = PageRequest::strict(None, Some("ten"), 50).expect_err("not a number");
+        assert!(err.message().contains("must be an integer"), "{err}");
+    }
 
     #[test]
     fn strict_limit_rejects_out_of_range_values() {

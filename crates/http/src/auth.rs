@@ -120,14 +120,23 @@ impl Caller {
     /// 401 for a wrong management key or an unknown or revoked API key; 429 when the key is
     /// over its rate; 503/500 when the key store fails.
     pub async fn identify(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(key) = presented_key(req.headers()) {
-            return if state.management_key.verify(key) {
-                Ok(Self::new(Some(Principal::Operator)))
-            } else {
-                Err(ApiError::Unauthorized(
-                    "invalid management key (a tenant's API key is sent as X-API-Key)",
-                ))
-            };
+        match presented_key(req.headers()) {
+            Presented::Key(key) => {
+                return if state.management_key.verify(key) {
+                    Ok(Self::new(Some(Principal::Operator)))
+                } else {
+                    Err(ApiError::Unauthorized(
+                        "invalid management key (a tenant's API key is sent as X-API-Key)",
+                    ))
+                };
+            }
+            Presented::OtherScheme => {
+                return Err(ApiError::Unauthorized(
+                    "unsupported Authorization scheme: the management key is sent as \
+                     Authorization: Bearer <key> (or X-Management-Key), an API key as X-API-Key",
+                ));
+            }
+            Presented::Nothing => {}
         }
         let Some(value) = req.headers().get(API_KEY_HEADER) else {
             return Ok(Self::new(None));
@@ -391,25 +400,38 @@ pub struct TenantParam {
     pub tenant: Option<String>,
 }
 
-/// The key the request presents: `X-Management-Key` if sent (even if wrong), else the token of
-/// an `Authorization: Bearer` header. Raw bytes, so a non-UTF-8 header is simply a wrong key.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+/// The management credential a request presents.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented<'a> {
+    /// Neither `X-Management-Key` nor `Authorization`.
+    Nothing,
+    /// `X-Management-Key` if sent (even empty or wrong), else the token of an
+    /// `Authorization: Bearer` header (empty when the scheme came alone). Raw bytes, so a
+    /// non-UTF-8 header is simply a wrong key.
+    Key(&'a [u8]),
+    /// An `Authorization` header of another scheme than Bearer, which this API does not take.
+    OtherScheme,
+}
+
+fn presented_key(headers: &HeaderMap) -> Presented<'_> {
     if let Some(value) = headers.get(MANAGEMENT_KEY_HEADER) {
-        return Some(value.as_bytes().trim_ascii());
+        return Presented::Key(value.as_bytes().trim_ascii());
     }
-    let authorization = headers
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .as_bytes()
-        .trim_ascii();
+    let Some(authorization) = headers.get(actix_web::http::header::AUTHORIZATION) else {
+        return Presented::Nothing;
+    };
+    let authorization = authorization.as_bytes().trim_ascii();
     // The server trims a header value, so `Bearer ` arrives as `Bearer`: a bearer scheme with
     // no token is still a bearer credential (an empty, wrong one), never no credential at all.
     let (scheme, token) = match authorization.iter().position(u8::is_ascii_whitespace) {
         Some(at) => (&authorization[..at], &authorization[at..]),
         None => (authorization, &b""[..]),
     };
-    scheme
-        .eq_ignore_ascii_case(b"bearer")
-        .then(|| token.trim_ascii())
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        Presented::Key(token.trim_ascii())
+    } else {
+        Presented::OtherScheme
+    }
 }
 
 #[cfg(test)]
@@ -494,27 +516,27 @@ mod tests {
             AUTHORIZATION,
             HeaderValue::from_static("Bearer from-bearer"),
         );
-        assert_eq!(presented_key(&headers), Some(&b"from-bearer"[..]));
+        assert_eq!(presented_key(&headers), Presented::Key(b"from-bearer"));
         headers.insert(
             actix_web::http::header::HeaderName::from_static("x-management-key"),
             HeaderValue::from_static("from-header"),
         );
-        assert_eq!(presented_key(&headers), Some(&b"from-header"[..]));
+        assert_eq!(presented_key(&headers), Presented::Key(b"from-header"));
     }
 
     #[test]
-    fn other_authorization_schemes_present_no_key() {
+    fn other_authorization_schemes_are_presented_as_such() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            AUTHORIZATION,
-            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
-        );
-        assert_eq!(presented_key(&headers), None);
+        assert_eq!(presented_key(&headers), Presented::Nothing);
+        for value in ["Basic dXNlcjpwYXNz", "xu:", "Bearerish token"] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(presented_key(&headers), Presented::OtherScheme, "{value:?}");
+        }
         headers.insert(
             AUTHORIZATION,
             HeaderValue::from_static("bearer lower-case-scheme"),
         );
-        assert_eq!(presented_key(&headers), Some(&b"lower-case-scheme"[..]));
+        assert_eq!(presented_key(&headers), Presented::Key(b"lower-case-scheme"));
     }
 
     #[test]
@@ -524,12 +546,9 @@ mod tests {
             headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(
                 presented_key(&headers),
-                Some(&b""[..]),
+                Presented::Key(b""),
                 "{value:?} presents a key, an empty one"
             );
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearerish token"));
-        assert_eq!(presented_key(&headers), None, "another scheme");
     }
 }

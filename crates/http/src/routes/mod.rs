@@ -2,7 +2,7 @@
 
 use std::future::ready;
 
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::{HttpRequest, HttpResponse, Route, guard, web};
 use serde::de::DeserializeOwned;
 
 use crate::{AppState, error::ApiError, openapi};
@@ -21,40 +21,40 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 20;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(health::health))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/reports")
-            .route(web::get().to(reports::list_reports))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(reports::list_reports))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     // Report runs are the hot path: matched before any other pattern with a parameter.
     .service(
         web::resource("/reports/{slug}/run")
-            .route(web::get().to(reports::run_report))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(reports::run_report))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/reports/{slug}")
-            .route(web::get().to(reports::get_report))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(reports::get_report))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/recomputations")
-            .route(web::get().to(recomputations::list_runs))
+            .route(read().to(recomputations::list_runs))
             .route(web::post().to(recomputations::trigger))
-            .default_service(method_not_allowed("GET, POST")),
+            .default_service(method_not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/recomputations/{id}")
-            .route(web::get().to(recomputations::get_run))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(recomputations::get_run))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/audit-entries")
-            .route(web::get().to(audit::list_audit_entries))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(audit::list_audit_entries))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/events")
@@ -68,15 +68,20 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/sources")
-            .route(web::get().to(sources::list_sources))
+            .route(read().to(sources::list_sources))
             .route(web::post().to(sources::create_source))
-            .default_service(method_not_allowed("GET, POST")),
+            .default_service(method_not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/openapi.json")
-            .route(web::get().to(openapi::openapi_json))
-            .default_service(method_not_allowed("GET")),
+            .route(read().to(openapi::openapi_json))
+            .default_service(method_not_allowed("GET, HEAD")),
     );
+}
+
+/// A route answering GET, and HEAD as GET without the body.
+fn read() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// The fallback of a resource: its path matched but none of its methods did.

@@ -180,14 +180,36 @@ async fn a_wrong_method_on_a_known_route_is_a_json_405_with_allow() -> Result<()
     let post = send(&app, TestRequest::post().uri("/api/v1/health").to_request()).await;
 
     delete.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(delete.header("allow"), Some("GET"), "Allow of /reports");
+    assert_eq!(delete.header("allow"), Some("GET, HEAD"), "Allow of /reports");
     put.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(
         put.header("allow"),
-        Some("GET, POST"),
+        Some("GET, HEAD, POST"),
         "Allow of /recomputations"
     );
     post.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn head_is_answered_like_get_without_a_body() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let head = test::call_service(
+        &app,
+        TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri("/api/v1/reports")
+            .to_request(),
+    )
+    .await;
+
+    assert_eq!(head.status(), StatusCode::OK, "HEAD of a GET route");
+    assert!(
+        head.headers().contains_key("x-request-id"),
+        "with the headers of a GET"
+    );
     Ok(())
 }
 

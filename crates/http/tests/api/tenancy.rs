@@ -648,7 +648,7 @@ async fn a_wrong_method_on_the_new_routes_is_a_json_405() -> Result<()> {
     for (method, uri, allow) in [
         (Method::GET, "/api/v1/events", "POST"),
         (Method::PUT, "/api/v1/events/bulk", "POST"),
-        (Method::DELETE, "/api/v1/sources", "GET, POST"),
+        (Method::DELETE, "/api/v1/sources", "GET, HEAD, POST"),
     ] {
         let reply = send(
             &app,
