@@ -34,6 +34,11 @@ fuzz SECS="60":
         RUSTC_BOOTSTRAP=1 cargo fuzz run -O --sanitizer none $target fuzz/corpus/$target fuzz/seeds/$target -- -max_total_time={{SECS}}; \
     done
 
+# The server against its own OpenAPI document: schemathesis, every check, for the anonymous,
+# API-key and management-key callers (EXAMPLES per operation, default 100).
+test-api:
+    ./scripts/schemathesis.sh
+
 # Format the code.
 fmt:
     cargo fmt --all
@@ -55,8 +60,8 @@ bench *ARGS:
     cargo build --release --bins
     ./target/release/pg-analytics-bench {{ARGS}}
 
-# Everything CI checks: lint, the tests, then the fault tests.
-test-all: lint test test-faults
+# Everything CI checks: lint, the tests, the fault tests, then the API against its document.
+test-all: lint test test-faults test-api
 
 # What .ci/run executes.
 ci: test-all

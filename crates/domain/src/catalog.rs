@@ -281,7 +281,10 @@ mod tests {
 
     #[test]
     fn sort_columns_parse_in_any_case() {
-        assert_eq!("Updated_At".parse::<CatalogSort>(), Ok(CatalogSort::UpdatedAt));
+        assert_eq!(
+            "Updated_At".parse::<CatalogSort>(),
+            Ok(CatalogSort::UpdatedAt)
+        );
         assert!("size".parse::<CatalogSort>().is_err());
     }
 

@@ -104,30 +104,37 @@ impl PageRequest {
     }
 }
 
+/// An integer literal (digits with an optional sign, white space around), saturated to the
+/// bounds of `i128` when it is longer than that.
 fn parse_integer(field: &str, raw: &str) -> Result<i128, ValidationError> {
-    raw.trim()
-        .parse::<i128>()
-        .map_err(|_| ValidationError::new(field, format!("must be an integer, got {raw:?}")))
-}
-
-fn parse_offset(raw: Option<&str>) -> Result<u64, ValidationError> {
-    let Some(raw) = raw else { return Ok(0) };
     let text = raw.trim();
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ValidationError::new(
-            "offset",
+            field,
             format!("must be an integer, got {raw:?}"),
         ));
     }
-    text.parse::<i128>()
+    Ok(text.parse::<i128>().unwrap_or(if text.starts_with('-') {
+        i128::MIN
+    } else {
+        i128::MAX
+    }))
+}
+
+fn parse_offset(raw: Option<&str>) -> Result<u64, ValidationError> {
+    let Some(raw) = raw else { return Ok(0) };
+    let value = parse_integer("offset", raw)?;
+    u64::try_from(value)
         .ok()
-        .and_then(|value| u64::try_from(value).ok())
         .filter(|offset| *offset <= MAX_OFFSET)
         .ok_or_else(|| {
             ValidationError::new(
                 "offset",
-                format!("must be an integer from 0 to {MAX_OFFSET}, got {text}"),
+                format!(
+                    "must be an integer from 0 to {MAX_OFFSET}, got {}",
+                    raw.trim()
+                ),
             )
         })
 }
@@ -195,6 +202,12 @@ mod tests {
         }
         let err = PageRequest::strict(None, Some("ten"), 50).expect_err("not a number");
         assert!(err.message().contains("must be an integer"), "{err}");
+        assert_eq!(
+            PageRequest::clamped(Some("99999999999999999999999999999999999999999"), None, 20)
+                .map(PageRequest::limit),
+            Ok(MAX_LIMIT),
+            "any integer is clamped, however long"
+        );
     }
 
     #[test]

@@ -396,7 +396,7 @@ pub struct TenantParam {
     /// The tenant (slug) to act on. The management key may name any tenant (default
     /// `default`); an API key acts on its own tenant and naming another is a 403; without
     /// credentials only `default` can be read.
-    #[param(example = "acme")]
+    #[param(schema_with = crate::openapi::slug_schema)]
     pub tenant: Option<String>,
 }
 
@@ -536,7 +536,10 @@ mod tests {
             AUTHORIZATION,
             HeaderValue::from_static("bearer lower-case-scheme"),
         );
-        assert_eq!(presented_key(&headers), Presented::Key(b"lower-case-scheme"));
+        assert_eq!(
+            presented_key(&headers),
+            Presented::Key(b"lower-case-scheme")
+        );
     }
 
     #[test]

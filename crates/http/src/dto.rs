@@ -133,34 +133,61 @@ impl From<SourceSystem> for SourceSystemDto {
 
 /// One row of a report result; which shape depends on the report and its breakdown.
 ///
-/// This is the documented schema of `domain::ReportRow`, which is serialized as it is.
+/// This is the documented schema of `domain::ReportRow`, which is serialized as it is. Each
+/// shape is closed (no other property), so a row matches exactly one of them.
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum ReportRowSchema {
-    /// volume-by-period with `breakdown=source`, ordered by date then source.
-    PeriodSource {
-        #[schema(value_type = String, format = Date)]
-        bucket_date: String,
-        source: String,
-        event_count: i64,
-    },
-    /// status-counts with `breakdown=period`, ordered by date then status.
-    PeriodStatus {
-        #[schema(value_type = String, format = Date)]
-        bucket_date: String,
-        status: String,
-        event_count: i64,
-    },
-    /// volume-by-period totals, ordered by date.
-    Period {
-        #[schema(value_type = String, format = Date)]
-        bucket_date: String,
-        event_count: i64,
-    },
-    /// status-counts totals, ordered by count descending then status.
-    Status { status: String, event_count: i64 },
-    /// top-entities, ordered by count descending then entity id.
-    Entity { entity_id: String, event_count: i64 },
+    PeriodSource(PeriodSourceRow),
+    PeriodStatus(PeriodStatusRow),
+    Period(PeriodRow),
+    Status(StatusRow),
+    Entity(EntityRow),
+}
+
+/// volume-by-period with `breakdown=source`, ordered by date then source.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodSourceRow {
+    #[schema(value_type = String, format = Date)]
+    pub bucket_date: String,
+    pub source: String,
+    pub event_count: i64,
+}
+
+/// status-counts with `breakdown=period`, ordered by date then status.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodStatusRow {
+    #[schema(value_type = String, format = Date)]
+    pub bucket_date: String,
+    pub status: String,
+    pub event_count: i64,
+}
+
+/// volume-by-period totals, ordered by date.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodRow {
+    #[schema(value_type = String, format = Date)]
+    pub bucket_date: String,
+    pub event_count: i64,
+}
+
+/// status-counts totals, ordered by count descending then status.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRow {
+    pub status: String,
+    pub event_count: i64,
+}
+
+/// top-entities, ordered by count descending then entity id.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRow {
+    pub entity_id: String,
+    pub event_count: i64,
 }
 
 /// A report result.
@@ -429,25 +456,38 @@ impl HealthDto {
     }
 }
 
-/// The body of a recompute trigger. Every field is optional at the type level so that the
-/// service, not the deserializer, decides what is missing and reports it on its field.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+/// The body of a recompute trigger as it is read. Every field is optional at the type level so
+/// that the service, not the deserializer, decides what is missing and reports it on its field;
+/// [`TriggerSchema`] documents it.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
-    /// The report to recompute (required).
-    #[schema(example = "volume-by-period")]
     pub report_slug: Option<String>,
-    /// `day` (default) or `week`, case-insensitive.
-    #[schema(example = "day")]
+    pub window: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub requested_by: Option<String>,
+}
+
+/// The body of a recompute trigger. Besides what the schema says: `date_from` must not be
+/// after `date_to`, and the range may span at most `MAX_REPORT_RANGE_DAYS` (366) days.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSchema {
+    /// The report to recompute.
+    #[schema(schema_with = crate::openapi::report_slug_schema)]
+    pub report_slug: String,
+    /// `day` (default) or `week`, in any case.
+    #[schema(schema_with = crate::openapi::nullable_window_schema)]
     pub window: Option<String>,
     /// First day, inclusive (YYYY-MM-DD); default: 29 days before `date_to`.
-    #[schema(format = Date, example = "2026-01-01")]
+    #[schema(schema_with = crate::openapi::nullable_date_schema)]
     pub date_from: Option<String>,
     /// Last day, inclusive (YYYY-MM-DD); default: today (UTC).
-    #[schema(format = Date, example = "2026-01-30")]
+    #[schema(schema_with = crate::openapi::nullable_date_schema)]
     pub date_to: Option<String>,
-    /// Who asked; default: the `X-Actor` header, else `management-api`.
-    #[schema(example = "ops-bot")]
+    /// Who asked; default: the `X-Actor` header, else the caller.
+    #[schema(schema_with = crate::openapi::nullable_actor_schema)]
     pub requested_by: Option<String>,
 }
 
@@ -477,18 +517,29 @@ impl From<EventSource> for SourceDto {
     }
 }
 
-/// The body of `POST /sources`. Fields are optional at the type level so that the service
-/// reports what is missing on its field; unknown fields are a 400.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+/// The body of `POST /sources` as it is read. Fields are optional at the type level so that
+/// the service reports what is missing on its field; [`SourceSchema`] documents it.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceBody {
-    /// The source's slug (required): 1 to 64 lowercase letters, digits and hyphens.
-    #[schema(example = "shopify")]
     pub slug: Option<String>,
-    /// A display name (default: the slug), 1 to 200 characters.
-    #[schema(example = "Shopify")]
     pub provider_name: Option<String>,
-    /// At most 1,000 characters (default empty).
+    pub description: Option<String>,
+}
+
+/// The body of `POST /sources`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSchema {
+    /// The source's slug.
+    #[schema(schema_with = crate::openapi::source_schema)]
+    pub slug: String,
+    /// A display name (default: the slug), 1 to 200 characters.
+    #[schema(schema_with = crate::openapi::nullable_name_schema)]
+    pub provider_name: Option<String>,
+    /// At most 1,000 characters (default empty); line breaks and tabs are the only control
+    /// characters allowed.
+    #[schema(schema_with = crate::openapi::nullable_description_schema)]
     pub description: Option<String>,
 }
 
@@ -502,37 +553,42 @@ pub enum EventStatusDto {
 }
 
 /// An event, as producers send it. The server validates the raw JSON itself, so that every
-/// offending field is reported at once; this type only documents the shape.
-#[derive(Debug, Clone, ToSchema)]
+/// offending field is reported at once; this type only documents the shape. Besides what the
+/// schema says: `source` must be one of the tenant's active sources (see `GET /sources`),
+/// `occurred_at` at most 5 minutes in the future and not older than the longest retention of
+/// any report window, and `payload` at most 16 KiB of JSON without the character U+0000.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventSchema {
     /// The idempotency key when no `Idempotency-Key` header is sent (with the header, it must
     /// be equal to it); without either, the server assigns one. 1 to 128 characters.
-    #[schema(example = "evt_01HV3K8Z")]
+    #[schema(schema_with = crate::openapi::nullable_id_schema)]
     pub event_id: Option<String>,
-    /// A source of the tenant (see `GET /sources`).
-    #[schema(example = "stripe")]
+    /// A source of the tenant.
+    #[schema(schema_with = crate::openapi::source_schema)]
     pub source: String,
     /// 1 to 128 characters.
-    #[schema(example = "cus_123")]
+    #[schema(schema_with = crate::openapi::id_schema)]
     pub entity_id: String,
-    pub status: EventStatusDto,
-    /// RFC 3339; at most 5 minutes in the future, and not older than the longest retention
-    /// of any report window.
+    #[schema(schema_with = crate::openapi::status_value_schema)]
+    pub status: String,
+    /// RFC 3339.
     #[schema(format = DateTime, example = "2026-11-21T12:00:00Z")]
     pub occurred_at: String,
     /// Non-negative (default 0).
-    #[schema(minimum = 0)]
+    #[schema(schema_with = crate::openapi::nullable_count_schema)]
     pub processing_ms: Option<i64>,
     /// Non-negative (default 0).
-    #[schema(minimum = 0)]
+    #[schema(schema_with = crate::openapi::nullable_count_schema)]
     pub amount_cents: Option<i64>,
-    /// A JSON object of at most 16 KiB (default `{}`).
+    /// A JSON object (default `{}`).
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
 }
 
 /// The body of `POST /events/bulk`.
-#[derive(Debug, Clone, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BulkEventsSchema {
     /// 1 to 1,000 events; if any is invalid, none is stored.
     #[schema(min_items = 1, max_items = 1000)]

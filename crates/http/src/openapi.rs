@@ -5,7 +5,8 @@ use utoipa::{
     Modify, OpenApi,
     openapi::{
         self,
-        schema::{Object, ObjectBuilder, Type},
+        header::Header,
+        schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type},
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -48,7 +49,7 @@ use crate::{
         routes::sources::create_source,
         openapi_json,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &ResponseHeaders),
     tags(
         (name = "health", description = "Liveness and dependency health"),
         (name = "reports", description = "The public report catalog and report results"),
@@ -88,10 +89,63 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 API_KEY_HEADER,
                 "A tenant's API key: acts on that tenant only, with the key's scopes \
-                 (ingest, read, manage). Checked on every request, so a revoked key stops \
-                 working at once.",
+                 (ingest, read, manage). A process reuses a key's lookup for \
+                 API_KEY_CACHE_SECS (30 s), so a revoked key stops working within that time.",
             ))),
         );
+    }
+}
+
+/// Declares the headers every response carries (`X-Request-Id`), and those of 401s
+/// (`WWW-Authenticate`) and 429s (`Retry-After`), once for all operations.
+struct ResponseHeaders;
+
+impl Modify for ResponseHeaders {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let string = || ObjectBuilder::new().schema_type(Type::String).build();
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    let openapi::RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let mut id = Header::new(string());
+                    id.description = Some(
+                        "The request's id: the client's `X-Request-Id` when it sent a printable \
+                         one of at most 128 characters, else a new one"
+                            .to_owned(),
+                    );
+                    response.headers.insert("X-Request-Id".to_owned(), id);
+                    if status == "401" {
+                        let mut challenge = Header::new(string());
+                        challenge.description = Some("Always `Bearer`".to_owned());
+                        response
+                            .headers
+                            .insert("WWW-Authenticate".to_owned(), challenge);
+                    }
+                    if status == "429" {
+                        let mut wait = Header::new(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1))
+                                .build(),
+                        );
+                        wait.description = Some("Seconds to wait before retrying".to_owned());
+                        response.headers.insert("Retry-After".to_owned(), wait);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -109,23 +163,341 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
-fn string_enum(values: &[&str], description: &str) -> Object {
+/// The white space the server trims from parameters and fields (Unicode `White_Space`).
+macro_rules! ws {
+    () => {
+        "[\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    };
+}
+
+/// The control characters the server refuses in text (Unicode `Cc`).
+macro_rules! control {
+    () => {
+        "\\u0000-\\u001f\\u007f-\\u009f"
+    };
+}
+
+/// A regular expression matching `values` in any case, with white space around, as every
+/// enumerated parameter of the API is read.
+fn any_case(values: &[&str]) -> String {
+    let alternatives: Vec<String> = values
+        .iter()
+        .map(|value| {
+            value
+                .chars()
+                .map(|c| match c {
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    }
+                    '.' => "\\.".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^{ws}*(?:{}){ws}*$", alternatives.join("|"), ws = ws!())
+}
+
+/// A string parameter taking one of `values`, in any case.
+fn any_case_enum(values: &[&str], description: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(values.iter().copied()))
+        .pattern(Some(any_case(values)))
+        .description(Some(format!(
+            "{description}: one of {} (in any case)",
+            values.join(", ")
+        )))
+        .examples(values.iter().take(1).copied())
+        .build()
+}
+
+/// What a slug looks like, with the white space around it the server ignores.
+pub(crate) const SLUG_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    "*[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?",
+    ws!(),
+    "*$"
+);
+
+/// Text with at least one character that is not white space and no control character, as
+/// names, actors and ids are.
+pub(crate) const PRINTABLE_PATTERN: &str = concat!(
+    "^[^",
+    control!(),
+    "]*[^",
+    control!(),
+    " \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^",
+    control!(),
+    "]*$"
+);
+
+/// Visible ASCII with spaces inside, as a header value the API reads as text.
+pub(crate) const HEADER_TEXT_PATTERN: &str = "^[\\x20-\\x7e]*[\\x21-\\x7e][\\x20-\\x7e]*$";
+
+/// Text without control characters other than line breaks and tabs.
+pub(crate) const FREE_TEXT_PATTERN: &str =
+    "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+
+/// Text without control characters, empty or not.
+pub(crate) const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
+
+fn text(pattern: &str, max_length: usize, description: &str, example: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .max_length(Some(max_length))
         .description(Some(description))
+        .examples([example])
+        .build()
+}
+
+/// The schema of a slug parameter.
+pub(crate) fn slug_schema() -> Object {
+    text(
+        SLUG_PATTERN,
+        200,
+        "A slug: 1 to 64 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
+        "default",
+    )
+}
+
+/// The schema of an event source filter.
+pub(crate) fn source_schema() -> Object {
+    text(
+        SLUG_PATTERN,
+        200,
+        "A source slug: 1 to 64 lowercase letters, digits and hyphens",
+        "stripe",
+    )
+}
+
+/// The schema of a report slug filter.
+pub(crate) fn report_slug_schema() -> Object {
+    text(
+        SLUG_PATTERN,
+        200,
+        "A report slug: 1 to 64 lowercase letters, digits and hyphens",
+        "volume-by-period",
+    )
+}
+
+/// The schema of an actor name (`requested_by`, `X-Actor`, the audit `actor` filter).
+pub(crate) fn actor_schema() -> Object {
+    text(
+        PRINTABLE_PATTERN,
+        128,
+        "1 to 128 characters, no control characters",
+        "ops-bot",
+    )
+}
+
+/// The schema of text read from a header: visible ASCII, 1 to 128 characters.
+pub(crate) fn header_text_schema() -> Object {
+    text(
+        HEADER_TEXT_PATTERN,
+        128,
+        "1 to 128 visible ASCII characters",
+        "order-1042",
+    )
+}
+
+/// The schema of the catalog's `search` parameter.
+pub(crate) fn search_schema() -> Object {
+    text(
+        NO_CONTROL_PATTERN,
+        100,
+        "A case-insensitive substring of the slug or the name: at most 100 characters, no control characters",
+        "status",
+    )
+}
+
+/// `schema` accepting `null` too, as the optional fields of the JSON bodies do.
+fn nullable(mut schema: Object) -> Object {
+    if let SchemaType::Type(kind) = schema.schema_type {
+        schema.schema_type = SchemaType::from_iter([kind, Type::Null]);
+    }
+    schema
+}
+
+/// The schema of an identifier in a body (`event_id`, `entity_id`): 1 to 128 characters.
+pub(crate) fn id_schema() -> Object {
+    text(
+        PRINTABLE_PATTERN,
+        128,
+        "1 to 128 characters, no control characters",
+        "cus_123",
+    )
+}
+
+/// [`id_schema`] or `null`.
+pub(crate) fn nullable_id_schema() -> Object {
+    nullable(id_schema())
+}
+
+/// A display name or `null`: 1 to 200 characters.
+pub(crate) fn nullable_name_schema() -> Object {
+    nullable(text(
+        PRINTABLE_PATTERN,
+        200,
+        "1 to 200 characters, no control characters",
+        "Shopify",
+    ))
+}
+
+/// A description or `null`: at most 1,000 characters.
+pub(crate) fn nullable_description_schema() -> Object {
+    nullable(text(
+        FREE_TEXT_PATTERN,
+        1000,
+        "At most 1,000 characters; line breaks and tabs are the only control characters allowed",
+        "Orders from the web shop",
+    ))
+}
+
+/// [`actor_schema`] or `null`.
+pub(crate) fn nullable_actor_schema() -> Object {
+    nullable(actor_schema())
+}
+
+/// [`window_schema`] or `null`.
+pub(crate) fn nullable_window_schema() -> Object {
+    nullable(window_schema())
+}
+
+/// [`date_schema`] or `null`.
+pub(crate) fn nullable_date_schema() -> Object {
+    nullable(date_schema())
+}
+
+/// A non-negative integer or `null`.
+pub(crate) fn nullable_count_schema() -> Object {
+    nullable(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(i64::MAX))
+            .build(),
+    )
+}
+
+/// The status of an event.
+pub(crate) fn status_value_schema() -> Object {
+    any_case_enum(&["success", "failed", "pending"], "The event's outcome")
+}
+
+/// The schema of a date parameter.
+pub(crate) fn date_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .description(Some("A day, YYYY-MM-DD (UTC)"))
+        .examples(["2026-01-01"])
+        .build()
+}
+
+/// The schema of an `offset` parameter.
+pub(crate) fn offset_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(i64::MAX))
+        .description(Some("Items to skip (default 0)"))
+        .build()
+}
+
+/// The schema of a listing's `limit`, clamped into 1 to 100 rather than refused.
+pub(crate) fn clamped_limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .description(Some(
+            "Page size (default 20); a value below 1 counts as 1 and one above 100 as 100",
+        ))
+        .build()
+}
+
+/// The schema of a report run's `limit`: 1 to 100, anything else refused.
+pub(crate) fn strict_limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+        .minimum(Some(1))
+        .maximum(Some(100))
+        .description(Some("Rows per page, 1 to 100 (default 50)"))
         .build()
 }
 
 /// The schema of the catalog's `sort` parameter.
 pub(crate) fn catalog_sort_schema() -> Object {
-    string_enum(
+    any_case_enum(
         &["slug", "name", "updated_at", "cache_ttl_seconds"],
-        "A catalog sort column",
+        "The sort column (default slug)",
     )
 }
 
 /// The schema of an `order` parameter.
 pub(crate) fn sort_order_schema() -> Object {
-    string_enum(&["asc", "desc"], "A sort direction")
+    any_case_enum(&["asc", "desc"], "The sort direction (default asc)")
+}
+
+/// The schema of a `window` parameter.
+pub(crate) fn window_schema() -> Object {
+    any_case_enum(&["day", "week"], "The window")
+}
+
+/// The schema of a report run's `breakdown`.
+pub(crate) fn breakdown_schema() -> Object {
+    any_case_enum(
+        &["period", "source", "status", "entity_id"],
+        "The row grouping, which each report restricts: volume-by-period takes period \
+         (default) or source, status-counts status (default) or period, top-entities entity_id; \
+         any other is a 400",
+    )
+}
+
+/// The schema of an event status filter.
+pub(crate) fn event_status_schema() -> Object {
+    any_case_enum(
+        &["success", "failed", "pending"],
+        "Only events of this status (status-counts only; with another report a 400)",
+    )
+}
+
+/// The schema of a run status filter.
+pub(crate) fn run_status_schema() -> Object {
+    any_case_enum(
+        &["pending", "running", "completed", "failed"],
+        "Only runs in this status",
+    )
+}
+
+/// The schema of an audit action filter.
+pub(crate) fn audit_action_schema() -> Object {
+    any_case_enum(
+        &[
+            "recompute.triggered",
+            "recompute.completed",
+            "recompute.failed",
+            "source.created",
+        ],
+        "Only entries of this action",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enumerations_match_in_any_case_and_nothing_else() {
+        let pattern = any_case(&["asc", "recompute.failed"]);
+        assert!(
+            pattern.contains(
+                "*(?:[aA][sS][cC]|[rR][eE][cC][oO][mM][pP][uU][tT][eE]\\.[fF][aA][iI][lL][eE][dD])["
+            ),
+            "{pattern}"
+        );
+    }
 }

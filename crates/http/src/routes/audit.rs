@@ -8,7 +8,7 @@ use super::{DEFAULT_PAGE_LIMIT, query};
 use crate::{
     AppState,
     auth::{ManagedTenant, TenantParam},
-    dto::{AuditActionDto, AuditEntryDto},
+    dto::AuditEntryDto,
     envelope::{AuditListEnvelope, ErrorEnvelope, ListMeta, Pagination},
     error::ApiError,
 };
@@ -48,16 +48,16 @@ impl AuditListParams {
 #[into_params(parameter_in = Query)]
 pub struct AuditListParams {
     /// Only entries of exactly this action.
-    #[param(value_type = Option<AuditActionDto>)]
+    #[param(schema_with = crate::openapi::audit_action_schema)]
     pub action: Option<String>,
     /// Only entries of exactly this actor.
-    #[param(example = "recompute-worker")]
+    #[param(schema_with = crate::openapi::actor_schema)]
     pub actor: Option<String>,
     /// Page size, 1 to 100 (default 20); values out of range are clamped.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(schema_with = crate::openapi::clamped_limit_schema)]
     pub limit: Option<String>,
     /// Items to skip (default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(schema_with = crate::openapi::offset_schema)]
     pub offset: Option<String>,
 }
 

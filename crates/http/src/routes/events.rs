@@ -16,6 +16,17 @@ use crate::{
 /// The largest body either ingestion route accepts: a full bulk request of small events.
 pub const EVENTS_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// The `Idempotency-Key` header, as documented.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// The event's idempotency key; takes the place of `event_id`, which must be equal to it
+    /// when both are sent.
+    #[serde(rename = "Idempotency-Key")]
+    #[param(schema_with = crate::openapi::header_text_schema)]
+    pub key: Option<String>,
+}
+
 /// The header carrying the idempotency key of a single event.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
@@ -30,10 +41,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
     path = "/api/v1/events",
     tag = "events",
     operation_id = "ingestEvent",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "The event's idempotency key (1 to 128 printable characters); takes the place of `event_id`, which must be equal to it when both are sent"),
-        crate::auth::TenantParam,
-    ),
+    params(IdempotencyKeyHeader, crate::auth::TenantParam),
     request_body(content = EventSchema, content_type = "application/json", description = "At most 2 MiB"),
     responses(
         (status = 201, description = "The event was stored", body = IngestedEventEnvelope),

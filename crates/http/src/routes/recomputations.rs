@@ -13,10 +13,20 @@ use super::{DEFAULT_PAGE_LIMIT, json_body, query};
 use crate::{
     AppState,
     auth::{ManagedTenant, TenantParam},
-    dto::{RunDto, RunStatusDto, TriggerBody},
+    dto::{RunDto, TriggerBody, TriggerSchema},
     envelope::{ErrorEnvelope, ListMeta, Pagination, RunEnvelope, RunListEnvelope},
     error::ApiError,
 };
+
+/// The `X-Actor` header, as documented.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ActorHeader {
+    /// Who triggers, when the body has no `requested_by`.
+    #[serde(rename = "X-Actor")]
+    #[param(schema_with = crate::openapi::header_text_schema)]
+    pub actor: Option<String>,
+}
 
 /// The largest trigger body accepted; a trigger is a handful of short fields.
 pub const TRIGGER_BODY_LIMIT: usize = 16 * 1024;
@@ -34,11 +44,8 @@ pub const ACTOR_HEADER: &str = "X-Actor";
     path = "/api/v1/recomputations",
     tag = "recomputations",
     operation_id = "triggerRecomputation",
-    params(
-        ("X-Actor" = Option<String>, Header, description = "Who triggers, when the body has no `requested_by`"),
-        TenantParam,
-    ),
-    request_body(content = TriggerBody, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
+    params(ActorHeader, TenantParam),
+    request_body(content = TriggerSchema, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
     responses(
         (status = 202, description = "The run was admitted and queued", body = RunEnvelope,
             headers(("Location" = String, description = "The URL of the run"))),
@@ -62,14 +69,12 @@ pub async fn trigger(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: TriggerBody = json_body(&req, payload, TRIGGER_BODY_LIMIT).await?;
-    // The header only matters when the body names no requester, so a garbled header is an
-    // error only then.
+    // A sent header is checked whether or not the body names the requester (which then wins).
+    let header = actor_header(req.headers())?;
     let actor_header = match body.requested_by {
         Some(_) => None,
         // Without a named requester, a tenant's key is the requester.
-        None => {
-            actor_header(req.headers())?.or_else(|| Some(crate::auth::actor_of(&req).to_string()))
-        }
+        None => header.or_else(|| Some(crate::auth::actor_of(&req).to_string())),
     };
     let request = TriggerRequest {
         report_slug: body.report_slug,
@@ -86,14 +91,17 @@ pub async fn trigger(
         .json(RunEnvelope { data: run.into() }))
 }
 
+/// The `X-Actor` header, checked as an actor name would be.
 fn actor_header(headers: &HeaderMap) -> Result<Option<String>, ValidationError> {
     headers
         .get(ACTOR_HEADER)
         .map(|value| {
-            value
+            let text = value
                 .to_str()
-                .map(str::to_owned)
-                .map_err(|_| ValidationError::new(ACTOR_HEADER, "must be printable ASCII text"))
+                .map_err(|_| ValidationError::new(ACTOR_HEADER, "must be printable ASCII text"))?;
+            domain::Actor::parse(text)
+                .map(|actor| actor.as_str().to_owned())
+                .map_err(|err| ValidationError::new(ACTOR_HEADER, err.message()))
         })
         .transpose()
 }
@@ -130,16 +138,16 @@ impl RunListParams {
 #[into_params(parameter_in = Query)]
 pub struct RunListParams {
     /// Only runs of this report.
-    #[param(example = "volume-by-period")]
+    #[param(schema_with = crate::openapi::report_slug_schema)]
     pub report_slug: Option<String>,
     /// Only runs in this status.
-    #[param(value_type = Option<RunStatusDto>)]
+    #[param(schema_with = crate::openapi::run_status_schema)]
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 20); values out of range are clamped.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(schema_with = crate::openapi::clamped_limit_schema)]
     pub limit: Option<String>,
     /// Items to skip (default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(schema_with = crate::openapi::offset_schema)]
     pub offset: Option<String>,
 }
 
@@ -186,6 +194,7 @@ pub async fn list_runs(
     params(("id" = String, Path, format = Uuid, description = "The run id"), TenantParam),
     responses(
         (status = 200, description = "The run", body = RunEnvelope),
+        (status = 400, description = "`tenant` is not a slug", body = ErrorEnvelope),
         (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
         (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
         (status = 404, description = "The tenant has no run with this id, the id is not a UUID, or the management key names an unknown tenant", body = ErrorEnvelope),

@@ -11,13 +11,17 @@ use super::{DEFAULT_PAGE_LIMIT, query};
 use crate::{
     AppState,
     auth::{ReadTenant, TenantParam},
-    dto::{BreakdownDto, ReportDto, ReportRunDto, WindowDto},
+    dto::{ReportDto, ReportRunDto},
     envelope::{
         ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope, ReportRunEnvelope,
         ReportRunMeta,
     },
     error::ApiError,
-    openapi::{catalog_sort_schema, sort_order_schema},
+    openapi::{
+        breakdown_schema, catalog_sort_schema, clamped_limit_schema, date_schema,
+        event_status_schema, offset_schema, search_schema, sort_order_schema, source_schema,
+        strict_limit_schema, window_schema,
+    },
 };
 
 /// The query of `GET /reports`. Every value arrives as text so that the domain parsers, not the
@@ -26,12 +30,13 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct CatalogParams {
     /// Case-insensitive substring of the slug or the name (at most 100 characters).
+    #[param(schema_with = search_schema)]
     pub search: Option<String>,
     /// Page size, 1 to 100 (default 20); values out of range are clamped.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(schema_with = clamped_limit_schema)]
     pub limit: Option<String>,
     /// Items to skip (default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(schema_with = offset_schema)]
     pub offset: Option<String>,
     /// Sort column (default `slug`); any other value is a 400.
     #[param(schema_with = catalog_sort_schema)]
@@ -125,30 +130,31 @@ pub async fn get_report(
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
     /// The window (default: the report's default window); case-insensitive.
-    #[param(value_type = Option<WindowDto>)]
+    #[param(schema_with = window_schema)]
     pub window: Option<String>,
     /// First day, inclusive, YYYY-MM-DD (UTC). Without dates: the 30 days ending today; with
     /// only `date_from`: up to today.
-    #[param(value_type = Option<String>, format = Date, example = "2026-01-01")]
+    #[param(schema_with = date_schema)]
     pub date_from: Option<String>,
     /// Last day, inclusive, YYYY-MM-DD (UTC). With only `date_to`: the 30 days ending then.
-    #[param(value_type = Option<String>, format = Date, example = "2026-01-30")]
+    #[param(schema_with = date_schema)]
     pub date_to: Option<String>,
     /// Row grouping. volume-by-period: `period` (default) or `source`; status-counts: `status`
     /// (default) or `period`; top-entities: `entity_id`. Anything else is a 400.
-    #[param(value_type = Option<BreakdownDto>)]
+    #[param(schema_with = breakdown_schema)]
     pub breakdown: Option<String>,
-    /// Only events of this source (volume-by-period only).
-    #[param(example = "stripe")]
+    /// Only events of this source, a slug (volume-by-period only; with another report a 400).
+    #[param(schema_with = source_schema)]
     pub source: Option<String>,
-    /// Only events of this status: success, failed or pending (status-counts only).
-    #[param(example = "failed")]
+    /// Only events of this status: success, failed or pending (status-counts only; with
+    /// another report a 400).
+    #[param(schema_with = event_status_schema)]
     pub status: Option<String>,
     /// Rows per page, 1 to 100 (default 50); out of range is a 400.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(schema_with = strict_limit_schema)]
     pub limit: Option<String>,
     /// Rows to skip (default 0).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(schema_with = offset_schema)]
     pub offset: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use super::json_body;
 use crate::{
     AppState,
     auth::ManagedTenant,
-    dto::{SourceBody, SourceDto},
+    dto::{SourceBody, SourceDto, SourceSchema},
     envelope::{ErrorEnvelope, SourceEnvelope, SourceListEnvelope},
     error::ApiError,
 };
@@ -51,7 +51,7 @@ pub async fn list_sources(
     tag = "sources",
     operation_id = "createSource",
     params(crate::auth::TenantParam),
-    request_body(content = SourceBody, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
+    request_body(content = SourceSchema, content_type = "application/json", description = "At most 16 KiB; unknown fields are a 400"),
     responses(
         (status = 201, description = "The source was created", body = SourceEnvelope),
         (status = 400, description = "A field or `tenant` is invalid, a field is unknown, or the JSON is malformed", body = ErrorEnvelope),

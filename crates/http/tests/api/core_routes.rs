@@ -180,7 +180,11 @@ async fn a_wrong_method_on_a_known_route_is_a_json_405_with_allow() -> Result<()
     let post = send(&app, TestRequest::post().uri("/api/v1/health").to_request()).await;
 
     delete.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(delete.header("allow"), Some("GET, HEAD"), "Allow of /reports");
+    assert_eq!(
+        delete.header("allow"),
+        Some("GET, HEAD"),
+        "Allow of /reports"
+    );
     put.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(
         put.header("allow"),
@@ -648,6 +652,26 @@ async fn both_management_key_headers_are_accepted() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Recomputations
 // ---------------------------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn a_malformed_x_actor_is_400_even_when_the_body_names_the_requester() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let body = trigger_body("volume-by-period", "day", "2026-11-04", "2026-11-10");
+
+    let reply = send(
+        &app,
+        trigger_request(&body)
+            .insert_header(("X-Actor", ""))
+            .to_request(),
+    )
+    .await;
+
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(reply.error_field(), "X-Actor");
+    assert_eq!(h.run_count().await?, 0, "nothing was admitted");
+    Ok(())
+}
 
 #[actix_web::test]
 async fn a_trigger_is_accepted_with_202_and_can_be_read_back() -> Result<()> {
@@ -1360,13 +1384,13 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         "RunEnvelope",
         "AuditListEnvelope",
         "HealthEnvelope",
-        "TriggerBody",
+        "TriggerSchema",
         "ReportRowSchema",
         "IngestedEventEnvelope",
         "BulkIngestEnvelope",
         "EventSchema",
         "BulkEventsSchema",
-        "SourceBody",
+        "SourceSchema",
         "SourceEnvelope",
         "SourceListEnvelope",
     ] {
@@ -1439,6 +1463,95 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
     assert!(
         codes.to_string().contains("idempotency_conflict"),
         "the new error code is in the schema: {codes}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_openapi_document_states_the_rules_the_server_enforces() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let doc = send(&app, get("/api/v1/openapi.json").to_request())
+        .await
+        .body;
+
+    let runs = &doc["paths"]["/api/v1/recomputations"]["get"];
+    let param = |operation: &serde_json::Value, name: &str| {
+        operation["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    assert_eq!(
+        param(runs, "offset")["schema"]["maximum"],
+        json!(i64::MAX),
+        "offsets end where PostgreSQL's do"
+    );
+    assert!(
+        param(runs, "tenant")["schema"]["pattern"].is_string(),
+        "tenant is a slug"
+    );
+    assert!(
+        param(runs, "limit")["schema"]["maximum"].is_null(),
+        "a listing's limit is clamped, never refused"
+    );
+    for (path, method) in [
+        ("/api/v1/recomputations/{id}", "get"),
+        ("/api/v1/events", "post"),
+        ("/api/v1/reports", "get"),
+    ] {
+        for (status, response) in doc["paths"][path][method]["responses"]
+            .as_object()
+            .context("responses")?
+        {
+            assert!(
+                response["headers"]["X-Request-Id"].is_object(),
+                "{method} {path} {status} declares X-Request-Id"
+            );
+        }
+    }
+    assert!(
+        doc["paths"]["/api/v1/recomputations/{id}"]["get"]["responses"]["400"].is_object(),
+        "a malformed tenant is documented where it can happen"
+    );
+    assert!(
+        doc["paths"]["/api/v1/events"]["post"]["responses"]["429"]["headers"]["Retry-After"]
+            .is_object(),
+        "429s declare Retry-After"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for row in [
+        "PeriodSourceRow",
+        "PeriodStatusRow",
+        "PeriodRow",
+        "StatusRow",
+        "EntityRow",
+    ] {
+        assert_eq!(
+            schemas[row]["additionalProperties"],
+            json!(false),
+            "{row} is closed, so a row matches one shape only"
+        );
+    }
+    for body in [
+        "TriggerSchema",
+        "SourceSchema",
+        "EventSchema",
+        "BulkEventsSchema",
+    ] {
+        assert_eq!(
+            schemas[body]["additionalProperties"],
+            json!(false),
+            "{body}: unknown fields are refused"
+        );
+    }
+    assert_eq!(
+        schemas["TriggerSchema"]["required"],
+        json!(["report_slug"]),
+        "{}",
+        schemas["TriggerSchema"]
     );
     Ok(())
 }
