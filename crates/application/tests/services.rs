@@ -1413,10 +1413,8 @@ fn tenancy(adapters: &InMemoryAdapters, clock: Arc<ManualClock>) -> application:
     .with_audit(adapters.audit.clone())
 }
 
-#[tokio::test]
-async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Result<()> {
-    let h = Harness::new(8);
-    let service = tenancy(&h.adapters, h.clock.clone());
+/// A new key of the default tenant with `read`, once verified by `service`.
+async fn verified_key(service: &application::TenancyService) -> Result<application::IssuedKey> {
     let issued = service
         .issue_key(TENANT, &[domain::Scope::Read], "reader")
         .await?;
@@ -1424,6 +1422,14 @@ async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Resu
         .authenticate(&issued.secret)
         .await?
         .context("verified")?;
+    Ok(issued)
+}
+
+#[tokio::test]
+async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Result<()> {
+    let h = Harness::new(8);
+    let service = tenancy(&h.adapters, h.clock.clone());
+    let issued = verified_key(&service).await?;
 
     h.adapters.keys.set_failing(true);
     h.clock.advance(time::Duration::minutes(10));
@@ -1450,13 +1456,7 @@ async fn a_revocation_elsewhere_takes_effect_within_the_key_cache_ttl() -> Resul
     // Two processes: one serving requests, one running `api-keys revoke`.
     let serving = tenancy(&h.adapters, h.clock.clone());
     let command = tenancy(&h.adapters, h.clock.clone());
-    let issued = serving
-        .issue_key(TENANT, &[domain::Scope::Read], "reader")
-        .await?;
-    serving
-        .authenticate(&issued.secret)
-        .await?
-        .context("verified")?;
+    let issued = verified_key(&serving).await?;
 
     command.revoke_key(TENANT, &issued.key.prefix).await?;
 
@@ -1478,13 +1478,7 @@ async fn a_revocation_elsewhere_takes_effect_within_the_key_cache_ttl() -> Resul
 async fn a_revocation_in_the_same_process_takes_effect_at_once() -> Result<()> {
     let h = Harness::new(8);
     let service = tenancy(&h.adapters, h.clock.clone());
-    let issued = service
-        .issue_key(TENANT, &[domain::Scope::Read], "reader")
-        .await?;
-    service
-        .authenticate(&issued.secret)
-        .await?
-        .context("verified")?;
+    let issued = verified_key(&service).await?;
 
     service.revoke_key(TENANT, &issued.key.prefix).await?;
 

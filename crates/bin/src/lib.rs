@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod probe;
 pub mod serve;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

@@ -189,8 +189,35 @@ fn run_state(port: u16, id: &str) -> Result<Option<String>> {
         .flatten())
 }
 
+/// Triggers `body` and returns the id of the 202's run.
+fn triggered(port: u16, body: &Value) -> Result<String> {
+    let (status, created) = trigger(port, body)?;
+    ensure!(status == 202, "{status} {created}");
+    Ok(created["data"]["id"].as_str().context("run id")?.to_owned())
+}
+
+/// Waits (at most `within`) until run `id` is in `state`.
+fn reaches(port: u16, id: &str, state: &str, within: Duration) -> Result<()> {
+    eventually(
+        &format!("run {id} is {state}"),
+        within,
+        Duration::from_millis(50),
+        || Ok((run_state(port, id)?.as_deref() == Some(state)).then_some(())),
+    )
+}
+
 fn health(port: u16) -> Result<u16> {
     Ok(request(port, "GET", "/api/v1/health", &[], None)?.0)
+}
+
+/// Waits (at most 30 s) until `/health` answers `status`.
+fn health_becomes(port: u16, status: u16) -> Result<()> {
+    eventually(
+        &format!("health answers {status}"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || Ok((health(port)? == status).then_some(())),
+    )
 }
 
 /// Scope of the rebuild the outage tests interrupt.
@@ -365,23 +392,11 @@ fn a_postgres_outage_during_a_rebuild(outage: Outage, with_redis: bool) -> Resul
     drop(sql);
     let today = time::OffsetDateTime::now_utc().date();
     let blocker = RebuildBlocker::hold(&pg.url(), "top-entities", "day")?;
-    let (status, created) = trigger(server.port, &rebuild_body(today))?;
-    ensure!(status == 202, "{created}");
-    let id = created["data"]["id"].as_str().context("run id")?.to_owned();
-    eventually(
-        "the run is claimed",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || Ok((run_state(server.port, &id)?.as_deref() == Some("running")).then_some(())),
-    )?;
+    let id = triggered(server.port, &rebuild_body(today))?;
+    reaches(server.port, &id, "running", Duration::from_secs(30))?;
 
     pg.stop_immediately()?;
-    eventually(
-        "health says degraded",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || Ok((health(server.port)? == 503).then_some(())),
-    )?;
+    health_becomes(server.port, 503)?;
     let _ = blocker.release();
     if outage == Outage::Long {
         eventually(
@@ -410,24 +425,14 @@ fn a_postgres_outage_during_a_rebuild(outage: Outage, with_redis: bool) -> Resul
         },
     )
     .with_context(|| server.log())?;
-    eventually(
-        "health recovers",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || Ok((health(server.port)? == 200).then_some(())),
-    )?;
+    health_becomes(server.port, 200)?;
     let (status, again) = trigger(server.port, &rebuild_body(today))?;
     ensure!(
         status == 202,
         "the scope is free once the run has {ended}: {status} {again}"
     );
     let again = again["data"]["id"].as_str().context("run id")?.to_owned();
-    eventually(
-        "the new run completes",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || Ok((run_state(server.port, &again)?.as_deref() == Some("completed")).then_some(())),
-    )?;
+    reaches(server.port, &again, "completed", Duration::from_secs(60))?;
     Ok(())
 }
 
@@ -457,15 +462,8 @@ fn a_worker_killed_mid_rebuild_is_replaced_and_the_snapshots_match_the_events() 
     let (from, to) = (today - time::Duration::days(40), today);
     let blocker = RebuildBlocker::hold(&pg.url(), "volume-by-period", "day")?;
     let body = json!({"report_slug": "volume-by-period", "window": "day", "date_from": from.to_string(), "date_to": to.to_string()});
-    let (status, created) = trigger(first.port, &body)?;
-    ensure!(status == 202, "{created}");
-    let id = created["data"]["id"].as_str().context("run id")?.to_owned();
-    eventually(
-        "the first process claims the run",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || Ok((run_state(first.port, &id)?.as_deref() == Some("running")).then_some(())),
-    )?;
+    let id = triggered(first.port, &body)?;
+    reaches(first.port, &id, "running", Duration::from_secs(30))?;
 
     first.kill();
     let second = start(&env)?;
@@ -541,15 +539,8 @@ fn redis_killed_and_restarted_keeps_reads_working_and_locks_and_versions_recover
             .sum())
     };
     let completed = |port: u16| -> Result<()> {
-        let (status, created) = trigger(port, &body)?;
-        ensure!(status == 202, "{created}");
-        let id = created["data"]["id"].as_str().context("run id")?.to_owned();
-        eventually(
-            "the run completes",
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || Ok((run_state(port, &id)?.as_deref() == Some("completed")).then_some(())),
-        )
+        let id = triggered(port, &body)?;
+        reaches(port, &id, "completed", Duration::from_secs(60))
     };
     completed(server.port)?;
     ensure!(
@@ -566,17 +557,10 @@ fn redis_killed_and_restarted_keeps_reads_working_and_locks_and_versions_recover
     }
 
     redis.restart()?;
-    eventually(
-        "health recovers",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || Ok((health(server.port)? == 200).then_some(())),
-    )?;
+    health_becomes(server.port, 200)?;
     // Locks: a rebuild held running keeps its scope locked in Redis again.
     let blocker = RebuildBlocker::hold(&pg.url(), "status-counts", "day")?;
-    let (status, created) = trigger(server.port, &body)?;
-    ensure!(status == 202, "{created}");
-    let id = created["data"]["id"].as_str().context("run id")?.to_owned();
+    let id = triggered(server.port, &body)?;
     let locks = std::process::Command::new("redis-cli")
         .args([
             "-u",
@@ -604,12 +588,7 @@ fn redis_killed_and_restarted_keeps_reads_working_and_locks_and_versions_recover
          FROM generate_series(1, 10) AS i JOIN event_sources s ON s.tenant_id = 1 AND s.slug = 'stripe'",
     )?;
     blocker.release()?;
-    eventually(
-        "the run completes",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || Ok((run_state(server.port, &id)?.as_deref() == Some("completed")).then_some(())),
-    )?;
+    reaches(server.port, &id, "completed", Duration::from_secs(60))?;
     ensure!(
         total(server.port)? == 1_010,
         "a completed run retires the cached result"

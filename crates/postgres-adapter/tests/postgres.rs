@@ -366,21 +366,31 @@ fn worker(a: &PostgresAdapters, runs: Arc<dyn RunStore>, lease: Duration) -> Rec
     .with_lease(lease)
 }
 
-#[tokio::test]
-async fn a_worker_keeps_its_run_leased_however_long_the_rebuild_waits() -> Result<()> {
-    let db = database!();
-    let lease = Duration::from_millis(1_500);
+/// Adapters whose runs hold a lease of `lease`, and a run of `day` queued and claimed.
+async fn claimed_with_lease(
+    db: &TestDatabase,
+    lease: Duration,
+    day: time::Date,
+) -> Result<(PostgresAdapters, RecomputeRun)> {
     let a = adapters(
-        &db,
+        db,
         QueueSettings {
             lease,
             ..QueueSettings::default()
         },
     );
-    let run = pending_run(date!(2026 - 11 - 05), NOW)?;
+    let run = pending_run(day, NOW)?;
     a.runs.create(&run).await?;
     a.queue.enqueue(&run).await?;
     let claimed = a.queue.claim_next().await?.context("claimed")?;
+    Ok((a, claimed))
+}
+
+#[tokio::test]
+async fn a_worker_keeps_its_run_leased_however_long_the_rebuild_waits() -> Result<()> {
+    let db = database!();
+    let lease = Duration::from_millis(1_500);
+    let (a, claimed) = claimed_with_lease(&db, lease, date!(2026 - 11 - 05)).await?;
     // Another transaction holds the lock that serializes rebuilds of this report and window,
     // so the rebuild waits for it.
     let mut blocker = db.pool.get().await?;
@@ -416,17 +426,8 @@ async fn a_worker_keeps_its_run_leased_however_long_the_rebuild_waits() -> Resul
 async fn a_run_whose_outcome_cannot_be_written_is_recovered_once_its_lease_ends() -> Result<()> {
     let db = database!();
     let lease = Duration::from_millis(1_500);
-    let a = adapters(
-        &db,
-        QueueSettings {
-            lease,
-            ..QueueSettings::default()
-        },
-    );
-    let run = pending_run(date!(2026 - 11 - 06), NOW)?;
-    a.runs.create(&run).await?;
-    a.queue.enqueue(&run).await?;
-    let claimed = a.queue.claim_next().await?.context("claimed")?;
+    let (a, claimed) = claimed_with_lease(&db, lease, date!(2026 - 11 - 06)).await?;
+    let run_id = claimed.id;
 
     // The worker rebuilds, then cannot mark the run completed however often it tries.
     let unwritable: Arc<dyn RunStore> = Arc::new(OutcomesUnwritable(a.runs.clone()));
@@ -446,7 +447,7 @@ async fn a_run_whose_outcome_cannot_be_written_is_recovered_once_its_lease_ends(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     ensure!(
-        recovered.retried.len() == 1 && recovered.retried[0].id == run.id,
+        recovered.retried.len() == 1 && recovered.retried[0].id == run_id,
         "the run is queued again within a lease: {recovered:?}"
     );
     Ok(())

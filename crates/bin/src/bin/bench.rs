@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
+use pg_analytics::probe::request as http;
 use serde_json::{Value, json};
 
 /// Benchmark pg-analytics against COPY, bare SQL and a trivial endpoint of the same binary.
@@ -687,36 +688,6 @@ fn duration_ms(text: &str) -> Option<f64> {
         "m" => number * 60_000.0,
         _ => return None,
     })
-}
-
-/// One HTTP/1.1 request; the status and the JSON body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, Value)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw.split_whitespace().nth(1).context("status")?.parse()?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 /// Where the service's warnings go: `server.log` beside the results.

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use domain::{Actor, AuditAction, AuditFilter, PageRequest, ValidationError};
 use serde::Deserialize;
 
-use super::{DEFAULT_PAGE_LIMIT, query};
+use super::query;
 use crate::{
     AppState,
     auth::{ManagedTenant, TenantParam},
@@ -34,11 +34,7 @@ impl AuditListParams {
                 })
                 .transpose()?,
         };
-        let page = PageRequest::clamped(
-            self.limit.as_deref(),
-            self.offset.as_deref(),
-            DEFAULT_PAGE_LIMIT,
-        )?;
+        let page = super::listing_page(self.limit.as_deref(), self.offset.as_deref())?;
         Ok((filter, page))
     }
 }

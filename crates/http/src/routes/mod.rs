@@ -17,6 +17,14 @@ pub mod sources;
 /// The page size of listings whose client names none.
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
 
+/// The page a listing's `limit` and `offset` ask for: `limit` clamped into 1..=100.
+pub(crate) fn listing_page(
+    limit: Option<&str>,
+    offset: Option<&str>,
+) -> Result<domain::PageRequest, domain::ValidationError> {
+    domain::PageRequest::clamped(limit, offset, DEFAULT_PAGE_LIMIT)
+}
+
 /// Registers every route of the API; mounted under `/api/v1`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -9,7 +9,7 @@ use application::TriggerRequest;
 use domain::{PageRequest, ReportSlug, RunFilter, RunStatus, ValidationError};
 use serde::Deserialize;
 
-use super::{DEFAULT_PAGE_LIMIT, json_body, query};
+use super::{json_body, query};
 use crate::{
     AppState,
     auth::{ManagedTenant, TenantParam},
@@ -124,11 +124,7 @@ impl RunListParams {
                 .map(str::parse::<RunStatus>)
                 .transpose()?,
         };
-        let page = PageRequest::clamped(
-            self.limit.as_deref(),
-            self.offset.as_deref(),
-            DEFAULT_PAGE_LIMIT,
-        )?;
+        let page = super::listing_page(self.limit.as_deref(), self.offset.as_deref())?;
         Ok((filter, page))
     }
 }

@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::ContentType, web};
 use application::{RunReportParams, elapsed_ms};
-use domain::{CatalogQuery, CatalogSort, PageRequest, SortOrder, ValidationError};
+use domain::{CatalogQuery, CatalogSort, SortOrder, ValidationError};
 use serde::Deserialize;
 
-use super::{DEFAULT_PAGE_LIMIT, query};
+use super::query;
 use crate::{
     AppState,
     auth::{ReadTenant, TenantParam},
@@ -64,11 +64,7 @@ impl CatalogParams {
             .map(str::parse::<SortOrder>)
             .transpose()?
             .unwrap_or_default();
-        let page = PageRequest::clamped(
-            self.limit.as_deref(),
-            self.offset.as_deref(),
-            DEFAULT_PAGE_LIMIT,
-        )?;
+        let page = super::listing_page(self.limit.as_deref(), self.offset.as_deref())?;
         CatalogQuery::new(self.search.as_deref(), sort, order, page)
     }
 }
