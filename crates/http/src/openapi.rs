@@ -221,26 +221,37 @@ pub(crate) const SLUG_PATTERN: &str = concat!(
 );
 
 /// Text with at least one character that is not white space and no control character, as
-/// names, actors and ids are.
+/// names, actors and ids are (white space around it, which the server trims, may be any).
 pub(crate) const PRINTABLE_PATTERN: &str = concat!(
-    "^[^",
+    "^",
+    ws!(),
+    "*[^",
     control!(),
     "]*[^",
     control!(),
-    " \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^",
+    " \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^",
     control!(),
-    "]*$"
+    "]*",
+    ws!(),
+    "*$"
 );
 
 /// Visible ASCII with spaces inside, as a header value the API reads as text.
 pub(crate) const HEADER_TEXT_PATTERN: &str = "^[\\x20-\\x7e]*[\\x21-\\x7e][\\x20-\\x7e]*$";
 
-/// Text without control characters other than line breaks and tabs.
-pub(crate) const FREE_TEXT_PATTERN: &str =
-    "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+/// Text without control characters other than line breaks and tabs (white space around it,
+/// which the server trims, may be any).
+pub(crate) const FREE_TEXT_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    "*[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*",
+    ws!(),
+    "*$"
+);
 
-/// Text without control characters, empty or not.
-pub(crate) const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
+/// Text without control characters, empty or not (white space around it may be any).
+pub(crate) const NO_CONTROL_PATTERN: &str =
+    concat!("^", ws!(), "*[^", control!(), "]*", ws!(), "*$");
 
 fn text(pattern: &str, max_length: usize, description: &str, example: &str) -> Object {
     ObjectBuilder::new()
