@@ -211,6 +211,13 @@ fn any_case_enum(values: &[&str], description: &str) -> Object {
         .build()
 }
 
+/// The white space characters, as they go inside a character class.
+macro_rules! ws_chars {
+    () => {
+        "\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+    };
+}
+
 /// What a slug looks like, with the white space around it the server ignores.
 pub(crate) const SLUG_PATTERN: &str = concat!(
     "^",
@@ -220,54 +227,57 @@ pub(crate) const SLUG_PATTERN: &str = concat!(
     "*$"
 );
 
-/// Text with at least one character that is not white space and no control character, as
-/// names, actors and ids are (white space around it, which the server trims, may be any).
-pub(crate) const PRINTABLE_PATTERN: &str = concat!(
-    "^",
-    ws!(),
-    "*[^",
-    control!(),
-    "]*[^",
-    control!(),
-    " \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^",
-    control!(),
-    "]*",
-    ws!(),
-    "*$"
-);
-
 /// Visible ASCII with spaces inside, as a header value the API reads as text.
 pub(crate) const HEADER_TEXT_PATTERN: &str = "^[\\x20-\\x7e]*[\\x21-\\x7e][\\x20-\\x7e]*$";
 
-/// Text without control characters other than line breaks and tabs (white space around it,
-/// which the server trims, may be any).
-pub(crate) const FREE_TEXT_PATTERN: &str = concat!(
-    "^",
-    ws!(),
-    "*[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*",
-    ws!(),
-    "*$"
-);
+/// The control characters text may not hold: all of them (`Cc`).
+const ALL_CONTROLS: &str = control!();
 
-/// Text without control characters, empty or not (white space around it may be any).
-pub(crate) const NO_CONTROL_PATTERN: &str =
-    concat!("^", ws!(), "*[^", control!(), "]*", ws!(), "*$");
+/// The control characters free text may not hold: all but tab, line feed and carriage return.
+const CONTROLS_BUT_LINE_BREAKS: &str =
+    "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f";
 
-fn text(pattern: &str, max_length: usize, description: &str, example: &str) -> Object {
+/// Text as the server reads it: any white space around it is trimmed first; what remains may
+/// hold none of the characters of `excluded` (a character-class body) and is `min` (0 or 1)
+/// to `max` characters long. The length is stated by the pattern, not by `maxLength`, which
+/// would count the white space the server ignores.
+fn trimmed_text_pattern(excluded: &str, min: usize, max: usize) -> String {
+    let edge = format!("[^{excluded}{}]", ws_chars!());
+    let trimmed = format!(
+        "{edge}(?:[^{excluded}]{{0,{}}}{edge})?",
+        max.saturating_sub(2)
+    );
+    let trimmed = if min == 0 {
+        format!("(?:{trimmed})?")
+    } else {
+        trimmed
+    };
+    format!("^{ws}*{trimmed}{ws}*$", ws = ws!())
+}
+
+/// A string schema of `pattern`, described, with an example.
+fn text(pattern: impl Into<String>, description: &str, example: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(pattern))
-        .max_length(Some(max_length))
         .description(Some(description))
         .examples([example])
         .build()
+}
+
+/// Text of 1 to `max` characters without control characters, as names, actors and ids are.
+fn printable(max: usize, description: &str, example: &str) -> Object {
+    text(
+        trimmed_text_pattern(ALL_CONTROLS, 1, max),
+        description,
+        example,
+    )
 }
 
 /// The schema of a slug parameter.
 pub(crate) fn slug_schema() -> Object {
     text(
         SLUG_PATTERN,
-        200,
         "A slug: 1 to 64 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
         "default",
     )
@@ -277,7 +287,6 @@ pub(crate) fn slug_schema() -> Object {
 pub(crate) fn source_schema() -> Object {
     text(
         SLUG_PATTERN,
-        200,
         "A source slug: 1 to 64 lowercase letters, digits and hyphens",
         "stripe",
     )
@@ -287,7 +296,6 @@ pub(crate) fn source_schema() -> Object {
 pub(crate) fn report_slug_schema() -> Object {
     text(
         SLUG_PATTERN,
-        200,
         "A report slug: 1 to 64 lowercase letters, digits and hyphens",
         "volume-by-period",
     )
@@ -295,29 +303,25 @@ pub(crate) fn report_slug_schema() -> Object {
 
 /// The schema of an actor name (`requested_by`, `X-Actor`, the audit `actor` filter).
 pub(crate) fn actor_schema() -> Object {
-    text(
-        PRINTABLE_PATTERN,
-        128,
-        "1 to 128 characters, no control characters",
-        "ops-bot",
-    )
+    printable(128, "1 to 128 characters, no control characters", "ops-bot")
 }
 
 /// The schema of text read from a header: visible ASCII, 1 to 128 characters.
 pub(crate) fn header_text_schema() -> Object {
-    text(
+    let mut schema = text(
         HEADER_TEXT_PATTERN,
-        128,
         "1 to 128 visible ASCII characters",
         "order-1042",
-    )
+    );
+    // A header value arrives without white space around it, so its length is what counts.
+    schema.max_length = Some(128);
+    schema
 }
 
 /// The schema of the catalog's `search` parameter.
 pub(crate) fn search_schema() -> Object {
     text(
-        NO_CONTROL_PATTERN,
-        100,
+        trimmed_text_pattern(ALL_CONTROLS, 0, 100),
         "A case-insensitive substring of the slug or the name: at most 100 characters, no control characters",
         "status",
     )
@@ -333,12 +337,7 @@ fn nullable(mut schema: Object) -> Object {
 
 /// The schema of an identifier in a body (`event_id`, `entity_id`): 1 to 128 characters.
 pub(crate) fn id_schema() -> Object {
-    text(
-        PRINTABLE_PATTERN,
-        128,
-        "1 to 128 characters, no control characters",
-        "cus_123",
-    )
+    printable(128, "1 to 128 characters, no control characters", "cus_123")
 }
 
 /// [`id_schema`] or `null`.
@@ -348,8 +347,7 @@ pub(crate) fn nullable_id_schema() -> Object {
 
 /// A display name or `null`: 1 to 200 characters.
 pub(crate) fn nullable_name_schema() -> Object {
-    nullable(text(
-        PRINTABLE_PATTERN,
+    nullable(printable(
         200,
         "1 to 200 characters, no control characters",
         "Shopify",
@@ -359,8 +357,7 @@ pub(crate) fn nullable_name_schema() -> Object {
 /// A description or `null`: at most 1,000 characters.
 pub(crate) fn nullable_description_schema() -> Object {
     nullable(text(
-        FREE_TEXT_PATTERN,
-        1000,
+        trimmed_text_pattern(CONTROLS_BUT_LINE_BREAKS, 0, 1000),
         "At most 1,000 characters; line breaks and tabs are the only control characters allowed",
         "Orders from the web shop",
     ))
@@ -499,7 +496,106 @@ pub(crate) fn audit_action_schema() -> Object {
 
 #[cfg(test)]
 mod tests {
+    use domain::{Actor, CatalogQuery, CatalogSort, PageRequest, SortOrder, TenantSlug};
+
     use super::*;
+
+    /// Whether `pattern` (of the document) matches `value`, as a JSON Schema validator would.
+    fn matches(pattern: &str, value: &str) -> bool {
+        regex::Regex::new(pattern)
+            .unwrap_or_else(|err| panic!("{pattern} does not compile: {err}"))
+            .is_match(value)
+    }
+
+    /// Strings around the edges of the text rules: white space of every kind around and
+    /// inside, control characters, lengths at and past the limits.
+    fn samples(limit: usize) -> Vec<String> {
+        let x = |n: usize| "x".repeat(n);
+        vec![
+            String::new(),
+            " ".into(),
+            "\u{85}\u{3000}\t".into(),
+            "ops".into(),
+            " ops ".into(),
+            "\u{b}ops\u{2028}".into(),
+            "a b".into(),
+            "a\u{0}b".into(),
+            "a\tb".into(),
+            "a\nb".into(),
+            "\u{7f}".into(),
+            "ops\u{85}".into(),
+            "caf\u{e9}".into(),
+            x(limit),
+            x(limit + 1),
+            format!("  {}\u{3000}", x(limit)),
+            format!(" {} ", x(limit + 1)),
+            format!("a{}b", " ".repeat(limit - 2)),
+            format!("a{}b", " ".repeat(limit - 1)),
+        ]
+    }
+
+    #[test]
+    fn the_actor_pattern_accepts_exactly_what_the_server_accepts() {
+        let pattern = trimmed_text_pattern(ALL_CONTROLS, 1, 128);
+        for value in samples(128) {
+            assert_eq!(
+                matches(&pattern, &value),
+                Actor::parse(&value).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_search_pattern_accepts_exactly_what_the_server_accepts() {
+        let pattern = trimmed_text_pattern(ALL_CONTROLS, 0, 100);
+        for value in samples(100) {
+            let accepted = CatalogQuery::new(
+                Some(&value),
+                CatalogSort::default(),
+                SortOrder::default(),
+                PageRequest::new(20, 0),
+            )
+            .is_ok();
+            assert_eq!(matches(&pattern, &value), accepted, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_description_pattern_accepts_exactly_what_the_server_accepts() {
+        let pattern = trimmed_text_pattern(CONTROLS_BUT_LINE_BREAKS, 0, 1000);
+        for value in samples(1000) {
+            assert_eq!(
+                matches(&pattern, &value),
+                domain::tenancy::parse_description("description", &value).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_slug_pattern_accepts_exactly_what_the_server_accepts() {
+        for value in [
+            "acme",
+            " acme\u{3000}",
+            "a",
+            "a-b",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "",
+            &"a".repeat(64),
+            &"a".repeat(65),
+            "\u{85}default\t",
+        ] {
+            assert_eq!(
+                matches(SLUG_PATTERN, value),
+                TenantSlug::parse("tenant", value).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
 
     #[test]
     fn enumerations_match_in_any_case_and_nothing_else() {
