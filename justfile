@@ -58,7 +58,7 @@ deps:
 bench *ARGS:
     command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
     cargo build --release --bins
-    ./target/release/pg-analytics-bench {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/pg-analytics-bench" --binary "${CARGO_TARGET_DIR:-target}/release/pg-analytics" {{ARGS}}
 
 # Everything CI checks: lint, the tests, the fault tests, then the API against its document.
 test-all: lint test test-faults test-api

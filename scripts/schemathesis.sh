@@ -10,11 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=4.32.5
-BINARY="${BINARY:-target/debug/pg-analytics}"
+BINARY="${BINARY:-${CARGO_TARGET_DIR:-target}/debug/pg-analytics}"
 EXAMPLES="${EXAMPLES:-100}"
-VENV=target/schemathesis-venv
+VENV="${CARGO_TARGET_DIR:-target}/schemathesis-venv"
 KEY=schemathesis-management-key-0001
-LOG=target/schemathesis-server.log
+LOG="${CARGO_TARGET_DIR:-target}/schemathesis-server.log"
 
 if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version | grep -q "$VERSION"; then
   echo "installing schemathesis $VERSION (PyPI) into $VENV"

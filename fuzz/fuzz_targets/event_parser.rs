@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use application::{IngestService, ports::Clock};
+use application::{Services, Settings, ports::Clock};
 use domain::{IngestStatus, TenantId};
 use libfuzzer_sys::fuzz_target;
 use memory_adapter::{InMemoryAdapters, ManualClock};
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     runtime.block_on(async {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC)));
         let adapters = InMemoryAdapters::new(clock.clone(), 8);
-        let ingest = IngestService::new(adapters.events.clone(), adapters.sources.clone(), clock);
+        let ingest = Services::assemble(adapters.ports(clock), &Settings::default()).ingest;
 
         if let Ok(outcome) = ingest.ingest_one(TenantId::DEFAULT, &body, None).await {
             assert_eq!(

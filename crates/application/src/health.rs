@@ -23,6 +23,14 @@ pub struct HealthReport {
     pub redis: DependencyStatus,
 }
 
+/// The probes a [`HealthService`] asks; `None` means not configured.
+#[derive(Clone)]
+pub struct HealthPorts {
+    pub postgres: Option<Arc<dyn HealthProbe>>,
+    pub redis: Option<Arc<dyn HealthProbe>>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Checks the dependencies the process was configured with.
 #[derive(Clone)]
 pub struct HealthService {
@@ -43,17 +51,12 @@ impl std::fmt::Debug for HealthService {
 }
 
 impl HealthService {
-    /// A service probing the dependencies given; `None` means not configured.
-    pub fn new(
-        postgres: Option<Arc<dyn HealthProbe>>,
-        redis: Option<Arc<dyn HealthProbe>>,
-        clock: Arc<dyn Clock>,
-        version: impl Into<String>,
-    ) -> Self {
+    /// A service probing the dependencies of `ports`, reporting `version`.
+    pub fn new(ports: HealthPorts, version: impl Into<String>) -> Self {
         Self {
-            postgres,
-            redis,
-            clock,
+            postgres: ports.postgres,
+            redis: ports.redis,
+            clock: ports.clock,
             version: version.into(),
         }
     }

@@ -100,6 +100,15 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// The ports an [`IngestService`] works with.
+#[derive(Clone)]
+pub struct IngestPorts {
+    pub events: Arc<dyn EventStore>,
+    /// The tenants' sources, which events must name.
+    pub sources: Arc<dyn SourceStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Validates events and stores them idempotently.
 #[derive(Clone)]
 pub struct IngestService {
@@ -115,16 +124,12 @@ impl std::fmt::Debug for IngestService {
 }
 
 impl IngestService {
-    /// A service storing into `events`, checking sources against `sources`.
-    pub fn new(
-        events: Arc<dyn EventStore>,
-        sources: Arc<dyn SourceStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// A service storing into `ports.events`, checking sources against `ports.sources`.
+    pub fn new(ports: IngestPorts) -> Self {
         Self {
-            events,
-            sources,
-            clock,
+            events: ports.events,
+            sources: ports.sources,
+            clock: ports.clock,
         }
     }
 

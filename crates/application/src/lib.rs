@@ -16,6 +16,7 @@ pub mod ports;
 pub mod recompute;
 pub mod reports;
 pub mod seed;
+pub mod services;
 pub mod tenancy;
 pub mod worker;
 
@@ -34,6 +35,7 @@ pub use reports::{
     RunReportParams, elapsed_ms,
 };
 pub use seed::{SeedError, SeedOutcome, SeedService};
+pub use services::{Ports, Services, Settings};
 pub use tenancy::{IssuedKey, KeyCacheSettings, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};
 

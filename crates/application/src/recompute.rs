@@ -11,9 +11,12 @@ use domain::{
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::ports::{
-    AuditLog, CacheError, Clock, EnqueueError, ReportCatalog, RunQueue, RunStore, RunStoreError,
-    ScopeLock, StoreError,
+use crate::{
+    RecomputeWorker,
+    ports::{
+        AuditLog, CacheError, Clock, EnqueueError, ReportCatalog, RunQueue, RunStore,
+        RunStoreError, ScopeLock, StoreError,
+    },
 };
 
 /// The failure of a recompute trigger.
@@ -102,7 +105,8 @@ pub struct RecomputeRequest {
     pub requested_by: Actor,
 }
 
-/// Admits recompute runs (validation, lock, run record, audit) and queues them.
+/// Admits recompute runs (validation, lock, run record, audit) and queues them, or runs them
+/// at once in the calling process.
 #[derive(Clone)]
 pub struct RecomputeService {
     catalog: Arc<dyn ReportCatalog>,
@@ -111,6 +115,8 @@ pub struct RecomputeService {
     audit: Arc<dyn AuditLog>,
     locks: Arc<dyn ScopeLock>,
     clock: Arc<dyn Clock>,
+    /// Executes the runs [`RecomputeService::run_now`] admits.
+    worker: RecomputeWorker,
     max_range_days: u32,
     lock_ttl: Duration,
 }
@@ -137,8 +143,13 @@ pub struct RecomputePorts {
 
 impl RecomputeService {
     /// A service refusing ranges longer than `max_range_days` and taking scope locks for
-    /// `lock_ttl`.
-    pub fn new(ports: RecomputePorts, max_range_days: u32, lock_ttl: Duration) -> Self {
+    /// `lock_ttl`; runs it executes at once go through `worker`.
+    pub fn new(
+        ports: RecomputePorts,
+        worker: RecomputeWorker,
+        max_range_days: u32,
+        lock_ttl: Duration,
+    ) -> Self {
         Self {
             catalog: ports.catalog,
             runs: ports.runs,
@@ -146,8 +157,40 @@ impl RecomputeService {
             audit: ports.audit,
             locks: ports.locks,
             clock: ports.clock,
+            worker,
             max_range_days,
             lock_ttl,
+        }
+    }
+
+    /// Admits `request` as a trigger would (same checks, lock and audit), then executes the run
+    /// in the calling process rather than queueing it: for seeding and for the `recompute`
+    /// command, which need no worker. Returns the run as finished, completed or failed.
+    ///
+    /// # Errors
+    /// See [`RecomputeService::admit`]; [`TriggerError::Unavailable`] or
+    /// [`TriggerError::Unexpected`] when the admitted run cannot be started (it is then
+    /// failed, audited and its scope freed).
+    #[tracing::instrument(skip_all, fields(report = %request.report_slug, window = %request.window), err(level = "info"))]
+    pub async fn run_now(&self, request: &RecomputeRequest) -> Result<RecomputeRun, TriggerError> {
+        let admitted = self.admit(request).await?;
+        match self
+            .runs
+            .start(admitted.tenant, admitted.id, self.clock.now())
+            .await
+        {
+            Ok(running) => {
+                info!(run_id = %running.id, "recompute running in this process");
+                Ok(self.worker.execute(running).await)
+            }
+            Err(err) => {
+                self.abandon(&admitted, "the run could not be started")
+                    .await;
+                Err(match err {
+                    RunStoreError::Unavailable(e) => TriggerError::Unavailable(e),
+                    other => TriggerError::Unexpected(other.into()),
+                })
+            }
         }
     }
 

@@ -308,8 +308,21 @@ pub struct ReportService {
     versions: Arc<dyn CacheVersions>,
     clock: Arc<dyn Clock>,
     max_range_days: u32,
-    /// Where to learn when events last changed, for `stale`; `None` never reports stale.
-    events: Option<Arc<dyn EventStore>>,
+    /// Where to learn when events last changed, for `stale`.
+    events: Arc<dyn EventStore>,
+}
+
+/// The ports a [`ReportService`] works with.
+#[derive(Clone)]
+pub struct ReportPorts {
+    pub catalog: Arc<dyn ReportCatalog>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub versions: Arc<dyn CacheVersions>,
+    /// Results are reported `stale` when events of their range changed after the snapshots
+    /// read were computed.
+    pub events: Arc<dyn EventStore>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ReportService {
@@ -321,42 +334,24 @@ impl std::fmt::Debug for ReportService {
 }
 
 impl ReportService {
-    /// A service over the given ports; ranges longer than `max_range_days` are refused.
-    pub fn new(
-        catalog: Arc<dyn ReportCatalog>,
-        snapshots: Arc<dyn SnapshotStore>,
-        cache: Arc<dyn ResponseCache>,
-        versions: Arc<dyn CacheVersions>,
-        clock: Arc<dyn Clock>,
-        max_range_days: u32,
-    ) -> Self {
+    /// A service over `ports`; ranges longer than `max_range_days` are refused.
+    pub fn new(ports: ReportPorts, max_range_days: u32) -> Self {
         Self {
-            catalog,
-            snapshots,
-            cache,
-            versions,
-            clock,
+            catalog: ports.catalog,
+            snapshots: ports.snapshots,
+            cache: ports.cache,
+            versions: ports.versions,
+            clock: ports.clock,
             max_range_days,
-            events: None,
+            events: ports.events,
         }
-    }
-
-    /// Reports results as `stale` when `events` says events of their range changed after
-    /// the snapshots read were computed.
-    #[must_use]
-    pub fn with_freshness(mut self, events: Arc<dyn EventStore>) -> Self {
-        self.events = Some(events);
-        self
     }
 
     /// Whether events of `query`'s range changed after `refreshed`.
     async fn is_stale(&self, query: &ReportQuery, refreshed: Option<OffsetDateTime>) -> bool {
-        let Some(events) = &self.events else {
-            return false;
-        };
         // A week bucket holds all seven of its days, whichever of them the range names.
         let days = query.window.widen(query.range);
-        match events.changed_since(query.tenant, days).await {
+        match self.events.changed_since(query.tenant, days).await {
             Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
             Ok(None) => false,
             Err(err) => {

@@ -6,9 +6,8 @@ use domain::{Actor, RecomputeRun, ReportKind, RunStatus, TenantId, Window, demo}
 use tracing::info;
 
 use crate::{
-    ports::{Clock, EventStore, RunStore, RunStoreError, SnapshotStore, StoreError},
+    ports::{Clock, EventStore, SnapshotStore, StoreError},
     recompute::{RecomputeRequest, RecomputeService, TriggerError},
-    worker::RecomputeWorker,
 };
 
 /// The failure of a seed.
@@ -16,10 +15,8 @@ use crate::{
 pub enum SeedError {
     #[error("could not write the demo data")]
     Store(#[from] StoreError),
-    #[error("could not admit a seed recompute")]
+    #[error("could not run a seed recompute")]
     Trigger(#[from] TriggerError),
-    #[error("could not start a seed recompute")]
-    Run(#[from] RunStoreError),
     /// A seed recompute finished failed; its error is in the run record.
     #[error("the seed recompute of {report} ({window}) failed: {error}")]
     RecomputeFailed {
@@ -39,16 +36,22 @@ pub struct SeedOutcome {
     pub runs: Vec<RecomputeRun>,
 }
 
+/// The ports a [`SeedService`] works with.
+#[derive(Clone)]
+pub struct SeedPorts {
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Writes the demo data and precomputes day and week snapshots of every report through
 /// completed runs requested by `seed`, executed inline (no worker needed).
 #[derive(Clone)]
 pub struct SeedService {
     events: Arc<dyn EventStore>,
     snapshots: Arc<dyn SnapshotStore>,
-    runs: Arc<dyn RunStore>,
     clock: Arc<dyn Clock>,
     recompute: RecomputeService,
-    worker: RecomputeWorker,
 }
 
 impl std::fmt::Debug for SeedService {
@@ -58,22 +61,13 @@ impl std::fmt::Debug for SeedService {
 }
 
 impl SeedService {
-    /// A seeder writing through the given ports and services.
-    pub fn new(
-        events: Arc<dyn EventStore>,
-        snapshots: Arc<dyn SnapshotStore>,
-        runs: Arc<dyn RunStore>,
-        clock: Arc<dyn Clock>,
-        recompute: RecomputeService,
-        worker: RecomputeWorker,
-    ) -> Self {
+    /// A seeder writing through `ports`, precomputing through `recompute`.
+    pub fn new(ports: SeedPorts, recompute: RecomputeService) -> Self {
         Self {
-            events,
-            snapshots,
-            runs,
-            clock,
+            events: ports.events,
+            snapshots: ports.snapshots,
+            clock: ports.clock,
             recompute,
-            worker,
         }
     }
 
@@ -112,12 +106,7 @@ impl SeedService {
                     range,
                     requested_by: Actor::builtin(Actor::SEED),
                 };
-                let admitted = self.recompute.admit(&request).await?;
-                let running = self
-                    .runs
-                    .start(tenant, admitted.id, self.clock.now())
-                    .await?;
-                let finished = self.worker.execute(running).await;
+                let finished = self.recompute.run_now(&request).await?;
                 if finished.status != RunStatus::Completed {
                     return Err(SeedError::RecomputeFailed {
                         report: kind.slug().to_owned(),

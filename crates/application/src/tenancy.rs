@@ -115,6 +115,17 @@ struct KnownKey {
     looked_up_at: OffsetDateTime,
 }
 
+/// The ports a [`TenancyService`] works with.
+#[derive(Clone)]
+pub struct TenancyPorts {
+    pub tenants: Arc<dyn TenantStore>,
+    pub sources: Arc<dyn SourceStore>,
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// Where the changes it makes (`source.created`) are audited.
+    pub audit: Arc<dyn AuditLog>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Manages tenants, sources and keys, and authenticates keys.
 #[derive(Clone)]
 pub struct TenancyService {
@@ -122,7 +133,7 @@ pub struct TenancyService {
     sources: Arc<dyn SourceStore>,
     keys: Arc<dyn ApiKeyStore>,
     clock: Arc<dyn Clock>,
-    audit: Option<Arc<dyn AuditLog>>,
+    audit: Arc<dyn AuditLog>,
     key_cache: KeyCacheSettings,
     /// Lookups of keys by hash, shared by every clone of the service.
     known_keys: Arc<Mutex<HashMap<String, KnownKey>>>,
@@ -137,37 +148,18 @@ impl std::fmt::Debug for TenancyService {
 }
 
 impl TenancyService {
-    /// A service over the tenancy ports.
-    pub fn new(
-        tenants: Arc<dyn TenantStore>,
-        sources: Arc<dyn SourceStore>,
-        keys: Arc<dyn ApiKeyStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// A service over `ports`, remembering key lookups as `key_cache` says.
+    pub fn new(ports: TenancyPorts, key_cache: KeyCacheSettings) -> Self {
         Self {
-            tenants,
-            sources,
-            keys,
-            clock,
-            audit: None,
-            key_cache: KeyCacheSettings::default(),
+            tenants: ports.tenants,
+            sources: ports.sources,
+            keys: ports.keys,
+            clock: ports.clock,
+            audit: ports.audit,
+            key_cache,
             known_keys: Arc::default(),
             known_tenants: Arc::default(),
         }
-    }
-
-    /// Remembers key lookups as `settings` say.
-    #[must_use]
-    pub fn with_key_cache(mut self, settings: KeyCacheSettings) -> Self {
-        self.key_cache = settings;
-        self
-    }
-
-    /// Audits the changes this service makes (`source.created`) in `audit`.
-    #[must_use]
-    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
-        self.audit = Some(audit);
-        self
     }
 
     /// The tenant called `slug` (`default` when `None`).
@@ -247,20 +239,18 @@ impl TenancyService {
             .sources
             .create(tenant, &slug, &provider, &description)
             .await?;
-        if let Some(audit) = &self.audit {
-            let entry = domain::NewAuditEntry {
-                tenant,
-                actor: actor.clone(),
-                action: domain::AuditAction::SourceCreated,
-                resource_type: domain::audit::RESOURCE_EVENT_SOURCE.to_owned(),
-                resource_id: source.slug.to_string(),
-                metadata: serde_json::json!({ "provider_name": source.provider_name }),
-            };
-            audit.record(entry).await.map_err(|err| match err {
-                StoreError::Unavailable(e) => TenancyServiceError::Unavailable(e),
-                StoreError::Unexpected(e) => TenancyServiceError::Unexpected(e),
-            })?;
-        }
+        let entry = domain::NewAuditEntry {
+            tenant,
+            actor: actor.clone(),
+            action: domain::AuditAction::SourceCreated,
+            resource_type: domain::audit::RESOURCE_EVENT_SOURCE.to_owned(),
+            resource_id: source.slug.to_string(),
+            metadata: serde_json::json!({ "provider_name": source.provider_name }),
+        };
+        self.audit.record(entry).await.map_err(|err| match err {
+            StoreError::Unavailable(e) => TenancyServiceError::Unavailable(e),
+            StoreError::Unexpected(e) => TenancyServiceError::Unexpected(e),
+        })?;
         Ok(source)
     }
 

@@ -4,8 +4,8 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    AuditService, RecomputePorts, RecomputeService, RecomputeWorker, Recovered, ReportRows,
-    ReportService, RunReportParams, SeedService, TriggerError, TriggerRequest, WorkerPorts,
+    AuditService, Ports, RecomputeService, RecomputeWorker, Recovered, ReportRows, ReportService,
+    RunReportParams, SeedService, Services, Settings, TriggerError, TriggerRequest, WorkerPorts,
     ports::{
         CacheVersions, MockRunQueue, MockSnapshotStore, RunQueue, RunStore, SnapshotStore,
         SourceSystem,
@@ -27,6 +27,7 @@ const TENANT: TenantId = TenantId::DEFAULT;
 struct Harness {
     adapters: InMemoryAdapters,
     clock: Arc<ManualClock>,
+    services: Services,
     reports: ReportService,
     recompute: RecomputeService,
     worker: RecomputeWorker,
@@ -35,50 +36,33 @@ struct Harness {
 
 impl Harness {
     fn new(queue_capacity: usize) -> Self {
-        Self::with_snapshots(queue_capacity, None)
+        Self::with_ports(queue_capacity, |_| {})
     }
 
     fn with_snapshots(queue_capacity: usize, snapshots: Option<Arc<dyn SnapshotStore>>) -> Self {
+        Self::with_ports(queue_capacity, |ports| {
+            if let Some(snapshots) = snapshots {
+                ports.snapshots = snapshots;
+            }
+        })
+    }
+
+    /// The services as the binary assembles them, over the memory adapters with `swap`
+    /// replacing some of them.
+    fn with_ports(queue_capacity: usize, swap: impl FnOnce(&mut Ports)) -> Self {
         let clock = Arc::new(ManualClock::new(NOW));
         let adapters = InMemoryAdapters::new(clock.clone(), queue_capacity);
-        let snapshots = snapshots.unwrap_or_else(|| adapters.snapshots.clone());
-        let reports = ReportService::new(
-            adapters.catalog.clone(),
-            snapshots.clone(),
-            adapters.cache.clone(),
-            adapters.versions.clone(),
-            clock.clone(),
-            366,
-        );
-        let recompute = RecomputeService::new(
-            RecomputePorts {
-                catalog: adapters.catalog.clone(),
-                runs: adapters.runs.clone(),
-                queue: adapters.queue.clone(),
-                audit: adapters.audit.clone(),
-                locks: adapters.locks.clone(),
-                clock: clock.clone(),
-            },
-            366,
-            Duration::from_secs(900),
-        );
-        let worker = RecomputeWorker::new(WorkerPorts {
-            runs: adapters.runs.clone(),
-            queue: adapters.queue.clone(),
-            snapshots,
-            versions: adapters.versions.clone(),
-            audit: adapters.audit.clone(),
-            locks: adapters.locks.clone(),
-            clock: clock.clone(),
-        });
-        let audit = AuditService::new(adapters.audit.clone());
+        let mut ports = adapters.ports(clock.clone());
+        swap(&mut ports);
+        let services = Services::assemble(ports, &Settings::default());
         Self {
             adapters,
             clock,
-            reports,
-            recompute,
-            worker,
-            audit,
+            reports: services.reports.clone(),
+            recompute: services.recompute.clone(),
+            worker: services.worker.clone(),
+            audit: services.audit.clone(),
+            services,
         }
     }
 
@@ -96,14 +80,7 @@ impl Harness {
     }
 
     fn seeder(&self) -> SeedService {
-        SeedService::new(
-            self.adapters.events.clone(),
-            self.adapters.snapshots.clone(),
-            self.adapters.runs.clone(),
-            self.clock.clone(),
-            self.recompute.clone(),
-            self.worker.clone(),
-        )
+        self.services.seeder.clone()
     }
 
     /// Claims the next queued run and executes it, as a worker loop would.
@@ -1167,11 +1144,7 @@ async fn a_worker_keeps_its_scope_locked_through_a_rebuild_longer_than_the_lock(
 }
 
 fn ingest_service(h: &Harness) -> application::IngestService {
-    application::IngestService::new(
-        h.adapters.events.clone(),
-        h.adapters.sources.clone(),
-        h.clock.clone(),
-    )
+    h.services.ingest.clone()
 }
 
 fn event_body(id: Option<&str>, amount: i64) -> serde_json::Value {
@@ -1278,7 +1251,7 @@ async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Resu
 #[tokio::test]
 async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next() -> Result<()> {
     let h = Harness::new(8);
-    let reports = h.reports.clone().with_freshness(h.adapters.events.clone());
+    let reports = h.reports.clone();
     h.recompute
         .trigger(
             TENANT,
@@ -1403,14 +1376,9 @@ async fn the_cached_catalog_serves_what_it_read_before_while_the_catalog_is_unav
     Ok(())
 }
 
+/// The tenancy service of a process of its own (with its own key cache) over `adapters`.
 fn tenancy(adapters: &InMemoryAdapters, clock: Arc<ManualClock>) -> application::TenancyService {
-    application::TenancyService::new(
-        adapters.tenants.clone(),
-        adapters.sources.clone(),
-        adapters.keys.clone(),
-        clock,
-    )
-    .with_audit(adapters.audit.clone())
+    Services::assemble(adapters.ports(clock), &Settings::default()).tenancy
 }
 
 /// A new key of the default tenant with `read`, once verified by `service`.

@@ -1,11 +1,14 @@
-//! The one-shot subcommands: `migrate`, `seed` and `recompute`.
+//! The one-shot subcommands: `migrate`, `seed`, `recompute`, and the administration of tenants,
+//! sources and API keys (`tenants`, `sources`, `api-keys`).
 
 use std::io::Write;
 
 use anyhow::Context;
 use application::TriggerRequest;
 use domain::{RunStatus, TenantId, dates::format_date};
-use tracing::{info, warn};
+use tracing::warn;
+
+use application::Services;
 
 use crate::{config::Config, wiring};
 
@@ -38,7 +41,9 @@ pub async fn seed(config: &Config, events: u64, reset: bool) -> anyhow::Result<(
             "no DATABASE_URL: seeding an in-memory store that is discarded when this command exits"
         );
     }
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let outcome = services
         .seeder
         .seed(TenantId::DEFAULT, events, reset)
@@ -84,8 +89,10 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         !config.is_embedded(),
         "recompute needs DATABASE_URL: the embedded default lives only inside a serving process"
     );
-    let services = wiring::build(config, wiring::system_clock()).await?;
-    let recompute = &services.state.recompute;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
+    let recompute = &services.recompute;
     let request = TriggerRequest {
         report_slug: Some(args.report),
         window: args.window,
@@ -95,15 +102,7 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         actor_header: None,
     };
     let parsed = recompute.parse(TenantId::DEFAULT, &request).await?;
-    let admitted = recompute.admit(&parsed).await?;
-    let now = services.clock.now();
-    let running = services
-        .ports
-        .runs
-        .start(TenantId::DEFAULT, admitted.id, now)
-        .await?;
-    info!(run_id = %running.id, "recompute running in this process");
-    let finished = services.worker.execute(running).await;
+    let finished = recompute.run_now(&parsed).await?;
     let mut out = std::io::stdout().lock();
     match (finished.status, finished.summary) {
         (RunStatus::Completed, Some(summary)) => {
@@ -139,7 +138,7 @@ fn require_database(config: &Config, command: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tenant_id(services: &wiring::Services, slug: &str) -> anyhow::Result<TenantId> {
+async fn tenant_id(services: &Services, slug: &str) -> anyhow::Result<TenantId> {
     Ok(services.tenancy.resolve(Some(slug)).await?.id)
 }
 
@@ -149,7 +148,9 @@ async fn tenant_id(services: &wiring::Services, slug: &str) -> anyhow::Result<Te
 /// Without `DATABASE_URL`, for a bad or taken slug, or when the database fails.
 pub async fn create_tenant(config: &Config, slug: &str, name: Option<&str>) -> anyhow::Result<()> {
     require_database(config, "tenants create")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant = services.tenancy.create_tenant(slug, name).await?;
     writeln!(
         std::io::stdout().lock(),
@@ -167,7 +168,9 @@ pub async fn create_tenant(config: &Config, slug: &str, name: Option<&str>) -> a
 /// Without `DATABASE_URL`, or when the database fails.
 pub async fn list_tenants(config: &Config) -> anyhow::Result<()> {
     require_database(config, "tenants list")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let mut out = std::io::stdout().lock();
     for tenant in services.tenancy.tenants().await? {
         writeln!(out, "{}\t{}\t{}", tenant.id, tenant.slug, tenant.name)?;
@@ -186,7 +189,9 @@ pub async fn create_source(
     provider_name: Option<&str>,
 ) -> anyhow::Result<()> {
     require_database(config, "sources create")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant_id = tenant_id(&services, tenant).await?;
     let source = services
         .tenancy
@@ -213,7 +218,9 @@ pub async fn create_source(
 /// Without `DATABASE_URL`, for an unknown tenant, or a database failure.
 pub async fn list_sources(config: &Config, tenant: &str) -> anyhow::Result<()> {
     require_database(config, "sources list")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant_id = tenant_id(&services, tenant).await?;
     let mut out = std::io::stdout().lock();
     for source in services.tenancy.sources(tenant_id).await? {
@@ -250,7 +257,9 @@ pub async fn create_api_key(
         .iter()
         .map(|s| s.parse::<domain::Scope>())
         .collect::<Result<Vec<_>, _>>()?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant_id = tenant_id(&services, tenant).await?;
     let issued = services
         .tenancy
@@ -281,7 +290,9 @@ pub async fn create_api_key(
 /// Without `DATABASE_URL`, for an unknown tenant, or a database failure.
 pub async fn list_api_keys(config: &Config, tenant: &str, json: bool) -> anyhow::Result<()> {
     require_database(config, "api-keys list")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant_id = tenant_id(&services, tenant).await?;
     let keys = services.tenancy.keys(tenant_id).await?;
     let mut out = std::io::stdout().lock();
@@ -315,7 +326,9 @@ pub async fn list_api_keys(config: &Config, tenant: &str, json: bool) -> anyhow:
 /// Without `DATABASE_URL`, for an unknown tenant or key, or a database failure.
 pub async fn revoke_api_key(config: &Config, tenant: &str, prefix: &str) -> anyhow::Result<()> {
     require_database(config, "api-keys revoke")?;
-    let services = wiring::build(config, wiring::system_clock()).await?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
     let tenant_id = tenant_id(&services, tenant).await?;
     let key = services.tenancy.revoke_key(tenant_id, prefix).await?;
     writeln!(

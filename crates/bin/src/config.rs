@@ -19,7 +19,7 @@
 //! | `INGEST_WRITERS` | `2` | 1..=64: gathered ingestion transactions written at once, each on a connection of its own besides the pool |
 //! | `DATABASE_ACQUIRE_TIMEOUT_SECS` | `5` | 1..=300: wait for a connection before answering 503 |
 //! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `600` | 1..=86400: the server-side limit of one statement |
-//! | `MANAGEMENT_API_KEY` | generated in embedded mode | at least 16 characters; required with `DATABASE_URL` |
+//! | `MANAGEMENT_API_KEY` | generated in embedded mode | at least 16 characters; required to serve with `DATABASE_URL` |
 //! | `APP_AUTO_MIGRATE` | `true` | boolean |
 //! | `APP_AUTO_SEED` | `false` | boolean; always on in embedded mode |
 //! | `APP_SEED_EVENTS` | `25000` | demo events an automatic seed writes, 1..=100000000 |
@@ -99,6 +99,8 @@ pub enum ManagementKeySource {
     Environment,
     /// Generated at start-up because none was set in embedded mode.
     Generated,
+    /// None was set, and the process has a database: it may run commands, not serve.
+    Missing,
 }
 
 /// HTTP server settings.
@@ -173,7 +175,9 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// What the process remembers of API keys.
     pub api_keys: application::KeyCacheSettings,
-    pub management_key: Secret,
+    /// The management key; `None` only with a database and no `MANAGEMENT_API_KEY`, which
+    /// the one-shot commands accept and `serve` refuses (see [`Config::management_key`]).
+    management_key: Option<Secret>,
     pub management_key_source: ManagementKeySource,
     pub auto_migrate: bool,
     pub auto_seed: bool,
@@ -226,7 +230,7 @@ impl Config {
 
         let (management_key, management_key_source) = match get("MANAGEMENT_API_KEY") {
             Some(key) if key.chars().count() >= MIN_KEY_LEN => {
-                (Secret::new(key), ManagementKeySource::Environment)
+                (Some(Secret::new(key)), ManagementKeySource::Environment)
             }
             Some(_) => {
                 return Err(ConfigError::new(
@@ -234,15 +238,13 @@ impl Config {
                     format!("must be at least {MIN_KEY_LEN} characters"),
                 ));
             }
-            None if database_url.is_some() => {
-                return Err(ConfigError::new(
-                    "MANAGEMENT_API_KEY",
-                    format!(
-                        "is required when DATABASE_URL is set (at least {MIN_KEY_LEN} characters)"
-                    ),
-                ));
-            }
-            None => (Secret::new(generate_key()), ManagementKeySource::Generated),
+            // Serving on a database needs it (see `Config::management_key`); the one-shot
+            // commands never serve, so they run without it.
+            None if database_url.is_some() => (None, ManagementKeySource::Missing),
+            None => (
+                Some(Secret::new(generate_key())),
+                ManagementKeySource::Generated,
+            ),
         };
 
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -445,6 +447,21 @@ impl Config {
         })
     }
 
+    /// The management key a serving process answers to.
+    ///
+    /// # Errors
+    /// On `MANAGEMENT_API_KEY` when `DATABASE_URL` is set and no key is.
+    pub fn management_key(&self) -> Result<&Secret, ConfigError> {
+        self.management_key.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "MANAGEMENT_API_KEY",
+                format!(
+                    "is required to serve when DATABASE_URL is set (at least {MIN_KEY_LEN} characters)"
+                ),
+            )
+        })
+    }
+
     /// Whether the process runs on the in-memory adapters.
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none()
@@ -532,7 +549,7 @@ mod tests {
         assert_eq!(config.database.ingest_writers, 2);
         assert_eq!(config.management_key_source, ManagementKeySource::Generated);
         assert!(
-            config.management_key.expose().len() >= MIN_KEY_LEN,
+            config.management_key().unwrap().expose().len() >= MIN_KEY_LEN,
             "generated keys are long enough"
         );
         assert!(config.auto_migrate && !config.auto_seed);
@@ -580,8 +597,10 @@ mod tests {
     }
 
     #[test]
-    fn a_database_needs_an_explicit_management_key() {
-        let err = config(&[("DATABASE_URL", "postgres://localhost/analytics")]).unwrap_err();
+    fn serving_on_a_database_needs_an_explicit_management_key_and_commands_do_not() {
+        let commands = config(&[("DATABASE_URL", "postgres://localhost/analytics")]).unwrap();
+        assert_eq!(commands.management_key_source, ManagementKeySource::Missing);
+        let err = commands.management_key().unwrap_err();
         assert_eq!(err.variable, "MANAGEMENT_API_KEY");
         let ok = config(&[
             ("DATABASE_URL", "postgres://localhost/analytics"),

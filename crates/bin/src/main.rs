@@ -156,8 +156,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Serve)
+        && let Err(err) = config.management_key()
+    {
+        eprintln!("pg-analytics: invalid configuration: {err}");
+        return ExitCode::from(2);
+    }
     let outcome = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
+        match command {
             Command::Serve => serve::run(config).await,
             Command::Migrate => commands::migrate(&config).await,
             Command::Seed { events, reset } => commands::seed(&config, events, reset).await,

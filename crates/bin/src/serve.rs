@@ -6,12 +6,13 @@ use std::{
 };
 
 use anyhow::Context;
+use application::Services;
 use domain::{Scope, TenantId};
 use http_api::ServerSettings;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, ManagementKeySource},
+    config::{Config, ManagementKeySource, Secret},
     wiring,
 };
 
@@ -21,11 +22,13 @@ use crate::{
 /// # Errors
 /// When the storage cannot be prepared, seeding fails, or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let management_key = config.management_key()?.clone();
     announce(&config);
-    let services = wiring::build(&config, wiring::system_clock()).await?;
-    seed_at_start(&config, &services).await?;
+    let wired = wiring::build(&config, wiring::system_clock()).await?;
+    let services = &wired.services;
+    seed_at_start(&config, services).await?;
     if config.is_embedded() {
-        issue_embedded_key(&services).await?;
+        issue_embedded_key(services).await?;
     }
 
     let workers: Vec<_> = (0..config.recompute.workers)
@@ -47,7 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {address} (APP_HOST/APP_PORT)"))?;
     let server = http_api::serve(
         listener,
-        services.state.clone(),
+        wiring::app_state(&config, services, &management_key),
         ServerSettings {
             workers: config.http.workers,
             keep_alive: config.http.keep_alive,
@@ -67,7 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             warn!(error = %err, "a recompute worker ended abnormally");
         }
     }
-    if let Some(pool) = &services.pool {
+    if let Some(pool) = &wired.pool {
         pool.close();
     }
     info!("pg-analytics stopped");
@@ -99,17 +102,22 @@ fn announce(config: &Config) {
     }
     match config.management_key_source {
         ManagementKeySource::Generated => warn!(
-            management_key = config.management_key.expose(),
+            management_key = config
+                .management_key()
+                .map(Secret::expose)
+                .unwrap_or_default(),
             "generated a management key for this process; send it as X-Management-Key (set MANAGEMENT_API_KEY to choose one)"
         ),
         ManagementKeySource::Environment => info!("management key taken from MANAGEMENT_API_KEY"),
+        // `run` refuses to serve without one before announcing anything.
+        ManagementKeySource::Missing => {}
     }
 }
 
 /// Gives the embedded default a key of the `default` tenant with every scope, logged once, so
 /// that ingestion can be tried without a database (keys are otherwise created with
 /// `pg-analytics api-keys create`, which needs one).
-async fn issue_embedded_key(services: &wiring::Services) -> anyhow::Result<()> {
+async fn issue_embedded_key(services: &Services) -> anyhow::Result<()> {
     let issued = services
         .tenancy
         .issue_key(TenantId::DEFAULT, &Scope::ALL, "embedded demo key")
@@ -124,7 +132,7 @@ async fn issue_embedded_key(services: &wiring::Services) -> anyhow::Result<()> {
 
 /// Seeds before the first request is accepted: always in embedded mode, and an empty database
 /// when `APP_AUTO_SEED` is on.
-async fn seed_at_start(config: &Config, services: &wiring::Services) -> anyhow::Result<()> {
+async fn seed_at_start(config: &Config, services: &Services) -> anyhow::Result<()> {
     if !config.is_embedded() && !config.auto_seed {
         return Ok(());
     }

@@ -29,7 +29,14 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
                     .with_span_list(false),
             )
             .try_init()?,
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init()?,
+        // Colours only for a terminal: piped or redirected logs stay plain text.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init()?,
     }
     Ok(())
 }

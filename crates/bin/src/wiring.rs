@@ -3,15 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use application::{
-    AuditService, CachedCatalog, HealthService, IngestService, RecomputePorts, RecomputeService,
-    RecomputeWorker, ReportService, SeedService, SystemClock, TenancyService, WorkerPorts,
-    ports::{
-        ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
-        ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
-    },
-};
-use http_api::{AppState, HitReplays, ManagementKey, RateLimit};
+use application::{Ports, Services, Settings, SystemClock, ports::Clock};
+use http_api::{AppState, HttpSettings, ManagementKey, RateLimit};
 use memory_adapter::{
     InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
 };
@@ -22,38 +15,14 @@ use redis_adapter::{
 };
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 /// The name `/health` reports.
 pub const SERVICE_NAME: &str = "pg-analytics";
 
-/// One adapter per port.
-#[derive(Clone)]
-pub struct Ports {
-    pub catalog: Arc<dyn ReportCatalog>,
-    pub events: Arc<dyn EventStore>,
-    pub snapshots: Arc<dyn SnapshotStore>,
-    pub runs: Arc<dyn RunStore>,
-    pub queue: Arc<dyn RunQueue>,
-    pub audit: Arc<dyn AuditLog>,
-    pub cache: Arc<dyn ResponseCache>,
-    pub versions: Arc<dyn CacheVersions>,
-    pub locks: Arc<dyn ScopeLock>,
-    pub tenants: Arc<dyn TenantStore>,
-    pub sources: Arc<dyn SourceStore>,
-    pub keys: Arc<dyn ApiKeyStore>,
-    pub postgres_health: Option<Arc<dyn HealthProbe>>,
-    pub redis_health: Option<Arc<dyn HealthProbe>>,
-}
-
-/// Everything a running process holds.
-pub struct Services {
-    pub state: AppState,
-    pub tenancy: TenancyService,
-    pub worker: RecomputeWorker,
-    pub seeder: SeedService,
-    pub ports: Ports,
-    pub clock: Arc<dyn Clock>,
+/// The services of a process, and the pool beside them when it runs on PostgreSQL.
+pub struct Wired {
+    pub services: Services,
     /// The pool, when the process runs on PostgreSQL.
     pub pool: Option<postgres_adapter::Pool>,
 }
@@ -65,8 +34,9 @@ pub fn system_clock() -> Arc<dyn Clock> {
 
 /// Every port in memory: the embedded default.
 pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
-    let memory = InMemoryAdapters::new(clock, config.recompute.queue_size);
+    let memory = InMemoryAdapters::new(clock.clone(), config.recompute.queue_size);
     Ports {
+        clock,
         catalog: memory.catalog,
         events: memory.events,
         snapshots: memory.snapshots,
@@ -117,9 +87,10 @@ pub fn postgres_ports(
         poll_interval: config.recompute.poll_interval,
         ..QueueSettings::default()
     };
-    let pg = PostgresAdapters::new(pool, settings, clock)
+    let pg = PostgresAdapters::new(pool, settings, clock.clone())
         .with_ingest_writers(config.database.ingest_writers);
     Ports {
+        clock,
         catalog: pg.catalog,
         events: pg.events,
         snapshots: pg.snapshots,
@@ -173,10 +144,14 @@ pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
 ///
 /// # Errors
 /// When a URL is malformed or the migrations fail.
-pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Services> {
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wired> {
+    let settings = settings(config);
     if config.is_embedded() {
-        let ports = with_redis(memory_ports(config, clock.clone()), config)?;
-        return Ok(assemble(config, ports, clock, None));
+        let ports = with_redis(memory_ports(config, clock), config)?;
+        return Ok(Wired {
+            services: Services::assemble(ports, &settings),
+            pool: None,
+        });
     }
     let pool = postgres_pool(config)?;
     if config.auto_migrate {
@@ -185,100 +160,39 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             .context("APP_AUTO_MIGRATE: migrating the database")?;
         info!(applied, "database schema is up to date");
     }
-    let ports = with_redis(postgres_ports(config, pool.clone(), clock.clone()), config)?;
-    Ok(assemble(config, ports, clock, Some(pool)))
+    let ports = with_redis(postgres_ports(config, pool.clone(), clock), config)?;
+    Ok(Wired {
+        services: Services::assemble(ports, &settings),
+        pool: Some(pool),
+    })
 }
 
-/// Wires the use cases over `ports`.
-pub fn assemble(
-    config: &Config,
-    ports: Ports,
-    clock: Arc<dyn Clock>,
-    pool: Option<postgres_adapter::Pool>,
-) -> Services {
-    // Report reads look their definition up on every request; the definitions change only
-    // with deployments, so a minute in process is plenty fresh.
-    let read_catalog: Arc<dyn ReportCatalog> = Arc::new(CachedCatalog::new(
-        ports.catalog.clone(),
-        clock.clone(),
-        std::time::Duration::from_secs(60),
-    ));
-    let reports = ReportService::new(
-        read_catalog,
-        ports.snapshots.clone(),
-        ports.cache.clone(),
-        ports.versions.clone(),
-        clock.clone(),
-        config.recompute.max_range_days,
-    )
-    .with_freshness(ports.events.clone());
-    let recompute = RecomputeService::new(
-        RecomputePorts {
-            catalog: ports.catalog.clone(),
-            runs: ports.runs.clone(),
-            queue: ports.queue.clone(),
-            audit: ports.audit.clone(),
-            locks: ports.locks.clone(),
-            clock: clock.clone(),
-        },
-        config.recompute.max_range_days,
-        config.recompute.lock_ttl,
-    );
-    let worker = RecomputeWorker::new(WorkerPorts {
-        runs: ports.runs.clone(),
-        queue: ports.queue.clone(),
-        snapshots: ports.snapshots.clone(),
-        versions: ports.versions.clone(),
-        audit: ports.audit.clone(),
-        locks: ports.locks.clone(),
-        clock: clock.clone(),
-    })
-    .with_lock_ttl(config.recompute.lock_ttl)
-    .with_lease(config.recompute.lease);
-    let seeder = SeedService::new(
-        ports.events.clone(),
-        ports.snapshots.clone(),
-        ports.runs.clone(),
-        clock.clone(),
-        recompute.clone(),
-        worker.clone(),
-    );
-    let tenancy = TenancyService::new(
-        ports.tenants.clone(),
-        ports.sources.clone(),
-        ports.keys.clone(),
-        clock.clone(),
-    )
-    .with_audit(ports.audit.clone())
-    .with_key_cache(config.api_keys);
-    let state = AppState {
-        reports,
-        replays: HitReplays::new(config.http.replay_bytes),
-        recompute,
-        audit: AuditService::new(ports.audit.clone()),
-        health: HealthService::new(
-            ports.postgres_health.clone(),
-            ports.redis_health.clone(),
-            clock.clone(),
-            config.version.clone(),
-        ),
-        management_key: ManagementKey::new(config.management_key.expose()),
-        service_name: SERVICE_NAME.to_owned(),
-        body_timeout: config.http.body_timeout,
-        ingest: IngestService::new(ports.events.clone(), ports.sources.clone(), clock.clone()),
-        tenancy: tenancy.clone(),
-        rate_limit: match config.rate_limit.per_second {
-            Some(per_second) => RateLimit::new(per_second, config.rate_limit.burst),
-            None => RateLimit::disabled(),
-        },
-    };
-    Services {
-        state,
-        tenancy,
-        worker,
-        seeder,
-        ports,
-        clock,
-        pool,
+/// How the use cases behave, from the configuration.
+pub fn settings(config: &Config) -> Settings {
+    Settings {
+        max_range_days: config.recompute.max_range_days,
+        lock_ttl: config.recompute.lock_ttl,
+        lease: config.recompute.lease,
+        key_cache: config.api_keys,
+        version: config.version.clone(),
+        ..Settings::default()
     }
+}
+
+/// The state the HTTP API serves `services` with: the configured management key, rate
+/// limit, replay budget and body timeout.
+pub fn app_state(config: &Config, services: &Services, management_key: &Secret) -> AppState {
+    AppState::new(
+        services,
+        HttpSettings {
+            management_key: ManagementKey::new(management_key.expose()),
+            rate_limit: match config.rate_limit.per_second {
+                Some(per_second) => RateLimit::new(per_second, config.rate_limit.burst),
+                None => RateLimit::disabled(),
+            },
+            replay_bytes: config.http.replay_bytes,
+            body_timeout: config.http.body_timeout,
+            service_name: SERVICE_NAME.to_owned(),
+        },
+    )
 }

@@ -27,6 +27,15 @@ fn config(database_url: Option<&str>) -> Result<Config> {
     Ok(Config::from_lookup(|name| vars.get(name).cloned())?)
 }
 
+/// The HTTP state of `services`, as `serve` builds it.
+fn app_state(services: &application::Services) -> Result<http_api::AppState> {
+    Ok(wiring::app_state(
+        &config(None)?,
+        services,
+        &pg_analytics::config::Secret::new(KEY.to_owned()),
+    ))
+}
+
 fn clock() -> Arc<dyn Clock> {
     Arc::new(ManualClock::new(NOW))
 }
@@ -43,8 +52,10 @@ macro_rules! database {
 #[actix_web::test]
 async fn postgres_and_the_embedded_default_give_identical_reports() -> Result<()> {
     let db = database!();
-    let pg = wiring::build(&config(Some(&db.url))?, clock()).await?;
-    let memory = wiring::build(&config(None)?, clock()).await?;
+    let pg = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
+    let memory = wiring::build(&config(None)?, clock()).await?.services;
     for services in [&pg, &memory] {
         services
             .seeder
@@ -69,16 +80,8 @@ async fn postgres_and_the_embedded_default_give_identical_reports() -> Result<()
                 limit: Some("100".into()),
                 ..RunReportParams::default()
             };
-            let from_pg = pg
-                .state
-                .reports
-                .run(TenantId::DEFAULT, slug, &params)
-                .await?;
-            let from_memory = memory
-                .state
-                .reports
-                .run(TenantId::DEFAULT, slug, &params)
-                .await?;
+            let from_pg = pg.reports.run(TenantId::DEFAULT, slug, &params).await?;
+            let from_memory = memory.reports.run(TenantId::DEFAULT, slug, &params).await?;
             ensure!(
                 !from_pg.rows.is_empty(),
                 "{slug} {window} {breakdown:?} has rows"
@@ -95,7 +98,9 @@ async fn postgres_and_the_embedded_default_give_identical_reports() -> Result<()
 #[actix_web::test]
 async fn snapshots_agree_exactly_with_an_aggregation_of_the_events() -> Result<()> {
     let db = database!();
-    let pg = wiring::build(&config(Some(&db.url))?, clock()).await?;
+    let pg = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
     pg.seeder.seed(TenantId::DEFAULT, 5_000, false).await?;
     let client = db.pool.get().await?;
     // Both directions of EXCEPT: every snapshot row is an aggregate of events and vice versa.
@@ -159,12 +164,14 @@ macro_rules! call {
 #[actix_web::test]
 async fn the_http_api_serves_reports_recomputes_and_audit_from_postgres() -> Result<()> {
     let db = database!();
-    let services = wiring::build(&config(Some(&db.url))?, clock()).await?;
+    let services = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
     services
         .seeder
         .seed(TenantId::DEFAULT, 3_000, false)
         .await?;
-    let app = test::init_service(http_api::build_app(services.state.clone())).await;
+    let app = test::init_service(http_api::build_app(app_state(&services)?)).await;
 
     let (status, health) = call!(app, test::TestRequest::get().uri("/api/v1/health"));
     ensure!(status == StatusCode::OK, "health {status}: {health}");
@@ -316,10 +323,10 @@ async fn a_bump_by_another_process_ends_a_kept_hit() -> Result<()> {
         ("REDIS_URL", redis_url.as_str()),
     ]);
     let config = Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))?;
-    let serving = wiring::build(&config, clock()).await?;
-    let bumping = wiring::build(&config, clock()).await?;
+    let serving = wiring::build(&config, clock()).await?.services;
+    let bumping = wiring::build(&config, clock()).await?.services;
     serving.seeder.seed(TenantId::DEFAULT, 1_000, false).await?;
-    let app = test::init_service(http_api::build_app(serving.state.clone())).await;
+    let app = test::init_service(http_api::build_app(app_state(&serving)?)).await;
     let range = demo::date_range(NOW);
     let uri = format!(
         "/api/v1/reports/status-counts/run?date_from={}&date_to={}",
@@ -361,12 +368,14 @@ async fn a_bump_by_another_process_ends_a_kept_hit() -> Result<()> {
 #[actix_web::test]
 async fn no_text_with_a_nul_character_reaches_postgres() -> Result<()> {
     let db = database!();
-    let services = wiring::build(&config(Some(&db.url))?, clock()).await?;
+    let services = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
     let issued = services
         .tenancy
         .issue_key(TenantId::DEFAULT, &domain::Scope::ALL, "nul probes")
         .await?;
-    let app = test::init_service(http_api::build_app(services.state.clone())).await;
+    let app = test::init_service(http_api::build_app(app_state(&services)?)).await;
     let nul = "a%00b";
     let gets = [
         format!("/api/v1/reports?search={nul}"),

@@ -90,6 +90,31 @@ fn sigterm_stops_the_server_cleanly() -> Result<()> {
 }
 
 #[tokio::test]
+async fn commands_run_without_a_management_key_and_serving_needs_one() -> Result<()> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(());
+    };
+    let env = [("DATABASE_URL", db.url.as_str())];
+
+    let migrate = run(&env, &["migrate"])?;
+    let tenants = run(&env, &["tenants", "list"])?;
+    let serve = run(&env, &["serve"])?;
+
+    ensure!(
+        migrate.status.success() && tenants.status.success(),
+        "administration never serves, so it needs no management key: {}",
+        String::from_utf8_lossy(&tenants.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    ensure!(
+        serve.status.code() == Some(2) && stderr.contains("MANAGEMENT_API_KEY"),
+        "serving on a database refuses to start without one: {:?} {stderr}",
+        serve.status
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn migrate_seed_and_recompute_commands_run_against_postgres() -> Result<()> {
     let Some(db) = TestDatabase::create().await? else {
         return Ok(());

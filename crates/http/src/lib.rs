@@ -60,6 +60,37 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
 }
 
+/// What the HTTP layer adds to the use cases: who the operator is, how API keys are limited,
+/// how many hit bodies are kept, how long a body may take, and the name `/health` reports.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub management_key: ManagementKey,
+    pub rate_limit: RateLimit,
+    /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
+    pub replay_bytes: usize,
+    pub body_timeout: std::time::Duration,
+    pub service_name: String,
+}
+
+impl AppState {
+    /// The state serving `services` as `settings` say.
+    pub fn new(services: &application::Services, settings: HttpSettings) -> Self {
+        Self {
+            reports: services.reports.clone(),
+            replays: HitReplays::new(settings.replay_bytes),
+            recompute: services.recompute.clone(),
+            audit: services.audit.clone(),
+            health: services.health.clone(),
+            ingest: services.ingest.clone(),
+            tenancy: services.tenancy.clone(),
+            rate_limit: settings.rate_limit,
+            management_key: settings.management_key,
+            service_name: settings.service_name,
+            body_timeout: settings.body_timeout,
+        }
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")

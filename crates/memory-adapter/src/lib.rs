@@ -53,6 +53,27 @@ pub struct InMemoryAdapters {
 }
 
 impl InMemoryAdapters {
+    /// These adapters as the application's ports, with `clock`, and no dependency to probe.
+    pub fn ports(&self, clock: Arc<dyn Clock>) -> application::Ports {
+        application::Ports {
+            catalog: self.catalog.clone(),
+            events: self.events.clone(),
+            snapshots: self.snapshots.clone(),
+            runs: self.runs.clone(),
+            queue: self.queue.clone(),
+            audit: self.audit.clone(),
+            cache: self.cache.clone(),
+            versions: self.versions.clone(),
+            locks: self.locks.clone(),
+            tenants: self.tenants.clone(),
+            sources: self.sources.clone(),
+            keys: self.keys.clone(),
+            clock,
+            postgres_health: None,
+            redis_health: None,
+        }
+    }
+
     /// A fresh set with the reference catalog, stamping times with `clock`, whose run queue
     /// holds at most `queue_capacity` runs.
     pub fn new(clock: Arc<dyn Clock>, queue_capacity: usize) -> Self {

@@ -8,10 +8,7 @@ use actix_web::{
     test::{self, TestRequest},
 };
 use anyhow::{Context, Result, anyhow};
-use application::{
-    HealthService,
-    ports::{DependencyStatus, MockHealthProbe, MockReportCatalog, StoreError},
-};
+use application::ports::{DependencyStatus, MockHealthProbe, MockReportCatalog, StoreError};
 use domain::demo;
 use http_api::build_app;
 use serde_json::json;
@@ -52,17 +49,11 @@ async fn health_is_200_ok_with_unconfigured_dependencies() -> Result<()> {
 
 #[actix_web::test]
 async fn health_is_503_degraded_when_a_configured_dependency_is_unavailable() -> Result<()> {
-    let mut h = Harness::new();
     let mut postgres = MockHealthProbe::new();
     postgres
         .expect_check()
         .returning(|| DependencyStatus::Unavailable);
-    h.state.health = HealthService::new(
-        Some(Arc::new(postgres)),
-        None,
-        h.clock.clone(),
-        "1.2.3-test",
-    );
+    let h = Harness::with_ports(|ports| ports.postgres_health = Some(Arc::new(postgres)));
     let app = test::init_service(build_app(h.state.clone())).await;
 
     let reply = send(&app, get("/api/v1/health").to_request()).await;
@@ -517,14 +508,13 @@ async fn an_unavailable_store_is_503() -> Result<()> {
 
 #[actix_web::test]
 async fn an_unexpected_failure_is_500_with_an_opaque_message() -> Result<()> {
-    let mut h = Harness::new();
     let mut catalog = MockReportCatalog::new();
     catalog.expect_list_public().returning(|_| {
         Err(StoreError::Unexpected(anyhow!(
             "connection reset by peer: secret-host:5432"
         )))
     });
-    h.state.reports = report_service(&h.adapters, Arc::new(catalog), h.clock.clone());
+    let h = Harness::with_ports(|ports| ports.catalog = Arc::new(catalog));
     let app = test::init_service(build_app(h.state.clone())).await;
 
     let reply = send(&app, get("/api/v1/reports").to_request()).await;

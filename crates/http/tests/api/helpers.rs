@@ -10,12 +10,11 @@ use actix_web::{
 };
 use anyhow::{Context, Result};
 use application::{
-    AuditService, CachedCatalog, HealthService, IngestService, RecomputePorts, RecomputeService,
-    RecomputeWorker, ReportService, SeedService, TenancyService, WorkerPorts,
-    ports::{Clock, ReportCatalog, RunQueue, RunStore},
+    Ports, RecomputeWorker, Services, Settings, TenancyService,
+    ports::{RunQueue, RunStore},
 };
 use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
-use http_api::{AppState, HitReplays, ManagementKey, RateLimit};
+use http_api::{AppState, HttpSettings, ManagementKey, RateLimit};
 use memory_adapter::{InMemoryAdapters, ManualClock};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, macros::datetime};
@@ -28,7 +27,7 @@ pub const MAX_RANGE_DAYS: u32 = 366;
 pub struct Harness {
     pub adapters: InMemoryAdapters,
     pub clock: Arc<ManualClock>,
-    pub recompute: RecomputeService,
+    pub services: Services,
     pub worker: RecomputeWorker,
     pub tenancy: TenancyService,
     pub state: AppState,
@@ -42,79 +41,56 @@ impl Harness {
     pub fn with_queue_capacity(queue_capacity: usize) -> Self {
         let clock = Arc::new(ManualClock::new(NOW));
         let adapters = InMemoryAdapters::new(clock.clone(), queue_capacity);
-        // As the binary does: definitions and listings are read through the in-process cache.
-        let catalog: Arc<dyn ReportCatalog> = Arc::new(CachedCatalog::new(
-            adapters.catalog.clone(),
-            clock.clone(),
-            Duration::from_secs(60),
-        ));
-        let reports = report_service(&adapters, catalog, clock.clone());
-        let recompute = RecomputeService::new(
-            RecomputePorts {
-                catalog: adapters.catalog.clone(),
-                runs: adapters.runs.clone(),
-                queue: adapters.queue.clone(),
-                audit: adapters.audit.clone(),
-                locks: adapters.locks.clone(),
-                clock: clock.clone(),
+        Self::over(adapters.ports(clock.clone()), adapters, clock)
+    }
+
+    /// The services over the memory adapters, `swap` replacing some of them (with fakes that
+    /// fail as the memory adapters cannot).
+    pub fn with_ports(swap: impl FnOnce(&mut Ports)) -> Self {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let adapters = InMemoryAdapters::new(clock.clone(), 16);
+        let mut ports = adapters.ports(clock.clone());
+        swap(&mut ports);
+        Self::over(ports, adapters, clock)
+    }
+
+    /// The services over `ports` (the memory adapters of `adapters`, some of them swapped), as
+    /// the binary assembles them.
+    pub fn over(ports: Ports, adapters: InMemoryAdapters, clock: Arc<ManualClock>) -> Self {
+        let services = Services::assemble(
+            ports,
+            &Settings {
+                max_range_days: MAX_RANGE_DAYS,
+                version: "1.2.3-test".to_owned(),
+                ..Settings::default()
             },
-            MAX_RANGE_DAYS,
-            Duration::from_secs(900),
         );
-        let worker = RecomputeWorker::new(WorkerPorts {
-            runs: adapters.runs.clone(),
-            queue: adapters.queue.clone(),
-            snapshots: adapters.snapshots.clone(),
-            versions: adapters.versions.clone(),
-            audit: adapters.audit.clone(),
-            locks: adapters.locks.clone(),
-            clock: clock.clone(),
-        });
-        let tenancy = TenancyService::new(
-            adapters.tenants.clone(),
-            adapters.sources.clone(),
-            adapters.keys.clone(),
-            clock.clone(),
-        )
-        .with_audit(adapters.audit.clone());
-        let state = AppState {
-            reports,
-            replays: HitReplays::new(1 << 20),
-            recompute: recompute.clone(),
-            audit: AuditService::new(adapters.audit.clone()),
-            health: HealthService::new(None, None, clock.clone(), "1.2.3-test"),
-            ingest: IngestService::new(
-                adapters.events.clone(),
-                adapters.sources.clone(),
-                clock.clone(),
-            ),
-            tenancy: tenancy.clone(),
-            rate_limit: RateLimit::disabled(),
-            management_key: ManagementKey::new(KEY),
-            service_name: "pg-analytics".to_owned(),
-            body_timeout: Duration::from_secs(30),
-        };
+        let state = AppState::new(
+            &services,
+            HttpSettings {
+                management_key: ManagementKey::new(KEY),
+                rate_limit: RateLimit::disabled(),
+                replay_bytes: 1 << 20,
+                body_timeout: Duration::from_secs(30),
+                service_name: "pg-analytics".to_owned(),
+            },
+        );
         Self {
             adapters,
             clock,
-            recompute,
-            worker,
-            tenancy,
+            worker: services.worker.clone(),
+            tenancy: services.tenancy.clone(),
+            services,
             state,
         }
     }
 
     /// Seeds `count` demo events and precomputes their snapshots, as `seed` does.
     pub async fn seed(&self, count: u64) -> Result<()> {
-        let seeder = SeedService::new(
-            self.adapters.events.clone(),
-            self.adapters.snapshots.clone(),
-            self.adapters.runs.clone(),
-            self.clock.clone(),
-            self.recompute.clone(),
-            self.worker.clone(),
-        );
-        seeder.seed(TenantId::DEFAULT, count, false).await?;
+        self.services
+            .seeder
+            .seed(TenantId::DEFAULT, count, false)
+            .await?;
         Ok(())
     }
 
@@ -169,22 +145,6 @@ impl Harness {
             .await?;
         Ok(tenant.id)
     }
-}
-
-pub fn report_service(
-    adapters: &InMemoryAdapters,
-    catalog: Arc<dyn ReportCatalog>,
-    clock: Arc<dyn Clock>,
-) -> ReportService {
-    ReportService::new(
-        catalog,
-        adapters.snapshots.clone(),
-        adapters.cache.clone(),
-        adapters.versions.clone(),
-        clock,
-        MAX_RANGE_DAYS,
-    )
-    .with_freshness(adapters.events.clone())
 }
 
 /// A response, read whole.

@@ -1,0 +1,193 @@
+//! The composition root: every use case, built once over one set of ports.
+//!
+//! The binary (with the memory, PostgreSQL and Redis adapters it is configured with) and every
+//! test harness (with the memory adapters, some of them swapped for fakes) call
+//! [`Services::assemble`], so what is tested is wired exactly as what is served.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    AuditService, CachedCatalog, HealthService, IngestService, KeyCacheSettings, RecomputePorts,
+    RecomputeService, RecomputeWorker, ReportService, SeedService, TenancyService, WorkerPorts,
+    health::HealthPorts,
+    ingest::IngestPorts,
+    ports::{
+        ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
+        ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
+    },
+    reports::ReportPorts,
+    seed::SeedPorts,
+    tenancy::TenancyPorts,
+};
+
+/// One adapter per port.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn ReportCatalog>,
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub queue: Arc<dyn RunQueue>,
+    pub audit: Arc<dyn AuditLog>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub versions: Arc<dyn CacheVersions>,
+    pub locks: Arc<dyn ScopeLock>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub sources: Arc<dyn SourceStore>,
+    pub keys: Arc<dyn ApiKeyStore>,
+    pub clock: Arc<dyn Clock>,
+    /// PostgreSQL's probe, when the process uses it.
+    pub postgres_health: Option<Arc<dyn HealthProbe>>,
+    /// Redis' probe, when the process uses it.
+    pub redis_health: Option<Arc<dyn HealthProbe>>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
+
+/// How the use cases behave; the binary fills it from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The longest range a report read or a recompute accepts, in days.
+    pub max_range_days: u32,
+    /// The lifetime of a scope lock.
+    pub lock_ttl: Duration,
+    /// The lease of a claimed run (see [`RecomputeWorker::with_lease`]).
+    pub lease: Duration,
+    /// How long report definitions and listings are read from memory.
+    pub catalog_ttl: Duration,
+    /// What the process remembers of API keys.
+    pub key_cache: KeyCacheSettings,
+    /// The version `GET /health` reports.
+    pub version: String,
+}
+
+impl Default for Settings {
+    /// The defaults of the configuration.
+    fn default() -> Self {
+        Self {
+            max_range_days: 366,
+            lock_ttl: Duration::from_secs(900),
+            lease: Duration::from_secs(60),
+            catalog_ttl: Duration::from_secs(60),
+            key_cache: KeyCacheSettings::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// Every use case of the service.
+#[derive(Clone)]
+pub struct Services {
+    pub reports: ReportService,
+    pub recompute: RecomputeService,
+    pub worker: RecomputeWorker,
+    pub seeder: SeedService,
+    pub tenancy: TenancyService,
+    pub audit: AuditService,
+    pub health: HealthService,
+    pub ingest: IngestService,
+    /// The ports they were built over, for what the process does beside them (closing the
+    /// queue at shutdown, say).
+    pub ports: Ports,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// Builds every use case over `ports`, as `settings` say.
+    pub fn assemble(ports: Ports, settings: &Settings) -> Self {
+        let clock = ports.clock.clone();
+        // Report reads look their definition up on every request; definitions change only
+        // with deployments, so reading them from memory for a minute is plenty fresh.
+        let read_catalog: Arc<dyn ReportCatalog> = Arc::new(CachedCatalog::new(
+            ports.catalog.clone(),
+            clock.clone(),
+            settings.catalog_ttl,
+        ));
+        let reports = ReportService::new(
+            ReportPorts {
+                catalog: read_catalog,
+                snapshots: ports.snapshots.clone(),
+                cache: ports.cache.clone(),
+                versions: ports.versions.clone(),
+                events: ports.events.clone(),
+                clock: clock.clone(),
+            },
+            settings.max_range_days,
+        );
+        let worker = RecomputeWorker::new(WorkerPorts {
+            runs: ports.runs.clone(),
+            queue: ports.queue.clone(),
+            snapshots: ports.snapshots.clone(),
+            versions: ports.versions.clone(),
+            audit: ports.audit.clone(),
+            locks: ports.locks.clone(),
+            clock: clock.clone(),
+        })
+        .with_lock_ttl(settings.lock_ttl)
+        .with_lease(settings.lease);
+        let recompute = RecomputeService::new(
+            RecomputePorts {
+                catalog: ports.catalog.clone(),
+                runs: ports.runs.clone(),
+                queue: ports.queue.clone(),
+                audit: ports.audit.clone(),
+                locks: ports.locks.clone(),
+                clock: clock.clone(),
+            },
+            worker.clone(),
+            settings.max_range_days,
+            settings.lock_ttl,
+        );
+        let seeder = SeedService::new(
+            SeedPorts {
+                events: ports.events.clone(),
+                snapshots: ports.snapshots.clone(),
+                clock: clock.clone(),
+            },
+            recompute.clone(),
+        );
+        let tenancy = TenancyService::new(
+            TenancyPorts {
+                tenants: ports.tenants.clone(),
+                sources: ports.sources.clone(),
+                keys: ports.keys.clone(),
+                audit: ports.audit.clone(),
+                clock: clock.clone(),
+            },
+            settings.key_cache,
+        );
+        let health = HealthService::new(
+            HealthPorts {
+                postgres: ports.postgres_health.clone(),
+                redis: ports.redis_health.clone(),
+                clock: clock.clone(),
+            },
+            settings.version.clone(),
+        );
+        let ingest = IngestService::new(IngestPorts {
+            events: ports.events.clone(),
+            sources: ports.sources.clone(),
+            clock,
+        });
+        Self {
+            reports,
+            recompute,
+            worker,
+            seeder,
+            tenancy,
+            audit: AuditService::new(ports.audit.clone()),
+            health,
+            ingest,
+            ports,
+        }
+    }
+}
