@@ -465,9 +465,8 @@ pub trait RunQueue: Send + Sync {
     /// [`RunStore::renew_lease`]), which happens only when the worker's process died or lost
     /// the store for longer than a lease: each is handed back to the queue (pending again,
     /// retried by any worker) or, once it has been claimed as often as the queue allows, failed
-    /// with the reason and audited as `recompute.failed` by `recompute-worker` in the same
-    /// transaction. Returns both kinds, so the caller can free the scope locks of the failed
-    /// ones. A queue whose runs cannot outlive their process recovers nothing.
+    /// with the reason. Returns both kinds, so the caller can audit the failed ones and free
+    /// their scope locks. A queue whose runs cannot outlive their process recovers nothing.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was changed.
@@ -483,7 +482,7 @@ pub trait RunQueue: Send + Sync {
 pub struct Recovered {
     /// Pending again, to be claimed by another worker; they keep their scope lock token.
     pub retried: Vec<RecomputeRun>,
-    /// Failed for good after too many claims, and audited.
+    /// Failed for good after too many claims; their failure is not audited yet.
     pub failed: Vec<RecomputeRun>,
 }
 

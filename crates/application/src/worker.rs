@@ -169,6 +169,8 @@ impl RecomputeWorker {
         }
         for run in &recovered.failed {
             warn!(run_id = %run.id, report = %run.report_slug, "the worker of a run stopped responding too often; the run failed");
+            self.audit_failure(run, run.error_message.as_deref().unwrap_or_default())
+                .await;
             if let Some(token) = &run.lock_token
                 && let Err(err) = p.locks.release(&run.scope(), token).await
             {
@@ -363,18 +365,24 @@ impl RecomputeWorker {
         else {
             return run.clone();
         };
+        self.audit_failure(&failed, message).await;
+        warn!(error = message, "recompute failed");
+        failed
+    }
+
+    /// Audits that `run` failed with `message`, as `recompute-worker`: the one place a failed
+    /// run is audited, whether its worker failed it or lease recovery did.
+    async fn audit_failure(&self, run: &RecomputeRun, message: &str) {
         self.audit(
-            &failed,
+            run,
             AuditAction::RecomputeFailed,
             json!({
-                "report_slug": failed.report_slug.as_str(),
-                "window": failed.window.as_str(),
+                "report_slug": run.report_slug.as_str(),
+                "window": run.window.as_str(),
                 "error": message,
             }),
         )
         .await;
-        warn!(error = message, "recompute failed");
-        failed
     }
 
     async fn audit(&self, run: &RecomputeRun, action: AuditAction, metadata: serde_json::Value) {

@@ -492,7 +492,7 @@ async fn a_full_queue_fails_the_run_and_releases_the_lock() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_run_failed_by_lease_recovery_frees_its_scope_lock() -> Result<()> {
+async fn a_run_failed_by_lease_recovery_is_audited_and_frees_its_scope_lock() -> Result<()> {
     let h = Harness::new(8);
     let request = trigger("status-counts", "day", "2026-11-01", "2026-11-02");
     let run = h.recompute.trigger(TENANT, &request).await?;
@@ -528,6 +528,11 @@ async fn a_run_failed_by_lease_recovery_frees_its_scope_lock() -> Result<()> {
     ensure!(
         !h.adapters.locks.is_held(&run.scope()),
         "recovery releases the failed run's scope lock"
+    );
+    let actions = h.audit_actions().await?;
+    ensure!(
+        actions.last() == Some(&(AuditAction::RecomputeFailed, "recompute-worker".into())),
+        "and the worker audits the failure: {actions:?}"
     );
     h.recompute
         .trigger(TENANT, &request)

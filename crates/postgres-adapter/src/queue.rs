@@ -4,7 +4,7 @@
 //! database shares the work. A claimed run holds a lease that its worker renews while it
 //! executes the run ([`RunStore::renew_lease`](application::ports::RunStore::renew_lease)); a
 //! run whose lease expired lost its worker and is handed back to the queue, or failed (and
-//! audited) after `max_attempts` claims ([`RunQueue::recover`]).
+//! audited by the worker) after `max_attempts` claims ([`RunQueue::recover`]).
 
 use std::{
     pin::pin,
@@ -63,8 +63,8 @@ pub struct PostgresRunQueue {
 
 const COUNT_PENDING: &str = "SELECT count(*) FROM recompute_runs WHERE status = 'pending'";
 
-/// Hands runs whose lease expired back to the queue, or fails and audits them after too many
-/// attempts, in one statement, and returns each run as it now is with what became of it.
+/// Hands runs whose lease expired back to the queue, or fails them after too many attempts,
+/// in one statement, and returns each run as it now is with what became of it.
 fn recover_expired_sql() -> String {
     format!(
         "
@@ -83,12 +83,6 @@ fn recover_expired_sql() -> String {
             error_message = 'the worker running it stopped responding (' || r.attempts || ' attempts)'
         FROM expired WHERE r.id = expired.id AND r.attempts >= $1
         RETURNING r.*
-    ), audited AS (
-        INSERT INTO audit_entries (tenant_id, actor, action, resource_type, resource_id, metadata)
-        SELECT tenant_id, 'recompute-worker', 'recompute.failed', 'recompute_run', id::text,
-               jsonb_build_object('report_slug', report_slug, 'window', window_name, 'error', error_message)
-        FROM failed
-        RETURNING 1
     )
     SELECT false AS failed, {RUN_COLUMNS} FROM retried
     UNION ALL

@@ -227,20 +227,7 @@ async fn a_run_whose_worker_died_is_retried_then_failed() -> Result<()> {
         second.failed[0].lock_token == run.lock_token,
         "the failed run comes back with its lock token, so its scope lock can be released"
     );
-    let audit = application::ports::AuditLog::list(
-        a.audit.as_ref(),
-        TENANT,
-        &domain::AuditFilter {
-            action: Some(domain::AuditAction::RecomputeFailed),
-            actor: None,
-        },
-        domain::PageRequest::new(10, 0),
-    )
-    .await?;
-    ensure!(
-        audit.total == 1 && audit.items[0].resource_id == run.id.to_string(),
-        "the loss is audited"
-    );
+    // Auditing the loss is the worker's part (see the service tests), not the queue's.
     Ok(())
 }
 
