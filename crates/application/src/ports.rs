@@ -13,7 +13,7 @@ use domain::{
     SnapshotPage, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// Which system answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,19 +71,12 @@ pub trait ReportCatalog: Send + Sync {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Stores `events` for `tenant` and returns how many were new; an event whose `event_id`
-    /// the tenant already has is skipped, not duplicated.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the store cannot be written, in which case nothing of
-    /// `events` was stored; [`StoreError::Unexpected`] otherwise.
-    async fn append(&self, tenant: TenantId, events: &[NewEvent]) -> Result<u64, StoreError>;
-
     /// Writes the demo events `1..=count` of `domain::demo` as seeded at `now`, skipping ids
     /// the tenant already has, and returns how many were new.
     ///
     /// # Errors
-    /// As [`EventStore::append`].
+    /// [`StoreError::Unavailable`] when the store cannot be written, in which case nothing was
+    /// stored; [`StoreError::Unexpected`] otherwise.
     async fn load_demo(
         &self,
         tenant: TenantId,
@@ -264,18 +257,6 @@ pub struct RebuildOutcome {
     pub rows_inserted: u64,
 }
 
-/// One stored snapshot row, for inspection of lineage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotRow {
-    pub bucket_start: Date,
-    pub dimension_key: String,
-    pub dimension_value: String,
-    pub metric_name: String,
-    pub metric_value: i64,
-    pub computed_at: OffsetDateTime,
-    pub run_id: Option<RunId>,
-}
-
 /// Read-optimized snapshot rows and their rebuild.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -301,6 +282,32 @@ pub trait SnapshotStore: Send + Sync {
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error the old rows remain.
     async fn rebuild(&self, request: &RebuildRequest) -> Result<RebuildOutcome, StoreError>;
 
+    /// Deletes every snapshot row of `tenant` and returns how many there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+}
+
+#[cfg(feature = "contract-tests")]
+/// One stored snapshot row, for inspection of lineage (tests only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub bucket_start: time::Date,
+    pub dimension_key: String,
+    pub dimension_value: String,
+    pub metric_name: String,
+    pub metric_value: i64,
+    pub computed_at: OffsetDateTime,
+    pub run_id: Option<RunId>,
+}
+
+/// Snapshot rows one by one, with their lineage: what the contract suite and the tests check a
+/// rebuild against. No production path reads rows this way, so adapters implement it only
+/// for tests (feature `test-support`).
+#[cfg(feature = "contract-tests")]
+#[async_trait]
+pub trait SnapshotRows: SnapshotStore {
     /// The stored rows of `kind` and `window` whose bucket starts inside `range`, ordered by
     /// bucket, dimension value and metric.
     ///
@@ -313,12 +320,6 @@ pub trait SnapshotStore: Send + Sync {
         window: Window,
         range: DateRange,
     ) -> Result<Vec<SnapshotRow>, StoreError>;
-
-    /// Deletes every snapshot row of `tenant` and returns how many there were.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
-    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
 }
 
 /// The failure of a [`RunStore`] operation.
@@ -416,12 +417,6 @@ pub trait RunStore: Send + Sync {
     /// # Errors
     /// [`RunStoreError::Unavailable`] or [`RunStoreError::Unexpected`]; the lease is unchanged.
     async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError>;
-
-    /// Hands a running run back: it becomes pending again, without `started_at`.
-    ///
-    /// # Errors
-    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] unless it is running.
-    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError>;
 }
 
 /// The failure of [`RunQueue::enqueue`].

@@ -7,8 +7,8 @@ use application::{
     AuditService, Ports, RecomputeService, RecomputeWorker, Recovered, ReportRows, ReportService,
     RunReportParams, SeedService, Services, Settings, TriggerError, TriggerRequest, WorkerPorts,
     ports::{
-        CacheVersions, MockRunQueue, MockSnapshotStore, RunQueue, RunStore, SnapshotStore,
-        SourceSystem,
+        CacheVersions, MockRunQueue, MockSnapshotStore, RunQueue, RunStore, SnapshotRows,
+        SnapshotStore, SourceSystem,
     },
 };
 use domain::{
@@ -670,16 +670,14 @@ async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope()
         summary.bucket_count == 3 && summary.effective_date_from == date!(2026 - 11 - 10),
         "summary: {summary:?}"
     );
-    let rows = h
-        .adapters
-        .snapshots
-        .rows(
-            TENANT,
-            domain::ReportKind::VolumeByPeriod,
-            Window::Day,
-            domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?,
-        )
-        .await?;
+    let rows = SnapshotRows::rows(
+        h.adapters.snapshots.as_ref(),
+        TENANT,
+        domain::ReportKind::VolumeByPeriod,
+        Window::Day,
+        domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?,
+    )
+    .await?;
     ensure!(
         !rows.is_empty() && rows.len() as u64 == summary.rows_inserted,
         "rows_inserted counts the stored rows"
@@ -1090,15 +1088,6 @@ impl SnapshotStore for SlowRebuilds {
     ) -> Result<application::ports::RebuildOutcome, application::ports::StoreError> {
         tokio::time::sleep(self.1).await;
         self.0.rebuild(request).await
-    }
-    async fn rows(
-        &self,
-        tenant: TenantId,
-        kind: domain::ReportKind,
-        window: Window,
-        range: domain::DateRange,
-    ) -> Result<Vec<application::ports::SnapshotRow>, application::ports::StoreError> {
-        self.0.rows(tenant, kind, window, range).await
     }
     async fn clear(&self, tenant: TenantId) -> Result<u64, application::ports::StoreError> {
         self.0.clear(tenant).await

@@ -58,15 +58,6 @@ impl InMemoryEventStore {
 
 #[async_trait]
 impl EventStore for InMemoryEventStore {
-    async fn append(&self, tenant: TenantId, events: &[NewEvent]) -> Result<u64, StoreError> {
-        self.failure
-            .check("event store")
-            .map_err(StoreError::Unavailable)?;
-        let mut tenants = write(&self.tenants);
-        let stored = tenants.entry(tenant).or_default();
-        Ok(events.iter().filter(|event| stored.insert(event)).count() as u64)
-    }
-
     async fn load_demo(
         &self,
         tenant: TenantId,

@@ -155,8 +155,4 @@ impl RunStore for InMemoryRunStore {
             .get(&id)
             .is_some_and(|run| run.tenant == tenant && run.status == RunStatus::Running))
     }
-
-    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError> {
-        self.update(tenant, id, RecomputeRun::requeue)
-    }
 }

@@ -9,13 +9,11 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use application::ports::{
-    RebuildOutcome, RebuildRequest, SnapshotRow, SnapshotStore, SourceSystem, StoreError,
-};
+use application::ports::{RebuildOutcome, RebuildRequest, SnapshotStore, SourceSystem, StoreError};
 use async_trait::async_trait;
 use domain::{
-    Breakdown, DateRange, NewEvent, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage,
-    TenantId, Window, report::EVENT_COUNT_METRIC,
+    Breakdown, NewEvent, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage, TenantId, Window,
+    report::EVENT_COUNT_METRIC,
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -220,32 +218,6 @@ impl SnapshotStore for InMemorySnapshotStore {
         })
     }
 
-    async fn rows(
-        &self,
-        tenant: TenantId,
-        kind: ReportKind,
-        window: Window,
-        range: DateRange,
-    ) -> Result<Vec<SnapshotRow>, StoreError> {
-        self.check()?;
-        let series = read(&self.series);
-        Ok(series
-            .get(&(tenant, kind, window))
-            .into_iter()
-            .flat_map(|rows| rows.iter())
-            .filter(|((bucket, _, _), _)| range.contains(*bucket))
-            .map(|((bucket, value, metric), stored)| SnapshotRow {
-                bucket_start: *bucket,
-                dimension_key: kind.dimension_key().to_owned(),
-                dimension_value: value.clone(),
-                metric_name: metric.clone(),
-                metric_value: stored.value,
-                computed_at: stored.computed_at,
-                run_id: Some(stored.run_id),
-            })
-            .collect())
-    }
-
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
         self.check()?;
         let mut series = write(&self.series);
@@ -259,5 +231,37 @@ impl SnapshotStore for InMemorySnapshotStore {
             }
         });
         Ok(removed)
+    }
+}
+
+#[cfg(feature = "test-support")]
+#[async_trait]
+impl application::ports::SnapshotRows for InMemorySnapshotStore {
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        kind: ReportKind,
+        window: Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
+        self.check()?;
+        let series = read(&self.series);
+        Ok(series
+            .get(&(tenant, kind, window))
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter(|((bucket, _, _), _)| range.contains(*bucket))
+            .map(
+                |((bucket, value, metric), stored)| application::ports::SnapshotRow {
+                    bucket_start: *bucket,
+                    dimension_key: kind.dimension_key().to_owned(),
+                    dimension_value: value.clone(),
+                    metric_name: metric.clone(),
+                    metric_value: stored.value,
+                    computed_at: stored.computed_at,
+                    run_id: Some(stored.run_id),
+                },
+            )
+            .collect())
     }
 }

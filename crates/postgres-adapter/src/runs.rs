@@ -271,8 +271,4 @@ impl RunStore for PostgresRunStore {
         self.transition(tenant, id, move |run| run.fail(error, at))
             .await
     }
-
-    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError> {
-        self.transition(tenant, id, RecomputeRun::requeue).await
-    }
 }

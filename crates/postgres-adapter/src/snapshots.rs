@@ -1,13 +1,9 @@
 //! Snapshot rows in `metric_snapshots`: report reads, and the rebuild from `analytics_events`.
 
-use application::ports::{
-    RebuildOutcome, RebuildRequest, SnapshotRow, SnapshotStore, SourceSystem, StoreError,
-};
+use application::ports::{RebuildOutcome, RebuildRequest, SnapshotStore, SourceSystem, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{
-    Breakdown, DateRange, ReportKind, ReportQuery, ReportRow, RunId, SnapshotPage, TenantId, Window,
-};
+use domain::{Breakdown, ReportKind, ReportQuery, ReportRow, SnapshotPage, TenantId};
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
 
@@ -179,6 +175,7 @@ fn rebuild_sql(kind: ReportKind) -> &'static str {
     }
 }
 
+#[cfg(feature = "test-support")]
 const SELECT_ROWS: &str = "
     SELECT bucket_start, dimension_key, dimension_value, metric_name, metric_value, computed_at, run_id
     FROM metric_snapshots
@@ -291,13 +288,32 @@ impl SnapshotStore for PostgresSnapshotStore {
         })
     }
 
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to clear snapshots")?;
+        Ok(client
+            .execute(
+                "DELETE FROM metric_snapshots WHERE tenant_id = $1",
+                &[&tenant.get()],
+            )
+            .await
+            .classify("clearing snapshots")?)
+    }
+}
+
+#[cfg(feature = "test-support")]
+#[async_trait]
+impl application::ports::SnapshotRows for PostgresSnapshotStore {
     async fn rows(
         &self,
         tenant: TenantId,
         kind: ReportKind,
-        window: Window,
-        range: DateRange,
-    ) -> Result<Vec<SnapshotRow>, StoreError> {
+        window: domain::Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
         let client = self
             .pool
             .get()
@@ -320,32 +336,17 @@ impl SnapshotStore for PostgresSnapshotStore {
             .map(|row| {
                 let get = |e: tokio_postgres::Error| corrupt("snapshot row", e);
                 let run_id: Option<uuid::Uuid> = row.try_get("run_id").map_err(get)?;
-                Ok(SnapshotRow {
+                Ok(application::ports::SnapshotRow {
                     bucket_start: row.try_get("bucket_start").map_err(get)?,
                     dimension_key: row.try_get("dimension_key").map_err(get)?,
                     dimension_value: row.try_get("dimension_value").map_err(get)?,
                     metric_name: row.try_get("metric_name").map_err(get)?,
                     metric_value: row.try_get("metric_value").map_err(get)?,
                     computed_at: row.try_get("computed_at").map_err(get)?,
-                    run_id: run_id.map(RunId::from_uuid),
+                    run_id: run_id.map(domain::RunId::from_uuid),
                 })
             })
             .collect::<Result<_, Failure>>()
             .map_err(StoreError::from)
-    }
-
-    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to clear snapshots")?;
-        Ok(client
-            .execute(
-                "DELETE FROM metric_snapshots WHERE tenant_id = $1",
-                &[&tenant.get()],
-            )
-            .await
-            .classify("clearing snapshots")?)
     }
 }

@@ -111,9 +111,21 @@ async fn an_unknown_source_stores_none_of_the_batch() -> Result<()> {
     let good = event.clone();
     event.event_id = "x-1".into();
     event.source = domain::SourceSlug::parse("source", "unknown-psp")?;
-    let result =
-        application::ports::EventStore::append(a.events.as_ref(), TENANT, &[good, event]).await;
-    ensure!(result.is_err(), "an unknown source fails the append");
+    let batch = [good, event]
+        .into_iter()
+        .map(|event| application::ports::IngestEvent {
+            fingerprint: application::ingest::fingerprint(&event),
+            event,
+        })
+        .collect();
+    let result = application::ports::EventStore::ingest(
+        a.events.as_ref(),
+        TENANT,
+        batch,
+        datetime!(2026-11-21 12:00 UTC),
+    )
+    .await;
+    ensure!(result.is_err(), "an unknown source fails the whole batch");
     ensure!(
         application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 0,
         "nothing was stored"
@@ -332,9 +344,6 @@ impl RunStore for OutcomesUnwritable {
     }
     async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
         self.0.renew_lease(tenant, id).await
-    }
-    async fn requeue(&self, tenant: TenantId, id: RunId) -> Result<RecomputeRun, RunStoreError> {
-        self.0.requeue(tenant, id).await
     }
 }
 
