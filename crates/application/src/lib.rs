@@ -4,6 +4,7 @@
 //! It depends on `domain` only, never on a database driver, Redis, actix-web or an async
 //! runtime; the binary wires concrete adapters in as `Arc<dyn Port>`.
 
+pub mod access;
 pub mod audit;
 pub mod catalog_cache;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod services;
 pub mod tenancy;
 pub mod worker;
 
+pub use access::{Access, AccessError, AccessPolicy, Credentials, ManagementKey};
 pub use audit::{AuditError, AuditService};
 pub use catalog_cache::CachedCatalog;
 pub use clock::SystemClock;

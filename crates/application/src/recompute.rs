@@ -89,10 +89,11 @@ pub struct TriggerRequest {
     pub window: Option<String>,
     pub date_from: Option<String>,
     pub date_to: Option<String>,
-    /// The `requested_by` field of the body.
+    /// The `requested_by` field of the body: who asked, when the caller names someone.
     pub requested_by: Option<String>,
-    /// The `X-Actor` header, used when the body names no requester.
-    pub actor_header: Option<String>,
+    /// Who triggers otherwise: the caller (its API key, the management API), or whom it acts
+    /// for (`X-Actor`); `None` is the management API.
+    pub on_behalf_of: Option<Actor>,
 }
 
 /// A validated recompute request.
@@ -227,13 +228,9 @@ impl RecomputeService {
             .transpose()?;
         let range = DateRange::resolve(from, to, self.clock.now().date())?
             .within_limit(self.max_range_days)?;
-        let requested_by = match (
-            request.requested_by.as_deref(),
-            request.actor_header.as_deref(),
-        ) {
+        let requested_by = match (&request.requested_by, &request.on_behalf_of) {
             (Some(body), _) => Actor::parse(body)?,
-            (None, Some(header)) => Actor::parse(header)
-                .map_err(|err| ValidationError::new("X-Actor", err.message().to_owned()))?,
+            (None, Some(actor)) => actor.clone(),
             (None, None) => Actor::builtin(Actor::MANAGEMENT_API),
         };
 

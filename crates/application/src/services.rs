@@ -7,8 +7,9 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    AuditService, CachedCatalog, HealthService, IngestService, KeyCacheSettings, RecomputePorts,
-    RecomputeService, RecomputeWorker, ReportService, SeedService, TenancyService, WorkerPorts,
+    AccessPolicy, AuditService, CachedCatalog, HealthService, IngestService, KeyCacheSettings,
+    ManagementKey, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, SeedService,
+    TenancyService, WorkerPorts,
     health::HealthPorts,
     ingest::IngestPorts,
     ports::{
@@ -49,8 +50,11 @@ impl std::fmt::Debug for Ports {
 }
 
 /// How the use cases behave; the binary fills it from its configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
+    /// The operator's key; `None` in a process that does not serve (the one-shot commands),
+    /// where no management key is accepted.
+    pub management_key: Option<ManagementKey>,
     /// The longest range a report read or a recompute accepts, in days.
     pub max_range_days: u32,
     /// The lifetime of a scope lock.
@@ -69,6 +73,7 @@ impl Default for Settings {
     /// The defaults of the configuration.
     fn default() -> Self {
         Self {
+            management_key: None,
             max_range_days: 366,
             lock_ttl: Duration::from_secs(900),
             lease: Duration::from_secs(60),
@@ -82,6 +87,7 @@ impl Default for Settings {
 /// Every use case of the service.
 #[derive(Clone)]
 pub struct Services {
+    pub access: AccessPolicy,
     pub reports: ReportService,
     pub recompute: RecomputeService,
     pub worker: RecomputeWorker,
@@ -179,6 +185,7 @@ impl Services {
             clock,
         });
         Self {
+            access: AccessPolicy::new(settings.management_key.clone(), tenancy.clone()),
             reports,
             recompute,
             worker,

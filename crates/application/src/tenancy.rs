@@ -66,7 +66,8 @@ pub struct IssuedKey {
     pub secret: String,
 }
 
-/// The SHA-256 (hex) of a key: what is stored and looked up.
+/// The SHA-256 (hex) of a key, [`key_digest`](crate::digest::key_digest) as stored and looked
+/// up.
 pub fn hash_key(secret: &str) -> String {
     sha256_hex(secret.as_bytes())
 }

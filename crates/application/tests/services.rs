@@ -115,7 +115,7 @@ fn trigger(slug: &str, window: &str, from: &str, to: &str) -> TriggerRequest {
         date_from: Some(from.to_owned()),
         date_to: Some(to.to_owned()),
         requested_by: Some("ops".to_owned()),
-        actor_header: None,
+        on_behalf_of: None,
     }
 }
 
@@ -859,7 +859,7 @@ async fn trigger_defaults_to_a_day_window_over_the_last_thirty_days_by_the_manag
 
     let with_header = TriggerRequest {
         report_slug: Some("status-counts".into()),
-        actor_header: Some("nightly-job".into()),
+        on_behalf_of: Some(domain::Actor::parse("nightly-job")?),
         ..TriggerRequest::default()
     };
     let run = h.recompute.trigger(TENANT, &with_header).await?;

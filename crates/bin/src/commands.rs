@@ -99,7 +99,7 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         date_from: args.from,
         date_to: args.to,
         requested_by: Some(args.requested_by.unwrap_or_else(|| "cli".to_owned())),
-        actor_header: None,
+        on_behalf_of: None,
     };
     let parsed = recompute.parse(TenantId::DEFAULT, &request).await?;
     let finished = recompute.run_now(&parsed).await?;

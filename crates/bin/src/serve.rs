@@ -22,7 +22,8 @@ use crate::{
 /// # Errors
 /// When the storage cannot be prepared, seeding fails, or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let management_key = config.management_key()?.clone();
+    // Serving needs the operator's key (with a database it must be configured).
+    config.management_key()?;
     announce(&config);
     let wired = wiring::build(&config, wiring::system_clock()).await?;
     let services = &wired.services;
@@ -50,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {address} (APP_HOST/APP_PORT)"))?;
     let server = http_api::serve(
         listener,
-        wiring::app_state(&config, services, &management_key),
+        wiring::app_state(&config, services),
         ServerSettings {
             workers: config.http.workers,
             keep_alive: config.http.keep_alive,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use application::{Ports, Services, Settings, SystemClock, ports::Clock};
-use http_api::{AppState, HttpSettings, ManagementKey, RateLimit};
+use application::{ManagementKey, Ports, Services, Settings, SystemClock, ports::Clock};
+use http_api::{AppState, HttpSettings, RateLimit};
 use memory_adapter::{
     InMemoryAdapters, InMemoryCacheVersions, InMemoryResponseCache, InMemoryScopeLock,
 };
@@ -15,7 +15,7 @@ use redis_adapter::{
 };
 use tracing::info;
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 
 /// The name `/health` reports.
 pub const SERVICE_NAME: &str = "pg-analytics";
@@ -170,6 +170,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wir
 /// How the use cases behave, from the configuration.
 pub fn settings(config: &Config) -> Settings {
     Settings {
+        // A process without a management key (a one-shot command on a database) accepts none.
+        management_key: config
+            .management_key()
+            .ok()
+            .map(|key| ManagementKey::new(key.expose())),
         max_range_days: config.recompute.max_range_days,
         lock_ttl: config.recompute.lock_ttl,
         lease: config.recompute.lease,
@@ -179,13 +184,12 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-/// The state the HTTP API serves `services` with: the configured management key, rate
-/// limit, replay budget and body timeout.
-pub fn app_state(config: &Config, services: &Services, management_key: &Secret) -> AppState {
+/// The state the HTTP API serves `services` with: the configured rate limit, replay budget
+/// and body timeout.
+pub fn app_state(config: &Config, services: &Services) -> AppState {
     AppState::new(
         services,
         HttpSettings {
-            management_key: ManagementKey::new(management_key.expose()),
             rate_limit: match config.rate_limit.per_second {
                 Some(per_second) => RateLimit::new(per_second, config.rate_limit.burst),
                 None => RateLimit::disabled(),

@@ -29,11 +29,7 @@ fn config(database_url: Option<&str>) -> Result<Config> {
 
 /// The HTTP state of `services`, as `serve` builds it.
 fn app_state(services: &application::Services) -> Result<http_api::AppState> {
-    Ok(wiring::app_state(
-        &config(None)?,
-        services,
-        &pg_analytics::config::Secret::new(KEY.to_owned()),
-    ))
+    Ok(wiring::app_state(&config(None)?, services))
 }
 
 fn clock() -> Arc<dyn Clock> {

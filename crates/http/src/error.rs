@@ -10,7 +10,8 @@ use actix_web::{
     http::{StatusCode, header},
 };
 use application::{
-    AuditError, IngestError, ReportError, RunLookupError, TenancyServiceError, TriggerError,
+    AccessError, AuditError, IngestError, ReportError, RunLookupError, TenancyServiceError,
+    TriggerError,
 };
 use domain::ValidationError;
 use serde_json::{Value, json};
@@ -298,6 +299,24 @@ impl From<IngestError> for ApiError {
                 cause: Some(cause),
             },
             IngestError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(err: AccessError) -> Self {
+        let message = err.to_string();
+        match err {
+            AccessError::Unauthenticated(message) => ApiError::Unauthorized(message),
+            AccessError::Forbidden(message) => ApiError::Forbidden(message),
+            AccessError::UnknownTenant(_) => ApiError::NotFound(message),
+            AccessError::Invalid(invalid) => invalid.into(),
+            AccessError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "tenancy storage is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            AccessError::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
 }

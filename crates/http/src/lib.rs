@@ -14,7 +14,8 @@ use actix_web::{
     middleware, web,
 };
 use application::{
-    AuditService, HealthService, IngestService, RecomputeService, ReportService, TenancyService,
+    AccessPolicy, AuditService, HealthService, IngestService, RecomputeService, ReportService,
+    TenancyService,
 };
 
 pub mod auth;
@@ -28,7 +29,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 
-pub use auth::{Access, Caller, IngestTenant, ManagedTenant, ManagementKey, ReadTenant};
+pub use auth::{IngestTenant, ManagedTenant, ReadTenant};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
@@ -51,20 +52,20 @@ pub struct AppState {
     pub ingest: IngestService,
     /// Tenants, their sources, and the lookup of API keys.
     pub tenancy: TenancyService,
+    /// Who may do what.
+    pub access: AccessPolicy,
     /// Applied to requests authenticated by an API key, never to the management key.
     pub rate_limit: RateLimit,
-    pub management_key: ManagementKey,
     /// The name reported by `GET /health`.
     pub service_name: String,
     /// How long a route waits for the whole body of a request before answering 408.
     pub body_timeout: std::time::Duration,
 }
 
-/// What the HTTP layer adds to the use cases: who the operator is, how API keys are limited,
-/// how many hit bodies are kept, how long a body may take, and the name `/health` reports.
+/// What the HTTP layer adds to the use cases: how API keys are limited, how many hit bodies
+/// are kept, how long a body may take, and the name `/health` reports.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    pub management_key: ManagementKey,
     pub rate_limit: RateLimit,
     /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
     pub replay_bytes: usize,
@@ -83,8 +84,8 @@ impl AppState {
             health: services.health.clone(),
             ingest: services.ingest.clone(),
             tenancy: services.tenancy.clone(),
+            access: services.access.clone(),
             rate_limit: settings.rate_limit,
-            management_key: settings.management_key,
             service_name: settings.service_name,
             body_timeout: settings.body_timeout,
         }

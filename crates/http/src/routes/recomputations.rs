@@ -6,13 +6,13 @@ use actix_web::{
     web,
 };
 use application::TriggerRequest;
-use domain::{PageRequest, ReportSlug, RunFilter, RunStatus, ValidationError};
+use domain::{Actor, PageRequest, ReportSlug, RunFilter, RunStatus, ValidationError};
 use serde::Deserialize;
 
 use super::{json_body, query};
 use crate::{
     AppState,
-    auth::{ManagedTenant, TenantParam},
+    auth::{self, ManagedTenant, TenantParam},
     dto::{RunDto, TriggerBody, TriggerSchema},
     envelope::{ErrorEnvelope, ListMeta, Pagination, RunEnvelope, RunListEnvelope},
     error::ApiError,
@@ -70,19 +70,14 @@ pub async fn trigger(
 ) -> Result<HttpResponse, ApiError> {
     let body: TriggerBody = json_body(&req, payload, TRIGGER_BODY_LIMIT).await?;
     // A sent header is checked whether or not the body names the requester (which then wins).
-    let header = actor_header(req.headers())?;
-    let actor_header = match body.requested_by {
-        Some(_) => None,
-        // Without a named requester, a tenant's key is the requester.
-        None => header.or_else(|| Some(crate::auth::actor_of(&req).to_string())),
-    };
+    let on_behalf_of = actor_header(req.headers())?.unwrap_or_else(|| auth::actor_of(&req));
     let request = TriggerRequest {
         report_slug: body.report_slug,
         window: body.window,
         date_from: body.date_from,
         date_to: body.date_to,
         requested_by: body.requested_by,
-        actor_header,
+        on_behalf_of: Some(on_behalf_of),
     };
     let run = state.recompute.trigger(tenant.0, &request).await?;
     let location = format!("/api/v1/recomputations/{}", run.id);
@@ -92,16 +87,14 @@ pub async fn trigger(
 }
 
 /// The `X-Actor` header, checked as an actor name would be.
-fn actor_header(headers: &HeaderMap) -> Result<Option<String>, ValidationError> {
+fn actor_header(headers: &HeaderMap) -> Result<Option<Actor>, ValidationError> {
     headers
         .get(ACTOR_HEADER)
         .map(|value| {
             let text = value
                 .to_str()
                 .map_err(|_| ValidationError::new(ACTOR_HEADER, "must be printable ASCII text"))?;
-            domain::Actor::parse(text)
-                .map(|actor| actor.as_str().to_owned())
-                .map_err(|err| ValidationError::new(ACTOR_HEADER, err.message()))
+            Actor::parse(text).map_err(|err| ValidationError::new(ACTOR_HEADER, err.message()))
         })
         .transpose()
 }

@@ -10,11 +10,11 @@ use actix_web::{
 };
 use anyhow::{Context, Result};
 use application::{
-    Ports, RecomputeWorker, Services, Settings, TenancyService,
+    ManagementKey, Ports, RecomputeWorker, Services, Settings, TenancyService,
     ports::{RunQueue, RunStore},
 };
 use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
-use http_api::{AppState, HttpSettings, ManagementKey, RateLimit};
+use http_api::{AppState, HttpSettings, RateLimit};
 use memory_adapter::{InMemoryAdapters, ManualClock};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, macros::datetime};
@@ -60,6 +60,7 @@ impl Harness {
         let services = Services::assemble(
             ports,
             &Settings {
+                management_key: Some(ManagementKey::new(KEY)),
                 max_range_days: MAX_RANGE_DAYS,
                 version: "1.2.3-test".to_owned(),
                 ..Settings::default()
@@ -68,7 +69,6 @@ impl Harness {
         let state = AppState::new(
             &services,
             HttpSettings {
-                management_key: ManagementKey::new(KEY),
                 rate_limit: RateLimit::disabled(),
                 replay_bytes: 1 << 20,
                 body_timeout: Duration::from_secs(30),
