@@ -10,6 +10,7 @@ use domain::{
     ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
 };
 
+use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::digest::sha256_hex;
@@ -59,11 +60,23 @@ pub enum Principal {
     },
 }
 
-/// A newly created key: shown once, never stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A newly created key: shown once, never stored, and never printed by `{:?}`.
+#[derive(Debug, Clone)]
 pub struct IssuedKey {
     pub key: ApiKey,
-    pub secret: String,
+    pub secret: SecretString,
+}
+
+/// `N` bytes from the operating system's random source, as `2 * N` lowercase hex digits: key
+/// material.
+///
+/// # Errors
+/// When the random source fails.
+pub fn random_hex<const N: usize>() -> Result<String, TenancyServiceError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| TenancyServiceError::Unexpected(anyhow::anyhow!("random source: {err}")))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// The SHA-256 (hex) of a key, [`key_digest`](crate::digest::key_digest) as stored and looked
@@ -275,11 +288,7 @@ impl TenancyService {
             )
             .into());
         }
-        let secret = format!(
-            "pga_{}{}",
-            domain::RunId::generate().as_uuid().simple(),
-            domain::RunId::generate().as_uuid().simple()
-        );
+        let secret = format!("pga_{}", random_hex::<32>()?);
         let key = self
             .keys
             .create(&NewApiKey {
@@ -291,7 +300,10 @@ impl TenancyService {
                 created_at: self.clock.now(),
             })
             .await?;
-        Ok(IssuedKey { key, secret })
+        Ok(IssuedKey {
+            key,
+            secret: SecretString::from(secret),
+        })
     }
 
     /// The keys of `tenant`.

@@ -16,6 +16,7 @@ use domain::{
     RunStatus, TenantId, Window, demo,
 };
 use memory_adapter::{InMemoryAdapters, ManualClock};
+use secrecy::ExposeSecret;
 use time::{
     OffsetDateTime,
     macros::{date, datetime},
@@ -1381,7 +1382,7 @@ async fn verified_key(service: &application::TenancyService) -> Result<applicati
         .issue_key(TENANT, &[domain::Scope::Read], "reader")
         .await?;
     service
-        .authenticate(&issued.secret)
+        .authenticate(issued.secret.expose_secret())
         .await?
         .context("verified")?;
     Ok(issued)
@@ -1397,7 +1398,10 @@ async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Resu
     h.clock.advance(time::Duration::minutes(10));
 
     ensure!(
-        service.authenticate(&issued.secret).await?.is_some(),
+        service
+            .authenticate(issued.secret.expose_secret())
+            .await?
+            .is_some(),
         "a key verified ten minutes before the store failed is still accepted"
     );
     ensure!(
@@ -1406,7 +1410,10 @@ async fn a_verified_key_is_accepted_while_the_key_store_is_unavailable() -> Resu
     );
     h.clock.advance(time::Duration::minutes(6));
     ensure!(
-        service.authenticate(&issued.secret).await.is_err(),
+        service
+            .authenticate(issued.secret.expose_secret())
+            .await
+            .is_err(),
         "past the outage grace, the key store must answer again"
     );
     Ok(())
@@ -1423,14 +1430,20 @@ async fn a_revocation_elsewhere_takes_effect_within_the_key_cache_ttl() -> Resul
     command.revoke_key(TENANT, &issued.key.prefix).await?;
 
     ensure!(
-        serving.authenticate(&issued.secret).await?.is_some(),
+        serving
+            .authenticate(issued.secret.expose_secret())
+            .await?
+            .is_some(),
         "within the TTL the serving process has not looked again"
     );
     h.clock.advance(time::Duration::try_from(
         application::tenancy::DEFAULT_KEY_CACHE_TTL,
     )?);
     ensure!(
-        serving.authenticate(&issued.secret).await?.is_none(),
+        serving
+            .authenticate(issued.secret.expose_secret())
+            .await?
+            .is_none(),
         "once the TTL has passed the revocation is seen"
     );
     Ok(())
@@ -1445,7 +1458,10 @@ async fn a_revocation_in_the_same_process_takes_effect_at_once() -> Result<()> {
     service.revoke_key(TENANT, &issued.key.prefix).await?;
 
     ensure!(
-        service.authenticate(&issued.secret).await?.is_none(),
+        service
+            .authenticate(issued.secret.expose_secret())
+            .await?
+            .is_none(),
         "revoked at once"
     );
     Ok(())

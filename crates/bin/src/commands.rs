@@ -9,6 +9,7 @@ use domain::{RunStatus, TenantId, dates::format_date};
 use tracing::warn;
 
 use application::Services;
+use secrecy::ExposeSecret;
 
 use crate::{config::Config, wiring};
 
@@ -268,7 +269,7 @@ pub async fn create_api_key(
     let mut out = std::io::stdout().lock();
     if json {
         let mut object = key_json(&issued.key, tenant);
-        object["key"] = serde_json::Value::String(issued.secret);
+        object["key"] = serde_json::Value::String(issued.secret.expose_secret().to_owned());
         writeln!(out, "{object}")?;
     } else {
         let scopes: Vec<&str> = issued.key.scopes.iter().map(|s| s.as_str()).collect();
@@ -279,7 +280,7 @@ pub async fn create_api_key(
             scopes.join(", ")
         )?;
         writeln!(out, "the key is shown once; store it now:")?;
-        writeln!(out, "{}", issued.secret)?;
+        writeln!(out, "{}", issued.secret.expose_secret())?;
     }
     Ok(())
 }

@@ -45,29 +45,12 @@
 //!
 //! An invalid value is an error naming the variable, never a silent default.
 
-use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+use std::{net::IpAddr, str::FromStr, time::Duration};
 
-/// A secret that never prints itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+use secrecy::ExposeSecret;
 
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+/// A secret that never prints itself (`secrecy`): a URL with its password, a key.
+pub use secrecy::SecretString as Secret;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +146,7 @@ pub struct RecomputeConfig {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub http: HttpConfig,
     pub recompute: RecomputeConfig,
@@ -208,19 +191,20 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
-        let database_url = get("DATABASE_URL").map(Secret::new);
+        let database_url = get("DATABASE_URL").map(Secret::from);
         if let Some(url) = &database_url
-            && !(url.expose().starts_with("postgres://")
-                || url.expose().starts_with("postgresql://"))
+            && !(url.expose_secret().starts_with("postgres://")
+                || url.expose_secret().starts_with("postgresql://"))
         {
             return Err(ConfigError::new(
                 "DATABASE_URL",
                 "must be a postgres:// or postgresql:// URL",
             ));
         }
-        let redis_url = get("REDIS_URL").map(Secret::new);
+        let redis_url = get("REDIS_URL").map(Secret::from);
         if let Some(url) = &redis_url
-            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+            && !(url.expose_secret().starts_with("redis://")
+                || url.expose_secret().starts_with("rediss://"))
         {
             return Err(ConfigError::new(
                 "REDIS_URL",
@@ -230,7 +214,7 @@ impl Config {
 
         let (management_key, management_key_source) = match get("MANAGEMENT_API_KEY") {
             Some(key) if key.chars().count() >= MIN_KEY_LEN => {
-                (Some(Secret::new(key)), ManagementKeySource::Environment)
+                (Some(Secret::from(key)), ManagementKeySource::Environment)
             }
             Some(_) => {
                 return Err(ConfigError::new(
@@ -242,7 +226,7 @@ impl Config {
             // commands never serve, so they run without it.
             None if database_url.is_some() => (None, ManagementKeySource::Missing),
             None => (
-                Some(Secret::new(generate_key())),
+                Some(Secret::from(generate_key()?)),
                 ManagementKeySource::Generated,
             ),
         };
@@ -512,14 +496,14 @@ fn boolean(
     }
 }
 
-/// A random 48-character hex key taken from two v4 UUIDs (at least 180 random bits).
-fn generate_key() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )[..48]
-        .to_owned()
+/// A random 48-character hex key: 192 bits from the operating system's random source.
+fn generate_key() -> Result<String, ConfigError> {
+    application::tenancy::random_hex::<24>().map_err(|err| {
+        ConfigError::new(
+            "MANAGEMENT_API_KEY",
+            format!("could not generate one: {err}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -549,7 +533,7 @@ mod tests {
         assert_eq!(config.database.ingest_writers, 2);
         assert_eq!(config.management_key_source, ManagementKeySource::Generated);
         assert!(
-            config.management_key().unwrap().expose().len() >= MIN_KEY_LEN,
+            config.management_key().unwrap().expose_secret().len() >= MIN_KEY_LEN,
             "generated keys are long enough"
         );
         assert!(config.auto_migrate && !config.auto_seed);

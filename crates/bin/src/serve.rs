@@ -9,10 +9,11 @@ use anyhow::Context;
 use application::Services;
 use domain::{Scope, TenantId};
 use http_api::ServerSettings;
+use secrecy::ExposeSecret;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, ManagementKeySource, Secret},
+    config::{Config, ManagementKeySource},
     wiring,
 };
 
@@ -105,7 +106,7 @@ fn announce(config: &Config) {
         ManagementKeySource::Generated => warn!(
             management_key = config
                 .management_key()
-                .map(Secret::expose)
+                .map(ExposeSecret::expose_secret)
                 .unwrap_or_default(),
             "generated a management key for this process; send it as X-Management-Key (set MANAGEMENT_API_KEY to choose one)"
         ),
@@ -125,7 +126,7 @@ async fn issue_embedded_key(services: &Services) -> anyhow::Result<()> {
         .await
         .context("issuing the embedded demo API key")?;
     warn!(
-        api_key = issued.secret,
+        api_key = issued.secret.expose_secret(),
         "issued an API key of the default tenant (ingest, read, manage) for this process; send it as X-API-Key"
     );
     Ok(())

@@ -13,6 +13,7 @@ use redis_adapter::{
     NearCache, RedisCacheVersions, RedisClient, RedisConfig, RedisHealthProbe, RedisResponseCache,
     RedisScopeLock, VERSION_CHANNEL,
 };
+use secrecy::ExposeSecret;
 use tracing::info;
 
 use crate::config::Config;
@@ -66,7 +67,7 @@ pub fn postgres_pool(config: &Config) -> anyhow::Result<postgres_adapter::Pool> 
         .as_ref()
         .context("DATABASE_URL is not set")?;
     postgres_adapter::connect(&PostgresConfig {
-        url: url.expose().to_owned(),
+        url: url.expose_secret().to_owned(),
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout,
         statement_timeout: config.database.statement_timeout,
@@ -119,7 +120,7 @@ pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
         return Ok(ports);
     };
     let client = RedisClient::new(&RedisConfig {
-        url: url.expose().to_owned(),
+        url: url.expose_secret().to_owned(),
         key_prefix: config.redis.key_prefix.clone(),
         command_timeout: config.redis.command_timeout,
         retry_after: config.redis.retry_after,
@@ -127,7 +128,7 @@ pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
     })?;
     let near = NearCache::new(config.redis.local_cache_bytes);
     near.listen(
-        url.expose(),
+        url.expose_secret(),
         client.key(VERSION_CHANNEL),
         config.redis.retry_after,
         config.redis.command_timeout,
@@ -174,7 +175,7 @@ pub fn settings(config: &Config) -> Settings {
         management_key: config
             .management_key()
             .ok()
-            .map(|key| ManagementKey::new(key.expose())),
+            .map(|key| ManagementKey::new(key.expose_secret())),
         max_range_days: config.recompute.max_range_days,
         lock_ttl: config.recompute.lock_ttl,
         lease: config.recompute.lease,

@@ -12,6 +12,7 @@ use memory_adapter::ManualClock;
 use pg_analytics::{config::Config, wiring};
 use postgres_adapter::testing::TestDatabase;
 use redis_adapter::testing::OwnRedis;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use time::{OffsetDateTime, macros::datetime};
 
@@ -446,7 +447,7 @@ async fn no_text_with_a_nul_character_reaches_postgres() -> Result<()> {
             app,
             test::TestRequest::post()
                 .uri(uri)
-                .insert_header(("X-API-Key", issued.secret.as_str()))
+                .insert_header(("X-API-Key", issued.secret.expose_secret()))
                 .set_json(body)
         );
         match field {

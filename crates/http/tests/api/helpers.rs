@@ -16,6 +16,7 @@ use application::{
 use domain::{PageRequest, RecomputeRun, RunFilter, Scope, TenantId};
 use http_api::{AppState, HttpSettings, RateLimit};
 use memory_adapter::{InMemoryAdapters, ManualClock};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use time::{OffsetDateTime, macros::datetime};
 
@@ -128,7 +129,13 @@ impl Harness {
 
     /// A new key of `tenant` with `scopes`; the secret to send as `X-API-Key`.
     pub async fn key(&self, tenant: TenantId, scopes: &[Scope]) -> Result<String> {
-        Ok(self.tenancy.issue_key(tenant, scopes, "test").await?.secret)
+        Ok(self
+            .tenancy
+            .issue_key(tenant, scopes, "test")
+            .await?
+            .secret
+            .expose_secret()
+            .to_owned())
     }
 
     /// A new tenant called `slug` with one source, `shopify`.

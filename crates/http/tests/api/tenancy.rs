@@ -8,6 +8,7 @@ use actix_web::{
 use anyhow::{Context, Result};
 use domain::{Scope, TenantId};
 use http_api::{RateLimit, build_app};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -433,11 +434,19 @@ async fn an_unknown_or_revoked_key_is_401_immediately() -> Result<()> {
     let app = test::init_service(build_app(h.state.clone())).await;
     let run = "/api/v1/reports/status-counts/run";
 
-    let before = send(&app, keyed(get(run), &issued.secret).to_request()).await;
+    let before = send(
+        &app,
+        keyed(get(run), issued.secret.expose_secret()).to_request(),
+    )
+    .await;
     h.tenancy
         .revoke_key(TenantId::DEFAULT, &issued.key.prefix)
         .await?;
-    let after = send(&app, keyed(get(run), &issued.secret).to_request()).await;
+    let after = send(
+        &app,
+        keyed(get(run), issued.secret.expose_secret()).to_request(),
+    )
+    .await;
     let unknown = send(&app, keyed(get(run), "pga_made-up").to_request()).await;
     let blank = send(&app, keyed(get(run), "  ").to_request()).await;
 
@@ -446,7 +455,10 @@ async fn an_unknown_or_revoked_key_is_401_immediately() -> Result<()> {
     unknown.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     blank.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert!(
-        !after.body.to_string().contains(&issued.secret),
+        !after
+            .body
+            .to_string()
+            .contains(issued.secret.expose_secret()),
         "the key is never echoed"
     );
     Ok(())
