@@ -1,61 +1,28 @@
-//! Typed configuration, read once from the environment at start-up.
+//! Typed configuration, declared once: each setting is a field named after its environment
+//! variable, which clap reads (or the matching `--flag`, which wins), checks against its rule and
+//! lists with its default in `pg-analytics --help`. `.env.example` is checked against these
+//! declarations by a test.
 //!
-//! Every variable, its default and its rule:
-//!
-//! | variable | default | rule |
-//! |---|---|---|
-//! | `APP_HOST` | `0.0.0.0` | an IP address to listen on |
-//! | `APP_PORT` | `3004` | 1..=65535 |
-//! | `APP_VERSION` | the crate version | reported by `/health` |
-//! | `DATABASE_URL` | unset | a `postgres://` URL; unset means embedded in-memory mode |
-//! | `REDIS_URL` | unset | a `redis://` URL; unset means in-process cache and locks |
-//! | `REDIS_KEY_PREFIX` | empty | prepended to every key, to share one Redis between deployments |
-//! | `REDIS_COMMAND_TIMEOUT_MS` | `250` | 10..=10000: the longest one Redis command may take |
-//! | `REDIS_RETRY_AFTER_MS` | `1000` | 50..=60000: how long to leave a failed Redis alone before trying again |
-//! | `REDIS_MAX_CONNECTIONS` | `16` | 1..=1000 |
-//! | `RESPONSE_CACHE_MB` | `32` | 0..=4096: without `REDIS_URL`, report results cached in this process, oldest out first; 0 caches none |
-//! | `REDIS_LOCAL_CACHE_MB` | `32` | 0..=4096: cache entries this process holds in memory while it follows version changes; 0 asks Redis on every read |
-//! | `DATABASE_MAX_CONNECTIONS` | `16` | 1..=1000: the pool size of this process |
-//! | `INGEST_WRITERS` | `2` | 1..=64: gathered ingestion transactions written at once, each on a connection of its own besides the pool |
-//! | `DATABASE_ACQUIRE_TIMEOUT_SECS` | `5` | 1..=300: wait for a connection before answering 503 |
-//! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `600` | 1..=86400: the server-side limit of one statement |
-//! | `MANAGEMENT_API_KEY` | generated in embedded mode | at least 16 characters; required to serve with `DATABASE_URL` |
-//! | `APP_AUTO_MIGRATE` | `true` | boolean |
-//! | `APP_AUTO_SEED` | `false` | boolean; always on in embedded mode |
-//! | `APP_SEED_EVENTS` | `25000` | demo events an automatic seed writes, 1..=100000000 |
-//! | `MAX_REPORT_RANGE_DAYS` | `366` | 1..=3660 |
-//! | `REPORT_REPLAY_MB` | `16` | 0..=4096: bodies of report cache hits this process keeps and sends again to the same request while the version, TTL and UTC day hold, a second at most; 0 runs every read |
-//! | `RECOMPUTE_LOCK_TTL_SECS` | `900` | 1..=86400 |
-//! | `RECOMPUTE_WORKERS` | `1` | 0..=64; 0 means this process never runs recomputes |
-//! | `RECOMPUTE_QUEUE_SIZE` | `64` | 1..=100000 |
-//! | `RECOMPUTE_LEASE_SECS` | `60` | 3..=3600: how long a claimed run survives its worker's silence |
-//! | `RECOMPUTE_POLL_INTERVAL_MS` | `1000` | 50..=60000: how often idle workers look for runs queued elsewhere |
-//! | `RATE_LIMIT_PER_SECOND` | `0` (off) | requests per second allowed to each API key, 0..=100000 |
-//! | `RATE_LIMIT_BURST` | `100` | 1..=1000000: requests an API key may make at once before the rate applies |
-//! | `API_KEY_CACHE_SECS` | `30` | 0..=3600: how long a key lookup is reused, so the longest a revocation made by another process takes to reach this one; 0 looks every key up |
-//! | `API_KEY_OUTAGE_GRACE_SECS` | `900` | 0..=86400: while the key store is unreachable, keys this process verified this recently are still accepted; 0 refuses them |
-//! | `HTTP_WORKERS` | the number of CPUs | 1..=256 |
-//! | `HTTP_REQUEST_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send its request head; past it a 408 |
-//! | `HTTP_BODY_TIMEOUT_SECS` | `30` | 1..=3600: time for a client to send a request body a route reads; past it a 408 |
-//! | `HTTP_MAX_CONNECTIONS_PER_CLIENT` | `256` | 0..=1000000: connections one client address may hold open; beyond it a 429; 0 for no limit |
-//! | `HTTP_KEEP_ALIVE_SECS` | `75` | 0..=3600; 0 disables keep-alive |
-//! | `HTTP_SHUTDOWN_TIMEOUT_SECS` | `30` | 0..=3600: grace for in-flight requests on shutdown |
-//! | `LOG_FORMAT` | `pretty` | `pretty` or `json` |
-//! | `RUST_LOG` | `info` | a tracing filter |
-//!
-//! An invalid value is an error naming the variable, never a silent default.
+//! An invalid value stops the process with an error naming the variable, never a silent
+//! default. A variable set to an empty value counts as unset.
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::{ffi::OsStr, net::IpAddr, ops::RangeInclusive, time::Duration};
 
-use secrecy::ExposeSecret;
+use clap::{
+    ArgAction, Args, Command, FromArgMatches,
+    builder::{BoolishValueParser, RangedU64ValueParser, TypedValueParser},
+    error::{ContextKind, ContextValue, ErrorKind},
+};
 
 /// A secret that never prints itself (`secrecy`): a URL with its password, a key.
 pub use secrecy::SecretString as Secret;
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
     Pretty,
+    /// One JSON object per line.
     Json,
 }
 
@@ -63,372 +30,286 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    /// The environment variable at fault.
+    pub variable: String,
     pub message: String,
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+    fn new(variable: &str, message: impl Into<String>) -> Self {
         Self {
-            variable,
+            variable: variable.to_owned(),
             message: message.into(),
         }
     }
 }
 
+impl From<clap::Error> for ConfigError {
+    fn from(err: clap::Error) -> Self {
+        // The argument reads `--app-port <APP_PORT>`: the value name is the variable.
+        let variable = match err.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) => arg
+                .split_once('<')
+                .and_then(|(_, rest)| rest.strip_suffix('>'))
+                .unwrap_or(arg)
+                .to_owned(),
+            _ => String::new(),
+        };
+        Self {
+            variable,
+            message: err.render().to_string().trim().to_owned(),
+        }
+    }
+}
+
 /// Where the management key came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ManagementKeySource {
     Environment,
     /// Generated at start-up because none was set in embedded mode.
     Generated,
     /// None was set, and the process has a database: it may run commands, not serve.
+    #[default]
     Missing,
 }
 
-/// HTTP server settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The HTTP server and what it allows each client.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
 pub struct HttpConfig {
-    pub host: IpAddr,
-    pub port: u16,
-    pub workers: usize,
-    pub request_timeout: Duration,
-    /// How long a route may wait for the whole body of a request.
-    pub body_timeout: Duration,
-    pub keep_alive: Duration,
-    pub shutdown_timeout: Duration,
-    /// Connections one client address may hold open at once; 0 for no limit.
-    pub max_connections_per_client: usize,
-    /// Bytes of report hit bodies kept to be sent again; 0 keeps none.
-    pub replay_bytes: usize,
-    /// Bytes of report results cached in process when there is no Redis.
-    pub response_cache_bytes: usize,
+    /// The IP address to listen on.
+    #[arg(long, env, default_value = "0.0.0.0")]
+    pub app_host: IpAddr,
+    /// The port to listen on, 1 to 65535.
+    #[arg(long, env, default_value = "3004", value_parser = clap::value_parser!(u16).range(1..))]
+    pub app_port: u16,
+    /// Threads serving HTTP, 1 to 256 [default: the number of CPUs].
+    #[arg(long, env, value_parser = between::<usize>(1..=256))]
+    pub http_workers: Option<usize>,
+    /// Seconds a client has to send its request head, 1 to 3600; past it a 408.
+    #[arg(long, env, default_value = "30", value_parser = seconds(1..=3600))]
+    pub http_request_timeout_secs: Duration,
+    /// Seconds a client has to send a body a route reads, 1 to 3600; past it a 408.
+    #[arg(long, env, default_value = "30", value_parser = seconds(1..=3600))]
+    pub http_body_timeout_secs: Duration,
+    /// Connections one client address may hold open, 0 to 1000000 (0: no limit; raise it
+    /// behind a proxy); beyond it a 429.
+    #[arg(long, env, default_value = "256", value_parser = between::<usize>(0..=1_000_000))]
+    pub http_max_connections_per_client: usize,
+    /// Seconds an idle keep-alive connection stays open, 0 to 3600 (0: no keep-alive).
+    #[arg(long, env, default_value = "75", value_parser = seconds(0..=3600))]
+    pub http_keep_alive_secs: Duration,
+    /// Seconds in-flight requests have to finish on shutdown, 0 to 3600.
+    #[arg(long, env, default_value = "30", value_parser = seconds(0..=3600))]
+    pub http_shutdown_timeout_secs: Duration,
+    /// Requests per second allowed to each API key, 0 to 100000 (a token bucket per key, in each
+    /// process; 0: no limit).
+    #[arg(long, env, default_value = "0", value_parser = per_second)]
+    pub rate_limit_per_second: f64,
+    /// Requests an API key may make at once before the rate applies, 1 to 1000000.
+    #[arg(long, env, default_value = "100", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
+    /// MiB of report cache hit bodies kept and sent again to the same request while the
+    /// version, TTL and UTC day hold, a second at most; 0 to 4096 (0: every read runs).
+    #[arg(long, env, default_value = "16", value_parser = mebibytes())]
+    pub report_replay_mb: usize,
 }
 
-/// PostgreSQL pool settings (used when `DATABASE_URL` is set).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl HttpConfig {
+    /// `HTTP_WORKERS`, or the number of CPUs.
+    pub fn workers(&self) -> usize {
+        self.http_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// `RATE_LIMIT_PER_SECOND`, unless it is 0 (off).
+    pub fn rate_limit(&self) -> Option<f64> {
+        (self.rate_limit_per_second > 0.0).then_some(self.rate_limit_per_second)
+    }
+}
+
+/// PostgreSQL, and what the process does to it at start-up.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "PostgreSQL")]
 pub struct DatabaseConfig {
-    pub max_connections: usize,
-    /// Gathered ingestion transactions written at once, each on a connection of its own.
+    /// A postgres:// URL. Without it the service runs on the embedded in-memory default, seeded
+    /// with the demo data set; nothing is persisted.
+    #[arg(long, env, hide_env_values = true, value_parser = SecretParser(url_of_postgres))]
+    pub database_url: Option<Secret>,
+    /// The pool size of this process, 1 to 1000.
+    #[arg(long, env, default_value = "16", value_parser = between::<usize>(1..=1000))]
+    pub database_max_connections: usize,
+    /// Seconds to wait for a pool connection before answering 503, 1 to 300.
+    #[arg(long, env, default_value = "5", value_parser = seconds(1..=300))]
+    pub database_acquire_timeout_secs: Duration,
+    /// The server-side limit of one statement in seconds, 1 to 86400.
+    #[arg(long, env, default_value = "600", value_parser = seconds(1..=86_400))]
+    pub database_statement_timeout_secs: Duration,
+    /// Gathered ingestion transactions written at once, each on a connection of its own
+    /// besides the pool, 1 to 64.
+    #[arg(long, env, default_value_t = postgres_adapter::PostgresEventStore::DEFAULT_WRITERS, value_parser = between::<usize>(1..=64))]
     pub ingest_writers: usize,
-    pub acquire_timeout: Duration,
-    pub statement_timeout: Duration,
+    /// Apply pending migrations at start-up.
+    #[arg(long, env, default_value = "true", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub app_auto_migrate: bool,
+    /// Seed an empty database at start-up (always on in embedded mode).
+    #[arg(long, env, default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub app_auto_seed: bool,
+    /// Demo events an automatic seed writes, 1 to 100000000.
+    #[arg(long, env, default_value = "25000", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub app_seed_events: u64,
 }
 
-/// Redis settings (used when `REDIS_URL` is set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSettings {
-    pub key_prefix: String,
-    pub command_timeout: Duration,
-    pub retry_after: Duration,
-    pub max_connections: usize,
-    /// Bytes of cache entries held in process; 0 turns the in-process layer off.
-    pub local_cache_bytes: usize,
+/// The response cache, its versions and the scope locks: Redis, or this process.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache and Redis")]
+pub struct CacheConfig {
+    /// A redis:// URL. Without it the response cache, its versions and the recompute locks are
+    /// in this process.
+    #[arg(long, env, hide_env_values = true, value_parser = SecretParser(url_of_redis))]
+    pub redis_url: Option<Secret>,
+    /// Prepended to every key, to share one Redis between deployments.
+    #[arg(long, env, default_value = "")]
+    pub redis_key_prefix: String,
+    /// Milliseconds one Redis command may take, 10 to 10000.
+    #[arg(long, env, default_value = "250", value_parser = millis(10..=10_000))]
+    pub redis_command_timeout_ms: Duration,
+    /// Milliseconds to leave a failed Redis alone (serving without it) before trying again,
+    /// 50 to 60000.
+    #[arg(long, env, default_value = "1000", value_parser = millis(50..=60_000))]
+    pub redis_retry_after_ms: Duration,
+    /// Connections to Redis, 1 to 1000.
+    #[arg(long, env, default_value = "16", value_parser = between::<usize>(1..=1000))]
+    pub redis_max_connections: usize,
+    /// MiB of cache entries this process holds while it follows version changes, 0 to 4096
+    /// (0: ask Redis on every read).
+    #[arg(long, env, default_value = "32", value_parser = mebibytes())]
+    pub redis_local_cache_mb: usize,
+    /// Without REDIS_URL: MiB of report results cached in this process, oldest out first,
+    /// 0 to 4096 (0: cache none).
+    #[arg(long, env, default_value_t = memory_adapter::cache::DEFAULT_CAPACITY >> 20, value_parser = mebibytes())]
+    pub response_cache_mb: usize,
 }
 
-/// Per-API-key rate limiting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateLimitConfig {
-    /// Requests per second per key; `None` when off.
-    pub per_second: Option<f64>,
-    pub burst: u32,
-}
-
-/// Recompute settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Reports and recompute runs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Reports and recomputes")]
 pub struct RecomputeConfig {
-    pub lock_ttl: Duration,
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    pub workers: usize,
-    pub queue_size: usize,
-    pub max_range_days: u32,
+    /// The longest date range a report or a recompute may cover, in days, 1 to 3660.
+    #[arg(long, env, default_value = "366", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub max_report_range_days: u32,
+    /// Seconds a scope lock of a recompute lasts, 1 to 86400.
+    #[arg(long, env, default_value = "900", value_parser = seconds(1..=86_400))]
+    pub recompute_lock_ttl_secs: Duration,
+    /// Recompute workers in this process, 0 to 64 (0: this process never runs recomputes).
+    #[arg(long, env, default_value = "1", value_parser = between::<usize>(0..=64))]
+    pub recompute_workers: usize,
+    /// Runs that may wait in the queue, 1 to 100000; beyond it a trigger is refused with 503.
+    #[arg(long, env, default_value = "64", value_parser = between::<usize>(1..=100_000))]
+    pub recompute_queue_size: usize,
+    /// Seconds a claimed run survives its worker's silence before it is retried, 3 to 3600.
+    #[arg(long, env, default_value = "60", value_parser = seconds(3..=3600))]
+    pub recompute_lease_secs: Duration,
+    /// Milliseconds between an idle worker's looks for runs queued elsewhere, 50 to 60000.
+    #[arg(long, env, default_value = "1000", value_parser = millis(50..=60_000))]
+    pub recompute_poll_interval_ms: Duration,
+}
+
+/// The operator's key and what the process remembers of API keys.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Access")]
+pub struct AccessConfig {
+    /// The operator's key for the management routes, at least 16 characters. Required to serve
+    /// with DATABASE_URL (the one-shot commands run without it); in embedded mode a random one
+    /// is generated and logged at start-up.
+    #[arg(long, env, hide_env_values = true, value_parser = SecretParser(long_enough_key))]
+    management_api_key: Option<Secret>,
+    /// Seconds a key lookup is reused, 0 to 3600: the longest a revocation made by another
+    /// process takes to reach this one (0: look every key up).
+    #[arg(long, env, default_value = "30", value_parser = seconds(0..=3600))]
+    pub api_key_cache_secs: Duration,
+    /// Seconds, 0 to 86400: while the key store is unreachable, keys this process verified this
+    /// recently are still accepted (0: refuse them).
+    #[arg(long, env, default_value = "900", value_parser = seconds(0..=86_400))]
+    pub api_key_outage_grace_secs: Duration,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogConfig {
+    /// pretty (local) or json (production).
+    #[arg(long, env, default_value = "pretty", value_enum, ignore_case = true)]
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. info or pg_analytics=debug,info.
+    #[arg(long, env, default_value = "info", value_parser = log_filter)]
+    pub rust_log: String,
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// The version GET /api/v1/health reports.
+    #[arg(long, env, default_value = env!("CARGO_PKG_VERSION"))]
+    pub app_version: String,
+    #[command(flatten)]
     pub http: HttpConfig,
-    pub recompute: RecomputeConfig,
-    pub version: String,
-    pub database_url: Option<Secret>,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub redis_url: Option<Secret>,
-    pub redis: RedisSettings,
-    pub rate_limit: RateLimitConfig,
-    /// What the process remembers of API keys.
-    pub api_keys: application::KeyCacheSettings,
-    /// The management key; `None` only with a database and no `MANAGEMENT_API_KEY`, which
-    /// the one-shot commands accept and `serve` refuses (see [`Config::management_key`]).
-    management_key: Option<Secret>,
+    #[command(flatten)]
+    pub cache: CacheConfig,
+    #[command(flatten)]
+    pub recompute: RecomputeConfig,
+    #[command(flatten)]
+    pub access: AccessConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+    #[arg(skip)]
     pub management_key_source: ManagementKeySource,
-    pub auto_migrate: bool,
-    pub auto_seed: bool,
-    pub seed_events: u64,
-    pub log_format: LogFormat,
 }
 
 /// The shortest management key accepted.
 pub const MIN_KEY_LEN: usize = 16;
 
 impl Config {
-    /// Reads the configuration from the process environment.
-    ///
-    /// # Errors
-    /// The first invalid variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    /// Reads the configuration through `lookup` instead of the process environment (tests and
+    /// tools); the same declarations, rules and errors as the command line.
     ///
     /// # Errors
     /// The first invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-
-        let database_url = get("DATABASE_URL").map(Secret::from);
-        if let Some(url) = &database_url
-            && !(url.expose_secret().starts_with("postgres://")
-                || url.expose_secret().starts_with("postgresql://"))
-        {
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "must be a postgres:// or postgresql:// URL",
-            ));
+        let command = Self::augment_args(Command::new("pg-analytics"));
+        let mut argv = vec!["pg-analytics".to_owned()];
+        for arg in command.get_arguments() {
+            if let (Some(name), Some(long)) =
+                (arg.get_env().and_then(OsStr::to_str), arg.get_long())
+                && let Some(value) = lookup(name).filter(|value| !value.trim().is_empty())
+            {
+                argv.push(format!("--{long}={value}"));
+            }
         }
-        let redis_url = get("REDIS_URL").map(Secret::from);
-        if let Some(url) = &redis_url
-            && !(url.expose_secret().starts_with("redis://")
-                || url.expose_secret().starts_with("rediss://"))
-        {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "must be a redis:// or rediss:// URL",
-            ));
-        }
+        let command = command.mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(argv)?;
+        Self::from_arg_matches(&matches)?.finish()
+    }
 
-        let (management_key, management_key_source) = match get("MANAGEMENT_API_KEY") {
-            Some(key) if key.chars().count() >= MIN_KEY_LEN => {
-                (Some(Secret::from(key)), ManagementKeySource::Environment)
-            }
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "MANAGEMENT_API_KEY",
-                    format!("must be at least {MIN_KEY_LEN} characters"),
-                ));
-            }
-            // Serving on a database needs it (see `Config::management_key`); the one-shot
-            // commands never serve, so they run without it.
-            None if database_url.is_some() => (None, ManagementKeySource::Missing),
-            None => (
-                Some(Secret::from(generate_key()?)),
-                ManagementKeySource::Generated,
-            ),
-        };
-
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let http = HttpConfig {
-            host: parse(
-                &get,
-                "APP_HOST",
-                "0.0.0.0".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                |_| true,
-                "an IP address",
-            )?,
-            port: parse(
-                &get,
-                "APP_PORT",
-                3004u16,
-                |p| *p >= 1,
-                "a port between 1 and 65535",
-            )?,
-            workers: parse(
-                &get,
-                "HTTP_WORKERS",
-                cpus,
-                |n| (1..=256).contains(n),
-                "an integer between 1 and 256",
-            )?,
-            request_timeout: secs(&get, "HTTP_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?,
-            body_timeout: secs(&get, "HTTP_BODY_TIMEOUT_SECS", 30, 1, 3600)?,
-            max_connections_per_client: parse(
-                &get,
-                "HTTP_MAX_CONNECTIONS_PER_CLIENT",
-                256usize,
-                |n| *n <= 1_000_000,
-                "a number of connections between 0 and 1000000",
-            )?,
-            keep_alive: secs(&get, "HTTP_KEEP_ALIVE_SECS", 75, 0, 3600)?,
-            shutdown_timeout: secs(&get, "HTTP_SHUTDOWN_TIMEOUT_SECS", 30, 0, 3600)?,
-            replay_bytes: parse(
-                &get,
-                "REPORT_REPLAY_MB",
-                16usize,
-                |n| *n <= 4096,
-                "a number of MiB between 0 and 4096",
-            )? << 20,
-            response_cache_bytes: parse(
-                &get,
-                "RESPONSE_CACHE_MB",
-                memory_adapter::cache::DEFAULT_CAPACITY >> 20,
-                |n| *n <= 4096,
-                "a number of MiB between 0 and 4096",
-            )? << 20,
-        };
-        let recompute = RecomputeConfig {
-            lock_ttl: secs(&get, "RECOMPUTE_LOCK_TTL_SECS", 900, 1, 86_400)?,
-            lease: secs(&get, "RECOMPUTE_LEASE_SECS", 60, 3, 3600)?,
-            poll_interval: Duration::from_millis(parse(
-                &get,
-                "RECOMPUTE_POLL_INTERVAL_MS",
-                1000u64,
-                |n| (50..=60_000).contains(n),
-                "a number of milliseconds between 50 and 60000",
-            )?),
-            workers: parse(
-                &get,
-                "RECOMPUTE_WORKERS",
-                1usize,
-                |n| *n <= 64,
-                "an integer between 0 and 64",
-            )?,
-            queue_size: parse(
-                &get,
-                "RECOMPUTE_QUEUE_SIZE",
-                64usize,
-                |n| (1..=100_000).contains(n),
-                "an integer between 1 and 100000",
-            )?,
-            max_range_days: parse(
-                &get,
-                "MAX_REPORT_RANGE_DAYS",
-                366u32,
-                |n| (1..=3660).contains(n),
-                "an integer between 1 and 3660",
-            )?,
-        };
-        let log_format = match get("LOG_FORMAT")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    format!("must be pretty or json, got {other:?}"),
-                ));
-            }
-        };
-        let database = DatabaseConfig {
-            max_connections: parse(
-                &get,
-                "DATABASE_MAX_CONNECTIONS",
-                16usize,
-                |n| (1..=1000).contains(n),
-                "an integer between 1 and 1000",
-            )?,
-            ingest_writers: parse(
-                &get,
-                "INGEST_WRITERS",
-                postgres_adapter::PostgresEventStore::DEFAULT_WRITERS,
-                |n| (1..=64).contains(n),
-                "an integer between 1 and 64",
-            )?,
-            acquire_timeout: secs(&get, "DATABASE_ACQUIRE_TIMEOUT_SECS", 5, 1, 300)?,
-            statement_timeout: secs(&get, "DATABASE_STATEMENT_TIMEOUT_SECS", 600, 1, 86_400)?,
-        };
-        let millis = |name: &'static str, default: u64, min: u64, max: u64| {
-            parse(
-                &get,
-                name,
-                default,
-                |n| (min..=max).contains(n),
-                &format!("a number of milliseconds between {min} and {max}"),
-            )
-            .map(Duration::from_millis)
-        };
-        let redis = RedisSettings {
-            key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_default(),
-            command_timeout: millis("REDIS_COMMAND_TIMEOUT_MS", 250, 10, 10_000)?,
-            retry_after: millis("REDIS_RETRY_AFTER_MS", 1_000, 50, 60_000)?,
-            max_connections: parse(
-                &get,
-                "REDIS_MAX_CONNECTIONS",
-                16usize,
-                |n| (1..=1000).contains(n),
-                "an integer between 1 and 1000",
-            )?,
-            local_cache_bytes: parse(
-                &get,
-                "REDIS_LOCAL_CACHE_MB",
-                32usize,
-                |n| *n <= 4096,
-                "a number of MiB between 0 and 4096",
-            )? << 20,
-        };
-        let per_second: f64 = parse(
-            &get,
-            "RATE_LIMIT_PER_SECOND",
-            0.0,
-            |n| (0.0..=100_000.0).contains(n),
-            "a number of requests per second between 0 and 100000",
-        )?;
-        let rate_limit = RateLimitConfig {
-            per_second: (per_second > 0.0).then_some(per_second),
-            burst: parse(
-                &get,
-                "RATE_LIMIT_BURST",
-                100u32,
-                |n| (1..=1_000_000).contains(n),
-                "an integer between 1 and 1000000",
-            )?,
-        };
-        let api_keys = application::KeyCacheSettings {
-            ttl: secs(
-                &get,
-                "API_KEY_CACHE_SECS",
-                application::tenancy::DEFAULT_KEY_CACHE_TTL.as_secs(),
-                0,
-                3600,
-            )?,
-            outage_grace: secs(
-                &get,
-                "API_KEY_OUTAGE_GRACE_SECS",
-                application::tenancy::DEFAULT_KEY_OUTAGE_GRACE.as_secs(),
-                0,
-                86_400,
-            )?,
-        };
-        Ok(Self {
-            http,
-            recompute,
-            database,
-            redis,
-            rate_limit,
-            api_keys,
-            version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-            auto_migrate: boolean(&get, "APP_AUTO_MIGRATE", true)?,
-            auto_seed: boolean(&get, "APP_AUTO_SEED", false)?,
-            seed_events: parse(
-                &get,
-                "APP_SEED_EVENTS",
-                25_000u64,
-                |n| (1..=100_000_000).contains(n),
-                "an integer between 1 and 100000000",
-            )?,
-            database_url,
-            redis_url,
-            management_key,
-            management_key_source,
-            log_format,
-        })
+    /// Completes a parsed configuration: the management key generated in embedded mode.
+    ///
+    /// # Errors
+    /// When no key can be generated.
+    pub fn finish(mut self) -> Result<Self, ConfigError> {
+        self.management_key_source =
+            match (&self.access.management_api_key, &self.database.database_url) {
+                (Some(_), _) => ManagementKeySource::Environment,
+                // Serving on a database needs one (see `Config::management_key`); the one-shot
+                // commands never serve, so they run without it.
+                (None, Some(_)) => ManagementKeySource::Missing,
+                (None, None) => {
+                    self.access.management_api_key = Some(Secret::from(generate_key()?));
+                    ManagementKeySource::Generated
+                }
+            };
+        Ok(self)
     }
 
     /// The management key a serving process answers to.
@@ -436,7 +317,7 @@ impl Config {
     /// # Errors
     /// On `MANAGEMENT_API_KEY` when `DATABASE_URL` is set and no key is.
     pub fn management_key(&self) -> Result<&Secret, ConfigError> {
-        self.management_key.as_ref().ok_or_else(|| {
+        self.access.management_api_key.as_ref().ok_or_else(|| {
             ConfigError::new(
                 "MANAGEMENT_API_KEY",
                 format!(
@@ -446,53 +327,114 @@ impl Config {
         })
     }
 
+    /// What the process remembers of API keys.
+    pub fn key_cache(&self) -> application::KeyCacheSettings {
+        application::KeyCacheSettings {
+            ttl: self.access.api_key_cache_secs,
+            outage_grace: self.access.api_key_outage_grace_secs,
+        }
+    }
+
     /// Whether the process runs on the in-memory adapters.
     pub fn is_embedded(&self) -> bool {
-        self.database_url.is_none()
+        self.database.database_url.is_none()
     }
 }
 
-fn parse<T: FromStr>(
-    get: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: T,
-    valid: impl Fn(&T) -> bool,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse::<T>()
-            .ok()
-            .filter(|value| valid(value))
-            .ok_or_else(|| ConfigError::new(name, format!("must be {expected}, got {raw:?}"))),
-    }
+/// `command` reading a variable set to an empty value as unset (as `VAR=` in a compose file
+/// means), so its default applies.
+pub fn blank_variables_unset(command: Command) -> Command {
+    command.mut_args(|arg| {
+        let blank = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.to_string_lossy().trim().is_empty());
+        if blank { arg.env(None) } else { arg }
+    })
 }
 
-fn secs(
-    get: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<Duration, ConfigError> {
-    let expected = format!("a number of seconds between {min} and {max}");
-    parse(get, name, default, |n| (min..=max).contains(n), &expected).map(Duration::from_secs)
+/// An integer in `range`, as `T`.
+fn between<T>(range: RangeInclusive<u64>) -> RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    RangedU64ValueParser::<T>::new().range(range)
 }
 
-fn boolean(
-    get: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError::new(
-            name,
-            format!("must be true or false, got {other:?}"),
-        )),
+/// A number of seconds in `range`.
+fn seconds(range: RangeInclusive<u64>) -> impl TypedValueParser<Value = Duration> {
+    between::<u64>(range).map(Duration::from_secs)
+}
+
+/// A number of milliseconds in `range`.
+fn millis(range: RangeInclusive<u64>) -> impl TypedValueParser<Value = Duration> {
+    between::<u64>(range).map(Duration::from_millis)
+}
+
+/// A number of MiB from 0 to 4096, as bytes.
+fn mebibytes() -> impl TypedValueParser<Value = usize> {
+    between::<usize>(0..=4096).map(|mib| mib << 20)
+}
+
+fn per_second(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|rate| (0.0..=100_000.0).contains(rate))
+        .ok_or_else(|| "expected a number of requests per second between 0 and 100000".to_owned())
+}
+
+fn log_filter(raw: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|err| err.to_string())
+}
+
+fn url_of_postgres(raw: &str) -> Result<(), String> {
+    (raw.starts_with("postgres://") || raw.starts_with("postgresql://"))
+        .then_some(())
+        .ok_or_else(|| "must be a postgres:// or postgresql:// URL".to_owned())
+}
+
+fn url_of_redis(raw: &str) -> Result<(), String> {
+    (raw.starts_with("redis://") || raw.starts_with("rediss://"))
+        .then_some(())
+        .ok_or_else(|| "must be a redis:// or rediss:// URL".to_owned())
+}
+
+fn long_enough_key(raw: &str) -> Result<(), String> {
+    (raw.chars().count() >= MIN_KEY_LEN)
+        .then_some(())
+        .ok_or_else(|| format!("must be at least {MIN_KEY_LEN} characters"))
+}
+
+/// A secret checked by its rule; unlike clap's own parsers, an error never repeats the value.
+#[derive(Clone)]
+struct SecretParser(fn(&str) -> Result<(), String>);
+
+impl TypedValueParser for SecretParser {
+    type Value = Secret;
+
+    fn parse_ref(
+        &self,
+        command: &Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Secret, clap::Error> {
+        let name = arg.map(ToString::to_string).unwrap_or_default();
+        let checked = value
+            .to_str()
+            .ok_or_else(|| "must be UTF-8".to_owned())
+            .and_then(|text| (self.0)(text).map(|()| text));
+        checked.map(Secret::from).map_err(|reason| {
+            let mut err = clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid value for '{name}' (not shown): {reason}\n"),
+            )
+            .with_cmd(command);
+            err.insert(ContextKind::InvalidArg, ContextValue::String(name));
+            err
+        })
     }
 }
 
@@ -508,7 +450,9 @@ fn generate_key() -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
+
+    use secrecy::ExposeSecret;
 
     use super::*;
 
@@ -520,30 +464,90 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    /// Every variable with its default, as the declarations give them.
+    fn declared() -> BTreeMap<String, Option<String>> {
+        Config::augment_args(Command::new("pg-analytics"))
+            .get_arguments()
+            .filter_map(|arg| {
+                let name = arg.get_env()?.to_str()?.to_owned();
+                let default = arg
+                    .get_default_values()
+                    .first()
+                    .map(|value| value.to_string_lossy().into_owned());
+                Some((name, default))
+            })
+            .collect()
+    }
+
     #[test]
     fn defaults_give_an_embedded_service_with_a_generated_key() {
         let config = config(&[]).unwrap();
         assert!(config.is_embedded());
-        assert_eq!(config.http.port, 3004);
-        assert_eq!(config.recompute.max_range_days, 366);
-        assert_eq!(config.recompute.lock_ttl, Duration::from_secs(900));
-        assert_eq!(config.recompute.workers, 1);
-        assert_eq!(config.recompute.queue_size, 64);
-        assert_eq!(config.http.replay_bytes, 16 << 20);
+        assert_eq!(config.http.app_port, 3004);
+        assert_eq!(config.recompute.max_report_range_days, 366);
+        assert_eq!(
+            config.recompute.recompute_lock_ttl_secs,
+            Duration::from_secs(900)
+        );
+        assert_eq!(config.recompute.recompute_workers, 1);
+        assert_eq!(config.recompute.recompute_queue_size, 64);
+        assert_eq!(config.http.report_replay_mb, 16 << 20);
+        assert_eq!(
+            config.cache.redis_command_timeout_ms,
+            Duration::from_millis(250)
+        );
         assert_eq!(config.database.ingest_writers, 2);
+        assert_eq!(config.http.rate_limit(), None);
+        assert_eq!(config.log.log_format, LogFormat::Pretty);
+        assert_eq!(config.app_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(config.management_key_source, ManagementKeySource::Generated);
         assert!(
             config.management_key().unwrap().expose_secret().len() >= MIN_KEY_LEN,
             "generated keys are long enough"
         );
-        assert!(config.auto_migrate && !config.auto_seed);
+        assert!(config.database.app_auto_migrate && !config.database.app_auto_seed);
+    }
+
+    #[test]
+    fn values_are_read_through_their_variables() {
+        let config = config(&[
+            ("APP_PORT", "8080"),
+            ("HTTP_WORKERS", "3"),
+            ("RATE_LIMIT_PER_SECOND", "2.5"),
+            ("APP_AUTO_SEED", "yes"),
+            ("LOG_FORMAT", "JSON"),
+            ("REDIS_LOCAL_CACHE_MB", "0"),
+            ("RECOMPUTE_POLL_INTERVAL_MS", "50"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ])
+        .unwrap();
+        assert_eq!(config.http.app_port, 8080);
+        assert_eq!(config.http.workers(), 3);
+        assert_eq!(config.http.rate_limit(), Some(2.5));
+        assert!(config.database.app_auto_seed);
+        assert_eq!(config.log.log_format, LogFormat::Json);
+        assert_eq!(config.cache.redis_local_cache_mb, 0);
+        assert_eq!(
+            config.recompute.recompute_poll_interval_ms,
+            Duration::from_millis(50)
+        );
+        assert!(config.cache.redis_url.is_some());
+    }
+
+    #[test]
+    fn a_blank_variable_is_unset() {
+        let config = config(&[("APP_PORT", "  "), ("DATABASE_URL", "")]).unwrap();
+        assert_eq!(config.http.app_port, 3004);
+        assert!(config.is_embedded());
     }
 
     #[test]
     fn an_invalid_value_names_its_variable() {
         for (name, value) in [
+            ("APP_HOST", "localhost"),
             ("APP_PORT", "http"),
             ("APP_PORT", "0"),
+            ("HTTP_WORKERS", "0"),
             ("MAX_REPORT_RANGE_DAYS", "0"),
             ("RECOMPUTE_WORKERS", "-1"),
             ("RECOMPUTE_QUEUE_SIZE", "0"),
@@ -563,11 +567,14 @@ mod tests {
             ("HTTP_BODY_TIMEOUT_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "many"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("RATE_LIMIT_PER_SECOND", "NaN"),
             ("RATE_LIMIT_BURST", "0"),
             ("API_KEY_CACHE_SECS", "3601"),
             ("API_KEY_OUTAGE_GRACE_SECS", "-1"),
             ("APP_AUTO_SEED", "maybe"),
+            ("APP_SEED_EVENTS", "0"),
             ("LOG_FORMAT", "xml"),
+            ("RUST_LOG", "info,[[["),
             ("DATABASE_URL", "mysql://localhost/db"),
             ("REDIS_URL", "localhost:6379"),
             ("MANAGEMENT_API_KEY", "short"),
@@ -575,7 +582,7 @@ mod tests {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(
                 err.variable, name,
-                "{name}={value} must be refused on its own name"
+                "{name}={value} must be refused on its own name: {err}"
             );
         }
     }
@@ -603,11 +610,23 @@ mod tests {
             !printed.contains("super-secret-key-123"),
             "the key leaked: {printed}"
         );
+        for (name, value) in [
+            ("MANAGEMENT_API_KEY", "too-short-key"),
+            ("DATABASE_URL", "mysql://user:hunter2@db"),
+        ] {
+            let err =
+                Config::from_lookup(|var| (var == name).then(|| value.to_owned())).unwrap_err();
+            assert!(
+                !err.to_string().contains(value),
+                "a refused secret is not repeated: {err}"
+            );
+        }
     }
 
     #[test]
     fn key_lookups_are_reused_for_30_seconds_unless_configured() {
-        let defaults = config(&[]).unwrap().api_keys;
+        let defaults = config(&[]).unwrap().key_cache();
+        assert_eq!(defaults, application::KeyCacheSettings::default());
         assert_eq!(defaults.ttl, Duration::from_secs(30));
         assert_eq!(defaults.outage_grace, Duration::from_secs(900));
         let off = config(&[
@@ -615,8 +634,54 @@ mod tests {
             ("API_KEY_OUTAGE_GRACE_SECS", "0"),
         ])
         .unwrap()
-        .api_keys;
+        .key_cache();
         assert!(off.ttl.is_zero() && off.outage_grace.is_zero());
+    }
+
+    #[test]
+    fn the_env_example_lists_every_variable_with_its_default() {
+        let example = include_str!("../../../.env.example");
+        let declared = declared();
+        let mut listed = BTreeMap::new();
+        for line in example.lines() {
+            // `NAME=value` sets the default; `# NAME=value` shows an example of an unset one.
+            let (commented, line) = match line.strip_prefix("# ") {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let Some((name, value)) = line.split_once('=') else {
+                continue;
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                continue;
+            }
+            assert!(
+                declared.contains_key(name),
+                ".env.example lists {name}, which no setting reads"
+            );
+            if !commented {
+                assert_eq!(
+                    declared[name].as_deref(),
+                    Some(value),
+                    ".env.example gives {name} a value other than its default"
+                );
+            }
+            listed.insert(name.to_owned(), value.to_owned());
+        }
+        for name in declared.keys() {
+            assert!(listed.contains_key(name), ".env.example leaves out {name}");
+        }
+    }
+
+    #[test]
+    fn the_operations_guide_names_every_variable() {
+        let guide = include_str!("../../../docs/operations.md");
+        for name in declared().keys() {
+            assert!(
+                guide.contains(&format!("`{name}`")),
+                "docs/operations.md never names {name}"
+            );
+        }
     }
 
     #[test]
@@ -625,7 +690,7 @@ mod tests {
             config(&[("RECOMPUTE_WORKERS", "0")])
                 .unwrap()
                 .recompute
-                .workers,
+                .recompute_workers,
             0
         );
     }

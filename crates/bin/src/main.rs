@@ -2,20 +2,24 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use domain::demo;
 use pg_analytics::{
     commands::{self, RecomputeArgs},
-    config::Config,
+    config::{self, Config},
     serve, telemetry,
 };
 
 /// PostgreSQL-first analytics: snapshot-backed reports, audited recomputes.
+///
+/// Every setting below is read from its environment variable; the flag, when given, wins.
 #[derive(Debug, Parser)]
 #[command(name = "pg-analytics", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,15 +138,16 @@ enum ApiKeyCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let matches = config::blank_variables_unset(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let config = match cli.config.finish() {
         Ok(config) => config,
         Err(err) => {
             eprintln!("pg-analytics: invalid configuration: {err}");
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = telemetry::init(config.log_format) {
+    if let Err(err) = telemetry::init(&config.log) {
         eprintln!("pg-analytics: {err:#}");
         return ExitCode::from(2);
     }

@@ -33,7 +33,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         issue_embedded_key(services).await?;
     }
 
-    let workers: Vec<_> = (0..config.recompute.workers)
+    let workers: Vec<_> = (0..config.recompute.recompute_workers)
         .map(|_| {
             let worker = services.worker.clone();
             tokio::spawn(async move { worker.run().await })
@@ -47,22 +47,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("RECOMPUTE_WORKERS=0: this process serves but runs no recomputes");
     }
 
-    let address = SocketAddr::new(config.http.host, config.http.port);
+    let address = SocketAddr::new(config.http.app_host, config.http.app_port);
     let listener = TcpListener::bind(address)
         .with_context(|| format!("could not listen on {address} (APP_HOST/APP_PORT)"))?;
     let server = http_api::serve(
         listener,
         wiring::app_state(&config, services),
         ServerSettings {
-            workers: config.http.workers,
-            keep_alive: config.http.keep_alive,
-            request_timeout: config.http.request_timeout,
-            shutdown_timeout: config.http.shutdown_timeout,
-            max_connections_per_client: config.http.max_connections_per_client,
+            workers: config.http.workers(),
+            keep_alive: config.http.http_keep_alive_secs,
+            request_timeout: config.http.http_request_timeout_secs,
+            shutdown_timeout: config.http.http_shutdown_timeout_secs,
+            max_connections_per_client: config.http.http_max_connections_per_client,
         },
     )
     .with_context(|| format!("could not serve on {address}"))?;
-    info!(%address, version = %config.version, "pg-analytics listening; try GET /api/v1/health");
+    info!(%address, version = %config.app_version, "pg-analytics listening; try GET /api/v1/health");
     server.await.context("the HTTP server failed")?;
 
     info!("HTTP server stopped; letting recompute workers finish their current run");
@@ -87,14 +87,14 @@ fn announce(config: &Config) {
         );
     } else {
         info!(
-            max_connections = config.database.max_connections,
+            max_connections = config.database.database_max_connections,
             ingest_writers = config.database.ingest_writers,
             "storage: PostgreSQL (DATABASE_URL)"
         );
     }
-    if config.redis_url.is_some() {
+    if config.cache.redis_url.is_some() {
         info!(
-            command_timeout_ms = config.redis.command_timeout.as_millis() as u64,
+            command_timeout_ms = config.cache.redis_command_timeout_ms.as_millis() as u64,
             "cache and scope locks: Redis (REDIS_URL)"
         );
     } else if !config.is_embedded() {
@@ -135,13 +135,13 @@ async fn issue_embedded_key(services: &Services) -> anyhow::Result<()> {
 /// Seeds before the first request is accepted: always in embedded mode, and an empty database
 /// when `APP_AUTO_SEED` is on.
 async fn seed_at_start(config: &Config, services: &Services) -> anyhow::Result<()> {
-    if !config.is_embedded() && !config.auto_seed {
+    if !config.is_embedded() && !config.database.app_auto_seed {
         return Ok(());
     }
     let started = Instant::now();
     let seeded = services
         .seeder
-        .seed_if_empty(TenantId::DEFAULT, config.seed_events)
+        .seed_if_empty(TenantId::DEFAULT, config.database.app_seed_events)
         .await
         .context("seeding the demo data at start-up")?;
     match seeded {

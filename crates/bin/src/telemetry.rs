@@ -1,25 +1,18 @@
-//! Logging: `tracing` with a filter from `RUST_LOG`, pretty or JSON lines.
+//! Logging: `tracing` with the `RUST_LOG` filter, pretty or JSON lines.
 
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::config::LogFormat;
-
-/// The filter used when `RUST_LOG` is unset.
-const DEFAULT_FILTER: &str = "info";
+use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber.
 ///
 /// # Errors
 /// When `RUST_LOG` is not a valid filter or a subscriber is already installed.
-pub fn init(format: LogFormat) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(raw) if !raw.trim().is_empty() => {
-            EnvFilter::try_new(&raw).map_err(|err| anyhow::anyhow!("RUST_LOG: {err}"))?
-        }
-        _ => EnvFilter::new(DEFAULT_FILTER),
-    };
+pub fn init(config: &LogConfig) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(&config.rust_log).map_err(|err| anyhow::anyhow!("RUST_LOG: {err}"))?;
     let registry = tracing_subscriber::registry().with(filter);
-    match format {
+    match config.log_format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()

@@ -35,7 +35,7 @@ pub fn system_clock() -> Arc<dyn Clock> {
 
 /// Every port in memory: the embedded default.
 pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
-    let memory = InMemoryAdapters::new(clock.clone(), config.recompute.queue_size);
+    let memory = InMemoryAdapters::new(clock.clone(), config.recompute.recompute_queue_size);
     Ports {
         clock,
         catalog: memory.catalog,
@@ -45,7 +45,7 @@ pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
         queue: memory.queue,
         audit: memory.audit,
         cache: Arc::new(InMemoryResponseCache::with_capacity(
-            config.http.response_cache_bytes,
+            config.cache.response_cache_mb,
         )),
         versions: memory.versions,
         locks: memory.locks,
@@ -63,14 +63,15 @@ pub fn memory_ports(config: &Config, clock: Arc<dyn Clock>) -> Ports {
 /// When `DATABASE_URL` is missing or malformed.
 pub fn postgres_pool(config: &Config) -> anyhow::Result<postgres_adapter::Pool> {
     let url = config
+        .database
         .database_url
         .as_ref()
         .context("DATABASE_URL is not set")?;
     postgres_adapter::connect(&PostgresConfig {
         url: url.expose_secret().to_owned(),
-        max_connections: config.database.max_connections,
-        acquire_timeout: config.database.acquire_timeout,
-        statement_timeout: config.database.statement_timeout,
+        max_connections: config.database.database_max_connections,
+        acquire_timeout: config.database.database_acquire_timeout_secs,
+        statement_timeout: config.database.database_statement_timeout_secs,
     })
 }
 
@@ -83,9 +84,9 @@ pub fn postgres_ports(
     clock: Arc<dyn Clock>,
 ) -> Ports {
     let settings = QueueSettings {
-        capacity: config.recompute.queue_size,
-        lease: config.recompute.lease,
-        poll_interval: config.recompute.poll_interval,
+        capacity: config.recompute.recompute_queue_size,
+        lease: config.recompute.recompute_lease_secs,
+        poll_interval: config.recompute.recompute_poll_interval_ms,
         ..QueueSettings::default()
     };
     let pg = PostgresAdapters::new(pool, settings, clock.clone())
@@ -99,7 +100,7 @@ pub fn postgres_ports(
         queue: pg.queue,
         audit: pg.audit,
         cache: Arc::new(InMemoryResponseCache::with_capacity(
-            config.http.response_cache_bytes,
+            config.cache.response_cache_mb,
         )),
         versions: Arc::new(InMemoryCacheVersions::new()),
         locks: Arc::new(InMemoryScopeLock::new()),
@@ -116,22 +117,22 @@ pub fn postgres_ports(
 /// # Errors
 /// When `REDIS_URL` is malformed.
 pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
-    let Some(url) = &config.redis_url else {
+    let Some(url) = &config.cache.redis_url else {
         return Ok(ports);
     };
     let client = RedisClient::new(&RedisConfig {
         url: url.expose_secret().to_owned(),
-        key_prefix: config.redis.key_prefix.clone(),
-        command_timeout: config.redis.command_timeout,
-        retry_after: config.redis.retry_after,
-        max_connections: config.redis.max_connections,
+        key_prefix: config.cache.redis_key_prefix.clone(),
+        command_timeout: config.cache.redis_command_timeout_ms,
+        retry_after: config.cache.redis_retry_after_ms,
+        max_connections: config.cache.redis_max_connections,
     })?;
-    let near = NearCache::new(config.redis.local_cache_bytes);
+    let near = NearCache::new(config.cache.redis_local_cache_mb);
     near.listen(
         url.expose_secret(),
         client.key(VERSION_CHANNEL),
-        config.redis.retry_after,
-        config.redis.command_timeout,
+        config.cache.redis_retry_after_ms,
+        config.cache.redis_command_timeout_ms,
     )?;
     ports.cache = Arc::new(RedisResponseCache::with_near(client.clone(), near.clone()));
     ports.versions = Arc::new(RedisCacheVersions::with_near(client.clone(), near));
@@ -155,7 +156,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wir
         });
     }
     let pool = postgres_pool(config)?;
-    if config.auto_migrate {
+    if config.database.app_auto_migrate {
         let applied = postgres_adapter::migrate(&pool)
             .await
             .context("APP_AUTO_MIGRATE: migrating the database")?;
@@ -176,11 +177,11 @@ pub fn settings(config: &Config) -> Settings {
             .management_key()
             .ok()
             .map(|key| ManagementKey::new(key.expose_secret())),
-        max_range_days: config.recompute.max_range_days,
-        lock_ttl: config.recompute.lock_ttl,
-        lease: config.recompute.lease,
-        key_cache: config.api_keys,
-        version: config.version.clone(),
+        max_range_days: config.recompute.max_report_range_days,
+        lock_ttl: config.recompute.recompute_lock_ttl_secs,
+        lease: config.recompute.recompute_lease_secs,
+        key_cache: config.key_cache(),
+        version: config.app_version.clone(),
         ..Settings::default()
     }
 }
@@ -191,12 +192,12 @@ pub fn app_state(config: &Config, services: &Services) -> AppState {
     AppState::new(
         services,
         HttpSettings {
-            rate_limit: match config.rate_limit.per_second {
-                Some(per_second) => RateLimit::new(per_second, config.rate_limit.burst),
+            rate_limit: match config.http.rate_limit() {
+                Some(per_second) => RateLimit::new(per_second, config.http.rate_limit_burst),
                 None => RateLimit::disabled(),
             },
-            replay_bytes: config.http.replay_bytes,
-            body_timeout: config.http.body_timeout,
+            replay_bytes: config.http.report_replay_mb,
+            body_timeout: config.http.http_body_timeout_secs,
             service_name: SERVICE_NAME.to_owned(),
         },
     )
