@@ -1,17 +1,15 @@
 //! An in-process cache in front of the report catalog.
 
-use std::{
-    collections::HashMap,
-    hash::Hash,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{hash::Hash, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use domain::{CatalogQuery, Page, ReportDefinition, ReportSlug};
 use time::OffsetDateTime;
 
-use crate::ports::{Clock, ReportCatalog, StoreError};
+use crate::{
+    expiring::ExpiringCache,
+    ports::{Clock, ReportCatalog, StoreError},
+};
 
 /// The most definitions remembered at once (slugs asked for, known or not).
 const MAX_DEFINITIONS: usize = 1_024;
@@ -56,36 +54,17 @@ impl CachedCatalog {
     }
 }
 
-/// Values read from the catalog, with the time each expires, at most `max` of them.
+/// Values read from the catalog, with the time each expires, at most `max` of them (those
+/// read least go first).
 struct Remembered<K, V> {
-    max: usize,
-    entries: Mutex<HashMap<K, (V, OffsetDateTime)>>,
+    entries: ExpiringCache<K, V, OffsetDateTime>,
 }
 
-impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
+impl<K: Eq + Hash + Clone, V: Clone> Remembered<K, V> {
     fn new(max: usize) -> Self {
         Self {
-            max,
-            entries: Mutex::default(),
+            entries: ExpiringCache::new(max as u64, 1),
         }
-    }
-
-    /// The value under `key` and whether it is still fresh at `now`.
-    fn get(&self, key: &K, now: OffsetDateTime) -> Option<(V, bool)> {
-        crate::lock(&self.entries)
-            .get(key)
-            .map(|(value, expires)| (value.clone(), *expires > now))
-    }
-
-    fn put(&self, key: K, value: V, now: OffsetDateTime, ttl: Duration) {
-        let mut entries = crate::lock(&self.entries);
-        if entries.len() >= self.max {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= self.max {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, now + ttl));
     }
 
     /// The fresh value under `key`, else `read`'s, remembered; when `read` finds the catalog
@@ -98,17 +77,17 @@ impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
         read: R,
     ) -> Result<V, StoreError>
     where
-        K: Clone,
         R: FnOnce() -> F,
         F: Future<Output = Result<V, StoreError>>,
     {
-        let remembered = self.get(key, now);
+        let remembered = self.entries.any_age(key, now);
         if let Some((value, true)) = remembered {
             return Ok(value);
         }
         match read().await {
             Ok(value) => {
-                self.put(key.clone(), value.clone(), now, ttl);
+                self.entries
+                    .insert(key.clone(), value.clone(), now + ttl, 1);
                 Ok(value)
             }
             Err(StoreError::Unavailable(err)) => match remembered {

@@ -11,6 +11,7 @@ pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod digest;
+pub mod expiring;
 pub mod health;
 pub mod ingest;
 pub mod ports;
@@ -25,6 +26,7 @@ pub use access::{Access, AccessError, AccessPolicy, Credentials, ManagementKey};
 pub use audit::{AuditError, AuditService};
 pub use catalog_cache::CachedCatalog;
 pub use clock::SystemClock;
+pub use expiring::ExpiringCache;
 pub use health::{HealthReport, HealthService, OverallStatus};
 pub use ingest::{IngestError, IngestService};
 pub use ports::Recovered;

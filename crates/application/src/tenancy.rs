@@ -1,10 +1,6 @@
 //! Tenants, their sources and API keys: administration and authentication.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use domain::{
     ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
@@ -13,10 +9,10 @@ use domain::{
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::digest::sha256_hex;
 use crate::ports::{
     ApiKeyStore, AuditLog, Clock, NewApiKey, SourceStore, StoreError, TenancyError, TenantStore,
 };
+use crate::{digest::sha256_hex, expiring::ExpiringCache};
 
 /// How many characters of a key are kept, in clear, to recognise it.
 const PREFIX_LEN: usize = 12;
@@ -149,10 +145,11 @@ pub struct TenancyService {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditLog>,
     key_cache: KeyCacheSettings,
-    /// Lookups of keys by hash, shared by every clone of the service.
-    known_keys: Arc<Mutex<HashMap<String, KnownKey>>>,
+    /// Lookups of keys by hash, shared by every clone of the service, each kept for the
+    /// longer of the TTL and the outage grace.
+    known_keys: Arc<ExpiringCache<String, KnownKey, OffsetDateTime>>,
     /// Tenants by slug: a tenant is never renamed or removed, so a found one stays true.
-    known_tenants: Arc<Mutex<HashMap<TenantSlug, Tenant>>>,
+    known_tenants: Arc<ExpiringCache<TenantSlug, Tenant, OffsetDateTime>>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -171,8 +168,8 @@ impl TenancyService {
             clock: ports.clock,
             audit: ports.audit,
             key_cache,
-            known_keys: Arc::default(),
-            known_tenants: Arc::default(),
+            known_keys: Arc::new(ExpiringCache::new(MAX_REMEMBERED_KEYS as u64, 1)),
+            known_tenants: Arc::new(ExpiringCache::new(MAX_REMEMBERED_TENANTS as u64, 1)),
         }
     }
 
@@ -185,19 +182,17 @@ impl TenancyService {
             Some(raw) => TenantSlug::parse("tenant", raw)?,
             None => TenantSlug::default_tenant(),
         };
-        if let Some(tenant) = crate::lock(&self.known_tenants).get(&slug) {
-            return Ok(tenant.clone());
+        // A found tenant stays true, so its expiry never matters: any age will do.
+        let now = self.clock.now();
+        if let Some((tenant, _)) = self.known_tenants.any_age(&slug, now) {
+            return Ok(tenant);
         }
         let tenant = self
             .tenants
             .find(&slug)
             .await?
             .ok_or_else(|| TenancyServiceError::NotFound(format!("tenant {slug}")))?;
-        let mut known = crate::lock(&self.known_tenants);
-        if known.len() >= MAX_REMEMBERED_TENANTS {
-            known.clear();
-        }
-        known.insert(slug, tenant.clone());
+        self.known_tenants.insert(slug, tenant.clone(), now, 1);
         Ok(tenant)
     }
 
@@ -329,7 +324,7 @@ impl TenancyService {
             .await?
             .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {}", prefix.trim())))?;
         // This process forgets the key at once; others within the cache's TTL.
-        crate::lock(&self.known_keys).retain(|_, known| {
+        self.known_keys.retain(|_, known| {
             !matches!(&known.principal, Some(Principal::Tenant { tenant: t, key_prefix, .. })
                 if *t == tenant && *key_prefix == revoked.prefix)
         });
@@ -350,7 +345,7 @@ impl TenancyService {
     ) -> Result<Option<Principal>, TenancyServiceError> {
         let hash = hash_key(secret.trim());
         let now = self.clock.now();
-        let remembered = crate::lock(&self.known_keys).get(&hash).cloned();
+        let remembered = self.known_keys.any_age(&hash, now).map(|(known, _)| known);
         if let Some(known) = &remembered
             && now - known.looked_up_at < self.key_cache.ttl
         {
@@ -379,22 +374,15 @@ impl TenancyService {
                 scopes: k.scopes,
                 key_prefix: k.prefix,
             });
-        if !self.key_cache.ttl.is_zero() || !self.key_cache.outage_grace.is_zero() {
-            let mut known = crate::lock(&self.known_keys);
-            if known.len() >= MAX_REMEMBERED_KEYS {
-                // Unknown keys go first: they are what a flood of made-up keys adds.
-                known.retain(|_, k| k.principal.is_some());
-                if known.len() >= MAX_REMEMBERED_KEYS {
-                    known.clear();
-                }
-            }
-            known.insert(
-                hash,
-                KnownKey {
-                    principal: principal.clone(),
-                    looked_up_at: now,
-                },
-            );
+        let kept = self.key_cache.ttl.max(self.key_cache.outage_grace);
+        if !kept.is_zero() {
+            // A flood of made-up keys is read once each: the eviction drops such entries
+            // before the keys in use.
+            let known = KnownKey {
+                principal: principal.clone(),
+                looked_up_at: now,
+            };
+            self.known_keys.insert(hash, known, now + kept, 1);
         }
         Ok(principal)
     }

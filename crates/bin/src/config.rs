@@ -185,7 +185,7 @@ pub struct CacheConfig {
     /// (0: ask Redis on every read).
     #[arg(long, env, default_value = "32", value_parser = mebibytes())]
     pub redis_local_cache_mb: usize,
-    /// Without REDIS_URL: MiB of report results cached in this process, oldest out first,
+    /// Without REDIS_URL: MiB of report results cached in this process, those read least out first,
     /// 0 to 4096 (0: cache none).
     #[arg(long, env, default_value_t = memory_adapter::cache::DEFAULT_CAPACITY >> 20, value_parser = mebibytes())]
     pub response_cache_mb: usize,

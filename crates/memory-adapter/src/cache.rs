@@ -1,12 +1,15 @@
 //! The response cache and its version counters in memory.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use application::ports::{CacheError, CacheKey, CacheVersions, ResponseCache, SourceSystem};
+use application::{
+    ExpiringCache,
+    ports::{CacheError, CacheKey, CacheVersions, ResponseCache, SourceSystem},
+};
 use async_trait::async_trait;
 use domain::{ReportSlug, TenantId};
 
@@ -16,53 +19,16 @@ use crate::{FailSwitch, lock};
 /// default.
 pub const DEFAULT_CAPACITY: usize = 32 << 20;
 
-/// What an entry costs beyond its value and key bytes (map slot, record, age listing),
-/// roughly.
+/// What an entry costs beyond its value and key bytes (the cache's slot and record), roughly.
 const ENTRY_OVERHEAD: usize = 160;
 
-/// Cached responses with expiry, within a byte budget: the oldest entries go first when a new
-/// one would not fit, so memory is bounded whatever the number of distinct reads.
+/// Cached responses with expiry, within a byte budget ([`ExpiringCache`]): entries read least
+/// go first when a new one would not fit, so memory is bounded whatever the number of distinct
+/// reads.
 #[derive(Debug)]
 pub struct InMemoryResponseCache {
-    capacity: usize,
-    state: Mutex<Entries>,
+    entries: ExpiringCache<String, Vec<u8>>,
     failure: FailSwitch,
-}
-
-#[derive(Debug, Default)]
-struct Entries {
-    by_key: HashMap<String, Entry>,
-    /// Keys by age with the sequence number they were stored under; a listing whose number
-    /// no longer matches its entry is stale and skipped.
-    order: VecDeque<(String, u64)>,
-    next: u64,
-    bytes: usize,
-}
-
-#[derive(Debug)]
-struct Entry {
-    value: Vec<u8>,
-    expires: Instant,
-    seq: u64,
-    cost: usize,
-}
-
-impl Entries {
-    fn remove(&mut self, key: &str) {
-        if let Some(entry) = self.by_key.remove(key) {
-            self.bytes -= entry.cost;
-        }
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((key, seq)) = self.order.pop_front() {
-            if self.by_key.get(&key).is_some_and(|entry| entry.seq == seq) {
-                self.remove(&key);
-                return true;
-            }
-        }
-        false
-    }
 }
 
 impl Default for InMemoryResponseCache {
@@ -81,8 +47,7 @@ impl InMemoryResponseCache {
     /// bookkeeping); an entry over an eighth of it is not held, so 0 holds nothing.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            capacity,
-            state: Mutex::default(),
+            entries: ExpiringCache::new(capacity as u64, 4_096),
             failure: FailSwitch::default(),
         }
     }
@@ -94,17 +59,17 @@ impl InMemoryResponseCache {
 
     /// How many entries are stored, expired or not.
     pub fn len(&self) -> usize {
-        lock(&self.state).by_key.len()
+        self.entries.len()
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 
     /// The bytes the entries are charged, within the capacity.
     pub fn bytes(&self) -> usize {
-        lock(&self.state).bytes
+        usize::try_from(self.entries.cost()).unwrap_or(usize::MAX)
     }
 }
 
@@ -116,44 +81,16 @@ impl ResponseCache for InMemoryResponseCache {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         self.failure.check("response cache").map_err(CacheError)?;
-        let mut state = lock(&self.state);
-        match state.by_key.get(key.as_str()) {
-            Some(entry) if entry.expires > Instant::now() => Ok(Some(entry.value.clone())),
-            Some(_) => {
-                state.remove(key.as_str());
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self.entries.fresh(key.as_str(), Instant::now()))
     }
 
     async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         self.failure.check("response cache").map_err(CacheError)?;
         let key = key.as_str();
-        let cost = value.len() + 2 * key.len() + ENTRY_OVERHEAD;
-        let mut state = lock(&self.state);
-        state.remove(key);
-        if cost > self.capacity / 8 {
-            return Ok(());
-        }
-        while state.bytes + cost > self.capacity && state.evict_oldest() {}
-        let seq = state.next;
-        state.next += 1;
-        state.by_key.insert(
-            key.to_owned(),
-            Entry {
-                value,
-                expires: Instant::now() + ttl.max(Duration::from_millis(1)),
-                seq,
-                cost,
-            },
-        );
-        state.order.push_back((key.to_owned(), seq));
-        state.bytes += cost;
-        if state.order.len() > 2 * state.by_key.len() + 16 {
-            let Entries { by_key, order, .. } = &mut *state;
-            order.retain(|(key, seq)| by_key.get(key).is_some_and(|entry| entry.seq == *seq));
-        }
+        let cost = value.len() + key.len() + ENTRY_OVERHEAD;
+        let expires = Instant::now() + ttl.max(Duration::from_millis(1));
+        self.entries
+            .insert(key.to_owned(), value, expires, cost as u64);
         Ok(())
     }
 }
@@ -223,7 +160,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn distinct_entries_never_take_more_than_the_budget_and_the_oldest_go_first() {
+    async fn distinct_entries_never_take_more_than_the_budget() {
         let cache = InMemoryResponseCache::with_capacity(100_000);
         let ttl = Duration::from_secs(60);
         for n in 0..1_000 {
@@ -240,10 +177,6 @@ mod tests {
         assert!(
             cache.get(&key(999)).await.ok().flatten().is_some(),
             "the newest is held"
-        );
-        assert!(
-            cache.get(&key(0)).await.ok().flatten().is_none(),
-            "the oldest went first"
         );
         assert!(cache.len() < 100, "{} entries", cache.len());
     }

@@ -7,7 +7,8 @@
 //!   remembers from the notice. A version read from Redis is remembered only if no notice
 //!   arrived while it was being read, so a late answer never overwrites a newer notice.
 //! - **Entries.** Entry keys carry their version, so an entry never changes under its key: it
-//!   can be held until its TTL ends, within a byte budget (oldest first out).
+//!   can be held until its TTL ends, within a byte budget ([`ExpiringCache`]: entries read
+//!   least go first).
 //!
 //! When the subscription drops, or a ping on it goes unanswered, everything is forgotten and
 //! reads go to Redis again until it is re-established (which forgets everything once more,
@@ -15,16 +16,16 @@
 //! means Redis lost its data: the entries are forgotten too, since their keys may be reused.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     future::poll_fn,
     sync::{
-        Arc, Mutex, PoisonError, RwLock, Weak,
+        Arc, PoisonError, RwLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use application::ports::Decoded;
+use application::{ExpiringCache, ports::Decoded};
 use deadpool_redis::redis::{self, aio::PubSubStream};
 use futures_core::Stream;
 use tracing::{info, warn};
@@ -33,19 +34,18 @@ use tracing::{info, warn};
 const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The in-process layer shared by the response cache and the versions of one process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NearCache {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     /// The byte budget of entries; 0 disables the layer.
     capacity: usize,
     /// Whether the subscription is up: nothing is served from memory otherwise.
     live: AtomicBool,
     state: RwLock<Versions>,
-    entries: Mutex<Entries>,
+    entries: ExpiringCache<String, Arc<Held>>,
 }
 
 #[derive(Default)]
@@ -64,60 +64,26 @@ struct Known {
 
 /// An entry held in memory.
 struct Held {
-    value: Vec<u8>,
-    expires: Instant,
-    /// The sequence number of its listing in `order`.
-    seq: u64,
+    value: Arc<[u8]>,
     /// Its decoded form, once the reader attached one.
     decoded: Option<Decoded>,
-    /// What it is charged against the budget: see [`entry_cost`].
-    cost: usize,
 }
 
-/// What an entry costs beyond its value and key bytes: the map slot, the `Held` record, the
-/// age listing and the allocator's rounding, measured roughly.
+/// What an entry costs beyond its value and key bytes: the cache's slot, the `Held` record and
+/// the allocator's rounding, measured roughly.
 const ENTRY_OVERHEAD: usize = 192;
 
 /// The bytes an entry of `key` and a `value` of this length is charged: the value, the key
-/// as stored in the map and in the age listing (which may hold a stale copy too), and the
-/// overhead. A decoded form attached later is charged as much again as the value, which is
-/// what the decoded rows of a report take.
+/// and the overhead. A decoded form attached later is charged as much again as the value,
+/// which is what the decoded rows of a report take.
 fn entry_cost(key: &str, value_len: usize) -> usize {
-    value_len + 3 * key.len() + ENTRY_OVERHEAD
+    value_len + key.len() + ENTRY_OVERHEAD
 }
 
-#[derive(Default)]
-struct Entries {
-    by_key: HashMap<String, Held>,
-    /// Keys by age, oldest first, each with the sequence number it was stored under; a
-    /// listing whose number no longer matches the held entry is stale and skipped.
-    order: VecDeque<(String, u64)>,
-    next: u64,
-    bytes: usize,
-}
-
-impl Entries {
-    fn remove(&mut self, key: &str) {
-        if let Some(held) = self.by_key.remove(key) {
-            self.bytes -= held.cost;
-        }
-    }
-
-    /// Drops the oldest held entry; `false` when none is left.
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((key, seq)) = self.order.pop_front() {
-            if self.by_key.get(&key).is_some_and(|held| held.seq == seq) {
-                self.remove(&key);
-                return true;
-            }
-        }
-        false
-    }
-
-    fn clear(&mut self) {
-        self.by_key.clear();
-        self.order.clear();
-        self.bytes = 0;
+impl Default for NearCache {
+    /// A disabled layer.
+    fn default() -> Self {
+        Self::disabled()
     }
 }
 
@@ -142,7 +108,9 @@ impl NearCache {
         Self {
             inner: Arc::new(Inner {
                 capacity,
-                ..Inner::default()
+                live: AtomicBool::new(false),
+                state: RwLock::default(),
+                entries: ExpiringCache::new(capacity as u64, 4_096),
             }),
         }
     }
@@ -161,13 +129,6 @@ impl NearCache {
         self.inner
             .state
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.inner
-            .entries
-            .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -238,7 +199,7 @@ impl NearCache {
             Some(previous) if version < previous.version && previous.noticed => {
                 state.by_report.insert(report.to_owned(), known);
                 drop(state);
-                self.entries().clear();
+                self.inner.entries.clear();
             }
             // A read of Redis may run ahead of the notices: a late notice changes nothing.
             Some(previous) if version < previous.version => {}
@@ -253,84 +214,62 @@ impl NearCache {
         let mut state = self.versions();
         state.generation += 1;
         state.by_report.clear();
-        self.entries().clear();
+        self.inner.entries.clear();
         self.inner.live.store(live, Ordering::Release);
     }
 
     /// The entry under `key`, if the layer is live, holds it and it has not expired.
     pub(crate) fn entry(&self, key: &str) -> Option<Vec<u8>> {
-        if !self.is_live() {
-            return None;
-        }
-        let mut entries = self.entries();
-        let held = entries.by_key.get(key)?;
-        if held.expires > Instant::now() {
-            return Some(held.value.clone());
-        }
-        entries.remove(key);
-        None
+        self.held(key).map(|held| held.value.to_vec())
     }
 
     /// The decoded form attached to the entry under `key`, on the same terms as
     /// [`NearCache::entry`].
     pub(crate) fn decoded(&self, key: &str) -> Option<Decoded> {
+        self.held(key).and_then(|held| held.decoded.clone())
+    }
+
+    fn held(&self, key: &str) -> Option<Arc<Held>> {
         if !self.is_live() {
             return None;
         }
-        let entries = self.entries();
-        let held = entries.by_key.get(key)?;
-        (held.expires > Instant::now())
-            .then(|| held.decoded.clone())
-            .flatten()
+        self.inner.entries.fresh(key, Instant::now())
     }
 
     /// Attaches `decoded` to the entry held under `key`, if there is one, charging it to the
-    /// budget as much as the value again (evicting the oldest entries to stay within it).
+    /// budget as much as the value again (evicting other entries to stay within it).
     pub(crate) fn attach(&self, key: &str, decoded: Decoded) {
-        let mut entries = self.entries();
-        let Some(held) = entries.by_key.get_mut(key) else {
-            return;
-        };
-        let extra = if held.decoded.is_none() {
-            held.value.len()
-        } else {
-            0
-        };
-        held.decoded = Some(decoded);
-        held.cost += extra;
-        entries.bytes += extra;
-        while entries.bytes > self.inner.capacity && entries.evict_oldest() {}
+        self.inner.entries.update(key, |held, cost| {
+            let extra = if held.decoded.is_none() {
+                held.value.len() as u64
+            } else {
+                0
+            };
+            let held = Held {
+                value: Arc::clone(&held.value),
+                decoded: Some(decoded),
+            };
+            (Arc::new(held), cost + extra)
+        });
     }
 
-    /// Holds `value` under `key` for `ttl`, evicting the oldest entries to stay in budget.
+    /// Holds `value` under `key` for `ttl`, evicting other entries to stay in budget.
     pub(crate) fn remember_entry(&self, key: &str, value: &[u8], ttl: Duration) {
         let size = entry_cost(key, value.len());
         // One entry may take at most an eighth of the budget, decoded form included.
         if !self.is_live() || ttl.is_zero() || size + value.len() > self.inner.capacity / 8 {
             return;
         }
-        let mut entries = self.entries();
-        entries.remove(key);
-        while entries.bytes + size > self.inner.capacity && entries.evict_oldest() {}
-        let seq = entries.next;
-        entries.next += 1;
-        entries.by_key.insert(
+        let held = Held {
+            value: Arc::from(value),
+            decoded: None,
+        };
+        self.inner.entries.insert(
             key.to_owned(),
-            Held {
-                value: value.to_vec(),
-                expires: Instant::now() + ttl,
-                seq,
-                decoded: None,
-                cost: size,
-            },
+            Arc::new(held),
+            Instant::now() + ttl,
+            size as u64,
         );
-        entries.order.push_back((key.to_owned(), seq));
-        entries.bytes += size;
-        // Listings of entries replaced or expired wait to come up; drop them in bulk.
-        if entries.order.len() > entries.by_key.len() * 2 + 16 {
-            let Entries { by_key, order, .. } = &mut *entries;
-            order.retain(|(key, seq)| by_key.get(key).is_some_and(|held| held.seq == *seq));
-        }
     }
 
     /// Subscribes to `channel` on `url` in the background and keeps the subscription up for as
@@ -533,17 +472,12 @@ mod tests {
     }
 
     #[test]
-    fn a_key_stored_again_and_again_is_listed_once() {
+    fn a_key_stored_again_and_again_is_held_once() {
         let near = live(1 << 20);
         for _ in 0..1_000 {
             near.remember_entry("hot", b"v", Duration::from_secs(60));
         }
-        let entries = near.entries();
-        assert!(
-            entries.order.len() <= 2 * entries.by_key.len() + 16,
-            "{} listings",
-            entries.order.len()
-        );
+        assert_eq!(near.inner.entries.len(), 1);
     }
 
     #[test]
@@ -564,17 +498,10 @@ mod tests {
         for n in 0..30 {
             near.remember_entry(&format!("key-{n:02}"), &[0; 900], Duration::from_secs(60));
         }
-        let entries = near.entries();
-        assert!(entries.bytes <= 20_000, "{} bytes held", entries.bytes);
-        assert!(
-            entries.by_key.contains_key("key-29"),
-            "the newest entry stays"
-        );
-        assert!(
-            !entries.by_key.contains_key("key-00"),
-            "the oldest went first"
-        );
-        drop(entries);
+        let held = near.inner.entries.cost();
+        assert!(held <= 20_000, "{held} bytes held");
+        assert!(near.entry("key-29").is_some(), "the newest entry stays");
+        assert!(near.inner.entries.len() < 30, "older entries went");
         near.remember_entry("huge", &[0; 2_000], Duration::from_secs(60));
         assert_eq!(
             near.entry("huge"),
@@ -587,27 +514,27 @@ mod tests {
     fn the_budget_counts_every_byte_an_entry_holds_its_decoded_form_included() {
         let near = live(20_000);
         near.remember_entry("a", &[0; 1_000], Duration::from_secs(60));
-        let stored = near.entries().bytes;
+        let stored = near.inner.entries.cost();
         assert!(
-            stored >= 1_000 + 3 + ENTRY_OVERHEAD,
+            stored >= (1_000 + 1 + ENTRY_OVERHEAD) as u64,
             "the value, the key and the overhead: {stored}"
         );
         near.attach("a", Arc::new(vec![0u8; 1_000]));
         assert_eq!(
-            near.entries().bytes,
+            near.inner.entries.cost(),
             stored + 1_000,
             "a decoded form costs as much as its value"
         );
         near.attach("a", Arc::new(vec![0u8; 1_000]));
-        assert_eq!(near.entries().bytes, stored + 1_000, "charged once");
+        assert_eq!(near.inner.entries.cost(), stored + 1_000, "charged once");
         for n in 0..40 {
             near.remember_entry(&format!("k{n}"), &[0; 1_000], Duration::from_secs(60));
             near.attach(&format!("k{n}"), Arc::new(0u8));
         }
         assert!(
-            near.entries().bytes <= 20_000,
+            near.inner.entries.cost() <= 20_000,
             "attaching evicts to stay within the budget: {}",
-            near.entries().bytes
+            near.inner.entries.cost()
         );
     }
 
