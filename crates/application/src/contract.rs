@@ -31,6 +31,14 @@ fn range(from: Date, to: Date) -> Result<DateRange> {
     DateRange::new(from, to).context("test range")
 }
 
+fn name(raw: &str) -> Result<domain::DisplayName> {
+    Ok(domain::DisplayName::parse("name", raw)?)
+}
+
+fn text(raw: &str) -> Result<domain::Description> {
+    Ok(domain::Description::parse("description", raw)?)
+}
+
 fn slug(raw: &str) -> Result<ReportSlug> {
     ReportSlug::parse(raw).context("test slug")
 }
@@ -1431,7 +1439,7 @@ pub async fn tenant_store(tenants: &dyn crate::ports::TenantStore) -> Result<()>
         tenants.find(&slug).await?.is_none(),
         "acme does not exist yet"
     );
-    let acme = tenants.create(&slug, "Acme").await?;
+    let acme = tenants.create(&slug, &name("Acme")?).await?;
     ensure!(
         acme.id != TenantId::DEFAULT && acme.name == "Acme",
         "a new tenant: {acme:?}"
@@ -1442,7 +1450,7 @@ pub async fn tenant_store(tenants: &dyn crate::ports::TenantStore) -> Result<()>
     );
     ensure!(
         matches!(
-            tenants.create(&slug, "Again").await,
+            tenants.create(&slug, &name("Again")?).await,
             Err(crate::ports::TenancyError::AlreadyExists(_))
         ),
         "a slug is taken once"
@@ -1474,7 +1482,7 @@ pub async fn source_store(
     );
     let klarna = SourceSlug::parse("source", "klarna")?;
     let created = sources
-        .create(tenant, &klarna, "Klarna", "Pay later")
+        .create(tenant, &klarna, &name("Klarna")?, &text("Pay later")?)
         .await?;
     ensure!(
         created.provider_name == "Klarna" && created.is_active && created.tenant == tenant,
@@ -1482,7 +1490,9 @@ pub async fn source_store(
     );
     ensure!(
         matches!(
-            sources.create(tenant, &klarna, "Klarna", "").await,
+            sources
+                .create(tenant, &klarna, &name("Klarna")?, &text("")?)
+                .await,
             Err(crate::ports::TenancyError::AlreadyExists(_))
         ),
         "a slug is taken once per tenant"
@@ -1492,7 +1502,7 @@ pub async fn source_store(
         "another tenant does not see it"
     );
     sources
-        .create(other, &klarna, "Klarna", "")
+        .create(other, &klarna, &name("Klarna")?, &text("")?)
         .await
         .context("the same slug in another tenant")?;
     Ok(())
@@ -1510,10 +1520,10 @@ pub async fn api_key_store(
     let created_at = datetime!(2026-11-21 12:00 UTC);
     let new = crate::ports::NewApiKey {
         tenant,
-        prefix: "pga_a1b2c3d4".to_owned(),
-        key_hash: "a".repeat(64),
+        prefix: domain::KeyPrefix::parse("prefix", "pga_a1b2c3d4")?,
+        key_hash: domain::KeyHash::from_digest([0xaa; 32]),
         scopes: vec![domain::Scope::Ingest, domain::Scope::Read],
-        name: "producer".to_owned(),
+        name: text("producer")?,
         created_at,
     };
     let key = keys.create(&new).await?;
@@ -1526,7 +1536,9 @@ pub async fn api_key_store(
         "found by hash"
     );
     ensure!(
-        keys.find_by_hash(&"b".repeat(64)).await?.is_none(),
+        keys.find_by_hash(&domain::KeyHash::from_digest([0xbb; 32]))
+            .await?
+            .is_none(),
         "an unknown hash is None"
     );
     ensure!(

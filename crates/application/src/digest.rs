@@ -3,21 +3,16 @@
 use sha2::{Digest, Sha256};
 
 /// The digest of a key (the management key or an API key): the one way keys are hashed,
-/// whether compared in memory or stored (as [`sha256_hex`] of the same bytes).
+/// whether compared in memory or stored (as [`domain::KeyHash`] of the same digest).
 pub fn key_digest(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
 
 /// The SHA-256 of `bytes` as 64 lowercase hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = key_digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    hex
+    domain::KeyHash::from_digest(key_digest(bytes))
+        .as_str()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
-    ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, EventSource, IngestOutcome,
-    LockToken, NewAuditEntry, NewEvent, Page, PageRequest, RecomputeRun, RecomputeScope,
-    ReportDefinition, ReportKind, ReportQuery, ReportSlug, RunFilter, RunId, RunSummary, Scope,
-    SnapshotPage, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
+    ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DisplayName,
+    EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry, NewEvent, Page,
+    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
+    ReportSlug, RunFilter, RunId, RunSummary, Scope, SnapshotPage, SourceSlug, Tenant, TenantId,
+    TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -152,7 +153,7 @@ pub trait TenantStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::AlreadyExists`] when the slug is taken; otherwise unavailable/unexpected.
-    async fn create(&self, slug: &TenantSlug, name: &str) -> Result<Tenant, TenancyError>;
+    async fn create(&self, slug: &TenantSlug, name: &DisplayName) -> Result<Tenant, TenancyError>;
 
     /// The tenant called `slug`; `Ok(None)` when there is none.
     ///
@@ -186,8 +187,8 @@ pub trait SourceStore: Send + Sync {
         &self,
         tenant: TenantId,
         slug: &SourceSlug,
-        provider_name: &str,
-        description: &str,
+        provider_name: &DisplayName,
+        description: &Description,
     ) -> Result<EventSource, TenancyError>;
 }
 
@@ -195,10 +196,10 @@ pub trait SourceStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiKey {
     pub tenant: TenantId,
-    pub prefix: String,
-    pub key_hash: String,
+    pub prefix: KeyPrefix,
+    pub key_hash: KeyHash,
     pub scopes: Vec<Scope>,
-    pub name: String,
+    pub name: Description,
     pub created_at: OffsetDateTime,
 }
 
@@ -216,7 +217,7 @@ pub trait ApiKeyStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Unavailable`] or [`TenancyError::Unexpected`].
-    async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, TenancyError>;
+    async fn find_by_hash(&self, key_hash: &KeyHash) -> Result<Option<ApiKey>, TenancyError>;
 
     /// The keys of `tenant`, oldest first.
     ///
@@ -232,7 +233,7 @@ pub trait ApiKeyStore: Send + Sync {
     async fn revoke(
         &self,
         tenant: TenantId,
-        prefix: &str,
+        prefix: &KeyPrefix,
         at: OffsetDateTime,
     ) -> Result<Option<ApiKey>, TenancyError>;
 }

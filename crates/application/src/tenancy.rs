@@ -3,7 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use domain::{
-    ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug, ValidationError,
+    ApiKey, Description, DisplayName, EventSource, KeyHash, KeyPrefix, Scope, SourceSlug, Tenant,
+    TenantId, TenantSlug, ValidationError,
 };
 
 use secrecy::SecretString;
@@ -12,10 +13,7 @@ use time::OffsetDateTime;
 use crate::ports::{
     ApiKeyStore, AuditLog, Clock, NewApiKey, SourceStore, StoreError, TenancyError, TenantStore,
 };
-use crate::{digest::sha256_hex, expiring::ExpiringCache};
-
-/// How many characters of a key are kept, in clear, to recognise it.
-const PREFIX_LEN: usize = 12;
+use crate::{digest::key_digest, expiring::ExpiringCache};
 
 /// The failure of a tenancy use case.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +75,8 @@ pub fn random_hex<const N: usize>() -> Result<String, TenancyServiceError> {
 
 /// The SHA-256 (hex) of a key, [`key_digest`](crate::digest::key_digest) as stored and looked
 /// up.
-pub fn hash_key(secret: &str) -> String {
-    sha256_hex(secret.as_bytes())
+pub fn hash_key(secret: &str) -> KeyHash {
+    KeyHash::from_digest(key_digest(secret.as_bytes()))
 }
 
 /// How long this process trusts what it learnt of a key, unless configured
@@ -147,7 +145,7 @@ pub struct TenancyService {
     key_cache: KeyCacheSettings,
     /// Lookups of keys by hash, shared by every clone of the service, each kept for the
     /// longer of the TTL and the outage grace.
-    known_keys: Arc<ExpiringCache<String, KnownKey, OffsetDateTime>>,
+    known_keys: Arc<ExpiringCache<KeyHash, KnownKey, OffsetDateTime>>,
     /// Tenants by slug: a tenant is never renamed or removed, so a found one stays true.
     known_tenants: Arc<ExpiringCache<TenantSlug, Tenant, OffsetDateTime>>,
 }
@@ -206,7 +204,7 @@ impl TenancyService {
         name: Option<&str>,
     ) -> Result<Tenant, TenancyServiceError> {
         let slug = TenantSlug::parse("tenant", slug)?;
-        let name = domain::tenancy::parse_name("name", name.unwrap_or(slug.as_str()))?;
+        let name = DisplayName::parse("name", name.unwrap_or(slug.as_str()))?;
         Ok(self.tenants.create(&slug, &name).await?)
     }
 
@@ -240,10 +238,8 @@ impl TenancyService {
         actor: &domain::Actor,
     ) -> Result<EventSource, TenancyServiceError> {
         let slug = SourceSlug::parse("slug", slug)?;
-        let provider =
-            domain::tenancy::parse_name("provider_name", provider_name.unwrap_or(slug.as_str()))?;
-        let description =
-            domain::tenancy::parse_description("description", description.unwrap_or_default())?;
+        let provider = DisplayName::parse("provider_name", provider_name.unwrap_or(slug.as_str()))?;
+        let description = Description::parse("description", description.unwrap_or_default())?;
         let source = self
             .sources
             .create(tenant, &slug, &provider, &description)
@@ -283,15 +279,16 @@ impl TenancyService {
             )
             .into());
         }
+        let name = Description::parse("name", name)?;
         let secret = format!("pga_{}", random_hex::<32>()?);
         let key = self
             .keys
             .create(&NewApiKey {
                 tenant,
-                prefix: secret.chars().take(PREFIX_LEN).collect(),
+                prefix: KeyPrefix::of(&secret),
                 key_hash: hash_key(&secret),
                 scopes,
-                name: name.trim().to_owned(),
+                name,
                 created_at: self.clock.now(),
             })
             .await?;
@@ -318,11 +315,12 @@ impl TenancyService {
         tenant: TenantId,
         prefix: &str,
     ) -> Result<ApiKey, TenancyServiceError> {
+        let prefix = KeyPrefix::parse("prefix", prefix)?;
         let revoked = self
             .keys
-            .revoke(tenant, prefix.trim(), self.clock.now())
+            .revoke(tenant, &prefix, self.clock.now())
             .await?
-            .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {}", prefix.trim())))?;
+            .ok_or_else(|| TenancyServiceError::NotFound(format!("api key {prefix}")))?;
         // This process forgets the key at once; others within the cache's TTL.
         self.known_keys.retain(|_, known| {
             !matches!(&known.principal, Some(Principal::Tenant { tenant: t, key_prefix, .. })

@@ -1466,3 +1466,38 @@ async fn a_revocation_in_the_same_process_takes_effect_at_once() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn key_names_and_prefixes_are_checked_before_the_store_sees_them() -> Result<()> {
+    let h = Harness::new(8);
+    let service = tenancy(&h.adapters, h.clock.clone());
+    let named = |result: Result<_, application::tenancy::TenancyServiceError>, field: &str| matches!(result, Err(application::tenancy::TenancyServiceError::Invalid(err)) if err.field() == field);
+    ensure!(
+        named(
+            service
+                .issue_key(TENANT, &[domain::Scope::Read], "a\u{0}b")
+                .await
+                .map(|_| ()),
+            "name"
+        ),
+        "a key name with U+0000 is refused"
+    );
+    ensure!(
+        named(
+            service
+                .revoke_key(TENANT, "pga_1234 5678")
+                .await
+                .map(|_| ()),
+            "prefix"
+        ),
+        "a prefix with a space is refused"
+    );
+    ensure!(
+        matches!(
+            service.revoke_key(TENANT, " pga_00000000 ").await,
+            Err(application::tenancy::TenancyServiceError::NotFound(what)) if what == "api key pga_00000000"
+        ),
+        "an unknown prefix is not found, named without its white space"
+    );
+    Ok(())
+}

@@ -32,6 +32,8 @@ pub use run::{
     LockToken, RecomputeRun, RecomputeScope, RunFilter, RunId, RunStatus, RunSummary,
     TransitionError,
 };
-pub use tenancy::{ApiKey, EventSource, Scope, Tenant, TenantSlug};
+pub use tenancy::{
+    ApiKey, Description, DisplayName, EventSource, KeyHash, KeyPrefix, Scope, Tenant, TenantSlug,
+};
 pub use tenant::TenantId;
 pub use window::Window;

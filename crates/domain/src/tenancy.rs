@@ -51,48 +51,162 @@ pub struct EventSource {
     pub created_at: OffsetDateTime,
 }
 
-/// Checks a display name (tenant or provider): 1 to 200 characters after trimming.
-///
-/// # Errors
-/// A [`ValidationError`] on `field`.
-pub fn parse_name(field: &str, raw: &str) -> Result<String, ValidationError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must be 1 to 200 printable characters",
-        ));
+/// A display name (of a tenant or a provider): 1 to 200 printable characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// The longest name, in characters.
+    pub const MAX_LEN: usize = 200;
+
+    /// Parses the name given as `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is blank, too long or holds a control
+    /// character.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let name = raw.trim();
+        if name.is_empty()
+            || name.chars().count() > Self::MAX_LEN
+            || name.chars().any(char::is_control)
+        {
+            return Err(ValidationError::new(
+                field,
+                "must be 1 to 200 printable characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
     }
-    Ok(name.to_owned())
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// The longest description of a source, in characters.
-pub const MAX_DESCRIPTION_LEN: usize = 1_000;
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
-/// Checks a free-text description: at most [`MAX_DESCRIPTION_LEN`] characters after trimming,
-/// where line breaks and tabs are the only control characters allowed (PostgreSQL cannot store
-/// U+0000 in text at all). Blank is allowed and means none.
-///
-/// # Errors
-/// A [`ValidationError`] on `field`.
-pub fn parse_description(field: &str, raw: &str) -> Result<String, ValidationError> {
-    let text = raw.trim();
-    if text.chars().count() > MAX_DESCRIPTION_LEN {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
-        ));
+/// Free text describing something (a source, a key): at most
+/// [`MAX_LEN`](Description::MAX_LEN) characters after trimming, where line breaks and tabs are
+/// the only control characters allowed (PostgreSQL cannot store U+0000 in text at all). Blank
+/// is allowed and means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Description(String);
+
+impl Description {
+    /// The longest description, in characters.
+    pub const MAX_LEN: usize = 1_000;
+
+    /// Parses the text given as `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is too long or holds a control character
+    /// other than a line break or a tab.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let text = raw.trim();
+        if text.chars().count() > Self::MAX_LEN {
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ValidationError::new(
+                field,
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
+        Ok(Self(text.to_owned()))
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters other than line breaks and tabs",
-        ));
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(text.to_owned())
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The SHA-256 of an API key as 64 lowercase hex digits: what is stored and looked up, never
+/// the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyHash(String);
+
+impl KeyHash {
+    /// The hash of a key from its SHA-256 digest.
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    /// A hash is not a secret, but the first digits are enough to tell two apart in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({}…)", &self.0[..8])
+    }
+}
+
+/// The visible start of an API key (`pga_1a2b3c4d`), by which a tenant's key is shown and
+/// revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// How many characters of a key its prefix keeps.
+    pub const LEN: usize = 12;
+
+    /// The prefix of `key`.
+    pub fn of(key: &str) -> Self {
+        Self(key.chars().take(Self::LEN).collect())
+    }
+
+    /// Parses a prefix given as `field`, trimmed.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is blank, longer than a prefix or holds
+    /// white space or a control character.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let prefix = raw.trim();
+        if prefix.is_empty()
+            || prefix.chars().count() > Self::LEN
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ValidationError::new(
+                field,
+                format!("must be the first {} characters of a key", Self::LEN),
+            ));
+        }
+        Ok(Self(prefix.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What an API key may do.
@@ -191,22 +305,27 @@ mod tests {
     fn tenant_slugs_and_names_are_checked() {
         assert!(TenantSlug::parse("tenant", " acme ").is_ok());
         assert!(TenantSlug::parse("tenant", "Acme Inc").is_err());
-        assert!(parse_name("name", "  ").is_err());
-        assert_eq!(parse_name("name", " Acme ").unwrap(), "Acme");
-        assert!(parse_name("name", "a\u{0}b").is_err(), "U+0000");
+        assert!(DisplayName::parse("name", "  ").is_err());
+        assert_eq!(
+            DisplayName::parse("name", " Acme ").unwrap().as_str(),
+            "Acme"
+        );
+        assert!(DisplayName::parse("name", "a\u{0}b").is_err(), "U+0000");
     }
 
     #[test]
     fn descriptions_keep_line_breaks_but_no_other_control_character() {
         assert_eq!(
-            parse_description("description", " two\nlines\t. ").unwrap(),
+            Description::parse("description", " two\nlines\t. ")
+                .unwrap()
+                .as_str(),
             "two\nlines\t."
         );
-        assert_eq!(parse_description("description", "").unwrap(), "");
+        assert_eq!(Description::parse("description", "").unwrap().as_str(), "");
         for bad in ["a\u{0}b", "bell\u{7}", "del\u{7f}"] {
-            let err = parse_description("description", bad).expect_err("refused");
+            let err = Description::parse("description", bad).expect_err("refused");
             assert_eq!(err.field(), "description", "{bad:?}");
         }
-        assert!(parse_description("description", &"x".repeat(1_001)).is_err());
+        assert!(Description::parse("description", &"x".repeat(1_001)).is_err());
     }
 }

@@ -567,7 +567,7 @@ mod tests {
         for value in samples(1000) {
             assert_eq!(
                 matches(&pattern, &value),
-                domain::tenancy::parse_description("description", &value).is_ok(),
+                domain::Description::parse("description", &value).is_ok(),
                 "{value:?}"
             );
         }

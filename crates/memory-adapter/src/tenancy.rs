@@ -4,7 +4,10 @@ use std::sync::Mutex;
 
 use application::ports::{ApiKeyStore, NewApiKey, SourceStore, TenancyError, TenantStore};
 use async_trait::async_trait;
-use domain::{ApiKey, EventSource, SourceSlug, Tenant, TenantId, TenantSlug, demo};
+use domain::{
+    ApiKey, Description, DisplayName, EventSource, KeyHash, KeyPrefix, SourceSlug, Tenant,
+    TenantId, TenantSlug, demo,
+};
 use time::OffsetDateTime;
 
 use crate::{FailSwitch, lock};
@@ -38,7 +41,7 @@ impl InMemoryTenantStore {
 
 #[async_trait]
 impl TenantStore for InMemoryTenantStore {
-    async fn create(&self, slug: &TenantSlug, name: &str) -> Result<Tenant, TenancyError> {
+    async fn create(&self, slug: &TenantSlug, name: &DisplayName) -> Result<Tenant, TenancyError> {
         self.failure
             .check("tenant store")
             .map_err(TenancyError::Unavailable)?;
@@ -50,7 +53,7 @@ impl TenantStore for InMemoryTenantStore {
         let tenant = Tenant {
             id: TenantId::new(next),
             slug: slug.clone(),
-            name: name.to_owned(),
+            name: name.to_string(),
             created_at: tenants
                 .first()
                 .map_or(OffsetDateTime::UNIX_EPOCH, |t| t.created_at),
@@ -131,8 +134,8 @@ impl SourceStore for InMemorySourceStore {
         &self,
         tenant: TenantId,
         slug: &SourceSlug,
-        provider_name: &str,
-        description: &str,
+        provider_name: &DisplayName,
+        description: &Description,
     ) -> Result<EventSource, TenancyError> {
         self.failure
             .check("source store")
@@ -147,8 +150,8 @@ impl SourceStore for InMemorySourceStore {
         let source = EventSource {
             tenant,
             slug: slug.clone(),
-            provider_name: provider_name.to_owned(),
-            description: description.to_owned(),
+            provider_name: provider_name.to_string(),
+            description: description.to_string(),
             is_active: true,
             created_at: OffsetDateTime::now_utc(),
         };
@@ -160,7 +163,7 @@ impl SourceStore for InMemorySourceStore {
 /// API keys by hash.
 #[derive(Debug, Default)]
 pub struct InMemoryApiKeyStore {
-    keys: Mutex<Vec<(String, ApiKey)>>,
+    keys: Mutex<Vec<(KeyHash, ApiKey)>>,
     failure: FailSwitch,
 }
 
@@ -189,9 +192,9 @@ impl ApiKeyStore for InMemoryApiKeyStore {
         let stored = ApiKey {
             id: keys.len() as i64 + 1,
             tenant: key.tenant,
-            prefix: key.prefix.clone(),
+            prefix: key.prefix.to_string(),
             scopes: key.scopes.clone(),
-            name: key.name.clone(),
+            name: key.name.to_string(),
             created_at: key.created_at,
             revoked_at: None,
         };
@@ -199,7 +202,7 @@ impl ApiKeyStore for InMemoryApiKeyStore {
         Ok(stored)
     }
 
-    async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, TenancyError> {
+    async fn find_by_hash(&self, key_hash: &KeyHash) -> Result<Option<ApiKey>, TenancyError> {
         self.failure
             .check("api key store")
             .map_err(TenancyError::Unavailable)?;
@@ -223,7 +226,7 @@ impl ApiKeyStore for InMemoryApiKeyStore {
     async fn revoke(
         &self,
         tenant: TenantId,
-        prefix: &str,
+        prefix: &KeyPrefix,
         at: OffsetDateTime,
     ) -> Result<Option<ApiKey>, TenancyError> {
         self.failure
@@ -232,7 +235,7 @@ impl ApiKeyStore for InMemoryApiKeyStore {
         let mut keys = lock(&self.keys);
         Ok(keys
             .iter_mut()
-            .find(|(_, k)| k.tenant == tenant && k.prefix == prefix)
+            .find(|(_, k)| k.tenant == tenant && k.prefix == prefix.as_str())
             .map(|(_, key)| {
                 key.revoked_at.get_or_insert(at);
                 key.clone()

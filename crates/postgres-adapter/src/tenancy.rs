@@ -3,7 +3,10 @@
 use application::ports::{ApiKeyStore, NewApiKey, SourceStore, TenancyError, TenantStore};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{ApiKey, EventSource, Scope, SourceSlug, Tenant, TenantId, TenantSlug};
+use domain::{
+    ApiKey, Description, DisplayName, EventSource, KeyHash, KeyPrefix, Scope, SourceSlug, Tenant,
+    TenantId, TenantSlug,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -80,7 +83,7 @@ const KEY_COLUMNS: &str = "id, tenant_id, prefix, scopes, name, created_at, revo
 
 #[async_trait]
 impl TenantStore for PostgresTenancy {
-    async fn create(&self, slug: &TenantSlug, name: &str) -> Result<Tenant, TenancyError> {
+    async fn create(&self, slug: &TenantSlug, name: &DisplayName) -> Result<Tenant, TenancyError> {
         let client = self
             .pool
             .get()
@@ -89,7 +92,7 @@ impl TenantStore for PostgresTenancy {
         let sql =
             format!("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING {TENANT_COLUMNS}");
         let row = client
-            .query_one(&sql, &[&slug.as_str(), &name])
+            .query_one(&sql, &[&slug.as_str(), &name.as_str()])
             .await
             .classify("creating a tenant")
             .map_err(|failure| match failure {
@@ -149,8 +152,8 @@ impl SourceStore for PostgresTenancy {
         &self,
         tenant: TenantId,
         slug: &SourceSlug,
-        provider_name: &str,
-        description: &str,
+        provider_name: &DisplayName,
+        description: &Description,
     ) -> Result<EventSource, TenancyError> {
         let client = self
             .pool
@@ -164,7 +167,12 @@ impl SourceStore for PostgresTenancy {
         let row = client
             .query_one(
                 &sql,
-                &[&tenant.get(), &slug.as_str(), &provider_name, &description],
+                &[
+                    &tenant.get(),
+                    &slug.as_str(),
+                    &provider_name.as_str(),
+                    &description.as_str(),
+                ],
             )
             .await
             .classify("creating a source")
@@ -196,10 +204,10 @@ impl ApiKeyStore for PostgresTenancy {
                 &sql,
                 &[
                     &key.tenant.get(),
-                    &key.prefix,
-                    &key.key_hash,
+                    &key.prefix.as_str(),
+                    &key.key_hash.as_str(),
                     &scopes,
-                    &key.name,
+                    &key.name.as_str(),
                     &key.created_at,
                 ],
             )
@@ -212,7 +220,7 @@ impl ApiKeyStore for PostgresTenancy {
         Ok(api_key(&row)?)
     }
 
-    async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, TenancyError> {
+    async fn find_by_hash(&self, key_hash: &KeyHash) -> Result<Option<ApiKey>, TenancyError> {
         let client = self
             .pool
             .get()
@@ -220,7 +228,7 @@ impl ApiKeyStore for PostgresTenancy {
             .classify("connecting to check a key")?;
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
         let row = client
-            .query_opt(&sql, &[&key_hash])
+            .query_opt(&sql, &[&key_hash.as_str()])
             .await
             .classify("checking a key")?;
         Ok(row.as_ref().map(api_key).transpose()?)
@@ -239,7 +247,7 @@ impl ApiKeyStore for PostgresTenancy {
     async fn revoke(
         &self,
         tenant: TenantId,
-        prefix: &str,
+        prefix: &KeyPrefix,
         at: OffsetDateTime,
     ) -> Result<Option<ApiKey>, TenancyError> {
         let client = self
@@ -252,7 +260,7 @@ impl ApiKeyStore for PostgresTenancy {
              RETURNING {KEY_COLUMNS}"
         );
         let row = client
-            .query_opt(&sql, &[&tenant.get(), &prefix, &at])
+            .query_opt(&sql, &[&tenant.get(), &prefix.as_str(), &at])
             .await
             .classify("revoking a key")?;
         Ok(row.as_ref().map(api_key).transpose()?)

@@ -519,7 +519,7 @@ async fn source_store_honours_the_contract() -> Result<()> {
     let fresh = application::ports::TenantStore::create(
         a.tenancy.as_ref(),
         &domain::TenantSlug::parse("tenant", "fresh")?,
-        "Fresh",
+        &domain::DisplayName::parse("name", "Fresh")?,
     )
     .await?;
     contract::source_store(a.tenancy.as_ref(), TENANT, fresh.id).await
