@@ -10,7 +10,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
 use crate::digest::sha256_hex;
-use crate::ports::{Clock, EventStore, IngestEvent, SourceStore, StoreError, TenancyError};
+use crate::ports::{Clock, EventIngestion, IngestEvent, SourceStore, StoreError, TenancyError};
 
 /// The longest retention of any report window: older events could never be reported.
 pub const MAX_RETENTION_DAYS: u32 = 730;
@@ -103,7 +103,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// The ports an [`IngestService`] works with.
 #[derive(Clone)]
 pub struct IngestPorts {
-    pub events: Arc<dyn EventStore>,
+    pub events: Arc<dyn EventIngestion>,
     /// The tenants' sources, which events must name.
     pub sources: Arc<dyn SourceStore>,
     pub clock: Arc<dyn Clock>,
@@ -112,7 +112,7 @@ pub struct IngestPorts {
 /// Validates events and stores them idempotently.
 #[derive(Clone)]
 pub struct IngestService {
-    events: Arc<dyn EventStore>,
+    events: Arc<dyn EventIngestion>,
     sources: Arc<dyn SourceStore>,
     clock: Arc<dyn Clock>,
 }

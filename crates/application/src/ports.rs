@@ -68,10 +68,55 @@ pub trait ReportCatalog: Send + Sync {
     async fn get(&self, slug: &ReportSlug) -> Result<Option<ReportDefinition>, StoreError>;
 }
 
-/// Raw events.
+/// Raw events, by the role each use case needs: producers' events written once
+/// ([`EventIngestion`]), when they last changed ([`EventChanges`]), and the demo data an
+/// operator loads or clears ([`EventAdmin`]). One adapter implements all three, and is wired as
+/// the [`EventStore`] they make up.
+pub trait EventStore: EventIngestion + EventChanges + EventAdmin {}
+
+impl<T: EventIngestion + EventChanges + EventAdmin + ?Sized> EventStore for T {}
+
+/// Producers' events, stored once each.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait EventStore: Send + Sync {
+pub trait EventIngestion: Send + Sync {
+    /// Stores the events of `tenant` whose `event_id` is new and says what became of each, in
+    /// order: `Created`; `Duplicate` when the tenant already has the id with the same
+    /// fingerprint; `Conflict` when it has the id with another fingerprint. Events of the same
+    /// call sharing an id are decided in order, as if sent one after the other. The UTC days of
+    /// created events are marked changed at `at`. The call is atomic and durable: when it
+    /// returns, every created event is committed; on error none is.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was stored.
+    async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: Vec<IngestEvent>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+}
+
+/// When events last changed, to tell a snapshot that predates them.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventChanges: Send + Sync {
+    /// The latest time events of `tenant` dated inside `range` were created through
+    /// [`EventIngestion::ingest`]; `None` when none were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn changed_since(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
+}
+
+/// A tenant's events as a whole: the demo data, its count, a reset.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventAdmin: Send + Sync {
     /// Writes the demo events `1..=count` of `domain::demo` as seeded at `now`, skipping ids
     /// the tenant already has, and returns how many were new.
     ///
@@ -96,33 +141,6 @@ pub trait EventStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
-
-    /// Stores the events of `tenant` whose `event_id` is new and says what became of each, in
-    /// order: `Created`; `Duplicate` when the tenant already has the id with the same
-    /// fingerprint; `Conflict` when it has the id with another fingerprint. Events of the same
-    /// call sharing an id are decided in order, as if sent one after the other. The UTC days of
-    /// created events are marked changed at `at`. The call is atomic and durable: when it
-    /// returns, every created event is committed; on error none is.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was stored.
-    async fn ingest(
-        &self,
-        tenant: TenantId,
-        events: Vec<IngestEvent>,
-        at: OffsetDateTime,
-    ) -> Result<Vec<IngestOutcome>, StoreError>;
-
-    /// The latest time events of `tenant` dated inside `range` were created through
-    /// [`EventStore::ingest`]; `None` when none were.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
-    async fn changed_since(
-        &self,
-        tenant: TenantId,
-        range: DateRange,
-    ) -> Result<Option<OffsetDateTime>, StoreError>;
 }
 
 /// An event to ingest, with the fingerprint of its content (everything but its id).

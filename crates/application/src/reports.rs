@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::digest::sha256_hex;
 use crate::ports::{
-    CacheKey, CacheVersions, Clock, EventStore, ReportCatalog, ResponseCache, SnapshotStore,
+    CacheKey, CacheVersions, Clock, EventChanges, ReportCatalog, ResponseCache, SnapshotStore,
     SourceSystem, StoreError,
 };
 
@@ -309,7 +309,7 @@ pub struct ReportService {
     clock: Arc<dyn Clock>,
     max_range_days: u32,
     /// Where to learn when events last changed, for `stale`.
-    events: Arc<dyn EventStore>,
+    events: Arc<dyn EventChanges>,
 }
 
 /// The ports a [`ReportService`] works with.
@@ -321,7 +321,7 @@ pub struct ReportPorts {
     pub versions: Arc<dyn CacheVersions>,
     /// Results are reported `stale` when events of their range changed after the snapshots
     /// read were computed.
-    pub events: Arc<dyn EventStore>,
+    pub events: Arc<dyn EventChanges>,
     pub clock: Arc<dyn Clock>,
 }
 

@@ -6,7 +6,7 @@ use domain::{Actor, RecomputeRun, ReportKind, RunStatus, TenantId, Window, demo}
 use tracing::info;
 
 use crate::{
-    ports::{Clock, EventStore, SnapshotStore, StoreError},
+    ports::{Clock, EventAdmin, SnapshotStore, StoreError},
     recompute::{RecomputeRequest, RecomputeService, TriggerError},
 };
 
@@ -39,7 +39,7 @@ pub struct SeedOutcome {
 /// The ports a [`SeedService`] works with.
 #[derive(Clone)]
 pub struct SeedPorts {
-    pub events: Arc<dyn EventStore>,
+    pub events: Arc<dyn EventAdmin>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub clock: Arc<dyn Clock>,
 }
@@ -48,7 +48,7 @@ pub struct SeedPorts {
 /// completed runs requested by `seed`, executed inline (no worker needed).
 #[derive(Clone)]
 pub struct SeedService {
-    events: Arc<dyn EventStore>,
+    events: Arc<dyn EventAdmin>,
     snapshots: Arc<dyn SnapshotStore>,
     clock: Arc<dyn Clock>,
     recompute: RecomputeService,

@@ -1201,7 +1201,7 @@ async fn a_retried_event_is_a_duplicate_and_changed_content_a_conflict() -> Resu
         "header and event_id must agree"
     );
     ensure!(
-        application::ports::EventStore::count(h.adapters.events.as_ref(), TENANT).await? == 3,
+        application::ports::EventAdmin::count(h.adapters.events.as_ref(), TENANT).await? == 3,
         "three events stored"
     );
     Ok(())
@@ -1228,7 +1228,7 @@ async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Resu
         "{fields:?}"
     );
     ensure!(
-        application::ports::EventStore::count(h.adapters.events.as_ref(), TENANT).await? == 0,
+        application::ports::EventAdmin::count(h.adapters.events.as_ref(), TENANT).await? == 0,
         "nothing was stored"
     );
 

@@ -5,7 +5,7 @@ use std::{
     sync::RwLock,
 };
 
-use application::ports::{EventStore, IngestEvent, StoreError};
+use application::ports::{EventAdmin, EventChanges, EventIngestion, IngestEvent, StoreError};
 use async_trait::async_trait;
 use domain::{DateRange, IngestOutcome, IngestStatus, NewEvent, TenantId, demo};
 use time::{Date, OffsetDateTime, UtcOffset};
@@ -57,41 +57,7 @@ impl InMemoryEventStore {
 }
 
 #[async_trait]
-impl EventStore for InMemoryEventStore {
-    async fn load_demo(
-        &self,
-        tenant: TenantId,
-        count: u64,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        self.failure
-            .check("event store")
-            .map_err(StoreError::Unavailable)?;
-        let mut tenants = write(&self.tenants);
-        let stored = tenants.entry(tenant).or_default();
-        Ok((1..=count)
-            .filter(|i| stored.insert(&demo::event(*i, now)))
-            .count() as u64)
-    }
-
-    async fn count(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        self.failure
-            .check("event store")
-            .map_err(StoreError::Unavailable)?;
-        Ok(read(&self.tenants)
-            .get(&tenant)
-            .map_or(0, |t| t.events.len() as u64))
-    }
-
-    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        self.failure
-            .check("event store")
-            .map_err(StoreError::Unavailable)?;
-        Ok(write(&self.tenants)
-            .remove(&tenant)
-            .map_or(0, |t| t.events.len() as u64))
-    }
-
+impl EventIngestion for InMemoryEventStore {
     async fn ingest(
         &self,
         tenant: TenantId,
@@ -125,7 +91,10 @@ impl EventStore for InMemoryEventStore {
             .collect();
         Ok(outcomes)
     }
+}
 
+#[async_trait]
+impl EventChanges for InMemoryEventStore {
     async fn changed_since(
         &self,
         tenant: TenantId,
@@ -140,5 +109,42 @@ impl EventStore for InMemoryEventStore {
                 .map(|(_, at)| *at)
                 .max()
         }))
+    }
+}
+
+#[async_trait]
+impl EventAdmin for InMemoryEventStore {
+    async fn load_demo(
+        &self,
+        tenant: TenantId,
+        count: u64,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        let mut tenants = write(&self.tenants);
+        let stored = tenants.entry(tenant).or_default();
+        Ok((1..=count)
+            .filter(|i| stored.insert(&demo::event(*i, now)))
+            .count() as u64)
+    }
+
+    async fn count(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        Ok(read(&self.tenants)
+            .get(&tenant)
+            .map_or(0, |t| t.events.len() as u64))
+    }
+
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        Ok(write(&self.tenants)
+            .remove(&tenant)
+            .map_or(0, |t| t.events.len() as u64))
     }
 }

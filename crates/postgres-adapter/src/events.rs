@@ -2,7 +2,7 @@
 
 use std::{sync::OnceLock, time::Instant};
 
-use application::ports::{EventStore, IngestEvent, StoreError};
+use application::ports::{EventAdmin, EventChanges, EventIngestion, IngestEvent, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{DateRange, IngestOutcome, TenantId};
@@ -84,7 +84,43 @@ const SEED_BATCH: u64 = 250_000;
 const SEED_CONNECTIONS: usize = 2;
 
 #[async_trait]
-impl EventStore for PostgresEventStore {
+impl EventIngestion for PostgresEventStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, events = events.len()), err)]
+    async fn ingest(
+        &self,
+        tenant: TenantId,
+        events: Vec<IngestEvent>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let writer = self.writer.get_or_init(|| {
+            GroupCommit::start(self.pool.clone(), self.writers, self.runtime.as_ref())
+        });
+        writer.ingest(tenant, events, at).await
+    }
+}
+
+#[async_trait]
+impl EventChanges for PostgresEventStore {
+    async fn changed_since(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read changes")?;
+        let row = client
+            .query_one(CHANGED_SINCE, &[&tenant.get(), &range.from(), &range.to()])
+            .await
+            .classify("reading changed days")?;
+        Ok(row.try_get(0).map_err(|e| corrupt("changed_at", e))?)
+    }
+}
+
+#[async_trait]
+impl EventAdmin for PostgresEventStore {
     #[tracing::instrument(skip_all, fields(tenant = %tenant, count), err)]
     async fn load_demo(
         &self,
@@ -173,35 +209,5 @@ impl EventStore for PostgresEventStore {
             )
             .await
             .classify("clearing events")?)
-    }
-
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, events = events.len()), err)]
-    async fn ingest(
-        &self,
-        tenant: TenantId,
-        events: Vec<IngestEvent>,
-        at: OffsetDateTime,
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let writer = self.writer.get_or_init(|| {
-            GroupCommit::start(self.pool.clone(), self.writers, self.runtime.as_ref())
-        });
-        writer.ingest(tenant, events, at).await
-    }
-
-    async fn changed_since(
-        &self,
-        tenant: TenantId,
-        range: DateRange,
-    ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to read changes")?;
-        let row = client
-            .query_one(CHANGED_SINCE, &[&tenant.get(), &range.from(), &range.to()])
-            .await
-            .classify("reading changed days")?;
-        Ok(row.try_get(0).map_err(|e| corrupt("changed_at", e))?)
     }
 }

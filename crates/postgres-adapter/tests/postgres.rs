@@ -118,7 +118,7 @@ async fn an_unknown_source_stores_none_of_the_batch() -> Result<()> {
             event,
         })
         .collect();
-    let result = application::ports::EventStore::ingest(
+    let result = application::ports::EventIngestion::ingest(
         a.events.as_ref(),
         TENANT,
         batch,
@@ -127,7 +127,7 @@ async fn an_unknown_source_stores_none_of_the_batch() -> Result<()> {
     .await;
     ensure!(result.is_err(), "an unknown source fails the whole batch");
     ensure!(
-        application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 0,
+        application::ports::EventAdmin::count(a.events.as_ref(), TENANT).await? == 0,
         "nothing was stored"
     );
     Ok(())
@@ -578,7 +578,7 @@ async fn concurrent_ingestion_loses_nothing_and_stores_each_key_once() -> Result
         "150 distinct keys + one shared: {created} created, {duplicates} duplicates"
     );
     ensure!(
-        application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 151,
+        application::ports::EventAdmin::count(a.events.as_ref(), TENANT).await? == 151,
         "exactly one row per key"
     );
     Ok(())
@@ -654,7 +654,7 @@ async fn concurrent_writers_store_each_key_once_whatever_the_order() -> Result<(
         created.len()
     );
     ensure!(
-        application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == distinct as u64,
+        application::ports::EventAdmin::count(a.events.as_ref(), TENANT).await? == distinct as u64,
         "exactly one row per key"
     );
     // A deadlock would not show in the outcomes (PostgreSQL aborts one transaction and its
@@ -682,7 +682,7 @@ async fn concurrent_writers_store_each_key_once_whatever_the_order() -> Result<(
 /// connection is lost opens another.
 #[tokio::test]
 async fn ingestion_writers_keep_their_own_connections_and_replace_lost_ones() -> Result<()> {
-    use application::ports::EventStore as _;
+    use application::ports::EventIngestion as _;
     let db = database!();
     let a = adapters(&db, QueueSettings::default()).with_ingest_writers(2);
     let event = |id: &str| application::ports::IngestEvent {
@@ -738,7 +738,7 @@ async fn ingestion_writers_keep_their_own_connections_and_replace_lost_ones() ->
         }
     }
     ensure!(created, "the event was stored on a new connection");
-    ensure!(application::ports::EventStore::count(a.events.as_ref(), TENANT).await? == 3);
+    ensure!(application::ports::EventAdmin::count(a.events.as_ref(), TENANT).await? == 3);
     Ok(())
 }
 

@@ -112,7 +112,7 @@ impl Harness {
 
     /// How many events `tenant` has stored.
     pub async fn event_count(&self, tenant: TenantId) -> Result<u64> {
-        use application::ports::EventStore;
+        use application::ports::EventAdmin;
         Ok(self.adapters.events.count(tenant).await?)
     }
 
