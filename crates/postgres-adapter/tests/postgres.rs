@@ -1,12 +1,17 @@
-//! The PostgreSQL adapters against a real server: the shared contract suite and the durable
-//! queue across restarts and crashes. (The rebuild against a direct aggregation of the events
-//! is checked end to end in the binary's `postgres_api` tests.)
+//! The PostgreSQL adapters against a real server: the shared contract suite (one test per
+//! promise, each on a database of its own) and the durable queue across restarts and crashes.
+//! (The rebuild against a direct aggregation of the events is checked end to end in the
+//! binary's `postgres_api` tests.)
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use application::{
-    RecomputeWorker, WorkerPorts, contract,
+    RecomputeWorker, WorkerPorts,
+    contract::{
+        Fresh, api_keys, audit, catalog, events, ingestion, queue, runs, snapshots, sources,
+        tenants,
+    },
     ports::{RunQueue, RunStore, RunStoreError},
 };
 use domain::{
@@ -37,70 +42,103 @@ fn adapters(db: &TestDatabase, settings: QueueSettings) -> PostgresAdapters {
     PostgresAdapters::new(db.pool.clone(), settings, clock())
 }
 
-#[tokio::test]
-async fn catalog_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::report_catalog(adapters(&db, QueueSettings::default()).catalog.as_ref()).await
+/// The fixture `build` makes of adapters over a database of their own, kept until the test
+/// ends, whose queue takes `settings`; `None` when no server is reachable and none is required.
+async fn fresh<F>(
+    settings: QueueSettings,
+    build: impl AsyncFnOnce(PostgresAdapters) -> Result<F>,
+) -> Result<Option<Fresh<F>>> {
+    let Some(db) = TestDatabase::create().await? else {
+        return Ok(None);
+    };
+    let fixture = build(adapters(&db, settings)).await?;
+    Ok(Some(Fresh::new(fixture).keeping(db)))
 }
 
-#[tokio::test]
-async fn event_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::event_store(
-        adapters(&db, QueueSettings::default()).events.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
-}
+/// What a queue of the contract holds.
+const QUEUE_CAPACITY: usize = 4;
 
-#[tokio::test]
-async fn snapshot_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    let a = adapters(&db, QueueSettings::default());
-    contract::snapshot_store(
-        a.events.as_ref(),
-        a.snapshots.as_ref(),
-        a.runs.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn run_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::run_store(
-        adapters(&db, QueueSettings::default()).runs.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn run_queue_honours_the_contract() -> Result<()> {
-    let db = database!();
-    let a = adapters(
-        &db,
+application::contract_tests! {
+    adapter = "postgres";
+    report_catalog => fresh(QueueSettings::default(), async |a| {
+        Ok(catalog::Fixture { catalog: a.catalog })
+    });
+    event_store => fresh(QueueSettings::default(), async |a| {
+        Ok(events::Fixture {
+            events: a.events,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    snapshot_store => fresh(QueueSettings::default(), async |a| {
+        Ok(snapshots::Fixture {
+            events: a.events,
+            snapshots: a.snapshots,
+            runs: a.runs,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    run_store => fresh(QueueSettings::default(), async |a| {
+        Ok(runs::Fixture {
+            runs: a.runs,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    run_queue => fresh(
         QueueSettings {
-            capacity: 4,
+            capacity: QUEUE_CAPACITY,
             ..QueueSettings::default()
         },
+        async |a| {
+            Ok(queue::Fixture {
+                queue: a.queue,
+                runs: a.runs,
+                tenant: TENANT,
+                capacity: QUEUE_CAPACITY,
+                started_at: NOW,
+            })
+        },
     );
-    contract::run_queue(a.queue.as_ref(), a.runs.as_ref(), TENANT, 4, NOW).await
-}
-
-#[tokio::test]
-async fn audit_log_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::audit_log(
-        adapters(&db, QueueSettings::default()).audit.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
+    audit_log => fresh(QueueSettings::default(), async |a| {
+        Ok(audit::Fixture {
+            log: a.audit,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    event_ingestion => fresh(QueueSettings::default(), async |a| {
+        Ok(ingestion::Fixture {
+            events: a.events,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    tenant_store => fresh(QueueSettings::default(), async |a| {
+        Ok(tenants::Fixture { tenants: a.tenancy })
+    });
+    source_store => fresh(QueueSettings::default(), async |a| {
+        // The harness gives the second tenant the demo sources too; use a fresh one.
+        let fresh = application::ports::TenantStore::create(
+            a.tenancy.as_ref(),
+            &domain::TenantSlug::parse("tenant", "fresh")?,
+            &domain::DisplayName::parse("name", "Fresh")?,
+        )
+        .await?;
+        Ok(sources::Fixture {
+            sources: a.tenancy,
+            tenant: TENANT,
+            other: fresh.id,
+        })
+    });
+    api_key_store => fresh(QueueSettings::default(), async |a| {
+        Ok(api_keys::Fixture {
+            keys: a.tenancy,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
 }
 
 #[tokio::test]
@@ -492,48 +530,6 @@ async fn two_queues_never_claim_the_same_run() -> Result<()> {
         "six distinct claims: {all:?}"
     );
     Ok(())
-}
-
-#[tokio::test]
-async fn event_ingestion_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::event_ingestion(
-        adapters(&db, QueueSettings::default()).events.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn tenant_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::tenant_store(adapters(&db, QueueSettings::default()).tenancy.as_ref()).await
-}
-
-#[tokio::test]
-async fn source_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    let a = adapters(&db, QueueSettings::default());
-    // The harness gives the second tenant the demo sources too; use a fresh one.
-    let fresh = application::ports::TenantStore::create(
-        a.tenancy.as_ref(),
-        &domain::TenantSlug::parse("tenant", "fresh")?,
-        &domain::DisplayName::parse("name", "Fresh")?,
-    )
-    .await?;
-    contract::source_store(a.tenancy.as_ref(), TENANT, fresh.id).await
-}
-
-#[tokio::test]
-async fn api_key_store_honours_the_contract() -> Result<()> {
-    let db = database!();
-    contract::api_key_store(
-        adapters(&db, QueueSettings::default()).tenancy.as_ref(),
-        TENANT,
-        OTHER_TENANT,
-    )
-    .await
 }
 
 #[tokio::test]

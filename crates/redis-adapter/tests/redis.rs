@@ -1,5 +1,6 @@
-//! The Redis adapters against a real server: the shared contract suite (each test under its own
-//! key prefix), and the failure modes with a `redis-server` this test starts, stops and restarts.
+//! The Redis adapters against a real server: the shared contract suite (one test per promise,
+//! each under its own key prefix), and the failure modes with a `redis-server` this test
+//! starts, stops and restarts.
 //!
 //! The server is `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When it cannot be reached
 //! the contract tests skip with a message, unless `CI=true` or `REDIS_TESTS_REQUIRED=1`.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 use application::{
-    contract,
+    contract::{Fresh, cache, locks, versions},
     ports::{CacheKey, CacheVersions, DependencyStatus, HealthProbe, ResponseCache, ScopeLock},
 };
 use domain::{DateRange, LockToken, RecomputeScope, ReportSlug, TenantId, Window};
@@ -67,16 +68,27 @@ macro_rules! redis {
     };
 }
 
-#[tokio::test]
-async fn response_cache_honours_the_contract() -> Result<()> {
-    let client = redis!();
-    contract::response_cache(&RedisResponseCache::new(client), TenantId::DEFAULT).await
+/// The fixture `build` makes of a client on the shared server under a prefix of its own;
+/// `None` when the server is unreachable and the tests are not required.
+async fn fresh<F>(build: impl FnOnce(RedisClient) -> F) -> Result<Option<Fresh<F>>> {
+    Ok(shared().await?.map(|client| Fresh::new(build(client))))
 }
 
-#[tokio::test]
-async fn cache_versions_honour_the_contract() -> Result<()> {
-    let client = redis!();
-    contract::cache_versions(&RedisCacheVersions::new(client), TenantId::DEFAULT, OTHER).await
+application::contract_tests! {
+    adapter = "redis";
+    response_cache => fresh(|client| cache::Fixture {
+        cache: std::sync::Arc::new(RedisResponseCache::new(client)),
+        tenant: TenantId::DEFAULT,
+    });
+    cache_versions => fresh(|client| versions::Fixture {
+        versions: std::sync::Arc::new(RedisCacheVersions::new(client)),
+        tenant: TenantId::DEFAULT,
+        other: OTHER,
+    });
+    scope_lock => fresh(|client| locks::Fixture {
+        locks: std::sync::Arc::new(RedisScopeLock::new(client)),
+        tenant: TenantId::DEFAULT,
+    });
 }
 
 /// A near cache of `client` (at `url`) that follows its version notices, once it does.
@@ -111,21 +123,35 @@ where
     bail!("{what}: not within five seconds")
 }
 
-#[tokio::test]
-async fn the_near_cache_honours_the_cache_and_version_contracts() -> Result<()> {
-    let client = redis!();
-    let near = following(&client, &shared_url()).await?;
-    contract::response_cache(
-        &RedisResponseCache::with_near(client.clone(), near.clone()),
-        TenantId::DEFAULT,
-    )
-    .await?;
-    contract::cache_versions(
-        &RedisCacheVersions::with_near(client, near),
-        TenantId::DEFAULT,
-        OTHER,
-    )
-    .await
+/// The response cache and cache versions again, each holding what it reads in a near cache
+/// that follows the version notices.
+mod near_cache {
+    use super::*;
+
+    /// The fixture `build` makes of a client on the shared server under a prefix of its own
+    /// and a near cache following it; `None` as for [`fresh`].
+    async fn fresh_near<F>(
+        build: impl FnOnce(RedisClient, NearCache) -> F,
+    ) -> Result<Option<Fresh<F>>> {
+        let Some(client) = shared().await? else {
+            return Ok(None);
+        };
+        let near = following(&client, &shared_url()).await?;
+        Ok(Some(Fresh::new(build(client, near))))
+    }
+
+    application::contract_tests! {
+        adapter = "redis with a near cache";
+        response_cache => fresh_near(|client, near| cache::Fixture {
+            cache: std::sync::Arc::new(RedisResponseCache::with_near(client, near)),
+            tenant: TenantId::DEFAULT,
+        });
+        cache_versions => fresh_near(|client, near| versions::Fixture {
+            versions: std::sync::Arc::new(RedisCacheVersions::with_near(client, near)),
+            tenant: TenantId::DEFAULT,
+            other: OTHER,
+        });
+    }
 }
 
 /// Two processes' worth of adapters on one Redis: each answers from memory, and a bump by
@@ -213,12 +239,6 @@ async fn versions_held_in_memory_follow_bumps_made_elsewhere() -> Result<()> {
         "a cache that holds nothing in memory holds no decoded form"
     );
     Ok(())
-}
-
-#[tokio::test]
-async fn scope_lock_honours_the_contract() -> Result<()> {
-    let client = redis!();
-    contract::scope_lock(&RedisScopeLock::new(client), TenantId::DEFAULT).await
 }
 
 #[tokio::test]
