@@ -12,8 +12,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::digest::sha256_hex;
 use crate::ports::{Clock, EventIngestion, IngestEvent, SourceStore, StoreError, TenancyError};
 
-/// The longest retention of any report window: older events could never be reported.
-pub const MAX_RETENTION_DAYS: u32 = 730;
+/// The longest retention a report window may have (five years, for monthly rollups): older
+/// events could never be reported.
+pub const MAX_RETENTION_DAYS: u32 = 1_825;
 
 /// The failure of an ingestion request.
 #[derive(Debug, thiserror::Error)]
@@ -49,21 +50,33 @@ impl From<TenancyError> for IngestError {
 /// The SHA-256 (hex) of an event's content, everything but its id, in a canonical form:
 /// the timestamp in UTC RFC 3339 and every object's keys sorted, so that the same event sent
 /// twice, however its JSON was laid out, has the same fingerprint.
+///
+/// The fields of the first event shape keep their names (`payload` for the properties) and
+/// `event_name` and `user_id` join only when they differ from an event of that shape, so an
+/// event stored before them answers a replay of itself as a duplicate, not as a conflict.
 pub fn fingerprint(event: &NewEvent) -> String {
     let occurred_at = event
         .occurred_at
         .to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
         .unwrap_or_default();
-    let content = serde_json::json!({
+    let mut content = serde_json::json!({
         "source": event.source.as_str(),
         "entity_id": event.entity_id,
-        "status": event.status.as_str(),
+        "status": event.status.map(domain::EventStatus::as_str),
         "occurred_at": occurred_at,
         "processing_ms": event.processing_ms,
         "amount_cents": event.amount_cents,
-        "payload": event.payload,
+        "payload": event.properties,
     });
+    if let Value::Object(fields) = &mut content {
+        if event.event_name != NewEvent::DEFAULT_NAME {
+            fields.insert("event_name".into(), event.event_name.clone().into());
+        }
+        if let Some(user) = &event.user_id {
+            fields.insert("user_id".into(), user.clone().into());
+        }
+    }
     let mut canonical = String::new();
     write_canonical(&content, &mut canonical);
     sha256_hex(canonical.as_bytes())
@@ -310,22 +323,28 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_fingerprint_ignores_layout_and_id_but_not_content() {
-        let base = NewEvent {
+    fn base() -> NewEvent {
+        NewEvent {
             event_id: "a".into(),
+            event_name: NewEvent::DEFAULT_NAME.into(),
+            user_id: None,
             source: domain::SourceSlug::parse("source", "stripe").unwrap(),
-            entity_id: "e".into(),
-            status: domain::EventStatus::Success,
+            entity_id: Some("e".into()),
+            status: Some(domain::EventStatus::Success),
             processing_ms: 1,
             amount_cents: 2,
             occurred_at: datetime!(2026-11-21 12:00 UTC),
-            payload: json!({"b": 1, "a": {"y": 2, "x": [3, {"k": 1, "j": 2}]}}),
-        };
+            properties: json!({"b": 1, "a": {"y": 2, "x": [3, {"k": 1, "j": 2}]}}),
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_layout_and_id_but_not_content() {
+        let base = base();
         let same = NewEvent {
             event_id: "other-id".into(),
             occurred_at: datetime!(2026-11-21 13:00 +1),
-            payload: json!({"a": {"x": [3, {"j": 2, "k": 1}], "y": 2}, "b": 1}),
+            properties: json!({"a": {"x": [3, {"j": 2, "k": 1}], "y": 2}, "b": 1}),
             ..base.clone()
         };
         assert_eq!(
@@ -333,10 +352,35 @@ mod tests {
             fingerprint(&same),
             "key order, offset and id do not matter"
         );
-        let different = NewEvent {
-            amount_cents: 3,
-            ..base.clone()
-        };
-        assert_ne!(fingerprint(&base), fingerprint(&different), "content does");
+        for different in [
+            NewEvent {
+                amount_cents: 3,
+                ..base.clone()
+            },
+            NewEvent {
+                event_name: "purchase".into(),
+                ..base.clone()
+            },
+            NewEvent {
+                user_id: Some("u-1".into()),
+                ..base.clone()
+            },
+            NewEvent {
+                status: None,
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(fingerprint(&base), fingerprint(&different), "content does");
+        }
+    }
+
+    #[test]
+    fn an_event_of_the_first_shape_keeps_its_fingerprint() {
+        // The fingerprint stored for this event before events had names and users: a replay
+        // of it must still be a duplicate.
+        assert_eq!(
+            fingerprint(&base()),
+            "503c4610a9701b127ad92231a030173783960f677e33b4e9df82b08589a499fd"
+        );
     }
 }

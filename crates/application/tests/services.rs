@@ -1224,8 +1224,8 @@ async fn a_bulk_request_with_one_bad_event_stores_nothing_and_names_it() -> Resu
         "the unknown source is named: {fields:?}"
     );
     ensure!(
-        fields.contains(&"events[2].status") && fields.contains(&"events[2].source"),
-        "{fields:?}"
+        fields.contains(&"events[2].status") && fields.contains(&"events[2].occurred_at"),
+        "a bad status and a missing time are both named: {fields:?}"
     );
     ensure!(
         application::ports::EventAdmin::count(h.adapters.events.as_ref(), TENANT).await? == 0,

@@ -102,7 +102,7 @@ impl Sql {
 /// `count` events of the default tenant over the 30 days before today, 1 a second hour apart.
 fn insert_events(sql: &Sql, count: i64) -> Result<()> {
     sql.execute(&format!(
-        "INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload)
+        "INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties)
          SELECT 1, 'seeded-' || i, s.id, 'entity-' || (i % 50), 'success', 100, 100,
                 date_trunc('day', now()) - make_interval(days => (i % 30)::int + 1, hours => (i % 24)::int), '{{}}'::jsonb
          FROM generate_series(1, {count}) AS i

@@ -24,7 +24,19 @@ pub const ENTITY_COUNT: u64 = 240;
 /// How many days back the demo events reach (event `i` lies `i % 90` days back).
 pub const DAYS_BACK: u64 = 90;
 
+/// How many distinct users the demo data has.
+pub const USER_COUNT: u64 = 1_000;
+
 const REGIONS: [&str; 4] = ["eu-west", "us-east", "ap-south", "sa-east"];
+
+/// The demo event names, picked by `(i / 5) % 4`: half of the events are page views.
+pub const EVENT_NAMES: [&str; 4] = ["page_view", "page_view", "add_to_cart", "purchase"];
+
+/// The demo paths, picked by `(i / 2) % 6`.
+pub const PATHS: [&str; 6] = ["/", "/pricing", "/docs", "/blog", "/checkout", "/signup"];
+
+/// The demo channels, picked by `(i / 7) % 4`.
+pub const CHANNELS: [&str; 4] = ["web", "ios", "android", "email"];
 
 /// The status of event `i`: failed every 17th, else pending every 11th, else success.
 pub const fn status(i: u64) -> EventStatus {
@@ -50,14 +62,18 @@ pub fn event(i: u64, now: OffsetDateTime) -> NewEvent {
     let (source, _) = SOURCES[(i % 3) as usize];
     NewEvent {
         event_id: format!("demo-{i}"),
+        event_name: EVENT_NAMES[((i / 5) % 4) as usize].to_owned(),
+        user_id: Some(format!("user-{}", (i * 7_919) % USER_COUNT + 1)),
         // The demo slugs are constants known to be valid.
         source: SourceSlug::parse("source", source).unwrap_or_else(|_| unreachable_source()),
-        entity_id: format!("entity-{}", (i % ENTITY_COUNT) + 1),
-        status: status(i),
+        entity_id: Some(format!("entity-{}", (i % ENTITY_COUNT) + 1)),
+        status: Some(status(i)),
         processing_ms: 80 + (i % 700) as i64,
         amount_cents: 100 + ((i * 37) % 100_000) as i64,
         occurred_at: occurred_at(i, now),
-        payload: json!({
+        properties: json!({
+            "path": PATHS[((i / 2) % 6) as usize],
+            "channel": CHANNELS[((i / 7) % 4) as usize],
             "region": REGIONS[(i % 4) as usize],
             "batch": i / 1000,
             "provider_rank": (i % 3) + 1,
@@ -100,8 +116,20 @@ mod tests {
         let e = event(17 * 11, NOW);
         assert_eq!(e.event_id, "demo-187");
         assert_eq!(e.source.as_str(), SOURCES[187 % 3].0);
-        assert_eq!(e.entity_id, "entity-188");
-        assert_eq!(e.status, EventStatus::Failed, "failed wins over pending");
+        assert_eq!(e.entity_id.as_deref(), Some("entity-188"));
+        assert_eq!(
+            e.status,
+            Some(EventStatus::Failed),
+            "failed wins over pending"
+        );
+        assert_eq!(e.event_name, "page_view", "(187 / 5) % 4 = 1");
+        assert_eq!(
+            e.user_id.as_deref(),
+            Some("user-854"),
+            "(187 * 7919) % 1000 + 1"
+        );
+        assert_eq!(e.properties["path"], "/blog", "(187 / 2) % 6 = 3");
+        assert_eq!(e.properties["channel"], "android", "(187 / 7) % 4 = 2");
         assert_eq!(status(11), EventStatus::Pending);
         assert_eq!(status(1), EventStatus::Success);
         assert_eq!(e.processing_ms, 267);

@@ -139,6 +139,18 @@ slug_type!(
 );
 
 impl SourceSlug {
+    /// The slug of the source every tenant has, used when an event names none.
+    pub const DEFAULT: &str = "default";
+    /// The provider name of the default source.
+    pub const DEFAULT_PROVIDER_NAME: &str = "Default source";
+    /// The description of the default source.
+    pub const DEFAULT_DESCRIPTION: &str = "Events that name no source.";
+
+    /// The tenant's default source.
+    pub fn default_source() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
     /// Parses a source slug for `field`.
     ///
     /// # Errors
@@ -153,14 +165,26 @@ impl SourceSlug {
 pub struct NewEvent {
     /// The idempotency key, unique per tenant.
     pub event_id: String,
+    /// What happened (`purchase`, `page_view`); [`NewEvent::DEFAULT_NAME`] when not said.
+    pub event_name: String,
+    /// Who did it, when known: the subject of distinct counts.
+    pub user_id: Option<String>,
     pub source: SourceSlug,
-    pub entity_id: String,
-    pub status: EventStatus,
+    /// The thing the event is about (an order, a customer), when there is one.
+    pub entity_id: Option<String>,
+    /// The outcome the event reports, when it reports one.
+    pub status: Option<EventStatus>,
     pub processing_ms: i64,
     pub amount_cents: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
-    pub payload: serde_json::Value,
+    /// Free dimensions (`path`, `channel`, ...): always a JSON object.
+    pub properties: serde_json::Value,
+}
+
+impl NewEvent {
+    /// The name of an event sent without one.
+    pub const DEFAULT_NAME: &str = "event";
 }
 
 #[cfg(test)]

@@ -553,37 +553,87 @@ pub enum EventStatusDto {
 }
 
 /// An event, as producers send it. The server validates the raw JSON itself, so that every
-/// offending field is reported at once; this type only documents the shape. Besides what the
-/// schema says: `source` must be one of the tenant's active sources (see `GET /sources`),
-/// `occurred_at` at most 5 minutes in the future and not older than the longest retention of
-/// any report window, and `payload` at most 16 KiB of JSON without the character U+0000.
+/// offending field is reported at once; this type only documents the shape. Each field may come
+/// under one of its names (ours first, then the Segment Track spec's and earlier shapes'), never
+/// two of them. Besides what the schema says: `occurred_at` (or `timestamp`) is required, at
+/// most 5 minutes in the future and not older than the longest retention of any report window;
+/// `source` must be one of the tenant's active sources (see `GET /sources`; absent, the tenant's
+/// `default` source); `event_id` must equal the `Idempotency-Key` header when both are sent;
+/// `channel`, `campaign_id`, `tags`, `context` and an `anonymousId` beside a `userId` are stored
+/// in `properties` under their own names, which must not be keys of it already; `properties`,
+/// with them, is at most 16 KiB of JSON without the character U+0000.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[allow(non_snake_case)]
 pub struct EventSchema {
     /// The idempotency key when no `Idempotency-Key` header is sent (with the header, it must
     /// be equal to it); without either, the server assigns one. 1 to 128 characters.
     #[schema(schema_with = crate::openapi::nullable_id_schema)]
     pub event_id: Option<String>,
-    /// A source of the tenant.
-    #[schema(schema_with = crate::openapi::source_schema)]
-    pub source: String,
-    /// 1 to 128 characters.
-    #[schema(schema_with = crate::openapi::id_schema)]
-    pub entity_id: String,
-    #[schema(schema_with = crate::openapi::status_value_schema)]
-    pub status: String,
-    /// RFC 3339.
-    #[schema(format = DateTime, example = "2026-11-21T12:00:00Z")]
-    pub occurred_at: String,
+    /// Segment's name of `event_id`.
+    #[schema(schema_with = crate::openapi::nullable_id_schema)]
+    pub messageId: Option<String>,
+    /// What happened, 1 to 128 characters (default `event`).
+    #[schema(schema_with = crate::openapi::nullable_event_name_schema)]
+    pub event_name: Option<String>,
+    /// Segment's name of `event_name`.
+    #[schema(schema_with = crate::openapi::nullable_event_name_schema)]
+    pub event: Option<String>,
+    /// Who did it, 1 to 128 characters: the subject of distinct counts.
+    #[schema(schema_with = crate::openapi::nullable_user_schema)]
+    pub user_id: Option<String>,
+    /// Segment's name of `user_id`.
+    #[schema(schema_with = crate::openapi::nullable_user_schema)]
+    pub userId: Option<String>,
+    /// Segment's visitor id: the `user_id` when no `userId` is sent, else kept in `properties`.
+    #[schema(schema_with = crate::openapi::nullable_user_schema)]
+    pub anonymousId: Option<String>,
+    /// A source of the tenant (default `default`).
+    #[schema(schema_with = crate::openapi::nullable_source_schema)]
+    pub source: Option<String>,
+    /// The thing the event is about, 1 to 128 characters; reports by entity skip events
+    /// without one.
+    #[schema(schema_with = crate::openapi::nullable_id_schema)]
+    pub entity_id: Option<String>,
+    /// The event's outcome; reports by status skip events without one.
+    #[schema(schema_with = crate::openapi::nullable_status_value_schema)]
+    pub status: Option<String>,
+    /// When it happened: RFC 3339, or integer Unix seconds. Required, as this or `timestamp`.
+    #[schema(schema_with = crate::openapi::event_time_schema)]
+    pub occurred_at: Option<serde_json::Value>,
+    /// Segment's name of `occurred_at`.
+    #[schema(schema_with = crate::openapi::event_time_schema)]
+    pub timestamp: Option<serde_json::Value>,
     /// Non-negative (default 0).
     #[schema(schema_with = crate::openapi::nullable_count_schema)]
     pub processing_ms: Option<i64>,
     /// Non-negative (default 0).
     #[schema(schema_with = crate::openapi::nullable_count_schema)]
     pub amount_cents: Option<i64>,
-    /// A JSON object (default `{}`).
+    /// Free dimensions such as `path` or `channel`: a JSON object (default `{}`).
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Value>,
+    /// The first event shape's name of `properties`.
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// The seed-style name of `properties`.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Stored as `properties.channel`.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub channel: Option<serde_json::Value>,
+    /// Stored as `properties.campaign_id`.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub campaign_id: Option<serde_json::Value>,
+    /// Stored as `properties.tags`.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub tags: Option<serde_json::Value>,
+    /// Segment's context (library, page, device), stored as `properties.context`.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Value>,
+    /// Segment's call type: only `track` calls are events.
+    #[schema(schema_with = crate::openapi::call_type_schema)]
+    pub r#type: Option<String>,
 }
 
 /// The body of `POST /events/bulk`.

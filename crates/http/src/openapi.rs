@@ -6,7 +6,10 @@ use utoipa::{
     openapi::{
         self,
         header::Header,
-        schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type},
+        schema::{
+            KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType,
+            Type,
+        },
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -388,6 +391,65 @@ pub(crate) fn nullable_count_schema() -> Object {
             .maximum(Some(i64::MAX))
             .build(),
     )
+}
+
+/// An event's name or `null`: 1 to 128 characters.
+pub(crate) fn nullable_event_name_schema() -> Object {
+    nullable(printable(
+        128,
+        "1 to 128 characters, no control characters",
+        "purchase",
+    ))
+}
+
+/// A user id or `null`: 1 to 128 characters.
+pub(crate) fn nullable_user_schema() -> Object {
+    nullable(printable(
+        128,
+        "1 to 128 characters, no control characters",
+        "user-42",
+    ))
+}
+
+/// [`source_schema`] or `null`.
+pub(crate) fn nullable_source_schema() -> Object {
+    nullable(source_schema())
+}
+
+/// [`status_value_schema`] or `null`.
+pub(crate) fn nullable_status_value_schema() -> Object {
+    nullable(status_value_schema())
+}
+
+/// An event's time: an RFC 3339 timestamp or integer Unix seconds (or `null`, for the name
+/// not used).
+pub(crate) fn event_time_schema() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .examples(["2026-11-21T12:00:00Z"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some("Unix seconds")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("RFC 3339, or integer Unix seconds"))
+        .build()
+        .into()
+}
+
+/// Segment's call type or `null`: only `track`.
+pub(crate) fn call_type_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(["track"]))
+        .description(Some("Only `track` calls are events"))
+        .build()
 }
 
 /// The status of an event.

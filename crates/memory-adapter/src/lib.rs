@@ -79,10 +79,11 @@ impl InMemoryAdapters {
     pub fn new(clock: Arc<dyn Clock>, queue_capacity: usize) -> Self {
         let events = Arc::new(InMemoryEventStore::new());
         let runs = Arc::new(InMemoryRunStore::new());
+        let sources = Arc::new(InMemorySourceStore::new(clock.now()));
         Self {
             catalog: Arc::new(InMemoryCatalog::reference(clock.now())),
-            tenants: Arc::new(InMemoryTenantStore::new(clock.now())),
-            sources: Arc::new(InMemorySourceStore::new(clock.now())),
+            tenants: Arc::new(InMemoryTenantStore::new(clock.now(), Arc::clone(&sources))),
+            sources,
             keys: Arc::new(InMemoryApiKeyStore::new()),
             snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
             queue: Arc::new(InMemoryRunQueue::new(

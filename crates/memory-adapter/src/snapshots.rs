@@ -59,12 +59,12 @@ impl InMemorySnapshotStore {
     }
 }
 
-/// The dimension value of `event` for a `kind` report.
-fn dimension_value(kind: ReportKind, event: &NewEvent) -> &str {
+/// The dimension value of `event` for a `kind` report; an event without one is not counted.
+fn dimension_value(kind: ReportKind, event: &NewEvent) -> Option<&str> {
     match kind {
-        ReportKind::VolumeByPeriod => event.source.as_str(),
-        ReportKind::StatusCounts => event.status.as_str(),
-        ReportKind::TopEntities => &event.entity_id,
+        ReportKind::VolumeByPeriod => Some(event.source.as_str()),
+        ReportKind::StatusCounts => event.status.map(domain::EventStatus::as_str),
+        ReportKind::TopEntities => event.entity_id.as_deref(),
     }
 }
 
@@ -184,11 +184,11 @@ impl SnapshotStore for InMemorySnapshotStore {
                 .flat_map(|t| t.events.iter())
             {
                 let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
-                if range.contains(date) {
+                if let (true, Some(value)) =
+                    (range.contains(date), dimension_value(request.kind, event))
+                {
                     let bucket = request.window.bucket_start(date);
-                    *counts
-                        .entry((bucket, dimension_value(request.kind, event).to_owned()))
-                        .or_default() += 1;
+                    *counts.entry((bucket, value.to_owned())).or_default() += 1;
                 }
             }
         }

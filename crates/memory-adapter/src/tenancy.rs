@@ -1,6 +1,6 @@
 //! Tenants, their sources and their API keys in memory.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use application::ports::{ApiKeyStore, NewApiKey, SourceStore, TenancyError, TenantStore};
 use async_trait::async_trait;
@@ -16,13 +16,17 @@ use crate::{FailSwitch, lock};
 #[derive(Debug)]
 pub struct InMemoryTenantStore {
     tenants: Mutex<Vec<Tenant>>,
+    /// Where a new tenant's default source is added.
+    sources: Arc<InMemorySourceStore>,
     failure: FailSwitch,
 }
 
 impl InMemoryTenantStore {
-    /// The `default` tenant only, created at `at`.
-    pub fn new(at: OffsetDateTime) -> Self {
+    /// The `default` tenant only, created at `at`; tenants created later get their default
+    /// source in `sources`.
+    pub fn new(at: OffsetDateTime, sources: Arc<InMemorySourceStore>) -> Self {
         Self {
+            sources,
             tenants: Mutex::new(vec![Tenant {
                 id: TenantId::DEFAULT,
                 slug: TenantSlug::default_tenant(),
@@ -59,6 +63,7 @@ impl TenantStore for InMemoryTenantStore {
                 .map_or(OffsetDateTime::UNIX_EPOCH, |t| t.created_at),
         };
         tenants.push(tenant.clone());
+        lock(&self.sources.sources).push(default_source(tenant.id, tenant.created_at));
         Ok(tenant)
     }
 
@@ -88,11 +93,10 @@ pub struct InMemorySourceStore {
 }
 
 impl InMemorySourceStore {
-    /// The reference sources of `default`, created at `at`.
+    /// The default source and the reference sources of `default`, created at `at`.
     pub fn new(at: OffsetDateTime) -> Self {
-        let sources = demo::SOURCES
-            .iter()
-            .filter_map(|(slug, name)| {
+        let sources = std::iter::once(default_source(TenantId::DEFAULT, at))
+            .chain(demo::SOURCES.iter().filter_map(|(slug, name)| {
                 Some(EventSource {
                     tenant: TenantId::DEFAULT,
                     slug: SourceSlug::parse("source", slug).ok()?,
@@ -101,7 +105,7 @@ impl InMemorySourceStore {
                     is_active: true,
                     created_at: at,
                 })
-            })
+            }))
             .collect();
         Self {
             sources: Mutex::new(sources),
@@ -112,6 +116,18 @@ impl InMemorySourceStore {
     /// Makes every call fail while `failing` is on.
     pub fn set_failing(&self, failing: bool) {
         self.failure.set(failing);
+    }
+}
+
+/// The source every tenant has, for events that name none.
+fn default_source(tenant: TenantId, at: OffsetDateTime) -> EventSource {
+    EventSource {
+        tenant,
+        slug: SourceSlug::default_source(),
+        provider_name: SourceSlug::DEFAULT_PROVIDER_NAME.to_owned(),
+        description: SourceSlug::DEFAULT_DESCRIPTION.to_owned(),
+        is_active: true,
+        created_at: at,
     }
 }
 

@@ -76,7 +76,10 @@ application::contract_tests! {
         tenant: TENANT,
         other: OTHER,
     });
-    tenant_store => fresh(|a| tenants::Fixture { tenants: a.tenants });
+    tenant_store => fresh(|a| tenants::Fixture {
+        tenants: a.tenants,
+        sources: a.sources,
+    });
     source_store => fresh(|a| sources::Fixture {
         sources: a.sources,
         tenant: TENANT,

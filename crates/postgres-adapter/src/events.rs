@@ -59,9 +59,12 @@ const CHANGED_SINCE: &str =
 /// `domain::demo`, row for row. Array indexes are 1-based, hence `% n + 1`.
 const LOAD_DEMO: &str = "
     INSERT INTO analytics_events
-        (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload)
+        (tenant_id, event_id, event_name, user_id, source_id, entity_id, status, processing_ms, amount_cents,
+         occurred_at, properties)
     SELECT $1,
            'demo-' || i,
+           (ARRAY['page_view', 'page_view', 'add_to_cart', 'purchase'])[(i / 5) % 4 + 1],
+           'user-' || ((i * 7919) % 1000 + 1),
            s.id,
            'entity-' || (i % 240 + 1),
            CASE WHEN i % 17 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'pending' ELSE 'success' END,
@@ -69,7 +72,9 @@ const LOAD_DEMO: &str = "
            100 + (i * 37) % 100000,
            date_trunc('hour', ($2::timestamptz AT TIME ZONE 'UTC')
                               - make_interval(days => (i % 90)::int, hours => (i % 24)::int)) AT TIME ZONE 'UTC',
-           jsonb_build_object('region', (ARRAY['eu-west', 'us-east', 'ap-south', 'sa-east'])[i % 4 + 1],
+           jsonb_build_object('path', (ARRAY['/', '/pricing', '/docs', '/blog', '/checkout', '/signup'])[(i / 2) % 6 + 1],
+                              'channel', (ARRAY['web', 'ios', 'android', 'email'])[(i / 7) % 4 + 1],
+                              'region', (ARRAY['eu-west', 'us-east', 'ap-south', 'sa-east'])[i % 4 + 1],
                               'batch', i / 1000,
                               'provider_rank', i % 3 + 1)
     FROM generate_series($3::int8, $4::int8) AS i

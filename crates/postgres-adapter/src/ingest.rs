@@ -46,13 +46,14 @@ pub const MAX_WAIT: Duration = Duration::from_millis(2);
 /// makes concurrent writers lock ids in the same order.
 const INSERT: &str = "
     INSERT INTO analytics_events
-        (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload, fingerprint)
-    SELECT e.tenant_id, e.event_id, s.id, e.entity_id, e.status, e.processing_ms, e.amount_cents, e.occurred_at,
-           e.payload, e.fingerprint
-    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                $8::timestamptz[], $9::jsonb[], $10::text[])
-         WITH ORDINALITY AS e(tenant_id, event_id, source, entity_id, status, processing_ms, amount_cents,
-                              occurred_at, payload, fingerprint, position)
+        (tenant_id, event_id, event_name, user_id, source_id, entity_id, status, processing_ms, amount_cents,
+         occurred_at, properties, fingerprint)
+    SELECT e.tenant_id, e.event_id, e.event_name, e.user_id, s.id, e.entity_id, e.status, e.processing_ms,
+           e.amount_cents, e.occurred_at, e.properties, e.fingerprint
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::int8[], $9::int8[], $10::timestamptz[], $11::jsonb[], $12::text[])
+         WITH ORDINALITY AS e(tenant_id, event_id, event_name, user_id, source, entity_id, status,
+                              processing_ms, amount_cents, occurred_at, properties, fingerprint, position)
     LEFT JOIN event_sources s ON s.tenant_id = e.tenant_id AND s.slug = e.source
     ORDER BY e.tenant_id, e.event_id COLLATE \"C\", e.position
     ON CONFLICT (tenant_id, event_id) DO NOTHING
@@ -265,16 +266,28 @@ async fn insert(
         .iter()
         .map(|(_, e)| e.event.event_id.as_str())
         .collect();
-    let sources: Vec<&str> = items.iter().map(|(_, e)| e.event.source.as_str()).collect();
-    let entities: Vec<&str> = items
+    let names: Vec<&str> = items
         .iter()
-        .map(|(_, e)| e.event.entity_id.as_str())
+        .map(|(_, e)| e.event.event_name.as_str())
         .collect();
-    let statuses: Vec<&str> = items.iter().map(|(_, e)| e.event.status.as_str()).collect();
+    let users: Vec<Option<&str>> = items
+        .iter()
+        .map(|(_, e)| e.event.user_id.as_deref())
+        .collect();
+    let sources: Vec<&str> = items.iter().map(|(_, e)| e.event.source.as_str()).collect();
+    let entities: Vec<Option<&str>> = items
+        .iter()
+        .map(|(_, e)| e.event.entity_id.as_deref())
+        .collect();
+    let statuses: Vec<Option<&str>> = items
+        .iter()
+        .map(|(_, e)| e.event.status.map(domain::EventStatus::as_str))
+        .collect();
     let processing: Vec<i64> = items.iter().map(|(_, e)| e.event.processing_ms).collect();
     let amounts: Vec<i64> = items.iter().map(|(_, e)| e.event.amount_cents).collect();
     let occurred: Vec<OffsetDateTime> = items.iter().map(|(_, e)| e.event.occurred_at).collect();
-    let payloads: Vec<&serde_json::Value> = items.iter().map(|(_, e)| &e.event.payload).collect();
+    let properties: Vec<&serde_json::Value> =
+        items.iter().map(|(_, e)| &e.event.properties).collect();
     let fingerprints: Vec<&str> = items.iter().map(|(_, e)| e.fingerprint.as_str()).collect();
 
     let tx = client
@@ -287,13 +300,15 @@ async fn insert(
             &[
                 &tenants,
                 &ids,
+                &names,
+                &users,
                 &sources,
                 &entities,
                 &statuses,
                 &processing,
                 &amounts,
                 &occurred,
-                &payloads,
+                &properties,
                 &fingerprints,
             ],
         )

@@ -164,13 +164,13 @@ fn rebuild_sql(kind: ReportKind) -> &'static str {
             "status",
             "SELECT e.status COLLATE \"C\" AS value, count(*) AS events ",
             events_of_bucket!(),
-            " GROUP BY 1 ORDER BY 1"
+            " AND e.status IS NOT NULL GROUP BY 1 ORDER BY 1"
         ),
         ReportKind::TopEntities => rebuild_sql!(
             "entity_id",
             "SELECT e.entity_id COLLATE \"C\" AS value, count(*) AS events ",
             events_of_bucket!(),
-            " GROUP BY 1 ORDER BY 1"
+            " AND e.entity_id IS NOT NULL GROUP BY 1 ORDER BY 1"
         ),
     }
 }

@@ -89,10 +89,25 @@ impl TenantStore for PostgresTenancy {
             .get()
             .await
             .classify("connecting to create a tenant")?;
-        let sql =
-            format!("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING {TENANT_COLUMNS}");
+        // The tenant and its default source in one statement, so neither exists without the
+        // other.
+        let sql = format!(
+            "WITH tenant AS (INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING {TENANT_COLUMNS}),
+                  source AS (INSERT INTO event_sources (tenant_id, slug, provider_name, description)
+                             SELECT id, $3, $4, $5 FROM tenant)
+             SELECT {TENANT_COLUMNS} FROM tenant"
+        );
         let row = client
-            .query_one(&sql, &[&slug.as_str(), &name.as_str()])
+            .query_one(
+                &sql,
+                &[
+                    &slug.as_str(),
+                    &name.as_str(),
+                    &SourceSlug::DEFAULT,
+                    &SourceSlug::DEFAULT_PROVIDER_NAME,
+                    &SourceSlug::DEFAULT_DESCRIPTION,
+                ],
+            )
             .await
             .classify("creating a tenant")
             .map_err(|failure| match failure {

@@ -125,7 +125,12 @@ impl TestDatabase {
                 "INSERT INTO tenants (id, slug, name) VALUES (2, 'other', 'Other tenant');
                  SELECT setval(pg_get_serial_sequence('tenants', 'id'), 2);
                  INSERT INTO event_sources (tenant_id, slug, provider_name)
-                 VALUES (2, 'stripe', 'Stripe'), (2, 'adyen', 'Adyen'), (2, 'paypal', 'PayPal');",
+                 VALUES (2, 'stripe', 'Stripe'), (2, 'adyen', 'Adyen'), (2, 'paypal', 'PayPal');
+                 -- Before the migration that gives every tenant a default source, that
+                 -- migration adds it.
+                 INSERT INTO event_sources (tenant_id, slug, provider_name, description)
+                 SELECT 2, 'default', 'Default source', 'Events that name no source.'
+                 WHERE EXISTS (SELECT 1 FROM event_sources WHERE tenant_id = 1 AND slug = 'default');",
             )
             .await
             .context("adding the second tenant")?;

@@ -116,7 +116,10 @@ application::contract_tests! {
         })
     });
     tenant_store => fresh(QueueSettings::default(), async |a| {
-        Ok(tenants::Fixture { tenants: a.tenancy })
+        Ok(tenants::Fixture {
+            tenants: a.tenancy.clone(),
+            sources: a.tenancy,
+        })
     });
     source_store => fresh(QueueSettings::default(), async |a| {
         // The harness gives the second tenant the demo sources too; use a fresh one.

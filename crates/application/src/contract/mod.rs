@@ -128,13 +128,15 @@ fn event(
 ) -> Result<NewEvent> {
     Ok(NewEvent {
         event_id: id.to_owned(),
+        event_name: NewEvent::DEFAULT_NAME.to_owned(),
+        user_id: None,
         source: SourceSlug::parse("source", source)?,
-        entity_id: entity.to_owned(),
-        status,
+        entity_id: Some(entity.to_owned()),
+        status: Some(status),
         processing_ms: 120,
         amount_cents: 1_500,
         occurred_at: at,
-        payload: json!({ "region": "eu-west" }),
+        properties: json!({ "region": "eu-west" }),
     })
 }
 
@@ -258,7 +260,10 @@ fn run_of(
 ///
 /// application::contract_tests! {
 ///     adapter = "memory";
-///     tenant_store => fresh(|a| tenants::Fixture { tenants: a.tenants });
+///     tenant_store => fresh(|a| tenants::Fixture {
+///         tenants: a.tenants,
+///         sources: a.sources,
+///     });
 ///     response_cache => fresh(|a| cache::Fixture {
 ///         cache: a.cache,
 ///         tenant: domain::TenantId::DEFAULT,
@@ -345,6 +350,7 @@ macro_rules! contract_tests {
             another_tenants_rebuild_reads_only_its_events,
             another_tenants_rebuild_leaves_these_rows_alone,
             clear_removes_every_row_of_the_tenant,
+            an_event_without_status_or_entity_is_counted_only_where_not_grouped_by_them,
         ] $($rest)* }
     };
     (@port run_store $($rest:tt)*) => {
@@ -462,11 +468,12 @@ macro_rules! contract_tests {
             a_created_tenant_is_found_by_slug,
             a_second_create_with_the_same_slug_is_already_exists,
             a_created_tenant_is_listed,
+            a_created_tenant_has_the_default_source,
         ] $($rest)* }
     };
     (@port source_store $($rest:tt)*) => {
         $crate::contract_tests! { @promises source_store sources [
-            the_reference_tenant_has_the_demo_sources_by_slug,
+            the_reference_tenant_has_the_default_and_demo_sources_by_slug,
             a_created_source_is_active_in_its_tenant,
             a_slug_is_taken_once_per_tenant,
             another_tenant_does_not_see_a_source,

@@ -689,3 +689,64 @@ pub async fn clear_removes_every_row_of_the_tenant(f: &Fixture) -> Result<()> {
     );
     Ok(())
 }
+
+pub async fn an_event_without_status_or_entity_is_counted_only_where_not_grouped_by_them(
+    f: &Fixture,
+) -> Result<()> {
+    let mut scenario = Scenario::at(f, Stage::EventsStored).await?;
+    let bare = domain::NewEvent {
+        entity_id: None,
+        status: None,
+        event_name: "page_view".to_owned(),
+        user_id: Some("u-1".to_owned()),
+        ..event(
+            "e10",
+            "stripe",
+            "unused",
+            EventStatus::Success,
+            datetime!(2026-03-02 11:00 UTC),
+        )?
+    };
+    store(f.events.as_ref(), f.tenant, &[bare]).await?;
+    scenario.rebuild_days().await?;
+    scenario.rebuild_statuses().await?;
+    scenario.rebuild_entities().await?;
+    let volume = days_of_march_2(f, f.tenant, Breakdown::Period).await?;
+    ensure!(
+        volume.rows.first() == Some(&period(date!(2026 - 03 - 02), 5)),
+        "the volume counts it: {:?}",
+        volume.rows
+    );
+    let statuses = f
+        .snapshots
+        .query(&query(
+            f.tenant,
+            ReportKind::StatusCounts,
+            Window::Day,
+            week_of_march_2()?,
+            Breakdown::Status,
+        ))
+        .await?;
+    ensure!(
+        statuses.rows.iter().map(row_count).sum::<i64>() == 6,
+        "statuses skip it: {:?}",
+        statuses.rows
+    );
+    let entities = f.snapshots.query(&top_entities(f.tenant)?).await?;
+    ensure!(
+        entities.rows.iter().map(row_count).sum::<i64>() == 6,
+        "entities skip it: {:?}",
+        entities.rows
+    );
+    Ok(())
+}
+
+fn row_count(row: &ReportRow) -> i64 {
+    match row {
+        ReportRow::Period { event_count, .. }
+        | ReportRow::PeriodSource { event_count, .. }
+        | ReportRow::PeriodStatus { event_count, .. }
+        | ReportRow::Status { event_count, .. }
+        | ReportRow::Entity { event_count, .. } => *event_count,
+    }
+}

@@ -34,10 +34,12 @@ async fn klarna_created(f: &Fixture) -> Result<EventSource> {
         .await?)
 }
 
-pub async fn the_reference_tenant_has_the_demo_sources_by_slug(f: &Fixture) -> Result<()> {
+pub async fn the_reference_tenant_has_the_default_and_demo_sources_by_slug(
+    f: &Fixture,
+) -> Result<()> {
     ensure!(
-        slugs(f.sources.list(f.tenant).await?) == ["adyen", "paypal", "stripe"],
-        "the demo sources, by slug"
+        slugs(f.sources.list(f.tenant).await?) == ["adyen", "default", "paypal", "stripe"],
+        "the default and demo sources, by slug"
     );
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! [`TenantStore`]: tenants are created once per slug and found by slug; `default` is there
-//! from the start.
+//! from the start; every tenant has the `default` source from its creation.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use domain::{Tenant, TenantId, TenantSlug};
+use domain::{SourceSlug, Tenant, TenantId, TenantSlug};
 
-use crate::ports::{TenancyError, TenantStore};
+use crate::ports::{SourceStore, TenancyError, TenantStore};
 
-/// A tenant store holding `default` and no tenant `acme`.
+/// A tenant store holding `default` and no tenant `acme`, and the source store beside it.
 pub struct Fixture {
     pub tenants: Arc<dyn TenantStore>,
+    pub sources: Arc<dyn SourceStore>,
 }
 
 fn acme() -> Result<TenantSlug> {
@@ -75,6 +76,19 @@ pub async fn a_created_tenant_is_listed(f: &Fixture) -> Result<()> {
     ensure!(
         f.tenants.list().await?.iter().any(|t| t.id == acme.id),
         "listed"
+    );
+    Ok(())
+}
+
+pub async fn a_created_tenant_has_the_default_source(f: &Fixture) -> Result<()> {
+    let acme = acme_created(f).await?;
+    let sources = f.sources.list(acme.id).await?;
+    ensure!(
+        sources.len() == 1
+            && sources[0].slug == SourceSlug::default_source()
+            && sources[0].is_active
+            && sources[0].provider_name == SourceSlug::DEFAULT_PROVIDER_NAME,
+        "only the default source, active: {sources:?}"
     );
     Ok(())
 }

@@ -593,3 +593,101 @@ async fn ingested_events_make_a_result_stale_until_a_recompute_counts_them() -> 
     );
     Ok(())
 }
+
+#[actix_web::test]
+async fn seed_style_and_segment_track_payloads_are_accepted_as_sent() -> Result<()> {
+    let h = Harness::new();
+    let key = h
+        .key(
+            TenantId::DEFAULT,
+            &[Scope::Ingest, Scope::Read, Scope::Manage],
+        )
+        .await?;
+    let app = test::init_service(build_app(h.state.clone())).await;
+    // 2026-11-21T10:00:00Z, an hour before the harness's clock.
+    let seed_style = json!({
+        "event_name": "purchase", "user_id": "u-1", "timestamp": 1_795_255_200,
+        "channel": "ios", "campaign_id": "bf-2026", "tags": ["sale"],
+        "metadata": {"path": "/checkout"}
+    });
+    let track = json!({
+        "type": "track", "event": "Order Completed", "userId": "u-2", "anonymousId": "anon-7",
+        "messageId": "ajs-1", "timestamp": "2026-11-21T10:30:00Z",
+        "properties": {"revenue": 25}, "context": {"library": {"name": "analytics.js"}}
+    });
+
+    let seeded = send(&app, post_event(&key, &seed_style).to_request()).await;
+    let tracked = send(&app, post_event(&key, &track).to_request()).await;
+    let replayed = send(&app, post_event(&key, &track).to_request()).await;
+    let identify = send(
+        &app,
+        post_event(
+            &key,
+            &json!({"type": "identify", "userId": "u-2",
+                                  "timestamp": "2026-11-21T10:30:00Z"}),
+        )
+        .to_request(),
+    )
+    .await;
+    let unknown = send(
+        &app,
+        post_event(
+            &key,
+            &json!({"event": "x", "timestamp": 1_795_255_200, "colour": "red"}),
+        )
+        .to_request(),
+    )
+    .await;
+    send(
+        &app,
+        keyed(TestRequest::post().uri("/api/v1/recomputations"), &key)
+            .set_json(trigger_body(
+                "volume-by-period",
+                "day",
+                "2026-11-21",
+                "2026-11-21",
+            ))
+            .to_request(),
+    )
+    .await
+    .assert_data(StatusCode::ACCEPTED);
+    h.work_one().await?;
+    let by_source = send(
+        &app,
+        keyed(
+            get("/api/v1/reports/volume-by-period/run?date_from=2026-11-21&date_to=2026-11-21&breakdown=source"),
+            &key,
+        )
+        .to_request(),
+    )
+    .await;
+
+    seeded.assert_data(StatusCode::CREATED);
+    tracked.assert_data(StatusCode::CREATED);
+    assert_eq!(
+        tracked.body["data"],
+        json!({ "event_id": "ajs-1", "duplicate": false }),
+        "messageId is the idempotency key"
+    );
+    replayed.assert_data(StatusCode::OK);
+    assert_eq!(
+        replayed.body["data"]["duplicate"], true,
+        "a replay is a duplicate"
+    );
+    identify.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(identify.error_field(), "type");
+    unknown.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(
+        unknown.error_field(),
+        "colour",
+        "an unknown field names itself"
+    );
+    assert_eq!(h.event_count(TenantId::DEFAULT).await?, 2);
+    by_source.assert_data(StatusCode::OK);
+    assert_eq!(
+        by_source.body["data"]["rows"],
+        json!([{ "bucket_date": "2026-11-21", "source": "default", "event_count": 2 }]),
+        "events without a source are the default source's"
+    );
+    Ok(())
+}

@@ -372,8 +372,8 @@ async fn the_operator_acts_on_any_tenant_and_an_unknown_one_is_404() -> Result<(
     assert_eq!(h.run_count().await?, 0, "not to default");
     acme_sources.assert_data(StatusCode::OK);
     assert_eq!(
-        acme_sources.body["data"][0]["slug"], "shopify",
-        "acme's sources: {:?}",
+        acme_sources.body["data"][1]["slug"], "shopify",
+        "acme's sources, after its default one: {:?}",
         acme_sources.body
     );
     ghost.assert_error(StatusCode::NOT_FOUND, "not_found");
@@ -587,7 +587,7 @@ async fn sources_are_listed_and_created_per_tenant() -> Result<()> {
     };
     assert_eq!(
         slugs(&listed),
-        ["adyen", "paypal", "stripe"],
+        ["adyen", "default", "paypal", "stripe"],
         "default's sources, by slug"
     );
     created.assert_data(StatusCode::CREATED);
@@ -617,13 +617,13 @@ async fn sources_are_listed_and_created_per_tenant() -> Result<()> {
     acme_created.assert_data(StatusCode::CREATED);
     assert_eq!(
         slugs(&default_after),
-        ["adyen", "klarna", "paypal", "stripe"],
+        ["adyen", "default", "klarna", "paypal", "stripe"],
         "default gained klarna once"
     );
     assert_eq!(
         slugs(&acme_after),
-        ["klarna", "shopify"],
-        "acme's sources are its own"
+        ["default", "klarna", "shopify"],
+        "acme's sources are its own, beside its default one"
     );
     anonymous.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     Ok(())
