@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use domain::{Actor, RecomputeRun, ReportKind, RunStatus, TenantId, Window, demo};
+use domain::{
+    Actor, RecomputeRun, ReportDefinition, ReportKind, RunStatus, TenantId, Window, demo,
+};
 use tracing::info;
 
 use crate::{
@@ -98,7 +100,8 @@ impl SeedService {
         let range = demo::date_range(now);
         let mut runs = Vec::new();
         for kind in ReportKind::ALL {
-            for window in Window::ALL {
+            let windows = ReportDefinition::reference(kind, now).windows;
+            for window in windows.into_iter().map(|w| w.window) {
                 let request = RecomputeRequest {
                     tenant,
                     report_slug: kind.report_slug(),

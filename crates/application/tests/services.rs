@@ -789,10 +789,7 @@ async fn trigger_checks_run_in_the_documented_order() -> Result<()> {
         bad(
             "window",
             h.recompute
-                .trigger(
-                    TENANT,
-                    &trigger("nope", "month", "2026-11-02", "2026-11-01")
-                )
+                .trigger(TENANT, &trigger("nope", "year", "2026-11-02", "2026-11-01"))
                 .await
         ),
         "window first"

@@ -58,7 +58,7 @@ enum Command {
         /// The report slug, e.g. status-counts.
         #[arg(long)]
         report: String,
-        /// day or week (default day).
+        /// day, week or month, one of the report's windows (default day).
         #[arg(long)]
         window: Option<String>,
         /// First day, YYYY-MM-DD (default: 29 days before --to).

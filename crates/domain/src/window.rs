@@ -7,34 +7,38 @@ use time::{Date, Duration};
 
 use crate::{DateRange, ValidationError};
 
-/// The size of a snapshot bucket. Buckets are UTC days, or ISO weeks starting on Monday.
+/// The size of a snapshot bucket. Buckets are UTC days, ISO weeks starting on Monday, or
+/// calendar months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
     Day,
     Week,
+    Month,
 }
 
 impl Window {
     /// Every window, in catalog order.
-    pub const ALL: [Window; 2] = [Window::Day, Window::Week];
+    pub const ALL: [Window; 3] = [Window::Day, Window::Week, Window::Month];
 
     /// The lowercase name used in URLs, keys and the database.
     pub const fn as_str(self) -> &'static str {
         match self {
             Window::Day => "day",
             Window::Week => "week",
+            Window::Month => "month",
         }
     }
 
     /// The first day of the bucket that contains `date`: the date itself for `day`, the Monday on
-    /// or before it for `week`.
+    /// or before it for `week`, the first of its month for `month`.
     pub fn bucket_start(self, date: Date) -> Date {
         match self {
             Window::Day => date,
             Window::Week => {
                 date - Duration::days(i64::from(date.weekday().number_days_from_monday()))
             }
+            Window::Month => date - Duration::days(i64::from(date.day()) - 1),
         }
     }
 
@@ -43,11 +47,16 @@ impl Window {
         match self {
             Window::Day => date,
             Window::Week => self.bucket_start(date) + Duration::days(6),
+            Window::Month => {
+                let length = date.month().length(date.year());
+                date + Duration::days(i64::from(length) - i64::from(date.day()))
+            }
         }
     }
 
     /// The range widened to whole buckets: for `week`, from the Monday on or before `from` to the
-    /// Sunday on or after `to`. A recompute rebuilds exactly the buckets of this range.
+    /// Sunday on or after `to`; for `month`, from the first of `from`'s month to the last day of
+    /// `to`'s. A recompute rebuilds exactly the buckets of this range.
     pub fn widen(self, range: DateRange) -> DateRange {
         DateRange::from_ordered(self.bucket_start(range.from()), self.bucket_end(range.to()))
     }
@@ -70,6 +79,12 @@ impl Window {
                     u32::try_from(span / 7 + 1).unwrap_or(u32::MAX)
                 }
             }
+            Window::Month => {
+                let months =
+                    |date: Date| i64::from(date.year()) * 12 + i64::from(u8::from(date.month()));
+                let first = months(range.from()) + i64::from(range.from().day() > 1);
+                u32::try_from((months(range.to()) - first + 1).max(0)).unwrap_or(u32::MAX)
+            }
         }
     }
 }
@@ -83,12 +98,12 @@ impl fmt::Display for Window {
 impl FromStr for Window {
     type Err = ValidationError;
 
-    /// Parses `day` or `week`, ignoring ASCII case.
+    /// Parses `day`, `week` or `month`, ignoring ASCII case.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         Window::ALL
             .into_iter()
             .find(|window| window.as_str().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| ValidationError::new("window", "must be one of: day, week"))
+            .ok_or_else(|| ValidationError::new("window", "must be one of: day, week, month"))
     }
 }
 
@@ -106,9 +121,9 @@ mod tests {
 
     #[test]
     fn unknown_window_names_the_allowed_values() {
-        let err = "month".parse::<Window>().unwrap_err();
+        let err = "year".parse::<Window>().unwrap_err();
         assert_eq!(err.field(), "window");
-        assert!(err.message().contains("day, week"), "message: {err}");
+        assert!(err.message().contains("day, week, month"), "message: {err}");
     }
 
     #[test]
@@ -156,5 +171,37 @@ mod tests {
         assert_eq!(Window::Week.bucket_count(range), 2);
         let no_monday = DateRange::new(date!(2026 - 11 - 17), date!(2026 - 11 - 22)).unwrap();
         assert_eq!(Window::Week.bucket_count(no_monday), 0);
+    }
+
+    #[test]
+    fn month_buckets_are_calendar_months() {
+        assert_eq!(
+            Window::Month.bucket_start(date!(2026 - 11 - 18)),
+            date!(2026 - 11 - 01)
+        );
+        assert_eq!(
+            Window::Month.bucket_end(date!(2024 - 02 - 10)),
+            date!(2024 - 02 - 29),
+            "a leap February"
+        );
+        assert_eq!(
+            Window::Month.bucket_end(date!(2026 - 12 - 31)),
+            date!(2026 - 12 - 31)
+        );
+        let range = DateRange::new(date!(2026 - 01 - 15), date!(2026 - 03 - 02)).unwrap();
+        let widened = Window::Month.widen(range);
+        assert_eq!(
+            (widened.from(), widened.to()),
+            (date!(2026 - 01 - 01), date!(2026 - 03 - 31))
+        );
+        assert_eq!(
+            Window::Month.bucket_count(range),
+            2,
+            "February and March start inside"
+        );
+        let inside = DateRange::new(date!(2026 - 01 - 02), date!(2026 - 01 - 31)).unwrap();
+        assert_eq!(Window::Month.bucket_count(inside), 0);
+        let year = DateRange::new(date!(2025 - 12 - 01), date!(2026 - 11 - 30)).unwrap();
+        assert_eq!(Window::Month.bucket_count(year), 12);
     }
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 pub enum WindowDto {
     Day,
     Week,
+    Month,
 }
 
 impl From<Window> for WindowDto {
@@ -31,6 +32,7 @@ impl From<Window> for WindowDto {
         match window {
             Window::Day => WindowDto::Day,
             Window::Week => WindowDto::Week,
+            Window::Month => WindowDto::Month,
         }
     }
 }

@@ -514,7 +514,7 @@ pub(crate) fn sort_order_schema() -> Object {
 
 /// The schema of a `window` parameter.
 pub(crate) fn window_schema() -> Object {
-    any_case_enum(&["day", "week"], "The window")
+    any_case_enum(&["day", "week", "month"], "The window")
 }
 
 /// The schema of a report run's `breakdown`.

@@ -823,7 +823,7 @@ async fn trigger_checks_the_window_before_the_report() -> Result<()> {
         &app,
         trigger_request(&trigger_body(
             "no-such-report",
-            "month",
+            "year",
             "2026-11-01",
             "2026-11-07",
         ))
