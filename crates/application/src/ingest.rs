@@ -14,7 +14,7 @@ use crate::ports::{Clock, EventIngestion, IngestEvent, SourceStore, StoreError, 
 
 /// The longest retention a report window may have (five years, for monthly rollups): older
 /// events could never be reported.
-pub const MAX_RETENTION_DAYS: u32 = 1_825;
+pub const MAX_RETENTION_DAYS: u32 = domain::rollup::MAX_RETENTION_DAYS;
 
 /// The failure of an ingestion request.
 #[derive(Debug, thiserror::Error)]

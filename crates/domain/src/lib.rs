@@ -14,6 +14,7 @@ pub mod event;
 pub mod ingest;
 pub mod pagination;
 pub mod report;
+pub mod rollup;
 pub mod run;
 pub mod tenancy;
 pub mod tenant;
@@ -28,6 +29,10 @@ pub use event::{EventStatus, NewEvent, SourceSlug};
 pub use ingest::{IngestOutcome, IngestStatus, IngestWindow, ParsedEvent};
 pub use pagination::{Page, PageRequest};
 pub use report::{DimensionFilter, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage};
+pub use rollup::{
+    Dimension, Field, FieldFilter, Measure, MeasureKind, NumericField, PropertyKey, Rollup,
+    RollupDefinition,
+};
 pub use run::{
     LockToken, RecomputeRun, RecomputeScope, RunFilter, RunId, RunStatus, RunSummary,
     TransitionError,

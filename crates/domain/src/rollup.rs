@@ -1,0 +1,1297 @@
+//! Rollups: reports defined as data. A definition names measures computed over the events of
+//! one tenant that pass its filters, grouped by up to three dimensions and by the buckets of
+//! each of its windows (day, week, month).
+//!
+//! Everything here is parsed from JSON with an error for every offending field, on its full
+//! path (`measures[1].field`, `windows[0].retention_days`), so a client learns every mistake of
+//! a definition at once.
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    Description, DisplayName, EventStatus, ReportKind, ReportSlug, SourceSlug, ValidationError,
+    Window, WindowDefinition,
+};
+
+/// The most measures a rollup computes.
+pub const MAX_MEASURES: usize = 4;
+/// The most dimensions a rollup groups by.
+pub const MAX_DIMENSIONS: usize = 3;
+/// The longest measure or dimension name.
+pub const MAX_NAME_LEN: usize = 64;
+/// The longest key of `properties` a rollup may read.
+pub const MAX_PROPERTY_KEY_LEN: usize = 64;
+/// The longest value a filter compares with.
+pub const MAX_FILTER_VALUE_LEN: usize = 128;
+/// The longest a cached result may be served.
+pub const MAX_CACHE_TTL_SECONDS: u32 = 86_400;
+/// The cache lifetime of a definition that does not choose one.
+pub const DEFAULT_CACHE_TTL_SECONDS: u32 = 60;
+/// The longest a window keeps its buckets, and so the oldest event any rollup counts.
+pub const MAX_RETENTION_DAYS: u32 = 1_825;
+/// The longest interval between two scheduled refreshes of a window (31 days).
+pub const MAX_REFRESH_INTERVAL_MINUTES: u32 = 44_640;
+
+/// Names a measure or a dimension may not take: a row's period, and the parameters of a read
+/// (a dimension's name is also its filter parameter).
+const RESERVED_NAMES: [&str; 11] = [
+    "bucket_date",
+    "period",
+    "window",
+    "date_from",
+    "date_to",
+    "group_by",
+    "order",
+    "limit",
+    "offset",
+    "tenant",
+    "breakdown",
+];
+
+/// The fields a dimension or a filter may name, for messages.
+const FIELD_NAMES: &str = "source, status, event_name, entity_id, user_id, properties.<key>";
+
+/// A key of an event's `properties`: 1 to 64 characters of `A-Z`, `a-z`, `0-9`, `_`, `.` and `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PropertyKey(String);
+
+impl PropertyKey {
+    /// Parses a property key for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` when `raw` is not a property key.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= MAX_PROPERTY_KEY_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                field,
+                format!(
+                    "must name a property key of 1 to {MAX_PROPERTY_KEY_LEN} characters of \
+                     A-Z, a-z, 0-9, _, . and -; got {raw:?}"
+                ),
+            ))
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An event field a rollup groups or filters by. Its value is text, or null when the event has
+/// none (a missing `status`, a property that is absent or not a string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Source,
+    Status,
+    EventName,
+    EntityId,
+    UserId,
+    Property(PropertyKey),
+}
+
+impl Field {
+    /// Parses a field name (`event_name`, `properties.channel`) for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` naming the fields allowed.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        Ok(match raw {
+            "source" => Field::Source,
+            "status" => Field::Status,
+            "event_name" => Field::EventName,
+            "entity_id" => Field::EntityId,
+            "user_id" => Field::UserId,
+            _ => match raw.strip_prefix("properties.") {
+                Some(key) => Field::Property(PropertyKey::parse(field, key)?),
+                None => {
+                    return Err(ValidationError::new(
+                        field,
+                        format!("must be one of: {FIELD_NAMES}; got {raw:?}"),
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The name the field is written as in a definition.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Source => "source".to_owned(),
+            Field::Status => "status".to_owned(),
+            Field::EventName => "event_name".to_owned(),
+            Field::EntityId => "entity_id".to_owned(),
+            Field::UserId => "user_id".to_owned(),
+            Field::Property(key) => format!("properties.{}", key.as_str()),
+        }
+    }
+
+    /// The name a dimension on this field takes when its definition gives none: the field's
+    /// own name, or the property key when that is a valid name.
+    fn default_dimension_name(&self) -> Option<String> {
+        match self {
+            Field::Property(key) => Some(key.as_str().to_owned()).filter(|k| is_valid_name(k)),
+            other => Some(other.name()),
+        }
+    }
+
+    /// Checks a filter value for this field: a source slug, a status (lowercased), or 1 to 128
+    /// printable characters.
+    fn parse_value(&self, field: &str, raw: &str) -> Result<String, ValidationError> {
+        match self {
+            Field::Source => SourceSlug::parse(field, raw).map(|s| s.as_str().to_owned()),
+            Field::Status => EventStatus::parse(field, raw).map(|s| s.as_str().to_owned()),
+            _ => {
+                if raw.is_empty()
+                    || raw.chars().count() > MAX_FILTER_VALUE_LEN
+                    || raw.chars().any(char::is_control)
+                {
+                    Err(ValidationError::new(
+                        field,
+                        format!("must be 1 to {MAX_FILTER_VALUE_LEN} printable characters"),
+                    ))
+                } else {
+                    Ok(raw.to_owned())
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A numeric event field a `sum` adds up. A property whose value is not a JSON integer is
+/// skipped (and counted in the run's summary).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NumericField {
+    AmountCents,
+    ProcessingMs,
+    Property(PropertyKey),
+}
+
+impl NumericField {
+    /// Parses `amount_cents`, `processing_ms` or `properties.<key>` for `field`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` naming the fields allowed.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        Ok(match raw {
+            "amount_cents" => NumericField::AmountCents,
+            "processing_ms" => NumericField::ProcessingMs,
+            _ => match raw.strip_prefix("properties.") {
+                Some(key) => NumericField::Property(PropertyKey::parse(field, key)?),
+                None => {
+                    return Err(ValidationError::new(
+                        field,
+                        format!(
+                            "must be one of: amount_cents, processing_ms, properties.<key>; \
+                             got {raw:?}"
+                        ),
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The name the field is written as in a definition.
+    pub fn name(&self) -> String {
+        match self {
+            NumericField::AmountCents => "amount_cents".to_owned(),
+            NumericField::ProcessingMs => "processing_ms".to_owned(),
+            NumericField::Property(key) => format!("properties.{}", key.as_str()),
+        }
+    }
+}
+
+/// What a measure computes per bucket and dimension values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MeasureKind {
+    /// The number of events.
+    Count,
+    /// The sum of a numeric field.
+    Sum(NumericField),
+}
+
+/// A named measure of a rollup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Measure {
+    pub name: String,
+    pub kind: MeasureKind,
+}
+
+/// A named dimension of a rollup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dimension {
+    pub name: String,
+    pub field: Field,
+}
+
+/// Equality on one field, applied when the rollup is built: only events whose field has this
+/// value are counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldFilter {
+    pub field: Field,
+    pub value: String,
+}
+
+/// What a rollup computes: its measures, its dimensions and the events it counts. Two
+/// definitions with equal rollups have equal snapshots; a change to it retires them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rollup {
+    /// One to [`MAX_MEASURES`], in definition order.
+    pub measures: Vec<Measure>,
+    /// Zero to [`MAX_DIMENSIONS`], in definition order.
+    pub dimensions: Vec<Dimension>,
+    /// Sorted by field, at most one per field.
+    pub filters: Vec<FieldFilter>,
+}
+
+impl Rollup {
+    /// The rollup a built-in report of `kind` is: `event_count` by the kind's one dimension.
+    pub fn of_kind(kind: ReportKind) -> Self {
+        let field = match kind {
+            ReportKind::VolumeByPeriod => Field::Source,
+            ReportKind::StatusCounts => Field::Status,
+            ReportKind::TopEntities => Field::EntityId,
+        };
+        Self {
+            measures: vec![Measure {
+                name: crate::report::EVENT_COUNT_METRIC.to_owned(),
+                kind: MeasureKind::Count,
+            }],
+            dimensions: vec![Dimension {
+                name: kind.dimension_key().to_owned(),
+                field,
+            }],
+            filters: Vec::new(),
+        }
+    }
+
+    /// The dimension called `name`.
+    pub fn dimension(&self, name: &str) -> Option<&Dimension> {
+        self.dimensions.iter().find(|d| d.name == name)
+    }
+
+    /// The measure called `name`.
+    pub fn measure(&self, name: &str) -> Option<&Measure> {
+        self.measures.iter().find(|m| m.name == name)
+    }
+}
+
+/// A report defined as data: what it computes, in which windows, and how it is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupDefinition {
+    pub slug: ReportSlug,
+    pub name: DisplayName,
+    pub description: Description,
+    pub rollup: Rollup,
+    /// One to three distinct windows, in definition order; exactly one is the default.
+    pub windows: Vec<WindowDefinition>,
+    /// How long a cached result may be served; 0 disables caching.
+    pub cache_ttl_seconds: u32,
+    /// Readable without a key (only reports of the public default tenant are ever served so).
+    pub is_public: bool,
+}
+
+impl RollupDefinition {
+    /// The fields of a definition.
+    const FIELDS: [&'static str; 8] = [
+        "slug",
+        "name",
+        "description",
+        "measures",
+        "dimensions",
+        "filters",
+        "windows",
+        "cache_ttl_seconds",
+    ];
+
+    /// Parses a definition sent as JSON, collecting an error for every field that breaks a
+    /// rule.
+    ///
+    /// # Errors
+    /// Every [`ValidationError`] found, each on its full field path.
+    pub fn parse(value: &Value) -> Result<Self, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let Some(object) = value.as_object() else {
+            return Err(vec![ValidationError::new("body", "must be a JSON object")]);
+        };
+        refuse_unknown(
+            object,
+            "",
+            &[&Self::FIELDS[..], &["is_public"]].concat(),
+            &mut errors,
+        );
+
+        let slug = match object.get("slug") {
+            None | Some(Value::Null) => {
+                errors.push(ValidationError::new("slug", "is required"));
+                None
+            }
+            Some(Value::String(raw)) => ReportSlug::parse_for("slug", raw)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            Some(_) => {
+                errors.push(ValidationError::new("slug", "must be a string"));
+                None
+            }
+        };
+        let name = match text(object, "name", &mut errors) {
+            Some(Some(raw)) => DisplayName::parse("name", raw)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            Some(None) => slug
+                .as_ref()
+                .and_then(|slug| DisplayName::parse("name", slug.as_str()).ok()),
+            None => None,
+        };
+        let description = match text(object, "description", &mut errors) {
+            Some(raw) => Description::parse("description", raw.unwrap_or(""))
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => None,
+        };
+        let measures = parse_measures(object.get("measures"), &mut errors);
+        let dimensions = parse_dimensions(object.get("dimensions"), &mut errors);
+        if let (Some(measures), Some(dimensions)) = (&measures, &dimensions) {
+            check_names_unique(measures, dimensions, &mut errors);
+        }
+        let filters = parse_filters(object.get("filters"), &mut errors);
+        let windows = parse_windows(object.get("windows"), &mut errors);
+        let cache_ttl_seconds = integer(
+            object,
+            "",
+            "cache_ttl_seconds",
+            0..=MAX_CACHE_TTL_SECONDS,
+            DEFAULT_CACHE_TTL_SECONDS,
+            &mut errors,
+        );
+        let is_public = match object.get("is_public") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(public)) => Some(*public),
+            Some(_) => {
+                errors.push(ValidationError::new("is_public", "must be true or false"));
+                None
+            }
+        };
+
+        match (
+            errors.is_empty(),
+            slug,
+            name,
+            description,
+            measures,
+            dimensions,
+            filters,
+            windows,
+            cache_ttl_seconds,
+            is_public,
+        ) {
+            (
+                true,
+                Some(slug),
+                Some(name),
+                Some(description),
+                Some(measures),
+                Some(dimensions),
+                Some(filters),
+                Some(windows),
+                Some(cache_ttl_seconds),
+                Some(is_public),
+            ) => Ok(Self {
+                slug,
+                name,
+                description,
+                rollup: Rollup {
+                    measures,
+                    dimensions,
+                    filters,
+                },
+                windows,
+                cache_ttl_seconds,
+                is_public,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The window read when a request names none.
+    pub fn default_window(&self) -> Window {
+        self.windows
+            .iter()
+            .find(|w| w.is_default)
+            .map_or(Window::Day, |w| w.window)
+    }
+
+    /// The definition as JSON, every default written out: what [`RollupDefinition::parse`]
+    /// reads back to an equal definition.
+    pub fn to_json(&self) -> Value {
+        let measures: Vec<Value> = self
+            .rollup
+            .measures
+            .iter()
+            .map(|m| match &m.kind {
+                MeasureKind::Count => json!({"name": m.name, "kind": "count"}),
+                MeasureKind::Sum(field) => {
+                    json!({"name": m.name, "kind": "sum", "field": field.name()})
+                }
+            })
+            .collect();
+        let dimensions: Vec<Value> = self
+            .rollup
+            .dimensions
+            .iter()
+            .map(|d| json!({"name": d.name, "field": d.field.name()}))
+            .collect();
+        let filters: Map<String, Value> = self
+            .rollup
+            .filters
+            .iter()
+            .map(|f| (f.field.name(), Value::String(f.value.clone())))
+            .collect();
+        let windows: Vec<Value> = self
+            .windows
+            .iter()
+            .map(|w| {
+                json!({
+                    "window": w.window.as_str(),
+                    "retention_days": w.retention_days,
+                    "refresh_interval_minutes": w.refresh_interval_minutes,
+                    "is_default": w.is_default,
+                })
+            })
+            .collect();
+        json!({
+            "slug": self.slug.as_str(),
+            "name": self.name.as_str(),
+            "description": self.description.as_str(),
+            "measures": measures,
+            "dimensions": dimensions,
+            "filters": filters,
+            "windows": windows,
+            "cache_ttl_seconds": self.cache_ttl_seconds,
+            "is_public": self.is_public,
+        })
+    }
+}
+
+/// The definition of the built-in report of `kind`, as its declarative file under
+/// `seeds/reports/` holds it (compiled in, so the binary needs no files beside it).
+///
+/// # Errors
+/// The file's errors, on the field `seeds/reports/<slug>.json` for bad JSON; this crate's
+/// tests parse every seed file, so a released build has none.
+pub fn builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationError>> {
+    let text = match kind {
+        ReportKind::VolumeByPeriod => include_str!("../../../seeds/reports/volume-by-period.json"),
+        ReportKind::StatusCounts => include_str!("../../../seeds/reports/status-counts.json"),
+        ReportKind::TopEntities => include_str!("../../../seeds/reports/top-entities.json"),
+    };
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        vec![ValidationError::new(
+            format!("seeds/reports/{}.json", kind.slug()),
+            e.to_string(),
+        )]
+    })?;
+    RollupDefinition::parse(&value)
+}
+
+/// Whether `name` may name a measure or a dimension: 1 to 64 characters of `a-z`, `0-9` and
+/// `_`, starting with a letter.
+fn is_valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn check_name(at: &str, name: &str) -> Result<String, ValidationError> {
+    if !is_valid_name(name) {
+        return Err(ValidationError::new(
+            at,
+            format!(
+                "must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9 and _, starting with a \
+                 letter; got {name:?}"
+            ),
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(ValidationError::new(
+            at,
+            format!(
+                "{name:?} is reserved (reserved: {})",
+                RESERVED_NAMES.join(", ")
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// Adds an error for every key of `object` not in `allowed`.
+fn refuse_unknown(
+    object: &Map<String, Value>,
+    parent: &str,
+    allowed: &[&str],
+    errors: &mut Vec<ValidationError>,
+) {
+    for key in object.keys() {
+        if !allowed.contains(&key.as_str()) {
+            errors.push(ValidationError::new(
+                path(parent, key),
+                format!("is not a field here (fields: {})", allowed.join(", ")),
+            ));
+        }
+    }
+}
+
+/// An optional text field: `Some(None)` when absent or null, `None` after an error.
+fn text<'v>(
+    object: &'v Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Option<&'v str>> {
+    match object.get(name) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(raw)) => Some(Some(raw.as_str())),
+        Some(_) => {
+            errors.push(ValidationError::new(name, "must be a string"));
+            None
+        }
+    }
+}
+
+/// An optional integer field in `range`, `default` when absent or null; `None` after an error.
+fn integer(
+    object: &Map<String, Value>,
+    parent: &str,
+    name: &str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+    errors: &mut Vec<ValidationError>,
+) -> Option<u32> {
+    match object.get(name) {
+        None | Some(Value::Null) => Some(default),
+        Some(value) => {
+            let n = value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| range.contains(n));
+            if n.is_none() {
+                errors.push(ValidationError::new(
+                    path(parent, name),
+                    format!(
+                        "must be an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+            n
+        }
+    }
+}
+
+/// The items of an array field, or an error when it is not an array of `min..=max` items.
+fn array<'v>(
+    value: Option<&'v Value>,
+    name: &str,
+    min: usize,
+    max: usize,
+    errors: &mut Vec<ValidationError>,
+) -> Option<&'v [Value]> {
+    match value {
+        None | Some(Value::Null) if min == 0 => Some(&[]),
+        None | Some(Value::Null) => {
+            errors.push(ValidationError::new(name, "is required"));
+            None
+        }
+        Some(Value::Array(items)) if (min..=max).contains(&items.len()) => Some(items),
+        Some(Value::Array(_)) => {
+            errors.push(ValidationError::new(
+                name,
+                format!("must hold {min} to {max} items"),
+            ));
+            None
+        }
+        Some(_) => {
+            errors.push(ValidationError::new(name, "must be an array"));
+            None
+        }
+    }
+}
+
+/// The members of an array item that must be an object, with unknown members refused.
+fn item<'v>(
+    value: &'v Value,
+    at: &str,
+    allowed: &[&str],
+    errors: &mut Vec<ValidationError>,
+) -> Option<&'v Map<String, Value>> {
+    match value.as_object() {
+        Some(object) => {
+            refuse_unknown(object, at, allowed, errors);
+            Some(object)
+        }
+        None => {
+            errors.push(ValidationError::new(at, "must be a JSON object"));
+            None
+        }
+    }
+}
+
+/// A required string member of an array item; `None` after an error.
+fn member<'v>(
+    object: &'v Map<String, Value>,
+    at: &str,
+    name: &str,
+    errors: &mut Vec<ValidationError>,
+) -> Option<&'v str> {
+    match object.get(name) {
+        Some(Value::String(raw)) => Some(raw.as_str()),
+        None | Some(Value::Null) => {
+            errors.push(ValidationError::new(path(at, name), "is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(ValidationError::new(path(at, name), "must be a string"));
+            None
+        }
+    }
+}
+
+fn parse_measures(
+    value: Option<&Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Vec<Measure>> {
+    let items = array(value, "measures", 1, MAX_MEASURES, errors)?;
+    let before = errors.len();
+    let mut measures = Vec::new();
+    for (i, value) in items.iter().enumerate() {
+        let at = format!("measures[{i}]");
+        let Some(object) = item(value, &at, &["name", "kind", "field"], errors) else {
+            continue;
+        };
+        let name = member(object, &at, "name", errors).and_then(|raw| {
+            check_name(&path(&at, "name"), raw)
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
+        let field = object.get("field").filter(|v| !v.is_null());
+        let kind = match member(object, &at, "kind", errors) {
+            Some("count") => match field {
+                None => Some(MeasureKind::Count),
+                Some(_) => {
+                    errors.push(ValidationError::new(
+                        path(&at, "field"),
+                        "is not taken by a count: a count counts events",
+                    ));
+                    None
+                }
+            },
+            Some("sum") => match field {
+                None => {
+                    errors.push(ValidationError::new(
+                        path(&at, "field"),
+                        "is required for a sum (amount_cents, processing_ms or properties.<key>)",
+                    ));
+                    None
+                }
+                Some(Value::String(raw)) => NumericField::parse(&path(&at, "field"), raw)
+                    .map(MeasureKind::Sum)
+                    .map_err(|e| errors.push(e))
+                    .ok(),
+                Some(_) => {
+                    errors.push(ValidationError::new(path(&at, "field"), "must be a string"));
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(ValidationError::new(
+                    path(&at, "kind"),
+                    format!("must be one of: count, sum; got {other:?}"),
+                ));
+                None
+            }
+            None => None,
+        };
+        if let (Some(name), Some(kind)) = (name, kind) {
+            measures.push(Measure { name, kind });
+        }
+    }
+    (errors.len() == before).then_some(measures)
+}
+
+fn parse_dimensions(
+    value: Option<&Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Vec<Dimension>> {
+    let items = array(value, "dimensions", 0, MAX_DIMENSIONS, errors)?;
+    let before = errors.len();
+    let mut dimensions: Vec<Dimension> = Vec::new();
+    for (i, value) in items.iter().enumerate() {
+        let at = format!("dimensions[{i}]");
+        let Some(object) = item(value, &at, &["name", "field"], errors) else {
+            continue;
+        };
+        let Some(field) = member(object, &at, "field", errors).and_then(|raw| {
+            Field::parse(&path(&at, "field"), raw)
+                .map_err(|e| errors.push(e))
+                .ok()
+        }) else {
+            continue;
+        };
+        if dimensions.iter().any(|d| d.field == field) {
+            errors.push(ValidationError::new(
+                path(&at, "field"),
+                format!("{field} is already a dimension of this rollup"),
+            ));
+            continue;
+        }
+        let name = match object.get("name") {
+            None | Some(Value::Null) => match field.default_dimension_name() {
+                Some(name) => check_name(&path(&at, "name"), &name),
+                None => Err(ValidationError::new(
+                    path(&at, "name"),
+                    format!("is required: the key of {field} is not a valid name"),
+                )),
+            },
+            Some(Value::String(raw)) => check_name(&path(&at, "name"), raw),
+            Some(_) => Err(ValidationError::new(path(&at, "name"), "must be a string")),
+        };
+        match name {
+            Ok(name) => dimensions.push(Dimension { name, field }),
+            Err(e) => errors.push(e),
+        }
+    }
+    (errors.len() == before).then_some(dimensions)
+}
+
+/// A measure and a dimension, or two of either, may not share a name: a row holds them side
+/// by side.
+fn check_names_unique(
+    measures: &[Measure],
+    dimensions: &[Dimension],
+    errors: &mut Vec<ValidationError>,
+) {
+    let names = measures
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("measures[{i}].name"), m.name.as_str()))
+        .chain(
+            dimensions
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("dimensions[{i}].name"), d.name.as_str())),
+        )
+        .collect::<Vec<_>>();
+    for (n, (at, name)) in names.iter().enumerate() {
+        if let Some((first, _)) = names[..n].iter().find(|(_, other)| other == name) {
+            errors.push(ValidationError::new(
+                at.clone(),
+                format!("{name:?} is already the name of {first}"),
+            ));
+        }
+    }
+}
+
+fn parse_filters(
+    value: Option<&Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Vec<FieldFilter>> {
+    let object = match value {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::Object(object)) => object,
+        Some(_) => {
+            errors.push(ValidationError::new(
+                "filters",
+                "must be a JSON object of field names and values",
+            ));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut filters = Vec::new();
+    for (raw, value) in object {
+        let at = format!("filters.{raw}");
+        let Ok(field) = Field::parse(&at, raw).map_err(|e| errors.push(e)) else {
+            continue;
+        };
+        match value {
+            Value::String(v) => match field.parse_value(&at, v) {
+                Ok(value) => filters.push(FieldFilter { field, value }),
+                Err(e) => errors.push(e),
+            },
+            _ => errors.push(ValidationError::new(at, "must be a string")),
+        }
+    }
+    filters.sort();
+    (errors.len() == before).then_some(filters)
+}
+
+/// The retention and refresh interval a window takes when its definition gives none.
+const fn window_defaults(window: Window) -> (u32, u32) {
+    match window {
+        Window::Day => (365, 60),
+        Window::Week => (730, 240),
+        Window::Month => (1_825, 1_440),
+    }
+}
+
+fn parse_windows(
+    value: Option<&Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Vec<WindowDefinition>> {
+    let items = match value {
+        None | Some(Value::Null) => {
+            let (retention_days, refresh_interval_minutes) = window_defaults(Window::Day);
+            return Some(vec![WindowDefinition {
+                window: Window::Day,
+                retention_days,
+                refresh_interval_minutes,
+                is_default: true,
+            }]);
+        }
+        other => array(other, "windows", 1, Window::ALL.len(), errors)?,
+    };
+    let before = errors.len();
+    let mut windows: Vec<WindowDefinition> = Vec::new();
+    for (i, value) in items.iter().enumerate() {
+        let at = format!("windows[{i}]");
+        let Some(object) = item(
+            value,
+            &at,
+            &[
+                "window",
+                "retention_days",
+                "refresh_interval_minutes",
+                "is_default",
+            ],
+            errors,
+        ) else {
+            continue;
+        };
+        let window = member(object, &at, "window", errors).and_then(|raw| {
+            raw.parse::<Window>()
+                .map_err(|e| errors.push(ValidationError::new(path(&at, "window"), e.message())))
+                .ok()
+        });
+        if let Some(window) = window
+            && windows.iter().any(|w| w.window == window)
+        {
+            errors.push(ValidationError::new(
+                path(&at, "window"),
+                format!("{window} is already a window of this rollup"),
+            ));
+        }
+        let (retention, refresh) = window_defaults(window.unwrap_or(Window::Day));
+        let retention_days = integer(
+            object,
+            &at,
+            "retention_days",
+            1..=MAX_RETENTION_DAYS,
+            retention,
+            errors,
+        );
+        let refresh_interval_minutes = integer(
+            object,
+            &at,
+            "refresh_interval_minutes",
+            1..=MAX_REFRESH_INTERVAL_MINUTES,
+            refresh,
+            errors,
+        );
+        let is_default = match object.get("is_default") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                errors.push(ValidationError::new(
+                    path(&at, "is_default"),
+                    "must be true or false",
+                ));
+                None
+            }
+        };
+        if is_default == Some(true) && windows.iter().any(|w| w.is_default) {
+            errors.push(ValidationError::new(
+                path(&at, "is_default"),
+                "only one window may be the default",
+            ));
+        }
+        if let (
+            Some(window),
+            Some(retention_days),
+            Some(refresh_interval_minutes),
+            Some(is_default),
+        ) = (window, retention_days, refresh_interval_minutes, is_default)
+        {
+            windows.push(WindowDefinition {
+                window,
+                retention_days,
+                refresh_interval_minutes,
+                is_default,
+            });
+        }
+    }
+    if errors.len() != before {
+        return None;
+    }
+    if !windows.iter().any(|w| w.is_default)
+        && let Some(first) = windows.first_mut()
+    {
+        first.is_default = true;
+    }
+    Some(windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ReportDefinition;
+
+    fn purchases_by_channel() -> Value {
+        json!({
+            "slug": "purchases-by-channel",
+            "name": "Purchases by channel",
+            "description": "",
+            "measures": [{"name": "purchases", "kind": "count"},
+                         {"name": "revenue_cents", "kind": "sum", "field": "amount_cents"}],
+            "dimensions": [{"name": "channel", "field": "properties.channel"}],
+            "filters": {"event_name": "purchase"},
+            "windows": [{"window": "day", "retention_days": 365, "refresh_interval_minutes": 60, "is_default": true},
+                        {"window": "week", "retention_days": 730, "refresh_interval_minutes": 240},
+                        {"window": "month", "retention_days": 1825, "refresh_interval_minutes": 1440}],
+            "cache_ttl_seconds": 60,
+            "is_public": false
+        })
+    }
+
+    fn fields_of(value: &Value) -> Vec<String> {
+        RollupDefinition::parse(value)
+            .expect_err("the definition is refused")
+            .iter()
+            .map(|e| e.field().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_full_definition_parses_and_writes_back_as_it_came() {
+        let definition = RollupDefinition::parse(&purchases_by_channel()).expect("valid");
+        assert_eq!(definition.slug.as_str(), "purchases-by-channel");
+        assert_eq!(
+            definition.rollup.measures[1].kind,
+            MeasureKind::Sum(NumericField::AmountCents)
+        );
+        assert_eq!(
+            definition.rollup.dimensions[0].field,
+            Field::Property(PropertyKey("channel".to_owned()))
+        );
+        assert_eq!(
+            definition.rollup.filters,
+            [FieldFilter {
+                field: Field::EventName,
+                value: "purchase".to_owned()
+            }]
+        );
+        assert_eq!(definition.default_window(), Window::Day);
+        assert!(!definition.windows[2].is_default);
+        let written = definition.to_json();
+        assert_eq!(RollupDefinition::parse(&written), Ok(definition));
+        let mut expected = purchases_by_channel();
+        expected["windows"][1]["is_default"] = json!(false);
+        expected["windows"][2]["is_default"] = json!(false);
+        assert_eq!(written, expected);
+    }
+
+    #[test]
+    fn the_smallest_definition_takes_every_default() {
+        let definition = RollupDefinition::parse(
+            &json!({"slug": "events-by-name", "measures": [{"name": "events", "kind": "count"}],
+                    "dimensions": [{"field": "event_name"}, {"field": "properties.path"}]}),
+        )
+        .expect("valid");
+        assert_eq!(definition.name.as_str(), "events-by-name");
+        assert_eq!(definition.description.as_str(), "");
+        assert_eq!(definition.cache_ttl_seconds, DEFAULT_CACHE_TTL_SECONDS);
+        assert!(!definition.is_public);
+        assert!(definition.rollup.filters.is_empty());
+        let names: Vec<&str> = definition
+            .rollup
+            .dimensions
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(names, ["event_name", "path"], "named after their fields");
+        assert_eq!(
+            definition.windows,
+            [WindowDefinition {
+                window: Window::Day,
+                retention_days: 365,
+                refresh_interval_minutes: 60,
+                is_default: true
+            }]
+        );
+    }
+
+    #[test]
+    fn without_a_default_window_the_first_is_the_default() {
+        let mut value = purchases_by_channel();
+        value["windows"] = json!([{"window": "week"}, {"window": "month"}]);
+        let definition = RollupDefinition::parse(&value).expect("valid");
+        assert_eq!(definition.default_window(), Window::Week);
+        assert_eq!(definition.windows[1].retention_days, 1_825);
+    }
+
+    #[test]
+    fn every_broken_rule_is_named_by_its_field() {
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (
+                json!({"measures": [{"name": "n", "kind": "count"}]}),
+                vec!["slug"],
+            ),
+            (
+                json!({"slug": "Bad Slug", "measures": [{"name": "n", "kind": "count"}]}),
+                vec!["slug"],
+            ),
+            (
+                json!({"slug": "r", "name": "", "measures": [{"name": "n", "kind": "count"}]}),
+                vec!["name"],
+            ),
+            (
+                json!({"slug": "r", "description": 5, "measures": [{"name": "n", "kind": "count"}]}),
+                vec!["description"],
+            ),
+            (json!({"slug": "r"}), vec!["measures"]),
+            (json!({"slug": "r", "measures": []}), vec!["measures"]),
+            (
+                json!({"slug": "r", "measures": [{"name": "a", "kind": "count"}, {"name": "b", "kind": "count"},
+                    {"name": "c", "kind": "count"}, {"name": "d", "kind": "count"}, {"name": "e", "kind": "count"}]}),
+                vec!["measures"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "avg"}]}),
+                vec!["measures[0].kind"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"kind": "count"}]}),
+                vec!["measures[0].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "Revenue", "kind": "count"}]}),
+                vec!["measures[0].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "limit", "kind": "count"}]}),
+                vec!["measures[0].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count", "field": "amount_cents"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "sum"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "sum", "field": "status"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "sum", "field": "properties.a b"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count", "extra": 1}]}),
+                vec!["measures[0].extra"],
+            ),
+            (
+                json!({"slug": "r", "measures": ["count"]}),
+                vec!["measures[0]"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}],
+                    "dimensions": [{"field": "a"}, {"field": "b"}, {"field": "c"}, {"field": "d"}]}),
+                vec!["dimensions"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "dimensions": [{"field": "colour"}]}),
+                vec!["dimensions[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "dimensions": [{"field": "properties."}]}),
+                vec!["dimensions[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "dimensions": [{"field": "properties.utm-source"}]}),
+                vec!["dimensions[0].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}],
+                    "dimensions": [{"field": "source"}, {"name": "s2", "field": "source"}]}),
+                vec!["dimensions[1].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "source", "kind": "count"}], "dimensions": [{"field": "source"}]}),
+                vec!["dimensions[0].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}, {"name": "n", "kind": "count"}]}),
+                vec!["measures[1].name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "filters": []}),
+                vec!["filters"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "filters": {"status": "lost"}}),
+                vec!["filters.status"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "filters": {"colour": "red"}}),
+                vec!["filters.colour"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "filters": {"event_name": 5}}),
+                vec!["filters.event_name"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": []}),
+                vec!["windows"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": [{"window": "year"}]}),
+                vec!["windows[0].window"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": [{"window": "day"}, {"window": "day"}]}),
+                vec!["windows[1].window"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}],
+                    "windows": [{"window": "day", "is_default": true}, {"window": "week", "is_default": true}]}),
+                vec!["windows[1].is_default"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": [{"window": "day", "retention_days": 0}]}),
+                vec!["windows[0].retention_days"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": [{"window": "day", "retention_days": 1826}]}),
+                vec!["windows[0].retention_days"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "windows": [{"window": "day", "refresh_interval_minutes": "60"}]}),
+                vec!["windows[0].refresh_interval_minutes"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "cache_ttl_seconds": -1}),
+                vec!["cache_ttl_seconds"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "is_public": "yes"}),
+                vec!["is_public"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "count"}], "kind": "top"}),
+                vec!["kind"],
+            ),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(fields_of(&value), expected, "{value}");
+        }
+        assert_eq!(
+            RollupDefinition::parse(&json!([])).unwrap_err()[0].field(),
+            "body"
+        );
+    }
+
+    #[test]
+    fn all_errors_of_a_definition_come_together() {
+        let fields = fields_of(&json!({
+            "slug": "R",
+            "measures": [{"name": "n", "kind": "avg"}],
+            "dimensions": [{"field": "colour"}],
+            "windows": [{"window": "year"}],
+            "colour": 1
+        }));
+        assert_eq!(
+            fields,
+            [
+                "colour",
+                "slug",
+                "measures[0].kind",
+                "dimensions[0].field",
+                "windows[0].window"
+            ]
+        );
+    }
+
+    #[test]
+    fn filter_values_are_checked_and_normalised_for_their_field() {
+        let mut value = purchases_by_channel();
+        value["filters"] = json!({"status": "SUCCESS", "source": "shop", "properties.plan": "pro"});
+        let definition = RollupDefinition::parse(&value).expect("valid");
+        let filters: Vec<(String, &str)> = definition
+            .rollup
+            .filters
+            .iter()
+            .map(|f| (f.field.name(), f.value.as_str()))
+            .collect();
+        assert_eq!(
+            filters,
+            [
+                ("source".to_owned(), "shop"),
+                ("status".to_owned(), "success"),
+                ("properties.plan".to_owned(), "pro")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_builtin_seed_files_are_the_reference_reports() {
+        let at = datetime!(2026-01-01 0:00 UTC);
+        for kind in ReportKind::ALL {
+            let seed = builtin(kind).expect("the seed file is a valid definition");
+            let reference = ReportDefinition::reference(kind, at);
+            assert_eq!(seed.slug, reference.slug, "{kind:?}");
+            assert_eq!(seed.name.as_str(), reference.name, "{kind:?}");
+            assert_eq!(seed.description.as_str(), reference.description, "{kind:?}");
+            assert_eq!(
+                seed.cache_ttl_seconds, reference.cache_ttl_seconds,
+                "{kind:?}"
+            );
+            assert_eq!(seed.is_public, reference.is_public, "{kind:?}");
+            assert_eq!(seed.windows, reference.windows, "{kind:?}");
+            assert_eq!(seed.default_window(), reference.default_window, "{kind:?}");
+            assert_eq!(seed.rollup, Rollup::of_kind(kind), "{kind:?}");
+            assert_eq!(
+                RollupDefinition::parse(&seed.to_json()),
+                Ok(seed),
+                "{kind:?} round-trips"
+            );
+        }
+    }
+}
