@@ -10,8 +10,8 @@ use domain::{
     ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DisplayName,
     EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry, NewEvent, Page,
     PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
-    ReportSlug, RunFilter, RunId, RunSummary, Scope, SnapshotPage, SourceSlug, Tenant, TenantId,
-    TenantSlug, TransitionError, Window,
+    ReportSlug, Rollup, RollupPage, RollupQuery, RunFilter, RunId, RunSummary, Scope, SnapshotPage,
+    SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -306,6 +306,61 @@ pub trait SnapshotStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+}
+
+/// A rebuild of the snapshot rows of one rollup and window over whole buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRebuild {
+    pub tenant: TenantId,
+    pub report: ReportSlug,
+    /// What the rows compute.
+    pub rollup: Rollup,
+    pub window: Window,
+    /// Already widened to whole buckets of `window`.
+    pub range: DateRange,
+    /// The run the new rows point to.
+    pub run_id: RunId,
+    pub computed_at: OffsetDateTime,
+}
+
+/// What a rollup rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupRebuildOutcome {
+    pub rows_deleted: u64,
+    pub rows_inserted: u64,
+    /// Events whose value for a `sum` of a property was present but not an integer (see
+    /// [`domain::rollup::Addend::Skipped`]), counted once per measure.
+    pub values_skipped: u64,
+}
+
+/// The snapshot rows of rollups (reports defined as data): their rebuild from the tenant's
+/// events, and their reads.
+#[async_trait]
+pub trait RollupStore: Send + Sync {
+    /// Atomically replaces the rows of every bucket of `request.range` with rows aggregated from
+    /// the tenant's events that pass the rollup's filters: one row per bucket and combination of
+    /// dimension values (null included) that has events, holding every measure, pointing to
+    /// `request.run_id`. Buckets outside the range, and other rollups and windows, are
+    /// untouched; a reader sees either the old rows or the new ones, never a mix.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a
+    /// 64-bit integer is one); on error the old rows remain.
+    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError>;
+
+    /// The page of rows `query` asks for, summed from the snapshot rows whose bucket starts
+    /// inside `query.range`, grouped, filtered and ordered as [`RollupQuery`] defines.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError>;
+
+    /// Deletes every snapshot row of `report` for `tenant`, in every window, and returns how
+    /// many there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
+    async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError>;
 }
 
 #[cfg(feature = "contract-tests")]

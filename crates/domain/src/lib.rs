@@ -31,7 +31,7 @@ pub use pagination::{Page, PageRequest};
 pub use report::{DimensionFilter, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage};
 pub use rollup::{
     Dimension, Field, FieldFilter, Measure, MeasureKind, NumericField, PropertyKey, Rollup,
-    RollupDefinition,
+    RollupDefinition, RollupOrder, RollupPage, RollupQuery, RollupRow,
 };
 pub use run::{
     LockToken, RecomputeRun, RecomputeScope, RunFilter, RunId, RunStatus, RunSummary,

@@ -9,10 +9,11 @@
 use std::fmt;
 
 use serde_json::{Map, Value, json};
+use time::{Date, OffsetDateTime};
 
 use crate::{
-    Description, DisplayName, EventStatus, ReportKind, ReportSlug, SourceSlug, ValidationError,
-    Window, WindowDefinition,
+    DateRange, Description, DisplayName, EventStatus, NewEvent, PageRequest, ReportKind,
+    ReportSlug, SourceSlug, TenantId, ValidationError, Window, WindowDefinition,
 };
 
 /// The most measures a rollup computes.
@@ -507,6 +508,136 @@ pub fn builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationError
         )]
     })?;
     RollupDefinition::parse(&value)
+}
+
+/// The largest magnitude a summed property value may have: integers of up to 18 digits, which
+/// every adapter reads exactly.
+pub const MAX_SUMMED_PROPERTY: i64 = 999_999_999_999_999_999;
+
+/// What a `sum` takes from one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addend {
+    /// This value.
+    Value(i64),
+    /// Nothing: the property is absent or null.
+    Absent,
+    /// Nothing, and the event is counted as skipped: the property is not a JSON integer of at
+    /// most 18 digits (a string, a fraction, an object).
+    Skipped,
+}
+
+impl Field {
+    /// The value of this field in `event`: `None` (null) when the event has none, or when a
+    /// property is absent or not a JSON string.
+    pub fn value_of<'e>(&self, event: &'e NewEvent) -> Option<&'e str> {
+        match self {
+            Field::Source => Some(event.source.as_str()),
+            Field::Status => event.status.map(EventStatus::as_str),
+            Field::EventName => Some(event.event_name.as_str()),
+            Field::EntityId => event.entity_id.as_deref(),
+            Field::UserId => event.user_id.as_deref(),
+            Field::Property(key) => event.properties.get(key.as_str()).and_then(Value::as_str),
+        }
+    }
+}
+
+impl NumericField {
+    /// What a sum of this field takes from `event`.
+    pub fn addend(&self, event: &NewEvent) -> Addend {
+        match self {
+            NumericField::AmountCents => Addend::Value(event.amount_cents),
+            NumericField::ProcessingMs => Addend::Value(event.processing_ms),
+            NumericField::Property(key) => match event.properties.get(key.as_str()) {
+                None | Some(Value::Null) => Addend::Absent,
+                Some(value) => value
+                    .as_i64()
+                    .filter(|n| n.unsigned_abs() <= MAX_SUMMED_PROPERTY.unsigned_abs())
+                    .map_or(Addend::Skipped, Addend::Value),
+            },
+        }
+    }
+}
+
+impl FieldFilter {
+    /// Whether `event` passes this filter.
+    pub fn matches(&self, event: &NewEvent) -> bool {
+        self.field.value_of(event) == Some(self.value.as_str())
+    }
+}
+
+/// A read of a rollup's snapshot rows: the buckets of `window` starting inside `range`,
+/// grouped by the period and the dimensions asked for (summing the others away), filtered on
+/// dimension values, ordered and paged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RollupQuery {
+    pub tenant: TenantId,
+    pub report: ReportSlug,
+    pub window: Window,
+    pub range: DateRange,
+    /// How many measures the rollup has: every row carries them all, in definition order.
+    pub measures: usize,
+    /// Whether rows are per bucket.
+    pub by_period: bool,
+    /// The positions of the dimensions rows are grouped by, ascending.
+    pub dimensions: Vec<usize>,
+    /// Only snapshot rows whose dimension at the position has this value.
+    pub filters: Vec<(usize, String)>,
+    pub order: RollupOrder,
+    pub page: PageRequest,
+}
+
+/// How the rows of a rollup read are ordered. Ties, and everything after the first key, are
+/// broken by the bucket (ascending) and then the grouped dimension values in position order,
+/// compared bytewise, with null after every value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RollupOrder {
+    /// By bucket first.
+    Period,
+    /// By the measure at this position, largest first (a top-N).
+    MeasureDescending(usize),
+}
+
+/// One row of a rollup read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RollupRow {
+    /// The bucket's first day, when the read is by period.
+    pub bucket_date: Option<Date>,
+    /// The values of the grouped dimensions, in the query's order; `None` is null.
+    pub dimensions: Vec<Option<String>>,
+    /// Every measure, summed over the grouped snapshot rows, in definition order.
+    pub measures: Vec<i64>,
+}
+
+/// A page of a rollup read, with the number of rows of the whole read and the newest
+/// `computed_at` among the snapshot rows it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupPage {
+    pub rows: Vec<RollupRow>,
+    pub total_rows: u64,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+}
+
+/// Orders two rows of a read as [`RollupOrder`] defines: the reference every adapter follows.
+pub fn compare_rows(order: RollupOrder, a: &RollupRow, b: &RollupRow) -> std::cmp::Ordering {
+    let first = match order {
+        RollupOrder::Period => std::cmp::Ordering::Equal,
+        RollupOrder::MeasureDescending(i) => b.measures.get(i).cmp(&a.measures.get(i)),
+    };
+    first
+        .then_with(|| a.bucket_date.cmp(&b.bucket_date))
+        .then_with(|| {
+            a.dimensions
+                .iter()
+                .zip(&b.dimensions)
+                .map(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) => x.as_bytes().cmp(y.as_bytes()),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
 }
 
 /// Whether `name` may name a measure or a dimension: 1 to 64 characters of `a-z`, `0-9` and

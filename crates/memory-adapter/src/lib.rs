@@ -15,6 +15,7 @@ mod events;
 mod fail;
 mod lock;
 mod queue;
+mod rollups;
 mod runs;
 mod snapshots;
 mod tenancy;
@@ -29,6 +30,7 @@ pub use events::InMemoryEventStore;
 pub use fail::FailSwitch;
 pub use lock::InMemoryScopeLock;
 pub use queue::InMemoryRunQueue;
+pub use rollups::InMemoryRollupStore;
 pub use runs::InMemoryRunStore;
 pub use snapshots::InMemorySnapshotStore;
 pub use tenancy::{InMemoryApiKeyStore, InMemorySourceStore, InMemoryTenantStore};
@@ -41,6 +43,7 @@ pub struct InMemoryAdapters {
     pub catalog: Arc<InMemoryCatalog>,
     pub events: Arc<InMemoryEventStore>,
     pub snapshots: Arc<InMemorySnapshotStore>,
+    pub rollups: Arc<InMemoryRollupStore>,
     pub runs: Arc<InMemoryRunStore>,
     pub queue: Arc<InMemoryRunQueue>,
     pub audit: Arc<InMemoryAuditLog>,
@@ -86,6 +89,7 @@ impl InMemoryAdapters {
             sources,
             keys: Arc::new(InMemoryApiKeyStore::new()),
             snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
+            rollups: Arc::new(InMemoryRollupStore::new(Arc::clone(&events))),
             queue: Arc::new(InMemoryRunQueue::new(
                 Arc::clone(&runs),
                 queue_capacity,

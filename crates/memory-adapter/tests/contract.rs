@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use application::contract::{
-    Fresh, api_keys, audit, cache, catalog, events, ingestion, locks, queue, runs, snapshots,
-    sources, tenants, versions,
+    Fresh, api_keys, audit, cache, catalog, events, ingestion, locks, queue, rollups, runs,
+    snapshots, sources, tenants, versions,
 };
 use domain::TenantId;
 use memory_adapter::{InMemoryAdapters, ManualClock};
@@ -38,6 +38,12 @@ application::contract_tests! {
         events: a.events,
         snapshots: a.snapshots,
         runs: a.runs,
+        tenant: TENANT,
+        other: OTHER,
+    });
+    rollup_store => fresh(|a| rollups::Fixture {
+        events: a.events,
+        rollups: a.rollups,
         tenant: TENANT,
         other: OTHER,
     });

@@ -14,6 +14,7 @@ mod health;
 mod ingest;
 mod pool;
 mod queue;
+mod rollups;
 mod runs;
 mod snapshots;
 mod tenancy;
@@ -31,6 +32,7 @@ pub use events::PostgresEventStore;
 pub use health::PostgresHealthProbe;
 pub use pool::{PostgresConfig, connect};
 pub use queue::{PostgresRunQueue, QueueSettings};
+pub use rollups::PostgresRollupStore;
 pub use runs::PostgresRunStore;
 pub use snapshots::PostgresSnapshotStore;
 pub use tenancy::PostgresTenancy;
@@ -90,6 +92,7 @@ pub struct PostgresAdapters {
     pub catalog: Arc<PostgresCatalog>,
     pub events: Arc<PostgresEventStore>,
     pub snapshots: Arc<PostgresSnapshotStore>,
+    pub rollups: Arc<PostgresRollupStore>,
     pub runs: Arc<PostgresRunStore>,
     pub queue: Arc<PostgresRunQueue>,
     pub audit: Arc<PostgresAuditLog>,
@@ -105,6 +108,7 @@ impl PostgresAdapters {
             catalog: Arc::new(PostgresCatalog::new(pool.clone())),
             events: Arc::new(PostgresEventStore::new(pool.clone())),
             snapshots: Arc::new(PostgresSnapshotStore::new(pool.clone())),
+            rollups: Arc::new(PostgresRollupStore::new(pool.clone())),
             queue: Arc::new(PostgresRunQueue::new(pool.clone(), queue, clock)),
             audit: Arc::new(PostgresAuditLog::new(pool.clone())),
             health: Arc::new(PostgresHealthProbe::new(pool.clone())),

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, ensure};
 use application::{
     RecomputeWorker, WorkerPorts,
     contract::{
-        Fresh, api_keys, audit, catalog, events, ingestion, queue, runs, snapshots, sources,
-        tenants,
+        Fresh, api_keys, audit, catalog, events, ingestion, queue, rollups, runs, snapshots,
+        sources, tenants,
     },
     ports::{RunQueue, RunStore, RunStoreError},
 };
@@ -75,6 +75,14 @@ application::contract_tests! {
             events: a.events,
             snapshots: a.snapshots,
             runs: a.runs,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    rollup_store => fresh(QueueSettings::default(), async |a| {
+        Ok(rollups::Fixture {
+            events: a.events,
+            rollups: a.rollups,
             tenant: TENANT,
             other: OTHER_TENANT,
         })

@@ -31,6 +31,7 @@ pub mod events;
 pub mod ingestion;
 pub mod locks;
 pub mod queue;
+pub mod rollups;
 pub mod runs;
 pub mod snapshots;
 pub mod sources;
@@ -285,7 +286,7 @@ fn run_of(
 /// twice in one file (two set-ups of one adapter), invoke the macro again inside a module.
 ///
 /// The ports and their modules: `report_catalog` ([`catalog`]), `event_store` ([`events`]),
-/// `snapshot_store` ([`snapshots`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
+/// `snapshot_store` ([`snapshots`]), `rollup_store` ([`rollups`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
 /// `audit_log` ([`audit`]), `response_cache` ([`cache`]), `cache_versions` ([`versions`]),
 /// `scope_lock` ([`locks`]), `event_ingestion` ([`ingestion`]), `tenant_store` ([`tenants`]),
 /// `source_store` ([`sources`]), `api_key_store` ([`api_keys`]).
@@ -351,6 +352,25 @@ macro_rules! contract_tests {
             another_tenants_rebuild_leaves_these_rows_alone,
             clear_removes_every_row_of_the_tenant,
             an_event_without_status_or_entity_is_counted_only_where_not_grouped_by_them,
+        ] $($rest)* }
+    };
+    (@port rollup_store $($rest:tt)*) => {
+        $crate::contract_tests! { @promises rollup_store rollups [
+            a_rollup_by_two_dimensions_equals_a_direct_aggregation,
+            week_buckets_equal_a_direct_aggregation,
+            month_buckets_of_three_dimensions_equal_a_direct_aggregation,
+            every_grouping_and_order_equals_a_direct_aggregation,
+            a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation,
+            filters_count_only_the_events_that_match_them,
+            a_property_sum_equals_a_direct_aggregation_and_counts_what_it_skips,
+            a_property_sum_adds_integers_and_skips_every_other_value,
+            top_values_are_by_measure_descending_then_bytewise_with_null_last,
+            pages_keep_the_total_and_an_empty_page_still_has_it,
+            nothing_is_read_before_a_rebuild,
+            without_dimensions_each_bucket_with_events_is_one_row,
+            a_rebuild_replaces_only_the_buckets_of_its_range,
+            tenants_windows_and_rollups_are_kept_apart,
+            remove_deletes_every_window_of_the_rollup_and_nothing_else,
         ] $($rest)* }
     };
     (@port run_store $($rest:tt)*) => {
@@ -529,7 +549,7 @@ mod tests {
     /// Every public async function of a port's module is a promise the macro runs, in order.
     #[test]
     fn the_macro_runs_every_promise_of_every_port() {
-        let ports: [(&str, &[&str], &str); 13] = [
+        let ports: [(&str, &[&str], &str); 14] = [
             (
                 "report_catalog",
                 crate::contract_tests!(@port report_catalog names),
@@ -544,6 +564,11 @@ mod tests {
                 "snapshot_store",
                 crate::contract_tests!(@port snapshot_store names),
                 include_str!("snapshots.rs"),
+            ),
+            (
+                "rollup_store",
+                crate::contract_tests!(@port rollup_store names),
+                include_str!("rollups.rs"),
             ),
             (
                 "run_store",

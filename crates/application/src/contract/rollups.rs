@@ -1,0 +1,856 @@
+//! [`RollupStore`](crate::ports::RollupStore): a rebuilt rollup equals a direct aggregation of
+//! the events it counts, for any definition, window and grouping; rebuilds replace exactly the
+//! buckets of their range, per tenant, rollup and window; reads group, filter, order and page.
+//!
+//! Most promises compare an adapter with [`direct`], an aggregation of the generated events
+//! ([`generated_events`]: names, users, sources, statuses and properties that are sometimes
+//! missing, null or of another JSON type) written the way the domain defines each field's
+//! value. A few pin the semantics with numbers worked out by hand.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use anyhow::{Context, Result, ensure};
+use domain::{
+    DateRange, EventStatus, MeasureKind, NewEvent, PageRequest, ReportSlug, Rollup,
+    RollupDefinition, RollupOrder, RollupPage, RollupQuery, RollupRow, RunId, SourceSlug, TenantId,
+    Window,
+    rollup::{Addend, compare_rows},
+};
+use serde_json::{Value, json};
+use time::{
+    Date, Duration, OffsetDateTime, UtcOffset,
+    macros::{date, datetime},
+};
+
+use super::{range, store};
+use crate::ports::{EventStore, RollupRebuild, RollupRebuildOutcome, RollupStore};
+
+/// Stores with no events or rollup rows for `tenant` and `other`, over one database.
+pub struct Fixture {
+    pub events: Arc<dyn EventStore>,
+    pub rollups: Arc<dyn RollupStore>,
+    pub tenant: TenantId,
+    pub other: TenantId,
+}
+
+const FIRST_BUILD: OffsetDateTime = datetime!(2026-03-10 06:00 UTC);
+const SECOND_BUILD: OffsetDateTime = datetime!(2026-03-10 07:00 UTC);
+
+/// January to March 2026, where every generated event lies.
+fn quarter() -> Result<DateRange> {
+    range(date!(2026 - 01 - 01), date!(2026 - 03 - 31))
+}
+
+fn definition(value: Value) -> Result<RollupDefinition> {
+    RollupDefinition::parse(&value).map_err(|errors| {
+        anyhow::anyhow!(
+            "test definition: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+/// Count and amount by event name and channel.
+fn by_name_and_channel() -> Result<RollupDefinition> {
+    definition(json!({
+        "slug": "by-name-and-channel",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "amount", "kind": "sum", "field": "amount_cents"}],
+        "dimensions": [{"field": "event_name"}, {"field": "properties.channel"}],
+        "windows": [{"window": "day"}, {"window": "week"}, {"window": "month"}]
+    }))
+}
+
+/// Generated events: 240 of them over January to March 2026, every field varied, some
+/// properties absent, null, or not strings.
+fn generated_events() -> Result<Vec<NewEvent>> {
+    const NAMES: [&str; 3] = ["page_view", "purchase", "signup"];
+    const SOURCES: [&str; 4] = ["stripe", "adyen", "paypal", "default"];
+    const STATUSES: [EventStatus; 3] = [
+        EventStatus::Success,
+        EventStatus::Failed,
+        EventStatus::Pending,
+    ];
+    let start = datetime!(2026-01-01 00:00 UTC);
+    (0_u64..240)
+        .map(|i| {
+            let h = i.wrapping_mul(2_654_435_761).wrapping_add(12_345) % (1 << 32);
+            let pick = |shift: u32, n: u64| ((h >> shift) ^ i) % n;
+            let mut properties = serde_json::Map::new();
+            match pick(3, 7) {
+                0 => {}
+                1 => {
+                    properties.insert("channel".into(), json!(5));
+                }
+                2 => {
+                    properties.insert("channel".into(), Value::Null);
+                }
+                3 => {
+                    properties.insert("channel".into(), json!("web"));
+                }
+                4 => {
+                    properties.insert("channel".into(), json!("ios"));
+                }
+                5 => {
+                    properties.insert("channel".into(), json!("Email"));
+                }
+                _ => {
+                    properties.insert("channel".into(), json!("émail"));
+                }
+            }
+            if pick(5, 4) != 0 {
+                properties.insert(
+                    "path".into(),
+                    json!(["/", "/pricing", "/docs"][pick(7, 3) as usize]),
+                );
+            }
+            match pick(9, 6) {
+                0 => {}
+                1 => {
+                    properties.insert("qty".into(), json!(3));
+                }
+                2 => {
+                    properties.insert("qty".into(), json!("4"));
+                }
+                3 => {
+                    properties.insert("qty".into(), json!(2.5));
+                }
+                4 => {
+                    properties.insert("qty".into(), json!(-2));
+                }
+                _ => {
+                    properties.insert("qty".into(), Value::Null);
+                }
+            }
+            properties.insert(
+                "plan".into(),
+                json!(if pick(11, 3) == 0 { "pro" } else { "free" }),
+            );
+            let minutes = i64::try_from(h % (90 * 24 * 60)).context("minutes")?;
+            Ok(NewEvent {
+                event_id: format!("g{i}"),
+                event_name: NAMES[pick(13, 3) as usize].to_owned(),
+                user_id: (pick(15, 5) != 0).then(|| format!("u{}", pick(17, 9))),
+                source: SourceSlug::parse("source", SOURCES[pick(19, 4) as usize])?,
+                entity_id: (pick(21, 7) != 0).then(|| format!("entity-{}", pick(23, 5))),
+                status: (pick(25, 6) != 0).then(|| STATUSES[pick(27, 3) as usize]),
+                processing_ms: i64::try_from(h % 300).context("ms")?,
+                amount_cents: i64::try_from(h % 5_000).context("cents")?,
+                occurred_at: start + Duration::minutes(minutes),
+                properties: Value::Object(properties),
+            })
+        })
+        .collect()
+}
+
+/// A read's grouping, filters and order, over `range` of `window`.
+struct Read {
+    window: Window,
+    range: DateRange,
+    by_period: bool,
+    dimensions: Vec<usize>,
+    filters: Vec<(usize, String)>,
+    order: RollupOrder,
+}
+
+impl Read {
+    fn all(window: Window, range: DateRange, dimensions: usize) -> Self {
+        Self {
+            window,
+            range: window.widen(range),
+            by_period: true,
+            dimensions: (0..dimensions).collect(),
+            filters: Vec::new(),
+            order: RollupOrder::Period,
+        }
+    }
+
+    fn query(
+        &self,
+        tenant: TenantId,
+        definition: &RollupDefinition,
+        page: PageRequest,
+    ) -> RollupQuery {
+        RollupQuery {
+            tenant,
+            report: definition.slug.clone(),
+            window: self.window,
+            range: self.range,
+            measures: definition.rollup.measures.len(),
+            by_period: self.by_period,
+            dimensions: self.dimensions.clone(),
+            filters: self.filters.clone(),
+            order: self.order,
+            page,
+        }
+    }
+}
+
+/// A row's bucket (when by period) and grouped dimension values.
+type GroupKey = (Option<Date>, Vec<Option<String>>);
+
+/// The rows `read` should give over `events` for `rollup` rebuilt over `rebuilt`: an
+/// aggregation straight from the events, with what the sums skipped.
+fn direct(
+    events: &[NewEvent],
+    rollup: &Rollup,
+    rebuilt: DateRange,
+    read: &Read,
+) -> (Vec<RollupRow>, u64) {
+    let mut groups: BTreeMap<GroupKey, Vec<i64>> = BTreeMap::new();
+    let mut skipped = 0;
+    for event in events {
+        let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
+        let bucket = read.window.bucket_start(date);
+        if !rebuilt.contains(date) || !rollup.filters.iter().all(|f| f.matches(event)) {
+            continue;
+        }
+        for measure in &rollup.measures {
+            if let MeasureKind::Sum(field) = &measure.kind
+                && field.addend(event) == Addend::Skipped
+            {
+                skipped += 1;
+            }
+        }
+        let values: Vec<Option<String>> = rollup
+            .dimensions
+            .iter()
+            .map(|d| d.field.value_of(event).map(str::to_owned))
+            .collect();
+        if !read.range.contains(bucket)
+            || !read
+                .filters
+                .iter()
+                .all(|(p, v)| values[*p].as_deref() == Some(v.as_str()))
+        {
+            continue;
+        }
+        let key = (
+            read.by_period.then_some(bucket),
+            read.dimensions.iter().map(|p| values[*p].clone()).collect(),
+        );
+        let sums = groups
+            .entry(key)
+            .or_insert_with(|| vec![0; rollup.measures.len()]);
+        for (sum, measure) in sums.iter_mut().zip(&rollup.measures) {
+            *sum += match &measure.kind {
+                MeasureKind::Count => 1,
+                MeasureKind::Sum(field) => match field.addend(event) {
+                    Addend::Value(v) => v,
+                    Addend::Absent | Addend::Skipped => 0,
+                },
+            };
+        }
+    }
+    let mut rows: Vec<RollupRow> = groups
+        .into_iter()
+        .map(|((bucket_date, dimensions), measures)| RollupRow {
+            bucket_date,
+            dimensions,
+            measures,
+        })
+        .collect();
+    rows.sort_by(|a, b| compare_rows(read.order, a, b));
+    (rows, skipped)
+}
+
+async fn rebuild(
+    f: &Fixture,
+    tenant: TenantId,
+    definition: &RollupDefinition,
+    window: Window,
+    range: DateRange,
+    at: OffsetDateTime,
+) -> Result<RollupRebuildOutcome> {
+    Ok(f.rollups
+        .rebuild(&RollupRebuild {
+            tenant,
+            report: definition.slug.clone(),
+            rollup: definition.rollup.clone(),
+            window,
+            range: window.widen(range),
+            run_id: RunId::generate(),
+            computed_at: at,
+        })
+        .await?)
+}
+
+/// Every row of `read`, page after page of the largest size, with the first page's total and
+/// freshness (every page must agree on them).
+async fn read_all(
+    f: &Fixture,
+    tenant: TenantId,
+    definition: &RollupDefinition,
+    read: &Read,
+) -> Result<RollupPage> {
+    let limit = domain::pagination::MAX_LIMIT;
+    let first = f
+        .rollups
+        .read(&read.query(tenant, definition, PageRequest::new(limit, 0)))
+        .await?;
+    let mut all = first.clone();
+    while (all.rows.len() as u64) < first.total_rows {
+        let next = f
+            .rollups
+            .read(&read.query(
+                tenant,
+                definition,
+                PageRequest::new(limit, all.rows.len() as u64),
+            ))
+            .await?;
+        ensure!(
+            !next.rows.is_empty()
+                && next.total_rows == first.total_rows
+                && next.last_refreshed_at == first.last_refreshed_at,
+            "the page at {} disagrees with the first: {next:?}",
+            all.rows.len()
+        );
+        all.rows.extend(next.rows);
+    }
+    Ok(all)
+}
+
+/// Stores the generated events, rebuilds `definition` in `window` over the quarter, and checks
+/// `read` against [`direct`].
+async fn equals_direct(
+    f: &Fixture,
+    definition: &RollupDefinition,
+    read: &Read,
+    what: &str,
+) -> Result<()> {
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = read.window.widen(quarter()?);
+    rebuild(f, f.tenant, definition, read.window, rebuilt, FIRST_BUILD).await?;
+    let page = read_all(f, f.tenant, definition, read).await?;
+    let (expected, _) = direct(&events, &definition.rollup, rebuilt, read);
+    ensure!(!expected.is_empty(), "{what}: the scenario reads no rows");
+    ensure!(
+        page.rows == expected,
+        "{what}: read {} rows, expected {}; first difference: {:?}",
+        page.rows.len(),
+        expected.len(),
+        page.rows
+            .iter()
+            .zip(&expected)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("{a:?} instead of {b:?}"))
+    );
+    ensure!(
+        page.total_rows == expected.len() as u64,
+        "{what}: total {} for {} rows",
+        page.total_rows,
+        expected.len()
+    );
+    ensure!(
+        page.last_refreshed_at == Some(FIRST_BUILD),
+        "{what}: last_refreshed_at {:?}",
+        page.last_refreshed_at
+    );
+    Ok(())
+}
+
+pub async fn a_rollup_by_two_dimensions_equals_a_direct_aggregation(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    equals_direct(
+        f,
+        &definition,
+        &Read::all(Window::Day, quarter()?, 2),
+        "by day",
+    )
+    .await
+}
+
+pub async fn week_buckets_equal_a_direct_aggregation(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    equals_direct(
+        f,
+        &definition,
+        &Read::all(Window::Week, quarter()?, 2),
+        "by week",
+    )
+    .await
+}
+
+pub async fn month_buckets_of_three_dimensions_equal_a_direct_aggregation(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "three-dimensions",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "ms", "kind": "sum", "field": "processing_ms"}],
+        "dimensions": [{"field": "source"}, {"field": "status"}, {"field": "user_id"}],
+        "windows": [{"window": "month"}]
+    }))?;
+    equals_direct(
+        f,
+        &definition,
+        &Read::all(Window::Month, quarter()?, 3),
+        "by month",
+    )
+    .await
+}
+
+pub async fn every_grouping_and_order_equals_a_direct_aggregation(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let groupings: [(bool, &[usize]); 6] = [
+        (true, &[]),
+        (true, &[0]),
+        (true, &[1]),
+        (false, &[0, 1]),
+        (false, &[1]),
+        (false, &[]),
+    ];
+    let orders = [
+        RollupOrder::Period,
+        RollupOrder::MeasureDescending(0),
+        RollupOrder::MeasureDescending(1),
+    ];
+    for (by_period, dimensions) in groupings {
+        for order in orders {
+            let read = Read {
+                by_period,
+                dimensions: dimensions.to_vec(),
+                order,
+                ..Read::all(Window::Day, rebuilt, 0)
+            };
+            let page = read_all(f, f.tenant, &definition, &read).await?;
+            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+            ensure!(
+                page.rows == expected,
+                "by period {by_period}, dimensions {dimensions:?}, {order:?}: {:?} instead of {:?}",
+                page.rows.iter().take(3).collect::<Vec<_>>(),
+                expected.iter().take(3).collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let read = Read {
+        range: range(date!(2026 - 02 - 03), date!(2026 - 02 - 20))?,
+        dimensions: vec![0],
+        filters: vec![(1, "web".to_owned())],
+        ..Read::all(Window::Day, rebuilt, 0)
+    };
+    let page = read_all(f, f.tenant, &definition, &read).await?;
+    let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+    ensure!(!expected.is_empty(), "the scenario reads no rows");
+    ensure!(
+        page.rows == expected,
+        "{:?} instead of {expected:?}",
+        page.rows
+    );
+    Ok(())
+}
+
+pub async fn filters_count_only_the_events_that_match_them(f: &Fixture) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "pro-purchases",
+        "measures": [{"name": "purchases", "kind": "count"},
+                     {"name": "amount", "kind": "sum", "field": "amount_cents"}],
+        "dimensions": [{"field": "user_id"}],
+        "filters": {"event_name": "purchase", "properties.plan": "pro", "source": "stripe"},
+        "windows": [{"window": "month"}]
+    }))?;
+    equals_direct(
+        f,
+        &definition,
+        &Read::all(Window::Month, quarter()?, 1),
+        "filtered",
+    )
+    .await
+}
+
+pub async fn a_property_sum_equals_a_direct_aggregation_and_counts_what_it_skips(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "quantities",
+        "measures": [{"name": "qty", "kind": "sum", "field": "properties.qty"},
+                     {"name": "events", "kind": "count"}],
+        "dimensions": [{"field": "properties.path"}],
+        "windows": [{"window": "week"}]
+    }))?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let read = Read::all(Window::Week, quarter()?, 1);
+    let outcome = rebuild(
+        f,
+        f.tenant,
+        &definition,
+        Window::Week,
+        read.range,
+        FIRST_BUILD,
+    )
+    .await?;
+    let page = read_all(f, f.tenant, &definition, &read).await?;
+    let (expected, skipped) = direct(&events, &definition.rollup, read.range, &read);
+    ensure!(
+        page.rows == expected,
+        "{:?} instead of {expected:?}",
+        page.rows
+    );
+    ensure!(skipped > 0, "the scenario skips nothing");
+    ensure!(
+        outcome.values_skipped == skipped,
+        "skipped {} values, expected {skipped}",
+        outcome.values_skipped
+    );
+    ensure!(
+        outcome.rows_inserted == page.total_rows,
+        "inserted {} rows, read {}",
+        outcome.rows_inserted,
+        page.total_rows
+    );
+    Ok(())
+}
+
+/// An event of the hand-worked scenarios: `id` at `at`, with `properties`.
+fn small_event(id: &str, at: OffsetDateTime, properties: Value) -> Result<NewEvent> {
+    Ok(NewEvent {
+        event_id: id.to_owned(),
+        event_name: "order".to_owned(),
+        user_id: None,
+        source: SourceSlug::default_source(),
+        entity_id: None,
+        status: None,
+        processing_ms: 0,
+        amount_cents: 0,
+        occurred_at: at,
+        properties,
+    })
+}
+
+pub async fn a_property_sum_adds_integers_and_skips_every_other_value(f: &Fixture) -> Result<()> {
+    let at = datetime!(2026-03-02 10:00 UTC);
+    let events = [
+        json!({"qty": 3}),
+        json!({"qty": -2}),
+        json!({"qty": 999_999_999_999_999_999_i64}),
+        json!({"qty": "4"}),
+        json!({"qty": 2.5}),
+        json!({"qty": {"n": 1}}),
+        json!({"qty": 1_000_000_000_000_000_000_i64}),
+        json!({"qty": null}),
+        json!({}),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, p)| small_event(&format!("q{i}"), at, p))
+    .collect::<Result<Vec<_>>>()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let definition = definition(json!({
+        "slug": "qty", "measures": [{"name": "qty", "kind": "sum", "field": "properties.qty"}]
+    }))?;
+    let day = range(date!(2026 - 03 - 02), date!(2026 - 03 - 02))?;
+    let outcome = rebuild(f, f.tenant, &definition, Window::Day, day, FIRST_BUILD).await?;
+    let page = read_all(f, f.tenant, &definition, &Read::all(Window::Day, day, 0)).await?;
+    let expected = vec![RollupRow {
+        bucket_date: Some(date!(2026 - 03 - 02)),
+        dimensions: vec![],
+        measures: vec![1_000_000_000_000_000_000],
+    }];
+    ensure!(page.rows == expected, "{:?}", page.rows);
+    ensure!(
+        outcome.values_skipped == 4,
+        "a string, a fraction, an object and a 19-digit integer are skipped; absent and null are not counted: {}",
+        outcome.values_skipped
+    );
+    Ok(())
+}
+
+pub async fn top_values_are_by_measure_descending_then_bytewise_with_null_last(
+    f: &Fixture,
+) -> Result<()> {
+    let at = datetime!(2026-03-02 10:00 UTC);
+    let channels = [
+        json!({"channel": "b"}),
+        json!({"channel": "b"}),
+        json!({"channel": "a"}),
+        json!({"channel": "B"}),
+        json!({}),
+        json!({"channel": 7}),
+        json!({"channel": "é"}),
+        json!({"channel": "a"}),
+    ];
+    let events = channels
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| small_event(&format!("c{i}"), at, p))
+        .collect::<Result<Vec<_>>>()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let definition = definition(json!({
+        "slug": "channels", "measures": [{"name": "events", "kind": "count"}],
+        "dimensions": [{"field": "properties.channel"}]
+    }))?;
+    let day = range(date!(2026 - 03 - 02), date!(2026 - 03 - 02))?;
+    rebuild(f, f.tenant, &definition, Window::Day, day, FIRST_BUILD).await?;
+    let read = Read {
+        by_period: false,
+        order: RollupOrder::MeasureDescending(0),
+        ..Read::all(Window::Day, day, 1)
+    };
+    let page = read_all(f, f.tenant, &definition, &read).await?;
+    let got: Vec<(Option<&str>, i64)> = page
+        .rows
+        .iter()
+        .map(|r| (r.dimensions[0].as_deref(), r.measures[0]))
+        .collect();
+    let expected = [
+        (Some("a"), 2),
+        (Some("b"), 2),
+        (None, 2),
+        (Some("B"), 1),
+        (Some("é"), 1),
+    ];
+    ensure!(got == expected, "{got:?}");
+    Ok(())
+}
+
+pub async fn pages_keep_the_total_and_an_empty_page_still_has_it(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let read = Read::all(Window::Month, quarter()?, 2);
+    rebuild(
+        f,
+        f.tenant,
+        &definition,
+        Window::Month,
+        read.range,
+        FIRST_BUILD,
+    )
+    .await?;
+    let all = read_all(f, f.tenant, &definition, &read).await?;
+    let page = f
+        .rollups
+        .read(&read.query(f.tenant, &definition, PageRequest::new(2, 1)))
+        .await?;
+    ensure!(
+        page.rows == all.rows[1..3] && page.total_rows == all.total_rows,
+        "limit 2 offset 1: {page:?}"
+    );
+    let past = f
+        .rollups
+        .read(&read.query(f.tenant, &definition, PageRequest::new(10, 10_000)))
+        .await?;
+    ensure!(
+        past.rows.is_empty()
+            && past.total_rows == all.total_rows
+            && past.last_refreshed_at == Some(FIRST_BUILD),
+        "a page past the end: {past:?}"
+    );
+    Ok(())
+}
+
+pub async fn nothing_is_read_before_a_rebuild(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let page = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Day, quarter()?, 2),
+    )
+    .await?;
+    ensure!(
+        page.rows.is_empty() && page.total_rows == 0 && page.last_refreshed_at.is_none(),
+        "{page:?}"
+    );
+    Ok(())
+}
+
+pub async fn without_dimensions_each_bucket_with_events_is_one_row(f: &Fixture) -> Result<()> {
+    let events = [
+        small_event("d1", datetime!(2026-03-02 10:00 UTC), json!({}))?,
+        small_event("d2", datetime!(2026-03-02 11:00 UTC), json!({}))?,
+        small_event("d3", datetime!(2026-03-04 11:00 UTC), json!({}))?,
+    ];
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let definition = definition(json!({
+        "slug": "total", "measures": [{"name": "events", "kind": "count"}]
+    }))?;
+    let days = range(date!(2026 - 03 - 01), date!(2026 - 03 - 05))?;
+    let outcome = rebuild(f, f.tenant, &definition, Window::Day, days, FIRST_BUILD).await?;
+    let page = read_all(f, f.tenant, &definition, &Read::all(Window::Day, days, 0)).await?;
+    let got: Vec<(Option<Date>, Vec<i64>)> = page
+        .rows
+        .into_iter()
+        .map(|r| (r.bucket_date, r.measures))
+        .collect();
+    ensure!(
+        got == [
+            (Some(date!(2026 - 03 - 02)), vec![2]),
+            (Some(date!(2026 - 03 - 04)), vec![1])
+        ],
+        "{got:?}"
+    );
+    ensure!(outcome.rows_inserted == 2, "{outcome:?}");
+    Ok(())
+}
+
+pub async fn a_rebuild_replaces_only_the_buckets_of_its_range(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    let mut events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let whole = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, whole, FIRST_BUILD).await?;
+    let day = range(date!(2026 - 02 - 10), date!(2026 - 02 - 10))?;
+    let rows_of_day = read_all(f, f.tenant, &definition, &Read::all(Window::Day, day, 2))
+        .await?
+        .total_rows;
+    let late = small_event(
+        "late",
+        datetime!(2026-02-10 12:00 UTC),
+        json!({"channel": "web"}),
+    )?;
+    store(f.events.as_ref(), f.tenant, std::slice::from_ref(&late)).await?;
+    events.push(late);
+    let outcome = rebuild(f, f.tenant, &definition, Window::Day, day, SECOND_BUILD).await?;
+    ensure!(
+        outcome.rows_deleted == rows_of_day,
+        "deleted {} rows of a day that had {rows_of_day}",
+        outcome.rows_deleted
+    );
+    let read = Read::all(Window::Day, whole, 2);
+    let page = read_all(f, f.tenant, &definition, &read).await?;
+    let (expected, _) = direct(&events, &definition.rollup, whole, &read);
+    ensure!(
+        page.rows == expected,
+        "the late event is counted, the rest unchanged"
+    );
+    let rebuilt = read_all(f, f.tenant, &definition, &Read::all(Window::Day, day, 2)).await?;
+    let before = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(
+            Window::Day,
+            range(date!(2026 - 01 - 01), date!(2026 - 02 - 09))?,
+            2,
+        ),
+    )
+    .await?;
+    ensure!(
+        rebuilt.last_refreshed_at == Some(SECOND_BUILD)
+            && before.last_refreshed_at == Some(FIRST_BUILD),
+        "the rebuilt day is from the second build ({:?}), the days before from the first ({:?})",
+        rebuilt.last_refreshed_at,
+        before.last_refreshed_at
+    );
+    Ok(())
+}
+
+pub async fn tenants_windows_and_rollups_are_kept_apart(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let whole = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, whole, FIRST_BUILD).await?;
+    let day_read = Read::all(Window::Day, whole, 2);
+    let before = read_all(f, f.tenant, &definition, &day_read).await?;
+
+    let week = read_all(f, f.tenant, &definition, &Read::all(Window::Week, whole, 2)).await?;
+    ensure!(
+        week.rows.is_empty(),
+        "a day rebuild wrote week rows: {week:?}"
+    );
+    let other = read_all(f, f.other, &definition, &day_read).await?;
+    ensure!(
+        other.rows.is_empty(),
+        "another tenant reads rows: {other:?}"
+    );
+    let mut renamed = definition.clone();
+    renamed.slug = ReportSlug::parse("another-rollup")?;
+    let unbuilt = read_all(f, f.tenant, &renamed, &day_read).await?;
+    ensure!(
+        unbuilt.rows.is_empty(),
+        "another rollup reads rows: {unbuilt:?}"
+    );
+
+    let theirs = [small_event(
+        "o1",
+        datetime!(2026-02-10 12:00 UTC),
+        json!({"channel": "web"}),
+    )?];
+    store(f.events.as_ref(), f.other, &theirs).await?;
+    rebuild(f, f.other, &definition, Window::Day, whole, SECOND_BUILD).await?;
+    let other = read_all(f, f.other, &definition, &day_read).await?;
+    let (expected, _) = direct(&theirs, &definition.rollup, whole, &day_read);
+    ensure!(
+        other.rows == expected,
+        "the other tenant counts only its event: {other:?}"
+    );
+    let after = read_all(f, f.tenant, &definition, &day_read).await?;
+    ensure!(
+        after == before,
+        "another tenant's rebuild changed these rows"
+    );
+    Ok(())
+}
+
+pub async fn remove_deletes_every_window_of_the_rollup_and_nothing_else(f: &Fixture) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let whole = quarter()?;
+    let mut kept = definition.clone();
+    kept.slug = ReportSlug::parse("kept")?;
+    let day = rebuild(f, f.tenant, &definition, Window::Day, whole, FIRST_BUILD).await?;
+    let month = rebuild(f, f.tenant, &definition, Window::Month, whole, FIRST_BUILD).await?;
+    rebuild(f, f.tenant, &kept, Window::Day, whole, FIRST_BUILD).await?;
+    store(
+        f.events.as_ref(),
+        f.other,
+        &[small_event(
+            "o1",
+            datetime!(2026-02-10 12:00 UTC),
+            json!({}),
+        )?],
+    )
+    .await?;
+    rebuild(f, f.other, &definition, Window::Day, whole, FIRST_BUILD).await?;
+
+    let removed = f.rollups.remove(f.tenant, &definition.slug).await?;
+    ensure!(
+        removed == day.rows_inserted + month.rows_inserted,
+        "removed {removed} rows of {} + {}",
+        day.rows_inserted,
+        month.rows_inserted
+    );
+    let read = Read::all(Window::Day, whole, 2);
+    ensure!(
+        read_all(f, f.tenant, &definition, &read)
+            .await?
+            .rows
+            .is_empty(),
+        "the removed rollup still has rows"
+    );
+    ensure!(
+        !read_all(f, f.tenant, &kept, &read).await?.rows.is_empty(),
+        "another rollup lost its rows"
+    );
+    ensure!(
+        !read_all(f, f.other, &definition, &read)
+            .await?
+            .rows
+            .is_empty(),
+        "another tenant's rollup of the same slug lost its rows"
+    );
+    Ok(())
+}

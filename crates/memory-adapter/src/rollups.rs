@@ -1,0 +1,209 @@
+//! Rollup snapshot rows in memory, and their rebuild from the event store.
+//!
+//! Each event is read as the domain defines (`Field::value_of`, `NumericField::addend`,
+//! `FieldFilter::matches`) and rows are ordered by `rollup::compare_rows`: the semantics the
+//! SQL of the PostgreSQL adapter must match, which the contract suite checks on both.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+};
+
+use anyhow::anyhow;
+use application::ports::{RollupRebuild, RollupRebuildOutcome, RollupStore, StoreError};
+use async_trait::async_trait;
+use domain::{
+    MeasureKind, ReportSlug, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
+    rollup::{Addend, compare_rows},
+};
+use time::{Date, OffsetDateTime, UtcOffset};
+
+use crate::{FailSwitch, InMemoryEventStore, read, write};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    measures: Vec<i64>,
+    computed_at: OffsetDateTime,
+    run_id: RunId,
+}
+
+/// The rows of one tenant, rollup and window, keyed by bucket and dimension values.
+type Series = BTreeMap<(Date, Vec<Option<String>>), Stored>;
+
+/// A read row's bucket (when by period) and grouped dimension values.
+type RowKey = (Option<Date>, Vec<Option<String>>);
+
+/// Rollup snapshot rows, rebuilt from an [`InMemoryEventStore`].
+#[derive(Debug)]
+pub struct InMemoryRollupStore {
+    events: Arc<InMemoryEventStore>,
+    series: RwLock<HashMap<(TenantId, ReportSlug, Window), Series>>,
+    failure: FailSwitch,
+}
+
+impl InMemoryRollupStore {
+    /// A store rebuilding from `events`.
+    pub fn new(events: Arc<InMemoryEventStore>) -> Self {
+        Self {
+            events,
+            series: RwLock::default(),
+            failure: FailSwitch::default(),
+        }
+    }
+
+    /// Makes every call fail while `failing` is on.
+    pub fn set_failing(&self, failing: bool) {
+        self.failure.set(failing);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.failure
+            .check("rollup store")
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+fn overflow() -> StoreError {
+    StoreError::Unexpected(anyhow!(
+        "a rollup sum is beyond the range of a 64-bit integer"
+    ))
+}
+
+#[async_trait]
+impl RollupStore for InMemoryRollupStore {
+    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
+        self.check()?;
+        let rollup = &request.rollup;
+        let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<i64>> = BTreeMap::new();
+        let mut values_skipped = 0_u64;
+        {
+            let tenants = read(&self.events.tenants);
+            for event in tenants
+                .get(&request.tenant)
+                .iter()
+                .flat_map(|t| t.events.iter())
+            {
+                let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
+                if !request.range.contains(date)
+                    || !rollup.filters.iter().all(|filter| filter.matches(event))
+                {
+                    continue;
+                }
+                let key = (
+                    request.window.bucket_start(date),
+                    rollup
+                        .dimensions
+                        .iter()
+                        .map(|d| d.field.value_of(event).map(str::to_owned))
+                        .collect(),
+                );
+                let sums = groups
+                    .entry(key)
+                    .or_insert_with(|| vec![0; rollup.measures.len()]);
+                for (sum, measure) in sums.iter_mut().zip(&rollup.measures) {
+                    let addend = match &measure.kind {
+                        MeasureKind::Count => 1,
+                        MeasureKind::Sum(field) => match field.addend(event) {
+                            Addend::Value(value) => value,
+                            Addend::Absent => 0,
+                            Addend::Skipped => {
+                                values_skipped += 1;
+                                0
+                            }
+                        },
+                    };
+                    *sum = sum.checked_add(addend).ok_or_else(overflow)?;
+                }
+            }
+        }
+
+        // One write lock over delete and insert: readers see the old rows or the new ones.
+        let mut series = write(&self.series);
+        let rows = series
+            .entry((request.tenant, request.report.clone(), request.window))
+            .or_default();
+        let before = rows.len();
+        rows.retain(|(bucket, _), _| !request.range.contains(*bucket));
+        let rows_deleted = (before - rows.len()) as u64;
+        let rows_inserted = groups.len() as u64;
+        for (key, measures) in groups {
+            rows.insert(
+                key,
+                Stored {
+                    measures,
+                    computed_at: request.computed_at,
+                    run_id: request.run_id,
+                },
+            );
+        }
+        Ok(RollupRebuildOutcome {
+            rows_deleted,
+            rows_inserted,
+            values_skipped,
+        })
+    }
+
+    async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
+        self.check()?;
+        let series = read(&self.series);
+        let mut grouped: HashMap<RowKey, Vec<i64>> = HashMap::new();
+        let mut last_refreshed_at = None;
+        let selected = series
+            .get(&(query.tenant, query.report.clone(), query.window))
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter(|((bucket, values), _)| {
+                query.range.contains(*bucket)
+                    && query.filters.iter().all(|(position, wanted)| {
+                        values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
+                    })
+            });
+        for ((bucket, values), stored) in selected {
+            last_refreshed_at = last_refreshed_at.max(Some(stored.computed_at));
+            let key = (
+                query.by_period.then_some(*bucket),
+                query
+                    .dimensions
+                    .iter()
+                    .map(|position| values.get(*position).cloned().flatten())
+                    .collect(),
+            );
+            let sums = grouped
+                .entry(key)
+                .or_insert_with(|| vec![0; query.measures]);
+            for (sum, value) in sums.iter_mut().zip(&stored.measures) {
+                *sum = sum.checked_add(*value).ok_or_else(overflow)?;
+            }
+        }
+        let mut rows: Vec<RollupRow> = grouped
+            .into_iter()
+            .map(|((bucket_date, dimensions), measures)| RollupRow {
+                bucket_date,
+                dimensions,
+                measures,
+            })
+            .collect();
+        rows.sort_by(|a, b| compare_rows(query.order, a, b));
+        let total_rows = rows.len() as u64;
+        Ok(RollupPage {
+            rows: query.page.slice(rows),
+            total_rows,
+            last_refreshed_at,
+        })
+    }
+
+    async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {
+        self.check()?;
+        let mut series = write(&self.series);
+        let mut removed = 0;
+        series.retain(|(t, r, _), rows| {
+            if *t == tenant && r == report {
+                removed += rows.len() as u64;
+                false
+            } else {
+                true
+            }
+        });
+        Ok(removed)
+    }
+}

@@ -1,0 +1,434 @@
+//! Rollup snapshot rows in `rollup_snapshots`: the rebuild from `analytics_events` as one
+//! set-based statement generated from the definition, and reads that group the rows in SQL.
+//!
+//! The statements are built from fixed fragments, one per field and measure kind; every value
+//! a definition or a query supplies (a property key, a filter value) is a bind parameter, never
+//! text in the statement.
+
+use application::ports::{RollupRebuild, RollupRebuildOutcome, RollupStore, StoreError};
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use domain::{
+    Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage, RollupQuery,
+    RollupRow, TenantId,
+};
+use time::{Date, OffsetDateTime};
+use tokio_postgres::types::ToSql;
+
+use crate::error::{PgResultExt, corrupt};
+
+/// Rollup snapshots in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresRollupStore {
+    pool: Pool,
+}
+
+impl PostgresRollupStore {
+    /// The store over `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Bind parameters after a statement's fixed ones, each written as `$n::type`.
+struct Binds {
+    fixed: usize,
+    values: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Binds {
+    fn after(fixed: usize) -> Self {
+        Self {
+            fixed,
+            values: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.values.push(Box::new(value.to_owned()));
+        format!("${}::text", self.fixed + self.values.len())
+    }
+}
+
+/// A property's value as a JSON integer of at most 18 digits (the domain's `Addend::Value`).
+fn integral(key: &str) -> String {
+    format!(
+        "jsonb_typeof(e.properties -> {key}) = 'number' AND (e.properties ->> {key}) ~ '^-?[0-9]{{1,18}}$'"
+    )
+}
+
+/// The grouping expression of a dimension over event `e`. Sources are grouped by id and named
+/// once per group afterwards.
+fn dimension_sql(field: &Field, binds: &mut Binds) -> String {
+    match field {
+        Field::Source => "e.source_id".to_owned(),
+        Field::Status => "e.status".to_owned(),
+        Field::EventName => "e.event_name".to_owned(),
+        Field::EntityId => "e.entity_id".to_owned(),
+        Field::UserId => "e.user_id".to_owned(),
+        Field::Property(key) => {
+            let key = binds.text(key.as_str());
+            format!(
+                "CASE WHEN jsonb_typeof(e.properties -> {key}) = 'string' THEN e.properties ->> {key} END"
+            )
+        }
+    }
+}
+
+/// The condition of a filter over event `e` of tenant `$1`.
+fn filter_sql(field: &Field, value: &str, binds: &mut Binds) -> String {
+    let value = binds.text(value);
+    match field {
+        Field::Source => format!(
+            "e.source_id = (SELECT id FROM event_sources WHERE tenant_id = $1 AND slug = {value})"
+        ),
+        Field::Status => format!("e.status = {value}"),
+        Field::EventName => format!("e.event_name = {value}"),
+        Field::EntityId => format!("e.entity_id = {value}"),
+        Field::UserId => format!("e.user_id = {value}"),
+        Field::Property(key) => {
+            let key = binds.text(key.as_str());
+            format!("e.properties @> jsonb_build_object({key}, {value})")
+        }
+    }
+}
+
+/// The aggregate of a measure, and of the values it skipped.
+fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>) {
+    match kind {
+        MeasureKind::Count => ("count(*)".to_owned(), None),
+        MeasureKind::Sum(NumericField::AmountCents) => {
+            ("coalesce(sum(e.amount_cents), 0)::int8".to_owned(), None)
+        }
+        MeasureKind::Sum(NumericField::ProcessingMs) => {
+            ("coalesce(sum(e.processing_ms), 0)::int8".to_owned(), None)
+        }
+        MeasureKind::Sum(NumericField::Property(key)) => {
+            let key = binds.text(key.as_str());
+            let integral = integral(&key);
+            (
+                format!(
+                    "coalesce(sum(CASE WHEN {integral} THEN (e.properties ->> {key})::int8 END), 0)::int8"
+                ),
+                Some(format!(
+                    "count(*) FILTER (WHERE jsonb_typeof(e.properties -> {key}) <> 'null' AND NOT ({integral}))"
+                )),
+            )
+        }
+    }
+}
+
+/// The rebuild of `rollup` over whole buckets: `$1` tenant, `$2` report, `$3` window, buckets
+/// starting at `$4` and stepping by a window up to `$5`, stamped `$6` and run `$7`. Returns
+/// one row: the rows inserted and the values skipped.
+///
+/// Each bucket is aggregated on its own (a lateral subquery over a range scan of the tenant's
+/// events by time), so no step holds more than one bucket's groups.
+fn rebuild_sql(rollup: &Rollup) -> (String, Binds) {
+    let mut binds = Binds::after(7);
+    let dimensions: Vec<String> = rollup
+        .dimensions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("{} AS d{i}", dimension_sql(&d.field, &mut binds)))
+        .collect();
+    let mut measures = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, measure) in rollup.measures.iter().enumerate() {
+        let (aggregate, skips) = measure_sql(&measure.kind, &mut binds);
+        measures.push(format!("{aggregate} AS m{i}"));
+        if let Some(skips) = skips {
+            skipped.push(format!("{skips} AS k{}", skipped.len()));
+        }
+    }
+    let filters: String = rollup
+        .filters
+        .iter()
+        .map(|f| format!(" AND {}", filter_sql(&f.field, &f.value, &mut binds)))
+        .collect();
+    let group_by = if rollup.dimensions.is_empty() {
+        String::new()
+    } else {
+        let positions: Vec<String> = (1..=rollup.dimensions.len())
+            .map(|p| p.to_string())
+            .collect();
+        format!(" GROUP BY {}", positions.join(", "))
+    };
+    let selected: Vec<String> = dimensions
+        .iter()
+        .chain(&measures)
+        .chain(&skipped)
+        .cloned()
+        .collect();
+    let mut joins = String::new();
+    let named: Vec<String> = rollup
+        .dimensions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if d.field == Field::Source {
+                joins.push_str(&format!(
+                    " LEFT JOIN event_sources s{i} ON s{i}.id = grouped.d{i}"
+                ));
+                format!("s{i}.slug")
+            } else {
+                format!("grouped.d{i}")
+            }
+        })
+        .collect();
+    let measure_columns: Vec<String> = (0..rollup.measures.len())
+        .map(|i| format!("grouped.m{i}"))
+        .collect();
+    let skipped_total = if skipped.is_empty() {
+        "0".to_owned()
+    } else {
+        (0..skipped.len())
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let sql = format!(
+        "WITH grouped AS MATERIALIZED (
+            SELECT bucket.start::date AS bucket_start, g.*
+            FROM generate_series($4::date::timestamp, $5::date::timestamp, ('1 ' || $3::text)::interval) AS bucket (start)
+            CROSS JOIN LATERAL (
+                SELECT {selected}
+                FROM analytics_events e
+                WHERE e.tenant_id = $1
+                  AND e.occurred_at >= bucket.start AT TIME ZONE 'UTC'
+                  AND e.occurred_at < (bucket.start + ('1 ' || $3::text)::interval) AT TIME ZONE 'UTC'{filters}
+                {group_by}
+                HAVING count(*) > 0
+            ) AS g
+        ), inserted AS (
+            INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                                          dimension_values, measure_values, computed_at, run_id)
+            SELECT $1, $2, $3, grouped.bucket_start, ARRAY[{named}]::text[], ARRAY[{measure_columns}]::int8[], $6, $7
+            FROM grouped{joins}
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM inserted)::int8, (SELECT coalesce(sum({skipped_total}), 0) FROM grouped)::int8",
+        selected = selected.join(", "),
+        named = named.join(", "),
+        measure_columns = measure_columns.join(", "),
+    );
+    (sql, binds)
+}
+
+/// The read of `query`: `$1` tenant, `$2` report, `$3` window, buckets starting in `$4..=$5`,
+/// page `$6` rows from `$7`. Every row carries the whole read's row count and newest
+/// `computed_at`; an empty page is one row of nulls carrying them.
+fn read_sql(query: &RollupQuery) -> (String, Binds) {
+    let mut binds = Binds::after(7);
+    let filters: String = query
+        .filters
+        .iter()
+        .map(|(position, value)| {
+            format!(
+                " AND dimension_values[{}] = {}",
+                position + 1,
+                binds.text(value)
+            )
+        })
+        .collect();
+    let bucket = if query.by_period {
+        "bucket_start"
+    } else {
+        "NULL::date"
+    };
+    let dimensions: Vec<String> = query
+        .dimensions
+        .iter()
+        .map(|position| format!("dimension_values[{}]", position + 1))
+        .collect();
+    let measures: Vec<String> = (1..=query.measures)
+        .map(|i| format!("sum(measure_values[{i}])::int8"))
+        .collect();
+    let mut keys = Vec::new();
+    if query.by_period {
+        keys.push("1".to_owned());
+    }
+    if !dimensions.is_empty() {
+        keys.push("2".to_owned());
+    }
+    let group_by = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" GROUP BY {}", keys.join(", "))
+    };
+    let mut order = Vec::new();
+    if let RollupOrder::MeasureDescending(i) = query.order {
+        order.push(format!("measures[{}] DESC", i + 1));
+    }
+    order.push("bucket_date".to_owned());
+    order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
+    let sql = format!(
+        "WITH selected AS (
+            SELECT bucket_start, dimension_values, measure_values, computed_at
+            FROM rollup_snapshots
+            WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+              AND bucket_start BETWEEN $4 AND $5{filters}
+        ), grouped AS (
+            SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures
+            FROM selected{group_by}
+            HAVING count(*) > 0
+        ), page AS (
+            SELECT grouped.*, row_number() OVER (ORDER BY {order}) AS n
+            FROM grouped
+            ORDER BY n
+            LIMIT $6 OFFSET $7
+        )
+        SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
+               (SELECT max(computed_at) FROM selected) AS last_refreshed_at,
+               page.bucket_date, page.dimensions, page.measures
+        FROM (SELECT 1) AS one
+        LEFT JOIN page ON true
+        ORDER BY page.n",
+        dimensions = dimensions.join(", "),
+        measures = measures.join(", "),
+        order = order.join(", "),
+    );
+    (sql, binds)
+}
+
+/// Serializes rebuilds of one tenant's rollup and window, so overlapping scopes never
+/// interleave their deletes and inserts.
+const REBUILD_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('rollup:' || $1::text || ':' || $2 || ':' || $3, 0))";
+
+/// Settings of the rebuild's transaction only, as for the built-in reports' rebuild.
+const REBUILD_SETTINGS: &str = "SET LOCAL work_mem = '128MB'; SET LOCAL jit = off";
+
+const DELETE_BUCKETS: &str = "
+    DELETE FROM rollup_snapshots
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
+
+fn with_fixed<'a>(
+    fixed: &[&'a (dyn ToSql + Sync)],
+    binds: &'a Binds,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    fixed
+        .iter()
+        .copied()
+        .chain(binds.values.iter().map(|v| {
+            let v: &(dyn ToSql + Sync) = v.as_ref();
+            v
+        }))
+        .collect()
+}
+
+#[async_trait]
+impl RollupStore for PostgresRollupStore {
+    #[tracing::instrument(skip_all, fields(report = %request.report, window = %request.window, run_id = %request.run_id), err)]
+    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to rebuild a rollup")?;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting a rollup rebuild")?;
+        let tenant = request.tenant.get();
+        let slug = request.report.as_str();
+        let window = request.window.as_str();
+        let (from, to) = (request.range.from(), request.range.to());
+        // The insert starts a bucket at `from` and steps by whole windows.
+        debug_assert_eq!(request.window.widen(request.range), request.range);
+        tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
+            .await
+            .classify("locking the rollup for a rebuild")?;
+        tx.batch_execute(REBUILD_SETTINGS)
+            .await
+            .classify("configuring the rollup rebuild")?;
+        let rows_deleted = tx
+            .execute(DELETE_BUCKETS, &[&tenant, &slug, &window, &from, &to])
+            .await
+            .classify("deleting rebuilt rollup buckets")?;
+        let (sql, binds) = rebuild_sql(&request.rollup);
+        let run_id = request.run_id.as_uuid();
+        let fixed: [&(dyn ToSql + Sync); 7] = [
+            &tenant,
+            &slug,
+            &window,
+            &from,
+            &to,
+            &request.computed_at,
+            &run_id,
+        ];
+        let row = tx
+            .query_one(&sql, &with_fixed(&fixed, &binds))
+            .await
+            .classify("aggregating events into rollup snapshots")?;
+        let rows_inserted: i64 = row.try_get(0).map_err(|e| corrupt("row count", e))?;
+        let values_skipped: i64 = row.try_get(1).map_err(|e| corrupt("skipped count", e))?;
+        tx.commit().await.classify("committing a rollup rebuild")?;
+        Ok(RollupRebuildOutcome {
+            rows_deleted,
+            rows_inserted: u64::try_from(rows_inserted).unwrap_or(0),
+            values_skipped: u64::try_from(values_skipped).unwrap_or(0),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(report = %query.report, window = %query.window), err)]
+    async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read a rollup")?;
+        let (sql, binds) = read_sql(query);
+        let tenant = query.tenant.get();
+        let slug = query.report.as_str();
+        let window = query.window.as_str();
+        let (from, to) = (query.range.from(), query.range.to());
+        let limit = i64::from(query.page.limit());
+        let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
+        let fixed: [&(dyn ToSql + Sync); 7] =
+            [&tenant, &slug, &window, &from, &to, &limit, &offset];
+        let rows = client
+            .query(&sql, &with_fixed(&fixed, &binds))
+            .await
+            .classify("reading rollup rows")?;
+        let mut page = RollupPage {
+            rows: Vec::new(),
+            total_rows: 0,
+            last_refreshed_at: None,
+        };
+        for row in &rows {
+            let get = |e: tokio_postgres::Error| corrupt("rollup row", e);
+            let total: i64 = row.try_get("total_rows").map_err(get)?;
+            page.total_rows = u64::try_from(total).unwrap_or(0);
+            page.last_refreshed_at = row
+                .try_get::<_, Option<OffsetDateTime>>("last_refreshed_at")
+                .map_err(get)?;
+            let dimensions: Option<Vec<Option<String>>> = row.try_get("dimensions").map_err(get)?;
+            let Some(dimensions) = dimensions else {
+                continue; // the row of an empty page
+            };
+            let measures: Vec<i64> = row.try_get("measures").map_err(get)?;
+            let bucket_date: Option<Date> = row.try_get("bucket_date").map_err(get)?;
+            page.rows.push(RollupRow {
+                bucket_date,
+                dimensions,
+                measures,
+            });
+        }
+        Ok(page)
+    }
+
+    async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to remove a rollup")?;
+        Ok(client
+            .execute(
+                "DELETE FROM rollup_snapshots WHERE tenant_id = $1 AND report_slug = $2",
+                &[&tenant.get(), &report.as_str()],
+            )
+            .await
+            .classify("removing rollup rows")?)
+    }
+}
