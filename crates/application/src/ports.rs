@@ -10,8 +10,8 @@ use domain::{
     ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DisplayName,
     EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry, NewEvent, Page,
     PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
-    ReportSlug, Rollup, RollupPage, RollupQuery, RunFilter, RunId, RunSummary, Scope, SnapshotPage,
-    SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
+    ReportSlug, Rollup, RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunSummary,
+    Scope, SnapshotPage, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -306,6 +306,82 @@ pub trait SnapshotStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
+}
+
+/// A tenant's rollup definition as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRollup {
+    pub tenant: TenantId,
+    pub definition: RollupDefinition,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// The failure of a [`RollupDefinitions`] write.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    /// The tenant already has a rollup with this slug.
+    #[error("report {0} already exists")]
+    SlugTaken(String),
+    /// The tenant already has as many rollups as it may.
+    #[error("the tenant already has {0} reports, the most it may have")]
+    LimitReached(u32),
+    /// The tenant has no rollup with this slug.
+    #[error("no report {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Tenants' rollup definitions (reports defined as data), by tenant and slug.
+#[async_trait]
+pub trait RollupDefinitions: Send + Sync {
+    /// Stores a new definition of `tenant`, unless the tenant has `limit` already.
+    ///
+    /// # Errors
+    /// [`DefinitionError::SlugTaken`], [`DefinitionError::LimitReached`] (checked atomically
+    /// with the insert: two concurrent creates never pass the limit together), or a store
+    /// error; on error nothing is written.
+    async fn create(
+        &self,
+        tenant: TenantId,
+        definition: &RollupDefinition,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> Result<StoredRollup, DefinitionError>;
+
+    /// Replaces the definition of the same slug, keeping its `created_at`.
+    ///
+    /// # Errors
+    /// [`DefinitionError::NotFound`] or a store error; on error nothing is written.
+    async fn replace(
+        &self,
+        tenant: TenantId,
+        definition: &RollupDefinition,
+        at: OffsetDateTime,
+    ) -> Result<StoredRollup, DefinitionError>;
+
+    /// Deletes the definition called `slug`; whether there was one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn delete(&self, tenant: TenantId, slug: &ReportSlug) -> Result<bool, StoreError>;
+
+    /// The definition called `slug`; `Ok(None)` when the tenant has none.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn get(
+        &self,
+        tenant: TenantId,
+        slug: &ReportSlug,
+    ) -> Result<Option<StoredRollup>, StoreError>;
+
+    /// Every definition of `tenant`, by slug.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn list(&self, tenant: TenantId) -> Result<Vec<StoredRollup>, StoreError>;
 }
 
 /// A rebuild of the snapshot rows of one rollup and window over whole buckets.

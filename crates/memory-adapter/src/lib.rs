@@ -30,7 +30,7 @@ pub use events::InMemoryEventStore;
 pub use fail::FailSwitch;
 pub use lock::InMemoryScopeLock;
 pub use queue::InMemoryRunQueue;
-pub use rollups::InMemoryRollupStore;
+pub use rollups::{InMemoryRollupDefinitions, InMemoryRollupStore};
 pub use runs::InMemoryRunStore;
 pub use snapshots::InMemorySnapshotStore;
 pub use tenancy::{InMemoryApiKeyStore, InMemorySourceStore, InMemoryTenantStore};
@@ -44,6 +44,7 @@ pub struct InMemoryAdapters {
     pub events: Arc<InMemoryEventStore>,
     pub snapshots: Arc<InMemorySnapshotStore>,
     pub rollups: Arc<InMemoryRollupStore>,
+    pub definitions: Arc<InMemoryRollupDefinitions>,
     pub runs: Arc<InMemoryRunStore>,
     pub queue: Arc<InMemoryRunQueue>,
     pub audit: Arc<InMemoryAuditLog>,
@@ -90,6 +91,7 @@ impl InMemoryAdapters {
             keys: Arc::new(InMemoryApiKeyStore::new()),
             snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
             rollups: Arc::new(InMemoryRollupStore::new(Arc::clone(&events))),
+            definitions: Arc::new(InMemoryRollupDefinitions::new()),
             queue: Arc::new(InMemoryRunQueue::new(
                 Arc::clone(&runs),
                 queue_capacity,

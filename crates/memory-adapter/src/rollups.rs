@@ -10,10 +10,14 @@ use std::{
 };
 
 use anyhow::anyhow;
-use application::ports::{RollupRebuild, RollupRebuildOutcome, RollupStore, StoreError};
+use application::ports::{
+    DefinitionError, RollupDefinitions, RollupRebuild, RollupRebuildOutcome, RollupStore,
+    StoreError, StoredRollup,
+};
 use async_trait::async_trait;
 use domain::{
-    MeasureKind, ReportSlug, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
+    MeasureKind, ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId,
+    Window,
     rollup::{Addend, compare_rows},
 };
 use time::{Date, OffsetDateTime, UtcOffset};
@@ -205,5 +209,103 @@ impl RollupStore for InMemoryRollupStore {
             }
         });
         Ok(removed)
+    }
+}
+
+/// Tenants' rollup definitions in memory.
+#[derive(Debug, Default)]
+pub struct InMemoryRollupDefinitions {
+    definitions: RwLock<BTreeMap<(TenantId, ReportSlug), StoredRollup>>,
+    failure: FailSwitch,
+}
+
+impl InMemoryRollupDefinitions {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail while `failing` is on.
+    pub fn set_failing(&self, failing: bool) {
+        self.failure.set(failing);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.failure
+            .check("rollup definitions")
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+#[async_trait]
+impl RollupDefinitions for InMemoryRollupDefinitions {
+    async fn create(
+        &self,
+        tenant: TenantId,
+        definition: &RollupDefinition,
+        limit: u32,
+        at: OffsetDateTime,
+    ) -> Result<StoredRollup, DefinitionError> {
+        self.check()?;
+        let mut definitions = write(&self.definitions);
+        let key = (tenant, definition.slug.clone());
+        if definitions.contains_key(&key) {
+            return Err(DefinitionError::SlugTaken(definition.slug.to_string()));
+        }
+        let held = definitions.keys().filter(|(t, _)| *t == tenant).count();
+        if held >= limit as usize {
+            return Err(DefinitionError::LimitReached(limit));
+        }
+        let stored = StoredRollup {
+            tenant,
+            definition: definition.clone(),
+            created_at: at,
+            updated_at: at,
+        };
+        definitions.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    async fn replace(
+        &self,
+        tenant: TenantId,
+        definition: &RollupDefinition,
+        at: OffsetDateTime,
+    ) -> Result<StoredRollup, DefinitionError> {
+        self.check()?;
+        let mut definitions = write(&self.definitions);
+        let stored = definitions
+            .get_mut(&(tenant, definition.slug.clone()))
+            .ok_or_else(|| DefinitionError::NotFound(definition.slug.to_string()))?;
+        stored.definition = definition.clone();
+        stored.updated_at = at;
+        Ok(stored.clone())
+    }
+
+    async fn delete(&self, tenant: TenantId, slug: &ReportSlug) -> Result<bool, StoreError> {
+        self.check()?;
+        Ok(write(&self.definitions)
+            .remove(&(tenant, slug.clone()))
+            .is_some())
+    }
+
+    async fn get(
+        &self,
+        tenant: TenantId,
+        slug: &ReportSlug,
+    ) -> Result<Option<StoredRollup>, StoreError> {
+        self.check()?;
+        Ok(read(&self.definitions)
+            .get(&(tenant, slug.clone()))
+            .cloned())
+    }
+
+    async fn list(&self, tenant: TenantId) -> Result<Vec<StoredRollup>, StoreError> {
+        self.check()?;
+        Ok(read(&self.definitions)
+            .iter()
+            .filter(|((t, _), _)| *t == tenant)
+            .map(|(_, stored)| stored.clone())
+            .collect())
     }
 }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod catalog;
+mod definitions;
 mod error;
 mod events;
 mod health;
@@ -28,6 +29,7 @@ use application::ports::Clock;
 pub use audit::PostgresAuditLog;
 pub use catalog::PostgresCatalog;
 pub use deadpool_postgres::Pool;
+pub use definitions::PostgresRollupDefinitions;
 pub use events::PostgresEventStore;
 pub use health::PostgresHealthProbe;
 pub use pool::{PostgresConfig, connect};
@@ -93,6 +95,7 @@ pub struct PostgresAdapters {
     pub events: Arc<PostgresEventStore>,
     pub snapshots: Arc<PostgresSnapshotStore>,
     pub rollups: Arc<PostgresRollupStore>,
+    pub definitions: Arc<PostgresRollupDefinitions>,
     pub runs: Arc<PostgresRunStore>,
     pub queue: Arc<PostgresRunQueue>,
     pub audit: Arc<PostgresAuditLog>,
@@ -109,6 +112,7 @@ impl PostgresAdapters {
             events: Arc::new(PostgresEventStore::new(pool.clone())),
             snapshots: Arc::new(PostgresSnapshotStore::new(pool.clone())),
             rollups: Arc::new(PostgresRollupStore::new(pool.clone())),
+            definitions: Arc::new(PostgresRollupDefinitions::new(pool.clone())),
             queue: Arc::new(PostgresRunQueue::new(pool.clone(), queue, clock)),
             audit: Arc::new(PostgresAuditLog::new(pool.clone())),
             health: Arc::new(PostgresHealthProbe::new(pool.clone())),

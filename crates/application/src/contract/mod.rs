@@ -27,6 +27,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod catalog;
+pub mod definitions;
 pub mod events;
 pub mod ingestion;
 pub mod locks;
@@ -286,7 +287,7 @@ fn run_of(
 /// twice in one file (two set-ups of one adapter), invoke the macro again inside a module.
 ///
 /// The ports and their modules: `report_catalog` ([`catalog`]), `event_store` ([`events`]),
-/// `snapshot_store` ([`snapshots`]), `rollup_store` ([`rollups`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
+/// `snapshot_store` ([`snapshots`]), `rollup_store` ([`rollups`]), `rollup_definitions` ([`definitions`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
 /// `audit_log` ([`audit`]), `response_cache` ([`cache`]), `cache_versions` ([`versions`]),
 /// `scope_lock` ([`locks`]), `event_ingestion` ([`ingestion`]), `tenant_store` ([`tenants`]),
 /// `source_store` ([`sources`]), `api_key_store` ([`api_keys`]).
@@ -352,6 +353,17 @@ macro_rules! contract_tests {
             another_tenants_rebuild_leaves_these_rows_alone,
             clear_removes_every_row_of_the_tenant,
             an_event_without_status_or_entity_is_counted_only_where_not_grouped_by_them,
+        ] $($rest)* }
+    };
+    (@port rollup_definitions $($rest:tt)*) => {
+        $crate::contract_tests! { @promises rollup_definitions definitions [
+            a_created_definition_reads_back_unchanged,
+            a_second_create_with_the_same_slug_is_refused_and_changes_nothing,
+            the_limit_counts_the_tenants_own_definitions_only,
+            replace_changes_the_definition_and_keeps_created_at,
+            replacing_a_definition_the_tenant_lacks_is_not_found,
+            delete_removes_that_definition_only,
+            the_list_is_the_tenants_own_by_slug,
         ] $($rest)* }
     };
     (@port rollup_store $($rest:tt)*) => {
@@ -549,7 +561,7 @@ mod tests {
     /// Every public async function of a port's module is a promise the macro runs, in order.
     #[test]
     fn the_macro_runs_every_promise_of_every_port() {
-        let ports: [(&str, &[&str], &str); 14] = [
+        let ports: [(&str, &[&str], &str); 15] = [
             (
                 "report_catalog",
                 crate::contract_tests!(@port report_catalog names),
@@ -569,6 +581,11 @@ mod tests {
                 "rollup_store",
                 crate::contract_tests!(@port rollup_store names),
                 include_str!("rollups.rs"),
+            ),
+            (
+                "rollup_definitions",
+                crate::contract_tests!(@port rollup_definitions names),
+                include_str!("definitions.rs"),
             ),
             (
                 "run_store",
