@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use crate::{
     RecomputeWorker,
     ports::{
-        AuditLog, CacheError, Clock, EnqueueError, ReportCatalog, RunQueue, RunStore,
-        RunStoreError, ScopeLock, StoreError,
+        AuditLog, CacheError, Clock, EnqueueError, ReportCatalog, RollupDefinitions, RunQueue,
+        RunStore, RunStoreError, ScopeLock, StoreError,
     },
 };
 
@@ -111,6 +111,7 @@ pub struct RecomputeRequest {
 #[derive(Clone)]
 pub struct RecomputeService {
     catalog: Arc<dyn ReportCatalog>,
+    definitions: Arc<dyn RollupDefinitions>,
     runs: Arc<dyn RunStore>,
     queue: Arc<dyn RunQueue>,
     audit: Arc<dyn AuditLog>,
@@ -135,6 +136,8 @@ impl std::fmt::Debug for RecomputeService {
 #[derive(Clone)]
 pub struct RecomputePorts {
     pub catalog: Arc<dyn ReportCatalog>,
+    /// Tenants' rollups, which may be rebuilt as the built-in reports are.
+    pub definitions: Arc<dyn RollupDefinitions>,
     pub runs: Arc<dyn RunStore>,
     pub queue: Arc<dyn RunQueue>,
     pub audit: Arc<dyn AuditLog>,
@@ -153,6 +156,7 @@ impl RecomputeService {
     ) -> Self {
         Self {
             catalog: ports.catalog,
+            definitions: ports.definitions,
             runs: ports.runs,
             queue: ports.queue,
             audit: ports.audit,
@@ -236,8 +240,17 @@ impl RecomputeService {
 
         let not_found = || TriggerError::ReportNotFound(slug_raw.to_owned());
         let slug = ReportSlug::parse(slug_raw).map_err(|_| not_found())?;
-        let report = self.catalog.get(&slug).await?.ok_or_else(not_found)?;
-        report.check_window(window)?;
+        // A built-in report, else one of the tenant's rollups.
+        match self.catalog.get(&slug).await? {
+            Some(report) => report.check_window(window)?,
+            None => self
+                .definitions
+                .get(tenant, &slug)
+                .await?
+                .ok_or_else(not_found)?
+                .definition
+                .check_window(window)?,
+        };
         Ok(RecomputeRequest {
             tenant,
             report_slug: slug,

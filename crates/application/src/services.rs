@@ -14,7 +14,8 @@ use crate::{
     ingest::IngestPorts,
     ports::{
         ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
-        ResponseCache, RunQueue, RunStore, ScopeLock, SnapshotStore, SourceStore, TenantStore,
+        ResponseCache, RollupDefinitions, RollupStore, RunQueue, RunStore, ScopeLock,
+        SnapshotStore, SourceStore, TenantStore,
     },
     reports::ReportPorts,
     seed::SeedPorts,
@@ -27,6 +28,10 @@ pub struct Ports {
     pub catalog: Arc<dyn ReportCatalog>,
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
+    /// Rollup snapshot rows.
+    pub rollups: Arc<dyn RollupStore>,
+    /// Tenants' rollup definitions.
+    pub definitions: Arc<dyn RollupDefinitions>,
     pub runs: Arc<dyn RunStore>,
     pub queue: Arc<dyn RunQueue>,
     pub audit: Arc<dyn AuditLog>,
@@ -133,6 +138,8 @@ impl Services {
             runs: ports.runs.clone(),
             queue: ports.queue.clone(),
             snapshots: ports.snapshots.clone(),
+            rollups: ports.rollups.clone(),
+            definitions: ports.definitions.clone(),
             versions: ports.versions.clone(),
             audit: ports.audit.clone(),
             locks: ports.locks.clone(),
@@ -143,6 +150,7 @@ impl Services {
         let recompute = RecomputeService::new(
             RecomputePorts {
                 catalog: ports.catalog.clone(),
+                definitions: ports.definitions.clone(),
                 runs: ports.runs.clone(),
                 queue: ports.queue.clone(),
                 audit: ports.audit.clone(),

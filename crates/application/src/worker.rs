@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::ports::{
-    AuditLog, CacheVersions, Clock, RebuildRequest, RunQueue, RunStore, RunStoreError, ScopeLock,
-    SnapshotStore,
+    AuditLog, CacheVersions, Clock, RebuildRequest, RollupDefinitions, RollupRebuild,
+    RollupRebuildOutcome, RollupStore, RunQueue, RunStore, RunStoreError, ScopeLock, SnapshotStore,
 };
 
 /// How long the worker waits before asking an unavailable queue again.
@@ -46,6 +46,8 @@ pub struct WorkerPorts {
     pub runs: Arc<dyn RunStore>,
     pub queue: Arc<dyn RunQueue>,
     pub snapshots: Arc<dyn SnapshotStore>,
+    pub rollups: Arc<dyn RollupStore>,
+    pub definitions: Arc<dyn RollupDefinitions>,
     pub versions: Arc<dyn CacheVersions>,
     pub audit: Arc<dyn AuditLog>,
     pub locks: Arc<dyn ScopeLock>,
@@ -225,32 +227,11 @@ impl RecomputeWorker {
     async fn carry_out(&self, run: &RecomputeRun, renewed: &Mutex<OffsetDateTime>) -> RecomputeRun {
         let p = &self.ports;
         let scope = run.scope();
-        let outcome = match ReportKind::from_slug(&run.report_slug) {
-            None => Err(format!(
-                "report {} has no snapshot builder",
-                run.report_slug
-            )),
-            Some(kind) => {
-                let request = RebuildRequest {
-                    tenant: run.tenant,
-                    kind,
-                    window: run.window,
-                    range: scope.range,
-                    run_id: run.id,
-                    computed_at: p.clock.now(),
-                };
-                alongside(
-                    p.snapshots.rebuild(&request),
-                    self.keep_lock(&scope, run.lock_token.as_ref()),
-                )
-                .await
-                .map_err(|err| {
-                    let message = format!("snapshot rebuild failed: {err}");
-                    error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
-                    message
-                })
-            }
-        };
+        let outcome = alongside(
+            self.rebuild(run, p.clock.now()),
+            self.keep_lock(&scope, run.lock_token.as_ref()),
+        )
+        .await;
 
         match outcome {
             Ok(rebuilt) => {
@@ -266,6 +247,7 @@ impl RecomputeWorker {
                     bucket_count: run.window.bucket_count(scope.range),
                     effective_date_from: scope.range.from(),
                     effective_date_to: scope.range.to(),
+                    values_skipped: rebuilt.values_skipped,
                 };
                 let completed = self
                     .record("mark the run completed", renewed, || {
@@ -285,6 +267,7 @@ impl RecomputeWorker {
                                 "bucket_count": summary.bucket_count,
                                 "effective_date_from": format_date(summary.effective_date_from),
                                 "effective_date_to": format_date(summary.effective_date_to),
+                                "values_skipped": summary.values_skipped,
                             }),
                         )
                         .await;
@@ -302,6 +285,75 @@ impl RecomputeWorker {
             }
             Err(message) => self.fail(run, &message, renewed).await,
         }
+    }
+
+    /// Rebuilds the snapshots of the run's scope, stamped `computed_at`: the built-in report's
+    /// rows, or the rows of the tenant's rollup of that slug as it is defined now. The error
+    /// is the message the run fails with.
+    async fn rebuild(
+        &self,
+        run: &RecomputeRun,
+        computed_at: OffsetDateTime,
+    ) -> Result<RollupRebuildOutcome, String> {
+        let p = &self.ports;
+        let range = run.scope().range;
+        if let Some(kind) = ReportKind::from_slug(&run.report_slug) {
+            let request = RebuildRequest {
+                tenant: run.tenant,
+                kind,
+                window: run.window,
+                range,
+                run_id: run.id,
+                computed_at,
+            };
+            return p
+                .snapshots
+                .rebuild(&request)
+                .await
+                .map(|rebuilt| RollupRebuildOutcome {
+                    rows_deleted: rebuilt.rows_deleted,
+                    rows_inserted: rebuilt.rows_inserted,
+                    values_skipped: 0,
+                })
+                .map_err(|err| {
+                    let message = format!("snapshot rebuild failed: {err}");
+                    error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
+                    message
+                });
+        }
+        let stored = match p.definitions.get(run.tenant, &run.report_slug).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(format!("report {} has no definition", run.report_slug)),
+            Err(err) => {
+                let message = format!(
+                    "reading the definition of {} failed: {err}",
+                    run.report_slug
+                );
+                error!(error = ?anyhow::Error::from(err), "reading a rollup definition failed");
+                return Err(message);
+            }
+        };
+        let definition = stored.definition;
+        if definition.check_window(run.window).is_err() {
+            return Err(format!(
+                "report {} is no longer built by {}",
+                run.report_slug, run.window
+            ));
+        }
+        let request = RollupRebuild {
+            tenant: run.tenant,
+            report: run.report_slug.clone(),
+            rollup: definition.rollup,
+            window: run.window,
+            range,
+            run_id: run.id,
+            computed_at,
+        };
+        p.rollups.rebuild(&request).await.map_err(|err| {
+            let message = format!("rollup rebuild failed: {err}");
+            error!(error = ?anyhow::Error::from(err), "rollup rebuild failed");
+            message
+        })
     }
 
     /// Writes a run's outcome with `write`, again and again while the store cannot be reached,

@@ -73,6 +73,8 @@ impl Harness {
             runs: self.adapters.runs.clone(),
             queue: self.adapters.queue.clone(),
             snapshots: self.adapters.snapshots.clone(),
+            rollups: self.adapters.rollups.clone(),
+            definitions: self.adapters.definitions.clone(),
             versions: self.adapters.versions.clone(),
             audit: self.adapters.audit.clone(),
             locks: self.adapters.locks.clone(),
@@ -1103,6 +1105,8 @@ async fn a_worker_keeps_its_scope_locked_through_a_rebuild_longer_than_the_lock(
         runs: h.adapters.runs.clone(),
         queue: h.adapters.queue.clone(),
         snapshots: slow,
+        rollups: h.adapters.rollups.clone(),
+        definitions: h.adapters.definitions.clone(),
         versions: h.adapters.versions.clone(),
         audit: h.adapters.audit.clone(),
         locks: h.adapters.locks.clone(),
@@ -1495,6 +1499,172 @@ async fn key_names_and_prefixes_are_checked_before_the_store_sees_them() -> Resu
             Err(application::tenancy::TenancyServiceError::NotFound(what)) if what == "api key pga_00000000"
         ),
         "an unknown prefix is not found, named without its white space"
+    );
+    Ok(())
+}
+
+/// A tenant's rollup: events and amounts by event name, by day and by month.
+fn rollup_by_name() -> Result<domain::RollupDefinition> {
+    domain::RollupDefinition::parse(&serde_json::json!({
+        "slug": "by-name",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "qty", "kind": "sum", "field": "properties.qty"}],
+        "dimensions": [{"field": "event_name"}],
+        "windows": [{"window": "day"}, {"window": "month"}]
+    }))
+    .map_err(|errors| anyhow::anyhow!("{errors:?}"))
+}
+
+/// Stores the seed-style events of a small product: three purchases and a sign-up.
+async fn product_events(h: &Harness) -> Result<()> {
+    let ingest = ingest_service(h);
+    for (i, (name, qty)) in [
+        ("purchase", serde_json::json!(2)),
+        ("purchase", serde_json::json!(3)),
+        ("purchase", serde_json::json!("many")),
+        ("signup", serde_json::Value::Null),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ingest
+            .ingest_one(
+                TENANT,
+                &serde_json::json!({
+                    "event_id": format!("p{i}"), "event_name": name, "user_id": "u-1",
+                    "timestamp": "2026-11-20T10:00:00Z", "channel": "web",
+                    "metadata": {"qty": qty}
+                }),
+                None,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tenants_rollup_is_rebuilt_by_a_run_as_a_builtin_report_is() -> Result<()> {
+    use application::ports::RollupDefinitions;
+    let h = Harness::new(8);
+    product_events(&h).await?;
+    let definition = rollup_by_name()?;
+    h.adapters
+        .definitions
+        .create(TENANT, &definition, 20, NOW)
+        .await?;
+    let run = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("by-name", "month", "2026-11-01", "2026-11-21"),
+        )
+        .await?;
+    ensure!(
+        run.scope().range.to() == date!(2026 - 11 - 30),
+        "widened to the whole month: {run:?}"
+    );
+    let done = h.work_one().await?;
+    let summary = done.summary.context("a completed run has a summary")?;
+    ensure!(
+        done.status == RunStatus::Completed
+            && summary.rows_inserted == 2
+            && summary.values_skipped == 1,
+        "one row per name; the qty \"many\" is skipped: {done:?}"
+    );
+    let page = application::ports::RollupStore::read(
+        h.adapters.rollups.as_ref(),
+        &domain::RollupQuery {
+            tenant: TENANT,
+            report: definition.slug.clone(),
+            window: Window::Month,
+            range: domain::DateRange::new(date!(2026 - 11 - 01), date!(2026 - 11 - 30))?,
+            measures: 2,
+            by_period: false,
+            dimensions: vec![0],
+            filters: vec![],
+            order: domain::RollupOrder::MeasureDescending(0),
+            page: PageRequest::new(10, 0),
+        },
+    )
+    .await?;
+    let rows: Vec<(Option<String>, Vec<i64>)> = page
+        .rows
+        .into_iter()
+        .map(|r| (r.dimensions[0].clone(), r.measures))
+        .collect();
+    ensure!(
+        rows == [
+            (Some("purchase".to_owned()), vec![3, 5]),
+            (Some("signup".to_owned()), vec![1, 0])
+        ],
+        "{rows:?}"
+    );
+    let completed = h.audit_actions().await?;
+    ensure!(
+        completed.last().map(|(a, _)| *a) == Some(AuditAction::RecomputeCompleted),
+        "{completed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rollup_run_checks_the_rollups_windows_and_another_tenant_cannot_see_it() -> Result<()> {
+    use application::ports::RollupDefinitions;
+    let h = Harness::new(8);
+    h.adapters
+        .definitions
+        .create(TENANT, &rollup_by_name()?, 20, NOW)
+        .await?;
+    let week = h
+        .recompute
+        .trigger(
+            TENANT,
+            &trigger("by-name", "week", "2026-11-01", "2026-11-21"),
+        )
+        .await;
+    ensure!(
+        matches!(&week, Err(TriggerError::Invalid(e))
+            if e.field() == "window" && e.message() == "must be one of: day, month (the windows of by-name)"),
+        "{week:?}"
+    );
+    let other = h
+        .recompute
+        .trigger(
+            TenantId::new(2),
+            &trigger("by-name", "day", "2026-11-01", "2026-11-21"),
+        )
+        .await;
+    ensure!(
+        matches!(other, Err(TriggerError::ReportNotFound(_))),
+        "{other:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_of_a_rollup_deleted_meanwhile_fails_and_says_why() -> Result<()> {
+    use application::ports::RollupDefinitions;
+    let h = Harness::new(8);
+    let definition = rollup_by_name()?;
+    h.adapters
+        .definitions
+        .create(TENANT, &definition, 20, NOW)
+        .await?;
+    h.recompute
+        .trigger(
+            TENANT,
+            &trigger("by-name", "day", "2026-11-01", "2026-11-21"),
+        )
+        .await?;
+    h.adapters
+        .definitions
+        .delete(TENANT, &definition.slug)
+        .await?;
+    let failed = h.work_one().await?;
+    ensure!(
+        failed.status == RunStatus::Failed
+            && failed.error_message.as_deref() == Some("report by-name has no definition"),
+        "{failed:?}"
     );
     Ok(())
 }

@@ -48,18 +48,7 @@ impl ReportDefinition {
     /// # Errors
     /// A [`ValidationError`] on `window` naming the report's windows.
     pub fn check_window(&self, window: Window) -> Result<Window, ValidationError> {
-        if self.allows(window) {
-            return Ok(window);
-        }
-        let names: Vec<&str> = self.windows.iter().map(|w| w.window.as_str()).collect();
-        Err(ValidationError::new(
-            "window",
-            format!(
-                "must be one of: {} (the windows of {})",
-                names.join(", "),
-                self.slug
-            ),
-        ))
+        check_window(&self.slug, &self.windows, window)
     }
 
     /// The reference definition of `kind`, as the first migration installs it.
@@ -125,6 +114,28 @@ impl ReportDefinition {
             updated_at,
         }
     }
+}
+
+/// Checks that `window` is one of `windows`, those of the report `slug`.
+///
+/// # Errors
+/// A [`ValidationError`] on `window` naming the report's windows.
+pub fn check_window(
+    slug: &ReportSlug,
+    windows: &[WindowDefinition],
+    window: Window,
+) -> Result<Window, ValidationError> {
+    if windows.iter().any(|w| w.window == window) {
+        return Ok(window);
+    }
+    let names: Vec<&str> = windows.iter().map(|w| w.window.as_str()).collect();
+    Err(ValidationError::new(
+        "window",
+        format!(
+            "must be one of: {} (the windows of {slug})",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// The column a catalog listing is sorted by.

@@ -429,6 +429,14 @@ impl RollupDefinition {
         }
     }
 
+    /// Checks that the rollup is built in `window`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `window` naming the rollup's windows.
+    pub fn check_window(&self, window: Window) -> Result<Window, ValidationError> {
+        crate::catalog::check_window(&self.slug, &self.windows, window)
+    }
+
     /// The window read when a request names none.
     pub fn default_window(&self) -> Window {
         self.windows

@@ -127,6 +127,10 @@ pub struct RunSummary {
     pub bucket_count: u32,
     pub effective_date_from: Date,
     pub effective_date_to: Date,
+    /// Values a rollup's `sum` of a property skipped because they were not integers (always 0
+    /// for the built-in reports; absent from summaries stored before rollups existed).
+    #[serde(default)]
+    pub values_skipped: u64,
 }
 
 /// The random token that proves ownership of a scope lock.
@@ -384,6 +388,7 @@ mod tests {
             bucket_count: 1,
             effective_date_from: date!(2026 - 11 - 16),
             effective_date_to: date!(2026 - 11 - 22),
+            values_skipped: 0,
         };
         run.complete(summary, at).unwrap();
         assert_eq!(run.status, RunStatus::Completed);
@@ -406,6 +411,7 @@ mod tests {
             bucket_count: 0,
             effective_date_from: date!(2026 - 11 - 16),
             effective_date_to: date!(2026 - 11 - 22),
+            values_skipped: 0,
         };
         assert!(
             run.complete(summary, datetime!(2026-11-21 10:01 UTC))

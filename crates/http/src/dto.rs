@@ -281,6 +281,9 @@ pub struct RunSummaryDto {
     /// The last day rebuilt: the requested end widened to its bucket.
     #[schema(format = Date)]
     pub effective_date_to: String,
+    /// Events whose value for a rollup's `sum` of a property was not an integer, so not added
+    /// (0 for the built-in reports).
+    pub values_skipped: u64,
 }
 
 impl From<RunSummary> for RunSummaryDto {
@@ -291,6 +294,7 @@ impl From<RunSummary> for RunSummaryDto {
             bucket_count: summary.bucket_count,
             effective_date_from: format_date(summary.effective_date_from),
             effective_date_to: format_date(summary.effective_date_to),
+            values_skipped: summary.values_skipped,
         }
     }
 }

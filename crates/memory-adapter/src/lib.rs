@@ -63,6 +63,8 @@ impl InMemoryAdapters {
             catalog: self.catalog.clone(),
             events: self.events.clone(),
             snapshots: self.snapshots.clone(),
+            rollups: self.rollups.clone(),
+            definitions: self.definitions.clone(),
             runs: self.runs.clone(),
             queue: self.queue.clone(),
             audit: self.audit.clone(),

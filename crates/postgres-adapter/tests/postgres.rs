@@ -410,6 +410,8 @@ fn worker(a: &PostgresAdapters, runs: Arc<dyn RunStore>, lease: Duration) -> Rec
         runs,
         queue: a.queue.clone(),
         snapshots: a.snapshots.clone(),
+        rollups: a.rollups.clone(),
+        definitions: a.definitions.clone(),
         versions: Arc::new(memory_adapter::InMemoryCacheVersions::default()),
         audit: a.audit.clone(),
         locks: Arc::new(memory_adapter::InMemoryScopeLock::default()),

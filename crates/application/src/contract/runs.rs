@@ -37,6 +37,7 @@ const SUMMARY: RunSummary = RunSummary {
     bucket_count: 1,
     effective_date_from: date!(2026 - 11 - 01),
     effective_date_to: date!(2026 - 11 - 01),
+    values_skipped: 0,
 };
 
 /// How far the scenario has gone, each stage after the one before.
