@@ -47,7 +47,7 @@ const KEY: &str = "bench-management-key-0123456789";
 /// The generated data set: event i has source i % 3, entity i % 10000, a status by i, and
 /// lies i % 365 days and i % 24 hours before now.
 const LOAD: &str = "
-    INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload)
+    INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties)
     SELECT 1, 'b-' || i, s.id, 'entity-' || (i % 10000 + 1),
            CASE WHEN i % 17 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'pending' ELSE 'success' END,
            80 + i % 700, 100 + (i * 37) % 100000,
@@ -589,7 +589,7 @@ fn copy_rows(url: &str, rows: u64, day: time::Date) -> Result<f64> {
         .arg(url)
         .arg("-qc")
         .arg(format!(
-            "\\copy analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, payload, fingerprint) FROM '{}' CSV",
+            "\\copy analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties, fingerprint) FROM '{}' CSV",
             file.display()
         ))
         .status()?;
