@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod ports;
 pub mod recompute;
 pub mod reports;
+pub mod rollups;
 pub mod seed;
 pub mod services;
 pub mod tenancy;
@@ -37,6 +38,9 @@ pub use recompute::{
 pub use reports::{
     HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows, ReportService,
     RunReportParams, elapsed_ms,
+};
+pub use rollups::{
+    DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupService,
 };
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use services::{Ports, Services, Settings};

@@ -274,7 +274,19 @@ impl RecomputeService {
         request: &TriggerRequest,
     ) -> Result<RecomputeRun, TriggerError> {
         let request = self.parse(tenant, request).await?;
-        let run = self.admit(&request).await?;
+        self.queue_run(&request).await
+    }
+
+    /// Admits a request already parsed and queues its run (for runs the service starts
+    /// itself, such as a new rollup's backfill). The returned run is pending.
+    ///
+    /// # Errors
+    /// As [`RecomputeService::trigger`], but for the parsing.
+    pub async fn queue_run(
+        &self,
+        request: &RecomputeRequest,
+    ) -> Result<RecomputeRun, TriggerError> {
+        let run = self.admit(request).await?;
         match self.queue.enqueue(&run).await {
             Ok(()) => {
                 info!(run_id = %run.id, report = %run.report_slug, window = %run.window, "recompute queued");

@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     AccessPolicy, AuditService, CachedCatalog, HealthService, IngestService, KeyCacheSettings,
-    ManagementKey, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, SeedService,
-    TenancyService, WorkerPorts,
+    ManagementKey, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, RollupPorts,
+    RollupService, SeedService, TenancyService, WorkerPorts,
     health::HealthPorts,
     ingest::IngestPorts,
     ports::{
@@ -72,6 +72,8 @@ pub struct Settings {
     pub key_cache: KeyCacheSettings,
     /// The version `GET /health` reports.
     pub version: String,
+    /// How many reports a tenant may define.
+    pub max_reports_per_tenant: u32,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             catalog_ttl: Duration::from_secs(60),
             key_cache: KeyCacheSettings::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_reports_per_tenant: crate::DEFAULT_MAX_REPORTS_PER_TENANT,
         }
     }
 }
@@ -95,6 +98,7 @@ pub struct Services {
     pub access: AccessPolicy,
     pub reports: ReportService,
     pub recompute: RecomputeService,
+    pub rollups: RollupService,
     pub worker: RecomputeWorker,
     pub seeder: SeedService,
     pub tenancy: TenancyService,
@@ -161,6 +165,18 @@ impl Services {
             settings.max_range_days,
             settings.lock_ttl,
         );
+        let rollups = RollupService::new(
+            RollupPorts {
+                definitions: ports.definitions.clone(),
+                rollups: ports.rollups.clone(),
+                versions: ports.versions.clone(),
+                audit: ports.audit.clone(),
+                clock: clock.clone(),
+            },
+            recompute.clone(),
+            settings.max_reports_per_tenant,
+            settings.max_range_days,
+        );
         let seeder = SeedService::new(
             SeedPorts {
                 events: ports.events.clone(),
@@ -196,6 +212,7 @@ impl Services {
             access: AccessPolicy::new(settings.management_key.clone(), tenancy.clone()),
             reports,
             recompute,
+            rollups,
             worker,
             seeder,
             tenancy,

@@ -1668,3 +1668,234 @@ async fn a_run_of_a_rollup_deleted_meanwhile_fails_and_says_why() -> Result<()> 
     );
     Ok(())
 }
+
+fn by_name_body() -> serde_json::Value {
+    serde_json::json!({
+        "slug": "by-name",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "qty", "kind": "sum", "field": "properties.qty"}],
+        "dimensions": [{"field": "event_name"}],
+        "windows": [{"window": "day"}, {"window": "month"}]
+    })
+}
+
+fn ops() -> Result<domain::Actor> {
+    Ok(domain::Actor::parse("ops")?)
+}
+
+#[tokio::test]
+async fn a_new_report_is_stored_audited_and_backfilled_in_each_window() -> Result<()> {
+    let h = Harness::new(8);
+    product_events(&h).await?;
+    let change = h
+        .services
+        .rollups
+        .create(TENANT, &by_name_body(), &ops()?)
+        .await?;
+    let windows: Vec<(Window, domain::DateRange)> =
+        change.runs.iter().map(|r| (r.window, r.range)).collect();
+    ensure!(
+        windows
+            == [
+                (
+                    Window::Day,
+                    domain::DateRange::new(date!(2025 - 11 - 22), date!(2026 - 11 - 21))?
+                ),
+                (
+                    Window::Month,
+                    domain::DateRange::new(date!(2025 - 11 - 21), date!(2026 - 11 - 21))?
+                ),
+            ],
+        "a run per window over its retention, at most the longest range: {windows:?}"
+    );
+    for _ in 0..2 {
+        let done = h.work_one().await?;
+        ensure!(done.status == RunStatus::Completed, "{done:?}");
+    }
+    let actions = h.audit_actions().await?;
+    ensure!(
+        actions.first() == Some(&(AuditAction::ReportCreated, "ops".to_owned())),
+        "{actions:?}"
+    );
+    let again = h
+        .services
+        .rollups
+        .create(TENANT, &by_name_body(), &ops()?)
+        .await;
+    ensure!(
+        matches!(again, Err(application::RollupError::SlugTaken(_))),
+        "{again:?}"
+    );
+    let builtin = h
+        .services
+        .rollups
+        .create(
+            TENANT,
+            &serde_json::json!({"slug": "status-counts", "measures": [{"name": "n", "kind": "count"}]}),
+            &ops()?,
+        )
+        .await;
+    ensure!(
+        matches!(builtin, Err(application::RollupError::SlugTaken(_))),
+        "{builtin:?}"
+    );
+    let invalid = h
+        .services
+        .rollups
+        .create(
+            TENANT,
+            &serde_json::json!({"slug": "x", "measures": []}),
+            &ops()?,
+        )
+        .await;
+    ensure!(
+        matches!(&invalid, Err(application::RollupError::Invalid(e)) if e[0].field() == "measures"),
+        "{invalid:?}"
+    );
+    ensure!(
+        h.services
+            .rollups
+            .get(TenantId::new(2), "by-name")
+            .await
+            .is_err(),
+        "another tenant sees the report"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tenant_may_define_only_so_many_reports() -> Result<()> {
+    let h = Harness::new(64);
+    for n in 0..application::DEFAULT_MAX_REPORTS_PER_TENANT {
+        let mut body = by_name_body();
+        body["slug"] = serde_json::json!(format!("r-{n}"));
+        body["windows"] = serde_json::json!([{"window": "day", "retention_days": 1}]);
+        h.services.rollups.create(TENANT, &body, &ops()?).await?;
+    }
+    let over = h
+        .services
+        .rollups
+        .create(TENANT, &by_name_body(), &ops()?)
+        .await;
+    ensure!(
+        matches!(&over, Err(application::RollupError::Invalid(e))
+            if e[0].field() == "slug" && e[0].message().contains("already has 20 reports")),
+        "{over:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn changing_what_a_report_computes_rebuilds_it_and_renaming_it_does_not() -> Result<()> {
+    use application::ports::RollupStore;
+    let h = Harness::new(8);
+    product_events(&h).await?;
+    h.services
+        .rollups
+        .create(TENANT, &by_name_body(), &ops()?)
+        .await?;
+    h.work_one().await?;
+    h.work_one().await?;
+    let rows = |h: &Harness| {
+        let rollups = h.adapters.rollups.clone();
+        async move {
+            let page = rollups
+                .read(&domain::RollupQuery {
+                    tenant: TENANT,
+                    report: ReportSlug::parse("by-name")?,
+                    window: Window::Day,
+                    range: domain::DateRange::new(date!(2026 - 11 - 01), date!(2026 - 11 - 21))?,
+                    measures: 2,
+                    by_period: false,
+                    dimensions: vec![],
+                    filters: vec![],
+                    order: domain::RollupOrder::Period,
+                    page: PageRequest::new(10, 0),
+                })
+                .await?;
+            anyhow::Ok(page.rows.len())
+        }
+    };
+    ensure!(rows(&h).await? == 1, "built before the change");
+
+    let mut renamed = by_name_body();
+    renamed["name"] = serde_json::json!("Events by name");
+    let change = h
+        .services
+        .rollups
+        .replace(TENANT, "by-name", &renamed, &ops()?)
+        .await?;
+    ensure!(
+        change.runs.is_empty() && change.stored.definition.name.as_str() == "Events by name",
+        "a new name rebuilds nothing: {change:?}"
+    );
+    ensure!(rows(&h).await? == 1, "a new name keeps the snapshots");
+
+    let mut regrouped = by_name_body();
+    regrouped["dimensions"] = serde_json::json!([{"field": "user_id"}]);
+    regrouped.as_object_mut().map(|o| o.remove("slug"));
+    let change = h
+        .services
+        .rollups
+        .replace(TENANT, "by-name", &regrouped, &ops()?)
+        .await?;
+    ensure!(
+        change.runs.len() == 2,
+        "a new dimension rebuilds: {change:?}"
+    );
+    ensure!(rows(&h).await? == 0, "the old snapshots are gone at once");
+
+    let wrong = h
+        .services
+        .rollups
+        .replace(
+            TENANT,
+            "by-name",
+            &serde_json::json!({"slug": "other", "measures": [{"name": "n", "kind": "count"}]}),
+            &ops()?,
+        )
+        .await;
+    ensure!(
+        matches!(&wrong, Err(application::RollupError::Invalid(e)) if e[0].field() == "slug"),
+        "{wrong:?}"
+    );
+    let builtin = h
+        .services
+        .rollups
+        .delete(TENANT, "top-entities", &ops()?)
+        .await;
+    ensure!(
+        matches!(builtin, Err(application::RollupError::BuiltIn(_))),
+        "{builtin:?}"
+    );
+    h.work_one().await?;
+    h.work_one().await?;
+    h.services
+        .rollups
+        .delete(TENANT, "by-name", &ops()?)
+        .await?;
+    ensure!(rows(&h).await? == 0, "a deleted report has no snapshots");
+    let gone = h.services.rollups.get(TENANT, "by-name").await;
+    ensure!(
+        matches!(gone, Err(application::RollupError::NotFound(_))),
+        "{gone:?}"
+    );
+    let actions: Vec<AuditAction> = h
+        .audit_actions()
+        .await?
+        .into_iter()
+        .map(|(a, _)| a)
+        .filter(|a| a.as_str().starts_with("report."))
+        .collect();
+    ensure!(
+        actions
+            == [
+                AuditAction::ReportCreated,
+                AuditAction::ReportUpdated,
+                AuditAction::ReportUpdated,
+                AuditAction::ReportDeleted
+            ],
+        "{actions:?}"
+    );
+    Ok(())
+}

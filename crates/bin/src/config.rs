@@ -198,6 +198,9 @@ pub struct RecomputeConfig {
     /// The longest date range a report or a recompute may cover, in days, 1 to 3660.
     #[arg(long, env, default_value = "366", value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub max_report_range_days: u32,
+    /// How many reports (rollup definitions) a tenant may define, 1 to 1000.
+    #[arg(long, env, default_value = "20", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_reports_per_tenant: u32,
     /// Seconds a scope lock of a recompute lasts, 1 to 86400.
     #[arg(long, env, default_value = "900", value_parser = seconds(1..=86_400))]
     pub recompute_lock_ttl_secs: Duration,

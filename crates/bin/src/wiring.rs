@@ -182,6 +182,7 @@ pub fn settings(config: &Config) -> Settings {
             .ok()
             .map(|key| ManagementKey::new(key.expose_secret())),
         max_range_days: config.recompute.max_report_range_days,
+        max_reports_per_tenant: config.recompute.max_reports_per_tenant,
         lock_ttl: config.recompute.recompute_lock_ttl_secs,
         lease: config.recompute.recompute_lease_secs,
         key_cache: config.key_cache(),

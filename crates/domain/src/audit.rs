@@ -84,14 +84,23 @@ pub enum AuditAction {
     RecomputeFailed,
     #[serde(rename = "source.created")]
     SourceCreated,
+    #[serde(rename = "report.created")]
+    ReportCreated,
+    #[serde(rename = "report.updated")]
+    ReportUpdated,
+    #[serde(rename = "report.deleted")]
+    ReportDeleted,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 4] = [
+    const ALL: [AuditAction; 7] = [
         AuditAction::RecomputeTriggered,
         AuditAction::RecomputeCompleted,
         AuditAction::RecomputeFailed,
         AuditAction::SourceCreated,
+        AuditAction::ReportCreated,
+        AuditAction::ReportUpdated,
+        AuditAction::ReportDeleted,
     ];
 
     /// The dotted name stored and served.
@@ -101,6 +110,9 @@ impl AuditAction {
             AuditAction::RecomputeCompleted => "recompute.completed",
             AuditAction::RecomputeFailed => "recompute.failed",
             AuditAction::SourceCreated => "source.created",
+            AuditAction::ReportCreated => "report.created",
+            AuditAction::ReportUpdated => "report.updated",
+            AuditAction::ReportDeleted => "report.deleted",
         }
     }
 }
@@ -133,6 +145,9 @@ pub const RESOURCE_RECOMPUTE_RUN: &str = "recompute_run";
 
 /// The resource type of audit entries about event sources.
 pub const RESOURCE_EVENT_SOURCE: &str = "event_source";
+
+/// The resource type of audit entries about a tenant's reports (rollup definitions).
+pub const RESOURCE_REPORT: &str = "report";
 
 /// An audit entry to be recorded.
 #[derive(Debug, Clone, PartialEq)]

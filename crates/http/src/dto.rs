@@ -354,6 +354,12 @@ pub enum AuditActionDto {
     RecomputeFailed,
     #[serde(rename = "source.created")]
     SourceCreated,
+    #[serde(rename = "report.created")]
+    ReportCreated,
+    #[serde(rename = "report.updated")]
+    ReportUpdated,
+    #[serde(rename = "report.deleted")]
+    ReportDeleted,
 }
 
 impl From<AuditAction> for AuditActionDto {
@@ -363,6 +369,9 @@ impl From<AuditAction> for AuditActionDto {
             AuditAction::RecomputeCompleted => AuditActionDto::RecomputeCompleted,
             AuditAction::RecomputeFailed => AuditActionDto::RecomputeFailed,
             AuditAction::SourceCreated => AuditActionDto::SourceCreated,
+            AuditAction::ReportCreated => AuditActionDto::ReportCreated,
+            AuditAction::ReportUpdated => AuditActionDto::ReportUpdated,
+            AuditAction::ReportDeleted => AuditActionDto::ReportDeleted,
         }
     }
 }

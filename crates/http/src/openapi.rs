@@ -551,6 +551,9 @@ pub(crate) fn audit_action_schema() -> Object {
             "recompute.completed",
             "recompute.failed",
             "source.created",
+            "report.created",
+            "report.updated",
+            "report.deleted",
         ],
         "Only entries of this action",
     )
