@@ -6,12 +6,13 @@
 //! token, for example).
 
 use application::{
-    HealthReport, OverallStatus, ReportResult, ReportRows,
-    ports::{DependencyStatus, SourceSystem},
+    HealthReport, OverallStatus, ReportResult, ReportRows, RollupChange,
+    ports::{DependencyStatus, SourceSystem, StoredRollup},
 };
 use domain::{
-    AuditAction, AuditEntry, Breakdown, EventSource, IngestOutcome, IngestStatus, RecomputeRun,
-    ReportDefinition, RunStatus, RunSummary, Window, WindowDefinition, dates::format_date,
+    AuditAction, AuditEntry, Breakdown, EventSource, IngestOutcome, IngestStatus, MeasureKind,
+    RecomputeRun, ReportDefinition, RunStatus, RunSummary, Window, WindowDefinition,
+    dates::format_date,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -736,5 +737,157 @@ impl From<Vec<IngestOutcome>> for BulkIngestDto {
             })
             .collect();
         Self { results, counts }
+    }
+}
+
+/// A measure of a tenant's report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureDto {
+    /// What a result row calls it: 1 to 64 of `a-z`, `0-9`, `_`, starting with a letter.
+    #[schema(example = "revenue_cents")]
+    pub name: String,
+    /// `count` (events) or `sum` (of `field`).
+    #[schema(example = "sum")]
+    pub kind: String,
+    /// For a sum: `amount_cents`, `processing_ms` or `properties.<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "amount_cents")]
+    pub field: Option<String>,
+}
+
+/// A dimension of a tenant's report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionDto {
+    /// What a result row and a filter parameter call it (default: from the field).
+    #[schema(example = "channel")]
+    pub name: Option<String>,
+    /// `source`, `status`, `event_name`, `entity_id`, `user_id` or `properties.<key>`.
+    #[schema(example = "properties.channel")]
+    pub field: String,
+}
+
+/// A window of a tenant's report, as sent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSchema {
+    /// `day`, `week` or `month`.
+    #[schema(schema_with = crate::openapi::window_schema)]
+    pub window: String,
+    /// 1 to 1825 (default 365, 730 or 1825 for day, week or month).
+    pub retention_days: Option<u32>,
+    /// 1 to 44640 (default 60, 240 or 1440).
+    pub refresh_interval_minutes: Option<u32>,
+    /// At most one window is the default; without one, the first is.
+    pub is_default: Option<bool>,
+}
+
+/// The body of `POST /reports` and `PUT /reports/{slug}`: a report defined as data (see
+/// docs/reports.md). Every broken rule is a 400 naming its field.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollupSchema {
+    /// Required by `POST`; by `PUT`, absent or the slug of the path.
+    #[schema(example = "purchases-by-channel")]
+    pub slug: Option<String>,
+    /// 1 to 200 characters (default: the slug).
+    pub name: Option<String>,
+    /// At most 1,000 characters.
+    pub description: Option<String>,
+    /// 1 to 4.
+    pub measures: Vec<MeasureDto>,
+    /// 0 to 3, each on another field.
+    pub dimensions: Option<Vec<DimensionDto>>,
+    /// Field name to value: only events with that value are counted.
+    #[schema(value_type = Object, example = json!({"event_name": "purchase"}))]
+    pub filters: Option<serde_json::Value>,
+    /// 1 to 3 distinct windows (default: `day` alone).
+    pub windows: Option<Vec<WindowSchema>>,
+    /// 0 to 86400 (default 60).
+    pub cache_ttl_seconds: Option<u32>,
+    pub is_public: Option<bool>,
+}
+
+/// A report a tenant defined.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupDto {
+    #[schema(example = "purchases-by-channel")]
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub measures: Vec<MeasureDto>,
+    pub dimensions: Vec<DimensionDto>,
+    /// Field name to value: only events with that value are counted.
+    #[schema(value_type = Object)]
+    pub filters: serde_json::Value,
+    pub windows: Vec<WindowDefinitionDto>,
+    pub cache_ttl_seconds: u32,
+    pub is_public: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<StoredRollup> for RollupDto {
+    fn from(stored: StoredRollup) -> Self {
+        let definition = stored.definition;
+        let json = definition.to_json();
+        Self {
+            slug: definition.slug.to_string(),
+            name: definition.name.as_str().to_owned(),
+            description: definition.description.as_str().to_owned(),
+            measures: definition
+                .rollup
+                .measures
+                .iter()
+                .map(|m| MeasureDto {
+                    name: m.name.clone(),
+                    kind: match m.kind {
+                        MeasureKind::Count => "count".to_owned(),
+                        MeasureKind::Sum(_) => "sum".to_owned(),
+                    },
+                    field: match &m.kind {
+                        MeasureKind::Count => None,
+                        MeasureKind::Sum(field) => Some(field.name()),
+                    },
+                })
+                .collect(),
+            dimensions: definition
+                .rollup
+                .dimensions
+                .iter()
+                .map(|d| DimensionDto {
+                    name: Some(d.name.clone()),
+                    field: d.field.name(),
+                })
+                .collect(),
+            filters: json["filters"].clone(),
+            windows: definition.windows.into_iter().map(Into::into).collect(),
+            cache_ttl_seconds: definition.cache_ttl_seconds,
+            is_public: definition.is_public,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        }
+    }
+}
+
+/// A report a tenant defined or changed, with the runs queued to build it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupChangeDto {
+    #[serde(flatten)]
+    pub report: RollupDto,
+    /// One pending run per window over its retention (at most `MAX_REPORT_RANGE_DAYS`), when
+    /// what the report computes is new or changed; else empty.
+    pub runs: Vec<RunDto>,
+}
+
+impl From<RollupChange> for RollupChangeDto {
+    fn from(change: RollupChange) -> Self {
+        Self {
+            report: change.stored.into(),
+            runs: change.runs.into_iter().map(Into::into).collect(),
+        }
     }
 }

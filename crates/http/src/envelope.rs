@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::dto::{
-    AuditEntryDto, BulkIngestDto, HealthDto, IngestedEventDto, ReportDto, ReportRunDto, RunDto,
-    SourceDto,
+    AuditEntryDto, BulkIngestDto, HealthDto, IngestedEventDto, ReportDto, ReportRunDto,
+    RollupChangeDto, RollupDto, RunDto, SourceDto,
 };
 
 /// The stable, machine-readable code of an error.
@@ -184,6 +184,32 @@ pub struct BulkIngestEnvelope {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SourceEnvelope {
     pub data: SourceDto,
+}
+
+/// `GET /reports/{slug}` of a tenant's report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupEnvelope {
+    pub data: RollupDto,
+}
+
+/// `GET /reports/{slug}`: a built-in report's catalog entry, or a tenant's definition.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportOrRollupEnvelope {
+    pub data: ReportOrRollupDto,
+}
+
+/// A built-in report's catalog entry, or a tenant's definition (it has `measures`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ReportOrRollupDto {
+    Report(ReportDto),
+    Rollup(RollupDto),
+}
+
+/// `POST /reports` and `PUT /reports/{slug}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupChangeEnvelope {
+    pub data: RollupChangeDto,
 }
 
 /// `GET /sources`.

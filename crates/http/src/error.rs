@@ -10,8 +10,8 @@ use actix_web::{
     http::{StatusCode, header},
 };
 use application::{
-    AccessError, AuditError, IngestError, ReportError, RunLookupError, TenancyServiceError,
-    TriggerError,
+    AccessError, AuditError, IngestError, ReportError, RollupError, RunLookupError,
+    TenancyServiceError, TriggerError,
 };
 use domain::ValidationError;
 use serde_json::{Value, json};
@@ -337,6 +337,27 @@ impl From<TenancyServiceError> for ApiError {
                 cause: Some(cause),
             },
             TenancyServiceError::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<RollupError> for ApiError {
+    fn from(err: RollupError) -> Self {
+        let message = err.to_string();
+        match err {
+            RollupError::Invalid(errors) => ApiError::invalid_fields(&errors),
+            RollupError::SlugTaken(_) => ApiError::Conflict {
+                message,
+                details: None,
+            },
+            RollupError::NotFound(_) => ApiError::NotFound(message),
+            RollupError::BuiltIn(_) => ApiError::Forbidden(message),
+            RollupError::Unavailable(cause) => ApiError::ServiceUnavailable {
+                message: "report storage is unavailable; retry later".to_owned(),
+                details: None,
+                cause: Some(cause),
+            },
+            RollupError::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
 }

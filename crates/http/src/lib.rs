@@ -15,7 +15,7 @@ use actix_web::{
 };
 use application::{
     AccessPolicy, AuditService, HealthService, IngestService, RecomputeService, ReportService,
-    TenancyService,
+    RollupService, TenancyService,
 };
 
 pub mod auth;
@@ -47,6 +47,8 @@ pub struct AppState {
     /// Report hits as sent, sent again while they still hold.
     pub replays: HitReplays,
     pub recompute: RecomputeService,
+    /// The reports tenants define.
+    pub rollups: RollupService,
     pub audit: AuditService,
     pub health: HealthService,
     pub ingest: IngestService,
@@ -80,6 +82,7 @@ impl AppState {
             reports: services.reports.clone(),
             replays: HitReplays::new(settings.replay_bytes),
             recompute: services.recompute.clone(),
+            rollups: services.rollups.clone(),
             audit: services.audit.clone(),
             health: services.health.clone(),
             ingest: services.ingest.clone(),

@@ -41,6 +41,9 @@ use crate::{
         routes::health::health,
         routes::reports::list_reports,
         routes::reports::get_report,
+        routes::reports::create_report,
+        routes::reports::replace_report,
+        routes::reports::delete_report,
         routes::reports::run_report,
         routes::recomputations::trigger,
         routes::recomputations::list_runs,
@@ -55,7 +58,7 @@ use crate::{
     modifiers(&Security, &ResponseHeaders),
     tags(
         (name = "health", description = "Liveness and dependency health"),
-        (name = "reports", description = "The public report catalog and report results"),
+        (name = "reports", description = "The public report catalog, the reports a tenant defines (the management key, or an API key with the manage scope), and report results"),
         (name = "recomputations", description = "Snapshot rebuilds (the management key, or an API key with the manage scope)"),
         (name = "audit", description = "The operational audit trail (the management key, or an API key with the manage scope)"),
         (name = "events", description = "Event ingestion (an API key with the ingest scope)"),

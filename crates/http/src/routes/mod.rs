@@ -35,7 +35,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/reports")
             .route(read().to(reports::list_reports))
-            .default_service(method_not_allowed("GET, HEAD")),
+            .route(web::post().to(reports::create_report))
+            .default_service(method_not_allowed("GET, HEAD, POST")),
     )
     // Report runs are the hot path: matched before any other pattern with a parameter.
     .service(
@@ -46,7 +47,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/reports/{slug}")
             .route(read().to(reports::get_report))
-            .default_service(method_not_allowed("GET, HEAD")),
+            .route(web::put().to(reports::replace_report))
+            .route(web::delete().to(reports::delete_report))
+            .default_service(method_not_allowed("GET, HEAD, PUT, DELETE")),
     )
     .service(
         web::resource("/recomputations")

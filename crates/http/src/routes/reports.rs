@@ -2,19 +2,24 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, http::header::ContentType, web};
-use application::{RunReportParams, elapsed_ms};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, HttpResponse, dev::Payload, http::header::ContentType,
+    web,
+};
+use application::{ReportError, RollupError, RunReportParams, elapsed_ms};
 use domain::{CatalogQuery, CatalogSort, SortOrder, ValidationError};
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::query;
+use super::{json_body, query};
 use crate::{
     AppState,
-    auth::{ReadTenant, TenantParam},
-    dto::{ReportDto, ReportRunDto},
+    auth::{ManagedTenant, ReadTenant, TenantParam},
+    dto::{ReportDto, ReportRunDto, RollupSchema},
     envelope::{
-        ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope, ReportRunEnvelope,
-        ReportRunMeta,
+        ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope,
+        ReportOrRollupEnvelope, ReportRunEnvelope, ReportRunMeta, RollupChangeEnvelope,
+        RollupEnvelope,
     },
     error::ApiError,
     openapi::{
@@ -97,28 +102,175 @@ pub async fn list_reports(
     }))
 }
 
-/// Returns one public report definition.
+/// Returns one report: a public built-in report, or a report the caller's tenant defined.
+///
+/// Built-in reports are answered to anyone. A tenant's own report needs credentials that
+/// read that tenant (an API key with `read`, or the management key with `tenant`); without
+/// credentials, only the `default` tenant's reports marked `is_public` are found.
 #[utoipa::path(
     get,
     path = "/api/v1/reports/{slug}",
     tag = "reports",
     operation_id = "getReport",
-    params(("slug" = String, Path, description = "The report slug", example = "volume-by-period")),
+    params(
+        ("slug" = String, Path, description = "The report slug", example = "volume-by-period"),
+        TenantParam,
+    ),
     responses(
-        (status = 200, description = "The report", body = ReportEnvelope),
-        (status = 404, description = "No public report has this slug", body = ErrorEnvelope),
+        (status = 200, description = "The report: a built-in report's catalog entry, or a tenant's definition", body = ReportOrRollupEnvelope),
+        (status = 400, description = "`tenant` is not a slug", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "No report has this slug for the caller", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The catalog is unavailable", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("api_key" = []), ("management_key" = []), ("management_bearer" = []))
 )]
 pub async fn get_report(
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let report = state.reports.get(&slug).await?;
-    Ok(HttpResponse::Ok().json(ReportEnvelope {
-        data: report.into(),
+    match state.reports.get(&slug).await {
+        Ok(report) => Ok(HttpResponse::Ok().json(ReportEnvelope {
+            data: report.into(),
+        })),
+        Err(ReportError::NotFound(_)) => {
+            let tenant = ReadTenant::from_request(&req, &mut Payload::None).await?;
+            let anonymous = req.extensions().get::<application::Principal>().is_none();
+            let stored = state.rollups.get(tenant.0, &slug).await?;
+            if anonymous && !stored.definition.is_public {
+                return Err(RollupError::NotFound(slug.into_inner()).into());
+            }
+            Ok(HttpResponse::Ok().json(RollupEnvelope {
+                data: stored.into(),
+            }))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The largest report definition accepted.
+pub const REPORT_BODY_LIMIT: usize = 16 * 1024;
+
+/// Defines a report of the tenant, and queues the runs that build it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reports",
+    tag = "reports",
+    operation_id = "createReport",
+    params(TenantParam),
+    request_body(content = RollupSchema, content_type = "application/json", description = "At most 16 KiB; see docs/reports.md"),
+    responses(
+        (status = 201, description = "The report was defined; `runs` build it", body = RollupChangeEnvelope),
+        (status = 400, description = "A field, `tenant` or the JSON is invalid, or the tenant has as many reports as it may (`slug`); every broken rule is listed", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 409, description = "The tenant already has a report with this slug, or it is a built-in report's", body = ErrorEnvelope),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "Report storage is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
+)]
+pub async fn create_report(
+    tenant: ManagedTenant,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: Value = json_body(&req, payload, REPORT_BODY_LIMIT).await?;
+    let change = state
+        .rollups
+        .create(tenant.0, &body, &crate::auth::actor_of(&req))
+        .await?;
+    Ok(HttpResponse::Created().json(RollupChangeEnvelope {
+        data: change.into(),
     }))
+}
+
+/// Replaces a report of the tenant. When what it computes changes (measures, dimensions,
+/// filters or windows), its snapshots are deleted and runs queued to rebuild it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/reports/{slug}",
+    tag = "reports",
+    operation_id = "replaceReport",
+    params(
+        ("slug" = String, Path, description = "The report slug", example = "purchases-by-channel"),
+        TenantParam,
+    ),
+    request_body(content = RollupSchema, content_type = "application/json", description = "At most 16 KiB; `slug` absent or that of the path"),
+    responses(
+        (status = 200, description = "The report as replaced; `runs` rebuild it when what it computes changed", body = RollupChangeEnvelope),
+        (status = 400, description = "A field, `tenant` or the JSON is invalid; every broken rule is listed", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant, or the report is a built-in one", body = ErrorEnvelope),
+        (status = 404, description = "The tenant has no report with this slug, or the management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 413, description = "The body is larger than 16 KiB", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "Report storage is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
+)]
+pub async fn replace_report(
+    tenant: ManagedTenant,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: Value = json_body(&req, payload, REPORT_BODY_LIMIT).await?;
+    let change = state
+        .rollups
+        .replace(tenant.0, &slug, &body, &crate::auth::actor_of(&req))
+        .await?;
+    Ok(HttpResponse::Ok().json(RollupChangeEnvelope {
+        data: change.into(),
+    }))
+}
+
+/// Deletes a report of the tenant with its snapshots and cached results; its runs and audit
+/// entries stay.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/reports/{slug}",
+    tag = "reports",
+    operation_id = "deleteReport",
+    params(
+        ("slug" = String, Path, description = "The report slug", example = "purchases-by-channel"),
+        TenantParam,
+    ),
+    responses(
+        (status = 204, description = "The report is gone"),
+        (status = 400, description = "`tenant` is not a slug", body = ErrorEnvelope),
+        (status = 401, description = "Credentials are missing or wrong", body = ErrorEnvelope),
+        (status = 403, description = "The API key lacks the manage scope or names another tenant, or the report is a built-in one", body = ErrorEnvelope),
+        (status = 404, description = "The tenant has no report with this slug, or the management key names an unknown tenant", body = ErrorEnvelope),
+        (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
+        (status = 503, description = "Report storage is unavailable", body = ErrorEnvelope),
+    ),
+    security(("management_key" = []), ("management_bearer" = []), ("api_key" = []))
+)]
+pub async fn delete_report(
+    tenant: ManagedTenant,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .rollups
+        .delete(tenant.0, &slug, &crate::auth::actor_of(&req))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The query of `GET /reports/{slug}/run`, passed to the report service as text.

@@ -173,7 +173,7 @@ async fn a_wrong_method_on_a_known_route_is_a_json_405_with_allow() -> Result<()
     delete.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(
         delete.header("allow"),
-        Some("GET, HEAD"),
+        Some("GET, HEAD, POST"),
         "Allow of /reports"
     );
     put.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
