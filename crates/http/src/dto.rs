@@ -776,8 +776,10 @@ pub struct WindowSchema {
     #[schema(schema_with = crate::openapi::window_schema)]
     pub window: String,
     /// 1 to 1825 (default 365, 730 or 1825 for day, week or month).
+    #[schema(minimum = 1, maximum = 1825)]
     pub retention_days: Option<u32>,
     /// 1 to 44640 (default 60, 240 or 1440).
+    #[schema(minimum = 1, maximum = 44640)]
     pub refresh_interval_minutes: Option<u32>,
     /// At most one window is the default; without one, the first is.
     pub is_default: Option<bool>,
@@ -796,15 +798,19 @@ pub struct RollupSchema {
     /// At most 1,000 characters.
     pub description: Option<String>,
     /// 1 to 4.
+    #[schema(min_items = 1, max_items = 4)]
     pub measures: Vec<MeasureDto>,
     /// 0 to 3, each on another field.
+    #[schema(max_items = 3)]
     pub dimensions: Option<Vec<DimensionDto>>,
     /// Field name to value: only events with that value are counted.
     #[schema(value_type = Object, example = json!({"event_name": "purchase"}))]
     pub filters: Option<serde_json::Value>,
     /// 1 to 3 distinct windows (default: `day` alone).
+    #[schema(min_items = 1, max_items = 3)]
     pub windows: Option<Vec<WindowSchema>>,
     /// 0 to 86400 (default 60).
+    #[schema(maximum = 86400)]
     pub cache_ttl_seconds: Option<u32>,
     pub is_public: Option<bool>,
 }

@@ -133,20 +133,26 @@ pub async fn get_report(
     slug: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // `tenant` is checked whatever the report, as on every route that takes it.
+    if let Some(raw) = query::<TenantParam>(&req)?.tenant {
+        domain::TenantSlug::parse_for("tenant", &raw)?;
+    }
     match state.reports.get(&slug).await {
         Ok(report) => Ok(HttpResponse::Ok().json(ReportEnvelope {
             data: report.into(),
         })),
-        Err(ReportError::NotFound(_)) => {
+        Err(not_found @ ReportError::NotFound(_)) => {
             let tenant = ReadTenant::from_request(&req, &mut Payload::None).await?;
             let anonymous = req.extensions().get::<application::Principal>().is_none();
-            let stored = state.rollups.get(tenant.0, &slug).await?;
-            if anonymous && !stored.definition.is_public {
-                return Err(RollupError::NotFound(slug.into_inner()).into());
+            match state.rollups.get(tenant.0, &slug).await {
+                Ok(stored) if !anonymous || stored.definition.is_public => Ok(HttpResponse::Ok()
+                    .json(RollupEnvelope {
+                        data: stored.into(),
+                    })),
+                // Said as for any unknown report.
+                Ok(_) | Err(RollupError::NotFound(_)) => Err(not_found.into()),
+                Err(err) => Err(err.into()),
             }
-            Ok(HttpResponse::Ok().json(RollupEnvelope {
-                data: stored.into(),
-            }))
         }
         Err(err) => Err(err.into()),
     }

@@ -176,6 +176,13 @@ async fn slugs_of_builtins_and_of_existing_reports_are_taken() -> Result<()> {
     )
     .await;
     builtin.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let bad_tenant = send(
+        &app,
+        get("/api/v1/reports/status-counts?tenant=").to_request(),
+    )
+    .await;
+    bad_tenant.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(bad_tenant.error_field(), "tenant");
     Ok(())
 }
 
