@@ -40,7 +40,8 @@ pub use reports::{
     RunReportParams, elapsed_ms,
 };
 pub use rollups::{
-    DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupService,
+    DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupResult,
+    RollupService,
 };
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use services::{Ports, Services, Settings};

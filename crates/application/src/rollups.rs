@@ -4,18 +4,20 @@
 use std::sync::Arc;
 
 use domain::{
-    Actor, AuditAction, DateRange, NewAuditEntry, RecomputeRun, ReportKind, ReportSlug,
-    RollupDefinition, TenantId, ValidationError, audit::RESOURCE_REPORT,
+    Actor, AuditAction, DateRange, NewAuditEntry, PageRequest, RecomputeRun, ReportKind,
+    ReportSlug, RollupDefinition, RollupOrder, RollupQuery, RollupRow, TenantId, ValidationError,
+    Window, audit::RESOURCE_REPORT, parse_date,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use tracing::warn;
 
 use crate::{
     RecomputeService,
     ports::{
-        AuditLog, CacheVersions, Clock, DefinitionError, RollupDefinitions, RollupStore,
-        StoreError, StoredRollup,
+        AuditLog, CacheKey, CacheVersions, Clock, DefinitionError, EventChanges, ResponseCache,
+        RollupDefinitions, RollupStore, SourceSystem, StoreError, StoredRollup,
     },
     recompute::{RecomputeRequest, TriggerError},
 };
@@ -74,6 +76,11 @@ pub struct RollupChange {
 pub struct RollupPorts {
     pub definitions: Arc<dyn RollupDefinitions>,
     pub rollups: Arc<dyn RollupStore>,
+    /// The system the rollup store reads from, as served in `source_system`.
+    pub rollups_system: SourceSystem,
+    /// When each day's events last changed, for `stale`.
+    pub events: Arc<dyn EventChanges>,
+    pub cache: Arc<dyn ResponseCache>,
     pub versions: Arc<dyn CacheVersions>,
     pub audit: Arc<dyn AuditLog>,
     pub clock: Arc<dyn Clock>,
@@ -411,4 +418,309 @@ fn computes_otherwise(before: &RollupDefinition, after: &RollupDefinition) -> bo
         windows
     };
     before.rollup != after.rollup || windows(before) != windows(after)
+}
+
+/// The parameters of a read of a tenant's report, as sent: every query parameter but `tenant`,
+/// in order.
+pub type RollupParams = [(String, String)];
+
+/// A read of a tenant's report, served from the cache or the snapshots.
+#[derive(Debug, Clone)]
+pub struct RollupResult {
+    pub definition: RollupDefinition,
+    pub query: RollupQuery,
+    pub generated_at: OffsetDateTime,
+    pub rows: Vec<RollupRow>,
+    pub total_rows: u64,
+    pub cache_hit: bool,
+    pub execution_ms: f64,
+    pub source_system: SourceSystem,
+    /// The report's cache version the result belongs to; `None` when it could not be read.
+    pub snapshot_version: Option<u64>,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    /// Events dated in the range arrived after the newest snapshot row read was computed.
+    pub stale: bool,
+}
+
+/// What the cache holds of a read.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedRead {
+    #[serde(with = "time::serde::rfc3339")]
+    generated_at: OffsetDateTime,
+    rows: Vec<RollupRow>,
+    total_rows: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_refreshed_at: Option<OffsetDateTime>,
+    stale: bool,
+}
+
+/// Parameters of a read that are not dimension filters.
+const READ_PARAMS: [&str; 7] = [
+    "window",
+    "date_from",
+    "date_to",
+    "group_by",
+    "order",
+    "limit",
+    "offset",
+];
+
+/// The read `params` ask of `definition` for `tenant`, on `today`, over at most
+/// `max_range_days`.
+///
+/// # Errors
+/// A [`ValidationError`] on the first parameter that breaks its rule: an unknown parameter, a
+/// window the report lacks, bad dates or range, a `group_by` or `order` naming nothing of the
+/// report, a filter value of more than 128 characters, a bad page.
+pub fn parse_read(
+    tenant: TenantId,
+    definition: &RollupDefinition,
+    params: &RollupParams,
+    today: time::Date,
+    max_range_days: u32,
+) -> Result<RollupQuery, ValidationError> {
+    let rollup = &definition.rollup;
+    let mut single: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let mut filters = Vec::new();
+    for (name, value) in params {
+        let name = name.as_str();
+        if name == "tenant" {
+            continue;
+        }
+        if single.insert(name, value.as_str()).is_some() {
+            return Err(ValidationError::new(name, "may be sent once"));
+        }
+        if READ_PARAMS.contains(&name) {
+            continue;
+        }
+        let Some(position) = rollup.dimensions.iter().position(|d| d.name == name) else {
+            let dimensions: Vec<&str> = rollup.dimensions.iter().map(|d| d.name.as_str()).collect();
+            return Err(ValidationError::new(
+                name,
+                format!(
+                    "is not a parameter of {} (parameters: {}{}{})",
+                    definition.slug,
+                    READ_PARAMS.join(", "),
+                    if dimensions.is_empty() {
+                        ""
+                    } else {
+                        ", and its dimensions "
+                    },
+                    dimensions.join(", ")
+                ),
+            ));
+        };
+        if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                name,
+                "must be 1 to 128 printable characters",
+            ));
+        }
+        filters.push((position, value.clone()));
+    }
+    filters.sort();
+
+    let window = match single.get("window") {
+        Some(raw) => raw.parse::<Window>()?,
+        None => definition.default_window(),
+    };
+    definition.check_window(window)?;
+    let from = single
+        .get("date_from")
+        .map(|raw| parse_date("date_from", raw))
+        .transpose()?;
+    let to = single
+        .get("date_to")
+        .map(|raw| parse_date("date_to", raw))
+        .transpose()?;
+    let range = DateRange::resolve(from, to, today)?.within_limit(max_range_days)?;
+
+    let (by_period, dimensions) = match single.get("group_by") {
+        None => (true, (0..rollup.dimensions.len()).collect::<Vec<_>>()),
+        Some(raw) => {
+            let mut by_period = false;
+            let mut dimensions = Vec::new();
+            for part in raw.split(',').map(str::trim) {
+                if part == "period" {
+                    by_period = true;
+                } else if let Some(position) = rollup.dimensions.iter().position(|d| d.name == part)
+                {
+                    dimensions.push(position);
+                } else {
+                    let names: Vec<&str> = std::iter::once("period")
+                        .chain(rollup.dimensions.iter().map(|d| d.name.as_str()))
+                        .collect();
+                    return Err(ValidationError::new(
+                        "group_by",
+                        format!(
+                            "must be a comma list of: {}; got {part:?}",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            dimensions.sort_unstable();
+            dimensions.dedup();
+            (by_period, dimensions)
+        }
+    };
+    let order = match single.get("order").map(|raw| raw.trim()) {
+        None if by_period => RollupOrder::Period,
+        None => RollupOrder::MeasureDescending(0),
+        Some("period") if by_period => RollupOrder::Period,
+        Some(raw) => match raw
+            .strip_prefix('-')
+            .and_then(|name| rollup.measures.iter().position(|m| m.name == name))
+        {
+            Some(position) => RollupOrder::MeasureDescending(position),
+            None => {
+                let mut allowed: Vec<String> = rollup
+                    .measures
+                    .iter()
+                    .map(|m| format!("-{}", m.name))
+                    .collect();
+                if by_period {
+                    allowed.insert(0, "period".to_owned());
+                }
+                return Err(ValidationError::new(
+                    "order",
+                    format!("must be one of: {}; got {raw:?}", allowed.join(", ")),
+                ));
+            }
+        },
+    };
+    let page = PageRequest::strict(
+        single.get("limit").copied(),
+        single.get("offset").copied(),
+        crate::reports::DEFAULT_ROW_LIMIT,
+    )?;
+    Ok(RollupQuery {
+        tenant,
+        report: definition.slug.clone(),
+        window,
+        range,
+        measures: rollup.measures.len(),
+        by_period,
+        dimensions,
+        filters,
+        order,
+        page,
+    })
+}
+
+/// The cache key part of `query`: every parameter, normalized.
+fn read_hash(query: &RollupQuery) -> String {
+    let normalized = format!(
+        "rollup:v1&window={}&from={}&to={}&period={}&dimensions={:?}&filters={:?}&order={:?}&limit={}&offset={}",
+        query.window,
+        query.range.from(),
+        query.range.to(),
+        query.by_period,
+        query.dimensions,
+        query.filters,
+        query.order,
+        query.page.limit(),
+        query.page.offset(),
+    );
+    crate::digest::sha256_hex(normalized.as_bytes())
+}
+
+impl RollupService {
+    /// Reads the tenant's report `slug` as `params` ask: from the cache when it holds the
+    /// result for the report's current version, else from the snapshots (then cached for the
+    /// report's `cache_ttl_seconds`). With `public_only`, a report not marked `is_public` is
+    /// not found.
+    ///
+    /// # Errors
+    /// [`RollupError::NotFound`], [`RollupError::Invalid`] for a bad parameter, or a store error
+    /// when the snapshots cannot be read. Cache failures are never errors.
+    pub async fn read(
+        &self,
+        tenant: TenantId,
+        slug: &str,
+        params: &RollupParams,
+        public_only: bool,
+    ) -> Result<RollupResult, RollupError> {
+        let started = std::time::Instant::now();
+        let definition = self.get(tenant, slug).await?.definition;
+        if public_only && !definition.is_public {
+            return Err(RollupError::NotFound(slug.to_owned()));
+        }
+        let now = self.ports.clock.now();
+        let query = parse_read(tenant, &definition, params, now.date(), self.max_range_days)?;
+        let version = match self.ports.versions.current(tenant, &definition.slug).await {
+            Ok(version) => Some(version),
+            Err(err) => {
+                warn!(error = %err, "cache versions unavailable; reading snapshots directly");
+                None
+            }
+        };
+        let key = version
+            .filter(|_| definition.cache_ttl_seconds > 0)
+            .map(|v| CacheKey::report(tenant, &definition.slug, v, &read_hash(&query)));
+        if let Some(key) = &key
+            && let Ok(Some(bytes)) = self.ports.cache.get(key).await
+            && let Ok(cached) = serde_json::from_slice::<CachedRead>(&bytes)
+        {
+            return Ok(RollupResult {
+                definition,
+                query,
+                generated_at: cached.generated_at,
+                rows: cached.rows,
+                total_rows: cached.total_rows,
+                cache_hit: true,
+                execution_ms: crate::elapsed_ms(started),
+                source_system: self.ports.cache.system(),
+                snapshot_version: version,
+                last_refreshed_at: cached.last_refreshed_at,
+                stale: cached.stale,
+            });
+        }
+        let page = self.ports.rollups.read(&query).await?;
+        let stale = match self
+            .ports
+            .events
+            .changed_since(tenant, query.window.widen(query.range))
+            .await
+        {
+            Ok(Some(changed)) => page.last_refreshed_at.is_none_or(|at| changed > at),
+            Ok(None) => false,
+            Err(err) => {
+                warn!(error = %err, "could not read event changes; reporting the result as fresh");
+                false
+            }
+        };
+        let fresh = CachedRead {
+            generated_at: self.ports.clock.now(),
+            rows: page.rows,
+            total_rows: page.total_rows,
+            last_refreshed_at: page.last_refreshed_at,
+            stale,
+        };
+        if let Some(key) = &key {
+            match serde_json::to_vec(&fresh) {
+                Ok(bytes) => {
+                    let ttl =
+                        std::time::Duration::from_secs(u64::from(definition.cache_ttl_seconds));
+                    if let Err(err) = self.ports.cache.put(key, bytes, ttl).await {
+                        warn!(error = %err, "could not cache a report result");
+                    }
+                }
+                Err(err) => warn!(error = %err, "could not encode a report result"),
+            }
+        }
+        Ok(RollupResult {
+            definition,
+            query,
+            generated_at: fresh.generated_at,
+            rows: fresh.rows,
+            total_rows: fresh.total_rows,
+            cache_hit: false,
+            execution_ms: crate::elapsed_ms(started),
+            source_system: self.ports.rollups_system,
+            snapshot_version: version,
+            last_refreshed_at: fresh.last_refreshed_at,
+            stale: fresh.stale,
+        })
+    }
 }

@@ -169,6 +169,9 @@ impl Services {
             RollupPorts {
                 definitions: ports.definitions.clone(),
                 rollups: ports.rollups.clone(),
+                rollups_system: ports.snapshots.system(),
+                events: ports.events.clone(),
+                cache: ports.cache.clone(),
                 versions: ports.versions.clone(),
                 audit: ports.audit.clone(),
                 clock: clock.clone(),

@@ -606,7 +606,7 @@ pub enum RollupOrder {
 }
 
 /// One row of a rollup read.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RollupRow {
     /// The bucket's first day, when the read is by period.
     pub bucket_date: Option<Date>,

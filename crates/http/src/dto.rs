@@ -6,12 +6,12 @@
 //! token, for example).
 
 use application::{
-    HealthReport, OverallStatus, ReportResult, ReportRows, RollupChange,
+    HealthReport, OverallStatus, ReportResult, ReportRows, RollupChange, RollupResult,
     ports::{DependencyStatus, SourceSystem, StoredRollup},
 };
 use domain::{
     AuditAction, AuditEntry, Breakdown, EventSource, IngestOutcome, IngestStatus, MeasureKind,
-    RecomputeRun, ReportDefinition, RunStatus, RunSummary, Window, WindowDefinition,
+    RecomputeRun, ReportDefinition, RollupOrder, RunStatus, RunSummary, Window, WindowDefinition,
     dates::format_date,
 };
 use serde::{Deserialize, Serialize};
@@ -894,6 +894,108 @@ impl From<RollupChange> for RollupChangeDto {
         Self {
             report: change.stored.into(),
             runs: change.runs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A read of a tenant's report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupRunDto {
+    pub report_slug: String,
+    pub window: WindowDto,
+    /// The first day of the range, inclusive (YYYY-MM-DD, UTC).
+    #[schema(format = Date, example = "2026-01-01")]
+    pub date_from: String,
+    /// The last day of the range, inclusive (YYYY-MM-DD, UTC).
+    #[schema(format = Date, example = "2026-01-30")]
+    pub date_to: String,
+    /// What the rows are grouped by: `period` and dimension names.
+    pub group_by: Vec<String>,
+    /// `period`, or `-<measure>` for a top-N.
+    #[schema(example = "-purchases")]
+    pub order: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    /// A row per bucket (when grouped by `period`, as `bucket_date`) and grouped dimension
+    /// values (by dimension name; null for events without the field), with every measure by
+    /// name.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Value>,
+    /// How many rows this page holds.
+    pub row_count: usize,
+    /// How many rows the whole result has.
+    pub total_rows: u64,
+    pub cache_hit: bool,
+    /// How long the read took on the server, in milliseconds.
+    pub execution_ms: f64,
+    pub source_system: SourceSystemDto,
+    /// The report's cache version the result belongs to; null when it could not be read.
+    pub snapshot_version: Option<u64>,
+    /// When the newest snapshot row read was computed; null when no row was read.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    /// Events dated in the range arrived after the snapshots were computed.
+    pub stale: bool,
+}
+
+impl From<RollupResult> for RollupRunDto {
+    fn from(result: RollupResult) -> Self {
+        let rollup = &result.definition.rollup;
+        let query = &result.query;
+        let mut group_by = Vec::new();
+        if query.by_period {
+            group_by.push("period".to_owned());
+        }
+        group_by.extend(
+            query
+                .dimensions
+                .iter()
+                .filter_map(|p| rollup.dimensions.get(*p))
+                .map(|d| d.name.clone()),
+        );
+        let order = match query.order {
+            RollupOrder::Period => "period".to_owned(),
+            RollupOrder::MeasureDescending(i) => rollup
+                .measures
+                .get(i)
+                .map_or_else(String::new, |m| format!("-{}", m.name)),
+        };
+        let rows: Vec<serde_json::Value> = result
+            .rows
+            .iter()
+            .map(|row| {
+                let mut object = serde_json::Map::new();
+                if let Some(day) = row.bucket_date {
+                    object.insert("bucket_date".to_owned(), format_date(day).into());
+                }
+                for (position, value) in query.dimensions.iter().zip(&row.dimensions) {
+                    if let Some(dimension) = rollup.dimensions.get(*position) {
+                        object.insert(dimension.name.clone(), value.clone().into());
+                    }
+                }
+                for (measure, value) in rollup.measures.iter().zip(&row.measures) {
+                    object.insert(measure.name.clone(), (*value).into());
+                }
+                serde_json::Value::Object(object)
+            })
+            .collect();
+        Self {
+            report_slug: result.definition.slug.to_string(),
+            window: query.window.into(),
+            date_from: format_date(query.range.from()),
+            date_to: format_date(query.range.to()),
+            group_by,
+            order,
+            generated_at: result.generated_at,
+            row_count: rows.len(),
+            rows,
+            total_rows: result.total_rows,
+            cache_hit: result.cache_hit,
+            execution_ms: result.execution_ms,
+            source_system: result.source_system.into(),
+            snapshot_version: result.snapshot_version,
+            last_refreshed_at: result.last_refreshed_at,
+            stale: result.stale,
         }
     }
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::dto::{
     AuditEntryDto, BulkIngestDto, HealthDto, IngestedEventDto, ReportDto, ReportRunDto,
-    RollupChangeDto, RollupDto, RunDto, SourceDto,
+    RollupChangeDto, RollupDto, RollupRunDto, RunDto, SourceDto,
 };
 
 /// The stable, machine-readable code of an error.
@@ -204,6 +204,21 @@ pub struct ReportOrRollupEnvelope {
 pub enum ReportOrRollupDto {
     Report(ReportDto),
     Rollup(RollupDto),
+}
+
+/// `GET /reports/{slug}/run` of a tenant's report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollupRunEnvelope {
+    pub data: RollupRunDto,
+    pub meta: ReportRunMeta,
+}
+
+/// `GET /reports/{slug}/run`: a built-in report's result, or a tenant's report's.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AnyReportRunEnvelope {
+    Report(ReportRunEnvelope),
+    Rollup(RollupRunEnvelope),
 }
 
 /// `POST /reports` and `PUT /reports/{slug}`.

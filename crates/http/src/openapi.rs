@@ -546,6 +546,28 @@ pub(crate) fn run_status_schema() -> Object {
     )
 }
 
+/// The schema of `group_by`: a comma list of `period` and dimension names. Any text: what it
+/// may name depends on the report, and built-in reports do not read it.
+pub(crate) fn group_by_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "A comma list of period and the report's dimension names",
+        ))
+        .examples(["period,channel"])
+        .build()
+}
+
+/// The schema of a tenant's report `order`: `period` or `-<measure>` (any text, as
+/// `group_by`).
+pub(crate) fn rollup_order_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("period, or -<measure> for a top-N"))
+        .examples(["-purchases"])
+        .build()
+}
+
 /// The schema of an audit action filter.
 pub(crate) fn audit_action_schema() -> Object {
     any_case_enum(

@@ -15,17 +15,17 @@ use super::{json_body, query};
 use crate::{
     AppState,
     auth::{ManagedTenant, ReadTenant, TenantParam},
-    dto::{ReportDto, ReportRunDto, RollupSchema},
+    dto::{ReportDto, ReportRunDto, RollupRunDto, RollupSchema},
     envelope::{
-        ErrorEnvelope, ListMeta, Pagination, ReportEnvelope, ReportListEnvelope,
-        ReportOrRollupEnvelope, ReportRunEnvelope, ReportRunMeta, RollupChangeEnvelope,
-        RollupEnvelope,
+        AnyReportRunEnvelope, ErrorEnvelope, ListMeta, Pagination, ReportEnvelope,
+        ReportListEnvelope, ReportOrRollupEnvelope, ReportRunEnvelope, ReportRunMeta,
+        RollupChangeEnvelope, RollupEnvelope, RollupRunEnvelope,
     },
     error::ApiError,
     openapi::{
         breakdown_schema, catalog_sort_schema, clamped_limit_schema, date_schema,
-        event_status_schema, offset_schema, search_schema, sort_order_schema, source_schema,
-        strict_limit_schema, window_schema,
+        event_status_schema, group_by_schema, offset_schema, rollup_order_schema, search_schema,
+        sort_order_schema, source_schema, strict_limit_schema, window_schema,
     },
 };
 
@@ -304,6 +304,15 @@ pub struct RunParams {
     /// another report a 400).
     #[param(schema_with = event_status_schema)]
     pub status: Option<String>,
+    /// A tenant's report only (built-in reports take `breakdown`): a comma list of `period`
+    /// and the report's dimension names to group rows by (default: `period` and every
+    /// dimension). Any dimension name of the report is also a parameter, an equality filter.
+    #[param(schema_with = group_by_schema)]
+    pub group_by: Option<String>,
+    /// A tenant's report only: `period` (the default when grouped by period) or `-<measure>`
+    /// for a top-N (the default otherwise, by the first measure).
+    #[param(schema_with = rollup_order_schema)]
+    pub order: Option<String>,
     /// Rows per page, 1 to 100 (default 50); out of range is a 400.
     #[param(schema_with = strict_limit_schema)]
     pub limit: Option<String>,
@@ -346,7 +355,7 @@ impl From<RunParams> for RunReportParams {
         TenantParam,
     ),
     responses(
-        (status = 200, description = "The report result", body = ReportRunEnvelope),
+        (status = 200, description = "The report result: a built-in report's, or a tenant's report's (grouped by `group_by`)", body = AnyReportRunEnvelope),
         (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorEnvelope),
         (status = 401, description = "Credentials are wrong, or another tenant than `default` is read without any", body = ErrorEnvelope),
         (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
@@ -364,6 +373,12 @@ pub async fn run_report(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let builtin = domain::ReportSlug::parse(&slug)
+        .ok()
+        .is_some_and(|parsed| domain::ReportKind::from_slug(&parsed).is_some());
+    if !builtin {
+        return run_rollup(tenant, &state, &slug, &req).await;
+    }
     let raw_query = req.query_string();
     if let Some(replay) = state.replays.get(tenant.0, &slug, raw_query) {
         if state.reports.still_holds(replay.basis()).await {
@@ -395,4 +410,36 @@ pub async fn run_report(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(body))
+}
+
+/// Reads a report the tenant defined: rows grouped by `group_by`, filtered by dimension
+/// parameters, ordered by `order`. A caller without credentials reads only the `default`
+/// tenant's reports marked `is_public`; any other slug is a 404 as for an unknown report.
+async fn run_rollup(
+    tenant: ReadTenant,
+    state: &AppState,
+    slug: &str,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params: Vec<(String, String)> = query(req)?;
+    let anonymous = req.extensions().get::<application::Principal>().is_none();
+    let result = match state.rollups.read(tenant.0, slug, &params, anonymous).await {
+        Ok(result) => result,
+        Err(RollupError::NotFound(_)) => {
+            return Err(ReportError::NotFound(slug.to_owned()).into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let meta = ReportRunMeta {
+        cache_hit: result.cache_hit,
+        pagination: Pagination {
+            limit: result.query.page.limit(),
+            offset: result.query.page.offset(),
+            total: result.total_rows,
+        },
+    };
+    Ok(HttpResponse::Ok().json(RollupRunEnvelope {
+        data: RollupRunDto::from(result),
+        meta,
+    }))
 }

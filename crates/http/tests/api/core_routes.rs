@@ -1383,6 +1383,9 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         "SourceSchema",
         "SourceEnvelope",
         "SourceListEnvelope",
+        "RollupSchema",
+        "RollupChangeEnvelope",
+        "RollupRunEnvelope",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is a component");
     }
@@ -1402,6 +1405,8 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
             "breakdown",
             "source",
             "status",
+            "group_by",
+            "order",
             "limit",
             "offset",
             "tenant"

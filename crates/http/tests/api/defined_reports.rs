@@ -254,3 +254,138 @@ async fn reports_are_defined_with_manage_and_kept_apart_between_tenants() -> Res
     by_operator.assert_data(StatusCode::OK);
     Ok(())
 }
+
+/// Reads `uri` with `key` and returns the rows, after checking the envelope.
+async fn rows<S, B>(app: &S, key: &str, uri: &str) -> Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let reply = send(app, keyed(get(uri), key).to_request()).await;
+    reply.assert_data(StatusCode::OK);
+    reply.body["data"]["rows"].clone()
+}
+
+#[actix_web::test]
+async fn a_tenants_report_is_read_grouped_filtered_and_ordered_as_asked() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let acme = h.tenant("acme").await?;
+    let key = h
+        .key(acme, &[Scope::Ingest, Scope::Read, Scope::Manage])
+        .await?;
+    // Seed-style events: two purchases on the web, one on iOS the day after, a purchase with
+    // no channel, and a sign-up the definition's filter leaves out.
+    let events = [
+        ("2026-11-19T10:00:00Z", "purchase", Some("web"), 1_000),
+        ("2026-11-19T11:00:00Z", "purchase", Some("web"), 500),
+        ("2026-11-20T09:00:00Z", "purchase", Some("ios"), 2_000),
+        ("2026-11-20T10:00:00Z", "purchase", None, 100),
+        ("2026-11-20T11:00:00Z", "signup", Some("web"), 0),
+    ];
+    for (at, name, channel, amount) in events {
+        let mut body = json!({"event_name": name, "timestamp": at, "amount_cents": amount});
+        if let Some(channel) = channel {
+            body["channel"] = json!(channel);
+        }
+        send(&app, post_event(&key, &body).to_request())
+            .await
+            .assert_data(StatusCode::CREATED);
+    }
+    let mut definition = purchases_by_channel();
+    definition["is_public"] = json!(true);
+    send(
+        &app,
+        keyed(TestRequest::post().uri("/api/v1/reports"), &key)
+            .set_json(definition)
+            .to_request(),
+    )
+    .await
+    .assert_data(StatusCode::CREATED);
+    h.work_one().await?;
+    h.work_one().await?;
+
+    let base = "/api/v1/reports/purchases-by-channel/run?date_from=2026-11-19&date_to=2026-11-21";
+    assert_eq!(
+        rows(&app, &key, base).await,
+        json!([
+            {"bucket_date": "2026-11-19", "channel": "web", "purchases": 2, "revenue_cents": 1500},
+            {"bucket_date": "2026-11-20", "channel": "ios", "purchases": 1, "revenue_cents": 2000},
+            {"bucket_date": "2026-11-20", "channel": null, "purchases": 1, "revenue_cents": 100}
+        ]),
+        "by default, by period and every dimension"
+    );
+    assert_eq!(
+        rows(&app, &key, &format!("{base}&group_by=channel")).await,
+        json!([
+            {"channel": "web", "purchases": 2, "revenue_cents": 1500},
+            {"channel": "ios", "purchases": 1, "revenue_cents": 2000},
+            {"channel": null, "purchases": 1, "revenue_cents": 100}
+        ]),
+        "a top-N by the first measure, ties by value"
+    );
+    assert_eq!(
+        rows(
+            &app,
+            &key,
+            &format!("{base}&group_by=channel&order=-revenue_cents")
+        )
+        .await,
+        json!([
+            {"channel": "ios", "purchases": 1, "revenue_cents": 2000},
+            {"channel": "web", "purchases": 2, "revenue_cents": 1500},
+            {"channel": null, "purchases": 1, "revenue_cents": 100}
+        ])
+    );
+    assert_eq!(
+        rows(&app, &key, &format!("{base}&group_by=period&channel=web")).await,
+        json!([{"bucket_date": "2026-11-19", "purchases": 2, "revenue_cents": 1500}]),
+        "a dimension parameter filters"
+    );
+    assert_eq!(
+        rows(
+            &app,
+            &key,
+            "/api/v1/reports/purchases-by-channel/run?window=month&group_by=period&date_from=2026-11-01&date_to=2026-11-30"
+        )
+        .await,
+        json!([{"bucket_date": "2026-11-01", "purchases": 4, "revenue_cents": 3600}]),
+        "a month is read when its first day is in the range"
+    );
+    assert_eq!(
+        rows(&app, &key, &format!("{base}&window=month")).await,
+        json!([]),
+        "a month that starts before the range is left out, as a week is"
+    );
+
+    for (query, field) in [
+        ("&colour=red", "colour"),
+        ("&group_by=period,colour", "group_by"),
+        ("&group_by=channel&order=period", "order"),
+        ("&window=week", "window"),
+        ("&limit=0", "limit"),
+    ] {
+        let reply = send(
+            &app,
+            keyed(get(&format!("{base}{query}")), &key).to_request(),
+        )
+        .await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(reply.error_field(), field, "{query}");
+    }
+
+    let first = send(&app, keyed(get(base), &key).to_request()).await;
+    assert_eq!(
+        first.body["meta"]["cache_hit"], true,
+        "the second read is a hit"
+    );
+    let other = h.tenant("globex").await?;
+    let stranger = h.key(other, &[Scope::Read]).await?;
+    let reply = send(&app, keyed(get(base), &stranger).to_request()).await;
+    reply.assert_error(StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
