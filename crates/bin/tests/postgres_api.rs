@@ -463,3 +463,100 @@ async fn no_text_with_a_nul_character_reaches_postgres() -> Result<()> {
     }
     Ok(())
 }
+
+/// A report defined over the API on PostgreSQL, built by its backfill runs and read grouped,
+/// equals a `GROUP BY` of the same events in SQL.
+#[actix_web::test]
+async fn a_tenants_report_on_postgres_equals_a_group_by_of_its_events() -> Result<()> {
+    let db = database!();
+    let services = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
+    services
+        .seeder
+        .seed(TenantId::DEFAULT, 3_000, false)
+        .await?;
+    let app = test::init_service(http_api::build_app(app_state(&services)?)).await;
+    let definition = serde_json::json!({
+        "slug": "views-by-channel-and-path",
+        "measures": [{"name": "views", "kind": "count"},
+                     {"name": "amount", "kind": "sum", "field": "amount_cents"}],
+        "dimensions": [{"field": "properties.channel"}, {"field": "properties.path"}],
+        "filters": {"event_name": "page_view"},
+        "windows": [{"window": "day"}, {"window": "month"}]
+    });
+    let (status, created) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/api/v1/reports")
+            .insert_header(("X-Management-Key", KEY))
+            .set_json(&definition)
+    );
+    ensure!(status == StatusCode::CREATED, "create {status}: {created}");
+    let backfills = created["data"]["runs"].as_array().map_or(0, Vec::len);
+    ensure!(backfills == 2, "a run per window: {created}");
+    for _ in 0..backfills {
+        let run = services
+            .ports
+            .queue
+            .claim_next()
+            .await?
+            .context("a queued backfill")?;
+        let done = services.worker.execute(run).await;
+        ensure!(
+            done.status == domain::RunStatus::Completed,
+            "backfill run: {done:?}"
+        );
+    }
+
+    let range = demo::date_range(NOW);
+    let uri = format!(
+        "/api/v1/reports/views-by-channel-and-path/run?date_from={}&date_to={}&group_by=channel,path&limit=100",
+        range.from(),
+        range.to()
+    );
+    let (status, report) = call!(
+        app,
+        test::TestRequest::get()
+            .uri(&uri)
+            .insert_header(("X-Management-Key", KEY))
+    );
+    ensure!(status == StatusCode::OK, "read {status}: {report}");
+    let client = db.pool.get().await?;
+    let expected = client
+        .query(
+            "SELECT * FROM (
+                 SELECT properties ->> 'channel' AS channel, properties ->> 'path' AS path,
+                        count(*)::int8 AS views, sum(amount_cents)::int8 AS amount
+                 FROM analytics_events
+                 WHERE tenant_id = 1 AND event_name = 'page_view'
+                   AND (occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
+                 GROUP BY 1, 2
+             ) AS grouped
+             ORDER BY views DESC, channel COLLATE \"C\", path COLLATE \"C\"",
+            &[&range.from(), &range.to()],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "channel": row.get::<_, Option<String>>("channel"),
+                "path": row.get::<_, Option<String>>("path"),
+                "views": row.get::<_, i64>("views"),
+                "amount": row.get::<_, i64>("amount"),
+            })
+        })
+        .collect::<Vec<_>>();
+    ensure!(!expected.is_empty(), "the demo data has page views");
+    ensure!(
+        report["data"]["rows"] == Value::Array(expected.clone()),
+        "rollup {} against SQL {}",
+        report["data"]["rows"],
+        Value::Array(expected)
+    );
+    ensure!(
+        report["data"]["source_system"] == "postgres",
+        "served from postgres: {report}"
+    );
+    Ok(())
+}
