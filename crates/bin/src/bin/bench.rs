@@ -44,15 +44,20 @@ struct Args {
 
 const KEY: &str = "bench-management-key-0123456789";
 
-/// The generated data set: event i has source i % 3, entity i % 10000, a status by i, and
+/// The generated data set: event i has source i % 3, entity i % 10000, a status by i, one of
+/// four names by (i / 3) % 4, one of four channels by (i / 5) % 4 (none for every 9th), and
 /// lies i % 365 days and i % 24 hours before now.
 const LOAD: &str = "
-    INSERT INTO analytics_events (tenant_id, event_id, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties)
-    SELECT 1, 'b-' || i, s.id, 'entity-' || (i % 10000 + 1),
+    INSERT INTO analytics_events (tenant_id, event_id, event_name, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties)
+    SELECT 1, 'b-' || i, (ARRAY['page_view', 'purchase', 'signup', 'click'])[(i / 3) % 4 + 1],
+           s.id, 'entity-' || (i % 10000 + 1),
            CASE WHEN i % 17 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'pending' ELSE 'success' END,
            80 + i % 700, 100 + (i * 37) % 100000,
            date_trunc('hour', now() - make_interval(days => (i % 365)::int, hours => (i % 24)::int)),
-           jsonb_build_object('batch', i / 1000)
+           CASE WHEN i % 9 = 0 THEN jsonb_build_object('batch', i / 1000)
+                ELSE jsonb_build_object('batch', i / 1000,
+                                        'channel', (ARRAY['web', 'ios', 'android', 'email'])[(i / 5) % 4 + 1])
+           END
     FROM generate_series($1::int8, $2::int8) AS i
     JOIN event_sources s ON s.tenant_id = 1 AND s.slug = (ARRAY['stripe', 'adyen', 'paypal'])[i % 3 + 1]";
 
@@ -73,6 +78,40 @@ const BARE_TABLE: &str = "
         UNIQUE (tenant_id, report_slug, window_name, bucket_start, dimension_key, dimension_value, metric_name)
     );
     CREATE INDEX ON bare_snapshots (run_id);";
+
+/// The rollup of the rollup phases: events and amounts by event name and channel, by day and
+/// by week.
+const ROLLUP: &str = r#"{
+    "slug": "bench-rollup",
+    "measures": [{"name": "events", "kind": "count"},
+                 {"name": "amount", "kind": "sum", "field": "amount_cents"}],
+    "dimensions": [{"field": "event_name"}, {"field": "properties.channel"}],
+    "windows": [{"window": "day", "retention_days": 366}, {"window": "week", "retention_days": 371}]
+}"#;
+
+/// The bare equivalent of [`ROLLUP`]'s rows: a table indexed on its natural key.
+const BARE_ROLLUP_TABLE: &str = "
+    CREATE TABLE bare_rollup (
+        window_name  TEXT NOT NULL,
+        bucket_start DATE NOT NULL,
+        event_name   TEXT,
+        channel      TEXT,
+        events       BIGINT NOT NULL,
+        amount       BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX ON bare_rollup (window_name, bucket_start, event_name, channel) NULLS NOT DISTINCT;";
+
+/// How many rows the service's rollup and the bare SQL's differ by, in either direction.
+const SAME_ROLLUP_ROWS: &str = "
+    WITH service AS (
+        SELECT window_name::text, bucket_start, dimension_values[1] AS event_name,
+               dimension_values[2] AS channel, measure_values[1] AS events, measure_values[2] AS amount
+        FROM rollup_snapshots WHERE report_slug = 'bench-rollup'
+    ), bare AS (
+        SELECT window_name, bucket_start, event_name, channel, events, amount FROM bare_rollup
+    )
+    SELECT (SELECT count(*) FROM (TABLE service EXCEPT ALL TABLE bare) AS extra)
+         + (SELECT count(*) FROM (TABLE bare EXCEPT ALL TABLE service) AS missing)";
 
 /// How many rows the service's snapshots and the bare SQL's differ by, in either direction:
 /// both recomputes must write the same rows.
@@ -174,13 +213,53 @@ async fn bare_recompute(pool: &deadpool_postgres::Pool) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Full recompute through the service on `port`: every report × window over every event (the
-/// UTC days of the first and the last), from triggering the runs to all of them completed.
-/// Returns the seconds taken.
-async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64> {
+/// The bare rollup: one plain `INSERT … SELECT … GROUP BY` per window over every event into
+/// an indexed table. Returns the seconds taken.
+async fn bare_rollup(pool: &deadpool_postgres::Pool) -> Result<f64> {
     let client = pool.get().await?;
-    client.batch_execute("TRUNCATE metric_snapshots").await?;
+    client.batch_execute("TRUNCATE bare_rollup").await?;
     client.batch_execute("CHECKPOINT").await?;
+    let started = Instant::now();
+    for window in ["day", "week"] {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO bare_rollup (window_name, bucket_start, event_name, channel, events, amount)
+                 SELECT '{window}', date_trunc('{window}', occurred_at AT TIME ZONE 'UTC')::date, event_name,
+                        properties ->> 'channel', count(*), sum(amount_cents)
+                 FROM analytics_events WHERE tenant_id = 1 GROUP BY 2, 3, 4"
+            ))
+            .await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The rollup rebuilt by the service on `port`, both windows over every event, from triggering
+/// the runs to both completed. Returns the seconds taken.
+async fn service_rollup(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64> {
+    let client = pool.get().await?;
+    client.batch_execute("TRUNCATE rollup_snapshots").await?;
+    client.batch_execute("CHECKPOINT").await?;
+    let (first_day, last_day) = event_days(&client).await?;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for window in ["day", "week"] {
+        let body = json!({"report_slug": "bench-rollup", "window": window, "date_from": first_day, "date_to": last_day});
+        let (status, run) = http(
+            port,
+            "POST",
+            "/api/v1/recomputations",
+            &[("X-Management-Key", KEY)],
+            Some(&body),
+        )?;
+        ensure!(status == 202, "trigger bench-rollup {window}: {run}");
+        ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
+    }
+    wait_for_runs(port, &ids)?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The UTC days of the first and the last event.
+async fn event_days(client: &deadpool_postgres::Client) -> Result<(String, String)> {
     let days = client
         .query_one(
             "SELECT min(occurred_at AT TIME ZONE 'UTC')::date::text,
@@ -189,7 +268,38 @@ async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<
             &[],
         )
         .await?;
-    let (first_day, last_day): (String, String) = (days.get(0), days.get(1));
+    Ok((days.get(0), days.get(1)))
+}
+
+/// Waits until every run of `ids` has completed; an error if one failed.
+fn wait_for_runs(port: u16, ids: &[String]) -> Result<()> {
+    for id in ids {
+        loop {
+            let (_, run) = http(
+                port,
+                "GET",
+                &format!("/api/v1/recomputations/{id}"),
+                &[("X-Management-Key", KEY)],
+                None,
+            )?;
+            match run["data"]["status"].as_str() {
+                Some("completed") => break,
+                Some("failed") => bail!("run {id} failed: {run}"),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Full recompute through the service on `port`: every report × window over every event (the
+/// UTC days of the first and the last), from triggering the runs to all of them completed.
+/// Returns the seconds taken.
+async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64> {
+    let client = pool.get().await?;
+    client.batch_execute("TRUNCATE metric_snapshots").await?;
+    client.batch_execute("CHECKPOINT").await?;
+    let (first_day, last_day) = event_days(&client).await?;
     let started = Instant::now();
     let mut ids = Vec::new();
     for report in ["volume-by-period", "status-counts", "top-entities"] {
@@ -206,22 +316,7 @@ async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<
             ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
         }
     }
-    for id in &ids {
-        loop {
-            let (_, run) = http(
-                port,
-                "GET",
-                &format!("/api/v1/recomputations/{id}"),
-                &[("X-Management-Key", KEY)],
-                None,
-            )?;
-            match run["data"]["status"].as_str() {
-                Some("completed") => break,
-                Some("failed") => bail!("run {id} failed: {run}"),
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
+    wait_for_runs(port, &ids)?;
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -280,6 +375,48 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     ensure!(
         differences == 0,
         "{differences} snapshot rows of the service differ from the bare SQL's"
+    );
+
+    // The rollup phases: a report defined through the API (its backfill runs first, as a
+    // warm-up), then rebuilt by the service and by bare SQL, twice each, alternating.
+    pool.get().await?.batch_execute(BARE_ROLLUP_TABLE).await?;
+    let definition: Value = serde_json::from_str(ROLLUP)?;
+    let (status, created) = http(
+        port,
+        "POST",
+        "/api/v1/reports",
+        &[("X-Management-Key", KEY)],
+        Some(&definition),
+    )?;
+    ensure!(status == 201, "define the rollup: {created}");
+    let backfills: Vec<String> = created["data"]["runs"]
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .filter_map(|run| run["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    wait_for_runs(port, &backfills)?;
+    let (mut bare_rollup_s, mut service_rollup_s) = (f64::INFINITY, f64::INFINITY);
+    for pass in 1..=2 {
+        let bare = bare_rollup(&pool).await?;
+        let service = service_rollup(&pool, port).await?;
+        eprintln!("rollup pass {pass}: bare SQL {bare:.1}s, service {service:.1}s");
+        bare_rollup_s = bare_rollup_s.min(bare);
+        service_rollup_s = service_rollup_s.min(service);
+    }
+    results.insert("recompute.rollup_bare_sql_s", json!(bare_rollup_s));
+    results.insert("recompute.rollup_service_s", json!(service_rollup_s));
+    let differences: i64 = pool
+        .get()
+        .await?
+        .query_one(SAME_ROLLUP_ROWS, &[])
+        .await?
+        .get(0);
+    ensure!(
+        differences == 0,
+        "{differences} rollup rows of the service differ from the bare SQL's"
     );
 
     // Reads of the year up to today.
@@ -432,6 +569,13 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         "full recompute s (service vs bare SQL)",
         service_s,
         bare_s,
+        "≤ 0.5",
+    );
+    row(
+        &mut table,
+        "rollup recompute s (service vs bare SQL)",
+        service_rollup_s,
+        bare_rollup_s,
         "≤ 0.5",
     );
     row(
