@@ -413,6 +413,9 @@ pub struct RollupRebuildOutcome {
 /// events, and their reads.
 #[async_trait]
 pub trait RollupStore: Send + Sync {
+    /// The system that answers reads, as served in `source_system`.
+    fn system(&self) -> SourceSystem;
+
     /// Atomically replaces the rows of every bucket of `request.range` with rows aggregated from
     /// the tenant's events that pass the rollup's filters: one row per bucket and combination of
     /// dimension values (null included) that has events, holding every measure, pointing to

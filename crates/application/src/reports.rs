@@ -349,16 +349,14 @@ impl ReportService {
 
     /// Whether events of `query`'s range changed after `refreshed`.
     async fn is_stale(&self, query: &ReportQuery, refreshed: Option<OffsetDateTime>) -> bool {
-        // A week bucket holds all seven of its days, whichever of them the range names.
-        let days = query.window.widen(query.range);
-        match self.events.changed_since(query.tenant, days).await {
-            Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
-            Ok(None) => false,
-            Err(err) => {
-                warn!(error = %err, "could not read event changes; reporting the result as fresh");
-                false
-            }
-        }
+        changed_after(
+            self.events.as_ref(),
+            query.tenant,
+            query.window,
+            query.range,
+            refreshed,
+        )
+        .await
     }
 
     /// The public reports matching `query`.
@@ -565,6 +563,27 @@ pub fn params_hash(query: &ReportQuery) -> String {
         query.page.offset(),
     );
     sha256_hex(normalized.as_bytes())
+}
+
+/// Whether events of `tenant` dated in `range`, widened to whole buckets of `window` (a week
+/// bucket holds all seven of its days, whichever of them the range names), changed after
+/// `refreshed`: the `stale` of a result read from snapshots computed then. When the changes
+/// cannot be read the result is reported fresh.
+pub(crate) async fn changed_after(
+    events: &dyn EventChanges,
+    tenant: TenantId,
+    window: Window,
+    range: DateRange,
+    refreshed: Option<OffsetDateTime>,
+) -> bool {
+    match events.changed_since(tenant, window.widen(range)).await {
+        Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
+        Ok(None) => false,
+        Err(err) => {
+            warn!(error = %err, "could not read event changes; reporting the result as fresh");
+            false
+        }
+    }
 }
 
 /// Milliseconds since `started`, to the microsecond: the `execution_ms` of a result.

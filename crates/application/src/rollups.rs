@@ -76,8 +76,6 @@ pub struct RollupChange {
 pub struct RollupPorts {
     pub definitions: Arc<dyn RollupDefinitions>,
     pub rollups: Arc<dyn RollupStore>,
-    /// The system the rollup store reads from, as served in `source_system`.
-    pub rollups_system: SourceSystem,
     /// When each day's events last changed, for `stale`.
     pub events: Arc<dyn EventChanges>,
     pub cache: Arc<dyn ResponseCache>,
@@ -454,17 +452,6 @@ struct CachedRead {
     stale: bool,
 }
 
-/// Parameters of a read that are not dimension filters.
-const READ_PARAMS: [&str; 7] = [
-    "window",
-    "date_from",
-    "date_to",
-    "group_by",
-    "order",
-    "limit",
-    "offset",
-];
-
 /// The read `params` ask of `definition` for `tenant`, on `today`, over at most
 /// `max_range_days`.
 ///
@@ -490,7 +477,7 @@ pub fn parse_read(
         if single.insert(name, value.as_str()).is_some() {
             return Err(ValidationError::new(name, "may be sent once"));
         }
-        if READ_PARAMS.contains(&name) {
+        if domain::rollup::READ_PARAMETERS.contains(&name) {
             continue;
         }
         let Some(position) = rollup.dimensions.iter().position(|d| d.name == name) else {
@@ -500,7 +487,7 @@ pub fn parse_read(
                 format!(
                     "is not a parameter of {} (parameters: {}{}{})",
                     definition.slug,
-                    READ_PARAMS.join(", "),
+                    domain::rollup::READ_PARAMETERS.join(", "),
                     if dimensions.is_empty() {
                         ""
                     } else {
@@ -677,19 +664,14 @@ impl RollupService {
             });
         }
         let page = self.ports.rollups.read(&query).await?;
-        let stale = match self
-            .ports
-            .events
-            .changed_since(tenant, query.window.widen(query.range))
-            .await
-        {
-            Ok(Some(changed)) => page.last_refreshed_at.is_none_or(|at| changed > at),
-            Ok(None) => false,
-            Err(err) => {
-                warn!(error = %err, "could not read event changes; reporting the result as fresh");
-                false
-            }
-        };
+        let stale = crate::reports::changed_after(
+            self.ports.events.as_ref(),
+            tenant,
+            query.window,
+            query.range,
+            page.last_refreshed_at,
+        )
+        .await;
         let fresh = CachedRead {
             generated_at: self.ports.clock.now(),
             rows: page.rows,
@@ -717,7 +699,7 @@ impl RollupService {
             total_rows: fresh.total_rows,
             cache_hit: false,
             execution_ms: crate::elapsed_ms(started),
-            source_system: self.ports.rollups_system,
+            source_system: self.ports.rollups.system(),
             snapshot_version: version,
             last_refreshed_at: fresh.last_refreshed_at,
             stale: fresh.stale,

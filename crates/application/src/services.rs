@@ -169,7 +169,6 @@ impl Services {
             RollupPorts {
                 definitions: ports.definitions.clone(),
                 rollups: ports.rollups.clone(),
-                rollups_system: ports.snapshots.system(),
                 events: ports.events.clone(),
                 cache: ports.cache.clone(),
                 versions: ports.versions.clone(),

@@ -35,11 +35,9 @@ pub const MAX_RETENTION_DAYS: u32 = 1_825;
 /// The longest interval between two scheduled refreshes of a window (31 days).
 pub const MAX_REFRESH_INTERVAL_MINUTES: u32 = 44_640;
 
-/// Names a measure or a dimension may not take: a row's period, and the parameters of a read
-/// (a dimension's name is also its filter parameter).
-const RESERVED_NAMES: [&str; 11] = [
-    "bucket_date",
-    "period",
+/// The parameters of a read of a rollup besides its dimension filters (and `tenant`, which
+/// selects whose rollup is read).
+pub const READ_PARAMETERS: [&str; 7] = [
     "window",
     "date_from",
     "date_to",
@@ -47,8 +45,22 @@ const RESERVED_NAMES: [&str; 11] = [
     "order",
     "limit",
     "offset",
+];
+
+/// Names a measure or a dimension may not take: a row's period, and the parameters of a read
+/// (a dimension's name is also its filter parameter).
+const RESERVED_NAMES: [&str; 11] = [
+    "bucket_date",
+    "period",
     "tenant",
     "breakdown",
+    READ_PARAMETERS[0],
+    READ_PARAMETERS[1],
+    READ_PARAMETERS[2],
+    READ_PARAMETERS[3],
+    READ_PARAMETERS[4],
+    READ_PARAMETERS[5],
+    READ_PARAMETERS[6],
 ];
 
 /// The fields a dimension or a filter may name, for messages.
@@ -261,26 +273,6 @@ pub struct Rollup {
 }
 
 impl Rollup {
-    /// The rollup a built-in report of `kind` is: `event_count` by the kind's one dimension.
-    pub fn of_kind(kind: ReportKind) -> Self {
-        let field = match kind {
-            ReportKind::VolumeByPeriod => Field::Source,
-            ReportKind::StatusCounts => Field::Status,
-            ReportKind::TopEntities => Field::EntityId,
-        };
-        Self {
-            measures: vec![Measure {
-                name: crate::report::EVENT_COUNT_METRIC.to_owned(),
-                kind: MeasureKind::Count,
-            }],
-            dimensions: vec![Dimension {
-                name: kind.dimension_key().to_owned(),
-                field,
-            }],
-            filters: Vec::new(),
-        }
-    }
-
     /// The dimension called `name`.
     pub fn dimension(&self, name: &str) -> Option<&Dimension> {
         self.dimensions.iter().find(|d| d.name == name)
@@ -309,7 +301,7 @@ pub struct RollupDefinition {
 
 impl RollupDefinition {
     /// The fields of a definition.
-    const FIELDS: [&'static str; 8] = [
+    const FIELDS: [&'static str; 9] = [
         "slug",
         "name",
         "description",
@@ -318,6 +310,7 @@ impl RollupDefinition {
         "filters",
         "windows",
         "cache_ttl_seconds",
+        "is_public",
     ];
 
     /// Parses a definition sent as JSON, collecting an error for every field that breaks a
@@ -330,12 +323,7 @@ impl RollupDefinition {
         let Some(object) = value.as_object() else {
             return Err(vec![ValidationError::new("body", "must be a JSON object")]);
         };
-        refuse_unknown(
-            object,
-            "",
-            &[&Self::FIELDS[..], &["is_public"]].concat(),
-            &mut errors,
-        );
+        refuse_unknown(object, "", &Self::FIELDS, &mut errors);
 
         let slug = match object.get("slug") {
             None | Some(Value::Null) => {
@@ -1111,6 +1099,26 @@ mod tests {
     use super::*;
     use crate::ReportDefinition;
 
+    /// The rollup a built-in report of `kind` is: `event_count` by the kind's one dimension.
+    fn of_kind(kind: ReportKind) -> Rollup {
+        let field = match kind {
+            ReportKind::VolumeByPeriod => Field::Source,
+            ReportKind::StatusCounts => Field::Status,
+            ReportKind::TopEntities => Field::EntityId,
+        };
+        Rollup {
+            measures: vec![Measure {
+                name: crate::report::EVENT_COUNT_METRIC.to_owned(),
+                kind: MeasureKind::Count,
+            }],
+            dimensions: vec![Dimension {
+                name: kind.dimension_key().to_owned(),
+                field,
+            }],
+            filters: Vec::new(),
+        }
+    }
+
     fn purchases_by_channel() -> Value {
         json!({
             "slug": "purchases-by-channel",
@@ -1425,7 +1433,7 @@ mod tests {
             assert_eq!(seed.is_public, reference.is_public, "{kind:?}");
             assert_eq!(seed.windows, reference.windows, "{kind:?}");
             assert_eq!(seed.default_window(), reference.default_window, "{kind:?}");
-            assert_eq!(seed.rollup, Rollup::of_kind(kind), "{kind:?}");
+            assert_eq!(seed.rollup, of_kind(kind), "{kind:?}");
             assert_eq!(
                 RollupDefinition::parse(&seed.to_json()),
                 Ok(seed),

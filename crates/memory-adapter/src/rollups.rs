@@ -12,7 +12,7 @@ use std::{
 use anyhow::anyhow;
 use application::ports::{
     DefinitionError, RollupDefinitions, RollupRebuild, RollupRebuildOutcome, RollupStore,
-    StoreError, StoredRollup,
+    SourceSystem, StoreError, StoredRollup,
 };
 use async_trait::async_trait;
 use domain::{
@@ -75,6 +75,10 @@ fn overflow() -> StoreError {
 
 #[async_trait]
 impl RollupStore for InMemoryRollupStore {
+    fn system(&self) -> SourceSystem {
+        SourceSystem::Memory
+    }
+
     async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
         self.check()?;
         let rollup = &request.rollup;

@@ -5,7 +5,9 @@
 //! a definition or a query supplies (a property key, a filter value) is a bind parameter, never
 //! text in the statement.
 
-use application::ports::{RollupRebuild, RollupRebuildOutcome, RollupStore, StoreError};
+use application::ports::{
+    RollupRebuild, RollupRebuildOutcome, RollupStore, SourceSystem, StoreError,
+};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
@@ -312,6 +314,10 @@ fn with_fixed<'a>(
 
 #[async_trait]
 impl RollupStore for PostgresRollupStore {
+    fn system(&self) -> SourceSystem {
+        SourceSystem::Postgres
+    }
+
     #[tracing::instrument(skip_all, fields(report = %request.report, window = %request.window, run_id = %request.run_id), err)]
     async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
         let mut client = self

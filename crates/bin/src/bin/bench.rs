@@ -236,14 +236,32 @@ async fn bare_rollup(pool: &deadpool_postgres::Pool) -> Result<f64> {
 /// The rollup rebuilt by the service on `port`, both windows over every event, from triggering
 /// the runs to both completed. Returns the seconds taken.
 async fn service_rollup(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64> {
+    service_rebuild(
+        pool,
+        port,
+        "rollup_snapshots",
+        &[("bench-rollup", "day"), ("bench-rollup", "week")],
+    )
+    .await
+}
+
+/// Empties `table`, then triggers a run of each (report, window) of `scopes` over every event
+/// through the API on `port` and waits for all of them to complete. Returns the seconds from
+/// the first trigger to the last completion.
+async fn service_rebuild(
+    pool: &deadpool_postgres::Pool,
+    port: u16,
+    table: &str,
+    scopes: &[(&str, &str)],
+) -> Result<f64> {
     let client = pool.get().await?;
-    client.batch_execute("TRUNCATE rollup_snapshots").await?;
+    client.batch_execute(&format!("TRUNCATE {table}")).await?;
     client.batch_execute("CHECKPOINT").await?;
     let (first_day, last_day) = event_days(&client).await?;
     let started = Instant::now();
     let mut ids = Vec::new();
-    for window in ["day", "week"] {
-        let body = json!({"report_slug": "bench-rollup", "window": window, "date_from": first_day, "date_to": last_day});
+    for (report, window) in scopes {
+        let body = json!({"report_slug": report, "window": window, "date_from": first_day, "date_to": last_day});
         let (status, run) = http(
             port,
             "POST",
@@ -251,7 +269,7 @@ async fn service_rollup(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64
             &[("X-Management-Key", KEY)],
             Some(&body),
         )?;
-        ensure!(status == 202, "trigger bench-rollup {window}: {run}");
+        ensure!(status == 202, "trigger {report} {window}: {run}");
         ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
     }
     wait_for_runs(port, &ids)?;
@@ -296,28 +314,13 @@ fn wait_for_runs(port: u16, ids: &[String]) -> Result<()> {
 /// UTC days of the first and the last), from triggering the runs to all of them completed.
 /// Returns the seconds taken.
 async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64> {
-    let client = pool.get().await?;
-    client.batch_execute("TRUNCATE metric_snapshots").await?;
-    client.batch_execute("CHECKPOINT").await?;
-    let (first_day, last_day) = event_days(&client).await?;
-    let started = Instant::now();
-    let mut ids = Vec::new();
+    let mut scopes = Vec::new();
     for report in ["volume-by-period", "status-counts", "top-entities"] {
         for window in ["day", "week"] {
-            let body = json!({"report_slug": report, "window": window, "date_from": first_day, "date_to": last_day});
-            let (status, run) = http(
-                port,
-                "POST",
-                "/api/v1/recomputations",
-                &[("X-Management-Key", KEY)],
-                Some(&body),
-            )?;
-            ensure!(status == 202, "trigger {report} {window}: {run}");
-            ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
+            scopes.push((report, window));
         }
     }
-    wait_for_runs(port, &ids)?;
-    Ok(started.elapsed().as_secs_f64())
+    service_rebuild(pool, port, "metric_snapshots", &scopes).await
 }
 
 async fn measure(args: &Args, url: &str) -> Result<()> {
