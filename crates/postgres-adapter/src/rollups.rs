@@ -14,8 +14,13 @@ use domain::{
     Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage, RollupQuery,
     RollupRow, TenantId,
 };
+use futures_core::Stream;
+use std::{future::poll_fn, pin::pin};
 use time::{Date, OffsetDateTime};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::{
+    binary_copy::BinaryCopyInWriter,
+    types::{ToSql, Type},
+};
 
 use crate::error::{PgResultExt, corrupt};
 
@@ -120,16 +125,18 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
     }
 }
 
-/// The rebuild of `rollup` over whole buckets: `$1` tenant, `$2` report, `$3` window, the
-/// buckets of `$4..=$5` (already whole buckets: `date_trunc` by the window gives each event's),
-/// stamped `$6` and run `$7`. Returns one row: the rows inserted and the values skipped.
+/// The aggregation of `rollup` over whole buckets: `$1` tenant, `$2` window, the buckets of
+/// `$3..=$4` (already whole buckets: `date_trunc` by the window gives each event's). Returns
+/// one row per bucket and dimension values: the bucket, the values, the measures and the
+/// values the measures skipped.
 ///
 /// One `GROUP BY` over the range: a rollup reads fields the events index does not hold (its
 /// name, its properties), so the heap is read whatever the plan, and one pass over it with a
 /// hash of every (bucket, values) group beats a range scan per bucket (measured by the bench's
-/// rollup phase); the groups are few (buckets × distinct values).
-fn rebuild_sql(rollup: &Rollup) -> (String, Binds) {
-    let mut binds = Binds::after(7);
+/// rollup phase); the groups are few (buckets × distinct values). It is a plain `SELECT`, so
+/// PostgreSQL may scan in parallel, which it never does for an `INSERT … SELECT`.
+fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
+    let mut binds = Binds::after(4);
     let dimensions: Vec<String> = rollup
         .dimensions
         .iter()
@@ -184,26 +191,20 @@ fn rebuild_sql(rollup: &Rollup) -> (String, Binds) {
         "0".to_owned()
     } else {
         (0..skipped.len())
-            .map(|i| format!("k{i}"))
+            .map(|i| format!("grouped.k{i}"))
             .collect::<Vec<_>>()
             .join(" + ")
     };
     let sql = format!(
-        "WITH grouped AS MATERIALIZED (
-            SELECT date_trunc($3::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
+        "SELECT grouped.bucket_start, ARRAY[{named}]::text[], ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8
+        FROM (
+            SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
             FROM analytics_events e
             WHERE e.tenant_id = $1
-              AND e.occurred_at >= $4::date::timestamp AT TIME ZONE 'UTC'
-              AND e.occurred_at < ($5::date + 1)::timestamp AT TIME ZONE 'UTC'{filters}
+              AND e.occurred_at >= $3::date::timestamp AT TIME ZONE 'UTC'
+              AND e.occurred_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'{filters}
             GROUP BY {group_by}
-        ), inserted AS (
-            INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                                          dimension_values, measure_values, computed_at, run_id)
-            SELECT $1, $2, $3, grouped.bucket_start, ARRAY[{named}]::text[], ARRAY[{measure_columns}]::int8[], $6, $7
-            FROM grouped{joins}
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM inserted)::int8, (SELECT coalesce(sum({skipped_total}), 0) FROM grouped)::int8",
+        ) AS grouped{joins}",
         selected = selected.join(", "),
         named = named.join(", "),
         measure_columns = measure_columns.join(", "),
@@ -291,8 +292,29 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
 /// interleave their deletes and inserts.
 const REBUILD_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('rollup:' || $1::text || ':' || $2 || ':' || $3, 0))";
 
-/// Settings of the rebuild's transaction only, as for the built-in reports' rebuild.
-const REBUILD_SETTINGS: &str = "SET LOCAL work_mem = '128MB'; SET LOCAL jit = off";
+/// Settings of the aggregation's transaction only. The planner cannot tell how few groups a
+/// `date_trunc` makes and prices sending them from parallel workers as if they were rows;
+/// they are not, so a parallel scan is worth its setup on any large range.
+const AGGREGATE_SETTINGS: &str =
+    "SET LOCAL work_mem = '128MB'; SET LOCAL jit = off; SET LOCAL parallel_tuple_cost = 0.001";
+
+/// The rebuilt rows, streamed in as the aggregation produces them.
+const COPY_ROWS: &str = "
+    COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_values,
+                           measure_values, computed_at, run_id)
+    FROM STDIN (FORMAT binary)";
+
+/// The column types of [`COPY_ROWS`].
+const COPY_TYPES: [Type; 8] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::DATE,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TIMESTAMPTZ,
+    Type::UUID,
+];
 
 const DELETE_BUCKETS: &str = "
     DELETE FROM rollup_snapshots
@@ -318,14 +340,24 @@ impl RollupStore for PostgresRollupStore {
         SourceSystem::Postgres
     }
 
+    /// Two connections: one holds the write transaction (the lock, the delete, a `COPY` of
+    /// the new rows), the other runs the aggregation as a plain `SELECT`, which PostgreSQL
+    /// may scan in parallel, and its rows stream into the `COPY` as they come, so memory stays
+    /// bounded by a row whatever the rollup's cardinality. Nothing is visible until the write
+    /// transaction commits; any failure rolls it back whole.
     #[tracing::instrument(skip_all, fields(report = %request.report, window = %request.window, run_id = %request.run_id), err)]
     async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
-        let mut client = self
+        let mut writer = self
             .pool
             .get()
             .await
             .classify("connecting to rebuild a rollup")?;
-        let tx = client
+        let mut reader = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to aggregate events for a rollup")?;
+        let tx = writer
             .transaction()
             .await
             .classify("starting a rollup rebuild")?;
@@ -333,39 +365,69 @@ impl RollupStore for PostgresRollupStore {
         let slug = request.report.as_str();
         let window = request.window.as_str();
         let (from, to) = (request.range.from(), request.range.to());
-        // The insert starts a bucket at `from` and steps by whole windows.
+        // The aggregation starts a bucket at `from` and steps by whole windows.
         debug_assert_eq!(request.window.widen(request.range), request.range);
         tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
             .await
             .classify("locking the rollup for a rebuild")?;
-        tx.batch_execute(REBUILD_SETTINGS)
-            .await
-            .classify("configuring the rollup rebuild")?;
         let rows_deleted = tx
             .execute(DELETE_BUCKETS, &[&tenant, &slug, &window, &from, &to])
             .await
             .classify("deleting rebuilt rollup buckets")?;
-        let (sql, binds) = rebuild_sql(&request.rollup);
-        let run_id = request.run_id.as_uuid();
-        let fixed: [&(dyn ToSql + Sync); 7] = [
-            &tenant,
-            &slug,
-            &window,
-            &from,
-            &to,
-            &request.computed_at,
-            &run_id,
-        ];
-        let row = tx
-            .query_one(&sql, &with_fixed(&fixed, &binds))
+
+        let read = reader
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .classify("starting a rollup aggregation")?;
+        read.batch_execute(AGGREGATE_SETTINGS)
+            .await
+            .classify("configuring the rollup aggregation")?;
+        let (sql, binds) = aggregate_sql(&request.rollup);
+        let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &window, &from, &to];
+        let rows = read
+            .query_raw(&sql, with_fixed(&fixed, &binds))
             .await
             .classify("aggregating events into rollup snapshots")?;
-        let rows_inserted: i64 = row.try_get(0).map_err(|e| corrupt("row count", e))?;
-        let values_skipped: i64 = row.try_get(1).map_err(|e| corrupt("skipped count", e))?;
+        let sink = tx
+            .copy_in(COPY_ROWS)
+            .await
+            .classify("writing rollup snapshots")?;
+        let mut rows = pin!(rows);
+        let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+        let run_id = request.run_id.as_uuid();
+        let mut values_skipped: i64 = 0;
+        while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            let row = row.classify("aggregating events into rollup snapshots")?;
+            let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
+            let bucket: Date = row.try_get(0).map_err(get)?;
+            let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
+            let measures: Vec<i64> = row.try_get(2).map_err(get)?;
+            let skipped: i64 = row.try_get(3).map_err(get)?;
+            values_skipped += skipped;
+            copy.as_mut()
+                .write(&[
+                    &tenant,
+                    &slug,
+                    &window,
+                    &bucket,
+                    &dimensions,
+                    &measures,
+                    &request.computed_at,
+                    &run_id,
+                ])
+                .await
+                .classify("writing rollup snapshots")?;
+        }
+        let rows_inserted = copy.finish().await.classify("writing rollup snapshots")?;
+        read.commit()
+            .await
+            .classify("finishing a rollup aggregation")?;
         tx.commit().await.classify("committing a rollup rebuild")?;
         Ok(RollupRebuildOutcome {
             rows_deleted,
-            rows_inserted: u64::try_from(rows_inserted).unwrap_or(0),
+            rows_inserted,
             values_skipped: u64::try_from(values_skipped).unwrap_or(0),
         })
     }
