@@ -384,19 +384,46 @@ pub trait RollupDefinitions: Send + Sync {
     async fn list(&self, tenant: TenantId) -> Result<Vec<StoredRollup>, StoreError>;
 }
 
-/// A rebuild of the snapshot rows of one rollup and window over whole buckets.
+/// A rebuild of the snapshot rows of one rollup over whole buckets of one or more windows,
+/// each for its own run: the runs of one rollup claimed together share one pass over the events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRebuild {
     pub tenant: TenantId,
     pub report: ReportSlug,
     /// What the rows compute.
     pub rollup: Rollup,
+    /// At least one, each window at most once.
+    pub windows: Vec<WindowRebuild>,
+    pub computed_at: OffsetDateTime,
+}
+
+impl RollupRebuild {
+    /// Checks that the rebuild names at least one window and each at most once, as
+    /// [`RollupStore::rebuild`] requires.
+    ///
+    /// # Errors
+    /// [`StoreError::Unexpected`] when it does not.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let mut windows: Vec<Window> = self.windows.iter().map(|w| w.window).collect();
+        windows.sort_unstable();
+        windows.dedup();
+        if windows.is_empty() || windows.len() != self.windows.len() {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "a rollup rebuild names at least one window, each once"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One window of a [`RollupRebuild`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowRebuild {
     pub window: Window,
     /// Already widened to whole buckets of `window`.
     pub range: DateRange,
-    /// The run the new rows point to.
+    /// The run the new rows of this window point to.
     pub run_id: RunId,
-    pub computed_at: OffsetDateTime,
 }
 
 /// What a rollup rebuild did.
@@ -416,16 +443,20 @@ pub trait RollupStore: Send + Sync {
     /// The system that answers reads, as served in `source_system`.
     fn system(&self) -> SourceSystem;
 
-    /// Atomically replaces the rows of every bucket of `request.range` with rows aggregated from
-    /// the tenant's events that pass the rollup's filters: one row per bucket and combination of
-    /// dimension values (null included) that has events, holding every measure, pointing to
-    /// `request.run_id`. Buckets outside the range, and other rollups and windows, are
-    /// untouched; a reader sees either the old rows or the new ones, never a mix.
+    /// Atomically replaces, for each window of `request`, the rows of every bucket of its
+    /// range with rows aggregated from the tenant's events that pass the rollup's filters: one
+    /// row per bucket and combination of dimension values (null included) that has events,
+    /// holding every measure, pointing to that window's run. Buckets outside the ranges, other
+    /// windows and other rollups are untouched; a reader sees either the old rows of every
+    /// window or the new ones, never a mix. Returns one outcome per window, in request order.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a
-    /// 64-bit integer is one); on error the old rows remain.
-    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError>;
+    /// 64-bit integer, a window asked twice); on error nothing changed.
+    async fn rebuild(
+        &self,
+        request: &RollupRebuild,
+    ) -> Result<Vec<RollupRebuildOutcome>, StoreError>;
 
     /// The page of rows `query` asks for, summed from the snapshot rows whose bucket starts
     /// inside `query.range`, grouped, filtered and ordered as [`RollupQuery`] defines.
@@ -608,6 +639,14 @@ pub trait RunQueue: Send + Sync {
     /// [`StoreError::Unavailable`] when the queue cannot be read right now (the caller retries
     /// after a pause); [`StoreError::Unexpected`] otherwise.
     async fn claim_next(&self) -> Result<Option<RecomputeRun>, StoreError>;
+
+    /// Claims, as [`RunQueue::claim_next`] does, the pending runs of `run`'s tenant and report
+    /// in windows other than `run`'s, the oldest of each window, so that one rebuild serves
+    /// them all; returns them, possibly none, without waiting.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was claimed.
+    async fn claim_companions(&self, run: &RecomputeRun) -> Result<Vec<RecomputeRun>, StoreError>;
 
     /// Recovers the runs whose worker stopped renewing their lease (see
     /// [`RunStore::renew_lease`]), which happens only when the worker's process died or lost

@@ -287,6 +287,33 @@ impl RecomputeService {
         request: &RecomputeRequest,
     ) -> Result<RecomputeRun, TriggerError> {
         let run = self.admit(request).await?;
+        self.enqueue(run).await
+    }
+
+    /// Admits every request, then queues each admitted run: a worker that claims one of them
+    /// finds the others of the same report already pending, and rebuilds them together (see
+    /// [`RunQueue::claim_companions`](crate::ports::RunQueue::claim_companions)). One result
+    /// per request, in order; a request that fails does not stop the others.
+    pub async fn queue_runs(
+        &self,
+        requests: &[RecomputeRequest],
+    ) -> Vec<Result<RecomputeRun, TriggerError>> {
+        let mut admitted = Vec::with_capacity(requests.len());
+        for request in requests {
+            admitted.push(self.admit(request).await);
+        }
+        let mut queued = Vec::with_capacity(requests.len());
+        for run in admitted {
+            queued.push(match run {
+                Ok(run) => self.enqueue(run).await,
+                Err(err) => Err(err),
+            });
+        }
+        queued
+    }
+
+    /// Queues an admitted run; one the queue refuses is failed and its lock released.
+    async fn enqueue(&self, run: RecomputeRun) -> Result<RecomputeRun, TriggerError> {
         match self.queue.enqueue(&run).await {
             Ok(()) => {
                 info!(run_id = %run.id, report = %run.report_slug, window = %run.window, "recompute queued");

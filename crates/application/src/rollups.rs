@@ -323,7 +323,8 @@ impl RollupService {
     }
 
     /// Queues a run per window of `definition` over its retention, at most the longest range
-    /// a recompute takes, ending today. A run that cannot be queued is logged and skipped.
+    /// a recompute takes, ending today; all are pending before any is queued, so a worker
+    /// rebuilds them in one pass. A run that cannot be queued is logged and skipped.
     async fn backfill(
         &self,
         tenant: TenantId,
@@ -331,27 +332,33 @@ impl RollupService {
         actor: &Actor,
     ) -> Vec<RecomputeRun> {
         let today = self.ports.clock.now().date();
-        let mut runs = Vec::new();
+        let mut requests = Vec::new();
         for window in &definition.windows {
             let days = window.retention_days.min(self.max_range_days).max(1);
             let from = today - Duration::days(i64::from(days) - 1);
             let Ok(range) = DateRange::new(from, today) else {
                 continue;
             };
-            let request = RecomputeRequest {
+            requests.push(RecomputeRequest {
                 tenant,
                 report_slug: definition.slug.clone(),
                 window: window.window,
                 range,
                 requested_by: actor.clone(),
-            };
-            match self.recompute.queue_run(&request).await {
+            });
+        }
+        let mut runs = Vec::new();
+        for (request, queued) in requests
+            .iter()
+            .zip(self.recompute.queue_runs(&requests).await)
+        {
+            match queued {
                 Ok(run) => runs.push(run),
                 Err(err @ TriggerError::ScopeBusy { .. }) => {
-                    warn!(report = %definition.slug, window = %window.window, error = %err, "backfill not queued: a run of the scope is active");
+                    warn!(report = %definition.slug, window = %request.window, error = %err, "backfill not queued: a run of the scope is active");
                 }
                 Err(err) => {
-                    warn!(report = %definition.slug, window = %window.window, error = %err, "backfill not queued");
+                    warn!(report = %definition.slug, window = %request.window, error = %err, "backfill not queued");
                 }
             }
         }

@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::ports::{
     AuditLog, CacheVersions, Clock, RebuildRequest, RollupDefinitions, RollupRebuild,
     RollupRebuildOutcome, RollupStore, RunQueue, RunStore, RunStoreError, ScopeLock, SnapshotStore,
+    WindowRebuild,
 };
 
 /// How long the worker waits before asking an unavailable queue again.
@@ -102,40 +103,66 @@ impl RecomputeWorker {
         self
     }
 
-    /// Extends the lock of `scope` every third of its lifetime, forever: run it alongside the
-    /// work the lock protects.
-    async fn keep_lock(&self, scope: &domain::RecomputeScope, token: Option<&domain::LockToken>) {
-        let Some(token) = token else {
+    /// Extends the scope locks of `runs` every third of their lifetime, forever: run it
+    /// alongside the work the locks protect.
+    async fn keep_locks(&self, runs: &[RecomputeRun]) {
+        let held: Vec<_> = runs
+            .iter()
+            .filter_map(|run| run.lock_token.as_ref().map(|token| (run.scope(), token)))
+            .collect();
+        if held.is_empty() {
             return std::future::pending().await;
-        };
+        }
         loop {
             self.ports.clock.pause(self.lock_ttl / 3).await;
-            match self.ports.locks.extend(scope, token, self.lock_ttl).await {
-                Ok(true) => debug!("scope lock extended"),
-                // The database still allows one active run per scope; the lock only speeds up
-                // refusals, so losing it is worth a warning, not a failed run.
-                Ok(false) => warn!("the scope lock expired or was taken during the rebuild"),
-                Err(err) => warn!(error = %err, "could not extend the scope lock"),
+            for (scope, token) in &held {
+                match self.ports.locks.extend(scope, token, self.lock_ttl).await {
+                    Ok(true) => debug!(window = %scope.window, "scope lock extended"),
+                    // The database still allows one active run per scope; the lock only speeds
+                    // up refusals, so losing it is worth a warning, not a failed run.
+                    Ok(false) => {
+                        warn!(window = %scope.window, "the scope lock expired or was taken during the rebuild")
+                    }
+                    Err(err) => {
+                        warn!(window = %scope.window, error = %err, "could not extend the scope lock")
+                    }
+                }
             }
         }
     }
 
-    /// Renews the lease of `run` every third of it while polled; records each renewal in
-    /// `renewed`, and stops renewing once the store says the run no longer runs.
-    async fn keep_lease(&self, run: &RecomputeRun, renewed: &Mutex<OffsetDateTime>) {
+    /// Renews the leases of `runs` every third of a lease while polled; records in `renewed`
+    /// each round in which every renewal was answered, and stops renewing a run once the store
+    /// says it no longer runs.
+    async fn keep_leases(&self, runs: &[RecomputeRun], renewed: &Mutex<OffsetDateTime>) {
         let p = &self.ports;
+        let mut running: Vec<&RecomputeRun> = runs.iter().collect();
         loop {
             p.clock.pause(self.lease / 3).await;
-            match p.runs.renew_lease(run.tenant, run.id).await {
-                Ok(true) => {
-                    *crate::lock(renewed) = p.clock.now();
-                    debug!("run lease renewed");
+            let mut answered = true;
+            let mut still = Vec::with_capacity(running.len());
+            for run in running {
+                match p.runs.renew_lease(run.tenant, run.id).await {
+                    Ok(true) => {
+                        debug!(run_id = %run.id, "run lease renewed");
+                        still.push(run);
+                    }
+                    Ok(false) => {
+                        warn!(run_id = %run.id, "the run no longer runs; its lease is not renewed");
+                    }
+                    Err(err) => {
+                        warn!(run_id = %run.id, error = %err, "could not renew the run lease; retrying");
+                        answered = false;
+                        still.push(run);
+                    }
                 }
-                Ok(false) => {
-                    warn!("the run no longer runs; its lease is not renewed");
-                    return std::future::pending().await;
-                }
-                Err(err) => warn!(error = %err, "could not renew the run lease; retrying"),
+            }
+            if answered {
+                *crate::lock(renewed) = p.clock.now();
+            }
+            running = still;
+            if running.is_empty() {
+                return std::future::pending().await;
             }
         }
     }
@@ -185,7 +212,7 @@ impl RecomputeWorker {
         loop {
             match self.ports.queue.claim_next().await {
                 Ok(Some(run)) => {
-                    self.execute(run).await;
+                    self.execute_with_companions(run).await;
                 }
                 Ok(None) => {
                     info!("recompute queue closed; worker stopping");
@@ -199,114 +226,178 @@ impl RecomputeWorker {
         }
     }
 
+    /// `run` and, when it is a rollup's, the pending runs of the rollup's other windows,
+    /// claimed with it so one pass over the events rebuilds them all (see
+    /// [`RunQueue::claim_companions`]). A failure to claim them only loses the saving.
+    async fn with_companions(&self, run: RecomputeRun) -> Vec<RecomputeRun> {
+        if ReportKind::from_slug(&run.report_slug).is_some() {
+            return vec![run];
+        }
+        let companions = match self.ports.queue.claim_companions(&run).await {
+            Ok(companions) => companions,
+            Err(err) => {
+                debug!(run_id = %run.id, error = %err, "could not claim the runs of the rollup's other windows");
+                Vec::new()
+            }
+        };
+        let mut runs = vec![run];
+        runs.extend(companions);
+        runs
+    }
+
+    /// Executes a run already claimed (running) as the worker loop does: with the pending runs
+    /// of its rollup's other windows, claimed now and rebuilt in the same pass over the events.
+    /// Returns the runs as finally stored, the given one first.
+    pub async fn execute_with_companions(&self, run: RecomputeRun) -> Vec<RecomputeRun> {
+        let runs = self.with_companions(run).await;
+        self.execute_together(runs).await
+    }
+
     /// Executes a run already claimed (running): rebuilds the snapshots of its scope and
     /// finishes it. Returns the run as finally stored (or as known, if the store failed).
     pub async fn execute(&self, run: RecomputeRun) -> RecomputeRun {
-        let span = info_span!("recompute", run_id = %run.id, report = %run.report_slug, window = %run.window);
-        self.execute_inner(run).instrument(span).await
+        let id = run.id;
+        let mut finished = self.execute_together(vec![run]).await;
+        match finished.pop() {
+            Some(run) => run,
+            None => unreachable!("run {id} was executed, so it has an outcome"),
+        }
     }
 
-    async fn execute_inner(&self, run: RecomputeRun) -> RecomputeRun {
-        let renewed = Mutex::new(self.ports.clock.now());
-        let finished = alongside(
-            self.carry_out(&run, &renewed),
-            self.keep_lease(&run, &renewed),
-        )
-        .await;
-        // The lease is no longer renewed from here on.
-        if let Some(token) = &run.lock_token
-            && let Err(err) = self.ports.locks.release(&run.scope(), token).await
+    /// Executes claimed runs of one tenant's report, one per window, in one rebuild, and
+    /// finishes each. Returns the runs as finally stored, in order.
+    async fn execute_together(&self, runs: Vec<RecomputeRun>) -> Vec<RecomputeRun> {
+        let Some(first) = runs.first() else {
+            return Vec::new();
+        };
+        let span = info_span!("recompute", run_id = %first.id, report = %first.report_slug, window = %first.window, together = runs.len());
+        async {
+            let renewed = Mutex::new(self.ports.clock.now());
+            let finished = alongside(
+                self.carry_out(&runs, &renewed),
+                self.keep_leases(&runs, &renewed),
+            )
+            .await;
+            // The leases are no longer renewed from here on.
+            for run in &runs {
+                if let Some(token) = &run.lock_token
+                    && let Err(err) = self.ports.locks.release(&run.scope(), token).await
+                {
+                    warn!(run_id = %run.id, error = %err, "could not release the scope lock; it will expire on its own");
+                }
+            }
+            finished
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Rebuilds the runs' snapshots and writes each one's outcome; returns the runs as finally
+    /// stored (or as claimed, where an outcome could not be written).
+    async fn carry_out(
+        &self,
+        runs: &[RecomputeRun],
+        renewed: &Mutex<OffsetDateTime>,
+    ) -> Vec<RecomputeRun> {
+        let p = &self.ports;
+        let outcomes = alongside(self.rebuild(runs, p.clock.now()), self.keep_locks(runs)).await;
+        if outcomes.iter().any(Result::is_ok)
+            && let Some(first) = runs.first()
         {
-            warn!(error = %err, "could not release the scope lock; it will expire on its own");
+            // The new rows are committed: retire the cached results before a run is seen as
+            // completed, so whoever waits for completion reads the new rows.
+            if let Err(err) = p.versions.bump(first.tenant, &first.report_slug).await {
+                // Entries of the old version then live until their TTL ends.
+                warn!(error = %err, "could not bump the cache version");
+            }
+        }
+        let mut finished = Vec::with_capacity(runs.len());
+        for (run, outcome) in runs.iter().zip(outcomes) {
+            finished.push(match outcome {
+                Ok(rebuilt) => self.complete(run, rebuilt, renewed).await,
+                Err(message) => self.fail(run, &message, renewed).await,
+            });
         }
         finished
     }
 
-    /// Rebuilds the run's snapshots and writes its outcome; returns the run as finally stored
-    /// (or as claimed, if its outcome could not be written).
-    async fn carry_out(&self, run: &RecomputeRun, renewed: &Mutex<OffsetDateTime>) -> RecomputeRun {
+    /// Marks `run` completed with what its rebuild did and audits it.
+    async fn complete(
+        &self,
+        run: &RecomputeRun,
+        rebuilt: RollupRebuildOutcome,
+        renewed: &Mutex<OffsetDateTime>,
+    ) -> RecomputeRun {
         let p = &self.ports;
         let scope = run.scope();
-        let outcome = alongside(
-            self.rebuild(run, p.clock.now()),
-            self.keep_lock(&scope, run.lock_token.as_ref()),
-        )
-        .await;
-
-        match outcome {
-            Ok(rebuilt) => {
-                // The new rows are committed: retire the cached results before the run is
-                // seen as completed, so whoever waits for completion reads the new rows.
-                if let Err(err) = p.versions.bump(run.tenant, &run.report_slug).await {
-                    // Entries of the old version then live until their TTL ends.
-                    warn!(error = %err, "could not bump the cache version");
-                }
-                let summary = RunSummary {
-                    rows_deleted: rebuilt.rows_deleted,
-                    rows_inserted: rebuilt.rows_inserted,
-                    bucket_count: run.window.bucket_count(scope.range),
-                    effective_date_from: scope.range.from(),
-                    effective_date_to: scope.range.to(),
-                    values_skipped: rebuilt.values_skipped,
-                };
-                let completed = self
-                    .record("mark the run completed", renewed, || {
-                        p.runs.complete(run.tenant, run.id, summary, p.clock.now())
-                    })
-                    .await;
-                match completed {
-                    Some(completed) => {
-                        self.audit(
-                            &completed,
-                            AuditAction::RecomputeCompleted,
-                            json!({
-                                "report_slug": completed.report_slug.as_str(),
-                                "window": completed.window.as_str(),
-                                "rows_deleted": summary.rows_deleted,
-                                "rows_inserted": summary.rows_inserted,
-                                "bucket_count": summary.bucket_count,
-                                "effective_date_from": format_date(summary.effective_date_from),
-                                "effective_date_to": format_date(summary.effective_date_to),
-                                "values_skipped": summary.values_skipped,
-                            }),
-                        )
-                        .await;
-                        info!(
-                            rows_inserted = summary.rows_inserted,
-                            rows_deleted = summary.rows_deleted,
-                            "recompute completed"
-                        );
-                        completed
-                    }
-                    // The rows are committed and point to this run: it must not be failed.
-                    // Left running, it is recovered when its lease ends and rebuilt again.
-                    None => run.clone(),
-                }
+        let summary = RunSummary {
+            rows_deleted: rebuilt.rows_deleted,
+            rows_inserted: rebuilt.rows_inserted,
+            bucket_count: run.window.bucket_count(scope.range),
+            effective_date_from: scope.range.from(),
+            effective_date_to: scope.range.to(),
+            values_skipped: rebuilt.values_skipped,
+        };
+        let completed = self
+            .record("mark the run completed", renewed, || {
+                p.runs.complete(run.tenant, run.id, summary, p.clock.now())
+            })
+            .await;
+        match completed {
+            Some(completed) => {
+                self.audit(
+                    &completed,
+                    AuditAction::RecomputeCompleted,
+                    json!({
+                        "report_slug": completed.report_slug.as_str(),
+                        "window": completed.window.as_str(),
+                        "rows_deleted": summary.rows_deleted,
+                        "rows_inserted": summary.rows_inserted,
+                        "bucket_count": summary.bucket_count,
+                        "effective_date_from": format_date(summary.effective_date_from),
+                        "effective_date_to": format_date(summary.effective_date_to),
+                        "values_skipped": summary.values_skipped,
+                    }),
+                )
+                .await;
+                info!(
+                    run_id = %run.id,
+                    window = %run.window,
+                    rows_inserted = summary.rows_inserted,
+                    rows_deleted = summary.rows_deleted,
+                    "recompute completed"
+                );
+                completed
             }
-            Err(message) => self.fail(run, &message, renewed).await,
+            // The rows are committed and point to this run: it must not be failed.
+            // Left running, it is recovered when its lease ends and rebuilt again.
+            None => run.clone(),
         }
     }
 
-    /// Rebuilds the snapshots of the run's scope, stamped `computed_at`: the built-in report's
-    /// rows, or the rows of the tenant's rollup of that slug as it is defined now. The error
-    /// is the message the run fails with.
+    /// Rebuilds the snapshots of the runs' scopes, stamped `computed_at`: the built-in
+    /// report's rows (one run), or the rows of the tenant's rollup of that slug as it is
+    /// defined now, every window in one rebuild. Returns each run's outcome, in order; an
+    /// error is the message the run fails with.
     async fn rebuild(
         &self,
-        run: &RecomputeRun,
+        runs: &[RecomputeRun],
         computed_at: OffsetDateTime,
-    ) -> Result<RollupRebuildOutcome, String> {
+    ) -> Vec<Result<RollupRebuildOutcome, String>> {
         let p = &self.ports;
-        let range = run.scope().range;
-        if let Some(kind) = ReportKind::from_slug(&run.report_slug) {
+        let Some(first) = runs.first() else {
+            return Vec::new();
+        };
+        if let Some(kind) = ReportKind::from_slug(&first.report_slug) {
             let request = RebuildRequest {
-                tenant: run.tenant,
+                tenant: first.tenant,
                 kind,
-                window: run.window,
-                range,
-                run_id: run.id,
+                window: first.window,
+                range: first.scope().range,
+                run_id: first.id,
                 computed_at,
             };
-            return p
+            let outcome = p
                 .snapshots
                 .rebuild(&request)
                 .await
@@ -320,40 +411,85 @@ impl RecomputeWorker {
                     error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
                     message
                 });
+            return vec![outcome];
         }
-        let stored = match p.definitions.get(run.tenant, &run.report_slug).await {
+        let failed = |message: String| runs.iter().map(|_| Err(message.clone())).collect();
+        let stored = match p.definitions.get(first.tenant, &first.report_slug).await {
             Ok(Some(stored)) => stored,
-            Ok(None) => return Err(format!("report {} has no definition", run.report_slug)),
+            Ok(None) => return failed(format!("report {} has no definition", first.report_slug)),
             Err(err) => {
                 let message = format!(
                     "reading the definition of {} failed: {err}",
-                    run.report_slug
+                    first.report_slug
                 );
                 error!(error = ?anyhow::Error::from(err), "reading a rollup definition failed");
-                return Err(message);
+                return failed(message);
             }
         };
         let definition = stored.definition;
-        if definition.check_window(run.window).is_err() {
-            return Err(format!(
-                "report {} is no longer built by {}",
-                run.report_slug, run.window
-            ));
+        let mut outcomes: Vec<Result<RollupRebuildOutcome, String>> = Vec::new();
+        let mut windows = Vec::new();
+        for run in runs {
+            if definition.check_window(run.window).is_err() {
+                outcomes.push(Err(format!(
+                    "report {} is no longer built by {}",
+                    run.report_slug, run.window
+                )));
+            } else {
+                // A placeholder until the rebuild answers.
+                outcomes.push(Ok(RollupRebuildOutcome {
+                    rows_deleted: 0,
+                    rows_inserted: 0,
+                    values_skipped: 0,
+                }));
+                windows.push(WindowRebuild {
+                    window: run.window,
+                    range: run.scope().range,
+                    run_id: run.id,
+                });
+            }
+        }
+        if windows.is_empty() {
+            return outcomes;
         }
         let request = RollupRebuild {
-            tenant: run.tenant,
-            report: run.report_slug.clone(),
+            tenant: first.tenant,
+            report: first.report_slug.clone(),
             rollup: definition.rollup,
-            window: run.window,
-            range,
-            run_id: run.id,
+            windows,
             computed_at,
         };
-        p.rollups.rebuild(&request).await.map_err(|err| {
-            let message = format!("rollup rebuild failed: {err}");
-            error!(error = ?anyhow::Error::from(err), "rollup rebuild failed");
-            message
-        })
+        let rebuilt = match p.rollups.rebuild(&request).await {
+            Ok(each) if each.len() == request.windows.len() => Ok(each),
+            Ok(each) => Err(format!(
+                "rollup rebuild failed: the store answered for {} of {} windows",
+                each.len(),
+                request.windows.len()
+            )),
+            Err(err) => {
+                let message = format!("rollup rebuild failed: {err}");
+                error!(error = ?anyhow::Error::from(err), "rollup rebuild failed");
+                Err(message)
+            }
+        };
+        let mut rebuilt_windows = request.windows.iter().zip(match &rebuilt {
+            Ok(each) => each.iter().map(|o| Ok(*o)).collect::<Vec<_>>(),
+            Err(message) => request
+                .windows
+                .iter()
+                .map(|_| Err(message.clone()))
+                .collect(),
+        });
+        for (run, outcome) in runs.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_err() {
+                continue;
+            }
+            if let Some((part, result)) = rebuilt_windows.next() {
+                debug_assert_eq!(part.run_id, run.id);
+                *outcome = result;
+            }
+        }
+        outcomes
     }
 
     /// Writes a run's outcome with `write`, again and again while the store cannot be reached,

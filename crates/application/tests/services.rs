@@ -1684,6 +1684,47 @@ fn ops() -> Result<domain::Actor> {
 }
 
 #[tokio::test]
+async fn the_backfill_of_every_window_is_claimed_and_rebuilt_together() -> Result<()> {
+    let h = Harness::new(8);
+    product_events(&h).await?;
+    let change = h
+        .services
+        .rollups
+        .create(TENANT, &by_name_body(), &ops()?)
+        .await?;
+    ensure!(change.runs.len() == 2, "{:?}", change.runs);
+    let claimed = h
+        .adapters
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run")?;
+    let finished = h.worker.execute_with_companions(claimed).await;
+    let ids: Vec<_> = finished.iter().map(|run| run.id).collect();
+    let queued: Vec<_> = change.runs.iter().map(|run| run.id).collect();
+    ensure!(
+        ids == queued,
+        "both backfill runs in one execution: {finished:?}"
+    );
+    for run in &finished {
+        ensure!(run.status == RunStatus::Completed, "{run:?}");
+        ensure!(
+            run.summary.is_some_and(|s| s.rows_inserted > 0),
+            "each window wrote its own rows: {run:?}"
+        );
+    }
+    let completed = h
+        .audit_actions()
+        .await?
+        .into_iter()
+        .filter(|(action, _)| *action == AuditAction::RecomputeCompleted)
+        .count();
+    ensure!(completed == 2, "each run audited as completed: {completed}");
+    ensure!(h.adapters.queue.is_empty(), "nothing left to claim");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_new_report_is_stored_audited_and_backfilled_in_each_window() -> Result<()> {
     let h = Harness::new(8);
     product_events(&h).await?;

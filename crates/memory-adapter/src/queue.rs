@@ -10,7 +10,7 @@ use application::ports::{
     Clock, EnqueueError, Recovered, RunQueue, RunStore, RunStoreError, StoreError,
 };
 use async_trait::async_trait;
-use domain::{RecomputeRun, RunId, TenantId};
+use domain::{RecomputeRun, RunId, RunStatus, TenantId};
 use tokio::sync::Notify;
 
 use crate::{FailSwitch, InMemoryRunStore, lock};
@@ -119,6 +119,49 @@ impl RunQueue for InMemoryRunQueue {
                 None => woken.await,
             }
         }
+    }
+
+    async fn claim_companions(&self, run: &RecomputeRun) -> Result<Vec<RecomputeRun>, StoreError> {
+        self.failure
+            .check("run queue")
+            .map_err(StoreError::Unavailable)?;
+        let queued: Vec<(TenantId, RunId)> = lock(&self.state)
+            .queued
+            .iter()
+            .copied()
+            .filter(|(tenant, id)| *tenant == run.tenant && *id != run.id)
+            .collect();
+        let mut claimed: Vec<RecomputeRun> = Vec::new();
+        for (tenant, id) in queued {
+            let candidate = match self.runs.get(tenant, id).await {
+                Ok(Some(candidate)) => candidate,
+                Ok(None) => continue,
+                Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
+                Err(other) => return Err(StoreError::Unexpected(other.into())),
+            };
+            // The queue is oldest first: the first pending run of each other window.
+            if candidate.report_slug != run.report_slug
+                || candidate.window == run.window
+                || candidate.status != RunStatus::Pending
+                || claimed.iter().any(|c| c.window == candidate.window)
+            {
+                continue;
+            }
+            {
+                let mut state = lock(&self.state);
+                let Some(position) = state.queued.iter().position(|q| *q == (tenant, id)) else {
+                    continue; // claimed by another worker meanwhile
+                };
+                state.queued.remove(position);
+            }
+            match self.runs.start(tenant, id, self.clock.now()).await {
+                Ok(started) => claimed.push(started),
+                Err(RunStoreError::Transition(_) | RunStoreError::NotFound(_)) => {}
+                Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
+                Err(other) => return Err(StoreError::Unexpected(other.into())),
+            }
+        }
+        Ok(claimed)
     }
 
     async fn recover(&self) -> Result<Recovered, StoreError> {

@@ -79,12 +79,17 @@ impl RollupStore for InMemoryRollupStore {
         SourceSystem::Memory
     }
 
-    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
+    async fn rebuild(
+        &self,
+        request: &RollupRebuild,
+    ) -> Result<Vec<RollupRebuildOutcome>, StoreError> {
         self.check()?;
+        request.check()?;
         let rollup = &request.rollup;
-        let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<i64>> = BTreeMap::new();
-        let mut values_skipped = 0_u64;
-        {
+        let mut built = Vec::new();
+        for part in &request.windows {
+            let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<i64>> = BTreeMap::new();
+            let mut values_skipped = 0_u64;
             let tenants = read(&self.events.tenants);
             for event in tenants
                 .get(&request.tenant)
@@ -92,13 +97,13 @@ impl RollupStore for InMemoryRollupStore {
                 .flat_map(|t| t.events.iter())
             {
                 let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
-                if !request.range.contains(date)
+                if !part.range.contains(date)
                     || !rollup.filters.iter().all(|filter| filter.matches(event))
                 {
                     continue;
                 }
                 let key = (
-                    request.window.bucket_start(date),
+                    part.window.bucket_start(date),
                     rollup
                         .dimensions
                         .iter()
@@ -123,32 +128,37 @@ impl RollupStore for InMemoryRollupStore {
                     *sum = sum.checked_add(addend).ok_or_else(overflow)?;
                 }
             }
+            built.push((part, groups, values_skipped));
         }
 
-        // One write lock over delete and insert: readers see the old rows or the new ones.
+        // One write lock over every delete and insert: readers see the old rows or the new.
         let mut series = write(&self.series);
-        let rows = series
-            .entry((request.tenant, request.report.clone(), request.window))
-            .or_default();
-        let before = rows.len();
-        rows.retain(|(bucket, _), _| !request.range.contains(*bucket));
-        let rows_deleted = (before - rows.len()) as u64;
-        let rows_inserted = groups.len() as u64;
-        for (key, measures) in groups {
-            rows.insert(
-                key,
-                Stored {
-                    measures,
-                    computed_at: request.computed_at,
-                    run_id: request.run_id,
-                },
-            );
+        let mut outcomes = Vec::new();
+        for (part, groups, values_skipped) in built {
+            let rows = series
+                .entry((request.tenant, request.report.clone(), part.window))
+                .or_default();
+            let before = rows.len();
+            rows.retain(|(bucket, _), _| !part.range.contains(*bucket));
+            let rows_deleted = (before - rows.len()) as u64;
+            let rows_inserted = groups.len() as u64;
+            for (key, measures) in groups {
+                rows.insert(
+                    key,
+                    Stored {
+                        measures,
+                        computed_at: request.computed_at,
+                        run_id: part.run_id,
+                    },
+                );
+            }
+            outcomes.push(RollupRebuildOutcome {
+                rows_deleted,
+                rows_inserted,
+                values_skipped,
+            });
         }
-        Ok(RollupRebuildOutcome {
-            rows_deleted,
-            rows_inserted,
-            values_skipped,
-        })
+        Ok(outcomes)
     }
 
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {

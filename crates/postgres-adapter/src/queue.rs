@@ -176,6 +176,50 @@ impl RunQueue for PostgresRunQueue {
         }
     }
 
+    async fn claim_companions(&self, run: &RecomputeRun) -> Result<Vec<RecomputeRun>, StoreError> {
+        let client = self.pool.get().await.classify("connecting to claim runs")?;
+        let sql = format!(
+            "WITH candidates AS (
+                 SELECT id AS candidate, window_name AS candidate_window, requested_at AS candidate_at
+                 FROM recompute_runs
+                 WHERE status = 'pending' AND tenant_id = $3 AND report_slug = $4 AND window_name <> $5
+                 FOR UPDATE SKIP LOCKED
+             ), chosen AS (
+                 SELECT DISTINCT ON (candidate_window) candidate
+                 FROM candidates
+                 ORDER BY candidate_window, candidate_at, candidate
+             )
+             UPDATE recompute_runs
+             SET status = 'running', started_at = $1, attempts = attempts + 1,
+                 lease_expires_at = now() + make_interval(secs => $2)
+             FROM chosen
+             WHERE id = chosen.candidate
+             RETURNING {RUN_COLUMNS}"
+        );
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &self.clock.now(),
+                    &self.settings.lease.as_secs_f64(),
+                    &run.tenant.get(),
+                    &run.report_slug.as_str(),
+                    &run.window.as_str(),
+                ],
+            )
+            .await
+            .classify("claiming runs of the same report")?;
+        let claimed = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::from)?;
+        for companion in &claimed {
+            info!(run_id = %companion.id, with = %run.id, report = %companion.report_slug, window = %companion.window, "claimed a recompute run with another of its report");
+        }
+        Ok(claimed)
+    }
+
     async fn recover(&self) -> Result<Recovered, StoreError> {
         let client = self
             .pool

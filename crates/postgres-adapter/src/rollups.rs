@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
     Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage, RollupQuery,
-    RollupRow, TenantId,
+    RollupRow, TenantId, Window,
 };
 use futures_core::Stream;
 use std::{future::poll_fn, pin::pin};
@@ -316,6 +316,40 @@ const COPY_TYPES: [Type; 8] = [
     Type::UUID,
 ];
 
+/// The day rows of a rebuild of several windows, dropped with its transaction.
+const CREATE_GRAIN: &str = "
+    CREATE TEMPORARY TABLE rollup_grain (
+        bucket_start     DATE NOT NULL,
+        dimension_values TEXT[] COLLATE \"C\" NOT NULL,
+        measure_values   BIGINT[] NOT NULL
+    ) ON COMMIT DROP";
+
+/// The day rows, streamed in as the aggregation produces them.
+const COPY_GRAIN: &str =
+    "COPY rollup_grain (bucket_start, dimension_values, measure_values) FROM STDIN (FORMAT binary)";
+
+/// The column types of [`COPY_GRAIN`].
+const GRAIN_TYPES: [Type; 3] = [Type::DATE, Type::TEXT_ARRAY, Type::INT8_ARRAY];
+
+/// The rows of window `$3` over the buckets of `$4..=$5`, summed from the day rows of
+/// [`CREATE_GRAIN`] for tenant `$1` and report `$2`, stamped `$6` and run `$7`: every window's
+/// bucket is a whole number of days, so a count or a sum by window is the sum of the days'.
+fn sum_grain_sql(measures: usize) -> String {
+    let sums: Vec<String> = (1..=measures)
+        .map(|i| format!("sum(measure_values[{i}])::int8"))
+        .collect();
+    format!(
+        "INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                                       dimension_values, measure_values, computed_at, run_id)
+         SELECT $1, $2, $3, date_trunc($3::text, bucket_start::timestamp)::date, dimension_values,
+                ARRAY[{sums}]::int8[], $6, $7
+         FROM rollup_grain
+         WHERE bucket_start BETWEEN $4 AND $5
+         GROUP BY 4, 5",
+        sums = sums.join(", ")
+    )
+}
+
 const DELETE_BUCKETS: &str = "
     DELETE FROM rollup_snapshots
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
@@ -340,13 +374,19 @@ impl RollupStore for PostgresRollupStore {
         SourceSystem::Postgres
     }
 
-    /// Two connections: one holds the write transaction (the lock, the delete, a `COPY` of
+    /// Two connections: one holds the write transaction (the locks, the deletes, a `COPY` of
     /// the new rows), the other runs the aggregation as a plain `SELECT`, which PostgreSQL
     /// may scan in parallel, and its rows stream into the `COPY` as they come, so memory stays
-    /// bounded by a row whatever the rollup's cardinality. Nothing is visible until the write
-    /// transaction commits; any failure rolls it back whole.
-    #[tracing::instrument(skip_all, fields(report = %request.report, window = %request.window, run_id = %request.run_id), err)]
-    async fn rebuild(&self, request: &RollupRebuild) -> Result<RollupRebuildOutcome, StoreError> {
+    /// bounded by a row whatever the rollup's cardinality. One window is aggregated straight
+    /// into its rows; several are aggregated once by day into a temporary table, and each
+    /// window's rows are summed from it. Nothing is visible until the write transaction
+    /// commits; any failure rolls it back whole.
+    #[tracing::instrument(skip_all, fields(report = %request.report, windows = request.windows.len()), err)]
+    async fn rebuild(
+        &self,
+        request: &RollupRebuild,
+    ) -> Result<Vec<RollupRebuildOutcome>, StoreError> {
+        request.check()?;
         let mut writer = self
             .pool
             .get()
@@ -363,18 +403,58 @@ impl RollupStore for PostgresRollupStore {
             .classify("starting a rollup rebuild")?;
         let tenant = request.tenant.get();
         let slug = request.report.as_str();
-        let window = request.window.as_str();
-        let (from, to) = (request.range.from(), request.range.to());
-        // The aggregation starts a bucket at `from` and steps by whole windows.
-        debug_assert_eq!(request.window.widen(request.range), request.range);
-        tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
-            .await
-            .classify("locking the rollup for a rebuild")?;
-        let rows_deleted = tx
-            .execute(DELETE_BUCKETS, &[&tenant, &slug, &window, &from, &to])
-            .await
-            .classify("deleting rebuilt rollup buckets")?;
+        // Locked in window order, the same in every rebuild, so two never wait on each other.
+        let mut order: Vec<usize> = (0..request.windows.len()).collect();
+        order.sort_by_key(|&i| request.windows[i].window);
+        let mut outcomes = vec![
+            RollupRebuildOutcome {
+                rows_deleted: 0,
+                rows_inserted: 0,
+                values_skipped: 0,
+            };
+            request.windows.len()
+        ];
+        for &i in &order {
+            let part = &request.windows[i];
+            let window = part.window.as_str();
+            // Each window's rows start a bucket at its `from` and step by whole windows.
+            debug_assert_eq!(part.window.widen(part.range), part.range);
+            tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
+                .await
+                .classify("locking the rollup for a rebuild")?;
+            outcomes[i].rows_deleted = tx
+                .execute(
+                    DELETE_BUCKETS,
+                    &[
+                        &tenant,
+                        &slug,
+                        &window,
+                        &part.range.from(),
+                        &part.range.to(),
+                    ],
+                )
+                .await
+                .classify("deleting rebuilt rollup buckets")?;
+        }
 
+        // One window: its own buckets. Several: days, which every window's buckets tile.
+        let (grain, from, to) = match request.windows.as_slice() {
+            [only] => (only.window, only.range.from(), only.range.to()),
+            parts => (
+                Window::Day,
+                parts
+                    .iter()
+                    .map(|p| p.range.from())
+                    .min()
+                    .unwrap_or(Date::MIN),
+                parts
+                    .iter()
+                    .map(|p| p.range.to())
+                    .max()
+                    .unwrap_or(Date::MIN),
+            ),
+        };
+        let direct = request.windows.len() == 1;
         let read = reader
             .build_transaction()
             .read_only(true)
@@ -385,51 +465,90 @@ impl RollupStore for PostgresRollupStore {
             .await
             .classify("configuring the rollup aggregation")?;
         let (sql, binds) = aggregate_sql(&request.rollup);
-        let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &window, &from, &to];
+        let grain_name = grain.as_str();
+        let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &from, &to];
         let rows = read
             .query_raw(&sql, with_fixed(&fixed, &binds))
             .await
             .classify("aggregating events into rollup snapshots")?;
+        if !direct {
+            tx.batch_execute(CREATE_GRAIN)
+                .await
+                .classify("preparing a rollup rebuild")?;
+        }
         let sink = tx
-            .copy_in(COPY_ROWS)
+            .copy_in(if direct { COPY_ROWS } else { COPY_GRAIN })
             .await
             .classify("writing rollup snapshots")?;
         let mut rows = pin!(rows);
-        let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
-        let run_id = request.run_id.as_uuid();
-        let mut values_skipped: i64 = 0;
+        let mut copy = pin!(BinaryCopyInWriter::new(
+            sink,
+            if direct { &COPY_TYPES } else { &GRAIN_TYPES },
+        ));
+        let only = &request.windows[0];
+        let (only_window, only_run) = (only.window.as_str(), only.run_id.as_uuid());
         while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = row.classify("aggregating events into rollup snapshots")?;
             let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
             let bucket: Date = row.try_get(0).map_err(get)?;
             let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
             let measures: Vec<i64> = row.try_get(2).map_err(get)?;
-            let skipped: i64 = row.try_get(3).map_err(get)?;
-            values_skipped += skipped;
-            copy.as_mut()
-                .write(&[
-                    &tenant,
-                    &slug,
-                    &window,
-                    &bucket,
-                    &dimensions,
-                    &measures,
-                    &request.computed_at,
-                    &run_id,
-                ])
-                .await
-                .classify("writing rollup snapshots")?;
+            let skipped = u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0);
+            for (part, outcome) in request.windows.iter().zip(outcomes.iter_mut()) {
+                if part.range.contains(bucket) {
+                    outcome.values_skipped += skipped;
+                }
+            }
+            let written = if direct {
+                copy.as_mut()
+                    .write(&[
+                        &tenant,
+                        &slug,
+                        &only_window,
+                        &bucket,
+                        &dimensions,
+                        &measures,
+                        &request.computed_at,
+                        &only_run,
+                    ])
+                    .await
+            } else {
+                copy.as_mut()
+                    .write(&[&bucket, &dimensions, &measures])
+                    .await
+            };
+            written.classify("writing rollup snapshots")?;
         }
-        let rows_inserted = copy.finish().await.classify("writing rollup snapshots")?;
+        let copied = copy.finish().await.classify("writing rollup snapshots")?;
         read.commit()
             .await
             .classify("finishing a rollup aggregation")?;
+        if direct {
+            outcomes[0].rows_inserted = copied;
+        } else {
+            let insert = sum_grain_sql(request.rollup.measures.len());
+            for &i in &order {
+                let part = &request.windows[i];
+                let run_id = part.run_id.as_uuid();
+                outcomes[i].rows_inserted = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &tenant,
+                            &slug,
+                            &part.window.as_str(),
+                            &part.range.from(),
+                            &part.range.to(),
+                            &request.computed_at,
+                            &run_id,
+                        ],
+                    )
+                    .await
+                    .classify("summing rollup snapshots from days")?;
+            }
+        }
         tx.commit().await.classify("committing a rollup rebuild")?;
-        Ok(RollupRebuildOutcome {
-            rows_deleted,
-            rows_inserted,
-            values_skipped: u64::try_from(values_skipped).unwrap_or(0),
-        })
+        Ok(outcomes)
     }
 
     #[tracing::instrument(skip_all, fields(report = %query.report, window = %query.window), err)]

@@ -381,6 +381,8 @@ macro_rules! contract_tests {
             nothing_is_read_before_a_rebuild,
             without_dimensions_each_bucket_with_events_is_one_row,
             a_rebuild_replaces_only_the_buckets_of_its_range,
+            windows_rebuilt_together_equal_each_window_rebuilt_alone,
+            a_rebuild_naming_a_window_twice_is_refused_and_changes_nothing,
             tenants_windows_and_rollups_are_kept_apart,
             remove_deletes_every_window_of_the_rollup_and_nothing_else,
         ] $($rest)* }
@@ -425,6 +427,7 @@ macro_rules! contract_tests {
             a_run_failed_while_queued_is_skipped,
             a_closed_queue_hands_out_nothing,
             a_closed_queue_accepts_nothing,
+            the_pending_runs_of_a_reports_other_windows_are_claimed_with_it,
         ] $($rest)* }
     };
     (@port audit_log $($rest:tt)*) => {

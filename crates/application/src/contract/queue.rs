@@ -18,7 +18,7 @@ use time::{
 use super::run_of;
 use crate::ports::{EnqueueError, Recovered, RunQueue, RunStore};
 
-/// An empty queue of `capacity` runs (at least three) over a run store with no runs for
+/// An empty queue of `capacity` runs (at least four) over a run store with no runs for
 /// `tenant`; its clock reads `started_at`.
 pub struct Fixture {
     pub queue: Arc<dyn RunQueue>,
@@ -192,6 +192,99 @@ pub async fn a_closed_queue_accepts_nothing(f: &Fixture) -> Result<()> {
     ensure!(
         matches!(f.queue.enqueue(&late).await, Err(EnqueueError::Closed)),
         "a closed queue accepts nothing"
+    );
+    Ok(())
+}
+
+pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
+    f: &Fixture,
+) -> Result<()> {
+    ensure!(
+        f.capacity >= 4,
+        "the companions' scenario needs a capacity of at least four runs"
+    );
+    let at = |n: i64| T0 + time::Duration::seconds(n);
+    let day = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Day,
+        date!(2026 - 01 - 05),
+        at(0),
+    )?;
+    let week = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Week,
+        date!(2026 - 01 - 05),
+        at(1),
+    )?;
+    let later_week = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Week,
+        date!(2026 - 01 - 12),
+        at(2),
+    )?;
+    let other = run_of(
+        f.tenant,
+        "other-rollup",
+        Window::Month,
+        date!(2026 - 01 - 01),
+        at(3),
+    )?;
+    for run in [&day, &week, &later_week, &other] {
+        f.runs.create(run).await?;
+        f.queue.enqueue(run).await?;
+    }
+    let first = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    ensure!(first.id == day.id, "first in, first out");
+    let companions = f.queue.claim_companions(&first).await?;
+    let ids: Vec<_> = companions.iter().map(|run| run.id).collect();
+    ensure!(
+        ids == vec![week.id],
+        "the oldest run of each other window of the report is claimed with it: {companions:?}"
+    );
+    ensure!(
+        companions[0].status == RunStatus::Running
+            && companions[0].started_at == Some(f.started_at),
+        "a companion is claimed as claim_next claims: {:?}",
+        companions[0]
+    );
+    let stored = f
+        .runs
+        .get(f.tenant, week.id)
+        .await?
+        .context("the week run")?;
+    ensure!(
+        stored.status == RunStatus::Running,
+        "stored as running: {stored:?}"
+    );
+    let next = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    ensure!(
+        next.id == later_week.id,
+        "the claimed companion is skipped, the later week run is next"
+    );
+    let none = f.queue.claim_companions(&next).await?;
+    ensure!(
+        none.is_empty(),
+        "the report has no other pending run: {none:?}"
+    );
+    let last = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    ensure!(
+        last.id == other.id,
+        "another report's run is left for its own claim"
     );
     Ok(())
 }

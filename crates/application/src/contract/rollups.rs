@@ -23,7 +23,7 @@ use time::{
 };
 
 use super::{range, store};
-use crate::ports::{EventStore, RollupRebuild, RollupRebuildOutcome, RollupStore};
+use crate::ports::{EventStore, RollupRebuild, RollupRebuildOutcome, RollupStore, WindowRebuild};
 
 /// Stores with no events or rollup rows for `tenant` and `other`, over one database.
 pub struct Fixture {
@@ -266,14 +266,36 @@ async fn rebuild(
     range: DateRange,
     at: OffsetDateTime,
 ) -> Result<RollupRebuildOutcome> {
+    let mut outcomes = rebuild_together(f, tenant, definition, &[(window, range)], at).await?;
+    ensure!(
+        outcomes.len() == 1,
+        "{} outcomes of one window",
+        outcomes.len()
+    );
+    outcomes.pop().context("the outcome")
+}
+
+/// Rebuilds the windows of `parts`, each over its range widened to whole buckets, in one call.
+async fn rebuild_together(
+    f: &Fixture,
+    tenant: TenantId,
+    definition: &RollupDefinition,
+    parts: &[(Window, DateRange)],
+    at: OffsetDateTime,
+) -> Result<Vec<RollupRebuildOutcome>> {
     Ok(f.rollups
         .rebuild(&RollupRebuild {
             tenant,
             report: definition.slug.clone(),
             rollup: definition.rollup.clone(),
-            window,
-            range: window.widen(range),
-            run_id: RunId::generate(),
+            windows: parts
+                .iter()
+                .map(|&(window, range)| WindowRebuild {
+                    window,
+                    range: window.widen(range),
+                    run_id: RunId::generate(),
+                })
+                .collect(),
             computed_at: at,
         })
         .await?)
@@ -754,6 +776,99 @@ pub async fn a_rebuild_replaces_only_the_buckets_of_its_range(f: &Fixture) -> Re
         rebuilt.last_refreshed_at,
         before.last_refreshed_at
     );
+    Ok(())
+}
+
+pub async fn windows_rebuilt_together_equal_each_window_rebuilt_alone(f: &Fixture) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "together",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "qty", "kind": "sum", "field": "properties.qty"}],
+        "dimensions": [{"field": "event_name"}, {"field": "properties.channel"}],
+        "windows": [{"window": "day"}, {"window": "week"}, {"window": "month"}]
+    }))?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    // Three windows over three different ranges, none inside another's.
+    let parts = [
+        (
+            Window::Month,
+            range(date!(2026 - 02 - 01), date!(2026 - 03 - 31))?,
+        ),
+        (
+            Window::Day,
+            range(date!(2026 - 01 - 10), date!(2026 - 02 - 20))?,
+        ),
+        (
+            Window::Week,
+            range(date!(2026 - 01 - 01), date!(2026 - 02 - 03))?,
+        ),
+    ];
+    let outcomes = rebuild_together(f, f.tenant, &definition, &parts, FIRST_BUILD).await?;
+    ensure!(
+        outcomes.len() == 3,
+        "{} outcomes of three windows",
+        outcomes.len()
+    );
+    for ((window, part), outcome) in parts.iter().zip(&outcomes) {
+        let rebuilt = window.widen(*part);
+        let read = Read::all(*window, quarter()?, 2);
+        let page = read_all(f, f.tenant, &definition, &read).await?;
+        let (expected, skipped) = direct(&events, &definition.rollup, rebuilt, &read);
+        ensure!(!expected.is_empty(), "{window}: the scenario reads no rows");
+        ensure!(
+            page.rows == expected,
+            "{window}: read {} rows, expected {}; first difference: {:?}",
+            page.rows.len(),
+            expected.len(),
+            page.rows
+                .iter()
+                .zip(&expected)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("{a:?} instead of {b:?}"))
+        );
+        ensure!(
+            outcome.rows_inserted == expected.len() as u64
+                && outcome.rows_deleted == 0
+                && outcome.values_skipped == skipped,
+            "{window}: {outcome:?}, expected {} rows and {skipped} skipped",
+            expected.len()
+        );
+    }
+    // Again, over rows that exist now: each window deletes exactly its own.
+    let again = rebuild_together(f, f.tenant, &definition, &parts, SECOND_BUILD).await?;
+    for (first, second) in outcomes.iter().zip(&again) {
+        ensure!(
+            second.rows_deleted == first.rows_inserted
+                && second.rows_inserted == first.rows_inserted,
+            "a second rebuild: {second:?} after {first:?}"
+        );
+    }
+    Ok(())
+}
+
+pub async fn a_rebuild_naming_a_window_twice_is_refused_and_changes_nothing(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let whole = quarter()?;
+    let twice = [
+        (Window::Day, whole),
+        (Window::Week, whole),
+        (Window::Day, whole),
+    ];
+    let refused = rebuild_together(f, f.tenant, &definition, &twice, FIRST_BUILD).await;
+    ensure!(refused.is_err(), "a window named twice was accepted");
+    let refused = rebuild_together(f, f.tenant, &definition, &[], FIRST_BUILD).await;
+    ensure!(refused.is_err(), "a rebuild of no window was accepted");
+    for window in [Window::Day, Window::Week] {
+        let page = read_all(f, f.tenant, &definition, &Read::all(window, whole, 2)).await?;
+        ensure!(
+            page.rows.is_empty(),
+            "{window}: a refused rebuild wrote {page:?}"
+        );
+    }
     Ok(())
 }
 
