@@ -331,16 +331,27 @@ const COPY_GRAIN: &str =
 /// The column types of [`COPY_GRAIN`].
 const GRAIN_TYPES: [Type; 3] = [Type::DATE, Type::TEXT_ARRAY, Type::INT8_ARRAY];
 
-/// The rows of window `$3` over the buckets of `$4..=$5`, summed from the day rows of
-/// [`CREATE_GRAIN`] for tenant `$1` and report `$2`, stamped `$6` and run `$7`: every window's
-/// bucket is a whole number of days, so a count or a sum by window is the sum of the days'.
-fn sum_grain_sql(measures: usize) -> String {
+/// The rows of `window` (`$3`) over the buckets of `$4..=$5` from the day rows of
+/// [`CREATE_GRAIN`], for tenant `$1` and report `$2`, stamped `$6` and run `$7`: the day rows
+/// themselves, or sums of them, since every window's bucket is a whole number of days and a
+/// count or a sum by window is the sum of its days'.
+fn from_grain_sql(window: Window, measures: usize) -> String {
+    const INSERT: &str =
+        "INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                                       dimension_values, measure_values, computed_at, run_id)";
+    if window == Window::Day {
+        return format!(
+            "{INSERT}
+             SELECT $1, $2, $3, bucket_start, dimension_values, measure_values, $6, $7
+             FROM rollup_grain
+             WHERE bucket_start BETWEEN $4 AND $5"
+        );
+    }
     let sums: Vec<String> = (1..=measures)
         .map(|i| format!("sum(measure_values[{i}])::int8"))
         .collect();
     format!(
-        "INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                                       dimension_values, measure_values, computed_at, run_id)
+        "{INSERT}
          SELECT $1, $2, $3, date_trunc($3::text, bucket_start::timestamp)::date, dimension_values,
                 ARRAY[{sums}]::int8[], $6, $7
          FROM rollup_grain
@@ -526,10 +537,10 @@ impl RollupStore for PostgresRollupStore {
         if direct {
             outcomes[0].rows_inserted = copied;
         } else {
-            let insert = sum_grain_sql(request.rollup.measures.len());
             for &i in &order {
                 let part = &request.windows[i];
                 let run_id = part.run_id.as_uuid();
+                let insert = from_grain_sql(part.window, request.rollup.measures.len());
                 outcomes[i].rows_inserted = tx
                     .execute(
                         &insert,
