@@ -14,8 +14,8 @@ use tracing::warn;
 
 use crate::digest::sha256_hex;
 use crate::ports::{
-    CacheKey, CacheVersions, Clock, EventChanges, ReportCatalog, ResponseCache, SnapshotStore,
-    SourceSystem, StoreError,
+    CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, SnapshotStore, SourceSystem,
+    StoreError,
 };
 
 /// The default number of rows of a report page.
@@ -308,8 +308,6 @@ pub struct ReportService {
     versions: Arc<dyn CacheVersions>,
     clock: Arc<dyn Clock>,
     max_range_days: u32,
-    /// Where to learn when events last changed, for `stale`.
-    events: Arc<dyn EventChanges>,
 }
 
 /// The ports a [`ReportService`] works with.
@@ -319,9 +317,6 @@ pub struct ReportPorts {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub cache: Arc<dyn ResponseCache>,
     pub versions: Arc<dyn CacheVersions>,
-    /// Results are reported `stale` when events of their range changed after the snapshots
-    /// read were computed.
-    pub events: Arc<dyn EventChanges>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -343,20 +338,7 @@ impl ReportService {
             versions: ports.versions,
             clock: ports.clock,
             max_range_days,
-            events: ports.events,
         }
-    }
-
-    /// Whether events of `query`'s range changed after `refreshed`.
-    async fn is_stale(&self, query: &ReportQuery, refreshed: Option<OffsetDateTime>) -> bool {
-        changed_after(
-            self.events.as_ref(),
-            query.tenant,
-            query.window,
-            query.range,
-            refreshed,
-        )
-        .await
     }
 
     /// The public reports matching `query`.
@@ -447,7 +429,7 @@ impl ReportService {
         }
 
         let page = self.snapshots.query(&query).await?;
-        let stale = self.is_stale(&query, page.last_refreshed_at).await;
+        let stale = page.is_stale();
         let fresh = CachedResult {
             generated_at: self.clock.now(),
             rows: ReportRows::Decoded(page.rows),
@@ -563,27 +545,6 @@ pub fn params_hash(query: &ReportQuery) -> String {
         query.page.offset(),
     );
     sha256_hex(normalized.as_bytes())
-}
-
-/// Whether events of `tenant` dated in `range`, widened to whole buckets of `window` (a week
-/// bucket holds all seven of its days, whichever of them the range names), changed after
-/// `refreshed`: the `stale` of a result read from snapshots computed then. When the changes
-/// cannot be read the result is reported fresh.
-pub(crate) async fn changed_after(
-    events: &dyn EventChanges,
-    tenant: TenantId,
-    window: Window,
-    range: DateRange,
-    refreshed: Option<OffsetDateTime>,
-) -> bool {
-    match events.changed_since(tenant, window.widen(range)).await {
-        Ok(Some(changed)) => refreshed.is_none_or(|refreshed| changed > refreshed),
-        Ok(None) => false,
-        Err(err) => {
-            warn!(error = %err, "could not read event changes; reporting the result as fresh");
-            false
-        }
-    }
 }
 
 /// Milliseconds since `started`, to the microsecond: the `execution_ms` of a result.

@@ -16,7 +16,7 @@ use tracing::warn;
 use crate::{
     RecomputeService,
     ports::{
-        AuditLog, CacheKey, CacheVersions, Clock, DefinitionError, EventChanges, ResponseCache,
+        AuditLog, CacheKey, CacheVersions, Clock, DefinitionError, ResponseCache,
         RollupDefinitions, RollupStore, SourceSystem, StoreError, StoredRollup,
     },
     recompute::{RecomputeRequest, TriggerError},
@@ -76,8 +76,6 @@ pub struct RollupChange {
 pub struct RollupPorts {
     pub definitions: Arc<dyn RollupDefinitions>,
     pub rollups: Arc<dyn RollupStore>,
-    /// When each day's events last changed, for `stale`.
-    pub events: Arc<dyn EventChanges>,
     pub cache: Arc<dyn ResponseCache>,
     pub versions: Arc<dyn CacheVersions>,
     pub audit: Arc<dyn AuditLog>,
@@ -671,14 +669,7 @@ impl RollupService {
             });
         }
         let page = self.ports.rollups.read(&query).await?;
-        let stale = crate::reports::changed_after(
-            self.ports.events.as_ref(),
-            tenant,
-            query.window,
-            query.range,
-            page.last_refreshed_at,
-        )
-        .await;
+        let stale = page.is_stale();
         let fresh = CachedRead {
             generated_at: self.ports.clock.now(),
             rows: page.rows,

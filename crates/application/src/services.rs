@@ -133,7 +133,6 @@ impl Services {
                 snapshots: ports.snapshots.clone(),
                 cache: ports.cache.clone(),
                 versions: ports.versions.clone(),
-                events: ports.events.clone(),
                 clock: clock.clone(),
             },
             settings.max_range_days,
@@ -169,7 +168,6 @@ impl Services {
             RollupPorts {
                 definitions: ports.definitions.clone(),
                 rollups: ports.rollups.clone(),
-                events: ports.events.clone(),
                 cache: ports.cache.clone(),
                 versions: ports.versions.clone(),
                 audit: ports.audit.clone(),

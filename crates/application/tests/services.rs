@@ -246,6 +246,7 @@ async fn a_cache_hit_does_not_touch_the_snapshot_store() -> Result<()> {
             rows: vec![],
             total_rows: 0,
             last_refreshed_at: None,
+            changed_at: None,
         })
     });
     let h = Harness::with_snapshots(8, Some(Arc::new(snapshots)));

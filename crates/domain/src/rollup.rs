@@ -611,6 +611,16 @@ pub struct RollupPage {
     pub rows: Vec<RollupRow>,
     pub total_rows: u64,
     pub last_refreshed_at: Option<OffsetDateTime>,
+    /// When the tenant's events dated in the query's range, widened to whole buckets, last
+    /// changed; `None` when no change is recorded.
+    pub changed_at: Option<OffsetDateTime>,
+}
+
+impl RollupPage {
+    /// Whether events the page counts changed after its newest row was computed.
+    pub fn is_stale(&self) -> bool {
+        crate::report::is_stale(self.changed_at, self.last_refreshed_at)
+    }
 }
 
 /// Orders two rows of a read as [`RollupOrder`] defines: the reference every adapter follows.

@@ -103,12 +103,23 @@ impl EventChanges for InMemoryEventStore {
         self.failure
             .check("event store")
             .map_err(StoreError::Unavailable)?;
-        Ok(read(&self.tenants).get(&tenant).and_then(|t| {
+        Ok(self.latest_change(tenant, range))
+    }
+}
+
+impl InMemoryEventStore {
+    /// When events of `tenant` dated in `range` last changed.
+    pub(crate) fn latest_change(
+        &self,
+        tenant: TenantId,
+        range: DateRange,
+    ) -> Option<OffsetDateTime> {
+        read(&self.tenants).get(&tenant).and_then(|t| {
             t.changed
                 .range(range.from()..=range.to())
                 .map(|(_, at)| *at)
                 .max()
-        }))
+        })
     }
 }
 

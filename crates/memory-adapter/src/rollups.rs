@@ -163,6 +163,10 @@ impl RollupStore for InMemoryRollupStore {
 
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
         self.check()?;
+        // Read before the rows' lock: the event store's lock is never taken while it is held.
+        let changed_at = self
+            .events
+            .latest_change(query.tenant, query.window.widen(query.range));
         let series = read(&self.series);
         let mut grouped: HashMap<RowKey, Vec<i64>> = HashMap::new();
         let mut last_refreshed_at = None;
@@ -207,6 +211,7 @@ impl RollupStore for InMemoryRollupStore {
             rows: query.page.slice(rows),
             total_rows,
             last_refreshed_at,
+            changed_at,
         })
     }
 

@@ -91,6 +91,10 @@ impl SnapshotStore for InMemorySnapshotStore {
 
     async fn query(&self, query: &ReportQuery) -> Result<SnapshotPage, StoreError> {
         self.check()?;
+        // Read before the rows' lock: the event store's lock is never taken while it is held.
+        let changed_at = self
+            .events
+            .latest_change(query.tenant, query.window.widen(query.range));
         let series = read(&self.series);
         let empty = Series::new();
         let rows = series
@@ -169,6 +173,7 @@ impl SnapshotStore for InMemorySnapshotStore {
             rows: query.page.slice(all_rows),
             total_rows,
             last_refreshed_at,
+            changed_at,
         })
     }
 

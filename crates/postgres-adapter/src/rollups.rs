@@ -213,10 +213,12 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
 }
 
 /// The read of `query`: `$1` tenant, `$2` report, `$3` window, buckets starting in `$4..=$5`,
-/// page `$6` rows from `$7`. Every row carries the whole read's row count and newest
-/// `computed_at`; an empty page is one row of nulls carrying them.
+/// page `$6` rows from `$7`, event changes dated in `$8..=$9` (the range widened to whole
+/// buckets). Every row carries the whole read's row count, its newest `computed_at` and the
+/// latest change to its events; an empty page is one row of nulls carrying them. The
+/// snapshot rows are read once.
 fn read_sql(query: &RollupQuery) -> (String, Binds) {
-    let mut binds = Binds::after(7);
+    let mut binds = Binds::after(9);
     let filters: String = query
         .filters
         .iter()
@@ -260,23 +262,23 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     order.push("bucket_date".to_owned());
     order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
     let sql = format!(
-        "WITH selected AS (
-            SELECT bucket_start, dimension_values, measure_values, computed_at
+        "WITH grouped AS (
+            SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
+                   max(computed_at) AS computed_at
             FROM rollup_snapshots
             WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
-              AND bucket_start BETWEEN $4 AND $5{filters}
-        ), grouped AS (
-            SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures
-            FROM selected{group_by}
+              AND bucket_start BETWEEN $4 AND $5{filters}{group_by}
             HAVING count(*) > 0
         ), page AS (
-            SELECT grouped.*, row_number() OVER (ORDER BY {order}) AS n
+            SELECT bucket_date, dimensions, measures, row_number() OVER (ORDER BY {order}) AS n
             FROM grouped
             ORDER BY n
             LIMIT $6 OFFSET $7
         )
         SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
-               (SELECT max(computed_at) FROM selected) AS last_refreshed_at,
+               (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
+               (SELECT max(changed_at) FROM stale_days
+                WHERE tenant_id = $1 AND day BETWEEN $8 AND $9) AS changed_at,
                page.bucket_date, page.dimensions, page.measures
         FROM (SELECT 1) AS one
         LEFT JOIN page ON true
@@ -576,16 +578,32 @@ impl RollupStore for PostgresRollupStore {
         let (from, to) = (query.range.from(), query.range.to());
         let limit = i64::from(query.page.limit());
         let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
-        let fixed: [&(dyn ToSql + Sync); 7] =
-            [&tenant, &slug, &window, &from, &to, &limit, &offset];
+        let widened = query.window.widen(query.range);
+        let (changed_from, changed_to) = (widened.from(), widened.to());
+        let fixed: [&(dyn ToSql + Sync); 9] = [
+            &tenant,
+            &slug,
+            &window,
+            &from,
+            &to,
+            &limit,
+            &offset,
+            &changed_from,
+            &changed_to,
+        ];
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .classify("preparing a rollup read")?;
         let rows = client
-            .query(&sql, &with_fixed(&fixed, &binds))
+            .query(&statement, &with_fixed(&fixed, &binds))
             .await
             .classify("reading rollup rows")?;
         let mut page = RollupPage {
             rows: Vec::new(),
             total_rows: 0,
             last_refreshed_at: None,
+            changed_at: None,
         };
         for row in &rows {
             let get = |e: tokio_postgres::Error| corrupt("rollup row", e);
@@ -593,6 +611,9 @@ impl RollupStore for PostgresRollupStore {
             page.total_rows = u64::try_from(total).unwrap_or(0);
             page.last_refreshed_at = row
                 .try_get::<_, Option<OffsetDateTime>>("last_refreshed_at")
+                .map_err(get)?;
+            page.changed_at = row
+                .try_get::<_, Option<OffsetDateTime>>("changed_at")
                 .map_err(get)?;
             let dimensions: Option<Vec<Option<String>>> = row.try_get("dimensions").map_err(get)?;
             let Some(dimensions) = dimensions else {

@@ -4,7 +4,7 @@ use application::ports::{RebuildOutcome, RebuildRequest, SnapshotStore, SourceSy
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{Breakdown, ReportKind, ReportQuery, ReportRow, SnapshotPage, TenantId};
-use time::{Date, OffsetDateTime};
+use time::Date;
 use tokio_postgres::Row;
 
 use crate::error::{Failure, PgResultExt, corrupt};
@@ -22,65 +22,59 @@ impl PostgresSnapshotStore {
     }
 }
 
-/// The snapshot rows a query reads: `$1` tenant, `$2` report, `$3` window, buckets starting in
-/// `$4..=$5`, optionally only dimension value `$6`. Served by the primary key, whose prefix is
-/// exactly these columns.
-const SELECTED: &str = "
-    WITH selected AS (
-        SELECT bucket_start, dimension_value, metric_value, computed_at
-        FROM metric_snapshots
-        WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
-          AND bucket_start BETWEEN $4 AND $5
-          AND metric_name = 'event_count'
-          AND ($6::text IS NULL OR dimension_value = $6)
-    )";
-
-/// How each report shape groups and orders the selected rows. Every shape yields the columns
-/// (bucket_date, name, event_count) with NULL where the shape has none; text is ordered by
-/// byte value (`COLLATE "C"`) so every adapter agrees.
-fn grouping(kind: ReportKind, breakdown: Breakdown) -> &'static str {
-    match (kind, breakdown) {
-        (ReportKind::VolumeByPeriod, Breakdown::Source) | (ReportKind::StatusCounts, Breakdown::Period) => {
-            ", grouped AS (
-                SELECT bucket_start AS bucket_date, dimension_value AS name, sum(metric_value)::int8 AS event_count
-                FROM selected GROUP BY bucket_start, dimension_value
-            )
-            SELECT bucket_date, name, event_count FROM grouped
-            ORDER BY bucket_date, name COLLATE \"C\""
-        }
-        (ReportKind::VolumeByPeriod, _) => {
-            ", grouped AS (
-                SELECT bucket_start AS bucket_date, NULL::text AS name, sum(metric_value)::int8 AS event_count
-                FROM selected GROUP BY bucket_start
-            )
-            SELECT bucket_date, name, event_count FROM grouped
-            ORDER BY bucket_date"
-        }
-        (ReportKind::StatusCounts | ReportKind::TopEntities, _) => {
-            ", grouped AS (
-                SELECT NULL::date AS bucket_date, dimension_value AS name, sum(metric_value)::int8 AS event_count
-                FROM selected GROUP BY dimension_value
-            )
-            SELECT bucket_date, name, event_count FROM grouped
-            ORDER BY event_count DESC, name COLLATE \"C\""
-        }
-    }
-}
-
-/// The total and freshness of the same selection, for the page's metadata.
-fn totals(kind: ReportKind, breakdown: Breakdown) -> &'static str {
-    match (kind, breakdown) {
+/// The one statement of a read: `$1` tenant, `$2` report, `$3` window, buckets starting in
+/// `$4..=$5`, optionally only dimension value `$6`, page `$7` rows from `$8`, and event changes
+/// dated in `$9..=$10` (the range widened to whole buckets). Every row carries the whole
+/// read's row count, its newest `computed_at` and the latest change to its events; an empty
+/// page is one row of nulls carrying them. The selection is served by the primary key, whose
+/// prefix is exactly its columns, and read once.
+///
+/// Each report shape yields the columns (bucket_date, name, event_count) with NULL where the
+/// shape has none; text is ordered by byte value (`COLLATE "C"`) so every adapter agrees.
+pub fn read_sql(kind: ReportKind, breakdown: Breakdown) -> String {
+    let (bucket, name, group_by, order) = match (kind, breakdown) {
         (ReportKind::VolumeByPeriod, Breakdown::Source)
-        | (ReportKind::StatusCounts, Breakdown::Period) => {
-            "SELECT count(DISTINCT (bucket_start, dimension_value)), max(computed_at) FROM selected"
-        }
+        | (ReportKind::StatusCounts, Breakdown::Period) => (
+            "bucket_start",
+            "dimension_value",
+            "bucket_start, dimension_value",
+            "bucket_date, name COLLATE \"C\"",
+        ),
         (ReportKind::VolumeByPeriod, _) => {
-            "SELECT count(DISTINCT bucket_start), max(computed_at) FROM selected"
+            ("bucket_start", "NULL::text", "bucket_start", "bucket_date")
         }
-        (ReportKind::StatusCounts | ReportKind::TopEntities, _) => {
-            "SELECT count(DISTINCT dimension_value), max(computed_at) FROM selected"
-        }
-    }
+        (ReportKind::StatusCounts | ReportKind::TopEntities, _) => (
+            "NULL::date",
+            "dimension_value",
+            "dimension_value",
+            "event_count DESC, name COLLATE \"C\"",
+        ),
+    };
+    format!(
+        "WITH grouped AS (
+            SELECT {bucket} AS bucket_date, {name} AS name, sum(metric_value)::int8 AS event_count,
+                   max(computed_at) AS computed_at
+            FROM metric_snapshots
+            WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+              AND bucket_start BETWEEN $4 AND $5
+              AND metric_name = 'event_count'
+              AND ($6::text IS NULL OR dimension_value = $6)
+            GROUP BY {group_by}
+        ), page AS (
+            SELECT bucket_date, name, event_count, row_number() OVER (ORDER BY {order}) AS n
+            FROM grouped
+            ORDER BY n
+            LIMIT $7 OFFSET $8
+        )
+        SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
+               (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
+               (SELECT max(changed_at) FROM stale_days
+                WHERE tenant_id = $1 AND day BETWEEN $9 AND $10) AS changed_at,
+               page.bucket_date, page.name, page.event_count
+        FROM (SELECT 1) AS one
+        LEFT JOIN page ON true
+        ORDER BY page.n"
+    )
 }
 
 fn report_row(kind: ReportKind, breakdown: Breakdown, row: &Row) -> Result<ReportRow, Failure> {
@@ -197,17 +191,18 @@ impl SnapshotStore for PostgresSnapshotStore {
             .classify("connecting to read snapshots")?;
         let filter = query.filter.as_ref().map(|f| f.value());
         let (from, to) = (query.range.from(), query.range.to());
+        let widened = query.window.widen(query.range);
         let slug = query.kind.slug();
         let window = query.window.as_str();
-        let rows_sql = format!(
-            "{SELECTED}{} LIMIT $7 OFFSET $8",
-            grouping(query.kind, query.breakdown)
-        );
         let limit = i64::from(query.page.limit());
         let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
+        let statement = client
+            .prepare_cached(&read_sql(query.kind, query.breakdown))
+            .await
+            .classify("preparing a snapshot read")?;
         let rows = client
             .query(
-                &rows_sql,
+                &statement,
                 &[
                     &query.tenant.get(),
                     &slug,
@@ -217,29 +212,32 @@ impl SnapshotStore for PostgresSnapshotStore {
                     &filter,
                     &limit,
                     &offset,
+                    &widened.from(),
+                    &widened.to(),
                 ],
             )
             .await
             .classify("reading snapshot rows")?;
-        let totals_sql = format!("{SELECTED} {}", totals(query.kind, query.breakdown));
-        let summary = client
-            .query_one(
-                &totals_sql,
-                &[&query.tenant.get(), &slug, &window, &from, &to, &filter],
-            )
-            .await
-            .classify("counting snapshot rows")?;
-        let total: i64 = summary.try_get(0).map_err(|e| corrupt("row count", e))?;
-        let last_refreshed_at: Option<OffsetDateTime> =
-            summary.try_get(1).map_err(|e| corrupt("computed_at", e))?;
-        Ok(SnapshotPage {
-            rows: rows
-                .iter()
-                .map(|row| report_row(query.kind, query.breakdown, row))
-                .collect::<Result<_, _>>()?,
-            total_rows: u64::try_from(total).unwrap_or(0),
-            last_refreshed_at,
-        })
+        let mut page = SnapshotPage {
+            rows: Vec::new(),
+            total_rows: 0,
+            last_refreshed_at: None,
+            changed_at: None,
+        };
+        for row in &rows {
+            let get = |e: tokio_postgres::Error| corrupt("snapshot page", e);
+            let total: i64 = row.try_get("total_rows").map_err(get)?;
+            page.total_rows = u64::try_from(total).unwrap_or(0);
+            page.last_refreshed_at = row.try_get("last_refreshed_at").map_err(get)?;
+            page.changed_at = row.try_get("changed_at").map_err(get)?;
+            let count: Option<i64> = row.try_get("event_count").map_err(get)?;
+            if count.is_none() {
+                continue; // the row of an empty page
+            }
+            page.rows
+                .push(report_row(query.kind, query.breakdown, row)?);
+        }
+        Ok(page)
     }
 
     #[tracing::instrument(skip_all, fields(report = request.kind.slug(), window = %request.window, run_id = %request.run_id), err)]

@@ -208,7 +208,20 @@ fn fixture_events() -> Result<Vec<NewEvent>> {
 
 /// Stores `list` for `tenant` the way production writes events, through ingestion; how many
 /// were new.
+/// When [`store`] stores events: the change it records for their days.
+const STORED_AT: OffsetDateTime = datetime!(2026-03-10 00:00 UTC);
+
 async fn store(events: &dyn EventStore, tenant: TenantId, list: &[NewEvent]) -> Result<u64> {
+    store_at(events, tenant, list, STORED_AT).await
+}
+
+/// Stores `list` for `tenant` as ingested at `at`; how many were new.
+async fn store_at(
+    events: &dyn EventStore,
+    tenant: TenantId,
+    list: &[NewEvent],
+    at: OffsetDateTime,
+) -> Result<u64> {
     let items = list
         .iter()
         .map(|event| IngestEvent {
@@ -216,9 +229,7 @@ async fn store(events: &dyn EventStore, tenant: TenantId, list: &[NewEvent]) -> 
             event: event.clone(),
         })
         .collect();
-    let outcomes = events
-        .ingest(tenant, items, datetime!(2026-03-10 00:00 UTC))
-        .await?;
+    let outcomes = events.ingest(tenant, items, at).await?;
     Ok(outcomes
         .iter()
         .filter(|outcome| outcome.status == IngestStatus::Created)
@@ -333,6 +344,7 @@ macro_rules! contract_tests {
             volume_is_counted_per_utc_day,
             the_total_counts_every_row_of_the_range,
             last_refreshed_at_is_the_newest_computed_at,
+            a_read_carries_the_latest_change_to_the_events_of_its_buckets,
             the_source_breakdown_is_by_date_then_source,
             a_source_filter_keeps_only_that_source,
             rows_reads_every_stored_row_of_the_range,
@@ -383,6 +395,7 @@ macro_rules! contract_tests {
             a_rebuild_replaces_only_the_buckets_of_its_range,
             windows_rebuilt_together_equal_each_window_rebuilt_alone,
             a_rebuild_naming_a_window_twice_is_refused_and_changes_nothing,
+            a_read_carries_the_latest_change_to_the_events_of_its_buckets,
             tenants_windows_and_rollups_are_kept_apart,
             remove_deletes_every_window_of_the_rollup_and_nothing_else,
         ] $($rest)* }

@@ -872,6 +872,57 @@ pub async fn a_rebuild_naming_a_window_twice_is_refused_and_changes_nothing(
     Ok(())
 }
 
+pub async fn a_read_carries_the_latest_change_to_the_events_of_its_buckets(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = by_name_and_channel()?;
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let whole = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Week, whole, FIRST_BUILD).await?;
+    let read = read_all(f, f.tenant, &definition, &Read::all(Window::Week, whole, 2)).await?;
+    ensure!(
+        read.changed_at == Some(super::STORED_AT) && !read.is_stale(),
+        "the events' change, before the rebuild: {:?}",
+        read.changed_at
+    );
+    let other = read_all(f, f.other, &definition, &Read::all(Window::Week, whole, 2)).await?;
+    ensure!(
+        other.changed_at.is_none(),
+        "another tenant's events: {other:?}"
+    );
+    // A late event on the Sunday of a week: a read of that week's Monday alone covers it.
+    let late_at = datetime!(2026-03-10 08:00 UTC);
+    let late = small_event("late", datetime!(2026-02-15 12:00 UTC), json!({}))?;
+    super::store_at(f.events.as_ref(), f.tenant, &[late], late_at).await?;
+    let monday = range(date!(2026 - 02 - 09), date!(2026 - 02 - 09))?;
+    let read = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Week, monday, 2),
+    )
+    .await?;
+    ensure!(
+        read.changed_at == Some(late_at) && read.is_stale(),
+        "a change after the rebuild makes the week stale: {:?}",
+        read.changed_at
+    );
+    let january = range(date!(2026 - 01 - 05), date!(2026 - 01 - 25))?;
+    let read = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Week, january, 2),
+    )
+    .await?;
+    ensure!(
+        read.changed_at == Some(super::STORED_AT),
+        "weeks without the late event keep their change: {:?}",
+        read.changed_at
+    );
+    Ok(())
+}
+
 pub async fn tenants_windows_and_rollups_are_kept_apart(f: &Fixture) -> Result<()> {
     let definition = by_name_and_channel()?;
     let events = generated_events()?;

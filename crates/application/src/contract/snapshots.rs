@@ -362,6 +362,54 @@ pub async fn last_refreshed_at_is_the_newest_computed_at(f: &Fixture) -> Result<
     Ok(())
 }
 
+pub async fn a_read_carries_the_latest_change_to_the_events_of_its_buckets(
+    f: &Fixture,
+) -> Result<()> {
+    Scenario::at(f, Stage::DaysRebuilt).await?;
+    let read = days_of_march_2(f, f.tenant, Breakdown::Period).await?;
+    ensure!(
+        read.changed_at == Some(super::STORED_AT) && !read.is_stale(),
+        "the events' change, before the rebuild: {:?}",
+        read.changed_at
+    );
+    let other = days_of_march_2(f, f.other, Breakdown::Period).await?;
+    ensure!(
+        other.changed_at.is_none(),
+        "another tenant's events: {other:?}"
+    );
+    let late_at = datetime!(2026-03-10 08:00 UTC);
+    let late = event(
+        "late",
+        "stripe",
+        "ent_late",
+        EventStatus::Success,
+        datetime!(2026-03-04 12:00 UTC),
+    )?;
+    super::store_at(f.events.as_ref(), f.tenant, &[late], late_at).await?;
+    let read = days_of_march_2(f, f.tenant, Breakdown::Period).await?;
+    ensure!(
+        read.changed_at == Some(late_at) && read.is_stale(),
+        "a change after the rebuild makes the read stale: {:?}",
+        read.changed_at
+    );
+    let earlier = f
+        .snapshots
+        .query(&query(
+            f.tenant,
+            ReportKind::VolumeByPeriod,
+            Window::Day,
+            range(date!(2026 - 03 - 02), date!(2026 - 03 - 03))?,
+            Breakdown::Period,
+        ))
+        .await?;
+    ensure!(
+        earlier.changed_at == Some(super::STORED_AT),
+        "days without the late event keep their change: {:?}",
+        earlier.changed_at
+    );
+    Ok(())
+}
+
 pub async fn the_source_breakdown_is_by_date_then_source(f: &Fixture) -> Result<()> {
     Scenario::at(f, Stage::DaysRebuilt).await?;
     let by_source = days_of_march_2(f, f.tenant, Breakdown::Source).await?;
