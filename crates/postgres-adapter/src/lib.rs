@@ -36,7 +36,7 @@ pub use pool::{PostgresConfig, connect};
 pub use queue::{PostgresRunQueue, QueueSettings};
 pub use rollups::PostgresRollupStore;
 pub use runs::PostgresRunStore;
-pub use snapshots::PostgresSnapshotStore;
+pub use snapshots::{PostgresSnapshotStore, read_sql as snapshot_read_sql};
 pub use tenancy::PostgresTenancy;
 
 mod embedded {

@@ -481,7 +481,9 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         32,
         None,
     )?;
-    let report = format!("{base}/reports/volume-by-period/run?date_from={from}&date_to={today}");
+    let report = format!(
+        "{base}/reports/volume-by-period/run?date_from={from}&date_to={today}&limit={SNAPSHOT_LIMIT}"
+    );
     let path = report.trim_start_matches(&format!("http://127.0.0.1:{port}"));
     let (_, first) = http(port, "GET", path, &[], None)?;
     let (_, second) = http(port, "GET", path, &[], None)?;
@@ -522,6 +524,8 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         snapshot.failed
     );
     let rss_snapshot = server.rss_peak_mib()?;
+    // The statement the service ran for each of those reads, by pgbench with as many clients.
+    let snapshot_sql = pgbench_read(url, from, today, seconds)?;
     let raw = raw_reads(&miss_client, from, today, if args.quick { 20 } else { 50 }).await?;
 
     // Rollup reads: the top event names and channels of the year by week, from the rollup's
@@ -557,6 +561,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     results.insert("reads.snapshot_p50_ms", json!(snapshot.p50_ms));
     results.insert("reads.snapshot_p99_ms", json!(snapshot.p99_ms));
     results.insert("reads.raw_rps", json!(raw));
+    results.insert("reads.snapshot_sql_tps", json!(snapshot_sql));
     results.insert("reads.rollup_snapshot_rps", json!(rollup_snapshot.rps));
     results.insert("reads.rollup_raw_rps", json!(rollup_raw));
 
@@ -676,6 +681,13 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         snapshot.rps,
         raw,
         "≥ 20",
+    );
+    row(
+        &mut table,
+        "snapshot reads/s (vs its statement by pgbench)",
+        snapshot.rps,
+        snapshot_sql,
+        "≥ 0.8",
     );
     row(
         &mut table,
@@ -842,6 +854,65 @@ async fn raw_rollup_reads(
         client.query(sql, &[&from, &to]).await?;
     }
     Ok(f64::from(per_client) / started.elapsed().as_secs_f64())
+}
+
+/// The page size of the snapshot reads.
+const SNAPSHOT_LIMIT: u32 = 100;
+
+/// The one statement of the snapshot read of `volume-by-period` by day over `from..=to` (the
+/// service's own, with the read's values in place of its parameters), run by pgbench for
+/// `seconds` with 32 clients, prepared as the service prepares it: transactions per second.
+fn pgbench_read(url: &str, from: time::Date, to: time::Date, seconds: u32) -> Result<f64> {
+    let mut sql = postgres_adapter::snapshot_read_sql(
+        domain::ReportKind::VolumeByPeriod,
+        domain::Breakdown::Period,
+    );
+    // Highest first, so `$1` does not match the start of `$10`.
+    for (parameter, value) in [
+        ("$10", format!("'{to}'::date")),
+        ("$9", format!("'{from}'::date")),
+        ("$8", "0".to_owned()),
+        ("$7", SNAPSHOT_LIMIT.to_string()),
+        ("$6", "NULL".to_owned()),
+        ("$5", format!("'{to}'::date")),
+        ("$4", format!("'{from}'::date")),
+        ("$3", "'day'".to_owned()),
+        ("$2", "'volume-by-period'".to_owned()),
+        ("$1", "1".to_owned()),
+    ] {
+        sql = sql.replace(parameter, &value);
+    }
+    let script = std::env::temp_dir().join(format!("pga-bench-read-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "{};\n",
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+    )?;
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-c", "32", "-j", "2", "-T"])
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .context("pgbench (Debian package postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|tps| tps.parse().ok())
+        })
+        .with_context(|| format!("no tps in pgbench's output: {stdout}"))
 }
 
 fn bulk_body(day: time::Date) -> Value {
