@@ -118,7 +118,8 @@ pub trait EventChanges: Send + Sync {
 #[async_trait]
 pub trait EventAdmin: Send + Sync {
     /// Writes the demo events `1..=count` of `domain::demo` as seeded at `now`, skipping ids
-    /// the tenant already has, and returns how many were new.
+    /// the tenant already has, and returns how many were new. A store with planner statistics
+    /// brings them up to date afterwards, as after any bulk load.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be written, in which case nothing was

@@ -181,6 +181,20 @@ impl EventAdmin for PostgresEventStore {
                 );
             }
         }
+        if inserted > 0 {
+            // A bulk load leaves the planner's statistics behind and the visibility map empty,
+            // and autovacuum lags it: without both, the recomputes that follow plan on stale
+            // estimates and cannot scan the events index alone.
+            let client = self
+                .pool
+                .get()
+                .await
+                .classify("connecting to vacuum seeded events")?;
+            client
+                .batch_execute("VACUUM (ANALYZE) analytics_events")
+                .await
+                .classify("vacuuming seeded events")?;
+        }
         Ok(inserted)
     }
 

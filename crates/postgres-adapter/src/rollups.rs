@@ -318,6 +318,10 @@ const COPY_TYPES: [Type; 8] = [
     Type::UUID,
 ];
 
+/// How many rows a rebuild writes before it refreshes the planner's statistics of
+/// `rollup_snapshots` itself.
+const ANALYZE_AFTER_ROWS: u64 = 10_000;
+
 /// The day rows of a rebuild of several windows, dropped with its transaction.
 const CREATE_GRAIN: &str = "
     CREATE TEMPORARY TABLE rollup_grain (
@@ -561,6 +565,14 @@ impl RollupStore for PostgresRollupStore {
             }
         }
         tx.commit().await.classify("committing a rollup rebuild")?;
+        let inserted: u64 = outcomes.iter().map(|o| o.rows_inserted).sum();
+        if inserted >= ANALYZE_AFTER_ROWS {
+            // A bulk write (a backfill, say) outruns autovacuum's statistics; reads plan on
+            // them. The rows are committed: a failure here only leaves the old statistics.
+            if let Err(err) = writer.batch_execute("ANALYZE rollup_snapshots").await {
+                tracing::warn!(error = %err, "could not analyze rollup snapshots after a bulk rebuild");
+            }
+        }
         Ok(outcomes)
     }
 

@@ -3,7 +3,7 @@
 use application::ports::{RebuildOutcome, RebuildRequest, SnapshotStore, SourceSystem, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{Breakdown, ReportKind, ReportQuery, ReportRow, SnapshotPage, TenantId};
+use domain::{Breakdown, ReportKind, ReportQuery, ReportRow, SnapshotPage, TenantId, Window};
 use time::Date;
 use tokio_postgres::Row;
 
@@ -22,16 +22,18 @@ impl PostgresSnapshotStore {
     }
 }
 
-/// The one statement of a read: `$1` tenant, `$2` report, `$3` window, buckets starting in
-/// `$4..=$5`, optionally only dimension value `$6`, page `$7` rows from `$8`, and event changes
-/// dated in `$9..=$10` (the range widened to whole buckets). Every row carries the whole
+/// The one statement of a read of `kind` by `window`: `$1` tenant, buckets starting in
+/// `$2..=$3`, optionally only dimension value `$4`, page `$5` rows from `$6`, and event changes
+/// dated in `$7..=$8` (the range widened to whole buckets). The report and the window are
+/// written into the statement (they come from fixed sets, never from a request's text), so
+/// the plan PostgreSQL keeps for the prepared statement reads their partition alone. Every row carries the whole
 /// read's row count, its newest `computed_at` and the latest change to its events; an empty
 /// page is one row of nulls carrying them. The selection is served by the primary key, whose
 /// prefix is exactly its columns, and read once.
 ///
 /// Each report shape yields the columns (bucket_date, name, event_count) with NULL where the
 /// shape has none; text is ordered by byte value (`COLLATE "C"`) so every adapter agrees.
-pub fn read_sql(kind: ReportKind, breakdown: Breakdown) -> String {
+pub fn read_sql(kind: ReportKind, breakdown: Breakdown, window: Window) -> String {
     let (bucket, name, group_by, order) = match (kind, breakdown) {
         (ReportKind::VolumeByPeriod, Breakdown::Source)
         | (ReportKind::StatusCounts, Breakdown::Period) => (
@@ -55,25 +57,27 @@ pub fn read_sql(kind: ReportKind, breakdown: Breakdown) -> String {
             SELECT {bucket} AS bucket_date, {name} AS name, sum(metric_value)::int8 AS event_count,
                    max(computed_at) AS computed_at
             FROM metric_snapshots
-            WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
-              AND bucket_start BETWEEN $4 AND $5
+            WHERE tenant_id = $1 AND report_slug = '{slug}' AND window_name = '{window}'
+              AND bucket_start BETWEEN $2 AND $3
               AND metric_name = 'event_count'
-              AND ($6::text IS NULL OR dimension_value = $6)
+              AND ($4::text IS NULL OR dimension_value = $4)
             GROUP BY {group_by}
         ), page AS (
             SELECT bucket_date, name, event_count, row_number() OVER (ORDER BY {order}) AS n
             FROM grouped
             ORDER BY n
-            LIMIT $7 OFFSET $8
+            LIMIT $5 OFFSET $6
         )
         SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
                (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
                (SELECT max(changed_at) FROM stale_days
-                WHERE tenant_id = $1 AND day BETWEEN $9 AND $10) AS changed_at,
+                WHERE tenant_id = $1 AND day BETWEEN $7 AND $8) AS changed_at,
                page.bucket_date, page.name, page.event_count
         FROM (SELECT 1) AS one
         LEFT JOIN page ON true
-        ORDER BY page.n"
+        ORDER BY page.n",
+        slug = kind.slug(),
+        window = window.as_str(),
     )
 }
 
@@ -192,12 +196,10 @@ impl SnapshotStore for PostgresSnapshotStore {
         let filter = query.filter.as_ref().map(|f| f.value());
         let (from, to) = (query.range.from(), query.range.to());
         let widened = query.window.widen(query.range);
-        let slug = query.kind.slug();
-        let window = query.window.as_str();
         let limit = i64::from(query.page.limit());
         let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
         let statement = client
-            .prepare_cached(&read_sql(query.kind, query.breakdown))
+            .prepare_cached(&read_sql(query.kind, query.breakdown, query.window))
             .await
             .classify("preparing a snapshot read")?;
         let rows = client
@@ -205,8 +207,6 @@ impl SnapshotStore for PostgresSnapshotStore {
                 &statement,
                 &[
                     &query.tenant.get(),
-                    &slug,
-                    &window,
                     &from,
                     &to,
                     &filter,
@@ -309,7 +309,7 @@ impl application::ports::SnapshotRows for PostgresSnapshotStore {
         &self,
         tenant: TenantId,
         kind: ReportKind,
-        window: domain::Window,
+        window: Window,
         range: domain::DateRange,
     ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
         let client = self

@@ -859,29 +859,34 @@ async fn raw_rollup_reads(
 /// The page size of the snapshot reads.
 const SNAPSHOT_LIMIT: u32 = 100;
 
-/// The one statement of the snapshot read of `volume-by-period` by day over `from..=to` (the
-/// service's own, with the read's values in place of its parameters), run by pgbench for
-/// `seconds` with 32 clients, prepared as the service prepares it: transactions per second.
+/// The one statement of the snapshot read of `volume-by-period` by day over `from..=to`, the
+/// service's own, run by pgbench for `seconds` with 32 clients and prepared as the service
+/// prepares it, its parameters given as pgbench variables (but for the absent filter, written
+/// as `NULL`): transactions per second.
 fn pgbench_read(url: &str, from: time::Date, to: time::Date, seconds: u32) -> Result<f64> {
     let mut sql = postgres_adapter::snapshot_read_sql(
         domain::ReportKind::VolumeByPeriod,
         domain::Breakdown::Period,
+        domain::Window::Day,
     );
-    // Highest first, so `$1` does not match the start of `$10`.
-    for (parameter, value) in [
-        ("$10", format!("'{to}'::date")),
-        ("$9", format!("'{from}'::date")),
-        ("$8", "0".to_owned()),
-        ("$7", SNAPSHOT_LIMIT.to_string()),
-        ("$6", "NULL".to_owned()),
-        ("$5", format!("'{to}'::date")),
-        ("$4", format!("'{from}'::date")),
-        ("$3", "'day'".to_owned()),
-        ("$2", "'volume-by-period'".to_owned()),
-        ("$1", "1".to_owned()),
-    ] {
-        sql = sql.replace(parameter, &value);
+    // Highest first, so `$1` does not match the start of a longer one.
+    for n in (1..=8).rev() {
+        let value = if n == 4 {
+            "NULL".to_owned()
+        } else {
+            format!(":p{n}")
+        };
+        sql = sql.replace(&format!("${n}"), &value);
     }
+    let values = [
+        (1, "1".to_owned()),
+        (2, from.to_string()),
+        (3, to.to_string()),
+        (5, SNAPSHOT_LIMIT.to_string()),
+        (6, "0".to_owned()),
+        (7, from.to_string()),
+        (8, to.to_string()),
+    ];
     let script = std::env::temp_dir().join(format!("pga-bench-read-{}.sql", std::process::id()));
     std::fs::write(
         &script,
@@ -890,9 +895,13 @@ fn pgbench_read(url: &str, from: time::Date, to: time::Date, seconds: u32) -> Re
             sql.split_whitespace().collect::<Vec<_>>().join(" ")
         ),
     )?;
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-c", "32", "-j", "2", "-T"])
-        .arg(seconds.to_string())
+    let mut command = Command::new("pgbench");
+    command.args(["-n", "-M", "prepared", "-c", "32", "-j", "2", "-T"]);
+    command.arg(seconds.to_string());
+    for (n, value) in values {
+        command.arg("-D").arg(format!("p{n}={value}"));
+    }
+    let output = command
         .arg("-f")
         .arg(&script)
         .arg(url)
