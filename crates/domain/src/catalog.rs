@@ -51,29 +51,20 @@ impl ReportDefinition {
         check_window(&self.slug, &self.windows, window)
     }
 
-    /// The reference definition of `kind`, as the first migration installs it.
+    /// The reference definition of `kind`: its seed file (`seeds/reports/<slug>.json`, built
+    /// into the binary) for what a catalog entry says (name, description, cache TTL, windows,
+    /// public), and the report's shape for its breakdowns and filters. Migrating a database
+    /// writes these entries into its catalog.
+    ///
+    /// # Panics
+    /// When a seed file is not a valid definition: the files are part of the build and a unit
+    /// test reads every one of them, so that is a defect of the build, never of input.
     pub fn reference(kind: ReportKind, updated_at: OffsetDateTime) -> Self {
-        let (name, description, ttl, retention, refresh) = match kind {
-            ReportKind::VolumeByPeriod => (
-                "Volume by period",
-                "Event volume per day or week, in total or broken down by source.",
-                120,
-                (365, 730),
-                (60, 240),
-            ),
-            ReportKind::StatusCounts => (
-                "Status counts",
-                "Events by processing status over a range, in total or per day or week.",
-                90,
-                (365, 730),
-                (60, 240),
-            ),
-            ReportKind::TopEntities => (
-                "Top entities",
-                "Entities ranked by event count over a range.",
-                45,
-                (180, 365),
-                (120, 360),
+        let seed = match crate::rollup::builtin(kind) {
+            Ok(seed) => seed,
+            Err(errors) => panic!(
+                "seeds/reports/{}.json is not a valid definition: {errors:?}",
+                kind.slug()
             ),
         };
         let breakdowns: Vec<&str> = Breakdown::allowed_for(kind)
@@ -88,25 +79,12 @@ impl ReportDefinition {
         Self {
             slug: kind.report_slug(),
             kind,
-            name: name.to_owned(),
-            description: description.to_owned(),
-            cache_ttl_seconds: ttl,
-            default_window: Window::Day,
-            is_public: true,
-            windows: vec![
-                WindowDefinition {
-                    window: Window::Day,
-                    retention_days: retention.0,
-                    refresh_interval_minutes: refresh.0,
-                    is_default: true,
-                },
-                WindowDefinition {
-                    window: Window::Week,
-                    retention_days: retention.1,
-                    refresh_interval_minutes: refresh.1,
-                    is_default: false,
-                },
-            ],
+            name: seed.name.as_str().to_owned(),
+            description: seed.description.as_str().to_owned(),
+            cache_ttl_seconds: seed.cache_ttl_seconds,
+            default_window: seed.default_window(),
+            is_public: seed.is_public,
+            windows: seed.windows,
             supported_filters: json!({
                 "breakdown": breakdowns,
                 "filters": filters,

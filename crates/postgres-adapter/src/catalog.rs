@@ -139,3 +139,84 @@ impl ReportCatalog for PostgresCatalog {
         Ok(row.as_ref().map(definition).transpose()?)
     }
 }
+
+/// Writes the reference definition of every built-in report (see
+/// [`ReportDefinition::reference`]: the seed files) into the catalog, changing an entry only
+/// where it differs, so `updated_at` moves only when a seed did.
+pub(crate) async fn install_reference(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    use anyhow::Context;
+    const UPSERT: &str = "
+        INSERT INTO report_definitions (slug, name, description, cache_ttl_seconds, default_window,
+                                        is_public, supported_filters)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (slug) DO UPDATE SET
+            name = EXCLUDED.name, description = EXCLUDED.description,
+            cache_ttl_seconds = EXCLUDED.cache_ttl_seconds,
+            default_window = EXCLUDED.default_window, is_public = EXCLUDED.is_public,
+            supported_filters = EXCLUDED.supported_filters, updated_at = now()
+        WHERE (report_definitions.name, report_definitions.description,
+               report_definitions.cache_ttl_seconds, report_definitions.default_window,
+               report_definitions.is_public, report_definitions.supported_filters)
+              IS DISTINCT FROM
+              (EXCLUDED.name, EXCLUDED.description, EXCLUDED.cache_ttl_seconds,
+               EXCLUDED.default_window, EXCLUDED.is_public, EXCLUDED.supported_filters)";
+    const UPSERT_WINDOW: &str = "
+        INSERT INTO aggregate_windows (report_slug, window_name, retention_days,
+                                       refresh_interval_minutes, is_default)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (report_slug, window_name) DO UPDATE SET
+            retention_days = EXCLUDED.retention_days,
+            refresh_interval_minutes = EXCLUDED.refresh_interval_minutes,
+            is_default = EXCLUDED.is_default
+        WHERE (aggregate_windows.retention_days, aggregate_windows.refresh_interval_minutes,
+               aggregate_windows.is_default)
+              IS DISTINCT FROM
+              (EXCLUDED.retention_days, EXCLUDED.refresh_interval_minutes, EXCLUDED.is_default)";
+    const DROP_OTHER_WINDOWS: &str =
+        "DELETE FROM aggregate_windows WHERE report_slug = $1 AND NOT (window_name = ANY ($2))";
+    let now = time::OffsetDateTime::now_utc();
+    for kind in ReportKind::ALL {
+        let reference = ReportDefinition::reference(kind, now);
+        let slug = reference.slug.as_str();
+        let ttl = i32::try_from(reference.cache_ttl_seconds).unwrap_or(i32::MAX);
+        client
+            .execute(
+                UPSERT,
+                &[
+                    &slug,
+                    &reference.name,
+                    &reference.description,
+                    &ttl,
+                    &reference.default_window.as_str(),
+                    &reference.is_public,
+                    &reference.supported_filters,
+                ],
+            )
+            .await
+            .with_context(|| format!("installing the catalog entry of {slug}"))?;
+        let mut names = Vec::new();
+        for window in &reference.windows {
+            let retention = i32::try_from(window.retention_days).unwrap_or(i32::MAX);
+            let refresh = i32::try_from(window.refresh_interval_minutes).unwrap_or(i32::MAX);
+            client
+                .execute(
+                    UPSERT_WINDOW,
+                    &[
+                        &slug,
+                        &window.window.as_str(),
+                        &retention,
+                        &refresh,
+                        &window.is_default,
+                    ],
+                )
+                .await
+                .with_context(|| format!("installing the windows of {slug}"))?;
+            names.push(window.window.as_str());
+        }
+        client
+            .execute(DROP_OTHER_WINDOWS, &[&slug, &names])
+            .await
+            .with_context(|| format!("installing the windows of {slug}"))?;
+    }
+    Ok(())
+}

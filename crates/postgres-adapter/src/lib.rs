@@ -72,11 +72,17 @@ async fn migrate_to(pool: &Pool, version: Option<i32>) -> anyhow::Result<usize> 
         .set_target(target)
         .run_async(&mut **client)
         .await;
+    // The built-in reports' catalog entries come from their seed files, not from migrations.
+    let installed = match (&report, version) {
+        (Ok(_), None) => catalog::install_reference(&client).await,
+        _ => Ok(()),
+    };
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
         .context("releasing the migration lock")?;
     let report = report.context("applying migrations")?;
+    installed.context("installing the built-in reports' catalog entries")?;
     for migration in report.applied_migrations() {
         tracing::info!(
             version = migration.version(),

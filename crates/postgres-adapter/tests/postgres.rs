@@ -875,3 +875,46 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
     );
     Ok(())
 }
+
+/// Migrating writes the built-in reports' catalog entries from their seed files: an entry
+/// changed in the database is put back, and the others keep their `updated_at`.
+#[tokio::test]
+async fn migrating_installs_the_catalog_from_the_seed_files() -> Result<()> {
+    let db = database!();
+    let client = db.pool.get().await?;
+    client
+        .batch_execute(
+            "UPDATE report_definitions SET cache_ttl_seconds = 0, updated_at = '2026-01-01Z'
+                 WHERE slug = 'volume-by-period';
+             UPDATE report_definitions SET updated_at = '2026-01-02Z' WHERE slug <> 'volume-by-period';
+             UPDATE aggregate_windows SET retention_days = 1 WHERE report_slug = 'top-entities';",
+        )
+        .await?;
+    db.migrate().await?;
+    use application::ports::ReportCatalog;
+    let catalog = postgres_adapter::PostgresCatalog::new(db.pool.clone());
+    for kind in domain::ReportKind::ALL {
+        let stored = catalog
+            .get(&kind.report_slug())
+            .await?
+            .with_context(|| format!("{kind:?} is in the catalog"))?;
+        let reference = domain::ReportDefinition::reference(kind, stored.updated_at);
+        ensure!(
+            stored == reference,
+            "{kind:?}: {stored:?} against {reference:?}"
+        );
+    }
+    let untouched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM report_definitions WHERE updated_at = '2026-01-02Z'",
+            &[],
+        )
+        .await?
+        .get(0);
+    // A window put back is not a change of its report's entry.
+    ensure!(
+        untouched == 2,
+        "only entries that differ are written: {untouched} kept their time"
+    );
+    Ok(())
+}

@@ -1090,6 +1090,9 @@ impl Server {
         }
         let child = command
             .env("DATABASE_URL", url)
+            // The harness migrated the database; a migration would also put back the catalog
+            // settings the snapshot phase changes.
+            .env("APP_AUTO_MIGRATE", "false")
             .env("MANAGEMENT_API_KEY", KEY)
             .env("APP_HOST", "127.0.0.1")
             .env("APP_PORT", port.to_string())
@@ -1122,6 +1125,9 @@ impl Server {
                 "api-keys", "create", "--tenant", "default", "--scope", "ingest",
             ])
             .env("DATABASE_URL", url)
+            // The harness migrated the database; a migration would also put back the catalog
+            // settings the snapshot phase changes.
+            .env("APP_AUTO_MIGRATE", "false")
             .env("MANAGEMENT_API_KEY", KEY)
             .env("RUST_LOG", "warn")
             .output()?;
