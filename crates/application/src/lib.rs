@@ -36,8 +36,8 @@ pub use recompute::{
     TriggerRequest,
 };
 pub use reports::{
-    HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows, ReportService,
-    RunReportParams, elapsed_ms,
+    CatalogEntry, HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows,
+    ReportService, RunReportParams, elapsed_ms,
 };
 pub use rollups::{
     DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupResult,

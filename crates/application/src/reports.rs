@@ -3,8 +3,9 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use domain::{
-    Breakdown, CatalogQuery, DateRange, DimensionFilter, Page, PageRequest, ReportDefinition,
-    ReportKind, ReportQuery, ReportRow, ReportSlug, TenantId, ValidationError, Window,
+    Breakdown, CatalogQuery, CatalogSort, DateRange, DimensionFilter, Page, PageRequest,
+    ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, SortOrder, TenantId,
+    ValidationError, Window,
     dates::{format_date, parse_date},
 };
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use tracing::warn;
 use crate::digest::sha256_hex;
 use crate::ports::{
     CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, SnapshotStore, SourceSystem,
-    StoreError,
+    StoreError, StoredRollup,
 };
 
 /// The default number of rows of a report page.
@@ -299,6 +300,43 @@ impl CachedResult {
     }
 }
 
+/// An entry of the catalog a caller sees: a built-in report, or a report a tenant defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogEntry {
+    BuiltIn(ReportDefinition),
+    Defined(StoredRollup),
+}
+
+impl CatalogEntry {
+    fn slug(&self) -> &str {
+        match self {
+            Self::BuiltIn(report) => report.slug.as_str(),
+            Self::Defined(stored) => stored.definition.slug.as_str(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::BuiltIn(report) => &report.name,
+            Self::Defined(stored) => stored.definition.name.as_str(),
+        }
+    }
+
+    fn updated_at(&self) -> OffsetDateTime {
+        match self {
+            Self::BuiltIn(report) => report.updated_at,
+            Self::Defined(stored) => stored.updated_at,
+        }
+    }
+
+    fn cache_ttl_seconds(&self) -> u32 {
+        match self {
+            Self::BuiltIn(report) => report.cache_ttl_seconds,
+            Self::Defined(stored) => stored.definition.cache_ttl_seconds,
+        }
+    }
+}
+
 /// Lists reports and runs them from snapshots, through the versioned response cache.
 #[derive(Clone)]
 pub struct ReportService {
@@ -348,6 +386,57 @@ impl ReportService {
     #[tracing::instrument(skip_all, err)]
     pub async fn list(&self, query: &CatalogQuery) -> Result<Page<ReportDefinition>, ReportError> {
         Ok(self.catalog.list_public(query).await?)
+    }
+
+    /// One listing of the public reports and `defined` (the reports of the caller's tenant it
+    /// may see), each matched, sorted and paged as `query` says, as the catalog is: ties, and
+    /// every sort, end on the slug compared bytewise.
+    ///
+    /// # Errors
+    /// [`ReportError::Unavailable`] or [`ReportError::Unexpected`] when the catalog fails.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn list_with(
+        &self,
+        query: &CatalogQuery,
+        defined: Vec<StoredRollup>,
+    ) -> Result<Page<CatalogEntry>, ReportError> {
+        let mut entries = Vec::new();
+        // Every matching public report: the built-ins, a handful.
+        loop {
+            let page = PageRequest::new(domain::pagination::MAX_LIMIT, entries.len() as u64);
+            let public = self.catalog.list_public(&query.with_page(page)).await?;
+            let fetched = public.items.len();
+            entries.extend(public.items.into_iter().map(CatalogEntry::BuiltIn));
+            if fetched == 0 || entries.len() as u64 >= public.total {
+                break;
+            }
+        }
+        entries.extend(
+            defined
+                .into_iter()
+                .filter(|stored| {
+                    query.matches_text(
+                        stored.definition.slug.as_str(),
+                        stored.definition.name.as_str(),
+                    )
+                })
+                .map(CatalogEntry::Defined),
+        );
+        entries.sort_by(|a, b| {
+            let primary = match query.sort {
+                CatalogSort::Slug => a.slug().cmp(b.slug()),
+                CatalogSort::Name => a.name().cmp(b.name()),
+                CatalogSort::UpdatedAt => a.updated_at().cmp(&b.updated_at()),
+                CatalogSort::CacheTtlSeconds => a.cache_ttl_seconds().cmp(&b.cache_ttl_seconds()),
+            };
+            let primary = match query.order {
+                SortOrder::Asc => primary,
+                SortOrder::Desc => primary.reverse(),
+            };
+            primary.then_with(|| a.slug().cmp(b.slug()))
+        });
+        let total = entries.len() as u64;
+        Ok(Page::new(query.page.slice(entries), total, query.page))
     }
 
     /// The public report called `slug`.

@@ -234,11 +234,26 @@ impl CatalogQuery {
 
     /// Whether `report` matches the search term (case-insensitive substring of slug or name).
     pub fn matches(&self, report: &ReportDefinition) -> bool {
+        self.matches_text(report.slug.as_str(), &report.name)
+    }
+
+    /// Whether a report of `slug` and `name` matches the search.
+    pub fn matches_text(&self, slug: &str, name: &str) -> bool {
         self.search.as_deref().is_none_or(|term| {
             let term = term.to_lowercase();
-            report.slug.as_str().to_lowercase().contains(&term)
-                || report.name.to_lowercase().contains(&term)
+            slug.to_lowercase().contains(&term) || name.to_lowercase().contains(&term)
         })
+    }
+
+    /// The same listing, paged by `page`.
+    #[must_use]
+    pub fn with_page(&self, page: PageRequest) -> Self {
+        Self {
+            search: self.search.clone(),
+            sort: self.sort,
+            order: self.order,
+            page,
+        }
     }
 }
 

@@ -128,10 +128,10 @@ pub struct HealthEnvelope {
     pub data: HealthDto,
 }
 
-/// `GET /reports`.
+/// `GET /reports`: built-in reports' catalog entries and the caller's tenant's definitions.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReportListEnvelope {
-    pub data: Vec<ReportDto>,
+    pub data: Vec<ReportOrRollupDto>,
     pub meta: ListMeta,
 }
 

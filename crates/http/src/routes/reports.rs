@@ -6,7 +6,7 @@ use actix_web::{
     FromRequest, HttpMessage, HttpRequest, HttpResponse, dev::Payload, http::header::ContentType,
     web,
 };
-use application::{ReportError, RollupError, RunReportParams, elapsed_ms};
+use application::{CatalogEntry, ReportError, RollupError, RunReportParams, elapsed_ms};
 use domain::{CatalogQuery, CatalogSort, SortOrder, ValidationError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,11 +15,11 @@ use super::{json_body, query};
 use crate::{
     AppState,
     auth::{ManagedTenant, ReadTenant, TenantParam},
-    dto::{ReportDto, ReportRunDto, RollupRunDto, RollupSchema},
+    dto::{ReportRunDto, RollupRunDto, RollupSchema},
     envelope::{
         AnyReportRunEnvelope, ErrorEnvelope, ListMeta, Pagination, ReportEnvelope,
-        ReportListEnvelope, ReportOrRollupEnvelope, ReportRunEnvelope, ReportRunMeta,
-        RollupChangeEnvelope, RollupEnvelope, RollupRunEnvelope,
+        ReportListEnvelope, ReportOrRollupDto, ReportOrRollupEnvelope, ReportRunEnvelope,
+        ReportRunMeta, RollupChangeEnvelope, RollupEnvelope, RollupRunEnvelope,
     },
     error::ApiError,
     openapi::{
@@ -74,30 +74,63 @@ impl CatalogParams {
     }
 }
 
-/// Lists the public reports.
+/// Lists the reports the caller sees: the public built-in reports and the reports the
+/// caller's tenant defined (without credentials that read a tenant, the `default` tenant's
+/// reports marked `is_public`), as one listing searched, sorted and paged together.
 #[utoipa::path(
     get,
     path = "/api/v1/reports",
     tag = "reports",
     operation_id = "listReports",
-    params(CatalogParams),
+    params(CatalogParams, TenantParam),
     responses(
-        (status = 200, description = "A page of the catalog", body = ReportListEnvelope),
-        (status = 400, description = "`sort`, `order`, `limit`, `offset` or `search` is invalid", body = ErrorEnvelope),
+        (status = 200, description = "A page of the catalog: built-in reports' entries and the tenant's definitions (they have `measures`)", body = ReportListEnvelope),
+        (status = 400, description = "`sort`, `order`, `limit`, `offset`, `search` or `tenant` is invalid", body = ErrorEnvelope),
         (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The catalog is unavailable", body = ErrorEnvelope),
-    )
+    ),
+    security((), ("api_key" = []), ("management_key" = []), ("management_bearer" = []))
 )]
 pub async fn list_reports(
     state: web::Data<AppState>,
     params: web::Query<CatalogParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = params.parse()?;
-
-    let page = state.reports.list(&query).await?;
+    let catalog_query = params.parse()?;
+    // A malformed `tenant` is a 400, as on every route that takes it.
+    if let Some(raw) = query::<TenantParam>(&req)?.tenant {
+        domain::TenantSlug::parse_for("tenant", &raw)?;
+    }
+    // The listing is public, as it was before tenants defined reports: credentials that do
+    // not let the caller read a tenant (missing, wrong, another tenant's) are not an error
+    // here, and the listing is the public one.
+    let tenant = ReadTenant::from_request(&req, &mut Payload::None)
+        .await
+        .ok()
+        .map(|tenant| tenant.0);
+    // Known once the tenant extractor has identified the caller.
+    let anonymous = req.extensions().get::<application::Principal>().is_none();
+    let defined: Vec<_> = match tenant {
+        Some(tenant) => state
+            .rollups
+            .list(tenant)
+            .await?
+            .into_iter()
+            .filter(|stored| !anonymous || stored.definition.is_public)
+            .collect(),
+        None => Vec::new(),
+    };
+    let page = state.reports.list_with(&catalog_query, defined).await?;
     let pagination = Pagination::from(&page);
     Ok(HttpResponse::Ok().json(ReportListEnvelope {
-        data: page.items.into_iter().map(ReportDto::from).collect(),
+        data: page
+            .items
+            .into_iter()
+            .map(|entry| match entry {
+                CatalogEntry::BuiltIn(report) => ReportOrRollupDto::Report(report.into()),
+                CatalogEntry::Defined(stored) => ReportOrRollupDto::Rollup(stored.into()),
+            })
+            .collect(),
         meta: ListMeta { pagination },
     }))
 }

@@ -389,3 +389,144 @@ async fn a_tenants_report_is_read_grouped_filtered_and_ordered_as_asked() -> Res
     reply.assert_error(StatusCode::NOT_FOUND, "not_found");
     Ok(())
 }
+
+/// The slugs of a listing's page, with its total.
+async fn listed<S, B>(app: &S, req: TestRequest) -> (Vec<String>, u64)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let reply = send(app, req.to_request()).await;
+    reply.assert_data(StatusCode::OK);
+    let slugs = reply.body["data"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["slug"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let total = reply.body["meta"]["pagination"]["total"]
+        .as_u64()
+        .unwrap_or_default();
+    (slugs, total)
+}
+
+#[actix_web::test]
+async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let acme = h.tenant("acme").await?;
+    let globex = h.tenant("globex").await?;
+    let acme_key = h.key(acme, &[Scope::Manage, Scope::Read]).await?;
+    let globex_key = h.key(globex, &[Scope::Read]).await?;
+    for body in [
+        purchases_by_channel(),
+        json!({"slug": "events-by-name", "name": "Events by name",
+               "measures": [{"name": "events", "kind": "count"}],
+               "dimensions": [{"field": "event_name"}]}),
+    ] {
+        send(
+            &app,
+            keyed(TestRequest::post().uri("/api/v1/reports"), &acme_key)
+                .set_json(body)
+                .to_request(),
+        )
+        .await
+        .assert_data(StatusCode::CREATED);
+    }
+    let builtins = ["status-counts", "top-entities", "volume-by-period"];
+
+    let (slugs, total) = listed(&app, keyed(get("/api/v1/reports"), &acme_key)).await;
+    assert_eq!(
+        slugs,
+        [
+            "events-by-name",
+            "purchases-by-channel",
+            "status-counts",
+            "top-entities",
+            "volume-by-period"
+        ],
+        "one listing by slug"
+    );
+    assert_eq!(total, 5);
+    let reply = send(&app, keyed(get("/api/v1/reports"), &acme_key).to_request()).await;
+    assert_eq!(
+        reply.body["data"][1]["measures"][0]["name"], "purchases",
+        "a defined report is listed as its definition"
+    );
+    assert_eq!(
+        reply.body["data"][2]["allowed_windows"][0]["window"], "day",
+        "a built-in keeps its catalog entry"
+    );
+
+    let (slugs, _) = listed(&app, keyed(get("/api/v1/reports"), &globex_key)).await;
+    assert_eq!(
+        slugs, builtins,
+        "another tenant sees only the public reports"
+    );
+    let (slugs, _) = listed(&app, get("/api/v1/reports")).await;
+    assert_eq!(slugs, builtins, "without credentials, the public reports");
+    let (slugs, _) = listed(&app, managed(get("/api/v1/reports?tenant=acme"))).await;
+    assert_eq!(slugs.len(), 5, "the operator lists a tenant's: {slugs:?}");
+    let (slugs, _) = listed(&app, get("/api/v1/reports?tenant=acme")).await;
+    assert_eq!(
+        slugs, builtins,
+        "without credentials, naming a tenant still lists the public reports"
+    );
+    let (slugs, _) = listed(&app, keyed(get("/api/v1/reports"), "pga_not_a_key")).await;
+    assert_eq!(
+        slugs, builtins,
+        "a wrong key is not an error on the public listing"
+    );
+    for (slug, public) in [("default-private", false), ("default-public", true)] {
+        send(
+            &app,
+            managed(TestRequest::post().uri("/api/v1/reports"))
+                .set_json(
+                    json!({"slug": slug, "measures": [{"name": "events", "kind": "count"}],
+                                 "is_public": public}),
+                )
+                .to_request(),
+        )
+        .await
+        .assert_data(StatusCode::CREATED);
+    }
+    let (slugs, _) = listed(&app, get("/api/v1/reports")).await;
+    assert_eq!(
+        slugs,
+        [
+            "default-public",
+            "status-counts",
+            "top-entities",
+            "volume-by-period"
+        ],
+        "without credentials, the default tenant's public reports too"
+    );
+
+    let (slugs, total) = listed(
+        &app,
+        keyed(
+            get("/api/v1/reports?search=BY&sort=name&order=desc&limit=2&offset=1"),
+            &acme_key,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (slugs, total),
+        (
+            vec![
+                "purchases-by-channel".to_owned(),
+                "events-by-name".to_owned()
+            ],
+            3
+        ),
+        "searched, sorted and paged as one listing: Volume, Purchases, Events"
+    );
+    Ok(())
+}
