@@ -642,8 +642,9 @@ pub trait RunQueue: Send + Sync {
     async fn claim_next(&self) -> Result<Option<RecomputeRun>, StoreError>;
 
     /// Claims, as [`RunQueue::claim_next`] does, the pending runs of `run`'s tenant and report
-    /// in windows other than `run`'s, the oldest of each window, so that one rebuild serves
-    /// them all; returns them, possibly none, without waiting.
+    /// in windows other than `run`'s whose ranges meet `run`'s (overlapping, or a day apart
+    /// at most), the oldest of each window, so that one pass over the events serves them all;
+    /// returns them, possibly none, without waiting. A closed queue claims none.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was claimed.

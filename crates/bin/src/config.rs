@@ -296,11 +296,24 @@ impl Config {
         Self::from_arg_matches(&matches)?.finish()
     }
 
-    /// Completes a parsed configuration: the management key generated in embedded mode.
+    /// Completes a parsed configuration: the pool checked against the workers, and the
+    /// management key generated in embedded mode.
     ///
     /// # Errors
-    /// When no key can be generated.
+    /// On `DATABASE_MAX_CONNECTIONS` when it is below twice `RECOMPUTE_WORKERS` plus one (with
+    /// a database), or when no key can be generated.
     pub fn finish(mut self) -> Result<Self, ConfigError> {
+        // A rollup rebuild holds two pooled connections; leave one for everything else.
+        let needed = self.recompute.recompute_workers * 2 + 1;
+        if self.database.database_url.is_some() && self.database.database_max_connections < needed {
+            return Err(ConfigError::new(
+                "DATABASE_MAX_CONNECTIONS",
+                format!(
+                    "must be at least {needed} with RECOMPUTE_WORKERS={}: each rebuild holds two connections, and serving needs one more",
+                    self.recompute.recompute_workers
+                ),
+            ));
+        }
         self.management_key_source =
             match (&self.access.management_api_key, &self.database.database_url) {
                 (Some(_), _) => ManagementKeySource::Environment,
@@ -685,6 +698,24 @@ mod tests {
                 "docs/operations.md never names {name}"
             );
         }
+    }
+
+    #[test]
+    fn the_pool_must_hold_two_connections_per_worker_and_one_more() {
+        let err = config(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("RECOMPUTE_WORKERS", "4"),
+            ("DATABASE_MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DATABASE_MAX_CONNECTIONS");
+        assert!(err.message.contains("at least 9"), "{}", err.message);
+        config(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("RECOMPUTE_WORKERS", "4"),
+            ("DATABASE_MAX_CONNECTIONS", "9"),
+        ])
+        .unwrap();
     }
 
     #[test]

@@ -125,25 +125,38 @@ impl RunQueue for InMemoryRunQueue {
         self.failure
             .check("run queue")
             .map_err(StoreError::Unavailable)?;
-        let queued: Vec<(TenantId, RunId)> = lock(&self.state)
-            .queued
-            .iter()
-            .copied()
-            .filter(|(tenant, id)| *tenant == run.tenant && *id != run.id)
-            .collect();
+        let queued: Vec<(TenantId, RunId)> = {
+            let state = lock(&self.state);
+            if state.closed {
+                return Ok(Vec::new());
+            }
+            state
+                .queued
+                .iter()
+                .copied()
+                .filter(|(tenant, id)| *tenant == run.tenant && *id != run.id)
+                .collect()
+        };
+        let scope = run.scope().range;
         let mut claimed: Vec<RecomputeRun> = Vec::new();
         for (tenant, id) in queued {
             let candidate = match self.runs.get(tenant, id).await {
                 Ok(Some(candidate)) => candidate,
                 Ok(None) => continue,
+                // Those claimed so far are running: hand them back with the run.
+                Err(_) if !claimed.is_empty() => return Ok(claimed),
                 Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
                 Err(other) => return Err(StoreError::Unexpected(other.into())),
             };
-            // The queue is oldest first: the first pending run of each other window.
+            let range = candidate.scope().range;
+            // The queue is oldest first: the first pending run of each other window whose
+            // range meets the run's (a day apart at most), so one pass serves both.
             if candidate.report_slug != run.report_slug
                 || candidate.window == run.window
                 || candidate.status != RunStatus::Pending
                 || claimed.iter().any(|c| c.window == candidate.window)
+                || range.from() > scope.to().next_day().unwrap_or(scope.to())
+                || range.to() < scope.from().previous_day().unwrap_or(scope.from())
             {
                 continue;
             }
@@ -157,6 +170,7 @@ impl RunQueue for InMemoryRunQueue {
             match self.runs.start(tenant, id, self.clock.now()).await {
                 Ok(started) => claimed.push(started),
                 Err(RunStoreError::Transition(_) | RunStoreError::NotFound(_)) => {}
+                Err(_) if !claimed.is_empty() => return Ok(claimed),
                 Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
                 Err(other) => return Err(StoreError::Unexpected(other.into())),
             }

@@ -143,7 +143,7 @@ impl ReportCatalog for PostgresCatalog {
 /// Writes the reference definition of every built-in report (see
 /// [`ReportDefinition::reference`]: the seed files) into the catalog, changing an entry only
 /// where it differs, so `updated_at` moves only when a seed did.
-pub(crate) async fn install_reference(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+pub(crate) async fn install_reference(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     use anyhow::Context;
     const UPSERT: &str = "
         INSERT INTO report_definitions (slug, name, description, cache_ttl_seconds, default_window,
@@ -174,7 +174,18 @@ pub(crate) async fn install_reference(client: &tokio_postgres::Client) -> anyhow
               (EXCLUDED.retention_days, EXCLUDED.refresh_interval_minutes, EXCLUDED.is_default)";
     const DROP_OTHER_WINDOWS: &str =
         "DELETE FROM aggregate_windows WHERE report_slug = $1 AND NOT (window_name = ANY ($2))";
+    // At most one default window per report: the old one steps down before the new one is
+    // written.
+    const CLEAR_OTHER_DEFAULT: &str = "
+        UPDATE aggregate_windows SET is_default = FALSE
+        WHERE report_slug = $1 AND is_default AND window_name <> $2";
     let now = time::OffsetDateTime::now_utc();
+    // All or nothing, so a failed install leaves the catalog as it was.
+    let tx = client
+        .transaction()
+        .await
+        .context("starting to install the catalog")?;
+    let client = &tx;
     for kind in ReportKind::ALL {
         let reference = ReportDefinition::reference(kind, now);
         let slug = reference.slug.as_str();
@@ -194,7 +205,22 @@ pub(crate) async fn install_reference(client: &tokio_postgres::Client) -> anyhow
             )
             .await
             .with_context(|| format!("installing the catalog entry of {slug}"))?;
-        let mut names = Vec::new();
+        let names: Vec<&str> = reference
+            .windows
+            .iter()
+            .map(|w| w.window.as_str())
+            .collect();
+        client
+            .execute(DROP_OTHER_WINDOWS, &[&slug, &names])
+            .await
+            .with_context(|| format!("installing the windows of {slug}"))?;
+        client
+            .execute(
+                CLEAR_OTHER_DEFAULT,
+                &[&slug, &reference.default_window.as_str()],
+            )
+            .await
+            .with_context(|| format!("installing the windows of {slug}"))?;
         for window in &reference.windows {
             let retention = i32::try_from(window.retention_days).unwrap_or(i32::MAX);
             let refresh = i32::try_from(window.refresh_interval_minutes).unwrap_or(i32::MAX);
@@ -211,12 +237,8 @@ pub(crate) async fn install_reference(client: &tokio_postgres::Client) -> anyhow
                 )
                 .await
                 .with_context(|| format!("installing the windows of {slug}"))?;
-            names.push(window.window.as_str());
         }
-        client
-            .execute(DROP_OTHER_WINDOWS, &[&slug, &names])
-            .await
-            .with_context(|| format!("installing the windows of {slug}"))?;
     }
+    tx.commit().await.context("installing the catalog")?;
     Ok(())
 }

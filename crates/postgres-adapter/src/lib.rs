@@ -74,7 +74,7 @@ async fn migrate_to(pool: &Pool, version: Option<i32>) -> anyhow::Result<usize> 
         .await;
     // The built-in reports' catalog entries come from their seed files, not from migrations.
     let installed = match (&report, version) {
-        (Ok(_), None) => catalog::install_reference(&client).await,
+        (Ok(_), None) => catalog::install_reference(&mut client).await,
         _ => Ok(()),
     };
     client

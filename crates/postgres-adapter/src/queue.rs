@@ -177,12 +177,16 @@ impl RunQueue for PostgresRunQueue {
     }
 
     async fn claim_companions(&self, run: &RecomputeRun) -> Result<Vec<RecomputeRun>, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         let client = self.pool.get().await.classify("connecting to claim runs")?;
         let sql = format!(
             "WITH candidates AS (
                  SELECT id AS candidate, window_name AS candidate_window, requested_at AS candidate_at
                  FROM recompute_runs
                  WHERE status = 'pending' AND tenant_id = $3 AND report_slug = $4 AND window_name <> $5
+                   AND scope_from <= $7::date + 1 AND scope_to >= $6::date - 1
                  FOR UPDATE SKIP LOCKED
              ), chosen AS (
                  SELECT DISTINCT ON (candidate_window) candidate
@@ -196,6 +200,7 @@ impl RunQueue for PostgresRunQueue {
              WHERE id = chosen.candidate
              RETURNING {RUN_COLUMNS}"
         );
+        let scope = run.scope().range;
         let rows = client
             .query(
                 &sql,
@@ -205,6 +210,8 @@ impl RunQueue for PostgresRunQueue {
                     &run.tenant.get(),
                     &run.report_slug.as_str(),
                     &run.window.as_str(),
+                    &scope.from(),
+                    &scope.to(),
                 ],
             )
             .await

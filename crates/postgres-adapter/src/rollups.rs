@@ -1,5 +1,5 @@
-//! Rollup snapshot rows in `rollup_snapshots`: the rebuild from `analytics_events` as one
-//! set-based statement generated from the definition, and reads that group the rows in SQL.
+//! Rollup snapshot rows in `rollup_snapshots`: the rebuild from `analytics_events` with one
+//! set-based aggregation generated from the definition, and reads that group the rows in SQL.
 //!
 //! The statements are built from fixed fragments, one per field and measure kind; every value
 //! a definition or a query supplies (a property key, a filter value) is a bind parameter, never
@@ -322,6 +322,14 @@ const COPY_TYPES: [Type; 8] = [
 /// `rollup_snapshots` itself.
 const ANALYZE_AFTER_ROWS: u64 = 10_000;
 
+/// The statistics refresh after a bulk rebuild; it gives up rather than wait behind a vacuum
+/// or another analyze of the table, which refresh them as well.
+const ANALYZE_SNAPSHOTS: &str =
+    "BEGIN; SET LOCAL lock_timeout = '1s'; ANALYZE rollup_snapshots; COMMIT";
+
+/// Settings of the write transaction: its sums over the day rows of several windows.
+const REBUILD_SETTINGS: &str = "SET LOCAL work_mem = '128MB'; SET LOCAL jit = off";
+
 /// The day rows of a rebuild of several windows, dropped with its transaction.
 const CREATE_GRAIN: &str = "
     CREATE TEMPORARY TABLE rollup_grain (
@@ -409,15 +417,13 @@ impl RollupStore for PostgresRollupStore {
             .get()
             .await
             .classify("connecting to rebuild a rollup")?;
-        let mut reader = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to aggregate events for a rollup")?;
         let tx = writer
             .transaction()
             .await
             .classify("starting a rollup rebuild")?;
+        tx.batch_execute(REBUILD_SETTINGS)
+            .await
+            .classify("configuring the rollup rebuild")?;
         let tenant = request.tenant.get();
         let slug = request.report.as_str();
         // Locked in window order, the same in every rebuild, so two never wait on each other.
@@ -472,74 +478,98 @@ impl RollupStore for PostgresRollupStore {
             ),
         };
         let direct = request.windows.len() == 1;
-        let read = reader
-            .build_transaction()
-            .read_only(true)
-            .start()
+        // The second connection, taken once this rebuild holds its locks and for the
+        // aggregation alone.
+        let mut reader = self
+            .pool
+            .get()
             .await
-            .classify("starting a rollup aggregation")?;
-        read.batch_execute(AGGREGATE_SETTINGS)
-            .await
-            .classify("configuring the rollup aggregation")?;
-        let (sql, binds) = aggregate_sql(&request.rollup);
-        let grain_name = grain.as_str();
-        let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &from, &to];
-        let rows = read
-            .query_raw(&sql, with_fixed(&fixed, &binds))
-            .await
-            .classify("aggregating events into rollup snapshots")?;
-        if !direct {
-            tx.batch_execute(CREATE_GRAIN)
+            .classify("connecting to aggregate events for a rollup")?;
+        let cancel = reader.cancel_token();
+        let streamed = async {
+            let read = reader
+                .build_transaction()
+                .read_only(true)
+                .start()
                 .await
-                .classify("preparing a rollup rebuild")?;
-        }
-        let sink = tx
-            .copy_in(if direct { COPY_ROWS } else { COPY_GRAIN })
-            .await
-            .classify("writing rollup snapshots")?;
-        let mut rows = pin!(rows);
-        let mut copy = pin!(BinaryCopyInWriter::new(
-            sink,
-            if direct { &COPY_TYPES } else { &GRAIN_TYPES },
-        ));
-        let only = &request.windows[0];
-        let (only_window, only_run) = (only.window.as_str(), only.run_id.as_uuid());
-        while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-            let row = row.classify("aggregating events into rollup snapshots")?;
-            let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
-            let bucket: Date = row.try_get(0).map_err(get)?;
-            let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
-            let measures: Vec<i64> = row.try_get(2).map_err(get)?;
-            let skipped = u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0);
-            for (part, outcome) in request.windows.iter().zip(outcomes.iter_mut()) {
-                if part.range.contains(bucket) {
-                    outcome.values_skipped += skipped;
-                }
+                .classify("starting a rollup aggregation")?;
+            read.batch_execute(AGGREGATE_SETTINGS)
+                .await
+                .classify("configuring the rollup aggregation")?;
+            let (sql, binds) = aggregate_sql(&request.rollup);
+            let grain_name = grain.as_str();
+            let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &from, &to];
+            let rows = read
+                .query_raw(&sql, with_fixed(&fixed, &binds))
+                .await
+                .classify("aggregating events into rollup snapshots")?;
+            if !direct {
+                tx.batch_execute(CREATE_GRAIN)
+                    .await
+                    .classify("preparing a rollup rebuild")?;
             }
-            let written = if direct {
-                copy.as_mut()
-                    .write(&[
-                        &tenant,
-                        &slug,
-                        &only_window,
-                        &bucket,
-                        &dimensions,
-                        &measures,
-                        &request.computed_at,
-                        &only_run,
-                    ])
-                    .await
-            } else {
-                copy.as_mut()
-                    .write(&[&bucket, &dimensions, &measures])
-                    .await
-            };
-            written.classify("writing rollup snapshots")?;
+            let sink = tx
+                .copy_in(if direct { COPY_ROWS } else { COPY_GRAIN })
+                .await
+                .classify("writing rollup snapshots")?;
+            let mut rows = pin!(rows);
+            let mut copy = pin!(BinaryCopyInWriter::new(
+                sink,
+                if direct { &COPY_TYPES } else { &GRAIN_TYPES },
+            ));
+            let only = &request.windows[0];
+            let (only_window, only_run) = (only.window.as_str(), only.run_id.as_uuid());
+            while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                let row = row.classify("aggregating events into rollup snapshots")?;
+                let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
+                let bucket: Date = row.try_get(0).map_err(get)?;
+                let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
+                let measures: Vec<i64> = row.try_get(2).map_err(get)?;
+                let skipped = u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0);
+                for (part, outcome) in request.windows.iter().zip(outcomes.iter_mut()) {
+                    if part.range.contains(bucket) {
+                        outcome.values_skipped += skipped;
+                    }
+                }
+                let written = if direct {
+                    copy.as_mut()
+                        .write(&[
+                            &tenant,
+                            &slug,
+                            &only_window,
+                            &bucket,
+                            &dimensions,
+                            &measures,
+                            &request.computed_at,
+                            &only_run,
+                        ])
+                        .await
+                } else {
+                    copy.as_mut()
+                        .write(&[&bucket, &dimensions, &measures])
+                        .await
+                };
+                written.classify("writing rollup snapshots")?;
+            }
+            let copied = copy.finish().await.classify("writing rollup snapshots")?;
+            read.commit()
+                .await
+                .classify("finishing a rollup aggregation")?;
+            Ok::<u64, StoreError>(copied)
         }
-        let copied = copy.finish().await.classify("writing rollup snapshots")?;
-        read.commit()
-            .await
-            .classify("finishing a rollup aggregation")?;
+        .await;
+        let copied = match streamed {
+            Ok(copied) => copied,
+            Err(err) => {
+                // The aggregation may still run on the server: stop it before the connection
+                // goes back to the pool, or its next user waits behind it.
+                if let Err(cancel_err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(error = %cancel_err, "could not cancel an abandoned rollup aggregation");
+                }
+                return Err(err);
+            }
+        };
+        drop(reader);
         if direct {
             outcomes[0].rows_inserted = copied;
         } else {
@@ -569,8 +599,13 @@ impl RollupStore for PostgresRollupStore {
         if inserted >= ANALYZE_AFTER_ROWS {
             // A bulk write (a backfill, say) outruns autovacuum's statistics; reads plan on
             // them. The rows are committed: a failure here only leaves the old statistics.
-            if let Err(err) = writer.batch_execute("ANALYZE rollup_snapshots").await {
+            if let Err(err) = writer.batch_execute(ANALYZE_SNAPSHOTS).await {
                 tracing::warn!(error = %err, "could not analyze rollup snapshots after a bulk rebuild");
+                // Leave no failed transaction on a connection going back to the pool.
+                if let Err(err) = writer.batch_execute("ROLLBACK").await {
+                    tracing::warn!(error = %err, "could not end a failed analyze; dropping the connection");
+                    let _ = deadpool_postgres::Object::take(writer);
+                }
             }
         }
         Ok(outcomes)
@@ -603,12 +638,9 @@ impl RollupStore for PostgresRollupStore {
             &changed_from,
             &changed_to,
         ];
-        let statement = client
-            .prepare_cached(&sql)
-            .await
-            .classify("preparing a rollup read")?;
+        // Not kept prepared: its text varies with the definition and the read's grouping.
         let rows = client
-            .query(&statement, &with_fixed(&fixed, &binds))
+            .query(&sql, &with_fixed(&fixed, &binds))
             .await
             .classify("reading rollup rows")?;
         let mut page = RollupPage {
@@ -642,18 +674,37 @@ impl RollupStore for PostgresRollupStore {
         Ok(page)
     }
 
+    /// Takes the rebuild locks of every window first, in the rebuilds' order, so a removal
+    /// never interleaves with a rebuild of the same rollup.
     async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .classify("connecting to remove a rollup")?;
-        Ok(client
-            .execute(
-                "DELETE FROM rollup_snapshots WHERE tenant_id = $1 AND report_slug = $2",
-                &[&tenant.get(), &report.as_str()],
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to remove a rollup")?;
+        let (tenant, slug) = (tenant.get(), report.as_str());
+        let mut windows = Window::ALL;
+        windows.sort();
+        for window in windows {
+            tx.execute(
+                REBUILD_LOCK,
+                &[&tenant.to_string(), &slug, &window.as_str()],
             )
             .await
-            .classify("removing rollup rows")?)
+            .classify("locking the rollup for removal")?;
+        }
+        let removed = tx
+            .execute(
+                "DELETE FROM rollup_snapshots WHERE tenant_id = $1 AND report_slug = $2",
+                &[&tenant, &slug],
+            )
+            .await
+            .classify("removing rollup rows")?;
+        tx.commit().await.classify("removing rollup rows")?;
+        Ok(removed)
     }
 }

@@ -441,6 +441,7 @@ macro_rules! contract_tests {
             a_closed_queue_hands_out_nothing,
             a_closed_queue_accepts_nothing,
             the_pending_runs_of_a_reports_other_windows_are_claimed_with_it,
+            a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left,
         ] $($rest)* }
     };
     (@port audit_log $($rest:tt)*) => {

@@ -288,3 +288,50 @@ pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
     );
     Ok(())
 }
+
+pub async fn a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left(
+    f: &Fixture,
+) -> Result<()> {
+    let day = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Day,
+        date!(2026 - 01 - 05),
+        T0,
+    )?;
+    let far = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Month,
+        date!(2026 - 06 - 01),
+        T0 + time::Duration::seconds(1),
+    )?;
+    let near = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Week,
+        date!(2026 - 01 - 06),
+        T0 + time::Duration::seconds(2),
+    )?;
+    for run in [&day, &far, &near] {
+        f.runs.create(run).await?;
+        f.queue.enqueue(run).await?;
+    }
+    let first = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    let companions = f.queue.claim_companions(&first).await?;
+    let ids: Vec<_> = companions.iter().map(|run| run.id).collect();
+    ensure!(
+        ids == vec![near.id],
+        "only a run whose range meets the claimed one's: {companions:?}"
+    );
+    let stored = f.runs.get(f.tenant, far.id).await?.context("the far run")?;
+    ensure!(
+        stored.status == RunStatus::Pending,
+        "left pending: {stored:?}"
+    );
+    Ok(())
+}
