@@ -593,6 +593,20 @@ pub trait RunStore: Send + Sync {
         at: OffsetDateTime,
     ) -> Result<RecomputeRun, RunStoreError>;
 
+    /// Moves a run that is still pending to failed with `error` and returns it: a run given
+    /// up before any worker claimed it, checked and changed at once.
+    ///
+    /// # Errors
+    /// [`RunStoreError::NotFound`]; [`RunStoreError::Transition`] when it is no longer pending
+    /// (a worker claimed it meanwhile), in which case nothing changed.
+    async fn abandon(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError>;
+
     /// Tells the store that the worker executing run `id` of `tenant` is still at it, so the
     /// run keeps its claim: a store that recovers runs whose worker went silent (see
     /// [`RunQueue::recover`]) extends the run's lease by a full lease from now. Returns whether

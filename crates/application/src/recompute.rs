@@ -189,6 +189,7 @@ impl RecomputeService {
                 Ok(self.worker.execute(running).await)
             }
             Err(err) => {
+                // Nothing else claims it: only this process knows of it yet.
                 self.abandon(&admitted, "the run could not be started")
                     .await;
                 Err(match err {
@@ -321,7 +322,11 @@ impl RecomputeService {
             }
             Err(err) => {
                 let reason = err.to_string();
-                self.abandon(&run, &reason).await;
+                if !self.abandon(&run, &reason).await {
+                    // A worker of a shared queue claimed it meanwhile: it is under way.
+                    info!(run_id = %run.id, error = %err, "the queue refused a run a worker had already claimed");
+                    return Ok(run);
+                }
                 match err {
                     EnqueueError::Full => Err(TriggerError::QueueFull(run.id)),
                     EnqueueError::Closed => Err(TriggerError::ShuttingDown(run.id)),
@@ -412,11 +417,16 @@ impl RecomputeService {
     }
 
     /// Marks an admitted run failed because it could not be queued, audits that and releases
-    /// its lock.
-    async fn abandon(&self, run: &RecomputeRun, reason: &str) {
+    /// its lock; unless a worker claimed it meanwhile (a queue that is its run table hands out
+    /// runs as soon as they are stored), which leaves it alone. Whether it was given up.
+    async fn abandon(&self, run: &RecomputeRun, reason: &str) -> bool {
         let now = self.clock.now();
-        if let Err(err) = self.runs.fail(run.tenant, run.id, reason, now).await {
-            warn!(run_id = %run.id, error = %err, "could not mark an unqueued run failed");
+        match self.runs.abandon(run.tenant, run.id, reason, now).await {
+            Ok(_) => {}
+            Err(RunStoreError::Transition(_)) => return false,
+            Err(err) => {
+                warn!(run_id = %run.id, error = %err, "could not mark an unqueued run failed");
+            }
         }
         let entry = NewAuditEntry {
             tenant: run.tenant,
@@ -436,6 +446,7 @@ impl RecomputeService {
         if let Some(token) = &run.lock_token {
             self.release(&run.scope(), token).await;
         }
+        true
     }
 
     async fn release(&self, scope: &RecomputeScope, token: &LockToken) {

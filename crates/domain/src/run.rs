@@ -309,6 +309,24 @@ impl RecomputeRun {
         Ok(())
     }
 
+    /// A run that never reached a worker is given up: pending → failed.
+    ///
+    /// # Errors
+    /// [`TransitionError`] unless the run is pending.
+    pub fn abandon(
+        &mut self,
+        error: impl Into<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), TransitionError> {
+        if self.status != RunStatus::Pending {
+            return Err(TransitionError {
+                from: self.status,
+                to: RunStatus::Failed,
+            });
+        }
+        self.fail(error, at)
+    }
+
     /// A stopping worker hands the run back to the queue.
     ///
     /// # Errors

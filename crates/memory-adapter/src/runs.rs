@@ -147,6 +147,16 @@ impl RunStore for InMemoryRunStore {
         self.update(tenant, id, |run| run.fail(error, at))
     }
 
+    async fn abandon(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        self.update(tenant, id, |run| run.abandon(error, at))
+    }
+
     async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
         // Runs in memory end with their process, so there is no lease to extend; the answer
         // still says whether the run is running, as the contract asks.

@@ -271,4 +271,16 @@ impl RunStore for PostgresRunStore {
         self.transition(tenant, id, move |run| run.fail(error, at))
             .await
     }
+
+    async fn abandon(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        let error = error.to_owned();
+        self.transition(tenant, id, move |run| run.abandon(error, at))
+            .await
+    }
 }

@@ -398,6 +398,15 @@ impl RunStore for OutcomesUnwritable {
             "connection refused"
         )))
     }
+    async fn abandon(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        error: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<RecomputeRun, RunStoreError> {
+        self.0.abandon(tenant, id, error, at).await
+    }
     async fn renew_lease(&self, tenant: TenantId, id: RunId) -> Result<bool, RunStoreError> {
         self.0.renew_lease(tenant, id).await
     }

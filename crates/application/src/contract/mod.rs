@@ -421,6 +421,7 @@ macro_rules! contract_tests {
             completed_is_final,
             a_finished_scope_accepts_a_new_run,
             a_pending_run_can_fail_with_its_error,
+            only_a_pending_run_can_be_abandoned,
             a_pending_run_cannot_complete,
             starting_an_unknown_id_is_not_found,
             the_list_counts_every_run_of_the_tenant,

@@ -304,6 +304,34 @@ pub async fn a_pending_run_can_fail_with_its_error(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+pub async fn only_a_pending_run_can_be_abandoned(f: &Fixture) -> Result<()> {
+    let s = Scenario::at(f, Stage::FirstStarted).await?;
+    ensure!(
+        matches!(
+            f.runs
+                .abandon(f.tenant, s.first.id, "queue full", FINISHED_AT)
+                .await,
+            Err(RunStoreError::Transition(_))
+        ),
+        "a claimed run cannot be abandoned"
+    );
+    let running = f.runs.get(f.tenant, s.first.id).await?.context("the run")?;
+    ensure!(
+        running.status == RunStatus::Running && running.error_message.is_none(),
+        "a refused abandon changes nothing: {running:?}"
+    );
+    let abandoned = f
+        .runs
+        .abandon(f.tenant, s.weekly.id, "queue full", FINISHED_AT)
+        .await?;
+    ensure!(
+        abandoned.status == RunStatus::Failed
+            && abandoned.error_message.as_deref() == Some("queue full"),
+        "a pending run is abandoned with its error: {abandoned:?}"
+    );
+    Ok(())
+}
+
 pub async fn a_pending_run_cannot_complete(f: &Fixture) -> Result<()> {
     let s = Scenario::at(f, Stage::DuplicateFailed).await?;
     ensure!(
