@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod health;
 mod ingest;
+mod paged;
 mod pool;
 mod queue;
 mod rollups;

@@ -261,31 +261,22 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     }
     order.push("bucket_date".to_owned());
     order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
-    let sql = format!(
-        "WITH grouped AS (
+    let grouped = format!(
+        "
             SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
                    max(computed_at) AS computed_at
             FROM rollup_snapshots
             WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
               AND bucket_start BETWEEN $4 AND $5{filters}{group_by}
-            HAVING count(*) > 0
-        ), page AS (
-            SELECT bucket_date, dimensions, measures, row_number() OVER (ORDER BY {order}) AS n
-            FROM grouped
-            ORDER BY n
-            LIMIT $6 OFFSET $7
-        )
-        SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
-               (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
-               (SELECT max(changed_at) FROM stale_days
-                WHERE tenant_id = $1 AND day BETWEEN $8 AND $9) AS changed_at,
-               page.bucket_date, page.dimensions, page.measures
-        FROM (SELECT 1) AS one
-        LEFT JOIN page ON true
-        ORDER BY page.n",
+            HAVING count(*) > 0",
         dimensions = dimensions.join(", "),
         measures = measures.join(", "),
-        order = order.join(", "),
+    );
+    let sql = crate::paged::paged_read(
+        &grouped,
+        &["bucket_date", "dimensions", "measures"],
+        &order.join(", "),
+        6,
     );
     (sql, binds)
 }

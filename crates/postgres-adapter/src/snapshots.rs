@@ -52,8 +52,8 @@ pub fn read_sql(kind: ReportKind, breakdown: Breakdown, window: Window) -> Strin
             "event_count DESC, name COLLATE \"C\"",
         ),
     };
-    format!(
-        "WITH grouped AS (
+    let grouped = format!(
+        "
             SELECT {bucket} AS bucket_date, {name} AS name, sum(metric_value)::int8 AS event_count,
                    max(computed_at) AS computed_at
             FROM metric_snapshots
@@ -61,24 +61,11 @@ pub fn read_sql(kind: ReportKind, breakdown: Breakdown, window: Window) -> Strin
               AND bucket_start BETWEEN $2 AND $3
               AND metric_name = 'event_count'
               AND ($4::text IS NULL OR dimension_value = $4)
-            GROUP BY {group_by}
-        ), page AS (
-            SELECT bucket_date, name, event_count, row_number() OVER (ORDER BY {order}) AS n
-            FROM grouped
-            ORDER BY n
-            LIMIT $5 OFFSET $6
-        )
-        SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
-               (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
-               (SELECT max(changed_at) FROM stale_days
-                WHERE tenant_id = $1 AND day BETWEEN $7 AND $8) AS changed_at,
-               page.bucket_date, page.name, page.event_count
-        FROM (SELECT 1) AS one
-        LEFT JOIN page ON true
-        ORDER BY page.n",
+            GROUP BY {group_by}",
         slug = kind.slug(),
         window = window.as_str(),
-    )
+    );
+    crate::paged::paged_read(&grouped, &["bucket_date", "name", "event_count"], order, 5)
 }
 
 fn report_row(kind: ReportKind, breakdown: Breakdown, row: &Row) -> Result<ReportRow, Failure> {

@@ -196,6 +196,15 @@ pub async fn a_closed_queue_accepts_nothing(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// Creates and queues `runs`, in order.
+async fn queue_all(f: &Fixture, runs: &[&RecomputeRun]) -> Result<()> {
+    for run in runs {
+        f.runs.create(run).await?;
+        f.queue.enqueue(run).await?;
+    }
+    Ok(())
+}
+
 pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
     f: &Fixture,
 ) -> Result<()> {
@@ -232,10 +241,7 @@ pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
         date!(2026 - 01 - 01),
         at(3),
     )?;
-    for run in [&day, &week, &later_week, &other] {
-        f.runs.create(run).await?;
-        f.queue.enqueue(run).await?;
-    }
+    queue_all(f, &[&day, &week, &later_week, &other]).await?;
     let first = f
         .queue
         .claim_next()
@@ -313,10 +319,7 @@ pub async fn a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left(
         date!(2026 - 01 - 06),
         T0 + time::Duration::seconds(2),
     )?;
-    for run in [&day, &far, &near] {
-        f.runs.create(run).await?;
-        f.queue.enqueue(run).await?;
-    }
+    queue_all(f, &[&day, &far, &near]).await?;
     let first = f
         .queue
         .claim_next()

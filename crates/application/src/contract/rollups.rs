@@ -336,6 +336,23 @@ async fn read_all(
     Ok(all)
 }
 
+/// Checks that `page` holds exactly the rows `expected`, which are not none.
+fn ensure_rows(what: &str, page: &RollupPage, expected: &[RollupRow]) -> Result<()> {
+    ensure!(!expected.is_empty(), "{what}: the scenario reads no rows");
+    ensure!(
+        page.rows == expected,
+        "{what}: read {} rows, expected {}; first difference: {:?}",
+        page.rows.len(),
+        expected.len(),
+        page.rows
+            .iter()
+            .zip(expected)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("{a:?} instead of {b:?}"))
+    );
+    Ok(())
+}
+
 /// Stores the generated events, rebuilds `definition` in `window` over the quarter, and checks
 /// `read` against [`direct`].
 async fn equals_direct(
@@ -350,18 +367,7 @@ async fn equals_direct(
     rebuild(f, f.tenant, definition, read.window, rebuilt, FIRST_BUILD).await?;
     let page = read_all(f, f.tenant, definition, read).await?;
     let (expected, _) = direct(&events, &definition.rollup, rebuilt, read);
-    ensure!(!expected.is_empty(), "{what}: the scenario reads no rows");
-    ensure!(
-        page.rows == expected,
-        "{what}: read {} rows, expected {}; first difference: {:?}",
-        page.rows.len(),
-        expected.len(),
-        page.rows
-            .iter()
-            .zip(&expected)
-            .find(|(a, b)| a != b)
-            .map(|(a, b)| format!("{a:?} instead of {b:?}"))
-    );
+    ensure_rows(what, &page, &expected)?;
     ensure!(
         page.total_rows == expected.len() as u64,
         "{what}: total {} for {} rows",
@@ -815,18 +821,7 @@ pub async fn windows_rebuilt_together_equal_each_window_rebuilt_alone(f: &Fixtur
         let read = Read::all(*window, quarter()?, 2);
         let page = read_all(f, f.tenant, &definition, &read).await?;
         let (expected, skipped) = direct(&events, &definition.rollup, rebuilt, &read);
-        ensure!(!expected.is_empty(), "{window}: the scenario reads no rows");
-        ensure!(
-            page.rows == expected,
-            "{window}: read {} rows, expected {}; first difference: {:?}",
-            page.rows.len(),
-            expected.len(),
-            page.rows
-                .iter()
-                .zip(&expected)
-                .find(|(a, b)| a != b)
-                .map(|(a, b)| format!("{a:?} instead of {b:?}"))
-        );
+        ensure_rows(&window.to_string(), &page, &expected)?;
         ensure!(
             outcome.rows_inserted == expected.len() as u64
                 && outcome.rows_deleted == 0

@@ -1,0 +1,34 @@
+//! The statement shape every snapshot read shares: a page of grouped rows with the whole
+//! read's row count, its newest `computed_at` and the latest change to its events, at once.
+
+/// A read as one statement. `grouped` selects the grouped rows, each with the columns
+/// `columns` and a `computed_at`; the page takes them in `order`, `$limit` rows from
+/// `$limit + 1`, and event changes of tenant `$1` dated in `$limit + 2 ..= $limit + 3` are
+/// read beside them. Every row carries the total, `last_refreshed_at` and `changed_at`; an
+/// empty page is one row of nulls carrying them.
+pub(crate) fn paged_read(grouped: &str, columns: &[&str], order: &str, limit: usize) -> String {
+    let (offset, changed_from, changed_to) = (limit + 1, limit + 2, limit + 3);
+    let selected = columns.join(", ");
+    let paged = columns
+        .iter()
+        .map(|c| format!("page.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH grouped AS ({grouped}
+        ), page AS (
+            SELECT {selected}, row_number() OVER (ORDER BY {order}) AS n
+            FROM grouped
+            ORDER BY n
+            LIMIT ${limit} OFFSET ${offset}
+        )
+        SELECT (SELECT count(*) FROM grouped)::int8 AS total_rows,
+               (SELECT max(computed_at) FROM grouped) AS last_refreshed_at,
+               (SELECT max(changed_at) FROM stale_days
+                WHERE tenant_id = $1 AND day BETWEEN ${changed_from} AND ${changed_to}) AS changed_at,
+               {paged}
+        FROM (SELECT 1) AS one
+        LEFT JOIN page ON true
+        ORDER BY page.n"
+    )
+}
