@@ -658,7 +658,9 @@ pub trait RunQueue: Send + Sync {
     /// Claims, as [`RunQueue::claim_next`] does, the pending runs of `run`'s tenant and report
     /// in windows other than `run`'s whose ranges meet `run`'s (overlapping, or a day apart
     /// at most), the oldest of each window, so that one pass over the events serves them all;
-    /// returns them, possibly none, without waiting. A closed queue claims none.
+    /// returns them, possibly none, without waiting. A run stored as pending counts whether
+    /// or not it was queued yet (a backfill admits every window before it queues any). A
+    /// closed queue claims none.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was claimed.

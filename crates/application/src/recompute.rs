@@ -292,8 +292,8 @@ impl RecomputeService {
     }
 
     /// Admits every request, then queues each admitted run: a worker that claims one of them
-    /// finds the others of the same report already pending, and rebuilds them together (see
-    /// [`RunQueue::claim_companions`](crate::ports::RunQueue::claim_companions)). One result
+    /// finds the others of the same report already pending, queued yet or not, and rebuilds
+    /// them together (see [`RunQueue::claim_companions`](crate::ports::RunQueue::claim_companions)). One result
     /// per request, in order; a request that fails does not stop the others.
     pub async fn queue_runs(
         &self,

@@ -10,7 +10,9 @@ use application::ports::{
     Clock, EnqueueError, Recovered, RunQueue, RunStore, RunStoreError, StoreError,
 };
 use async_trait::async_trait;
-use domain::{RecomputeRun, RunId, RunStatus, TenantId};
+use domain::{
+    PageRequest, RecomputeRun, RunFilter, RunId, RunStatus, TenantId, pagination::MAX_LIMIT,
+};
 use tokio::sync::Notify;
 
 use crate::{FailSwitch, InMemoryRunStore, lock};
@@ -125,18 +127,30 @@ impl RunQueue for InMemoryRunQueue {
         self.failure
             .check("run queue")
             .map_err(StoreError::Unavailable)?;
-        let queued: Vec<(TenantId, RunId)> = {
-            let state = lock(&self.state);
-            if state.closed {
-                return Ok(Vec::new());
-            }
-            state
-                .queued
-                .iter()
-                .copied()
-                .filter(|(tenant, id)| *tenant == run.tenant && *id != run.id)
-                .collect()
+        if lock(&self.state).closed {
+            return Ok(Vec::new());
+        }
+        // Like a queue that is its run table, every pending run of the report counts, queued
+        // yet or not: a backfill admits all its windows before it queues any.
+        let filter = RunFilter {
+            report_slug: Some(run.report_slug.clone()),
+            status: Some(RunStatus::Pending),
         };
+        let mut pending = match self
+            .runs
+            .list(run.tenant, &filter, PageRequest::new(MAX_LIMIT, 0))
+            .await
+        {
+            Ok(page) => page.items,
+            Err(RunStoreError::Unavailable(err)) => return Err(StoreError::Unavailable(err)),
+            Err(other) => return Err(StoreError::Unexpected(other.into())),
+        };
+        pending.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.id.cmp(&b.id)));
+        let queued: Vec<(TenantId, RunId)> = pending
+            .iter()
+            .filter(|candidate| candidate.id != run.id)
+            .map(|candidate| (candidate.tenant, candidate.id))
+            .collect();
         let scope = run.scope().range;
         let mut claimed: Vec<RecomputeRun> = Vec::new();
         for (tenant, id) in queued {
@@ -161,11 +175,11 @@ impl RunQueue for InMemoryRunQueue {
                 continue;
             }
             {
+                // Out of the queue if it was queued; starting it below settles who has it.
                 let mut state = lock(&self.state);
-                let Some(position) = state.queued.iter().position(|q| *q == (tenant, id)) else {
-                    continue; // claimed by another worker meanwhile
-                };
-                state.queued.remove(position);
+                if let Some(position) = state.queued.iter().position(|q| *q == (tenant, id)) {
+                    state.queued.remove(position);
+                }
             }
             match self.runs.start(tenant, id, self.clock.now()).await {
                 Ok(started) => claimed.push(started),

@@ -443,6 +443,7 @@ macro_rules! contract_tests {
             a_closed_queue_accepts_nothing,
             the_pending_runs_of_a_reports_other_windows_are_claimed_with_it,
             a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left,
+            a_pending_run_not_queued_yet_is_claimed_with_its_reports_run,
         ] $($rest)* }
     };
     (@port audit_log $($rest:tt)*) => {

@@ -338,3 +338,37 @@ pub async fn a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left(
     );
     Ok(())
 }
+
+pub async fn a_pending_run_not_queued_yet_is_claimed_with_its_reports_run(
+    f: &Fixture,
+) -> Result<()> {
+    let day = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Day,
+        date!(2026 - 01 - 05),
+        T0,
+    )?;
+    let week = run_of(
+        f.tenant,
+        "my-rollup",
+        Window::Week,
+        date!(2026 - 01 - 05),
+        T0 + time::Duration::seconds(1),
+    )?;
+    queue_all(f, &[&day]).await?;
+    // Stored as pending, its enqueue still to come: a backfill admits every window first.
+    f.runs.create(&week).await?;
+    let first = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    let companions = f.queue.claim_companions(&first).await?;
+    let ids: Vec<_> = companions.iter().map(|run| run.id).collect();
+    ensure!(
+        ids == vec![week.id],
+        "the admitted run is claimed: {companions:?}"
+    );
+    Ok(())
+}
