@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use domain::{
-    Breakdown, CatalogQuery, CatalogSort, DateRange, DimensionFilter, Page, PageRequest,
-    ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, SortOrder, TenantId,
-    ValidationError, Window,
+    Breakdown, CatalogQuery, DateRange, DimensionFilter, Listed, Page, PageRequest,
+    ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, TenantId, ValidationError,
+    Window,
     dates::{format_date, parse_date},
 };
 use serde::{Deserialize, Serialize};
@@ -307,7 +307,7 @@ pub enum CatalogEntry {
     Defined(StoredRollup),
 }
 
-impl CatalogEntry {
+impl Listed for CatalogEntry {
     fn slug(&self) -> &str {
         match self {
             Self::BuiltIn(report) => report.slug.as_str(),
@@ -422,19 +422,7 @@ impl ReportService {
                 })
                 .map(CatalogEntry::Defined),
         );
-        entries.sort_by(|a, b| {
-            let primary = match query.sort {
-                CatalogSort::Slug => a.slug().cmp(b.slug()),
-                CatalogSort::Name => a.name().cmp(b.name()),
-                CatalogSort::UpdatedAt => a.updated_at().cmp(&b.updated_at()),
-                CatalogSort::CacheTtlSeconds => a.cache_ttl_seconds().cmp(&b.cache_ttl_seconds()),
-            };
-            let primary = match query.order {
-                SortOrder::Asc => primary,
-                SortOrder::Desc => primary.reverse(),
-            };
-            primary.then_with(|| a.slug().cmp(b.slug()))
-        });
+        entries.sort_by(|a, b| query.compare(a, b));
         let total = entries.len() as u64;
         Ok(Page::new(query.page.slice(entries), total, query.page))
     }

@@ -427,69 +427,66 @@ impl RecomputeWorker {
             }
         };
         let definition = stored.definition;
-        let mut outcomes: Vec<Result<RollupRebuildOutcome, String>> = Vec::new();
-        let mut windows = Vec::new();
-        for run in runs {
-            if definition.check_window(run.window).is_err() {
-                outcomes.push(Err(format!(
-                    "report {} is no longer built by {}",
-                    run.report_slug, run.window
-                )));
-            } else {
-                // A placeholder until the rebuild answers.
-                outcomes.push(Ok(RollupRebuildOutcome {
-                    rows_deleted: 0,
-                    rows_inserted: 0,
-                    values_skipped: 0,
-                }));
-                windows.push(WindowRebuild {
-                    window: run.window,
-                    range: run.scope().range,
-                    run_id: run.id,
-                });
+        // A run of a window the definition no longer has fails alone; the others rebuild.
+        let refused: Vec<Option<String>> = runs
+            .iter()
+            .map(|run| {
+                definition.check_window(run.window).err().map(|_| {
+                    format!(
+                        "report {} is no longer built by {}",
+                        run.report_slug, run.window
+                    )
+                })
+            })
+            .collect();
+        let windows: Vec<WindowRebuild> = runs
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(run, _)| WindowRebuild {
+                window: run.window,
+                range: run.scope().range,
+                run_id: run.id,
+            })
+            .collect();
+        let count = windows.len();
+        let rebuilt: Vec<Result<RollupRebuildOutcome, String>> = if count == 0 {
+            Vec::new()
+        } else {
+            let request = RollupRebuild {
+                tenant: first.tenant,
+                report: first.report_slug.clone(),
+                rollup: definition.rollup,
+                windows,
+                computed_at,
+            };
+            match p.rollups.rebuild(&request).await {
+                Ok(each) if each.len() == count => each.into_iter().map(Ok).collect(),
+                Ok(each) => vec![
+                    Err(format!(
+                        "rollup rebuild failed: the store answered for {} of {count} windows",
+                        each.len()
+                    ));
+                    count
+                ],
+                Err(err) => {
+                    let message = format!("rollup rebuild failed: {err}");
+                    error!(error = ?anyhow::Error::from(err), "rollup rebuild failed");
+                    vec![Err(message); count]
+                }
             }
-        }
-        if windows.is_empty() {
-            return outcomes;
-        }
-        let request = RollupRebuild {
-            tenant: first.tenant,
-            report: first.report_slug.clone(),
-            rollup: definition.rollup,
-            windows,
-            computed_at,
         };
-        let rebuilt = match p.rollups.rebuild(&request).await {
-            Ok(each) if each.len() == request.windows.len() => Ok(each),
-            Ok(each) => Err(format!(
-                "rollup rebuild failed: the store answered for {} of {} windows",
-                each.len(),
-                request.windows.len()
-            )),
-            Err(err) => {
-                let message = format!("rollup rebuild failed: {err}");
-                error!(error = ?anyhow::Error::from(err), "rollup rebuild failed");
-                Err(message)
-            }
-        };
-        let mut rebuilt_windows = request.windows.iter().zip(match &rebuilt {
-            Ok(each) => each.iter().map(|o| Ok(*o)).collect::<Vec<_>>(),
-            Err(message) => request
-                .windows
-                .iter()
-                .map(|_| Err(message.clone()))
-                .collect(),
-        });
-        for (run, outcome) in runs.iter().zip(outcomes.iter_mut()) {
-            if outcome.is_err() {
-                continue;
-            }
-            if let Some((part, result)) = rebuilt_windows.next() {
-                debug_assert_eq!(part.run_id, run.id);
-                *outcome = result;
-            }
-        }
-        outcomes
+        // The rebuilt windows answer in the order of the runs they came from.
+        let mut rebuilt = rebuilt.into_iter();
+        refused
+            .into_iter()
+            .map(|refused| match refused {
+                Some(message) => Err(message),
+                None => rebuilt
+                    .next()
+                    .unwrap_or_else(|| Err("rollup rebuild failed: no outcome".to_owned())),
+            })
+            .collect()
     }
 
     /// Writes a run's outcome with `write`, again and again while the store cannot be reached,

@@ -186,6 +186,32 @@ impl FromStr for SortOrder {
     }
 }
 
+/// What a catalog listing sorts by.
+pub trait Listed {
+    fn slug(&self) -> &str;
+    fn name(&self) -> &str;
+    fn updated_at(&self) -> OffsetDateTime;
+    fn cache_ttl_seconds(&self) -> u32;
+}
+
+impl Listed for ReportDefinition {
+    fn slug(&self) -> &str {
+        self.slug.as_str()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn updated_at(&self) -> OffsetDateTime {
+        self.updated_at
+    }
+
+    fn cache_ttl_seconds(&self) -> u32 {
+        self.cache_ttl_seconds
+    }
+}
+
 /// The longest `search` term accepted.
 pub const MAX_SEARCH_LEN: usize = 100;
 
@@ -243,6 +269,22 @@ impl CatalogQuery {
             let term = term.to_lowercase();
             slug.to_lowercase().contains(&term) || name.to_lowercase().contains(&term)
         })
+    }
+
+    /// How `a` and `b` are ordered in the listing: by the sort column in the query's
+    /// direction, ties by slug ascending whatever the direction; text by byte value.
+    pub fn compare(&self, a: &impl Listed, b: &impl Listed) -> std::cmp::Ordering {
+        let primary = match self.sort {
+            CatalogSort::Slug => a.slug().cmp(b.slug()),
+            CatalogSort::Name => a.name().cmp(b.name()),
+            CatalogSort::UpdatedAt => a.updated_at().cmp(&b.updated_at()),
+            CatalogSort::CacheTtlSeconds => a.cache_ttl_seconds().cmp(&b.cache_ttl_seconds()),
+        };
+        let primary = match self.order {
+            SortOrder::Asc => primary,
+            SortOrder::Desc => primary.reverse(),
+        };
+        primary.then_with(|| a.slug().cmp(b.slug()))
     }
 
     /// The same listing, paged by `page`.

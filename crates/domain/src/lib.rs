@@ -22,7 +22,9 @@ pub mod window;
 
 pub use audit::{Actor, AuditAction, AuditEntry, AuditFilter, NewAuditEntry};
 pub use breakdown::Breakdown;
-pub use catalog::{CatalogQuery, CatalogSort, ReportDefinition, SortOrder, WindowDefinition};
+pub use catalog::{
+    CatalogQuery, CatalogSort, Listed, ReportDefinition, SortOrder, WindowDefinition,
+};
 pub use dates::{DateRange, parse_date};
 pub use error::ValidationError;
 pub use event::{EventStatus, NewEvent, SourceSlug};

@@ -1,12 +1,10 @@
 //! The report catalog in memory.
 
-use std::{cmp::Ordering, sync::RwLock};
+use std::sync::RwLock;
 
 use application::ports::{ReportCatalog, StoreError};
 use async_trait::async_trait;
-use domain::{
-    CatalogQuery, CatalogSort, Page, ReportDefinition, ReportKind, ReportSlug, SortOrder,
-};
+use domain::{CatalogQuery, Page, ReportDefinition, ReportKind, ReportSlug};
 use time::OffsetDateTime;
 
 use crate::{FailSwitch, read, write};
@@ -50,15 +48,6 @@ impl InMemoryCatalog {
     }
 }
 
-fn compare(sort: CatalogSort, a: &ReportDefinition, b: &ReportDefinition) -> Ordering {
-    match sort {
-        CatalogSort::Slug => a.slug.cmp(&b.slug),
-        CatalogSort::Name => a.name.cmp(&b.name),
-        CatalogSort::UpdatedAt => a.updated_at.cmp(&b.updated_at),
-        CatalogSort::CacheTtlSeconds => a.cache_ttl_seconds.cmp(&b.cache_ttl_seconds),
-    }
-}
-
 #[async_trait]
 impl ReportCatalog for InMemoryCatalog {
     async fn list_public(
@@ -73,15 +62,7 @@ impl ReportCatalog for InMemoryCatalog {
             .filter(|r| r.is_public && query.matches(r))
             .cloned()
             .collect();
-        matches.sort_by(|a, b| {
-            let primary = compare(query.sort, a, b);
-            let primary = match query.order {
-                SortOrder::Asc => primary,
-                SortOrder::Desc => primary.reverse(),
-            };
-            // Ties keep a stable, ascending slug order whatever the direction.
-            primary.then_with(|| a.slug.cmp(&b.slug))
-        });
+        matches.sort_by(|a, b| query.compare(a, b));
         let total = matches.len() as u64;
         Ok(Page::new(query.page.slice(matches), total, query.page))
     }

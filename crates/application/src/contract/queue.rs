@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use domain::{RecomputeRun, RunStatus, TenantId, Window};
+use domain::{RecomputeRun, RunId, RunStatus, TenantId, Window};
 use time::{
     OffsetDateTime,
     macros::{date, datetime},
@@ -196,6 +196,34 @@ pub async fn a_closed_queue_accepts_nothing(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// A run of `report` in `window` for the day `from`, requested `n` seconds after [`T0`].
+fn rollup_run(
+    f: &Fixture,
+    report: &str,
+    window: Window,
+    from: time::Date,
+    n: i64,
+) -> Result<RecomputeRun> {
+    run_of(
+        f.tenant,
+        report,
+        window,
+        from,
+        T0 + time::Duration::seconds(n),
+    )
+}
+
+/// Claims the oldest queued run, then the runs claimed with it: the ids of those.
+async fn claim_with_companions(f: &Fixture) -> Result<Vec<RunId>> {
+    let first = f
+        .queue
+        .claim_next()
+        .await?
+        .context("a queued run is claimed")?;
+    let companions = f.queue.claim_companions(&first).await?;
+    Ok(companions.iter().map(|run| run.id).collect())
+}
+
 /// Creates and queues `runs`, in order.
 async fn queue_all(f: &Fixture, runs: &[&RecomputeRun]) -> Result<()> {
     for run in runs {
@@ -212,35 +240,10 @@ pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
         f.capacity >= 4,
         "the companions' scenario needs a capacity of at least four runs"
     );
-    let at = |n: i64| T0 + time::Duration::seconds(n);
-    let day = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Day,
-        date!(2026 - 01 - 05),
-        at(0),
-    )?;
-    let week = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Week,
-        date!(2026 - 01 - 05),
-        at(1),
-    )?;
-    let later_week = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Week,
-        date!(2026 - 01 - 12),
-        at(2),
-    )?;
-    let other = run_of(
-        f.tenant,
-        "other-rollup",
-        Window::Month,
-        date!(2026 - 01 - 01),
-        at(3),
-    )?;
+    let day = rollup_run(f, "my-rollup", Window::Day, date!(2026 - 01 - 05), 0)?;
+    let week = rollup_run(f, "my-rollup", Window::Week, date!(2026 - 01 - 05), 1)?;
+    let later_week = rollup_run(f, "my-rollup", Window::Week, date!(2026 - 01 - 12), 2)?;
+    let other = rollup_run(f, "other-rollup", Window::Month, date!(2026 - 01 - 01), 3)?;
     queue_all(f, &[&day, &week, &later_week, &other]).await?;
     let first = f
         .queue
@@ -298,38 +301,14 @@ pub async fn the_pending_runs_of_a_reports_other_windows_are_claimed_with_it(
 pub async fn a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left(
     f: &Fixture,
 ) -> Result<()> {
-    let day = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Day,
-        date!(2026 - 01 - 05),
-        T0,
-    )?;
-    let far = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Month,
-        date!(2026 - 06 - 01),
-        T0 + time::Duration::seconds(1),
-    )?;
-    let near = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Week,
-        date!(2026 - 01 - 06),
-        T0 + time::Duration::seconds(2),
-    )?;
+    let day = rollup_run(f, "my-rollup", Window::Day, date!(2026 - 01 - 05), 0)?;
+    let far = rollup_run(f, "my-rollup", Window::Month, date!(2026 - 06 - 01), 1)?;
+    let near = rollup_run(f, "my-rollup", Window::Week, date!(2026 - 01 - 06), 2)?;
     queue_all(f, &[&day, &far, &near]).await?;
-    let first = f
-        .queue
-        .claim_next()
-        .await?
-        .context("a queued run is claimed")?;
-    let companions = f.queue.claim_companions(&first).await?;
-    let ids: Vec<_> = companions.iter().map(|run| run.id).collect();
+    let ids = claim_with_companions(f).await?;
     ensure!(
         ids == vec![near.id],
-        "only a run whose range meets the claimed one's: {companions:?}"
+        "only a run whose range meets the claimed one's: {ids:?}"
     );
     let stored = f.runs.get(f.tenant, far.id).await?.context("the far run")?;
     ensure!(
@@ -342,33 +321,12 @@ pub async fn a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left(
 pub async fn a_pending_run_not_queued_yet_is_claimed_with_its_reports_run(
     f: &Fixture,
 ) -> Result<()> {
-    let day = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Day,
-        date!(2026 - 01 - 05),
-        T0,
-    )?;
-    let week = run_of(
-        f.tenant,
-        "my-rollup",
-        Window::Week,
-        date!(2026 - 01 - 05),
-        T0 + time::Duration::seconds(1),
-    )?;
+    let day = rollup_run(f, "my-rollup", Window::Day, date!(2026 - 01 - 05), 0)?;
+    let week = rollup_run(f, "my-rollup", Window::Week, date!(2026 - 01 - 05), 1)?;
     queue_all(f, &[&day]).await?;
     // Stored as pending, its enqueue still to come: a backfill admits every window first.
     f.runs.create(&week).await?;
-    let first = f
-        .queue
-        .claim_next()
-        .await?
-        .context("a queued run is claimed")?;
-    let companions = f.queue.claim_companions(&first).await?;
-    let ids: Vec<_> = companions.iter().map(|run| run.id).collect();
-    ensure!(
-        ids == vec![week.id],
-        "the admitted run is claimed: {companions:?}"
-    );
+    let ids = claim_with_companions(f).await?;
+    ensure!(ids == vec![week.id], "the admitted run is claimed: {ids:?}");
     Ok(())
 }
