@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use domain::{
     ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DisplayName,
     EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry, NewEvent, Page,
-    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportKind, ReportQuery,
-    ReportSlug, Rollup, RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunSummary,
-    Scope, SnapshotPage, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
+    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportSlug, Rollup,
+    RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunSummary, Scope, SourceSlug,
+    Tenant, TenantId, TenantSlug, TransitionError, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -257,58 +257,6 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> Result<Option<ApiKey>, TenancyError>;
 }
 
-/// A rebuild of the snapshot rows of one report and window over whole buckets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RebuildRequest {
-    pub tenant: TenantId,
-    pub kind: ReportKind,
-    pub window: Window,
-    /// Already widened to whole buckets of `window`.
-    pub range: DateRange,
-    /// The run the new rows point to.
-    pub run_id: RunId,
-    pub computed_at: OffsetDateTime,
-}
-
-/// What a rebuild did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebuildOutcome {
-    pub rows_deleted: u64,
-    pub rows_inserted: u64,
-}
-
-/// Read-optimized snapshot rows and their rebuild.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait SnapshotStore: Send + Sync {
-    /// The system that answers queries, as served in `source_system`.
-    fn system(&self) -> SourceSystem;
-
-    /// The page of report rows `query` asks for, aggregated from snapshot rows whose bucket
-    /// starts inside `query.range`, in the order the report defines, with the total row count
-    /// and the newest `computed_at` among the rows read.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the snapshots cannot be read; [`StoreError::Unexpected`]
-    /// otherwise.
-    async fn query(&self, query: &ReportQuery) -> Result<SnapshotPage, StoreError>;
-
-    /// Atomically replaces the rows of every bucket of `request.range` with rows aggregated from
-    /// the tenant's events (one row per bucket and dimension value that has events, metric
-    /// `event_count`, pointing to `request.run_id`). Buckets outside the range are untouched and
-    /// a reader sees either the old rows or the new ones, never a mix.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error the old rows remain.
-    async fn rebuild(&self, request: &RebuildRequest) -> Result<RebuildOutcome, StoreError>;
-
-    /// Deletes every snapshot row of `tenant` and returns how many there were.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
-    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
-}
-
 /// A tenant's rollup definition as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRollup {
@@ -437,8 +385,9 @@ pub struct RollupRebuildOutcome {
     pub values_skipped: u64,
 }
 
-/// The snapshot rows of rollups (reports defined as data): their rebuild from the tenant's
-/// events, and their reads.
+/// The snapshot rows of every report (the built-in ones and those defined as data): their
+/// rebuild from the tenant's events, and their reads.
+#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait RollupStore: Send + Sync {
     /// The system that answers reads, as served in `source_system`.
@@ -472,6 +421,13 @@ pub trait RollupStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
     async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError>;
+
+    /// Deletes every snapshot row of `tenant`, of every report, and returns how many there
+    /// were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError>;
 }
 
 #[cfg(feature = "contract-tests")]
@@ -479,12 +435,10 @@ pub trait RollupStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {
     pub bucket_start: time::Date,
-    pub dimension_key: String,
-    pub dimension_value: String,
-    pub metric_name: String,
-    pub metric_value: i64,
+    pub dimension_values: Vec<Option<String>>,
+    pub measure_values: Vec<i64>,
     pub computed_at: OffsetDateTime,
-    pub run_id: Option<RunId>,
+    pub run_id: RunId,
 }
 
 /// Snapshot rows one by one, with their lineage: what the contract suite and the tests check a
@@ -492,16 +446,16 @@ pub struct SnapshotRow {
 /// for tests (feature `test-support`).
 #[cfg(feature = "contract-tests")]
 #[async_trait]
-pub trait SnapshotRows: SnapshotStore {
-    /// The stored rows of `kind` and `window` whose bucket starts inside `range`, ordered by
-    /// bucket, dimension value and metric.
+pub trait SnapshotRows: RollupStore {
+    /// The stored rows of `report` and `window` of `tenant` whose bucket starts inside
+    /// `range`, ordered by bucket and dimension values.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
     async fn rows(
         &self,
         tenant: TenantId,
-        kind: ReportKind,
+        report: &ReportSlug,
         window: Window,
         range: DateRange,
     ) -> Result<Vec<SnapshotRow>, StoreError>;

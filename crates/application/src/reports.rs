@@ -4,8 +4,8 @@ use std::{sync::Arc, time::Duration, time::Instant};
 
 use domain::{
     Breakdown, CatalogQuery, DateRange, DimensionFilter, Listed, Page, PageRequest,
-    ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, TenantId, ValidationError,
-    Window,
+    ReportDefinition, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage, TenantId,
+    ValidationError, Window,
     dates::{format_date, parse_date},
 };
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::digest::sha256_hex;
 use crate::ports::{
-    CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, SnapshotStore, SourceSystem,
+    CacheKey, CacheVersions, Clock, ReportCatalog, ResponseCache, RollupStore, SourceSystem,
     StoreError, StoredRollup,
 };
 
@@ -337,11 +337,43 @@ impl Listed for CatalogEntry {
     }
 }
 
+/// The page `query` asks of a built-in report: a read of the rollup the report is (see
+/// [`ReportQuery::rollup_query`]), its rows in the report's shape.
+///
+/// # Errors
+/// As [`RollupStore::read`]; [`StoreError::Unexpected`] when a row lacks a column the shape
+/// needs (the rollup's rows are not the report's).
+pub async fn read_builtin(
+    store: &dyn RollupStore,
+    query: &ReportQuery,
+) -> Result<SnapshotPage, StoreError> {
+    let page = store.read(&query.rollup_query()).await?;
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|row| {
+            ReportRow::from_rollup(query.kind, query.breakdown, row).ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!(
+                    "a snapshot row of {} lacks a column of its {} shape",
+                    query.kind.slug(),
+                    query.breakdown
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SnapshotPage {
+        rows,
+        total_rows: page.total_rows,
+        last_refreshed_at: page.last_refreshed_at,
+        changed_at: page.changed_at,
+    })
+}
+
 /// Lists reports and runs them from snapshots, through the versioned response cache.
 #[derive(Clone)]
 pub struct ReportService {
     catalog: Arc<dyn ReportCatalog>,
-    snapshots: Arc<dyn SnapshotStore>,
+    snapshots: Arc<dyn RollupStore>,
     cache: Arc<dyn ResponseCache>,
     versions: Arc<dyn CacheVersions>,
     clock: Arc<dyn Clock>,
@@ -352,7 +384,8 @@ pub struct ReportService {
 #[derive(Clone)]
 pub struct ReportPorts {
     pub catalog: Arc<dyn ReportCatalog>,
-    pub snapshots: Arc<dyn SnapshotStore>,
+    /// The snapshot rows of every report: a built-in report is read as the rollup it is.
+    pub snapshots: Arc<dyn RollupStore>,
     pub cache: Arc<dyn ResponseCache>,
     pub versions: Arc<dyn CacheVersions>,
     pub clock: Arc<dyn Clock>,
@@ -505,7 +538,7 @@ impl ReportService {
             });
         }
 
-        let page = self.snapshots.query(&query).await?;
+        let page = read_builtin(self.snapshots.as_ref(), &query).await?;
         let stale = page.is_stale();
         let fresh = CachedResult {
             generated_at: self.clock.now(),

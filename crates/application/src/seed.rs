@@ -8,7 +8,7 @@ use domain::{
 use tracing::info;
 
 use crate::{
-    ports::{Clock, EventAdmin, SnapshotStore, StoreError},
+    ports::{Clock, EventAdmin, RollupStore, StoreError},
     recompute::{RecomputeRequest, RecomputeService, TriggerError},
 };
 
@@ -42,7 +42,7 @@ pub struct SeedOutcome {
 #[derive(Clone)]
 pub struct SeedPorts {
     pub events: Arc<dyn EventAdmin>,
-    pub snapshots: Arc<dyn SnapshotStore>,
+    pub snapshots: Arc<dyn RollupStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -51,7 +51,7 @@ pub struct SeedPorts {
 #[derive(Clone)]
 pub struct SeedService {
     events: Arc<dyn EventAdmin>,
-    snapshots: Arc<dyn SnapshotStore>,
+    snapshots: Arc<dyn RollupStore>,
     clock: Arc<dyn Clock>,
     recompute: RecomputeService,
 }

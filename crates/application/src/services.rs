@@ -14,8 +14,8 @@ use crate::{
     ingest::IngestPorts,
     ports::{
         ApiKeyStore, AuditLog, CacheVersions, Clock, EventStore, HealthProbe, ReportCatalog,
-        ResponseCache, RollupDefinitions, RollupStore, RunQueue, RunStore, ScopeLock,
-        SnapshotStore, SourceStore, TenantStore,
+        ResponseCache, RollupDefinitions, RollupStore, RunQueue, RunStore, ScopeLock, SourceStore,
+        TenantStore,
     },
     reports::ReportPorts,
     seed::SeedPorts,
@@ -27,8 +27,7 @@ use crate::{
 pub struct Ports {
     pub catalog: Arc<dyn ReportCatalog>,
     pub events: Arc<dyn EventStore>,
-    pub snapshots: Arc<dyn SnapshotStore>,
-    /// Rollup snapshot rows.
+    /// The snapshot rows of every report.
     pub rollups: Arc<dyn RollupStore>,
     /// Tenants' rollup definitions.
     pub definitions: Arc<dyn RollupDefinitions>,
@@ -130,7 +129,7 @@ impl Services {
         let reports = ReportService::new(
             ReportPorts {
                 catalog: read_catalog,
-                snapshots: ports.snapshots.clone(),
+                snapshots: ports.rollups.clone(),
                 cache: ports.cache.clone(),
                 versions: ports.versions.clone(),
                 clock: clock.clone(),
@@ -140,7 +139,6 @@ impl Services {
         let worker = RecomputeWorker::new(WorkerPorts {
             runs: ports.runs.clone(),
             queue: ports.queue.clone(),
-            snapshots: ports.snapshots.clone(),
             rollups: ports.rollups.clone(),
             definitions: ports.definitions.clone(),
             versions: ports.versions.clone(),
@@ -180,7 +178,7 @@ impl Services {
         let seeder = SeedService::new(
             SeedPorts {
                 events: ports.events.clone(),
-                snapshots: ports.snapshots.clone(),
+                snapshots: ports.rollups.clone(),
                 clock: clock.clone(),
             },
             recompute.clone(),

@@ -17,9 +17,8 @@ use time::OffsetDateTime;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::ports::{
-    AuditLog, CacheVersions, Clock, RebuildRequest, RollupDefinitions, RollupRebuild,
-    RollupRebuildOutcome, RollupStore, RunQueue, RunStore, RunStoreError, ScopeLock, SnapshotStore,
-    WindowRebuild,
+    AuditLog, CacheVersions, Clock, RollupDefinitions, RollupRebuild, RollupRebuildOutcome,
+    RollupStore, RunQueue, RunStore, RunStoreError, ScopeLock, WindowRebuild,
 };
 
 /// How long the worker waits before asking an unavailable queue again.
@@ -46,7 +45,6 @@ const MAX_RECORD_ATTEMPTS: u32 = 12;
 pub struct WorkerPorts {
     pub runs: Arc<dyn RunStore>,
     pub queue: Arc<dyn RunQueue>,
-    pub snapshots: Arc<dyn SnapshotStore>,
     pub rollups: Arc<dyn RollupStore>,
     pub definitions: Arc<dyn RollupDefinitions>,
     pub versions: Arc<dyn CacheVersions>,
@@ -226,13 +224,10 @@ impl RecomputeWorker {
         }
     }
 
-    /// `run` and, when it is a rollup's, the pending runs of the rollup's other windows,
-    /// claimed with it so one pass over the events rebuilds them all (see
-    /// [`RunQueue::claim_companions`]). A failure to claim them only loses the saving.
+    /// `run` and the pending runs of the same report's other windows, claimed with it so one
+    /// pass over the events rebuilds them all (see [`RunQueue::claim_companions`]). A failure
+    /// to claim them only loses the saving.
     async fn with_companions(&self, run: RecomputeRun) -> Vec<RecomputeRun> {
-        if ReportKind::from_slug(&run.report_slug).is_some() {
-            return vec![run];
-        }
         let companions = match self.ports.queue.claim_companions(&run).await {
             Ok(companions) => companions,
             Err(err) => {
@@ -375,9 +370,9 @@ impl RecomputeWorker {
         }
     }
 
-    /// Rebuilds the snapshots of the runs' scopes, stamped `computed_at`: the built-in
-    /// report's rows (one run), or the rows of the tenant's rollup of that slug as it is
-    /// defined now, every window in one rebuild. Returns each run's outcome, in order; an
+    /// Rebuilds the snapshots of the runs' scopes, stamped `computed_at`: the rows of the
+    /// rollup the report is (a built-in's seed definition, or the tenant's definition of that
+    /// slug as it is now), every window in one rebuild. Returns each run's outcome, in order; an
     /// error is the message the run fails with.
     async fn rebuild(
         &self,
@@ -388,45 +383,41 @@ impl RecomputeWorker {
         let Some(first) = runs.first() else {
             return Vec::new();
         };
-        if let Some(kind) = ReportKind::from_slug(&first.report_slug) {
-            let request = RebuildRequest {
-                tenant: first.tenant,
-                kind,
-                window: first.window,
-                range: first.scope().range,
-                run_id: first.id,
-                computed_at,
-            };
-            let outcome = p
-                .snapshots
-                .rebuild(&request)
-                .await
-                .map(|rebuilt| RollupRebuildOutcome {
-                    rows_deleted: rebuilt.rows_deleted,
-                    rows_inserted: rebuilt.rows_inserted,
-                    values_skipped: 0,
-                })
-                .map_err(|err| {
-                    let message = format!("snapshot rebuild failed: {err}");
-                    error!(error = ?anyhow::Error::from(err), "snapshot rebuild failed");
-                    message
-                });
-            return vec![outcome];
-        }
         let failed = |message: String| runs.iter().map(|_| Err(message.clone())).collect();
-        let stored = match p.definitions.get(first.tenant, &first.report_slug).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return failed(format!("report {} has no definition", first.report_slug)),
-            Err(err) => {
-                let message = format!(
-                    "reading the definition of {} failed: {err}",
-                    first.report_slug
-                );
-                error!(error = ?anyhow::Error::from(err), "reading a rollup definition failed");
-                return failed(message);
+        let definition = if let Some(kind) = ReportKind::from_slug(&first.report_slug) {
+            // A built-in report is the rollup its seed file defines, for every tenant.
+            match domain::rollup::builtin(kind) {
+                Ok(definition) => definition,
+                Err(errors) => {
+                    let message = format!(
+                        "the definition of {} is invalid: {}",
+                        first.report_slug,
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                    error!(%message, "a built-in definition is invalid");
+                    return failed(message);
+                }
+            }
+        } else {
+            match p.definitions.get(first.tenant, &first.report_slug).await {
+                Ok(Some(stored)) => stored.definition,
+                Ok(None) => {
+                    return failed(format!("report {} has no definition", first.report_slug));
+                }
+                Err(err) => {
+                    let message = format!(
+                        "reading the definition of {} failed: {err}",
+                        first.report_slug
+                    );
+                    error!(error = ?anyhow::Error::from(err), "reading a rollup definition failed");
+                    return failed(message);
+                }
             }
         };
-        let definition = stored.definition;
         // A run of a window the definition no longer has fails alone; the others rebuild.
         let refused: Vec<Option<String>> = runs
             .iter()

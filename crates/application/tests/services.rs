@@ -7,8 +7,8 @@ use application::{
     AuditService, Ports, RecomputeService, RecomputeWorker, Recovered, ReportRows, ReportService,
     RunReportParams, SeedService, Services, Settings, TriggerError, TriggerRequest, WorkerPorts,
     ports::{
-        CacheVersions, MockRunQueue, MockSnapshotStore, RunQueue, RunStore, SnapshotRows,
-        SnapshotStore, SourceSystem,
+        CacheVersions, MockRollupStore, MockRunQueue, RollupStore, RunQueue, RunStore,
+        SnapshotRows, SourceSystem,
     },
 };
 use domain::{
@@ -40,10 +40,10 @@ impl Harness {
         Self::with_ports(queue_capacity, |_| {})
     }
 
-    fn with_snapshots(queue_capacity: usize, snapshots: Option<Arc<dyn SnapshotStore>>) -> Self {
+    fn with_snapshots(queue_capacity: usize, snapshots: Option<Arc<dyn RollupStore>>) -> Self {
         Self::with_ports(queue_capacity, |ports| {
             if let Some(snapshots) = snapshots {
-                ports.snapshots = snapshots;
+                ports.rollups = snapshots;
             }
         })
     }
@@ -72,7 +72,6 @@ impl Harness {
         WorkerPorts {
             runs: self.adapters.runs.clone(),
             queue: self.adapters.queue.clone(),
-            snapshots: self.adapters.snapshots.clone(),
             rollups: self.adapters.rollups.clone(),
             definitions: self.adapters.definitions.clone(),
             versions: self.adapters.versions.clone(),
@@ -239,10 +238,10 @@ async fn a_second_read_is_a_cache_hit_with_the_same_rows() -> Result<()> {
 
 #[tokio::test]
 async fn a_cache_hit_does_not_touch_the_snapshot_store() -> Result<()> {
-    let mut snapshots = MockSnapshotStore::new();
+    let mut snapshots = MockRollupStore::new();
     snapshots.expect_system().return_const(SourceSystem::Memory);
-    snapshots.expect_query().times(1).returning(|_| {
-        Ok(domain::SnapshotPage {
+    snapshots.expect_read().times(1).returning(|_| {
+        Ok(domain::RollupPage {
             rows: vec![],
             total_rows: 0,
             last_refreshed_at: None,
@@ -556,7 +555,7 @@ async fn a_failure_that_cannot_be_written_leaves_the_run_to_lease_recovery() -> 
         )
         .await?;
     let claimed = h.adapters.queue.claim_next().await?.context("queued")?;
-    h.adapters.snapshots.set_failing(true);
+    h.adapters.rollups.set_failing(true);
     h.adapters.runs.set_failing(true);
 
     let returned = h.worker.execute(claimed).await;
@@ -586,7 +585,7 @@ async fn a_failure_is_written_once_the_run_store_is_back() -> Result<()> {
         )
         .await?;
     let claimed = h.adapters.queue.claim_next().await?.context("queued")?;
-    h.adapters.snapshots.set_failing(true);
+    h.adapters.rollups.set_failing(true);
     // A short outage: the first attempts to write the failure are refused.
     h.adapters.runs.fail_next_calls(3);
 
@@ -618,7 +617,7 @@ async fn a_failing_rebuild_fails_the_run_audits_it_and_releases_the_lock() -> Re
             &trigger("status-counts", "week", "2026-11-02", "2026-11-15"),
         )
         .await?;
-    h.adapters.snapshots.set_failing(true);
+    h.adapters.rollups.set_failing(true);
     let finished = h.work_one().await?;
     ensure!(
         finished.status == RunStatus::Failed && finished.finished_at == Some(NOW),
@@ -628,7 +627,7 @@ async fn a_failing_rebuild_fails_the_run_audits_it_and_releases_the_lock() -> Re
         finished
             .error_message
             .as_deref()
-            .is_some_and(|m| m.contains("snapshot rebuild failed")),
+            .is_some_and(|m| m.contains("rebuild failed")),
         "with an error message: {:?}",
         finished.error_message
     );
@@ -675,9 +674,9 @@ async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope()
         "summary: {summary:?}"
     );
     let rows = SnapshotRows::rows(
-        h.adapters.snapshots.as_ref(),
+        h.adapters.rollups.as_ref(),
         TENANT,
-        domain::ReportKind::VolumeByPeriod,
+        &domain::ReportKind::VolumeByPeriod.report_slug(),
         Window::Day,
         domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?,
     )
@@ -691,7 +690,7 @@ async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope()
         "the seed's rows of the same buckets were replaced: {summary:?}"
     );
     ensure!(
-        rows.iter().all(|r| r.run_id == Some(run.id)),
+        rows.iter().all(|r| r.run_id == run.id),
         "every rebuilt row points to the run"
     );
     ensure!(
@@ -1070,25 +1069,32 @@ async fn a_trigger_during_shutdown_fails_its_run_and_says_why() -> Result<()> {
 }
 
 /// A snapshot store whose rebuilds take a while, as they do on a large data set.
-struct SlowRebuilds(Arc<dyn SnapshotStore>, Duration);
+struct SlowRebuilds(Arc<dyn RollupStore>, Duration);
 
 #[async_trait::async_trait]
-impl SnapshotStore for SlowRebuilds {
+impl RollupStore for SlowRebuilds {
     fn system(&self) -> SourceSystem {
         self.0.system()
     }
-    async fn query(
-        &self,
-        query: &domain::ReportQuery,
-    ) -> Result<domain::SnapshotPage, application::ports::StoreError> {
-        self.0.query(query).await
-    }
     async fn rebuild(
         &self,
-        request: &application::ports::RebuildRequest,
-    ) -> Result<application::ports::RebuildOutcome, application::ports::StoreError> {
+        request: &application::ports::RollupRebuild,
+    ) -> Result<Vec<application::ports::RollupRebuildOutcome>, application::ports::StoreError> {
         tokio::time::sleep(self.1).await;
         self.0.rebuild(request).await
+    }
+    async fn read(
+        &self,
+        query: &domain::RollupQuery,
+    ) -> Result<domain::RollupPage, application::ports::StoreError> {
+        self.0.read(query).await
+    }
+    async fn remove(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+    ) -> Result<u64, application::ports::StoreError> {
+        self.0.remove(tenant, report).await
     }
     async fn clear(&self, tenant: TenantId) -> Result<u64, application::ports::StoreError> {
         self.0.clear(tenant).await
@@ -1098,15 +1104,14 @@ impl SnapshotStore for SlowRebuilds {
 #[tokio::test]
 async fn a_worker_keeps_its_scope_locked_through_a_rebuild_longer_than_the_lock() -> Result<()> {
     let h = Harness::new(8);
-    let slow: Arc<dyn SnapshotStore> = Arc::new(SlowRebuilds(
-        h.adapters.snapshots.clone(),
+    let slow: Arc<dyn RollupStore> = Arc::new(SlowRebuilds(
+        h.adapters.rollups.clone(),
         Duration::from_millis(1_200),
     ));
     let worker = RecomputeWorker::new(WorkerPorts {
         runs: h.adapters.runs.clone(),
         queue: h.adapters.queue.clone(),
-        snapshots: slow,
-        rollups: h.adapters.rollups.clone(),
+        rollups: slow,
         definitions: h.adapters.definitions.clone(),
         versions: h.adapters.versions.clone(),
         audit: h.adapters.audit.clone(),
@@ -1572,7 +1577,7 @@ async fn a_tenants_rollup_is_rebuilt_by_a_run_as_a_builtin_report_is() -> Result
             && summary.values_skipped == 1,
         "one row per name; the qty \"many\" is skipped: {done:?}"
     );
-    let page = application::ports::RollupStore::read(
+    let page = RollupStore::read(
         h.adapters.rollups.as_ref(),
         &domain::RollupQuery {
             tenant: TENANT,

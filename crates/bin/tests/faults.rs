@@ -486,10 +486,9 @@ fn a_worker_killed_mid_rebuild_is_replaced_and_the_snapshots_match_the_events() 
              WHERE e.tenant_id = 1 AND (e.occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
              GROUP BY 1, 2
          ), stored AS (
-             SELECT bucket_start, dimension_value::text, metric_value
-             FROM metric_snapshots
+             SELECT bucket_start, dimension_values[1]::text, measure_values[1]
+             FROM rollup_snapshots
              WHERE tenant_id = 1 AND report_slug = 'volume-by-period' AND window_name = 'day'
-               AND metric_name = 'event_count'
          )
          SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM stored) a)
               + (SELECT count(*) FROM (SELECT * FROM stored EXCEPT SELECT * FROM truth) b)",
@@ -500,7 +499,7 @@ fn a_worker_killed_mid_rebuild_is_replaced_and_the_snapshots_match_the_events() 
         "{differences} snapshot rows differ from the events"
     );
     let orphans = sql.count(
-        "SELECT count(*) FROM metric_snapshots s
+        "SELECT count(*) FROM rollup_snapshots s
          LEFT JOIN recompute_runs r ON r.id = s.run_id AND r.status = 'completed'
          WHERE r.id IS NULL",
         &[],

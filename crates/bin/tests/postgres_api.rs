@@ -119,8 +119,8 @@ async fn snapshots_agree_exactly_with_an_aggregation_of_the_events() -> Result<(
                  FROM analytics_events e CROSS JOIN (VALUES ('day'), ('week')) AS windows(w)
                  GROUP BY 1, 2, 3, 4
              ), stored AS (
-                 SELECT report_slug, window_name, bucket_start, dimension_value, metric_value
-                 FROM metric_snapshots WHERE metric_name = 'event_count'
+                 SELECT report_slug, window_name, bucket_start, dimension_values[1], measure_values[1]
+                 FROM rollup_snapshots
              )
              SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM stored) a)
                   + (SELECT count(*) FROM (SELECT * FROM stored EXCEPT SELECT * FROM truth) b)",
@@ -134,7 +134,7 @@ async fn snapshots_agree_exactly_with_an_aggregation_of_the_events() -> Result<(
     );
     let orphans: i64 = client
         .query_one(
-            "SELECT count(*) FROM metric_snapshots s
+            "SELECT count(*) FROM rollup_snapshots s
              LEFT JOIN recompute_runs r ON r.id = s.run_id AND r.status = 'completed'
              WHERE r.id IS NULL",
             &[],

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::{
-    Breakdown, DateRange, EventStatus, PageRequest, SourceSlug, TenantId, ValidationError, Window,
+    Breakdown, DateRange, EventStatus, PageRequest, RollupOrder, RollupQuery, RollupRow,
+    SourceSlug, TenantId, ValidationError, Window,
 };
 
 crate::event::slug_type!(
@@ -148,6 +149,38 @@ pub struct ReportQuery {
     pub page: PageRequest,
 }
 
+impl ReportQuery {
+    /// The read of the rollup the report is (its one measure, `event_count`, by its one
+    /// dimension) that answers this query: the breakdown chooses the grouping and the order,
+    /// the filter keeps one value of the dimension.
+    pub fn rollup_query(&self) -> RollupQuery {
+        let (by_period, dimensions, order) = match (self.kind, self.breakdown) {
+            (ReportKind::VolumeByPeriod, Breakdown::Source)
+            | (ReportKind::StatusCounts, Breakdown::Period) => (true, vec![0], RollupOrder::Period),
+            (ReportKind::VolumeByPeriod, _) => (true, Vec::new(), RollupOrder::Period),
+            (ReportKind::StatusCounts | ReportKind::TopEntities, _) => {
+                (false, vec![0], RollupOrder::MeasureDescending(0))
+            }
+        };
+        RollupQuery {
+            tenant: self.tenant,
+            report: self.kind.report_slug(),
+            window: self.window,
+            range: self.range,
+            measures: 1,
+            by_period,
+            dimensions,
+            filters: self
+                .filter
+                .iter()
+                .map(|filter| (0, filter.value().to_owned()))
+                .collect(),
+            order,
+            page: self.page,
+        }
+    }
+}
+
 /// One row of a report result. Which variant a query yields follows from its kind and breakdown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -212,6 +245,16 @@ impl ReportRow {
                 event_count,
             },
         })
+    }
+}
+
+impl ReportRow {
+    /// The row of a `kind` report with `breakdown` from a row of its [`ReportQuery::rollup_query`];
+    /// `None` when a column the shape needs is missing or null.
+    pub fn from_rollup(kind: ReportKind, breakdown: Breakdown, row: RollupRow) -> Option<Self> {
+        let count = *row.measures.first()?;
+        let name = row.dimensions.into_iter().next().flatten();
+        Self::from_parts(kind, breakdown, row.bucket_date, name, count)
     }
 }
 

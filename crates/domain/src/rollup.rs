@@ -250,6 +250,9 @@ pub struct Measure {
 pub struct Dimension {
     pub name: String,
     pub field: Field,
+    /// Events without a value for the field (absent, or not a string for a property) are not
+    /// counted by the rollup at all, rather than counted under the value null.
+    pub required: bool,
 }
 
 /// Equality on one field, applied when the rollup is built: only events whose field has this
@@ -451,7 +454,7 @@ impl RollupDefinition {
             .rollup
             .dimensions
             .iter()
-            .map(|d| json!({"name": d.name, "field": d.field.name()}))
+            .map(|d| json!({"name": d.name, "field": d.field.name(), "required": d.required}))
             .collect();
         let filters: Map<String, Value> = self
             .rollup
@@ -889,8 +892,19 @@ fn parse_dimensions(
     let mut dimensions: Vec<Dimension> = Vec::new();
     for (i, value) in items.iter().enumerate() {
         let at = format!("dimensions[{i}]");
-        let Some(object) = item(value, &at, &["name", "field"], errors) else {
+        let Some(object) = item(value, &at, &["name", "field", "required"], errors) else {
             continue;
+        };
+        let required = match object.get("required") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(required)) => *required,
+            Some(_) => {
+                errors.push(ValidationError::new(
+                    path(&at, "required"),
+                    "must be true or false",
+                ));
+                continue;
+            }
         };
         let Some(field) = member(object, &at, "field", errors).and_then(|raw| {
             Field::parse(&path(&at, "field"), raw)
@@ -918,7 +932,11 @@ fn parse_dimensions(
             Some(_) => Err(ValidationError::new(path(&at, "name"), "must be a string")),
         };
         match name {
-            Ok(name) => dimensions.push(Dimension { name, field }),
+            Ok(name) => dimensions.push(Dimension {
+                name,
+                field,
+                required,
+            }),
             Err(e) => errors.push(e),
         }
     }
@@ -1124,6 +1142,9 @@ mod tests {
             dimensions: vec![Dimension {
                 name: kind.dimension_key().to_owned(),
                 field,
+                // An event without a status or an entity is not counted by the reports that
+                // group by them; every event has a source.
+                required: kind != ReportKind::VolumeByPeriod,
             }],
             filters: Vec::new(),
         }
@@ -1180,6 +1201,7 @@ mod tests {
         let mut expected = purchases_by_channel();
         expected["windows"][1]["is_default"] = json!(false);
         expected["windows"][2]["is_default"] = json!(false);
+        expected["dimensions"][0]["required"] = json!(false);
         assert_eq!(written, expected);
     }
 
@@ -1425,6 +1447,17 @@ mod tests {
                 ("properties.plan".to_owned(), "pro")
             ]
         );
+    }
+
+    #[test]
+    fn a_dimension_may_be_required_and_nothing_else() {
+        let mut value = purchases_by_channel();
+        value["dimensions"][0]["required"] = json!(true);
+        let definition = RollupDefinition::parse(&value).expect("valid");
+        assert!(definition.rollup.dimensions[0].required);
+        value["dimensions"][0]["required"] = json!("yes");
+        let errors = RollupDefinition::parse(&value).unwrap_err();
+        assert_eq!(errors[0].field(), "dimensions[0].required");
     }
 
     #[test]

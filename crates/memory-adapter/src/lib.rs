@@ -17,7 +17,6 @@ mod lock;
 mod queue;
 mod rollups;
 mod runs;
-mod snapshots;
 mod tenancy;
 
 use std::sync::Arc;
@@ -32,7 +31,6 @@ pub use lock::InMemoryScopeLock;
 pub use queue::InMemoryRunQueue;
 pub use rollups::{InMemoryRollupDefinitions, InMemoryRollupStore};
 pub use runs::InMemoryRunStore;
-pub use snapshots::InMemorySnapshotStore;
 pub use tenancy::{InMemoryApiKeyStore, InMemorySourceStore, InMemoryTenantStore};
 
 use application::ports::Clock;
@@ -42,7 +40,6 @@ use application::ports::Clock;
 pub struct InMemoryAdapters {
     pub catalog: Arc<InMemoryCatalog>,
     pub events: Arc<InMemoryEventStore>,
-    pub snapshots: Arc<InMemorySnapshotStore>,
     pub rollups: Arc<InMemoryRollupStore>,
     pub definitions: Arc<InMemoryRollupDefinitions>,
     pub runs: Arc<InMemoryRunStore>,
@@ -62,7 +59,6 @@ impl InMemoryAdapters {
         application::Ports {
             catalog: self.catalog.clone(),
             events: self.events.clone(),
-            snapshots: self.snapshots.clone(),
             rollups: self.rollups.clone(),
             definitions: self.definitions.clone(),
             runs: self.runs.clone(),
@@ -91,7 +87,6 @@ impl InMemoryAdapters {
             tenants: Arc::new(InMemoryTenantStore::new(clock.now(), Arc::clone(&sources))),
             sources,
             keys: Arc::new(InMemoryApiKeyStore::new()),
-            snapshots: Arc::new(InMemorySnapshotStore::new(Arc::clone(&events))),
             rollups: Arc::new(InMemoryRollupStore::new(Arc::clone(&events))),
             definitions: Arc::new(InMemoryRollupDefinitions::new()),
             queue: Arc::new(InMemoryRunQueue::new(

@@ -102,14 +102,20 @@ impl RollupStore for InMemoryRollupStore {
                 {
                     continue;
                 }
-                let key = (
-                    part.window.bucket_start(date),
-                    rollup
-                        .dimensions
-                        .iter()
-                        .map(|d| d.field.value_of(event).map(str::to_owned))
-                        .collect(),
-                );
+                let values: Vec<Option<String>> = rollup
+                    .dimensions
+                    .iter()
+                    .map(|d| d.field.value_of(event).map(str::to_owned))
+                    .collect();
+                if rollup
+                    .dimensions
+                    .iter()
+                    .zip(&values)
+                    .any(|(d, value)| d.required && value.is_none())
+                {
+                    continue;
+                }
+                let key = (part.window.bucket_start(date), values);
                 let sums = groups
                     .entry(key)
                     .or_insert_with(|| vec![0; rollup.measures.len()]);
@@ -228,6 +234,51 @@ impl RollupStore for InMemoryRollupStore {
             }
         });
         Ok(removed)
+    }
+
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.check()?;
+        let mut series = write(&self.series);
+        let mut removed = 0;
+        series.retain(|(t, _, _), rows| {
+            if *t == tenant {
+                removed += rows.len() as u64;
+                false
+            } else {
+                true
+            }
+        });
+        Ok(removed)
+    }
+}
+
+#[cfg(feature = "test-support")]
+#[async_trait]
+impl application::ports::SnapshotRows for InMemoryRollupStore {
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
+        self.check()?;
+        let series = read(&self.series);
+        Ok(series
+            .get(&(tenant, report.clone(), window))
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter(|((bucket, _), _)| range.contains(*bucket))
+            .map(
+                |((bucket, values), stored)| application::ports::SnapshotRow {
+                    bucket_start: *bucket,
+                    dimension_values: values.clone(),
+                    measure_values: stored.measures.clone(),
+                    computed_at: stored.computed_at,
+                    run_id: stored.run_id,
+                },
+            )
+            .collect())
     }
 }
 

@@ -36,7 +36,7 @@ application::contract_tests! {
     });
     snapshot_store => fresh(|a| snapshots::Fixture {
         events: a.events,
-        snapshots: a.snapshots,
+        snapshots: a.rollups,
         runs: a.runs,
         tenant: TENANT,
         other: OTHER,

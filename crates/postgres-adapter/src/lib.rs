@@ -18,7 +18,6 @@ mod pool;
 mod queue;
 mod rollups;
 mod runs;
-mod snapshots;
 mod tenancy;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -35,9 +34,8 @@ pub use events::PostgresEventStore;
 pub use health::PostgresHealthProbe;
 pub use pool::{PostgresConfig, connect};
 pub use queue::{PostgresRunQueue, QueueSettings};
-pub use rollups::PostgresRollupStore;
+pub use rollups::{PostgresRollupStore, read_statement as rollup_read_sql};
 pub use runs::PostgresRunStore;
-pub use snapshots::{PostgresSnapshotStore, read_sql as snapshot_read_sql};
 pub use tenancy::PostgresTenancy;
 
 mod embedded {
@@ -100,7 +98,6 @@ pub struct PostgresAdapters {
     pub pool: Pool,
     pub catalog: Arc<PostgresCatalog>,
     pub events: Arc<PostgresEventStore>,
-    pub snapshots: Arc<PostgresSnapshotStore>,
     pub rollups: Arc<PostgresRollupStore>,
     pub definitions: Arc<PostgresRollupDefinitions>,
     pub runs: Arc<PostgresRunStore>,
@@ -117,7 +114,6 @@ impl PostgresAdapters {
         Self {
             catalog: Arc::new(PostgresCatalog::new(pool.clone())),
             events: Arc::new(PostgresEventStore::new(pool.clone())),
-            snapshots: Arc::new(PostgresSnapshotStore::new(pool.clone())),
             rollups: Arc::new(PostgresRollupStore::new(pool.clone())),
             definitions: Arc::new(PostgresRollupDefinitions::new(pool.clone())),
             queue: Arc::new(PostgresRunQueue::new(pool.clone(), queue, clock)),

@@ -137,11 +137,15 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
 /// PostgreSQL may scan in parallel, which it never does for an `INSERT … SELECT`.
 fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
     let mut binds = Binds::after(4);
-    let dimensions: Vec<String> = rollup
+    let expressions: Vec<String> = rollup
         .dimensions
         .iter()
+        .map(|d| dimension_sql(&d.field, &mut binds))
+        .collect();
+    let dimensions: Vec<String> = expressions
+        .iter()
         .enumerate()
-        .map(|(i, d)| format!("{} AS d{i}", dimension_sql(&d.field, &mut binds)))
+        .map(|(i, expression)| format!("{expression} AS d{i}"))
         .collect();
     let mut measures = Vec::new();
     let mut skipped = Vec::new();
@@ -152,11 +156,16 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
             skipped.push(format!("{skips} AS k{}", skipped.len()));
         }
     }
-    let filters: String = rollup
+    let mut filters: String = rollup
         .filters
         .iter()
         .map(|f| format!(" AND {}", filter_sql(&f.field, &f.value, &mut binds)))
         .collect();
+    for (dimension, expression) in rollup.dimensions.iter().zip(&expressions) {
+        if dimension.required {
+            filters.push_str(&format!(" AND {expression} IS NOT NULL"));
+        }
+    }
     // The bucket is the first column, then the dimensions.
     let group_by = (1..=rollup.dimensions.len() + 1)
         .map(|p| p.to_string())
@@ -279,6 +288,12 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         6,
     );
     (sql, binds)
+}
+
+/// The text of the read of `query` with its parameters as [`read_sql`] numbers them; the
+/// values of its filters, if any, follow from `$10` on.
+pub fn read_statement(query: &RollupQuery) -> String {
+    read_sql(query).0
 }
 
 /// Serializes rebuilds of one tenant's rollup and window, so overlapping scopes never
@@ -629,9 +644,14 @@ impl RollupStore for PostgresRollupStore {
             &changed_from,
             &changed_to,
         ];
-        // Not kept prepared: its text varies with the definition and the read's grouping.
+        // Kept prepared per connection: the text depends only on the read's shape (measures,
+        // grouping, filtered positions, order), never on a value, so few texts ever exist.
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .classify("preparing a rollup read")?;
         let rows = client
-            .query(&sql, &with_fixed(&fixed, &binds))
+            .query(&statement, &with_fixed(&fixed, &binds))
             .await
             .classify("reading rollup rows")?;
         let mut page = RollupPage {
@@ -697,5 +717,68 @@ impl RollupStore for PostgresRollupStore {
             .classify("removing rollup rows")?;
         tx.commit().await.classify("removing rollup rows")?;
         Ok(removed)
+    }
+
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to clear snapshots")?;
+        Ok(client
+            .execute(
+                "DELETE FROM rollup_snapshots WHERE tenant_id = $1",
+                &[&tenant.get()],
+            )
+            .await
+            .classify("clearing snapshots")?)
+    }
+}
+
+#[cfg(feature = "test-support")]
+#[async_trait]
+impl application::ports::SnapshotRows for PostgresRollupStore {
+    async fn rows(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read snapshots")?;
+        let rows = client
+            .query(
+                "SELECT bucket_start, dimension_values, measure_values, computed_at, run_id
+                 FROM rollup_snapshots
+                 WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+                   AND bucket_start BETWEEN $4 AND $5
+                 ORDER BY bucket_start, dimension_values",
+                &[
+                    &tenant.get(),
+                    &report.as_str(),
+                    &window.as_str(),
+                    &range.from(),
+                    &range.to(),
+                ],
+            )
+            .await
+            .classify("reading snapshot rows")?;
+        rows.iter()
+            .map(|row| {
+                let get = |e: tokio_postgres::Error| corrupt("snapshot row", e);
+                Ok(application::ports::SnapshotRow {
+                    bucket_start: row.try_get("bucket_start").map_err(get)?,
+                    dimension_values: row.try_get("dimension_values").map_err(get)?,
+                    measure_values: row.try_get("measure_values").map_err(get)?,
+                    computed_at: row.try_get("computed_at").map_err(get)?,
+                    run_id: domain::RunId::from_uuid(row.try_get("run_id").map_err(get)?),
+                })
+            })
+            .collect::<Result<_, crate::error::Failure>>()
+            .map_err(StoreError::from)
     }
 }

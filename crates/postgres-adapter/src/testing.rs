@@ -146,6 +146,14 @@ impl TestDatabase {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         migrate(&self.pool).await
     }
+
+    /// Applies the pending migrations up to `version` included; how many there were.
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub async fn migrate_to(&self, version: i32) -> anyhow::Result<usize> {
+        migrate_to(&self.pool, Some(version)).await
+    }
 }
 
 impl Drop for TestDatabase {

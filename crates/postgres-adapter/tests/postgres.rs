@@ -73,7 +73,7 @@ application::contract_tests! {
     snapshot_store => fresh(QueueSettings::default(), async |a| {
         Ok(snapshots::Fixture {
             events: a.events,
-            snapshots: a.snapshots,
+            snapshots: a.rollups,
             runs: a.runs,
             tenant: TENANT,
             other: OTHER_TENANT,
@@ -418,7 +418,6 @@ fn worker(a: &PostgresAdapters, runs: Arc<dyn RunStore>, lease: Duration) -> Rec
     RecomputeWorker::new(WorkerPorts {
         runs,
         queue: a.queue.clone(),
-        snapshots: a.snapshots.clone(),
         rollups: a.rollups.clone(),
         definitions: a.definitions.clone(),
         versions: Arc::new(memory_adapter::InMemoryCacheVersions::default()),
@@ -811,10 +810,7 @@ async fn the_snapshot_partitions_keep_every_row_written_before_them() -> Result<
     ensure!(before.len() == 48, "{} rows written", before.len());
     let shape_before = render(client.query(shape, &[]).await?);
 
-    ensure!(
-        db.migrate().await? >= 1,
-        "V5 and any later migration applied"
-    );
+    ensure!(db.migrate_to(5).await? == 1, "V5 applied");
 
     let after = render(client.query(rows, &[]).await?);
     ensure!(after == before, "every row kept as it was");
@@ -925,5 +921,53 @@ async fn migrating_installs_the_catalog_from_the_seed_files() -> Result<()> {
         untouched == 2,
         "only entries that differ are written: {untouched} kept their time"
     );
+    Ok(())
+}
+
+/// Migration V10 moves the built-in reports' snapshot rows into `rollup_snapshots`, each with
+/// its bucket, value, count, `computed_at` and run, and drops `metric_snapshots`.
+#[tokio::test]
+async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
+    let Some(db) = TestDatabase::create_at(Some(9)).await? else {
+        return Ok(());
+    };
+    let client = db.pool.get().await?;
+    client
+        .batch_execute(
+            "INSERT INTO metric_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 dimension_key, dimension_value, metric_name, metric_value, computed_at, run_id)
+             VALUES (1, 'volume-by-period', 'day', '2026-11-20', 'source', 'stripe', 'event_count', 7,
+                     '2026-11-21 12:00Z', '00000000-0000-4000-8000-000000000001'),
+                    (1, 'top-entities', 'week', '2026-11-16', 'entity_id', 'e-1', 'event_count', 3,
+                     '2026-11-21 12:00Z', '00000000-0000-4000-8000-000000000002'),
+                    (1, 'status-counts', 'day', '2026-11-20', 'status', 'failed', 'event_count', 2,
+                     '2026-11-21 12:00Z', NULL)",
+        )
+        .await?;
+    ensure!(db.migrate_to(10).await? == 1, "V10 applied");
+    let moved: Vec<String> = client
+        .query(
+            "SELECT (tenant_id, report_slug, window_name, bucket_start, dimension_values,
+                     measure_values, computed_at AT TIME ZONE 'UTC', run_id)::text
+             FROM rollup_snapshots ORDER BY report_slug",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    ensure!(
+        moved
+            == [
+                "(1,top-entities,week,2026-11-16,{e-1},{3},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000002)",
+                "(1,volume-by-period,day,2026-11-20,{stripe},{7},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000001)",
+            ],
+        "the rows with a run moved as they were: {moved:?}"
+    );
+    let gone: Option<String> = client
+        .query_one("SELECT to_regclass('metric_snapshots')::text", &[])
+        .await?
+        .get(0);
+    ensure!(gone.is_none(), "metric_snapshots is dropped");
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! [`SnapshotStore`](crate::ports::SnapshotStore): rebuilds replace exactly the buckets of their
-//! range, atomically, with lineage; queries group, filter, order and paginate as the reports
-//! define.
+//! The built-in reports over a [`RollupStore`](crate::ports::RollupStore): rebuilds of the
+//! rollups their seed files define replace exactly the buckets of their range, atomically,
+//! with lineage; reads in the reports' shapes group, filter, order and paginate as the
+//! reports define.
 //!
 //! The promises share one scenario around the week starting Monday 2026-03-02 (see
 //! [`fixture_events`]): each replays the rebuilds of the scenario up to the [`Stage`] it
@@ -19,7 +20,10 @@ use time::{
 };
 
 use super::{event, fixture_events, range, run_of, store};
-use crate::ports::{EventStore, RebuildOutcome, RebuildRequest, RunStore, SnapshotRows};
+use crate::ports::{
+    EventStore, RollupRebuild, RollupRebuildOutcome, RunStore, SnapshotRows, WindowRebuild,
+};
+use crate::reports::read_builtin;
 
 /// Stores with no events, snapshots or runs for `tenant` and `other`, over one database: the
 /// snapshots aggregate `events`, and their rows point to runs of `runs`.
@@ -173,22 +177,29 @@ impl<'a> Scenario<'a> {
         window: Window,
         range: DateRange,
         run_id: RunId,
-    ) -> Result<RebuildOutcome> {
-        Ok(self
+    ) -> Result<RollupRebuildOutcome> {
+        let definition = domain::rollup::builtin(kind)
+            .map_err(|errors| anyhow::anyhow!("the seed of {kind:?} is invalid: {errors:?}"))?;
+        let mut outcomes = self
             .f
             .snapshots
-            .rebuild(&RebuildRequest {
+            .rebuild(&RollupRebuild {
                 tenant,
-                kind,
-                window,
-                range,
-                run_id,
+                report: kind.report_slug(),
+                rollup: definition.rollup,
+                windows: vec![WindowRebuild {
+                    window,
+                    range,
+                    run_id,
+                }],
                 computed_at: COMPUTED_AT,
             })
-            .await?)
+            .await?;
+        ensure!(outcomes.len() == 1, "one outcome per window");
+        Ok(outcomes.remove(0))
     }
 
-    async fn rebuild_the_week_before(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_the_week_before(&mut self) -> Result<RollupRebuildOutcome> {
         let run = self.new_run(self.f.tenant).await?;
         self.before_run = Some(run);
         let before = range(date!(2026 - 02 - 23), date!(2026 - 03 - 01))?;
@@ -202,7 +213,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_days(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_days(&mut self) -> Result<RollupRebuildOutcome> {
         let run = self.new_run(self.f.tenant).await?;
         self.run = Some(run);
         self.rebuild(
@@ -215,7 +226,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_days_again(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_days_again(&mut self) -> Result<RollupRebuildOutcome> {
         store(
             self.f.events.as_ref(),
             self.f.tenant,
@@ -239,7 +250,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_statuses(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_statuses(&mut self) -> Result<RollupRebuildOutcome> {
         self.rebuild(
             self.f.tenant,
             ReportKind::StatusCounts,
@@ -250,7 +261,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_entities(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_entities(&mut self) -> Result<RollupRebuildOutcome> {
         self.rebuild(
             self.f.tenant,
             ReportKind::TopEntities,
@@ -261,7 +272,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_weeks(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_weeks(&mut self) -> Result<RollupRebuildOutcome> {
         self.rebuild(
             self.f.tenant,
             ReportKind::VolumeByPeriod,
@@ -272,7 +283,7 @@ impl<'a> Scenario<'a> {
         .await
     }
 
-    async fn rebuild_for_the_other_tenant(&mut self) -> Result<RebuildOutcome> {
+    async fn rebuild_for_the_other_tenant(&mut self) -> Result<RollupRebuildOutcome> {
         let foreign_run = self.new_run(self.f.other).await?;
         self.rebuild(
             self.f.other,
@@ -291,15 +302,17 @@ async fn days_of_march_2(
     tenant: TenantId,
     breakdown: Breakdown,
 ) -> Result<SnapshotPage> {
-    Ok(f.snapshots
-        .query(&query(
+    Ok(read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             tenant,
             ReportKind::VolumeByPeriod,
             Window::Day,
             week_of_march_2()?,
             breakdown,
-        ))
-        .await?)
+        ),
+    )
+    .await?)
 }
 
 pub async fn no_rows_before_a_rebuild(f: &Fixture) -> Result<()> {
@@ -392,16 +405,17 @@ pub async fn a_read_carries_the_latest_change_to_the_events_of_its_buckets(
         "a change after the rebuild makes the read stale: {:?}",
         read.changed_at
     );
-    let earlier = f
-        .snapshots
-        .query(&query(
+    let earlier = read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             f.tenant,
             ReportKind::VolumeByPeriod,
             Window::Day,
             range(date!(2026 - 03 - 02), date!(2026 - 03 - 03))?,
             Breakdown::Period,
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     ensure!(
         earlier.changed_at == Some(super::STORED_AT),
         "days without the late event keep their change: {:?}",
@@ -451,7 +465,7 @@ pub async fn a_source_filter_keeps_only_that_source(f: &Fixture) -> Result<()> {
     stripe_only.filter = Some(DimensionFilter::Source(SourceSlug::parse(
         "source", "stripe",
     )?));
-    let stripe = f.snapshots.query(&stripe_only).await?;
+    let stripe = read_builtin(f.snapshots.as_ref(), &stripe_only).await?;
     ensure!(
         stripe.rows == vec![period(date!(2026 - 03 - 02), 3)],
         "source filter: {:?}",
@@ -465,7 +479,7 @@ async fn lineage(f: &Fixture) -> Result<Vec<crate::ports::SnapshotRow>> {
     Ok(f.snapshots
         .rows(
             f.tenant,
-            ReportKind::VolumeByPeriod,
+            &ReportKind::VolumeByPeriod.report_slug(),
             Window::Day,
             range(date!(2026 - 02 - 01), date!(2026 - 03 - 31))?,
         )
@@ -494,7 +508,7 @@ pub async fn a_bucket_outside_the_rebuilt_range_keeps_its_run(f: &Fixture) -> Re
         .find(|r| r.bucket_start == date!(2026 - 02 - 28))
         .context("the 02-28 row survives")?;
     ensure!(
-        old.run_id == Some(before_run),
+        old.run_id == before_run,
         "a bucket outside the range keeps its run"
     );
     Ok(())
@@ -508,9 +522,9 @@ pub async fn every_rebuilt_row_points_to_its_run(f: &Fixture) -> Result<()> {
         lineage
             .iter()
             .filter(|r| r.bucket_start >= date!(2026 - 03 - 02))
-            .all(|r| r.run_id == Some(run)
-                && r.dimension_key == "source"
-                && r.metric_name == "event_count"),
+            .all(|r| r.run_id == run
+                && r.dimension_values.len() == 1
+                && r.measure_values.len() == 1),
         "every rebuilt row points to its run: {lineage:?}"
     );
     Ok(())
@@ -528,16 +542,17 @@ pub async fn a_second_rebuild_replaces_the_rows_of_its_buckets(f: &Fixture) -> R
 
 pub async fn statuses_are_ordered_by_count_descending_then_status(f: &Fixture) -> Result<()> {
     Scenario::at(f, Stage::StatusesRebuilt).await?;
-    let statuses = f
-        .snapshots
-        .query(&query(
+    let statuses = read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             f.tenant,
             ReportKind::StatusCounts,
             Window::Day,
             week_of_march_2()?,
             Breakdown::Status,
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     ensure!(
         statuses.rows
             == vec![
@@ -553,16 +568,17 @@ pub async fn statuses_are_ordered_by_count_descending_then_status(f: &Fixture) -
 
 pub async fn statuses_per_day_are_by_date_then_status(f: &Fixture) -> Result<()> {
     Scenario::at(f, Stage::StatusesRebuilt).await?;
-    let per_day = f
-        .snapshots
-        .query(&query(
+    let per_day = read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             f.tenant,
             ReportKind::StatusCounts,
             Window::Day,
             week_of_march_2()?,
             Breakdown::Period,
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     let per = |d, s: &str, n| ReportRow::PeriodStatus {
         bucket_date: d,
         status: s.to_owned(),
@@ -593,7 +609,7 @@ pub async fn a_status_filter_keeps_only_that_status(f: &Fixture) -> Result<()> {
     );
     failed_only.filter = Some(DimensionFilter::Status(EventStatus::Failed));
     ensure!(
-        f.snapshots.query(&failed_only).await?.rows == vec![status("failed", 1)],
+        read_builtin(f.snapshots.as_ref(), &failed_only).await?.rows == vec![status("failed", 1)],
         "status filter"
     );
     Ok(())
@@ -612,7 +628,7 @@ fn top_entities(tenant: TenantId) -> Result<ReportQuery> {
 
 pub async fn entities_are_ranked_by_count_descending_then_entity(f: &Fixture) -> Result<()> {
     Scenario::at(f, Stage::EntitiesRebuilt).await?;
-    let ranked = f.snapshots.query(&top_entities(f.tenant)?).await?;
+    let ranked = read_builtin(f.snapshots.as_ref(), &top_entities(f.tenant)?).await?;
     ensure!(
         ranked.rows
             == vec![
@@ -632,7 +648,7 @@ pub async fn limit_and_offset_apply_to_the_ranked_rows(f: &Fixture) -> Result<()
         page: PageRequest::new(1, 1),
         ..top_entities(f.tenant)?
     };
-    let second = f.snapshots.query(&top).await?;
+    let second = read_builtin(f.snapshots.as_ref(), &top).await?;
     ensure!(
         second.rows == vec![entity("entity-b", 2)] && second.total_rows == 3,
         "limit/offset over ranked rows"
@@ -652,15 +668,17 @@ pub async fn a_week_rebuild_stores_one_row_per_week_and_source(f: &Fixture) -> R
 
 /// The volume of the fixture's tenant over `range`, `window` by `window`.
 async fn volume(f: &Fixture, window: Window, range: DateRange) -> Result<SnapshotPage> {
-    Ok(f.snapshots
-        .query(&query(
+    Ok(read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             f.tenant,
             ReportKind::VolumeByPeriod,
             window,
             range,
             Breakdown::Period,
-        ))
-        .await?)
+        ),
+    )
+    .await?)
 }
 
 pub async fn weekly_totals_count_the_events_of_each_week(f: &Fixture) -> Result<()> {
@@ -765,22 +783,23 @@ pub async fn an_event_without_status_or_entity_is_counted_only_where_not_grouped
         "the volume counts it: {:?}",
         volume.rows
     );
-    let statuses = f
-        .snapshots
-        .query(&query(
+    let statuses = read_builtin(
+        f.snapshots.as_ref(),
+        &query(
             f.tenant,
             ReportKind::StatusCounts,
             Window::Day,
             week_of_march_2()?,
             Breakdown::Status,
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     ensure!(
         statuses.rows.iter().map(row_count).sum::<i64>() == 6,
         "statuses skip it: {:?}",
         statuses.rows
     );
-    let entities = f.snapshots.query(&top_entities(f.tenant)?).await?;
+    let entities = read_builtin(f.snapshots.as_ref(), &top_entities(f.tenant)?).await?;
     ensure!(
         entities.rows.iter().map(row_count).sum::<i64>() == 6,
         "entities skip it: {:?}",

@@ -120,9 +120,13 @@ const SAME_ROLLUP_ROWS: &str = "
 const SAME_ROWS: &str = "
     WITH service AS (
         SELECT report_slug::text COLLATE \"C\", window_name::text COLLATE \"C\", bucket_start,
-               dimension_key::text COLLATE \"C\", dimension_value::text COLLATE \"C\",
-               metric_name::text COLLATE \"C\", metric_value
-        FROM metric_snapshots
+               CASE report_slug WHEN 'volume-by-period' THEN 'source'
+                                WHEN 'status-counts' THEN 'status'
+                                ELSE 'entity_id' END COLLATE \"C\",
+               dimension_values[1]::text COLLATE \"C\", 'event_count' COLLATE \"C\",
+               measure_values[1]
+        FROM rollup_snapshots
+        WHERE report_slug IN ('volume-by-period', 'status-counts', 'top-entities')
     ), bare AS (
         SELECT report_slug COLLATE \"C\", window_name COLLATE \"C\", bucket_start,
                dimension_key COLLATE \"C\", dimension_value COLLATE \"C\",
@@ -386,7 +390,7 @@ async fn service_recompute(pool: &deadpool_postgres::Pool, port: u16) -> Result<
             scopes.push((report, window));
         }
     }
-    service_rebuild(pool, port, "metric_snapshots", &scopes).await
+    service_rebuild(pool, port, "rollup_snapshots", &scopes).await
 }
 
 async fn measure(args: &Args, url: &str) -> Result<()> {
@@ -861,31 +865,35 @@ const SNAPSHOT_LIMIT: u32 = 100;
 
 /// The one statement of the snapshot read of `volume-by-period` by day over `from..=to`, the
 /// service's own, run by pgbench for `seconds` with 32 clients and prepared as the service
-/// prepares it, its parameters given as pgbench variables (but for the absent filter, written
-/// as `NULL`): transactions per second.
+/// prepares it, its parameters given as pgbench variables: transactions per second.
 fn pgbench_read(url: &str, from: time::Date, to: time::Date, seconds: u32) -> Result<f64> {
-    let mut sql = postgres_adapter::snapshot_read_sql(
-        domain::ReportKind::VolumeByPeriod,
-        domain::Breakdown::Period,
-        domain::Window::Day,
-    );
-    // Highest first, so `$1` does not match the start of a longer one.
-    for n in (1..=8).rev() {
-        let value = if n == 4 {
-            "NULL".to_owned()
-        } else {
-            format!(":p{n}")
-        };
-        sql = sql.replace(&format!("${n}"), &value);
+    let range = domain::DateRange::new(from, to)?;
+    let query = domain::ReportQuery {
+        tenant: domain::TenantId::DEFAULT,
+        kind: domain::ReportKind::VolumeByPeriod,
+        window: domain::Window::Day,
+        range,
+        breakdown: domain::Breakdown::Period,
+        filter: None,
+        page: domain::PageRequest::new(SNAPSHOT_LIMIT, 0),
     }
+    .rollup_query();
+    let mut sql = postgres_adapter::rollup_read_sql(&query);
+    // Highest first, so `$1` does not match the start of a longer one.
+    for n in (1..=9).rev() {
+        sql = sql.replace(&format!("${n}"), &format!(":p{n}"));
+    }
+    let widened = query.window.widen(range);
     let values = [
-        (1, "1".to_owned()),
-        (2, from.to_string()),
-        (3, to.to_string()),
-        (5, SNAPSHOT_LIMIT.to_string()),
-        (6, "0".to_owned()),
-        (7, from.to_string()),
-        (8, to.to_string()),
+        (1, query.tenant.get().to_string()),
+        (2, query.report.as_str().to_owned()),
+        (3, query.window.as_str().to_owned()),
+        (4, from.to_string()),
+        (5, to.to_string()),
+        (6, SNAPSHOT_LIMIT.to_string()),
+        (7, "0".to_owned()),
+        (8, widened.from().to_string()),
+        (9, widened.to().to_string()),
     ];
     let script = std::env::temp_dir().join(format!("pga-bench-read-{}.sql", std::process::id()));
     std::fs::write(
