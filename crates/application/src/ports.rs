@@ -447,8 +447,8 @@ pub struct SnapshotRow {
 #[cfg(feature = "contract-tests")]
 #[async_trait]
 pub trait SnapshotRows: RollupStore {
-    /// The stored rows of `report` and `window` of `tenant` whose bucket starts inside
-    /// `range`, ordered by bucket and dimension values.
+    /// The stored rows of `report` (a rollup of `dimensions` dimensions) and `window` of
+    /// `tenant` whose bucket starts inside `range`, ordered by bucket and dimension values.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
@@ -456,6 +456,7 @@ pub trait SnapshotRows: RollupStore {
         &self,
         tenant: TenantId,
         report: &ReportSlug,
+        dimensions: usize,
         window: Window,
         range: DateRange,
     ) -> Result<Vec<SnapshotRow>, StoreError>;

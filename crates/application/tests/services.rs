@@ -677,6 +677,7 @@ async fn a_completed_run_has_a_summary_lineage_an_audit_entry_and_a_free_scope()
         h.adapters.rollups.as_ref(),
         TENANT,
         &domain::ReportKind::VolumeByPeriod.report_slug(),
+        1,
         Window::Day,
         domain::DateRange::new(date!(2026 - 11 - 10), date!(2026 - 11 - 12))?,
     )

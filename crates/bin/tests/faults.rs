@@ -486,7 +486,7 @@ fn a_worker_killed_mid_rebuild_is_replaced_and_the_snapshots_match_the_events() 
              WHERE e.tenant_id = 1 AND (e.occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
              GROUP BY 1, 2
          ), stored AS (
-             SELECT bucket_start, dimension_values[1]::text, measure_values[1]
+             SELECT bucket_start, d1::text, measure_values[1]
              FROM rollup_snapshots
              WHERE tenant_id = 1 AND report_slug = 'volume-by-period' AND window_name = 'day'
          )

@@ -119,7 +119,7 @@ async fn snapshots_agree_exactly_with_an_aggregation_of_the_events() -> Result<(
                  FROM analytics_events e CROSS JOIN (VALUES ('day'), ('week')) AS windows(w)
                  GROUP BY 1, 2, 3, 4
              ), stored AS (
-                 SELECT report_slug, window_name, bucket_start, dimension_values[1], measure_values[1]
+                 SELECT report_slug, window_name, bucket_start, d1, measure_values[1]
                  FROM rollup_snapshots
              )
              SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM stored) a)

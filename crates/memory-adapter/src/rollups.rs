@@ -259,6 +259,7 @@ impl application::ports::SnapshotRows for InMemoryRollupStore {
         &self,
         tenant: TenantId,
         report: &ReportSlug,
+        _dimensions: usize,
         window: Window,
         range: domain::DateRange,
     ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {

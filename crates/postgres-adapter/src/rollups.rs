@@ -231,13 +231,7 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     let filters: String = query
         .filters
         .iter()
-        .map(|(position, value)| {
-            format!(
-                " AND dimension_values[{}] = {}",
-                position + 1,
-                binds.text(value)
-            )
-        })
+        .map(|(position, value)| format!(" AND d{} = {}", position + 1, binds.text(value)))
         .collect();
     let bucket = if query.by_period {
         "bucket_start"
@@ -247,7 +241,7 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     let dimensions: Vec<String> = query
         .dimensions
         .iter()
-        .map(|position| format!("dimension_values[{}]", position + 1))
+        .map(|position| format!("d{}", position + 1))
         .collect();
     let measures: Vec<String> = (1..=query.measures)
         .map(|i| format!("sum(measure_values[{i}])::int8"))
@@ -308,17 +302,19 @@ const AGGREGATE_SETTINGS: &str =
 
 /// The rebuilt rows, streamed in as the aggregation produces them.
 const COPY_ROWS: &str = "
-    COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, dimension_values,
+    COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, d1, d2, d3,
                            measure_values, computed_at, run_id)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY_ROWS`].
-const COPY_TYPES: [Type; 8] = [
+const COPY_TYPES: [Type; 10] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::DATE,
-    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
     Type::INT8_ARRAY,
     Type::TIMESTAMPTZ,
     Type::UUID,
@@ -339,17 +335,25 @@ const REBUILD_SETTINGS: &str = "SET LOCAL work_mem = '128MB'; SET LOCAL jit = of
 /// The day rows of a rebuild of several windows, dropped with its transaction.
 const CREATE_GRAIN: &str = "
     CREATE TEMPORARY TABLE rollup_grain (
-        bucket_start     DATE NOT NULL,
-        dimension_values TEXT[] COLLATE \"C\" NOT NULL,
-        measure_values   BIGINT[] NOT NULL
+        bucket_start   DATE NOT NULL,
+        d1             TEXT COLLATE \"C\",
+        d2             TEXT COLLATE \"C\",
+        d3             TEXT COLLATE \"C\",
+        measure_values BIGINT[] NOT NULL
     ) ON COMMIT DROP";
 
 /// The day rows, streamed in as the aggregation produces them.
 const COPY_GRAIN: &str =
-    "COPY rollup_grain (bucket_start, dimension_values, measure_values) FROM STDIN (FORMAT binary)";
+    "COPY rollup_grain (bucket_start, d1, d2, d3, measure_values) FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY_GRAIN`].
-const GRAIN_TYPES: [Type; 3] = [Type::DATE, Type::TEXT_ARRAY, Type::INT8_ARRAY];
+const GRAIN_TYPES: [Type; 5] = [
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8_ARRAY,
+];
 
 /// The rows of `window` (`$3`) over the buckets of `$4..=$5` from the day rows of
 /// [`CREATE_GRAIN`], for tenant `$1` and report `$2`, stamped `$6` and run `$7`: the day rows
@@ -358,11 +362,11 @@ const GRAIN_TYPES: [Type; 3] = [Type::DATE, Type::TEXT_ARRAY, Type::INT8_ARRAY];
 fn from_grain_sql(window: Window, measures: usize) -> String {
     const INSERT: &str =
         "INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                                       dimension_values, measure_values, computed_at, run_id)";
+                                       d1, d2, d3, measure_values, computed_at, run_id)";
     if window == Window::Day {
         return format!(
             "{INSERT}
-             SELECT $1, $2, $3, bucket_start, dimension_values, measure_values, $6, $7
+             SELECT $1, $2, $3, bucket_start, d1, d2, d3, measure_values, $6, $7
              FROM rollup_grain
              WHERE bucket_start BETWEEN $4 AND $5"
         );
@@ -372,11 +376,11 @@ fn from_grain_sql(window: Window, measures: usize) -> String {
         .collect();
     format!(
         "{INSERT}
-         SELECT $1, $2, $3, date_trunc($3::text, bucket_start::timestamp)::date, dimension_values,
+         SELECT $1, $2, $3, date_trunc($3::text, bucket_start::timestamp)::date, d1, d2, d3,
                 ARRAY[{sums}]::int8[], $6, $7
          FROM rollup_grain
          WHERE bucket_start BETWEEN $4 AND $5
-         GROUP BY 4, 5",
+         GROUP BY 4, 5, 6, 7",
         sums = sums.join(", ")
     )
 }
@@ -530,6 +534,12 @@ impl RollupStore for PostgresRollupStore {
                 let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
                 let bucket: Date = row.try_get(0).map_err(get)?;
                 let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
+                let mut values = dimensions.into_iter();
+                let (d1, d2, d3) = (
+                    values.next().flatten(),
+                    values.next().flatten(),
+                    values.next().flatten(),
+                );
                 let measures: Vec<i64> = row.try_get(2).map_err(get)?;
                 let skipped = u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0);
                 for (part, outcome) in request.windows.iter().zip(outcomes.iter_mut()) {
@@ -544,7 +554,9 @@ impl RollupStore for PostgresRollupStore {
                             &slug,
                             &only_window,
                             &bucket,
-                            &dimensions,
+                            &d1,
+                            &d2,
+                            &d3,
                             &measures,
                             &request.computed_at,
                             &only_run,
@@ -552,7 +564,7 @@ impl RollupStore for PostgresRollupStore {
                         .await
                 } else {
                     copy.as_mut()
-                        .write(&[&bucket, &dimensions, &measures])
+                        .write(&[&bucket, &d1, &d2, &d3, &measures])
                         .await
                 };
                 written.classify("writing rollup snapshots")?;
@@ -742,6 +754,7 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
         &self,
         tenant: TenantId,
         report: &ReportSlug,
+        dimensions: usize,
         window: Window,
         range: domain::DateRange,
     ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
@@ -752,11 +765,12 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
             .classify("connecting to read snapshots")?;
         let rows = client
             .query(
-                "SELECT bucket_start, dimension_values, measure_values, computed_at, run_id
+                "SELECT bucket_start, ARRAY[d1, d2, d3] AS dimension_values, measure_values,
+                        computed_at, run_id
                  FROM rollup_snapshots
                  WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
                    AND bucket_start BETWEEN $4 AND $5
-                 ORDER BY bucket_start, dimension_values",
+                 ORDER BY bucket_start, d1, d2, d3",
                 &[
                     &tenant.get(),
                     &report.as_str(),
@@ -770,9 +784,12 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
         rows.iter()
             .map(|row| {
                 let get = |e: tokio_postgres::Error| corrupt("snapshot row", e);
+                let mut dimension_values: Vec<Option<String>> =
+                    row.try_get("dimension_values").map_err(get)?;
+                dimension_values.truncate(dimensions);
                 Ok(application::ports::SnapshotRow {
                     bucket_start: row.try_get("bucket_start").map_err(get)?,
-                    dimension_values: row.try_get("dimension_values").map_err(get)?,
+                    dimension_values,
                     measure_values: row.try_get("measure_values").map_err(get)?,
                     computed_at: row.try_get("computed_at").map_err(get)?,
                     run_id: domain::RunId::from_uuid(row.try_get("run_id").map_err(get)?),

@@ -947,7 +947,7 @@ async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
     ensure!(db.migrate_to(10).await? == 1, "V10 applied");
     let moved: Vec<String> = client
         .query(
-            "SELECT (tenant_id, report_slug, window_name, bucket_start, dimension_values,
+            "SELECT (tenant_id, report_slug, window_name, bucket_start, d1, d2, d3,
                      measure_values, computed_at AT TIME ZONE 'UTC', run_id)::text
              FROM rollup_snapshots ORDER BY report_slug",
             &[],
@@ -959,8 +959,8 @@ async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
     ensure!(
         moved
             == [
-                "(1,top-entities,week,2026-11-16,{e-1},{3},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000002)",
-                "(1,volume-by-period,day,2026-11-20,{stripe},{7},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000001)",
+                "(1,top-entities,week,2026-11-16,e-1,,,{3},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000002)",
+                "(1,volume-by-period,day,2026-11-20,stripe,,,{7},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000001)",
             ],
         "the rows with a run moved as they were: {moved:?}"
     );

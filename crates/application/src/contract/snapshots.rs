@@ -480,6 +480,7 @@ async fn lineage(f: &Fixture) -> Result<Vec<crate::ports::SnapshotRow>> {
         .rows(
             f.tenant,
             &ReportKind::VolumeByPeriod.report_slug(),
+            1,
             Window::Day,
             range(date!(2026 - 02 - 01), date!(2026 - 03 - 31))?,
         )
