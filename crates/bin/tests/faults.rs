@@ -490,8 +490,8 @@ fn a_worker_killed_mid_rebuild_is_replaced_and_the_snapshots_match_the_events() 
              FROM rollup_snapshots
              WHERE tenant_id = 1 AND report_slug = 'volume-by-period' AND window_name = 'day'
          )
-         SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM stored) a)
-              + (SELECT count(*) FROM (SELECT * FROM stored EXCEPT SELECT * FROM truth) b)",
+         SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT ALL SELECT * FROM stored) a)
+              + (SELECT count(*) FROM (SELECT * FROM stored EXCEPT ALL SELECT * FROM truth) b)",
         &[&from, &to],
     )?;
     ensure!(

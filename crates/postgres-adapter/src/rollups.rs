@@ -6,16 +6,16 @@
 //! text in the statement.
 
 use application::ports::{
-    RollupRebuild, RollupRebuildOutcome, RollupStore, SourceSystem, StoreError,
+    RollupRebuild, RollupRebuildOutcome, RollupStore, SourceSystem, StoreError, WindowRebuild,
 };
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
-    Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage, RollupQuery,
-    RollupRow, TenantId, Window,
+    DateRange, Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage,
+    RollupQuery, RollupRow, TenantId, Window,
 };
 use futures_core::Stream;
-use std::{future::poll_fn, pin::pin};
+use std::{collections::BTreeMap, future::poll_fn, pin::pin};
 use time::{Date, OffsetDateTime};
 use tokio_postgres::{
     binary_copy::BinaryCopyInWriter,
@@ -127,8 +127,8 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
 
 /// The aggregation of `rollup` over whole buckets: `$1` tenant, `$2` window, the buckets of
 /// `$3..=$4` (already whole buckets: `date_trunc` by the window gives each event's). Returns
-/// one row per bucket and dimension values: the bucket, the values, the measures and the
-/// values the measures skipped.
+/// one row per bucket and dimension values, in bucket order: the bucket, the three dimension
+/// columns of the key, the measures and the values the measures skipped.
 ///
 /// One `GROUP BY` over the range: a rollup reads fields the events index does not hold (its
 /// name, its properties), so the heap is read whatever the plan, and one pass over it with a
@@ -204,8 +204,15 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
             .collect::<Vec<_>>()
             .join(" + ")
     };
+    // Three dimension columns whatever the rollup has, compared bytewise as the key is.
+    let named: Vec<String> = (0..3)
+        .map(|i| match named.get(i) {
+            Some(value) => format!("{value}::text COLLATE \"C\""),
+            None => "NULL::text COLLATE \"C\"".to_owned(),
+        })
+        .collect();
     let sql = format!(
-        "SELECT grouped.bucket_start, ARRAY[{named}]::text[], ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8
+        "SELECT grouped.bucket_start, {named}, ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8
         FROM (
             SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
             FROM analytics_events e
@@ -213,7 +220,8 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
               AND e.occurred_at >= $3::date::timestamp AT TIME ZONE 'UTC'
               AND e.occurred_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'{filters}
             GROUP BY {group_by}
-        ) AS grouped{joins}",
+        ) AS grouped{joins}
+        ORDER BY 1",
         selected = selected.join(", "),
         named = named.join(", "),
         measure_columns = measure_columns.join(", "),
@@ -329,60 +337,111 @@ const ANALYZE_AFTER_ROWS: u64 = 10_000;
 const ANALYZE_SNAPSHOTS: &str =
     "BEGIN; SET LOCAL lock_timeout = '1s'; ANALYZE rollup_snapshots; COMMIT";
 
-/// Settings of the write transaction: its sums over the day rows of several windows.
-const REBUILD_SETTINGS: &str = "SET LOCAL work_mem = '128MB'; SET LOCAL jit = off";
+/// Settings of the write transaction.
+const REBUILD_SETTINGS: &str = "SET LOCAL jit = off";
 
-/// The day rows of a rebuild of several windows, dropped with its transaction.
-const CREATE_GRAIN: &str = "
-    CREATE TEMPORARY TABLE rollup_grain (
-        bucket_start   DATE NOT NULL,
-        d1             TEXT COLLATE \"C\",
-        d2             TEXT COLLATE \"C\",
-        d3             TEXT COLLATE \"C\",
-        measure_values BIGINT[] NOT NULL
-    ) ON COMMIT DROP";
+/// The dimension values of a snapshot row, as its key stores them: null past the rollup's
+/// dimensions.
+type Key = [Option<String>; 3];
 
-/// The day rows, streamed in as the aggregation produces them.
-const COPY_GRAIN: &str =
-    "COPY rollup_grain (bucket_start, d1, d2, d3, measure_values) FROM STDIN (FORMAT binary)";
+/// The rows of one window of a rebuild, from aggregated rows in bucket order at the
+/// rebuild's grain. At the window's own grain a row passes through; at a finer one (days, for
+/// a week or a month) the rows of the window's current bucket are summed by dimension values
+/// and come out when the bucket is complete. So the rows of every window are written bucket
+/// after bucket, in the order of the table's index, and what is held is the groups of one
+/// bucket per window at most.
+struct Fold {
+    window: Window,
+    range: DateRange,
+    run_id: uuid::Uuid,
+    /// Whether rows arrive at this window's grain, passing through.
+    direct: bool,
+    bucket: Option<Date>,
+    groups: BTreeMap<Key, Vec<i64>>,
+}
 
-/// The column types of [`COPY_GRAIN`].
-const GRAIN_TYPES: [Type; 5] = [
-    Type::DATE,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8_ARRAY,
-];
+/// A row of a window: bucket, dimension values, measures.
+type Written = (Date, Key, Vec<i64>);
 
-/// The rows of `window` (`$3`) over the buckets of `$4..=$5` from the day rows of
-/// [`CREATE_GRAIN`], for tenant `$1` and report `$2`, stamped `$6` and run `$7`: the day rows
-/// themselves, or sums of them, since every window's bucket is a whole number of days and a
-/// count or a sum by window is the sum of its days'.
-fn from_grain_sql(window: Window, measures: usize) -> String {
-    const INSERT: &str =
-        "INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
-                                       d1, d2, d3, measure_values, computed_at, run_id)";
-    if window == Window::Day {
-        return format!(
-            "{INSERT}
-             SELECT $1, $2, $3, bucket_start, d1, d2, d3, measure_values, $6, $7
-             FROM rollup_grain
-             WHERE bucket_start BETWEEN $4 AND $5"
-        );
+impl Fold {
+    fn new(part: &WindowRebuild, grain: Window) -> Self {
+        Self {
+            window: part.window,
+            range: part.range,
+            run_id: part.run_id.as_uuid(),
+            direct: part.window == grain,
+            bucket: None,
+            groups: BTreeMap::new(),
+        }
     }
-    let sums: Vec<String> = (1..=measures)
-        .map(|i| format!("sum(measure_values[{i}])::int8"))
-        .collect();
-    format!(
-        "{INSERT}
-         SELECT $1, $2, $3, date_trunc($3::text, bucket_start::timestamp)::date, d1, d2, d3,
-                ARRAY[{sums}]::int8[], $6, $7
-         FROM rollup_grain
-         WHERE bucket_start BETWEEN $4 AND $5
-         GROUP BY 4, 5, 6, 7",
-        sums = sums.join(", ")
-    )
+
+    /// Takes in one aggregated row dated `day` (inside the window's range); returns the rows
+    /// complete since.
+    fn add(&mut self, day: Date, key: &Key, measures: &[i64]) -> Result<Vec<Written>, StoreError> {
+        if self.direct {
+            return Ok(vec![(day, key.clone(), measures.to_vec())]);
+        }
+        let bucket = self.window.bucket_start(day);
+        let done = if self.bucket == Some(bucket) {
+            Vec::new()
+        } else {
+            let done = self.close();
+            self.bucket = Some(bucket);
+            done
+        };
+        let sums = self
+            .groups
+            .entry(key.clone())
+            .or_insert_with(|| vec![0; measures.len()]);
+        for (sum, value) in sums.iter_mut().zip(measures) {
+            *sum = sum.checked_add(*value).ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!(
+                    "a rollup sum is beyond the range of a 64-bit integer"
+                ))
+            })?;
+        }
+        Ok(done)
+    }
+
+    /// The rows of the current bucket, in key order; the fold is then empty.
+    fn close(&mut self) -> Vec<Written> {
+        let Some(bucket) = self.bucket.take() else {
+            return Vec::new();
+        };
+        std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(|(key, sums)| (bucket, key, sums))
+            .collect()
+    }
+
+    /// Writes one row of this window into the rebuild's `COPY`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        copy: std::pin::Pin<&mut BinaryCopyInWriter>,
+        tenant: i64,
+        slug: &str,
+        computed_at: OffsetDateTime,
+        bucket: Date,
+        key: &Key,
+        measures: &[i64],
+    ) -> Result<(), StoreError> {
+        copy.write(&[
+            &tenant,
+            &slug,
+            &self.window.as_str(),
+            &bucket,
+            &key[0],
+            &key[1],
+            &key[2],
+            &measures,
+            &computed_at,
+            &self.run_id,
+        ])
+        .await
+        .classify("writing rollup snapshots")?;
+        Ok(())
+    }
 }
 
 const DELETE_BUCKETS: &str = "
@@ -487,7 +546,6 @@ impl RollupStore for PostgresRollupStore {
                     .unwrap_or(Date::MIN),
             ),
         };
-        let direct = request.windows.len() == 1;
         // The second connection, taken once this rebuild holds its locks and for the
         // aggregation alone.
         let mut reader = self
@@ -513,105 +571,81 @@ impl RollupStore for PostgresRollupStore {
                 .query_raw(&sql, with_fixed(&fixed, &binds))
                 .await
                 .classify("aggregating events into rollup snapshots")?;
-            if !direct {
-                tx.batch_execute(CREATE_GRAIN)
-                    .await
-                    .classify("preparing a rollup rebuild")?;
-            }
             let sink = tx
-                .copy_in(if direct { COPY_ROWS } else { COPY_GRAIN })
+                .copy_in(COPY_ROWS)
                 .await
                 .classify("writing rollup snapshots")?;
             let mut rows = pin!(rows);
-            let mut copy = pin!(BinaryCopyInWriter::new(
-                sink,
-                if direct { &COPY_TYPES } else { &GRAIN_TYPES },
-            ));
-            let only = &request.windows[0];
-            let (only_window, only_run) = (only.window.as_str(), only.run_id.as_uuid());
+            let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+            let mut folds: Vec<Fold> = request
+                .windows
+                .iter()
+                .map(|part| Fold::new(part, grain))
+                .collect();
             while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
                 let row = row.classify("aggregating events into rollup snapshots")?;
                 let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
                 let bucket: Date = row.try_get(0).map_err(get)?;
-                let dimensions: Vec<Option<String>> = row.try_get(1).map_err(get)?;
-                let mut values = dimensions.into_iter();
-                let (d1, d2, d3) = (
-                    values.next().flatten(),
-                    values.next().flatten(),
-                    values.next().flatten(),
-                );
-                let measures: Vec<i64> = row.try_get(2).map_err(get)?;
-                let skipped = u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0);
-                for (part, outcome) in request.windows.iter().zip(outcomes.iter_mut()) {
-                    if part.range.contains(bucket) {
-                        outcome.values_skipped += skipped;
+                let key: Key = [
+                    row.try_get(1).map_err(get)?,
+                    row.try_get(2).map_err(get)?,
+                    row.try_get(3).map_err(get)?,
+                ];
+                let measures: Vec<i64> = row.try_get(4).map_err(get)?;
+                let skipped = u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
+                for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
+                    if !fold.range.contains(bucket) {
+                        continue;
+                    }
+                    outcome.values_skipped += skipped;
+                    let written = fold.add(bucket, &key, &measures)?;
+                    outcome.rows_inserted += written.len() as u64;
+                    for (bucket, key, measures) in written {
+                        fold.write(
+                            copy.as_mut(),
+                            tenant,
+                            slug,
+                            request.computed_at,
+                            bucket,
+                            &key,
+                            &measures,
+                        )
+                        .await?;
                     }
                 }
-                let written = if direct {
-                    copy.as_mut()
-                        .write(&[
-                            &tenant,
-                            &slug,
-                            &only_window,
-                            &bucket,
-                            &d1,
-                            &d2,
-                            &d3,
-                            &measures,
-                            &request.computed_at,
-                            &only_run,
-                        ])
-                        .await
-                } else {
-                    copy.as_mut()
-                        .write(&[&bucket, &d1, &d2, &d3, &measures])
-                        .await
-                };
-                written.classify("writing rollup snapshots")?;
             }
-            let copied = copy.finish().await.classify("writing rollup snapshots")?;
+            for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
+                let written = fold.close();
+                outcome.rows_inserted += written.len() as u64;
+                for (bucket, key, measures) in written {
+                    fold.write(
+                        copy.as_mut(),
+                        tenant,
+                        slug,
+                        request.computed_at,
+                        bucket,
+                        &key,
+                        &measures,
+                    )
+                    .await?;
+                }
+            }
+            copy.finish().await.classify("writing rollup snapshots")?;
             read.commit()
                 .await
                 .classify("finishing a rollup aggregation")?;
-            Ok::<u64, StoreError>(copied)
+            Ok::<(), StoreError>(())
         }
         .await;
-        let copied = match streamed {
-            Ok(copied) => copied,
-            Err(err) => {
-                // The aggregation may still run on the server: stop it before the connection
-                // goes back to the pool, or its next user waits behind it.
-                if let Err(cancel_err) = cancel.cancel_query(tokio_postgres::NoTls).await {
-                    tracing::warn!(error = %cancel_err, "could not cancel an abandoned rollup aggregation");
-                }
-                return Err(err);
+        if let Err(err) = streamed {
+            // The aggregation may still run on the server: stop it before the connection
+            // goes back to the pool, or its next user waits behind it.
+            if let Err(cancel_err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(error = %cancel_err, "could not cancel an abandoned rollup aggregation");
             }
-        };
-        drop(reader);
-        if direct {
-            outcomes[0].rows_inserted = copied;
-        } else {
-            for &i in &order {
-                let part = &request.windows[i];
-                let run_id = part.run_id.as_uuid();
-                let insert = from_grain_sql(part.window, request.rollup.measures.len());
-                outcomes[i].rows_inserted = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &tenant,
-                            &slug,
-                            &part.window.as_str(),
-                            &part.range.from(),
-                            &part.range.to(),
-                            &request.computed_at,
-                            &run_id,
-                        ],
-                    )
-                    .await
-                    .classify("summing rollup snapshots from days")?;
-            }
+            return Err(err);
         }
+        drop(reader);
         tx.commit().await.classify("committing a rollup rebuild")?;
         let inserted: u64 = outcomes.iter().map(|o| o.rows_inserted).sum();
         if inserted >= ANALYZE_AFTER_ROWS {
@@ -756,7 +790,7 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
         report: &ReportSlug,
         dimensions: usize,
         window: Window,
-        range: domain::DateRange,
+        range: DateRange,
     ) -> Result<Vec<application::ports::SnapshotRow>, StoreError> {
         let client = self
             .pool
