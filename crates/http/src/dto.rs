@@ -766,6 +766,10 @@ pub struct DimensionDto {
     /// `source`, `status`, `event_name`, `entity_id`, `user_id` or `properties.<key>`.
     #[schema(example = "properties.channel")]
     pub field: String,
+    /// Events without a value for the field are not counted at all, rather than counted
+    /// under null (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
 }
 
 /// A window of a tenant's report, as sent.
@@ -867,6 +871,7 @@ impl From<StoredRollup> for RollupDto {
                 .map(|d| DimensionDto {
                     name: Some(d.name.clone()),
                     field: d.field.name(),
+                    required: Some(d.required),
                 })
                 .collect(),
             filters: json["filters"].clone(),

@@ -381,6 +381,7 @@ macro_rules! contract_tests {
     (@port rollup_store $($rest:tt)*) => {
         $crate::contract_tests! { @promises rollup_store rollups [
             a_rollup_by_two_dimensions_equals_a_direct_aggregation,
+            a_required_dimension_leaves_out_the_events_without_a_value_for_it,
             week_buckets_equal_a_direct_aggregation,
             month_buckets_of_three_dimensions_equal_a_direct_aggregation,
             every_grouping_and_order_equals_a_direct_aggregation,

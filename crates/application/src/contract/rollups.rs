@@ -209,6 +209,19 @@ fn direct(
         if !rebuilt.contains(date) || !rollup.filters.iter().all(|f| f.matches(event)) {
             continue;
         }
+        let values: Vec<Option<String>> = rollup
+            .dimensions
+            .iter()
+            .map(|d| d.field.value_of(event).map(str::to_owned))
+            .collect();
+        if rollup
+            .dimensions
+            .iter()
+            .zip(&values)
+            .any(|(d, value)| d.required && value.is_none())
+        {
+            continue;
+        }
         for measure in &rollup.measures {
             if let MeasureKind::Sum(field) = &measure.kind
                 && field.addend(event) == Addend::Skipped
@@ -216,11 +229,6 @@ fn direct(
                 skipped += 1;
             }
         }
-        let values: Vec<Option<String>> = rollup
-            .dimensions
-            .iter()
-            .map(|d| d.field.value_of(event).map(str::to_owned))
-            .collect();
         if !read.range.contains(bucket)
             || !read
                 .filters
@@ -391,6 +399,39 @@ pub async fn a_rollup_by_two_dimensions_equals_a_direct_aggregation(f: &Fixture)
         "by day",
     )
     .await
+}
+
+pub async fn a_required_dimension_leaves_out_the_events_without_a_value_for_it(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "channels-known",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "qty", "kind": "sum", "field": "properties.qty"}],
+        "dimensions": [{"field": "event_name"},
+                       {"field": "properties.channel", "required": true}],
+        "windows": [{"window": "week"}]
+    }))?;
+    equals_direct(
+        f,
+        &definition,
+        &Read::all(Window::Week, quarter()?, 2),
+        "by week, with a channel",
+    )
+    .await?;
+    let page = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Week, quarter()?, 2),
+    )
+    .await?;
+    ensure!(
+        page.rows.iter().all(|row| row.dimensions[1].is_some()),
+        "no row of a null channel: {:?}",
+        page.rows
+    );
+    Ok(())
 }
 
 pub async fn week_buckets_equal_a_direct_aggregation(f: &Fixture) -> Result<()> {

@@ -49,7 +49,7 @@ async fn a_report_is_defined_read_changed_and_deleted_over_the_api() -> Result<(
     );
     assert_eq!(
         data["dimensions"],
-        json!([{"name": "channel", "field": "properties.channel"}])
+        json!([{"name": "channel", "field": "properties.channel", "required": false}])
     );
     assert_eq!(data["filters"], json!({"event_name": "purchase"}));
     assert_eq!(data["windows"][1]["refresh_interval_minutes"], 1440);
