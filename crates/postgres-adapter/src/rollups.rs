@@ -254,13 +254,13 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     let measures: Vec<String> = (1..=query.measures)
         .map(|i| format!("sum(measure_values[{i}])::int8"))
         .collect();
+    // Grouped by the columns themselves: grouping by the array built from them would compare
+    // arrays, element by element, through the array support functions.
     let mut keys = Vec::new();
     if query.by_period {
-        keys.push("1".to_owned());
+        keys.push("bucket_start".to_owned());
     }
-    if !dimensions.is_empty() {
-        keys.push("2".to_owned());
-    }
+    keys.extend(dimensions.iter().cloned());
     let group_by = if keys.is_empty() {
         String::new()
     } else {
