@@ -285,6 +285,18 @@ impl Rollup {
     pub fn measure(&self, name: &str) -> Option<&Measure> {
         self.measures.iter().find(|m| m.name == name)
     }
+
+    /// The values of `event` for the dimensions, in definition order; `None` when the rollup
+    /// does not count the event because a required dimension has no value for it.
+    pub fn dimension_values(&self, event: &NewEvent) -> Option<Vec<Option<String>>> {
+        self.dimensions
+            .iter()
+            .map(|d| match d.field.value_of(event) {
+                None if d.required => None,
+                value => Some(value.map(str::to_owned)),
+            })
+            .collect()
+    }
 }
 
 /// A report defined as data: what it computes, in which windows, and how it is served.

@@ -102,19 +102,9 @@ impl RollupStore for InMemoryRollupStore {
                 {
                     continue;
                 }
-                let values: Vec<Option<String>> = rollup
-                    .dimensions
-                    .iter()
-                    .map(|d| d.field.value_of(event).map(str::to_owned))
-                    .collect();
-                if rollup
-                    .dimensions
-                    .iter()
-                    .zip(&values)
-                    .any(|(d, value)| d.required && value.is_none())
-                {
+                let Some(values) = rollup.dimension_values(event) else {
                     continue;
-                }
+                };
                 let key = (part.window.bucket_start(date), values);
                 let sums = groups
                     .entry(key)

@@ -360,6 +360,13 @@ struct Fold {
     groups: BTreeMap<Key, Vec<i64>>,
 }
 
+/// What every row of a rebuild shares.
+struct Target<'a> {
+    tenant: i64,
+    slug: &'a str,
+    computed_at: OffsetDateTime,
+}
+
 /// A row of a window: bucket, dimension values, measures.
 type Written = (Date, Key, Vec<i64>);
 
@@ -414,33 +421,32 @@ impl Fold {
             .collect()
     }
 
-    /// Writes one row of this window into the rebuild's `COPY`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `rows` of this window into the rebuild's `COPY`; returns how many.
     async fn write(
         &self,
-        copy: std::pin::Pin<&mut BinaryCopyInWriter>,
-        tenant: i64,
-        slug: &str,
-        computed_at: OffsetDateTime,
-        bucket: Date,
-        key: &Key,
-        measures: &[i64],
-    ) -> Result<(), StoreError> {
-        copy.write(&[
-            &tenant,
-            &slug,
-            &self.window.as_str(),
-            &bucket,
-            &key[0],
-            &key[1],
-            &key[2],
-            &measures,
-            &computed_at,
-            &self.run_id,
-        ])
-        .await
-        .classify("writing rollup snapshots")?;
-        Ok(())
+        mut copy: std::pin::Pin<&mut BinaryCopyInWriter>,
+        target: &Target<'_>,
+        rows: Vec<Written>,
+    ) -> Result<u64, StoreError> {
+        let count = rows.len() as u64;
+        for (bucket, key, measures) in rows {
+            copy.as_mut()
+                .write(&[
+                    &target.tenant,
+                    &target.slug,
+                    &self.window.as_str(),
+                    &bucket,
+                    &key[0],
+                    &key[1],
+                    &key[2],
+                    &measures,
+                    &target.computed_at,
+                    &self.run_id,
+                ])
+                .await
+                .classify("writing rollup snapshots")?;
+        }
+        Ok(count)
     }
 }
 
@@ -577,6 +583,11 @@ impl RollupStore for PostgresRollupStore {
                 .classify("writing rollup snapshots")?;
             let mut rows = pin!(rows);
             let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+            let target = Target {
+                tenant,
+                slug,
+                computed_at: request.computed_at,
+            };
             let mut folds: Vec<Fold> = request
                 .windows
                 .iter()
@@ -599,36 +610,12 @@ impl RollupStore for PostgresRollupStore {
                     }
                     outcome.values_skipped += skipped;
                     let written = fold.add(bucket, &key, &measures)?;
-                    outcome.rows_inserted += written.len() as u64;
-                    for (bucket, key, measures) in written {
-                        fold.write(
-                            copy.as_mut(),
-                            tenant,
-                            slug,
-                            request.computed_at,
-                            bucket,
-                            &key,
-                            &measures,
-                        )
-                        .await?;
-                    }
+                    outcome.rows_inserted += fold.write(copy.as_mut(), &target, written).await?;
                 }
             }
             for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
                 let written = fold.close();
-                outcome.rows_inserted += written.len() as u64;
-                for (bucket, key, measures) in written {
-                    fold.write(
-                        copy.as_mut(),
-                        tenant,
-                        slug,
-                        request.computed_at,
-                        bucket,
-                        &key,
-                        &measures,
-                    )
-                    .await?;
-                }
+                outcome.rows_inserted += fold.write(copy.as_mut(), &target, written).await?;
             }
             copy.finish().await.classify("writing rollup snapshots")?;
             read.commit()

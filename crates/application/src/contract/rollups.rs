@@ -209,19 +209,9 @@ fn direct(
         if !rebuilt.contains(date) || !rollup.filters.iter().all(|f| f.matches(event)) {
             continue;
         }
-        let values: Vec<Option<String>> = rollup
-            .dimensions
-            .iter()
-            .map(|d| d.field.value_of(event).map(str::to_owned))
-            .collect();
-        if rollup
-            .dimensions
-            .iter()
-            .zip(&values)
-            .any(|(d, value)| d.required && value.is_none())
-        {
+        let Some(values) = rollup.dimension_values(event) else {
             continue;
-        }
+        };
         for measure in &rollup.measures {
             if let MeasureKind::Sum(field) = &measure.kind
                 && field.addend(event) == Addend::Skipped
