@@ -134,7 +134,7 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     let h = Harness::new(8);
     let outcome = h
         .seeder()
-        .seed(TENANT, demo::DEFAULT_EVENT_COUNT, false)
+        .seed(TENANT, demo::data().default_event_count, false)
         .await?;
     ensure!(outcome.events_inserted == 25_000, "all demo events written");
     ensure!(outcome.runs.len() == 6, "one run per report and window");

@@ -31,7 +31,7 @@ enum Command {
     /// Write the deterministic demo data set and precompute its snapshots.
     Seed {
         /// How many demo events to write.
-        #[arg(long, default_value_t = demo::DEFAULT_EVENT_COUNT, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        #[arg(long, default_value_t = demo::data().default_event_count, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
         events: u64,
         /// Delete the default tenant's events and snapshots first.
         #[arg(long)]

@@ -96,15 +96,13 @@ impl InMemorySourceStore {
     /// The default source and the reference sources of `default`, created at `at`.
     pub fn new(at: OffsetDateTime) -> Self {
         let sources = std::iter::once(default_source(TenantId::DEFAULT, at))
-            .chain(demo::SOURCES.iter().filter_map(|(slug, name)| {
-                Some(EventSource {
-                    tenant: TenantId::DEFAULT,
-                    slug: SourceSlug::parse("source", slug).ok()?,
-                    provider_name: (*name).to_owned(),
-                    description: String::new(),
-                    is_active: true,
-                    created_at: at,
-                })
+            .chain(demo::data().sources.iter().map(|source| EventSource {
+                tenant: TenantId::DEFAULT,
+                slug: source.slug.clone(),
+                provider_name: source.name.clone(),
+                description: String::new(),
+                is_active: true,
+                created_at: at,
             }))
             .collect();
         Self {

@@ -189,6 +189,65 @@ async fn an_unknown_source_stores_none_of_the_batch() -> Result<()> {
     Ok(())
 }
 
+/// The server-side seed writes, column for column, the events the domain's description gives.
+#[tokio::test]
+async fn the_server_side_seed_writes_the_described_demo_events() -> Result<()> {
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default());
+    let now = datetime!(2026-11-21 17:42:13 UTC);
+    let count = 500;
+    ensure!(
+        application::ports::EventAdmin::load_demo(a.events.as_ref(), TENANT, count, now).await?
+            == count,
+        "every demo event written"
+    );
+    let client = db.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT e.event_id, e.event_name, e.user_id, s.slug, e.entity_id, e.status,
+                    e.processing_ms, e.amount_cents, e.occurred_at, e.properties
+             FROM analytics_events e JOIN event_sources s ON s.id = e.source_id
+             WHERE e.tenant_id = $1
+             ORDER BY substr(e.event_id, 6)::int8",
+            &[&TENANT.get()],
+        )
+        .await?;
+    ensure!(rows.len() as u64 == count, "{} rows", rows.len());
+    for (i, row) in (1..=count).zip(&rows) {
+        let expected = domain::demo::event(i, now);
+        let status: Option<String> = row.get(5);
+        let stored = (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, Option<String>>(2),
+            row.get::<_, String>(3),
+            row.get::<_, Option<String>>(4),
+            status.as_deref().map(str::to_owned),
+            row.get::<_, i64>(6),
+            row.get::<_, i64>(7),
+            row.get::<_, time::OffsetDateTime>(8),
+            row.get::<_, serde_json::Value>(9),
+        );
+        let described = (
+            expected.event_id,
+            expected.event_name,
+            expected.user_id,
+            expected.source.as_str().to_owned(),
+            expected.entity_id,
+            expected.status.map(|s| s.as_str().to_owned()),
+            expected.processing_ms,
+            expected.amount_cents,
+            expected.occurred_at,
+            expected.properties,
+        );
+        ensure!(
+            stored == described,
+            "event {i}: {stored:?} != {described:?}"
+        );
+    }
+    Ok(())
+}
+
 fn pending_run(day: time::Date, at: time::OffsetDateTime) -> Result<RecomputeRun> {
     Ok(RecomputeRun::pending(
         TENANT,
