@@ -1000,7 +1000,11 @@ async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
                     (1, 'top-entities', 'week', '2026-11-16', 'entity_id', 'e-1', 'event_count', 3,
                      '2026-11-21 12:00Z', '00000000-0000-4000-8000-000000000002'),
                     (1, 'status-counts', 'day', '2026-11-20', 'status', 'failed', 'event_count', 2,
-                     '2026-11-21 12:00Z', NULL)",
+                     '2026-11-21 12:00Z', NULL);
+             INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 dimension_values, measure_values, computed_at, run_id)
+             VALUES (1, 'by-name', 'month', '2026-11-01', ARRAY['purchase', NULL, 'web'], ARRAY[4, 9],
+                     '2026-11-21 12:00Z', '00000000-0000-4000-8000-000000000003')",
         )
         .await?;
     ensure!(db.migrate_to(10).await? == 1, "V10 applied");
@@ -1018,10 +1022,11 @@ async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
     ensure!(
         moved
             == [
+                "(1,by-name,month,2026-11-01,purchase,,web,\"{4,9}\",\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000003)",
                 "(1,top-entities,week,2026-11-16,e-1,,,{3},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000002)",
                 "(1,volume-by-period,day,2026-11-20,stripe,,,{7},\"2026-11-21 12:00:00\",00000000-0000-4000-8000-000000000001)",
             ],
-        "the rows with a run moved as they were: {moved:?}"
+        "a rollup's row keeps its values, and the built-ins' rows with a run moved as they were: {moved:?}"
     );
     let gone: Option<String> = client
         .query_one("SELECT to_regclass('metric_snapshots')::text", &[])
