@@ -122,7 +122,7 @@ impl RebuildBlocker {
     fn hold(url: &str, report: &str, window: &str) -> Result<Self> {
         let (release, released) = mpsc::channel::<()>();
         let (held, is_held) = mpsc::channel::<Result<()>>();
-        let (url, key) = (url.to_owned(), format!("1:{report}:{window}"));
+        let (url, key) = (url.to_owned(), format!("rollup:1:{report}:{window}"));
         let thread = std::thread::spawn(move || -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
