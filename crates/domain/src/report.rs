@@ -135,7 +135,8 @@ impl DimensionFilter {
     }
 }
 
-/// A read of snapshot rows: everything a snapshot store needs to answer a report.
+/// A read of a built-in report: everything its rollup read ([`ReportQuery::rollup_query`])
+/// is made from.
 ///
 /// A bucket is included when its first day (the Monday, for weeks) lies in `range`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -258,7 +259,7 @@ impl ReportRow {
     }
 }
 
-/// The answer of a snapshot store to a [`ReportQuery`].
+/// The answer to a [`ReportQuery`], in the report's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotPage {
     /// The rows of the requested page, in the report's order.

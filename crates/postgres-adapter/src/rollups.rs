@@ -476,11 +476,11 @@ impl RollupStore for PostgresRollupStore {
 
     /// Two connections: one holds the write transaction (the locks, the deletes, a `COPY` of
     /// the new rows), the other runs the aggregation as a plain `SELECT`, which PostgreSQL
-    /// may scan in parallel, and its rows stream into the `COPY` as they come, so memory stays
-    /// bounded by a row whatever the rollup's cardinality. One window is aggregated straight
-    /// into its rows; several are aggregated once by day into a temporary table, and each
-    /// window's rows are summed from it. Nothing is visible until the write transaction
-    /// commits; any failure rolls it back whole.
+    /// may scan in parallel, and its rows stream into the `COPY` bucket after bucket. One
+    /// window is aggregated straight into its rows; several are aggregated once by day, and
+    /// each coarser window's rows are summed from the day rows as they pass (see [`Fold`]), so
+    /// memory stays bounded by one bucket's groups per window. Nothing is visible until the
+    /// write transaction commits; any failure rolls it back whole.
     #[tracing::instrument(skip_all, fields(report = %request.report, windows = request.windows.len()), err)]
     async fn rebuild(
         &self,
@@ -560,6 +560,8 @@ impl RollupStore for PostgresRollupStore {
             .await
             .classify("connecting to aggregate events for a rollup")?;
         let cancel = reader.cancel_token();
+        let started = std::time::Instant::now();
+        let mut first_row = None;
         let streamed = async {
             let read = reader
                 .build_transaction()
@@ -594,6 +596,7 @@ impl RollupStore for PostgresRollupStore {
                 .map(|part| Fold::new(part, grain))
                 .collect();
             while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                first_row.get_or_insert_with(|| started.elapsed());
                 let row = row.classify("aggregating events into rollup snapshots")?;
                 let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
                 let bucket: Date = row.try_get(0).map_err(get)?;
@@ -618,6 +621,11 @@ impl RollupStore for PostgresRollupStore {
                 outcome.rows_inserted += fold.write(copy.as_mut(), &target, written).await?;
             }
             copy.finish().await.classify("writing rollup snapshots")?;
+            tracing::debug!(
+                first_row_ms = first_row.unwrap_or_default().as_millis() as u64,
+                copied_ms = started.elapsed().as_millis() as u64,
+                "rollup rows aggregated and copied"
+            );
             read.commit()
                 .await
                 .classify("finishing a rollup aggregation")?;
@@ -634,6 +642,10 @@ impl RollupStore for PostgresRollupStore {
         }
         drop(reader);
         tx.commit().await.classify("committing a rollup rebuild")?;
+        tracing::debug!(
+            committed_ms = started.elapsed().as_millis() as u64,
+            "rollup rebuild committed"
+        );
         let inserted: u64 = outcomes.iter().map(|o| o.rows_inserted).sum();
         if inserted >= ANALYZE_AFTER_ROWS {
             // A bulk write (a backfill, say) outruns autovacuum's statistics; reads plan on
