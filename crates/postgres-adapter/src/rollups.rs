@@ -803,7 +803,7 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
                  FROM rollup_snapshots
                  WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
                    AND bucket_start BETWEEN $4 AND $5
-                 ORDER BY bucket_start, d1, d2, d3",
+                 ORDER BY bucket_start, d1 NULLS FIRST, d2 NULLS FIRST, d3 NULLS FIRST",
                 &[
                     &tenant.get(),
                     &report.as_str(),
