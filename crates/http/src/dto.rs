@@ -193,9 +193,10 @@ pub struct EntityRow {
     pub event_count: i64,
 }
 
-/// A report result.
+/// What every report read carries beside its rows: what was read, when, from where, and how
+/// fresh it is.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ReportRunDto {
+pub struct ReadDto {
     pub report_slug: String,
     pub window: WindowDto,
     /// The first day of the range, inclusive (YYYY-MM-DD, UTC).
@@ -206,13 +207,10 @@ pub struct ReportRunDto {
     pub date_to: String,
     #[serde(with = "time::serde::rfc3339")]
     pub generated_at: OffsetDateTime,
-    #[schema(value_type = Vec<ReportRowSchema>)]
-    pub rows: ReportRows,
     /// How many rows this page holds.
     pub row_count: usize,
     /// How many rows the whole result has.
     pub total_rows: u64,
-    pub breakdown: BreakdownDto,
     pub cache_hit: bool,
     /// How long the read took on the server, in milliseconds.
     pub execution_ms: f64,
@@ -227,24 +225,36 @@ pub struct ReportRunDto {
     pub stale: bool,
 }
 
+/// A built-in report's result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportRunDto {
+    #[serde(flatten)]
+    pub read: ReadDto,
+    #[schema(value_type = Vec<ReportRowSchema>)]
+    pub rows: ReportRows,
+    pub breakdown: BreakdownDto,
+}
+
 impl From<ReportResult> for ReportRunDto {
     fn from(result: ReportResult) -> Self {
         Self {
-            report_slug: result.report_slug.to_string(),
-            window: result.window.into(),
-            date_from: format_date(result.range.from()),
-            date_to: format_date(result.range.to()),
-            generated_at: result.generated_at,
-            row_count: result.rows.len(),
+            read: ReadDto {
+                report_slug: result.report_slug.to_string(),
+                window: result.window.into(),
+                date_from: format_date(result.range.from()),
+                date_to: format_date(result.range.to()),
+                generated_at: result.generated_at,
+                row_count: result.rows.len(),
+                total_rows: result.total_rows,
+                cache_hit: result.cache_hit,
+                execution_ms: result.execution_ms,
+                source_system: result.source_system.into(),
+                snapshot_version: result.snapshot_version,
+                last_refreshed_at: result.last_refreshed_at,
+                stale: result.stale,
+            },
             rows: result.rows,
-            total_rows: result.total_rows,
             breakdown: result.breakdown.into(),
-            cache_hit: result.cache_hit,
-            execution_ms: result.execution_ms,
-            source_system: result.source_system.into(),
-            snapshot_version: result.snapshot_version,
-            last_refreshed_at: result.last_refreshed_at,
-            stale: result.stale,
         }
     }
 }
@@ -906,41 +916,18 @@ impl From<RollupChange> for RollupChangeDto {
 /// A read of a tenant's report.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RollupRunDto {
-    pub report_slug: String,
-    pub window: WindowDto,
-    /// The first day of the range, inclusive (YYYY-MM-DD, UTC).
-    #[schema(format = Date, example = "2026-01-01")]
-    pub date_from: String,
-    /// The last day of the range, inclusive (YYYY-MM-DD, UTC).
-    #[schema(format = Date, example = "2026-01-30")]
-    pub date_to: String,
+    #[serde(flatten)]
+    pub read: ReadDto,
     /// What the rows are grouped by: `period` and dimension names.
     pub group_by: Vec<String>,
     /// `period`, or `-<measure>` for a top-N.
     #[schema(example = "-purchases")]
     pub order: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub generated_at: OffsetDateTime,
     /// A row per bucket (when grouped by `period`, as `bucket_date`) and grouped dimension
     /// values (by dimension name; null for events without the field), with every measure by
     /// name.
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Value>,
-    /// How many rows this page holds.
-    pub row_count: usize,
-    /// How many rows the whole result has.
-    pub total_rows: u64,
-    pub cache_hit: bool,
-    /// How long the read took on the server, in milliseconds.
-    pub execution_ms: f64,
-    pub source_system: SourceSystemDto,
-    /// The report's cache version the result belongs to; null when it could not be read.
-    pub snapshot_version: Option<u64>,
-    /// When the newest snapshot row read was computed; null when no row was read.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events dated in the range arrived after the snapshots were computed.
-    pub stale: bool,
 }
 
 impl From<RollupResult> for RollupRunDto {
@@ -985,22 +972,24 @@ impl From<RollupResult> for RollupRunDto {
             })
             .collect();
         Self {
-            report_slug: result.definition.slug.to_string(),
-            window: query.window.into(),
-            date_from: format_date(query.range.from()),
-            date_to: format_date(query.range.to()),
+            read: ReadDto {
+                report_slug: result.definition.slug.to_string(),
+                window: query.window.into(),
+                date_from: format_date(query.range.from()),
+                date_to: format_date(query.range.to()),
+                generated_at: result.generated_at,
+                row_count: rows.len(),
+                total_rows: result.total_rows,
+                cache_hit: result.cache_hit,
+                execution_ms: result.execution_ms,
+                source_system: result.source_system.into(),
+                snapshot_version: result.snapshot_version,
+                last_refreshed_at: result.last_refreshed_at,
+                stale: result.stale,
+            },
             group_by,
             order,
-            generated_at: result.generated_at,
-            row_count: rows.len(),
             rows,
-            total_rows: result.total_rows,
-            cache_hit: result.cache_hit,
-            execution_ms: result.execution_ms,
-            source_system: result.source_system.into(),
-            snapshot_version: result.snapshot_version,
-            last_refreshed_at: result.last_refreshed_at,
-            stale: result.stale,
         }
     }
 }
