@@ -501,12 +501,28 @@ impl RollupDefinition {
 }
 
 /// The definition of the built-in report of `kind`, as its declarative file under
-/// `seeds/reports/` holds it (compiled in, so the binary needs no files beside it).
+/// `seeds/reports/` holds it (compiled in, so the binary needs no files beside it), parsed
+/// once per process.
 ///
-/// # Errors
-/// The file's errors, on the field `seeds/reports/<slug>.json` for bad JSON; this crate's
-/// tests parse every seed file, so a released build has none.
-pub fn builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationError>> {
+/// # Panics
+/// When a seed file is not a valid definition: the files are part of the build and this
+/// crate's tests parse every one of them, so that is a defect of the build, never of input.
+pub fn builtin(kind: ReportKind) -> &'static RollupDefinition {
+    static PARSED: [std::sync::OnceLock<RollupDefinition>; 3] =
+        [const { std::sync::OnceLock::new() }; 3];
+    // One cell per kind, by declaration order (the order of `ReportKind::ALL`).
+    PARSED[kind as usize].get_or_init(|| {
+        parse_builtin(kind).unwrap_or_else(|errors| {
+            panic!(
+                "seeds/reports/{}.json is not a valid definition: {errors:?}",
+                kind.slug()
+            )
+        })
+    })
+}
+
+/// Parses the seed file of `kind`.
+fn parse_builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationError>> {
     let text = match kind {
         ReportKind::VolumeByPeriod => include_str!("../../../seeds/reports/volume-by-period.json"),
         ReportKind::StatusCounts => include_str!("../../../seeds/reports/status-counts.json"),
@@ -1476,7 +1492,7 @@ mod tests {
     fn the_builtin_seed_files_are_valid_definitions_of_each_reports_shape() {
         let at = datetime!(2026-01-01 0:00 UTC);
         for kind in ReportKind::ALL {
-            let seed = builtin(kind).expect("the seed file is a valid definition");
+            let seed = parse_builtin(kind).expect("the seed file is a valid definition");
             let reference = ReportDefinition::reference(kind, at);
             assert_eq!(seed.slug, reference.slug, "{kind:?}");
             assert_eq!(seed.windows, reference.windows, "{kind:?}");

@@ -178,15 +178,14 @@ impl<'a> Scenario<'a> {
         range: DateRange,
         run_id: RunId,
     ) -> Result<RollupRebuildOutcome> {
-        let definition = domain::rollup::builtin(kind)
-            .map_err(|errors| anyhow::anyhow!("the seed of {kind:?} is invalid: {errors:?}"))?;
+        let definition = domain::rollup::builtin(kind);
         let mut outcomes = self
             .f
             .snapshots
             .rebuild(&RollupRebuild {
                 tenant,
                 report: kind.report_slug(),
-                rollup: definition.rollup,
+                rollup: definition.rollup.clone(),
                 windows: vec![WindowRebuild {
                     window,
                     range,
