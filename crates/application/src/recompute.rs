@@ -189,7 +189,8 @@ impl RecomputeService {
                 Ok(self.worker.execute(running).await)
             }
             Err(err) => {
-                // Nothing else claims it: only this process knows of it yet.
+                // Given up unless a worker of a shared queue claimed it meanwhile (the queue
+                // on PostgreSQL is the run table), which `abandon` leaves alone.
                 self.abandon(&admitted, "the run could not be started")
                     .await;
                 Err(match err {
