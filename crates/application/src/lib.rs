@@ -15,6 +15,7 @@ pub mod expiring;
 pub mod health;
 pub mod ingest;
 pub mod ports;
+pub mod read_cache;
 pub mod recompute;
 pub mod reports;
 pub mod rollups;
@@ -31,13 +32,13 @@ pub use expiring::ExpiringCache;
 pub use health::{HealthReport, HealthService, OverallStatus};
 pub use ingest::{IngestError, IngestService};
 pub use ports::Recovered;
+pub use read_cache::{CachedPage, CachedReads, HIT_BASIS_LIFETIME, HitBasis, ReadPorts, Served};
 pub use recompute::{
     RecomputePorts, RecomputeRequest, RecomputeService, RunLookupError, TriggerError,
     TriggerRequest,
 };
 pub use reports::{
-    CatalogEntry, HIT_BASIS_LIFETIME, HitBasis, ReportError, ReportResult, ReportRows,
-    ReportService, RunReportParams, elapsed_ms,
+    CatalogEntry, ReportError, ReportResult, ReportService, RunReportParams, elapsed_ms,
 };
 pub use rollups::{
     DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupResult,

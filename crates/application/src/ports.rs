@@ -709,21 +709,7 @@ pub trait ResponseCache: Send + Sync {
     /// # Errors
     /// [`CacheError`] when the cache cannot be written; callers ignore it.
     async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
-
-    /// The decoded form of the value under `key` that [`hold`](Self::hold) attached in this
-    /// process, while the cache still serves that value from memory; `None` otherwise (and
-    /// always, by default). Lets a hit skip decoding.
-    fn held(&self, _key: &CacheKey) -> Option<Decoded> {
-        None
-    }
-
-    /// Attaches `decoded`, the decoded form of the value just read under `key`, to that value
-    /// where the cache holds it in memory; by default nothing is kept.
-    fn hold(&self, _key: &CacheKey, _decoded: Decoded) {}
 }
-
-/// A value's decoded form, kept opaque by the cache that holds it.
-pub type Decoded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// The per-report version counters that retire cache entries.
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -735,15 +721,9 @@ pub trait CacheVersions: Send + Sync {
     /// [`CacheError`] when the counter cannot be read.
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError>;
 
-    /// The current version as this process already knows it, without asking anyone or
-    /// waiting; `None` when it would have to ask (then [`current`](Self::current) does). When
-    /// it answers, it answers what `current` would. By default it never answers.
-    fn known(&self, _tenant: TenantId, _slug: &ReportSlug) -> Option<u64> {
-        None
-    }
-
     /// Atomically increments the version and returns the new value, so no entry cached under
-    /// an older version is read again. Never scans or deletes keys.
+    /// an older version is read again. Never scans or deletes keys. Versions only grow, even
+    /// when the store that counts them loses its data: a key is never used for two results.
     ///
     /// # Errors
     /// [`CacheError`] when the counter cannot be written.

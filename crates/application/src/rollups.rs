@@ -8,7 +8,6 @@ use domain::{
     ReportSlug, RollupDefinition, RollupOrder, RollupQuery, RollupRow, TenantId, ValidationError,
     Window, audit::RESOURCE_REPORT, parse_date,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tracing::warn;
@@ -16,9 +15,10 @@ use tracing::warn;
 use crate::{
     RecomputeService,
     ports::{
-        AuditLog, CacheKey, CacheVersions, Clock, DefinitionError, ResponseCache,
-        RollupDefinitions, RollupStore, SourceSystem, StoreError, StoredRollup,
+        AuditLog, CacheVersions, Clock, DefinitionError, RollupDefinitions, RollupStore,
+        SourceSystem, StoreError, StoredRollup,
     },
+    read_cache::{CachedReads, HitBasis},
     recompute::{RecomputeRequest, TriggerError},
 };
 
@@ -76,7 +76,9 @@ pub struct RollupChange {
 pub struct RollupPorts {
     pub definitions: Arc<dyn RollupDefinitions>,
     pub rollups: Arc<dyn RollupStore>,
-    pub cache: Arc<dyn ResponseCache>,
+    /// Reads of the snapshots, through the cache.
+    pub reads: CachedReads,
+    /// Bumped to retire cached reads of a changed or deleted report.
     pub versions: Arc<dyn CacheVersions>,
     pub audit: Arc<dyn AuditLog>,
     pub clock: Arc<dyn Clock>,
@@ -443,18 +445,8 @@ pub struct RollupResult {
     pub last_refreshed_at: Option<OffsetDateTime>,
     /// Events dated in the range arrived after the newest snapshot row read was computed.
     pub stale: bool,
-}
-
-/// What the cache holds of a read.
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedRead {
-    #[serde(with = "time::serde::rfc3339")]
-    generated_at: OffsetDateTime,
-    rows: Vec<RollupRow>,
-    total_rows: u64,
-    #[serde(with = "time::serde::rfc3339::option")]
-    last_refreshed_at: Option<OffsetDateTime>,
-    stale: bool,
+    /// On a cache hit, what the result rests on; `None` on a miss.
+    pub basis: Option<HitBasis>,
 }
 
 /// The read `params` ask of `definition` for `tenant`, on `today`, over at most
@@ -600,23 +592,6 @@ pub fn parse_read(
     })
 }
 
-/// The cache key part of `query`: every parameter, normalized.
-fn read_hash(query: &RollupQuery) -> String {
-    let normalized = format!(
-        "rollup:v1&window={}&from={}&to={}&period={}&dimensions={:?}&filters={:?}&order={:?}&limit={}&offset={}",
-        query.window,
-        query.range.from(),
-        query.range.to(),
-        query.by_period,
-        query.dimensions,
-        query.filters,
-        query.order,
-        query.page.limit(),
-        query.page.offset(),
-    );
-    crate::digest::sha256_hex(normalized.as_bytes())
-}
-
 impl RollupService {
     /// Reads the tenant's report `slug` as `params` ask: from the cache when it holds the
     /// result for the report's current version, else from the snapshots (then cached for the
@@ -640,67 +615,31 @@ impl RollupService {
         }
         let now = self.ports.clock.now();
         let query = parse_read(tenant, &definition, params, now.date(), self.max_range_days)?;
-        let version = match self.ports.versions.current(tenant, &definition.slug).await {
-            Ok(version) => Some(version),
-            Err(err) => {
-                warn!(error = %err, "cache versions unavailable; reading snapshots directly");
-                None
-            }
-        };
-        let key = version
-            .filter(|_| definition.cache_ttl_seconds > 0)
-            .map(|v| CacheKey::report(tenant, &definition.slug, v, &read_hash(&query)));
-        if let Some(key) = &key
-            && let Ok(Some(bytes)) = self.ports.cache.get(key).await
-            && let Ok(cached) = serde_json::from_slice::<CachedRead>(&bytes)
-        {
-            return Ok(RollupResult {
-                definition,
-                query,
-                generated_at: cached.generated_at,
-                rows: cached.rows,
-                total_rows: cached.total_rows,
-                cache_hit: true,
-                execution_ms: crate::elapsed_ms(started),
-                source_system: self.ports.cache.system(),
-                snapshot_version: version,
-                last_refreshed_at: cached.last_refreshed_at,
-                stale: cached.stale,
-            });
-        }
-        let page = self.ports.rollups.read(&query).await?;
-        let stale = page.is_stale();
-        let fresh = CachedRead {
-            generated_at: self.ports.clock.now(),
-            rows: page.rows,
-            total_rows: page.total_rows,
-            last_refreshed_at: page.last_refreshed_at,
-            stale,
-        };
-        if let Some(key) = &key {
-            match serde_json::to_vec(&fresh) {
-                Ok(bytes) => {
-                    let ttl =
-                        std::time::Duration::from_secs(u64::from(definition.cache_ttl_seconds));
-                    if let Err(err) = self.ports.cache.put(key, bytes, ttl).await {
-                        warn!(error = %err, "could not cache a report result");
-                    }
-                }
-                Err(err) => warn!(error = %err, "could not encode a report result"),
-            }
-        }
+        let served = self
+            .ports
+            .reads
+            .read(&query, definition.cache_ttl_seconds)
+            .await?;
+        let page = &served.page;
         Ok(RollupResult {
+            generated_at: page.generated_at,
+            rows: page.rows.clone(),
+            total_rows: page.total_rows,
+            cache_hit: served.cache_hit,
+            execution_ms: crate::elapsed_ms(started),
+            source_system: served.source_system,
+            snapshot_version: served.version,
+            last_refreshed_at: page.last_refreshed_at,
+            stale: page.stale,
+            basis: served.basis,
             definition,
             query,
-            generated_at: fresh.generated_at,
-            rows: fresh.rows,
-            total_rows: fresh.total_rows,
-            cache_hit: false,
-            execution_ms: crate::elapsed_ms(started),
-            source_system: self.ports.rollups.system(),
-            snapshot_version: version,
-            last_refreshed_at: fresh.last_refreshed_at,
-            stale: fresh.stale,
         })
+    }
+
+    /// Whether a hit served on `basis` would be served alike now (see
+    /// [`CachedReads::still_holds`]).
+    pub async fn still_holds(&self, basis: &HitBasis) -> bool {
+        self.ports.reads.still_holds(basis).await
     }
 }

@@ -17,6 +17,7 @@ use crate::{
         ResponseCache, RollupDefinitions, RollupStore, RunQueue, RunStore, ScopeLock, SourceStore,
         TenantStore,
     },
+    read_cache::{CachedReads, ReadPorts},
     reports::ReportPorts,
     seed::SeedPorts,
     tenancy::TenancyPorts,
@@ -73,6 +74,9 @@ pub struct Settings {
     pub version: String,
     /// How many reports a tenant may define.
     pub max_reports_per_tenant: u32,
+    /// Bytes of decoded report results held in this process, in front of the shared response
+    /// cache; 0 holds none.
+    pub near_cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             key_cache: KeyCacheSettings::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             max_reports_per_tenant: crate::DEFAULT_MAX_REPORTS_PER_TENANT,
+            near_cache_bytes: 0,
         }
     }
 }
@@ -126,12 +131,19 @@ impl Services {
             clock.clone(),
             settings.catalog_ttl,
         ));
+        let reads = CachedReads::new(
+            ReadPorts {
+                store: ports.rollups.clone(),
+                shared: ports.cache.clone(),
+                versions: ports.versions.clone(),
+                clock: clock.clone(),
+            },
+            settings.near_cache_bytes,
+        );
         let reports = ReportService::new(
             ReportPorts {
                 catalog: read_catalog,
-                snapshots: ports.rollups.clone(),
-                cache: ports.cache.clone(),
-                versions: ports.versions.clone(),
+                reads: reads.clone(),
                 clock: clock.clone(),
             },
             settings.max_range_days,
@@ -166,7 +178,7 @@ impl Services {
             RollupPorts {
                 definitions: ports.definitions.clone(),
                 rollups: ports.rollups.clone(),
-                cache: ports.cache.clone(),
+                reads,
                 versions: ports.versions.clone(),
                 audit: ports.audit.clone(),
                 clock: clock.clone(),

@@ -181,8 +181,8 @@ pub struct CacheConfig {
     /// Connections to Redis, 1 to 1000.
     #[arg(long, env, default_value = "16", value_parser = between::<usize>(1..=1000))]
     pub redis_max_connections: usize,
-    /// MiB of cache entries this process holds while it follows version changes, 0 to 4096
-    /// (0: ask Redis on every read).
+    /// MiB of decoded report results this process holds in front of Redis, each until its TTL
+    /// ends, 0 to 4096 (0: ask Redis on every read, the report's version included).
     #[arg(long, env, default_value = "32", value_parser = mebibytes())]
     pub redis_local_cache_mb: usize,
     /// Without REDIS_URL: MiB of report results cached in this process, those read least out first,

@@ -129,14 +129,19 @@ pub fn with_redis(mut ports: Ports, config: &Config) -> anyhow::Result<Ports> {
         retry_after: config.cache.redis_retry_after_ms,
         max_connections: config.cache.redis_max_connections,
     })?;
-    let near = NearCache::new(config.cache.redis_local_cache_mb);
+    // Without a local cache every hit asks Redis, its version included.
+    let near = if config.cache.redis_local_cache_mb > 0 {
+        NearCache::new()
+    } else {
+        NearCache::disabled()
+    };
     near.listen(
         url.expose_secret(),
         client.key(VERSION_CHANNEL),
         config.cache.redis_retry_after_ms,
         config.cache.redis_command_timeout_ms,
     )?;
-    ports.cache = Arc::new(RedisResponseCache::with_near(client.clone(), near.clone()));
+    ports.cache = Arc::new(RedisResponseCache::new(client.clone()));
     ports.versions = Arc::new(RedisCacheVersions::with_near(client.clone(), near));
     ports.locks = Arc::new(RedisScopeLock::new(client.clone()));
     ports.redis_health = Some(Arc::new(RedisHealthProbe::new(client)));
@@ -185,6 +190,13 @@ pub fn settings(config: &Config) -> Settings {
         lease: config.recompute.recompute_lease_secs,
         key_cache: config.key_cache(),
         version: config.app_version.clone(),
+        // With Redis, decoded results are held in front of it; without, the response cache is
+        // this process's memory already.
+        near_cache_bytes: if config.cache.redis_url.is_some() {
+            config.cache.redis_local_cache_mb
+        } else {
+            0
+        },
         ..Settings::default()
     }
 }

@@ -136,8 +136,17 @@ macro_rules! tenant_extractor {
             type Future = LocalBoxFuture<Result<Self, ApiError>>;
 
             fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+                // Resolved once per request: a middleware may have done it already.
+                if let Some(resolved) = req.extensions().get::<$name>() {
+                    let resolved = *resolved;
+                    return Box::pin(async move { Ok(resolved) });
+                }
                 let req = req.clone();
-                Box::pin(async move { tenant_for(&req, $access).await.map($name) })
+                Box::pin(async move {
+                    let resolved = $name(tenant_for(&req, $access).await?);
+                    req.extensions_mut().insert(resolved);
+                    Ok(resolved)
+                })
             }
         }
     };

@@ -5,8 +5,10 @@
 //! reach clients until it is added to its DTO on purpose (run records never expose their lock
 //! token, for example).
 
+use std::sync::Arc;
+
 use application::{
-    HealthReport, OverallStatus, ReportResult, ReportRows, RollupChange, RollupResult,
+    HealthReport, OverallStatus, ReportResult, RollupChange, RollupResult,
     ports::{DependencyStatus, SourceSystem, StoredRollup},
 };
 use domain::{
@@ -193,6 +195,48 @@ pub struct EntityRow {
     pub event_count: i64,
 }
 
+/// The rows of a report read, rendered as the JSON array the API serves, once: a kept hit
+/// (see [`replay`](crate::replay)) is served again without rendering its rows again.
+#[derive(Debug, Clone)]
+pub struct RenderedRows {
+    json: Arc<serde_json::value::RawValue>,
+    len: usize,
+}
+
+impl RenderedRows {
+    /// `rows`, rendered.
+    ///
+    /// # Errors
+    /// When a row cannot be rendered as JSON.
+    pub fn render<T: Serialize>(rows: &[T]) -> serde_json::Result<Self> {
+        Ok(Self {
+            json: Arc::from(serde_json::value::to_raw_value(rows)?),
+            len: rows.len(),
+        })
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The rendered array.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+}
+
+impl Serialize for RenderedRows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
 /// What every report read carries beside its rows: what was read, when, from where, and how
 /// fresh it is.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -231,13 +275,15 @@ pub struct ReportRunDto {
     #[serde(flatten)]
     pub read: ReadDto,
     #[schema(value_type = Vec<ReportRowSchema>)]
-    pub rows: ReportRows,
+    pub rows: RenderedRows,
     pub breakdown: BreakdownDto,
 }
 
-impl From<ReportResult> for ReportRunDto {
-    fn from(result: ReportResult) -> Self {
-        Self {
+impl TryFrom<ReportResult> for ReportRunDto {
+    type Error = serde_json::Error;
+
+    fn try_from(result: ReportResult) -> serde_json::Result<Self> {
+        Ok(Self {
             read: ReadDto {
                 report_slug: result.report_slug.to_string(),
                 window: result.window.into(),
@@ -253,9 +299,9 @@ impl From<ReportResult> for ReportRunDto {
                 last_refreshed_at: result.last_refreshed_at,
                 stale: result.stale,
             },
-            rows: result.rows,
+            rows: RenderedRows::render(&result.rows)?,
             breakdown: result.breakdown.into(),
-        }
+        })
     }
 }
 
@@ -927,11 +973,13 @@ pub struct RollupRunDto {
     /// values (by dimension name; null for events without the field), with every measure by
     /// name.
     #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<serde_json::Value>,
+    pub rows: RenderedRows,
 }
 
-impl From<RollupResult> for RollupRunDto {
-    fn from(result: RollupResult) -> Self {
+impl TryFrom<RollupResult> for RollupRunDto {
+    type Error = serde_json::Error;
+
+    fn try_from(result: RollupResult) -> serde_json::Result<Self> {
         let rollup = &result.definition.rollup;
         let query = &result.query;
         let mut group_by = Vec::new();
@@ -971,7 +1019,7 @@ impl From<RollupResult> for RollupRunDto {
                 serde_json::Value::Object(object)
             })
             .collect();
-        Self {
+        Ok(Self {
             read: ReadDto {
                 report_slug: result.definition.slug.to_string(),
                 window: query.window.into(),
@@ -989,7 +1037,7 @@ impl From<RollupResult> for RollupRunDto {
             },
             group_by,
             order,
-            rows,
-        }
+            rows: RenderedRows::render(&rows)?,
+        })
     }
 }

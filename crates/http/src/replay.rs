@@ -1,14 +1,15 @@
-//! Report hits kept as they were sent, to be sent again.
+//! Report hits kept as they were served, to be served again: a middleware on report runs.
 //!
 //! A cache hit still parses its parameters, hashes them into a key, looks the entry up and
-//! renders the envelope around its rows: most of what it costs beyond a bare 404. Yet the same
-//! request by the same tenant gets the same bytes back for as long as the hit's
-//! [`HitBasis`] holds, all but `execution_ms`. So the body of a hit is kept, keyed by tenant,
-//! report and raw query string, split around the `execution_ms` value; a repeat of the request
-//! asks [`ReportService::still_holds`](application::ReportService::still_holds) and, if so,
-//! is answered with those bytes and its own `execution_ms`.
+//! renders its rows: most of what it costs beyond a bare 404. Yet the same request by the same
+//! tenant gets the same answer for as long as the hit's [`HitBasis`] holds, all but
+//! `execution_ms`. So the handler attaches a [`KeptHit`] to the response of a hit (the
+//! envelope with its rows rendered once, and the basis), and this middleware keeps it, keyed by
+//! tenant, path and raw query string. A repeat of the request asks
+//! [`ReportService::still_holds`](application::ReportService::still_holds) (one version lookup)
+//! and, if it holds, is answered by rendering the kept envelope with its own `execution_ms`.
 //!
-//! Bodies are held within a byte budget, oldest first out. A request spelled differently (other
+//! Hits are kept within a byte budget, oldest first out. A request spelled differently (other
 //! parameter order, explicit defaults) is another key: it runs the report once, hits the
 //! shared cache entry, and is kept in its own right.
 
@@ -16,42 +17,102 @@ use std::{
     collections::{HashMap, VecDeque},
     hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, PoisonError},
+    time::Instant,
 };
 
-use actix_web::{HttpResponse, http::header::ContentType, web::Bytes};
-use application::HitBasis;
+use actix_web::{
+    HttpResponse,
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{Method, header::ContentType},
+    middleware::Next,
+    web,
+};
+use application::{HitBasis, elapsed_ms};
 use domain::TenantId;
+use serde::Serialize;
 
-/// What splits a body around its `execution_ms` value.
-const EXECUTION_MS: &str = "\"execution_ms\":";
+use crate::{AppState, ReadTenant};
 
-/// What an entry costs beyond its bytes (the basis, the map and the listing), roughly.
+/// What an entry costs beyond its body (the basis, the map and the listing), roughly.
 const ENTRY_OVERHEAD: usize = 512;
 
-/// The hit bodies held by one process.
+/// Renders a kept envelope with a given `execution_ms`.
+type Render = dyn Fn(f64) -> serde_json::Result<Vec<u8>> + Send + Sync;
+
+/// A hit as the handler served it, attached to its response for the middleware to keep.
+#[derive(Clone)]
+pub struct KeptHit {
+    basis: HitBasis,
+    render: Arc<Render>,
+    /// The size of the body served.
+    size: usize,
+}
+
+impl std::fmt::Debug for KeptHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptHit")
+            .field("basis", &self.basis)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The 200 response of a report read: `envelope` rendered with `execution_ms`, set by
+/// `timing`. On a hit (`basis`), the envelope is attached to it to be served again.
+///
+/// # Errors
+/// When the envelope cannot be rendered.
+pub fn respond<E>(
+    envelope: E,
+    timing: fn(&mut E) -> &mut f64,
+    basis: Option<HitBasis>,
+) -> serde_json::Result<HttpResponse>
+where
+    E: Serialize + Clone + Send + Sync + 'static,
+{
+    let body = serde_json::to_vec(&envelope)?;
+    let mut response = HttpResponse::Ok();
+    response.content_type(ContentType::json());
+    if let Some(basis) = basis {
+        let render = move |execution_ms: f64| {
+            let mut envelope = envelope.clone();
+            *timing(&mut envelope) = execution_ms;
+            serde_json::to_vec(&envelope)
+        };
+        response.extensions_mut().insert(KeptHit {
+            basis,
+            render: Arc::new(render),
+            size: body.len(),
+        });
+    }
+    Ok(response.body(body))
+}
+
+/// The hits kept by one process.
 #[derive(Clone, Default)]
 pub struct HitReplays {
     inner: Option<Arc<Inner>>,
 }
 
 struct Inner {
-    /// The byte budget of held bodies.
+    /// The byte budget of kept hits.
     capacity: usize,
     hasher: RandomState,
-    held: Mutex<Held>,
+    kept: Mutex<Kept>,
 }
 
 #[derive(Default)]
-struct Held {
+struct Kept {
     by_hash: HashMap<u64, Arc<Replay>>,
     /// Hashes by age, oldest first, each with the sequence number it was kept under; a listing
-    /// whose number no longer matches the held body is stale and skipped.
+    /// whose number no longer matches the kept hit is stale and skipped.
     order: VecDeque<(u64, u64)>,
     next: u64,
     bytes: usize,
 }
 
-impl Held {
+impl Kept {
     fn remove(&mut self, hash: u64) {
         if let Some(replay) = self.by_hash.remove(&hash) {
             self.bytes -= replay.cost();
@@ -59,50 +120,36 @@ impl Held {
     }
 }
 
-/// A body held for one request: where it belongs, what it rests on, and its bytes before and
-/// after the `execution_ms` value.
+/// A hit kept for one request: where it belongs, and what it was.
 #[derive(Debug)]
 pub struct Replay {
     tenant: TenantId,
-    slug: Box<str>,
+    path: Box<str>,
     query: Box<str>,
     seq: u64,
-    basis: HitBasis,
-    head: Bytes,
-    tail: Bytes,
+    hit: KeptHit,
 }
 
 impl Replay {
-    /// What the body rests on; ask the report service whether it still holds before sending it.
+    /// What the hit rests on; ask the report service whether it still holds before serving it.
     pub fn basis(&self) -> &HitBasis {
-        &self.basis
+        &self.hit.basis
     }
 
-    /// The body, with `execution_ms` in place.
-    pub fn body(&self, execution_ms: f64) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.head.len() + self.tail.len() + 24);
-        body.extend_from_slice(&self.head);
-        // Written as the serializer wrote the original, so the two never differ in form.
-        if serde_json::to_writer(&mut body, &execution_ms).is_err() {
-            body.push(b'0');
-        }
-        body.extend_from_slice(&self.tail);
-        body
-    }
-
-    /// The 200 response carrying [`Replay::body`].
-    pub fn respond(&self, execution_ms: f64) -> HttpResponse {
-        HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(self.body(execution_ms))
+    /// The body, rendered with `execution_ms`.
+    ///
+    /// # Errors
+    /// When the envelope cannot be rendered (it could the first time, so never in practice).
+    pub fn body(&self, execution_ms: f64) -> serde_json::Result<Vec<u8>> {
+        (self.hit.render)(execution_ms)
     }
 
     fn cost(&self) -> usize {
-        self.head.len() + self.tail.len() + self.slug.len() + self.query.len() + ENTRY_OVERHEAD
+        self.hit.size + self.path.len() + self.query.len() + ENTRY_OVERHEAD
     }
 
-    fn is_for(&self, tenant: TenantId, slug: &str, query: &str) -> bool {
-        self.tenant == tenant && *self.slug == *slug && *self.query == *query
+    fn is_for(&self, tenant: TenantId, path: &str, query: &str) -> bool {
+        self.tenant == tenant && *self.path == *path && *self.query == *query
     }
 }
 
@@ -115,115 +162,138 @@ impl std::fmt::Debug for HitReplays {
 }
 
 impl HitReplays {
-    /// Holds up to `capacity` bytes of bodies; 0 holds none (every request runs the report).
+    /// Keeps up to `capacity` bytes of hits; 0 keeps none (every request runs the report).
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: (capacity > 0).then(|| {
                 Arc::new(Inner {
                     capacity,
                     hasher: RandomState::new(),
-                    held: Mutex::default(),
+                    kept: Mutex::default(),
                 })
             }),
         }
     }
 
-    /// Holds nothing.
+    /// Keeps nothing.
     pub fn disabled() -> Self {
         Self::default()
     }
 
-    fn held(inner: &Inner) -> std::sync::MutexGuard<'_, Held> {
-        inner.held.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether anything is ever kept.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
     }
 
-    fn hash(inner: &Inner, tenant: TenantId, slug: &str, query: &str) -> u64 {
-        inner.hasher.hash_one((tenant.get(), slug, query))
+    fn kept(inner: &Inner) -> std::sync::MutexGuard<'_, Kept> {
+        inner.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The body held for `query` on `slug` of `tenant`, if any. Whether it may still be sent
+    fn hash(inner: &Inner, tenant: TenantId, path: &str, query: &str) -> u64 {
+        inner.hasher.hash_one((tenant.get(), path, query))
+    }
+
+    /// The hit kept for `query` on `path` for `tenant`, if any. Whether it may still be served
     /// is the caller's to ask.
-    pub fn get(&self, tenant: TenantId, slug: &str, query: &str) -> Option<Arc<Replay>> {
+    pub fn get(&self, tenant: TenantId, path: &str, query: &str) -> Option<Arc<Replay>> {
         let inner = self.inner.as_ref()?;
-        let hash = Self::hash(inner, tenant, slug, query);
-        Self::held(inner)
+        let hash = Self::hash(inner, tenant, path, query);
+        Self::kept(inner)
             .by_hash
             .get(&hash)
-            .filter(|replay| replay.is_for(tenant, slug, query))
+            .filter(|replay| replay.is_for(tenant, path, query))
             .cloned()
     }
 
-    /// Drops `replay`, found no longer to hold (unless another body replaced it meanwhile).
+    /// Drops `replay`, found no longer to hold (unless another hit replaced it meanwhile).
     pub fn forget(&self, replay: &Replay) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let hash = Self::hash(inner, replay.tenant, &replay.slug, &replay.query);
-        let mut held = Self::held(inner);
-        if held.by_hash.get(&hash).is_some_and(|h| h.seq == replay.seq) {
-            held.remove(hash);
+        let hash = Self::hash(inner, replay.tenant, &replay.path, &replay.query);
+        let mut kept = Self::kept(inner);
+        if kept.by_hash.get(&hash).is_some_and(|h| h.seq == replay.seq) {
+            kept.remove(hash);
         }
     }
 
-    /// Keeps `body`, the body just sent for a hit resting on `basis`, for `query` on `slug` of
-    /// `tenant` (sharing its bytes, not copying them). A body without exactly one
-    /// `execution_ms`, or larger than the whole budget, is not kept.
-    pub fn keep(&self, tenant: TenantId, slug: &str, query: &str, basis: HitBasis, body: &Bytes) {
+    /// Keeps `hit`, just served for `query` on `path` for `tenant`. A hit larger than the whole
+    /// budget is not kept.
+    pub fn keep(&self, tenant: TenantId, path: &str, query: &str, hit: KeptHit) {
         let Some(inner) = &self.inner else {
-            return;
-        };
-        let Some((head_end, tail_start)) = split(body) else {
             return;
         };
         let mut replay = Replay {
             tenant,
-            slug: slug.into(),
+            path: path.into(),
             query: query.into(),
             seq: 0,
-            basis,
-            head: body.slice(..head_end),
-            tail: body.slice(tail_start..),
+            hit,
         };
         let cost = replay.cost();
         if cost > inner.capacity {
             return;
         }
-        let hash = Self::hash(inner, tenant, slug, query);
-        let mut held = Self::held(inner);
-        replay.seq = held.next;
-        held.next += 1;
+        let hash = Self::hash(inner, tenant, path, query);
+        let mut kept = Self::kept(inner);
+        replay.seq = kept.next;
+        kept.next += 1;
         let (seq, replay) = (replay.seq, Arc::new(replay));
-        held.remove(hash);
-        while held.bytes + cost > inner.capacity {
-            let Some((oldest, seq)) = held.order.pop_front() else {
+        kept.remove(hash);
+        while kept.bytes + cost > inner.capacity {
+            let Some((oldest, seq)) = kept.order.pop_front() else {
                 break;
             };
-            if held.by_hash.get(&oldest).is_some_and(|r| r.seq == seq) {
-                held.remove(oldest);
+            if kept.by_hash.get(&oldest).is_some_and(|r| r.seq == seq) {
+                kept.remove(oldest);
             }
         }
-        held.bytes += cost;
-        held.order.push_back((hash, seq));
-        held.by_hash.insert(hash, replay);
-        // Listings of replaced or forgotten bodies pile up only until they are this many.
-        if held.order.len() > 2 * held.by_hash.len() + 64 {
-            let Held { order, by_hash, .. } = &mut *held;
+        kept.bytes += cost;
+        kept.order.push_back((hash, seq));
+        kept.by_hash.insert(hash, replay);
+        // Listings of replaced or forgotten hits pile up only until they are this many.
+        if kept.order.len() > 2 * kept.by_hash.len() + 64 {
+            let Kept { order, by_hash, .. } = &mut *kept;
             order.retain(|(hash, seq)| by_hash.get(hash).is_some_and(|r| r.seq == *seq));
         }
     }
 }
 
-/// Where `body`'s one `execution_ms` value starts and where what follows it starts. The name
-/// can only occur as a key: inside a JSON string its quotes would be escaped. Rows carry no
-/// such key, so the one found is the envelope's.
-fn split(body: &[u8]) -> Option<(usize, usize)> {
-    let text = std::str::from_utf8(body).ok()?;
-    let start = text.find(EXECUTION_MS)? + EXECUTION_MS.len();
-    if text[start..].contains(EXECUTION_MS) {
-        return None;
+/// Serves a GET of a report run from the hit kept for it while that hit still holds; otherwise
+/// runs the handler and keeps the hit it attached, if any. The caller's tenant is resolved
+/// here, once: the handler's [`ReadTenant`] reuses it.
+pub(crate) async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = state.filter(|s| s.replays.is_enabled() && req.method() == Method::GET)
+    else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let tenant = match req.extract::<ReadTenant>().await {
+        Ok(ReadTenant(tenant)) => tenant,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    if let Some(replay) = state.replays.get(tenant, req.path(), req.query_string()) {
+        if state.reports.still_holds(replay.basis()).await
+            && let Ok(body) = replay.body(elapsed_ms(started))
+        {
+            let response = HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body(body);
+            return Ok(req.into_response(response));
+        }
+        state.replays.forget(&replay);
     }
-    let len = text[start..].find([',', '}'])?;
-    Some((start, start + len))
+    let (path, query) = (req.path().to_owned(), req.query_string().to_owned());
+    let mut response = next.call(req).await?;
+    let hit = response.response_mut().extensions_mut().remove::<KeptHit>();
+    if let Some(hit) = hit {
+        state.replays.keep(tenant, &path, &query, hit);
+    }
+    Ok(response.map_into_boxed_body())
 }
 
 #[cfg(test)]
@@ -236,87 +306,75 @@ mod tests {
         HitBasis::new(TenantId::DEFAULT, slug, 1, at.date(), at)
     }
 
-    fn body(rows: &str) -> String {
-        format!(
-            r#"{{"data":{{"rows":[{rows}],"cache_hit":true,"execution_ms":0.123,"stale":false}},"meta":{{"cache_hit":true}}}}"#
-        )
+    #[derive(Clone, Serialize)]
+    struct Envelope {
+        rows: Vec<u32>,
+        execution_ms: f64,
+    }
+
+    fn hit(rows: usize) -> KeptHit {
+        let envelope = Envelope {
+            rows: vec![7; rows],
+            execution_ms: 0.5,
+        };
+        let response = respond(envelope, |e| &mut e.execution_ms, Some(basis())).expect("renders");
+        response
+            .extensions()
+            .get::<KeptHit>()
+            .cloned()
+            .expect("a hit is kept")
     }
 
     #[test]
-    fn a_kept_body_comes_back_with_its_own_execution_ms() {
+    fn a_kept_hit_is_rendered_with_its_own_execution_ms() {
         let replays = HitReplays::new(1 << 20);
-        let sent = body(r#"{"entity_id":"a"}"#);
-        replays.keep(
-            TenantId::DEFAULT,
-            "top-entities",
-            "limit=5",
-            basis(),
-            &Bytes::from(sent.clone()),
-        );
+        replays.keep(TenantId::DEFAULT, "/r", "limit=5", hit(2));
         let replay = replays
-            .get(TenantId::DEFAULT, "top-entities", "limit=5")
+            .get(TenantId::DEFAULT, "/r", "limit=5")
             .expect("kept");
-        let again: serde_json::Value = serde_json::from_slice(&replay.body(4.5)).unwrap();
-        let mut expected: serde_json::Value = serde_json::from_str(&sent).unwrap();
-        expected["data"]["execution_ms"] = serde_json::json!(4.5);
-        assert_eq!(again, expected);
+        let again: serde_json::Value =
+            serde_json::from_slice(&replay.body(4.5).expect("renders")).unwrap();
+        assert_eq!(
+            again,
+            serde_json::json!({"rows": [7, 7], "execution_ms": 4.5})
+        );
         assert_eq!(replay.basis(), &basis());
     }
 
     #[test]
-    fn another_tenant_report_or_query_is_another_body() {
+    fn a_miss_attaches_nothing() {
+        let envelope = Envelope {
+            rows: vec![],
+            execution_ms: 0.5,
+        };
+        let response = respond(envelope, |e| &mut e.execution_ms, None).expect("renders");
+        assert!(response.extensions().get::<KeptHit>().is_none());
+    }
+
+    #[test]
+    fn another_tenant_path_or_query_is_another_hit() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(
-            tenant,
-            "top-entities",
-            "limit=5",
-            basis(),
-            &Bytes::from(body("")),
-        );
+        replays.keep(tenant, "/a", "limit=5", hit(1));
         let other = TenantId::new(2);
-        assert!(replays.get(other, "top-entities", "limit=5").is_none());
-        assert!(replays.get(tenant, "status-counts", "limit=5").is_none());
-        assert!(replays.get(tenant, "top-entities", "limit=6").is_none());
-        assert!(replays.get(tenant, "top-entities", "").is_none());
-        assert!(replays.get(tenant, "top-entities", "limit=5").is_some());
+        assert!(replays.get(other, "/a", "limit=5").is_none());
+        assert!(replays.get(tenant, "/b", "limit=5").is_none());
+        assert!(replays.get(tenant, "/a", "limit=6").is_none());
+        assert!(replays.get(tenant, "/a", "").is_none());
+        assert!(replays.get(tenant, "/a", "limit=5").is_some());
     }
 
     #[test]
-    fn a_body_without_exactly_one_execution_ms_is_not_kept() {
-        let replays = HitReplays::new(1 << 20);
-        let tenant = TenantId::DEFAULT;
-        replays.keep(
-            tenant,
-            "a",
-            "",
-            basis(),
-            &Bytes::from_static(br#"{"data":{"stale":false}}"#),
-        );
-        assert!(replays.get(tenant, "a", "").is_none());
-        let twice = body(r#"{"execution_ms":1}"#);
-        replays.keep(tenant, "b", "", basis(), &Bytes::from(twice));
-        assert!(replays.get(tenant, "b", "").is_none());
-        // Quoted inside a string, the name is escaped and does not count.
-        let quoted = body(r#"{"entity_id":"\"execution_ms\":7"}"#);
-        replays.keep(tenant, "c", "", basis(), &Bytes::from(quoted));
-        let replay = replays.get(tenant, "c", "").expect("kept");
-        let again: serde_json::Value = serde_json::from_slice(&replay.body(2.0)).unwrap();
-        assert_eq!(again["data"]["execution_ms"], 2.0);
-        assert_eq!(again["data"]["rows"][0]["entity_id"], "\"execution_ms\":7");
-    }
-
-    #[test]
-    fn the_budget_drops_the_oldest_bodies_first() {
-        let one = body("").len() + "r".len() + 1 + ENTRY_OVERHEAD;
+    fn the_budget_drops_the_oldest_hits_first() {
+        let one = hit(0).size + "r".len() + 1 + ENTRY_OVERHEAD;
         let replays = HitReplays::new(3 * one);
         let tenant = TenantId::DEFAULT;
         for query in ["1", "2", "3"] {
-            replays.keep(tenant, "r", query, basis(), &Bytes::from(body("")));
+            replays.keep(tenant, "r", query, hit(0));
         }
         // Keeping "1" again makes it the newest; "2" is then the oldest.
-        replays.keep(tenant, "r", "1", basis(), &Bytes::from(body("")));
-        replays.keep(tenant, "r", "4", basis(), &Bytes::from(body("")));
+        replays.keep(tenant, "r", "1", hit(0));
+        replays.keep(tenant, "r", "4", hit(0));
         let kept: Vec<_> = ["1", "2", "3", "4"]
             .into_iter()
             .filter(|q| replays.get(tenant, "r", q).is_some())
@@ -325,14 +383,14 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_drops_only_the_body_it_names() {
+    fn forgetting_drops_only_the_hit_it_names() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(tenant, "r", "q", basis(), &Bytes::from(body("")));
+        replays.keep(tenant, "r", "q", hit(1));
         let old = replays.get(tenant, "r", "q").expect("kept");
-        replays.keep(tenant, "r", "q", basis(), &Bytes::from(body("")));
+        replays.keep(tenant, "r", "q", hit(1));
         replays.forget(&old);
-        let new = replays.get(tenant, "r", "q").expect("the newer body stays");
+        let new = replays.get(tenant, "r", "q").expect("the newer hit stays");
         replays.forget(&new);
         assert!(replays.get(tenant, "r", "q").is_none());
     }
@@ -344,7 +402,7 @@ mod tests {
             HitReplays::new(0),
             HitReplays::new(10),
         ] {
-            replays.keep(TenantId::DEFAULT, "r", "", basis(), &Bytes::from(body("")));
+            replays.keep(TenantId::DEFAULT, "r", "", hit(1));
             assert!(replays.get(TenantId::DEFAULT, "r", "").is_none());
         }
     }

@@ -130,13 +130,6 @@ impl CacheVersions for InMemoryCacheVersions {
         Ok(self.read(tenant, slug))
     }
 
-    fn known(&self, tenant: TenantId, slug: &ReportSlug) -> Option<u64> {
-        self.failure
-            .check("cache versions")
-            .ok()
-            .map(|()| self.read(tenant, slug))
-    }
-
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
         self.failure.check("cache versions").map_err(CacheError)?;
         let mut versions = lock(&self.versions);

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use application::ports::{
-    CacheError, CacheKey, CacheVersions, Decoded, ResponseCache, SourceSystem,
-};
+use application::ports::{CacheError, CacheKey, CacheVersions, ResponseCache, SourceSystem};
 use async_trait::async_trait;
 use deadpool_redis::redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 use domain::{ReportSlug, TenantId};
@@ -14,29 +12,29 @@ use crate::{NearCache, RedisClient, near::report_id};
 /// The channel on which bumps are announced, under the key prefix.
 pub const VERSION_CHANNEL: &str = "report:version:changes";
 
-/// Increments the version and announces it in one step, so notices arrive in bump order.
-const BUMP: &str = "local version = redis.call('INCR', KEYS[1]) \
-                    redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. version) \
+/// Increments the version and announces it in one step, so notices arrive in bump order. A
+/// counter that does not exist (never bumped, or lost with Redis's data) starts from Redis's
+/// clock in microseconds rather than from 0, so versions only grow and the key of an entry is
+/// never used again for another result, not even by a process that still holds the old one.
+const BUMP: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
+                      local now = redis.call('TIME') \
+                      redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2]))) \
+                    end \
+                    local version = redis.call('INCR', KEYS[1]) \
+                    redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. string.format('%d', version)) \
                     return version";
 
 /// Report results under `report:{tenant}:{slug}:v{version}:{hash}`, expiring with the report's
 /// TTL. Entries of an old version are never read again and simply expire; nothing is scanned.
-/// Entries read or written are also held in the [`NearCache`] until their TTL ends.
 #[derive(Debug, Clone)]
 pub struct RedisResponseCache {
     client: RedisClient,
-    near: NearCache,
 }
 
 impl RedisResponseCache {
-    /// The cache over `client`, asking Redis on every read.
+    /// The cache over `client`.
     pub fn new(client: RedisClient) -> Self {
-        Self::with_near(client, NearCache::disabled())
-    }
-
-    /// The cache over `client`, serving what `near` holds from memory.
-    pub fn with_near(client: RedisClient, near: NearCache) -> Self {
-        Self { client, near }
+        Self { client }
     }
 }
 
@@ -48,59 +46,22 @@ impl ResponseCache for RedisResponseCache {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         let key = self.client.key(key.as_str());
-        if let Some(value) = self.near.entry(&key) {
-            return Ok(Some(value));
-        }
-        if !self.near.is_live() {
-            return self
-                .client
-                .run("GET report", |mut c| async move {
-                    c.get::<_, Option<Vec<u8>>>(key).await
-                })
-                .await;
-        }
-        // Held in memory, an entry must expire when Redis's copy does.
-        let redis_key = key.clone();
-        let (value, ttl_ms): (Option<Vec<u8>>, i64) = self
-            .client
+        self.client
             .run("GET report", |mut c| async move {
-                deadpool_redis::redis::pipe()
-                    .get(&redis_key)
-                    .pttl(&redis_key)
-                    .query_async(&mut c)
-                    .await
+                c.get::<_, Option<Vec<u8>>>(key).await
             })
-            .await?;
-        if let Some(value) = &value
-            && let Ok(ttl_ms) = u64::try_from(ttl_ms)
-        {
-            self.near
-                .remember_entry(&key, value, Duration::from_millis(ttl_ms));
-        }
-        Ok(value)
+            .await
     }
 
     async fn put(&self, key: &CacheKey, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         let key = self.client.key(key.as_str());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let options = SetOptions::default().with_expiration(SetExpiry::PX(ttl_ms));
-        let redis_key = key.clone();
-        let stored = value.clone();
         self.client
             .run("SET report", |mut c| async move {
-                c.set_options::<_, _, ()>(redis_key, stored, options).await
+                c.set_options::<_, _, ()>(key, value, options).await
             })
-            .await?;
-        self.near.remember_entry(&key, &value, ttl);
-        Ok(())
-    }
-
-    fn held(&self, key: &CacheKey) -> Option<Decoded> {
-        self.near.decoded(&self.client.key(key.as_str()))
-    }
-
-    fn hold(&self, key: &CacheKey, decoded: Decoded) {
-        self.near.attach(&self.client.key(key.as_str()), decoded);
+            .await
     }
 }
 
@@ -132,10 +93,10 @@ impl RedisCacheVersions {
 #[async_trait]
 impl CacheVersions for RedisCacheVersions {
     async fn current(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {
-        if let Some(version) = self.known(tenant, slug) {
+        let report = report_id(tenant, slug);
+        if let Some(version) = self.near.version(&report) {
             return Ok(version);
         }
-        let report = report_id(tenant, slug);
         let generation = self.near.generation();
         let key = self.key(tenant, slug);
         let version: Option<u64> = self
@@ -145,10 +106,6 @@ impl CacheVersions for RedisCacheVersions {
         let version = version.unwrap_or(0);
         self.near.remember_version(&report, version, generation);
         Ok(version)
-    }
-
-    fn known(&self, tenant: TenantId, slug: &ReportSlug) -> Option<u64> {
-        self.near.version(&report_id(tenant, slug))
     }
 
     async fn bump(&self, tenant: TenantId, slug: &ReportSlug) -> Result<u64, CacheError> {

@@ -1,19 +1,15 @@
-//! What one process remembers of Redis between reads, so that a cache hit costs no round trip.
+//! The report versions one process remembers between reads, so that looking a version up costs
+//! no round trip to Redis.
 //!
-//! Two things are held, and only while a subscription to the version-change channel is up:
-//!
-//! - **Versions.** Every bump publishes `{tenant}:{slug}:{version}` on the channel (in the same
-//!   script as the `INCR`, so notices arrive in bump order), and each process sets what it
-//!   remembers from the notice. A version read from Redis is remembered only if no notice
-//!   arrived while it was being read, so a late answer never overwrites a newer notice.
-//! - **Entries.** Entry keys carry their version, so an entry never changes under its key: it
-//!   can be held until its TTL ends, within a byte budget ([`ExpiringCache`]: entries read
-//!   least go first).
+//! Versions are held only while a subscription to the version-change channel is up. Every bump
+//! publishes `{tenant}:{slug}:{version}` on the channel (in the same script as the `INCR`, so
+//! notices arrive in bump order), and each process sets what it remembers from the notice. A
+//! version read from Redis is remembered only if no notice arrived while it was being read, so
+//! a late answer never overwrites a newer notice.
 //!
 //! When the subscription drops, or a ping on it goes unanswered, everything is forgotten and
-//! reads go to Redis again until it is re-established (which forgets everything once more,
-//! since notices may have been missed meanwhile). A version lower than the one remembered
-//! means Redis lost its data: the entries are forgotten too, since their keys may be reused.
+//! lookups go to Redis again until it is re-established (which forgets everything once more,
+//! since notices may have been missed meanwhile).
 
 use std::{
     collections::HashMap,
@@ -22,10 +18,9 @@ use std::{
         Arc, PoisonError, RwLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use application::{ExpiringCache, ports::Decoded};
 use deadpool_redis::redis::{self, aio::PubSubStream};
 use futures_core::Stream;
 use tracing::{info, warn};
@@ -33,19 +28,18 @@ use tracing::{info, warn};
 /// How often the subscription is pinged, to notice a connection that died silently.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// The in-process layer shared by the response cache and the versions of one process.
+/// The versions one process remembers.
 #[derive(Clone)]
 pub struct NearCache {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// The byte budget of entries; 0 disables the layer.
-    capacity: usize,
+    /// Whether the layer follows notices at all.
+    enabled: bool,
     /// Whether the subscription is up: nothing is served from memory otherwise.
     live: AtomicBool,
     state: RwLock<Versions>,
-    entries: ExpiringCache<String, Arc<Held>>,
 }
 
 #[derive(Default)]
@@ -62,24 +56,6 @@ struct Known {
     noticed: bool,
 }
 
-/// An entry held in memory.
-struct Held {
-    value: Arc<[u8]>,
-    /// Its decoded form, once the reader attached one.
-    decoded: Option<Decoded>,
-}
-
-/// What an entry costs beyond its value and key bytes: the cache's slot, the `Held` record and
-/// the allocator's rounding, measured roughly.
-const ENTRY_OVERHEAD: usize = 192;
-
-/// The bytes an entry of `key` and a `value` of this length is charged: the value, the key
-/// and the overhead. A decoded form attached later is charged as much again as the value,
-/// which is what the decoded rows of a report take.
-fn entry_cost(key: &str, value_len: usize) -> usize {
-    value_len + key.len() + ENTRY_OVERHEAD
-}
-
 impl Default for NearCache {
     /// A disabled layer.
     fn default() -> Self {
@@ -90,7 +66,7 @@ impl Default for NearCache {
 impl std::fmt::Debug for NearCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NearCache")
-            .field("capacity", &self.inner.capacity)
+            .field("enabled", &self.inner.enabled)
             .field("live", &self.is_live())
             .finish_non_exhaustive()
     }
@@ -102,25 +78,27 @@ pub(crate) fn report_id(tenant: impl std::fmt::Display, slug: impl std::fmt::Dis
 }
 
 impl NearCache {
-    /// A layer holding up to `capacity` bytes of entries; 0 disables it (every read then asks
-    /// Redis). It serves nothing until [`NearCache::listen`] has subscribed.
-    pub fn new(capacity: usize) -> Self {
+    /// A layer that serves versions once [`NearCache::listen`] has subscribed.
+    pub fn new() -> Self {
+        Self::with_enabled(true)
+    }
+
+    /// A layer that never serves anything: every lookup asks Redis.
+    pub fn disabled() -> Self {
+        Self::with_enabled(false)
+    }
+
+    fn with_enabled(enabled: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                capacity,
+                enabled,
                 live: AtomicBool::new(false),
                 state: RwLock::default(),
-                entries: ExpiringCache::new(capacity as u64, 4_096),
             }),
         }
     }
 
-    /// A layer that never serves anything.
-    pub fn disabled() -> Self {
-        Self::new(0)
-    }
-
-    /// Whether reads are being served from memory.
+    /// Whether versions are being served from memory.
     pub fn is_live(&self) -> bool {
         self.inner.live.load(Ordering::Acquire)
     }
@@ -194,15 +172,10 @@ impl NearCache {
             noticed: true,
         };
         match state.by_report.get(report).copied() {
-            // Notices arrive in bump order, so a lower one after a notice means Redis lost
-            // its versions: keys of old entries come back, and the entries must go.
-            Some(previous) if version < previous.version && previous.noticed => {
-                state.by_report.insert(report.to_owned(), known);
-                drop(state);
-                self.inner.entries.clear();
-            }
             // A read of Redis may run ahead of the notices: a late notice changes nothing.
-            Some(previous) if version < previous.version => {}
+            // Notices arrive in bump order, so a lower one after a notice can only come from a
+            // counter that restarted: it is the current version.
+            Some(previous) if version < previous.version && !previous.noticed => {}
             _ => {
                 state.by_report.insert(report.to_owned(), known);
             }
@@ -214,62 +187,7 @@ impl NearCache {
         let mut state = self.versions();
         state.generation += 1;
         state.by_report.clear();
-        self.inner.entries.clear();
         self.inner.live.store(live, Ordering::Release);
-    }
-
-    /// The entry under `key`, if the layer is live, holds it and it has not expired.
-    pub(crate) fn entry(&self, key: &str) -> Option<Vec<u8>> {
-        self.held(key).map(|held| held.value.to_vec())
-    }
-
-    /// The decoded form attached to the entry under `key`, on the same terms as
-    /// [`NearCache::entry`].
-    pub(crate) fn decoded(&self, key: &str) -> Option<Decoded> {
-        self.held(key).and_then(|held| held.decoded.clone())
-    }
-
-    fn held(&self, key: &str) -> Option<Arc<Held>> {
-        if !self.is_live() {
-            return None;
-        }
-        self.inner.entries.fresh(key, Instant::now())
-    }
-
-    /// Attaches `decoded` to the entry held under `key`, if there is one, charging it to the
-    /// budget as much as the value again (evicting other entries to stay within it).
-    pub(crate) fn attach(&self, key: &str, decoded: Decoded) {
-        self.inner.entries.update(key, |held, cost| {
-            let extra = if held.decoded.is_none() {
-                held.value.len() as u64
-            } else {
-                0
-            };
-            let held = Held {
-                value: Arc::clone(&held.value),
-                decoded: Some(decoded),
-            };
-            (Arc::new(held), cost + extra)
-        });
-    }
-
-    /// Holds `value` under `key` for `ttl`, evicting other entries to stay in budget.
-    pub(crate) fn remember_entry(&self, key: &str, value: &[u8], ttl: Duration) {
-        let size = entry_cost(key, value.len());
-        // One entry may take at most an eighth of the budget, decoded form included.
-        if !self.is_live() || ttl.is_zero() || size + value.len() > self.inner.capacity / 8 {
-            return;
-        }
-        let held = Held {
-            value: Arc::from(value),
-            decoded: None,
-        };
-        self.inner.entries.insert(
-            key.to_owned(),
-            Arc::new(held),
-            Instant::now() + ttl,
-            size as u64,
-        );
     }
 
     /// Subscribes to `channel` on `url` in the background and keeps the subscription up for as
@@ -286,12 +204,12 @@ impl NearCache {
         retry_after: Duration,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        if self.inner.capacity == 0 {
+        if !self.inner.enabled {
             return Ok(());
         }
         let client = redis::Client::open(url)?;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            warn!("no async runtime: cache hits will always ask Redis");
+            warn!("no async runtime: version lookups will always ask Redis");
             return Ok(());
         };
         let weak = Arc::downgrade(&self.inner);
@@ -303,7 +221,7 @@ impl NearCache {
                     Ok((sink, stream)) => {
                         if quiet {
                             info!(
-                                "following cache version notices again: hits are served from memory"
+                                "following cache version notices again: versions are read from memory"
                             );
                             quiet = false;
                         }
@@ -319,7 +237,7 @@ impl NearCache {
                 {
                     warn!(
                         reason,
-                        "not following cache version notices; cache hits ask Redis"
+                        "not following cache version notices; version lookups ask Redis"
                     );
                     quiet = true;
                 }
@@ -389,24 +307,22 @@ async fn follow(
 mod tests {
     use super::*;
 
-    fn live(capacity: usize) -> NearCache {
-        let near = NearCache::new(capacity);
+    fn live() -> NearCache {
+        let near = NearCache::new();
         near.reset(true);
         near
     }
 
     #[test]
     fn serves_nothing_until_subscribed() {
-        let near = NearCache::new(1024);
+        let near = NearCache::new();
         near.remember_version("1:a", 3, near.generation());
-        near.remember_entry("k", b"v", Duration::from_secs(60));
         assert_eq!(near.version("1:a"), None);
-        assert_eq!(near.entry("k"), None);
     }
 
     #[test]
     fn notices_set_versions_and_win_over_late_reads() {
-        let near = live(1 << 16);
+        let near = live();
         let before = near.generation();
         near.apply("1:a:5");
         near.remember_version("1:a", 4, before);
@@ -423,66 +339,32 @@ mod tests {
     }
 
     #[test]
-    fn a_lower_notice_after_a_notice_forgets_the_entries() {
-        let near = live(1 << 16);
+    fn a_lower_notice_after_a_notice_is_the_current_version() {
+        let near = live();
         near.apply("1:a:5");
-        near.remember_entry("k", b"v", Duration::from_secs(60));
-        assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
         near.apply("1:a:5");
         assert_eq!(
-            near.entry("k").as_deref(),
-            Some(&b"v"[..]),
+            near.version("1:a"),
+            Some(5),
             "a repeated notice is harmless"
         );
         near.apply("1:a:1");
-        assert_eq!(near.entry("k"), None);
         assert_eq!(near.version("1:a"), Some(1));
     }
 
     #[test]
     fn a_notice_later_than_a_read_changes_nothing() {
-        let near = live(1 << 16);
+        let near = live();
         near.remember_version("1:a", 7, near.generation());
-        near.remember_entry("k", b"v", Duration::from_secs(60));
         near.apply("1:a:6");
         assert_eq!(near.version("1:a"), Some(7), "the read was newer");
-        near.apply("1:a:7");
-        assert_eq!(near.entry("k").as_deref(), Some(&b"v"[..]));
         near.apply("1:a:8");
         assert_eq!(near.version("1:a"), Some(8));
     }
 
     #[test]
-    fn a_decoded_form_lives_and_dies_with_its_entry() {
-        let near = live(1 << 16);
-        near.attach("k", Arc::new(1u8));
-        assert!(near.decoded("k").is_none(), "nothing to attach to");
-        near.remember_entry("k", b"v", Duration::from_secs(60));
-        near.attach("k", Arc::new(7u8));
-        let decoded = near.decoded("k").and_then(|d| d.downcast::<u8>().ok());
-        assert_eq!(decoded.as_deref(), Some(&7));
-        near.remember_entry("k", b"w", Duration::from_secs(60));
-        assert!(
-            near.decoded("k").is_none(),
-            "a new value drops the old decoded form"
-        );
-        near.attach("k", Arc::new(8u8));
-        near.reset(false);
-        assert!(near.decoded("k").is_none());
-    }
-
-    #[test]
-    fn a_key_stored_again_and_again_is_held_once() {
-        let near = live(1 << 20);
-        for _ in 0..1_000 {
-            near.remember_entry("hot", b"v", Duration::from_secs(60));
-        }
-        assert_eq!(near.inner.entries.len(), 1);
-    }
-
-    #[test]
     fn malformed_notices_change_nothing() {
-        let near = live(1 << 16);
+        let near = live();
         near.apply("1:a:5");
         near.apply("garbage");
         near.apply("1:a:x");
@@ -490,67 +372,29 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire_and_stay_within_budget() {
-        let near = live(20_000);
-        near.remember_entry("gone", b"v", Duration::from_nanos(1));
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(near.entry("gone"), None);
-        for n in 0..30 {
-            near.remember_entry(&format!("key-{n:02}"), &[0; 900], Duration::from_secs(60));
-        }
-        let held = near.inner.entries.cost();
-        assert!(held <= 20_000, "{held} bytes held");
-        assert!(near.entry("key-29").is_some(), "the newest entry stays");
-        assert!(near.inner.entries.len() < 30, "older entries went");
-        near.remember_entry("huge", &[0; 2_000], Duration::from_secs(60));
-        assert_eq!(
-            near.entry("huge"),
-            None,
-            "an entry over an eighth of the budget is not held"
-        );
-    }
-
-    #[test]
-    fn the_budget_counts_every_byte_an_entry_holds_its_decoded_form_included() {
-        let near = live(20_000);
-        near.remember_entry("a", &[0; 1_000], Duration::from_secs(60));
-        let stored = near.inner.entries.cost();
-        assert!(
-            stored >= (1_000 + 1 + ENTRY_OVERHEAD) as u64,
-            "the value, the key and the overhead: {stored}"
-        );
-        near.attach("a", Arc::new(vec![0u8; 1_000]));
-        assert_eq!(
-            near.inner.entries.cost(),
-            stored + 1_000,
-            "a decoded form costs as much as its value"
-        );
-        near.attach("a", Arc::new(vec![0u8; 1_000]));
-        assert_eq!(near.inner.entries.cost(), stored + 1_000, "charged once");
-        for n in 0..40 {
-            near.remember_entry(&format!("k{n}"), &[0; 1_000], Duration::from_secs(60));
-            near.attach(&format!("k{n}"), Arc::new(0u8));
-        }
-        assert!(
-            near.inner.entries.cost() <= 20_000,
-            "attaching evicts to stay within the budget: {}",
-            near.inner.entries.cost()
-        );
-    }
-
-    #[test]
     fn losing_the_subscription_forgets_everything() {
-        let near = live(1 << 16);
+        let near = live();
         near.apply("1:a:5");
-        near.remember_entry("k", b"v", Duration::from_secs(60));
         near.reset(false);
         assert_eq!(near.version("1:a"), None);
-        assert_eq!(near.entry("k"), None);
         near.reset(true);
         assert_eq!(
             near.version("1:a"),
             None,
             "nothing survives a resubscription"
         );
+    }
+
+    #[test]
+    fn a_disabled_layer_never_listens() {
+        let near = NearCache::disabled();
+        near.listen(
+            "redis://127.0.0.1:1",
+            "c".to_owned(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .expect("a valid url");
+        assert!(!near.is_live());
     }
 }

@@ -472,13 +472,12 @@ macro_rules! contract_tests {
     (@port cache_versions $($rest:tt)*) => {
         $crate::contract_tests! { @promises cache_versions versions [
             a_report_starts_at_version_zero,
-            the_first_bump_gives_one,
+            the_first_bump_moves_above_zero,
             bumps_count_up,
             current_reads_the_last_bump,
-            what_is_known_without_asking_is_what_current_reads,
             reports_have_their_own_versions,
             tenants_have_their_own_versions,
-            what_is_known_of_another_tenant_is_its_own_version,
+            a_version_read_again_is_still_its_own_tenants,
         ] $($rest)* }
     };
     (@port scope_lock $($rest:tt)*) => {

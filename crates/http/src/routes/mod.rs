@@ -41,6 +41,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     // Report runs are the hot path: matched before any other pattern with a parameter.
     .service(
         web::resource("/reports/{slug}/run")
+            .wrap(actix_web::middleware::from_fn(crate::replay::middleware))
             .route(read().to(reports::run_report))
             .default_service(method_not_allowed("GET, HEAD")),
     )

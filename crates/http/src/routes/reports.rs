@@ -1,12 +1,7 @@
 //! The public report catalog and report results.
 
-use std::time::Instant;
-
-use actix_web::{
-    FromRequest, HttpMessage, HttpRequest, HttpResponse, dev::Payload, http::header::ContentType,
-    web,
-};
-use application::{CatalogEntry, ReportError, RollupError, RunReportParams, elapsed_ms};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, dev::Payload, web};
+use application::{CatalogEntry, ReportError, RollupError, RunReportParams};
 use domain::{CatalogQuery, CatalogSort, SortOrder, ValidationError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,6 +22,7 @@ use crate::{
         event_status_schema, group_by_schema, offset_schema, rollup_order_schema, search_schema,
         sort_order_schema, source_schema, strict_limit_schema, window_schema,
     },
+    replay,
 };
 
 /// The query of `GET /reports`. Every value arrives as text so that the domain parsers, not the
@@ -371,8 +367,8 @@ impl From<RunParams> for RunReportParams {
 
 /// Runs a report over the tenant's snapshots, served from the cache when possible.
 ///
-/// A repeated hit is answered with the body it was first sent with (all but `execution_ms`)
-/// while its cache version, TTL and day still hold, for at most a second after that hit.
+/// A repeated hit is answered as it was first (all but `execution_ms`) while its cache
+/// version, TTL and day still hold, for at most a second after that hit.
 ///
 /// The reports of `default` are public; another tenant's need one of its API keys with the
 /// `read` scope, or the management key. `stale` says that events dated in the range arrived
@@ -405,19 +401,11 @@ pub async fn run_report(
     slug: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
     let builtin = domain::ReportSlug::parse(&slug)
         .ok()
         .is_some_and(|parsed| domain::ReportKind::from_slug(&parsed).is_some());
     if !builtin {
         return run_rollup(tenant, &state, &slug, &req).await;
-    }
-    let raw_query = req.query_string();
-    if let Some(replay) = state.replays.get(tenant.0, &slug, raw_query) {
-        if state.reports.still_holds(replay.basis()).await {
-            return Ok(replay.respond(elapsed_ms(started)));
-        }
-        state.replays.forget(&replay);
     }
     let params = RunReportParams::from(query::<RunParams>(&req)?);
     let mut result = state.reports.run(tenant.0, &slug, &params).await?;
@@ -430,19 +418,12 @@ pub async fn run_report(
             total: result.total_rows,
         },
     };
-    let body = web::Bytes::from(
-        serde_json::to_vec(&ReportRunEnvelope {
-            data: ReportRunDto::from(result),
-            meta,
-        })
-        .map_err(|err| ApiError::Internal(err.into()))?,
-    );
-    if let Some(basis) = basis {
-        state.replays.keep(tenant.0, &slug, raw_query, basis, &body);
-    }
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body))
+    let envelope = ReportRunEnvelope {
+        data: ReportRunDto::try_from(result).map_err(|err| ApiError::Internal(err.into()))?,
+        meta,
+    };
+    replay::respond(envelope, |e| &mut e.data.read.execution_ms, basis)
+        .map_err(|err| ApiError::Internal(err.into()))
 }
 
 /// Reads a report the tenant defined: rows grouped by `group_by`, filtered by dimension
@@ -456,7 +437,7 @@ async fn run_rollup(
 ) -> Result<HttpResponse, ApiError> {
     let params: Vec<(String, String)> = query(req)?;
     let anonymous = req.extensions().get::<application::Principal>().is_none();
-    let result = match state.rollups.read(tenant.0, slug, &params, anonymous).await {
+    let mut result = match state.rollups.read(tenant.0, slug, &params, anonymous).await {
         Ok(result) => result,
         Err(RollupError::NotFound(_)) => {
             return Err(ReportError::NotFound(slug.to_owned()).into());
@@ -471,8 +452,11 @@ async fn run_rollup(
             total: result.total_rows,
         },
     };
-    Ok(HttpResponse::Ok().json(RollupRunEnvelope {
-        data: RollupRunDto::from(result),
+    let basis = result.basis.take();
+    let envelope = RollupRunEnvelope {
+        data: RollupRunDto::try_from(result).map_err(|err| ApiError::Internal(err.into()))?,
         meta,
-    }))
+    };
+    replay::respond(envelope, |e| &mut e.data.read.execution_ms, basis)
+        .map_err(|err| ApiError::Internal(err.into()))
 }
