@@ -5,7 +5,8 @@
 //! tenant gets the same answer for as long as the hit's [`HitBasis`] holds, all but
 //! `execution_ms`. So the handler attaches a [`KeptHit`] to the response of a hit (the
 //! envelope with its rows rendered once, and the basis), and this middleware keeps it, keyed by
-//! tenant, path and raw query string. A repeat of the request asks
+//! tenant, caller (anonymous, or with credentials: an anonymous caller sees only the public
+//! reports), path and raw query string. A repeat of the request asks
 //! [`ReportService::still_holds`](application::ReportService::still_holds) (one version lookup)
 //! and, if it holds, is answered by rendering the kept envelope with its own `execution_ms`.
 //! Repeats take about as long as each other, so the last few renderings are remembered by their
@@ -23,7 +24,7 @@ use std::{
 };
 
 use actix_web::{
-    HttpResponse,
+    HttpMessage, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{Method, header::ContentType},
@@ -102,6 +103,14 @@ where
     Ok(response.body(body))
 }
 
+/// Whom a hit is kept for: a tenant, read anonymously or with credentials (an API key of the
+/// tenant's with `read`, or the management key), which see different reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub anonymous: bool,
+}
+
 /// The hits kept by one process.
 #[derive(Clone, Default)]
 pub struct HitReplays {
@@ -136,7 +145,7 @@ impl Kept {
 /// A hit kept for one request: where it belongs, and what it was.
 #[derive(Debug)]
 pub struct Replay {
-    tenant: TenantId,
+    caller: Caller,
     path: Box<str>,
     query: Box<str>,
     seq: u64,
@@ -180,8 +189,8 @@ impl Replay {
         (1 + RENDERINGS) * self.hit.size + self.path.len() + self.query.len() + ENTRY_OVERHEAD
     }
 
-    fn is_for(&self, tenant: TenantId, path: &str, query: &str) -> bool {
-        self.tenant == tenant && *self.path == *path && *self.query == *query
+    fn is_for(&self, caller: Caller, path: &str, query: &str) -> bool {
+        self.caller == caller && *self.path == *path && *self.query == *query
     }
 }
 
@@ -221,19 +230,21 @@ impl HitReplays {
         lock(&inner.kept)
     }
 
-    fn hash(inner: &Inner, tenant: TenantId, path: &str, query: &str) -> u64 {
-        inner.hasher.hash_one((tenant.get(), path, query))
+    fn hash(inner: &Inner, caller: Caller, path: &str, query: &str) -> u64 {
+        inner
+            .hasher
+            .hash_one((caller.tenant.get(), caller.anonymous, path, query))
     }
 
-    /// The hit kept for `query` on `path` for `tenant`, if any. Whether it may still be served
+    /// The hit kept for `query` on `path` for `caller`, if any. Whether it may still be served
     /// is the caller's to ask.
-    pub fn get(&self, tenant: TenantId, path: &str, query: &str) -> Option<Arc<Replay>> {
+    pub fn get(&self, caller: Caller, path: &str, query: &str) -> Option<Arc<Replay>> {
         let inner = self.inner.as_ref()?;
-        let hash = Self::hash(inner, tenant, path, query);
+        let hash = Self::hash(inner, caller, path, query);
         Self::kept(inner)
             .by_hash
             .get(&hash)
-            .filter(|replay| replay.is_for(tenant, path, query))
+            .filter(|replay| replay.is_for(caller, path, query))
             .cloned()
     }
 
@@ -242,21 +253,21 @@ impl HitReplays {
         let Some(inner) = &self.inner else {
             return;
         };
-        let hash = Self::hash(inner, replay.tenant, &replay.path, &replay.query);
+        let hash = Self::hash(inner, replay.caller, &replay.path, &replay.query);
         let mut kept = Self::kept(inner);
         if kept.by_hash.get(&hash).is_some_and(|h| h.seq == replay.seq) {
             kept.remove(hash);
         }
     }
 
-    /// Keeps `hit`, just served for `query` on `path` for `tenant`. A hit larger than the whole
+    /// Keeps `hit`, just served for `query` on `path` for `caller`. A hit larger than the whole
     /// budget is not kept.
-    pub fn keep(&self, tenant: TenantId, path: &str, query: &str, hit: KeptHit) {
+    pub fn keep(&self, caller: Caller, path: &str, query: &str, hit: KeptHit) {
         let Some(inner) = &self.inner else {
             return;
         };
         let mut replay = Replay {
-            tenant,
+            caller,
             path: path.into(),
             query: query.into(),
             seq: 0,
@@ -266,7 +277,7 @@ impl HitReplays {
         if cost > inner.capacity {
             return;
         }
-        let hash = Self::hash(inner, tenant, path, query);
+        let hash = Self::hash(inner, caller, path, query);
         let mut kept = Self::kept(inner);
         replay.seq = kept.next;
         kept.next += 1;
@@ -312,7 +323,11 @@ pub(crate) async fn middleware(
         Ok(ReadTenant(tenant)) => tenant,
         Err(err) => return Ok(req.error_response(err)),
     };
-    if let Some(replay) = state.replays.get(tenant, req.path(), req.query_string()) {
+    let caller = Caller {
+        tenant,
+        anonymous: req.extensions().get::<application::Principal>().is_none(),
+    };
+    if let Some(replay) = state.replays.get(caller, req.path(), req.query_string()) {
         if state.reports.still_holds(replay.basis()).await
             && let Ok(body) = replay.body(elapsed_ms(started))
         {
@@ -327,7 +342,7 @@ pub(crate) async fn middleware(
     let mut response = next.call(req).await?;
     let hit = response.response_mut().extensions_mut().remove::<KeptHit>();
     if let Some(hit) = hit {
-        state.replays.keep(tenant, &path, &query, hit);
+        state.replays.keep(caller, &path, &query, hit);
     }
     Ok(response.map_into_boxed_body())
 }
@@ -335,6 +350,13 @@ pub(crate) async fn middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn caller(tenant: TenantId) -> Caller {
+        Caller {
+            tenant,
+            anonymous: true,
+        }
+    }
 
     fn basis() -> HitBasis {
         let at = time::macros::datetime!(2026-11-21 12:00 UTC);
@@ -364,9 +386,9 @@ mod tests {
     #[test]
     fn a_kept_hit_is_rendered_with_its_own_execution_ms() {
         let replays = HitReplays::new(1 << 20);
-        replays.keep(TenantId::DEFAULT, "/r", "limit=5", hit(2));
+        replays.keep(caller(TenantId::DEFAULT), "/r", "limit=5", hit(2));
         let replay = replays
-            .get(TenantId::DEFAULT, "/r", "limit=5")
+            .get(caller(TenantId::DEFAULT), "/r", "limit=5")
             .expect("kept");
         let again: serde_json::Value =
             serde_json::from_slice(&replay.body(4.5).expect("renders")).unwrap();
@@ -380,8 +402,10 @@ mod tests {
     #[test]
     fn renderings_are_remembered_by_their_execution_ms() {
         let replays = HitReplays::new(1 << 20);
-        replays.keep(TenantId::DEFAULT, "/r", "", hit(2));
-        let replay = replays.get(TenantId::DEFAULT, "/r", "").expect("kept");
+        replays.keep(caller(TenantId::DEFAULT), "/r", "", hit(2));
+        let replay = replays
+            .get(caller(TenantId::DEFAULT), "/r", "")
+            .expect("kept");
         let first = replay.body(0.002).expect("renders");
         let same = replay.body(0.002).expect("renders");
         assert_eq!(
@@ -414,16 +438,21 @@ mod tests {
     }
 
     #[test]
-    fn another_tenant_path_or_query_is_another_hit() {
+    fn another_tenant_caller_path_or_query_is_another_hit() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(tenant, "/a", "limit=5", hit(1));
+        replays.keep(caller(tenant), "/a", "limit=5", hit(1));
         let other = TenantId::new(2);
-        assert!(replays.get(other, "/a", "limit=5").is_none());
-        assert!(replays.get(tenant, "/b", "limit=5").is_none());
-        assert!(replays.get(tenant, "/a", "limit=6").is_none());
-        assert!(replays.get(tenant, "/a", "").is_none());
-        assert!(replays.get(tenant, "/a", "limit=5").is_some());
+        assert!(replays.get(caller(other), "/a", "limit=5").is_none());
+        let credentialed = Caller {
+            tenant,
+            anonymous: false,
+        };
+        assert!(replays.get(credentialed, "/a", "limit=5").is_none());
+        assert!(replays.get(caller(tenant), "/b", "limit=5").is_none());
+        assert!(replays.get(caller(tenant), "/a", "limit=6").is_none());
+        assert!(replays.get(caller(tenant), "/a", "").is_none());
+        assert!(replays.get(caller(tenant), "/a", "limit=5").is_some());
     }
 
     #[test]
@@ -432,14 +461,14 @@ mod tests {
         let replays = HitReplays::new(3 * one);
         let tenant = TenantId::DEFAULT;
         for query in ["1", "2", "3"] {
-            replays.keep(tenant, "r", query, hit(0));
+            replays.keep(caller(tenant), "r", query, hit(0));
         }
         // Keeping "1" again makes it the newest; "2" is then the oldest.
-        replays.keep(tenant, "r", "1", hit(0));
-        replays.keep(tenant, "r", "4", hit(0));
+        replays.keep(caller(tenant), "r", "1", hit(0));
+        replays.keep(caller(tenant), "r", "4", hit(0));
         let kept: Vec<_> = ["1", "2", "3", "4"]
             .into_iter()
-            .filter(|q| replays.get(tenant, "r", q).is_some())
+            .filter(|q| replays.get(caller(tenant), "r", q).is_some())
             .collect();
         assert_eq!(kept, ["1", "3", "4"]);
     }
@@ -448,13 +477,15 @@ mod tests {
     fn forgetting_drops_only_the_hit_it_names() {
         let replays = HitReplays::new(1 << 20);
         let tenant = TenantId::DEFAULT;
-        replays.keep(tenant, "r", "q", hit(1));
-        let old = replays.get(tenant, "r", "q").expect("kept");
-        replays.keep(tenant, "r", "q", hit(1));
+        replays.keep(caller(tenant), "r", "q", hit(1));
+        let old = replays.get(caller(tenant), "r", "q").expect("kept");
+        replays.keep(caller(tenant), "r", "q", hit(1));
         replays.forget(&old);
-        let new = replays.get(tenant, "r", "q").expect("the newer hit stays");
+        let new = replays
+            .get(caller(tenant), "r", "q")
+            .expect("the newer hit stays");
         replays.forget(&new);
-        assert!(replays.get(tenant, "r", "q").is_none());
+        assert!(replays.get(caller(tenant), "r", "q").is_none());
     }
 
     #[test]
@@ -464,8 +495,8 @@ mod tests {
             HitReplays::new(0),
             HitReplays::new(10),
         ] {
-            replays.keep(TenantId::DEFAULT, "r", "", hit(1));
-            assert!(replays.get(TenantId::DEFAULT, "r", "").is_none());
+            replays.keep(caller(TenantId::DEFAULT), "r", "", hit(1));
+            assert!(replays.get(caller(TenantId::DEFAULT), "r", "").is_none());
         }
     }
 }

@@ -186,3 +186,40 @@ async fn a_key_over_its_rate_is_refused_though_its_hit_is_kept() -> Result<()> {
     refused.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     Ok(())
 }
+
+/// A hit kept for a caller with credentials is never served to an anonymous caller of the same
+/// tenant, who may read only the public reports.
+#[actix_web::test]
+async fn an_anonymous_caller_never_gets_a_hit_kept_for_credentials() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+    send(
+        &app,
+        managed(test::TestRequest::post().uri("/api/v1/reports"))
+            .set_json(serde_json::json!({
+                "slug": "private-counts",
+                "measures": [{"name": "events", "kind": "count"}],
+                "is_public": false
+            }))
+            .to_request(),
+    )
+    .await
+    .assert_data(StatusCode::CREATED);
+    let uri = "/api/v1/reports/private-counts/run";
+    send(&app, managed(get(uri)).to_request())
+        .await
+        .assert_data(StatusCode::OK);
+    let hit = send(&app, managed(get(uri)).to_request()).await;
+    assert_eq!(hit.body["meta"]["cache_hit"], true, "kept: {}", hit.body);
+    let kept = send(&app, managed(get(uri)).to_request()).await;
+    assert_eq!(timeless(&kept.body), timeless(&hit.body), "served again");
+
+    let anonymous = send(&app, get(uri).to_request()).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::NOT_FOUND,
+        "not public: {}",
+        anonymous.body
+    );
+    Ok(())
+}
