@@ -11,8 +11,10 @@
 //!   page encoded as JSON under the report's TTL.
 //!
 //! A finished run bumps the report's version ([`CacheVersions::bump`]): later reads look under
-//! new keys, and entries of the old version are never read again. Keys are never reused, since
-//! versions only grow, so an entry held here can never answer for another one.
+//! new keys, and entries of the old version are never read again. A bump never gives a version
+//! given before, so an entry held here can never answer for another one. Version 0, before
+//! any bump, is the one a counter that lost its data reads again: pages under it are not held
+//! here, only shared.
 //!
 //! Cache failures are never read failures: a version that cannot be read skips both tiers, an
 //! entry that cannot be read or written is a miss.
@@ -180,7 +182,7 @@ impl CachedReads {
             .map(|v| CacheKey::report(query.tenant, &query.report, v, &read_hash(query)));
 
         if let (Some(key), Some(version)) = (&key, version)
-            && let Some(page) = self.lookup(key, ttl, now).await
+            && let Some(page) = self.lookup(key, version, ttl, now).await
         {
             let basis = HitBasis::new(
                 query.tenant,
@@ -213,8 +215,8 @@ impl CachedReads {
             last_refreshed_at,
             stale,
         });
-        if let Some(key) = key {
-            self.store(key, &page, ttl).await;
+        if let (Some(key), Some(version)) = (key, version) {
+            self.store(key, version, &page, ttl).await;
         }
         Ok(Served {
             page,
@@ -239,16 +241,19 @@ impl CachedReads {
         )
     }
 
-    /// The page under `key`: held here, or read from the shared tier (and then held here until
-    /// its TTL, `ttl` after it was generated, ends).
+    /// The page under `key`, of `version`: held here, or read from the shared tier (and then
+    /// held here until its TTL, `ttl` after it was generated, ends).
     async fn lookup(
         &self,
         key: &CacheKey,
+        version: u64,
         ttl: time::Duration,
         now: OffsetDateTime,
     ) -> Option<Arc<CachedPage>> {
         let inner = &*self.inner;
-        if let Some(page) = inner.near.fresh(key, now) {
+        if version > 0
+            && let Some(page) = inner.near.fresh(key, now)
+        {
             return Some(page);
         }
         let bytes = match inner.shared.get(key).await {
@@ -266,12 +271,21 @@ impl CachedReads {
                 return None;
             }
         };
-        self.hold(key.clone(), &page, ttl, bytes.len());
+        if version > 0 {
+            self.hold(key.clone(), &page, ttl, bytes.len());
+        }
         Some(page)
     }
 
-    /// Stores `page` under `key` in both tiers for `ttl`.
-    async fn store(&self, key: CacheKey, page: &Arc<CachedPage>, ttl: time::Duration) {
+    /// Stores `page` under `key`, of `version`, in both tiers for `ttl` (only shared, for
+    /// version 0).
+    async fn store(
+        &self,
+        key: CacheKey,
+        version: u64,
+        page: &Arc<CachedPage>,
+        ttl: time::Duration,
+    ) {
         let bytes = match serde_json::to_vec(page.as_ref()) {
             Ok(bytes) => bytes,
             Err(err) => {
@@ -285,7 +299,9 @@ impl CachedReads {
             warn!(error = %err, "response cache unavailable; result not cached");
             return;
         }
-        self.hold(key, page, ttl, len);
+        if version > 0 {
+            self.hold(key, page, ttl, len);
+        }
     }
 
     /// Holds `page`, `encoded_len` bytes as JSON, in this process until `ttl` after it was

@@ -260,8 +260,8 @@ impl HitReplays {
         }
     }
 
-    /// Keeps `hit`, just served for `query` on `path` for `caller`. A hit larger than the whole
-    /// budget is not kept.
+    /// Keeps `hit`, just served for `query` on `path` for `caller`. A hit costing more than an
+    /// eighth of the budget is not kept, so one large answer never empties the store.
     pub fn keep(&self, caller: Caller, path: &str, query: &str, hit: KeptHit) {
         let Some(inner) = &self.inner else {
             return;
@@ -274,7 +274,7 @@ impl HitReplays {
             hit,
         };
         let cost = replay.cost();
-        if cost > inner.capacity {
+        if cost > inner.capacity / 8 {
             return;
         }
         let hash = Self::hash(inner, caller, path, query);
@@ -458,19 +458,28 @@ mod tests {
     #[test]
     fn the_budget_drops_the_oldest_hits_first() {
         let one = (1 + RENDERINGS) * hit(0).size + "r".len() + 1 + ENTRY_OVERHEAD;
-        let replays = HitReplays::new(3 * one);
+        let replays = HitReplays::new(8 * one);
         let tenant = TenantId::DEFAULT;
-        for query in ["1", "2", "3"] {
+        let queries = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        for query in &queries[..8] {
             replays.keep(caller(tenant), "r", query, hit(0));
         }
         // Keeping "1" again makes it the newest; "2" is then the oldest.
         replays.keep(caller(tenant), "r", "1", hit(0));
-        replays.keep(caller(tenant), "r", "4", hit(0));
-        let kept: Vec<_> = ["1", "2", "3", "4"]
+        replays.keep(caller(tenant), "r", "9", hit(0));
+        let dropped: Vec<_> = queries
             .into_iter()
-            .filter(|q| replays.get(caller(tenant), "r", q).is_some())
+            .filter(|q| replays.get(caller(tenant), "r", q).is_none())
             .collect();
-        assert_eq!(kept, ["1", "3", "4"]);
+        assert_eq!(dropped, ["2"]);
+    }
+
+    #[test]
+    fn a_hit_over_an_eighth_of_the_budget_is_not_kept() {
+        let one = (1 + RENDERINGS) * hit(0).size + "r".len() + ENTRY_OVERHEAD;
+        let replays = HitReplays::new(8 * one - 1);
+        replays.keep(caller(TenantId::DEFAULT), "r", "", hit(0));
+        assert!(replays.get(caller(TenantId::DEFAULT), "r", "").is_none());
     }
 
     #[test]

@@ -12,16 +12,19 @@ use crate::{NearCache, RedisClient, near::report_id};
 /// The channel on which bumps are announced, under the key prefix.
 pub const VERSION_CHANNEL: &str = "report:version:changes";
 
-/// Increments the version and announces it in one step, so notices arrive in bump order. A
-/// counter that does not exist (never bumped, or lost with Redis's data) starts from Redis's
-/// clock in microseconds rather than from 0, so versions only grow and the key of an entry is
-/// never used again for another result, not even by a process that still holds the old one.
-const BUMP: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
-                      local now = redis.call('TIME') \
-                      redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2]))) \
-                    end \
-                    local version = redis.call('INCR', KEYS[1]) \
-                    redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. string.format('%d', version)) \
+/// Moves the version up and announces it in one step, so notices arrive in bump order. The new
+/// version is Redis's clock in microseconds, or one more than the counter if that is higher
+/// (bumps within a microsecond). So a bump never gives a version given before, even after Redis
+/// lost its data (the counter is gone) or rolled it back (a restored snapshot, a failover to a
+/// replica behind): the clock has moved past every version given. Needs Redis 5 or later,
+/// which replicates a script's effects rather than the script, so it may read the clock.
+const BUMP: &str = "local now = redis.call('TIME') \
+                    local clock = tonumber(now[1] .. string.format('%06d', tonumber(now[2]))) \
+                    local counter = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 \
+                    local version = math.max(counter + 1, clock) \
+                    local text = string.format('%d', version) \
+                    redis.call('SET', KEYS[1], text) \
+                    redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. text) \
                     return version";
 
 /// Report results under `report:{tenant}:{slug}:v{version}:{hash}`, expiring with the report's

@@ -1,6 +1,5 @@
-//! [`CacheVersions`]: versions start at 0, the first bump moves them above 0 (where to is the
-//! adapter's: a counter that may lose its data starts from a clock) and every later bump adds
-//! one, per tenant and report.
+//! [`CacheVersions`]: versions start at 0 and every bump moves them up (by how much is the
+//! adapter's: a counter that may lose its data moves to a clock), per tenant and report.
 //!
 //! Adapters may remember versions they read, so where it matters a promise reads a version
 //! before bumping it, as a cache miss does before a rebuild bumps.
@@ -57,8 +56,8 @@ pub async fn the_first_bump_moves_above_zero(f: &Fixture) -> Result<()> {
 pub async fn bumps_count_up(f: &Fixture) -> Result<()> {
     let (status, first) = read_then_bumped(f).await?;
     ensure!(
-        f.versions.bump(f.tenant, &status).await? == first + 1,
-        "bumps count up by one"
+        f.versions.bump(f.tenant, &status).await? > first,
+        "bumps count up"
     );
     Ok(())
 }
