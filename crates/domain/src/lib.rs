@@ -16,6 +16,7 @@ pub mod pagination;
 pub mod report;
 pub mod rollup;
 pub mod run;
+pub mod sketch;
 pub mod tenancy;
 pub mod tenant;
 pub mod window;
