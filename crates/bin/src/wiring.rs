@@ -169,6 +169,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wir
             .context("APP_AUTO_MIGRATE: migrating the database")?;
         info!(applied, "database schema is up to date");
     }
+    postgres_adapter::check_extensions(&pool).await?;
     let ports = with_redis(postgres_ports(config, pool.clone(), clock), config)?;
     Ok(Wired {
         services: Services::assemble(ports, &settings),

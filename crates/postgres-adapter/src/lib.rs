@@ -38,6 +38,24 @@ pub use rollups::{PostgresRollupStore, read_statement as rollup_read_sql};
 pub use runs::PostgresRunStore;
 pub use tenancy::PostgresTenancy;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_forbidden_extension_says_what_to_do() {
+        let missing = "db error: ERROR: could not open extension control file \
+                       \"/usr/share/postgresql/15/extension/hll.control\": No such file";
+        assert_eq!(extension_hint(missing), Some(EXTENSION_MISSING));
+        let forbidden = "db error: ERROR: permission denied to create extension \"hll\"";
+        assert_eq!(extension_hint(forbidden), Some(EXTENSION_FORBIDDEN));
+        assert_eq!(
+            extension_hint("db error: ERROR: relation does not exist"),
+            None
+        );
+    }
+}
+
 mod embedded {
     refinery::embed_migrations!("../../migrations");
 }
@@ -80,7 +98,10 @@ async fn migrate_to(pool: &Pool, version: Option<i32>) -> anyhow::Result<usize> 
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
         .context("releasing the migration lock")?;
-    let report = report.context("applying migrations")?;
+    let report = report.map_err(|err| {
+        let hint = extension_hint(&err.to_string());
+        anyhow::Error::new(err).context(hint.unwrap_or("applying migrations"))
+    })?;
     installed.context("installing the built-in reports' catalog entries")?;
     for migration in report.applied_migrations() {
         tracing::info!(
@@ -90,6 +111,53 @@ async fn migrate_to(pool: &Pool, version: Option<i32>) -> anyhow::Result<usize> 
         );
     }
     Ok(report.applied_migrations().len())
+}
+
+/// The extension distinct measures need, and what to do when a server lacks it.
+const EXTENSION: &str = "hll";
+const EXTENSION_MISSING: &str = "the PostgreSQL server lacks the hll extension, which distinct \
+    measures need: install it on the server (Debian and Ubuntu: the package \
+    postgresql-<major version>-hll) and migrate again";
+const EXTENSION_FORBIDDEN: &str = "the hll extension may be created by a superuser only: run \
+    `CREATE EXTENSION hll;` in this database as one, then migrate again";
+const EXTENSION_NOT_CREATED: &str = "the database lacks the hll extension, which distinct \
+    measures need: run `pg-analytics migrate` (it creates it; the server needs the package \
+    postgresql-<major version>-hll)";
+
+/// What to tell an operator when a migration failed for want of the extension.
+fn extension_hint(error: &str) -> Option<&'static str> {
+    if !error.contains(EXTENSION) {
+        return None;
+    }
+    if error.contains("permission denied") || error.contains("must be superuser") {
+        Some(EXTENSION_FORBIDDEN)
+    } else if error.contains("control file") || error.contains("is not available") {
+        Some(EXTENSION_MISSING)
+    } else {
+        None
+    }
+}
+
+/// Checks that the database has what the service needs beyond its own tables: the hll
+/// extension. Run at start, after migrating when the process migrates.
+///
+/// # Errors
+/// When the database cannot be reached, or lacks the extension (saying what to do).
+pub async fn check_extensions(pool: &Pool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let client = pool
+        .get()
+        .await
+        .context("connecting to PostgreSQL to check its extensions")?;
+    let installed = client
+        .query_opt(
+            "SELECT extversion FROM pg_extension WHERE extname = $1",
+            &[&EXTENSION],
+        )
+        .await
+        .context("checking the hll extension")?;
+    anyhow::ensure!(installed.is_some(), EXTENSION_NOT_CREATED);
+    Ok(())
 }
 
 /// Every PostgreSQL adapter over one pool.

@@ -1035,3 +1035,50 @@ async fn the_builtin_snapshots_move_to_the_rollup_rows() -> Result<()> {
     ensure!(gone.is_none(), "metric_snapshots is dropped");
     Ok(())
 }
+
+/// The hll extension builds, in SQL, the very bytes of the service's sketches of the same
+/// values, and merges them as the service does.
+#[tokio::test]
+async fn the_extension_builds_and_merges_the_services_sketches() -> Result<()> {
+    use domain::sketch::{Sketch, hash};
+    let db = database!();
+    let client = db.pool.get().await?;
+    let sketch_of = |from: i32, to: i32| {
+        Sketch::of_hashes((from..=to).map(|i| hash(format!("user-{i}").as_bytes())))
+    };
+    const BUILT: &str =
+        "SELECT decode(substr(hll_add_agg(hll_hash_text('user-' || i), 15, 5)::text, 3), 'hex')
+                         FROM generate_series($1::int, $2::int) i";
+    for n in [1, 99, 2_560, 2_561, 30_000] {
+        let bytes: Vec<u8> = client.query_one(BUILT, &[&1i32, &n]).await?.get(0);
+        ensure!(
+            bytes == sketch_of(1, n).to_bytes(),
+            "the sketches of {n} values differ"
+        );
+    }
+    const MERGED: &str =
+        "SELECT decode(substr(hll_union_agg(decode(substr(h, 3), 'hex')::hll)::text, 3), 'hex')
+                          FROM unnest($1::text[]) h";
+    for ranges in [
+        [(1, 50), (40, 90)],
+        [(1, 2_000), (1_500, 3_000)],
+        [(1, 100), (50, 40_000)],
+    ] {
+        let stored: Vec<String> = ranges
+            .iter()
+            .map(|(from, to)| {
+                let bytes = sketch_of(*from, *to).to_bytes();
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                format!("\\x{hex}")
+            })
+            .collect();
+        let bytes: Vec<u8> = client.query_one(MERGED, &[&stored]).await?.get(0);
+        let mut merged = sketch_of(ranges[0].0, ranges[0].1);
+        merged.merge(&sketch_of(ranges[1].0, ranges[1].1));
+        ensure!(
+            bytes == merged.to_bytes(),
+            "the unions of {ranges:?} differ"
+        );
+    }
+    Ok(())
+}
