@@ -583,7 +583,7 @@ pub fn parse_read(
         report: definition.slug.clone(),
         window,
         range,
-        measures: rollup.measures.len(),
+        measures: rollup.measures.iter().map(|m| m.kind.combine()).collect(),
         by_period,
         dimensions,
         filters,

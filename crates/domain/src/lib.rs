@@ -33,8 +33,8 @@ pub use ingest::{IngestOutcome, IngestStatus, IngestWindow, ParsedEvent};
 pub use pagination::{Page, PageRequest};
 pub use report::{DimensionFilter, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage};
 pub use rollup::{
-    Dimension, Field, FieldFilter, Measure, MeasureKind, NumericField, PropertyKey, Rollup,
-    RollupDefinition, RollupOrder, RollupPage, RollupQuery, RollupRow,
+    Combine, Dimension, Field, FieldFilter, Measure, MeasureKind, MeasureValue, NumericField,
+    PropertyKey, Rollup, RollupDefinition, RollupOrder, RollupPage, RollupQuery, RollupRow,
 };
 pub use run::{
     LockToken, RecomputeRun, RecomputeScope, RunFilter, RunId, RunStatus, RunSummary,

@@ -168,7 +168,7 @@ impl ReportQuery {
             report: self.kind.report_slug(),
             window: self.window,
             range: self.range,
-            measures: 1,
+            measures: vec![crate::rollup::Combine::Sum],
             by_period,
             dimensions,
             filters: self

@@ -13,7 +13,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::{
     DateRange, Description, DisplayName, EventStatus, NewEvent, PageRequest, ReportKind,
-    ReportSlug, SourceSlug, TenantId, ValidationError, Window, WindowDefinition,
+    ReportSlug, SourceSlug, TenantId, ValidationError, Window, WindowDefinition, sketch::Sketch,
 };
 
 /// The most measures a rollup computes.
@@ -236,6 +236,79 @@ pub enum MeasureKind {
     Count,
     /// The sum of a numeric field.
     Sum(NumericField),
+    /// The number of distinct values of a field (events without a value are not counted),
+    /// kept as a mergeable sketch ([`Sketch`]): exact up to
+    /// [`EXPLICIT_MAX`](crate::sketch::EXPLICIT_MAX) values, estimated past that.
+    Distinct(Field),
+}
+
+impl MeasureKind {
+    /// How snapshot rows' values of this measure combine.
+    pub fn combine(&self) -> Combine {
+        match self {
+            MeasureKind::Count | MeasureKind::Sum(_) => Combine::Sum,
+            MeasureKind::Distinct(_) => Combine::Distinct,
+        }
+    }
+}
+
+/// How the values of a measure in several snapshot rows make the value of a read's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Combine {
+    /// Added up: counts and sums.
+    Sum,
+    /// Sketches merged, then estimated: distinct counts (daily uniques do not add up).
+    Distinct,
+}
+
+impl Combine {
+    /// The value of no snapshot row.
+    pub fn empty(self) -> MeasureValue {
+        match self {
+            Combine::Sum => MeasureValue::Total(0),
+            Combine::Distinct => MeasureValue::Distinct(Sketch::new()),
+        }
+    }
+}
+
+/// A measure's value in a snapshot row, or in a read's row while it is being combined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeasureValue {
+    /// A count or a sum.
+    Total(i64),
+    /// The sketch of a distinct count.
+    Distinct(Sketch),
+}
+
+/// A total went beyond the range of a 64-bit integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a rollup sum is beyond the range of a 64-bit integer")]
+pub struct Overflow;
+
+impl MeasureValue {
+    /// Combines `other` into this value: adds totals, merges sketches.
+    ///
+    /// # Errors
+    /// [`Overflow`] when a total leaves the 64-bit range (the value is then unchanged).
+    pub fn combine(&mut self, other: &MeasureValue) -> Result<(), Overflow> {
+        match (self, other) {
+            (MeasureValue::Total(total), MeasureValue::Total(more)) => {
+                *total = total.checked_add(*more).ok_or(Overflow)?;
+            }
+            (MeasureValue::Distinct(sketch), MeasureValue::Distinct(more)) => sketch.merge(more),
+            // Values of one measure are always of one kind; a mix combines nothing.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The number a read shows: the total, or the estimate of the sketch.
+    pub fn number(&self) -> i64 {
+        match self {
+            MeasureValue::Total(total) => *total,
+            MeasureValue::Distinct(sketch) => i64::try_from(sketch.estimate()).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 /// A named measure of a rollup.
@@ -460,6 +533,9 @@ impl RollupDefinition {
                 MeasureKind::Sum(field) => {
                     json!({"name": m.name, "kind": "sum", "field": field.name()})
                 }
+                MeasureKind::Distinct(field) => {
+                    json!({"name": m.name, "kind": "distinct", "field": field.name()})
+                }
             })
             .collect();
         let dimensions: Vec<Value> = self
@@ -585,6 +661,34 @@ impl NumericField {
     }
 }
 
+impl Measure {
+    /// Adds what `event` contributes to this measure to `value` (of this measure's kind):
+    /// one for a count, the field for a sum, the field's hash for a distinct count. Returns
+    /// whether a sum skipped a value it cannot add (see [`Addend::Skipped`]).
+    ///
+    /// # Errors
+    /// [`Overflow`] when a total leaves the 64-bit range.
+    pub fn add(&self, value: &mut MeasureValue, event: &NewEvent) -> Result<bool, Overflow> {
+        let addend = match (&self.kind, value) {
+            (MeasureKind::Count, MeasureValue::Total(total)) => (total, 1),
+            (MeasureKind::Sum(field), MeasureValue::Total(total)) => match field.addend(event) {
+                Addend::Value(addend) => (total, addend),
+                Addend::Absent => return Ok(false),
+                Addend::Skipped => return Ok(true),
+            },
+            (MeasureKind::Distinct(field), MeasureValue::Distinct(sketch)) => {
+                if let Some(text) = field.value_of(event) {
+                    sketch.add(crate::sketch::hash(text.as_bytes()));
+                }
+                return Ok(false);
+            }
+            _ => return Ok(false),
+        };
+        *addend.0 = addend.0.checked_add(addend.1).ok_or(Overflow)?;
+        Ok(false)
+    }
+}
+
 impl FieldFilter {
     /// Whether `event` passes this filter.
     pub fn matches(&self, event: &NewEvent) -> bool {
@@ -601,8 +705,9 @@ pub struct RollupQuery {
     pub report: ReportSlug,
     pub window: Window,
     pub range: DateRange,
-    /// How many measures the rollup has: every row carries them all, in definition order.
-    pub measures: usize,
+    /// How each measure of the rollup combines, in definition order: every row carries them
+    /// all.
+    pub measures: Vec<Combine>,
     /// Whether rows are per bucket.
     pub by_period: bool,
     /// The positions of the dimensions rows are grouped by, ascending.
@@ -895,10 +1000,27 @@ fn parse_measures(
                     None
                 }
             },
+            Some("distinct") => match field {
+                None => {
+                    errors.push(ValidationError::new(
+                        path(&at, "field"),
+                        format!("is required for a distinct count ({FIELD_NAMES})"),
+                    ));
+                    None
+                }
+                Some(Value::String(raw)) => Field::parse(&path(&at, "field"), raw)
+                    .map(MeasureKind::Distinct)
+                    .map_err(|e| errors.push(e))
+                    .ok(),
+                Some(_) => {
+                    errors.push(ValidationError::new(path(&at, "field"), "must be a string"));
+                    None
+                }
+            },
             Some(other) => {
                 errors.push(ValidationError::new(
                     path(&at, "kind"),
-                    format!("must be one of: count, sum; got {other:?}"),
+                    format!("must be one of: count, sum, distinct; got {other:?}"),
                 ));
                 None
             }
@@ -1204,6 +1326,31 @@ mod tests {
     }
 
     #[test]
+    fn a_distinct_measure_counts_any_field_a_dimension_may_use() {
+        for field in [
+            "user_id",
+            "source",
+            "status",
+            "event_name",
+            "entity_id",
+            "properties.path",
+        ] {
+            let value = json!({"slug": "r", "measures": [
+                {"name": "n", "kind": "distinct", "field": field}]});
+            let definition = RollupDefinition::parse(&value).expect("valid");
+            assert_eq!(
+                definition.rollup.measures[0].kind,
+                MeasureKind::Distinct(Field::parse("field", field).expect("a field"))
+            );
+            assert_eq!(
+                definition.rollup.measures[0].kind.combine(),
+                Combine::Distinct
+            );
+            assert_eq!(definition.to_json()["measures"], value["measures"]);
+        }
+    }
+
+    #[test]
     fn a_full_definition_parses_and_writes_back_as_it_came() {
         let definition = RollupDefinition::parse(&purchases_by_channel()).expect("valid");
         assert_eq!(definition.slug.as_str(), "purchases-by-channel");
@@ -1328,6 +1475,18 @@ mod tests {
             ),
             (
                 json!({"slug": "r", "measures": [{"name": "n", "kind": "sum", "field": "properties.a b"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "distinct"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "distinct", "field": "amount_cents"}]}),
+                vec!["measures[0].field"],
+            ),
+            (
+                json!({"slug": "r", "measures": [{"name": "n", "kind": "distinct", "field": 7}]}),
                 vec!["measures[0].field"],
             ),
             (

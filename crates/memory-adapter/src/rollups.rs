@@ -16,9 +16,8 @@ use application::ports::{
 };
 use async_trait::async_trait;
 use domain::{
-    MeasureKind, ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId,
-    Window,
-    rollup::{Addend, compare_rows},
+    ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
+    rollup::{MeasureValue, compare_rows},
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -26,7 +25,7 @@ use crate::{FailSwitch, InMemoryEventStore, read, write};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
-    measures: Vec<i64>,
+    measures: Vec<MeasureValue>,
     computed_at: OffsetDateTime,
     run_id: RunId,
 }
@@ -88,7 +87,8 @@ impl RollupStore for InMemoryRollupStore {
         let rollup = &request.rollup;
         let mut built = Vec::new();
         for part in &request.windows {
-            let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<i64>> = BTreeMap::new();
+            let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<MeasureValue>> =
+                BTreeMap::new();
             let mut values_skipped = 0_u64;
             let tenants = read(&self.events.tenants);
             for event in tenants
@@ -106,22 +106,17 @@ impl RollupStore for InMemoryRollupStore {
                     continue;
                 };
                 let key = (part.window.bucket_start(date), values);
-                let sums = groups
-                    .entry(key)
-                    .or_insert_with(|| vec![0; rollup.measures.len()]);
-                for (sum, measure) in sums.iter_mut().zip(&rollup.measures) {
-                    let addend = match &measure.kind {
-                        MeasureKind::Count => 1,
-                        MeasureKind::Sum(field) => match field.addend(event) {
-                            Addend::Value(value) => value,
-                            Addend::Absent => 0,
-                            Addend::Skipped => {
-                                values_skipped += 1;
-                                0
-                            }
-                        },
-                    };
-                    *sum = sum.checked_add(addend).ok_or_else(overflow)?;
+                let values = groups.entry(key).or_insert_with(|| {
+                    rollup
+                        .measures
+                        .iter()
+                        .map(|m| m.kind.combine().empty())
+                        .collect()
+                });
+                for (value, measure) in values.iter_mut().zip(&rollup.measures) {
+                    if measure.add(value, event).map_err(|_| overflow())? {
+                        values_skipped += 1;
+                    }
                 }
             }
             built.push((part, groups, values_skipped));
@@ -164,7 +159,7 @@ impl RollupStore for InMemoryRollupStore {
             .events
             .latest_change(query.tenant, query.window.widen(query.range));
         let series = read(&self.series);
-        let mut grouped: HashMap<RowKey, Vec<i64>> = HashMap::new();
+        let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
         let mut last_refreshed_at = None;
         let selected = series
             .get(&(query.tenant, query.report.clone(), query.window))
@@ -186,11 +181,11 @@ impl RollupStore for InMemoryRollupStore {
                     .map(|position| values.get(*position).cloned().flatten())
                     .collect(),
             );
-            let sums = grouped
+            let combined = grouped
                 .entry(key)
-                .or_insert_with(|| vec![0; query.measures]);
-            for (sum, value) in sums.iter_mut().zip(&stored.measures) {
-                *sum = sum.checked_add(*value).ok_or_else(overflow)?;
+                .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
+            for (value, more) in combined.iter_mut().zip(&stored.measures) {
+                value.combine(more).map_err(|_| overflow())?;
             }
         }
         let mut rows: Vec<RollupRow> = grouped
@@ -198,7 +193,7 @@ impl RollupStore for InMemoryRollupStore {
             .map(|((bucket_date, dimensions), measures)| RollupRow {
                 bucket_date,
                 dimensions,
-                measures,
+                measures: measures.iter().map(MeasureValue::number).collect(),
             })
             .collect();
         rows.sort_by(|a, b| compare_rows(query.order, a, b));
@@ -264,7 +259,7 @@ impl application::ports::SnapshotRows for InMemoryRollupStore {
                 |((bucket, values), stored)| application::ports::SnapshotRow {
                     bucket_start: *bucket,
                     dimension_values: values.clone(),
-                    measure_values: stored.measures.clone(),
+                    measure_values: stored.measures.iter().map(MeasureValue::number).collect(),
                     computed_at: stored.computed_at,
                     run_id: stored.run_id,
                 },

@@ -11,8 +11,10 @@ use application::ports::{
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
-    DateRange, Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder, RollupPage,
-    RollupQuery, RollupRow, TenantId, Window,
+    Combine, DateRange, Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder,
+    RollupPage, RollupQuery, RollupRow, TenantId, Window,
+    rollup::MeasureValue,
+    sketch::{self, Sketch},
 };
 use futures_core::Stream;
 use std::{collections::BTreeMap, future::poll_fn, pin::pin};
@@ -23,6 +25,31 @@ use tokio_postgres::{
 };
 
 use crate::error::{PgResultExt, corrupt};
+
+/// A value of the hll extension's type, as its bytes (its binary form is its storage form).
+struct HllBytes(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for HllBytes {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw.to_vec()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "hll"
+    }
+}
+
+/// The sketch in column `index` of `row` (of the hll type); null is an empty sketch.
+fn sketch_at(row: &tokio_postgres::Row, index: usize) -> Result<Sketch, StoreError> {
+    let bytes: Option<HllBytes> = row
+        .try_get(index)
+        .map_err(|e| StoreError::from(corrupt("rollup sketch", e)))?;
+    match bytes {
+        None => Ok(Sketch::new()),
+        Some(HllBytes(bytes)) => Sketch::from_bytes(&bytes)
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("a stored sketch: {e}"))),
+    }
+}
 
 /// Rollup snapshots in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -110,6 +137,23 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
         MeasureKind::Sum(NumericField::ProcessingMs) => {
             ("coalesce(sum(e.processing_ms), 0)::int8".to_owned(), None)
         }
+        MeasureKind::Distinct(field) => {
+            // The text the service hashes: a source by its slug.
+            let value = match field {
+                Field::Source => {
+                    "(SELECT s.slug FROM event_sources s WHERE s.id = e.source_id)".to_owned()
+                }
+                other => dimension_sql(other, binds),
+            };
+            (
+                format!(
+                    "hll_add_agg(hll_hash_text(({value})::text), {}, {})",
+                    sketch::LOG2M,
+                    sketch::REGWIDTH
+                ),
+                None,
+            )
+        }
         MeasureKind::Sum(NumericField::Property(key)) => {
             let key = binds.text(key.as_str());
             let integral = integral(&key);
@@ -193,8 +237,22 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
             }
         })
         .collect();
-    let measure_columns: Vec<String> = (0..rollup.measures.len())
-        .map(|i| format!("grouped.m{i}"))
+    // Totals in the array (null for a distinct measure), each sketch a column after it.
+    let measure_columns: Vec<String> = rollup
+        .measures
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match m.kind.combine() {
+            Combine::Sum => format!("grouped.m{i}"),
+            Combine::Distinct => "NULL::int8".to_owned(),
+        })
+        .collect();
+    let sketch_columns: String = rollup
+        .measures
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.kind.combine() == Combine::Distinct)
+        .map(|(i, _)| format!(", grouped.m{i}"))
         .collect();
     let skipped_total = if skipped.is_empty() {
         "0".to_owned()
@@ -212,7 +270,7 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
         })
         .collect();
     let sql = format!(
-        "SELECT grouped.bucket_start, {named}, ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8
+        "SELECT grouped.bucket_start, {named}, ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8{sketch_columns}
         FROM (
             SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
             FROM analytics_events e
@@ -251,8 +309,18 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         .iter()
         .map(|position| format!("d{}", position + 1))
         .collect();
-    let measures: Vec<String> = (1..=query.measures)
-        .map(|i| format!("sum(measure_values[{i}])::int8"))
+    // Totals summed; a distinct measure's place holds 0 until its merged sketch is estimated.
+    let measures: Vec<String> = query
+        .measures
+        .iter()
+        .enumerate()
+        .map(|(i, combine)| match combine {
+            Combine::Sum => format!("sum(measure_values[{}])::int8", i + 1),
+            Combine::Distinct => "0::int8".to_owned(),
+        })
+        .collect();
+    let sketches: Vec<String> = distinct_positions(query)
+        .map(|i| format!(", hll_union_agg(sketches[{}]::hll) AS s{i}", i + 1))
         .collect();
     // Grouped by the columns themselves: grouping by the array built from them would compare
     // arrays, element by element, through the array support functions.
@@ -267,7 +335,10 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         format!(" GROUP BY {}", keys.join(", "))
     };
     let mut order = Vec::new();
-    if let RollupOrder::MeasureDescending(i) = query.order {
+    // By a distinct measure, every row is read and ordered by its estimate here.
+    if let RollupOrder::MeasureDescending(i) = query.order
+        && !ordered_here(query)
+    {
         order.push(format!("measures[{}] DESC", i + 1));
     }
     order.push("bucket_date".to_owned());
@@ -275,21 +346,39 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     let grouped = format!(
         "
             SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
-                   max(computed_at) AS computed_at
+                   max(computed_at) AS computed_at{sketches}
             FROM rollup_snapshots
             WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
               AND bucket_start BETWEEN $4 AND $5{filters}{group_by}
             HAVING count(*) > 0",
         dimensions = dimensions.join(", "),
         measures = measures.join(", "),
+        sketches = sketches.concat(),
     );
-    let sql = crate::paged::paged_read(
-        &grouped,
-        &["bucket_date", "dimensions", "measures"],
-        &order.join(", "),
-        6,
-    );
+    let sketch_names: Vec<String> = distinct_positions(query).map(|i| format!("s{i}")).collect();
+    let columns: Vec<&str> = ["bucket_date", "dimensions", "measures"]
+        .into_iter()
+        .chain(sketch_names.iter().map(String::as_str))
+        .collect();
+    let sql = crate::paged::paged_read(&grouped, &columns, &order.join(", "), 6);
     (sql, binds)
+}
+
+/// The positions of `query`'s distinct measures.
+fn distinct_positions(query: &RollupQuery) -> impl Iterator<Item = usize> + '_ {
+    query
+        .measures
+        .iter()
+        .enumerate()
+        .filter(|(_, combine)| **combine == Combine::Distinct)
+        .map(|(i, _)| i)
+}
+
+/// Whether `query` is ordered by a distinct measure, whose estimates exist only here: then
+/// the statement reads every row and the page is ordered and cut here.
+fn ordered_here(query: &RollupQuery) -> bool {
+    matches!(query.order, RollupOrder::MeasureDescending(i)
+        if query.measures.get(i) == Some(&Combine::Distinct))
 }
 
 /// The text of the read of `query` with its parameters as [`read_sql`] numbers them; the
@@ -311,11 +400,11 @@ const AGGREGATE_SETTINGS: &str =
 /// The rebuilt rows, streamed in as the aggregation produces them.
 const COPY_ROWS: &str = "
     COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, d1, d2, d3,
-                           measure_values, computed_at, run_id)
+                           measure_values, sketches, computed_at, run_id)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY_ROWS`].
-const COPY_TYPES: [Type; 10] = [
+const COPY_TYPES: [Type; 11] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -324,6 +413,7 @@ const COPY_TYPES: [Type; 10] = [
     Type::TEXT,
     Type::TEXT,
     Type::INT8_ARRAY,
+    Type::BYTEA_ARRAY,
     Type::TIMESTAMPTZ,
     Type::UUID,
 ];
@@ -357,7 +447,7 @@ struct Fold {
     /// Whether rows arrive at this window's grain, passing through.
     direct: bool,
     bucket: Option<Date>,
-    groups: BTreeMap<Key, Vec<i64>>,
+    groups: BTreeMap<Key, Vec<MeasureValue>>,
 }
 
 /// What every row of a rebuild shares.
@@ -368,7 +458,7 @@ struct Target<'a> {
 }
 
 /// A row of a window: bucket, dimension values, measures.
-type Written = (Date, Key, Vec<i64>);
+type Written = (Date, Key, Vec<MeasureValue>);
 
 impl Fold {
     fn new(part: &WindowRebuild, grain: Window) -> Self {
@@ -384,7 +474,12 @@ impl Fold {
 
     /// Takes in one aggregated row dated `day` (inside the window's range); returns the rows
     /// complete since.
-    fn add(&mut self, day: Date, key: &Key, measures: &[i64]) -> Result<Vec<Written>, StoreError> {
+    fn add(
+        &mut self,
+        day: Date,
+        key: &Key,
+        measures: &[MeasureValue],
+    ) -> Result<Vec<Written>, StoreError> {
         if self.direct {
             return Ok(vec![(day, key.clone(), measures.to_vec())]);
         }
@@ -396,16 +491,17 @@ impl Fold {
             self.bucket = Some(bucket);
             done
         };
-        let sums = self
-            .groups
-            .entry(key.clone())
-            .or_insert_with(|| vec![0; measures.len()]);
-        for (sum, value) in sums.iter_mut().zip(measures) {
-            *sum = sum.checked_add(*value).ok_or_else(|| {
-                StoreError::Unexpected(anyhow::anyhow!(
-                    "a rollup sum is beyond the range of a 64-bit integer"
-                ))
-            })?;
+        match self.groups.get_mut(key) {
+            None => {
+                self.groups.insert(key.clone(), measures.to_vec());
+            }
+            Some(values) => {
+                for (value, more) in values.iter_mut().zip(measures) {
+                    value
+                        .combine(more)
+                        .map_err(|e| StoreError::Unexpected(e.into()))?;
+                }
+            }
         }
         Ok(done)
     }
@@ -429,7 +525,22 @@ impl Fold {
         rows: Vec<Written>,
     ) -> Result<u64, StoreError> {
         let count = rows.len() as u64;
-        for (bucket, key, measures) in rows {
+        for (bucket, key, values) in rows {
+            let mut measures = Vec::with_capacity(values.len());
+            let mut sketches = Vec::with_capacity(values.len());
+            for value in &values {
+                match value {
+                    MeasureValue::Total(total) => {
+                        measures.push(Some(*total));
+                        sketches.push(None);
+                    }
+                    MeasureValue::Distinct(sketch) => {
+                        measures.push(None);
+                        sketches.push(Some(sketch.to_bytes()));
+                    }
+                }
+            }
+            let sketches = sketches.iter().any(Option::is_some).then_some(sketches);
             copy.as_mut()
                 .write(&[
                     &target.tenant,
@@ -440,6 +551,7 @@ impl Fold {
                     &key[1],
                     &key[2],
                     &measures,
+                    &sketches,
                     &target.computed_at,
                     &self.run_id,
                 ])
@@ -605,8 +717,19 @@ impl RollupStore for PostgresRollupStore {
                     row.try_get(2).map_err(get)?,
                     row.try_get(3).map_err(get)?,
                 ];
-                let measures: Vec<i64> = row.try_get(4).map_err(get)?;
+                let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
                 let skipped = u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
+                let mut sketch_column = 6;
+                let mut measures = Vec::with_capacity(totals.len());
+                for total in totals {
+                    measures.push(match total {
+                        Some(total) => MeasureValue::Total(total),
+                        None => {
+                            sketch_column += 1;
+                            MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
+                        }
+                    });
+                }
                 for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
                     if !fold.range.contains(bucket) {
                         continue;
@@ -674,8 +797,14 @@ impl RollupStore for PostgresRollupStore {
         let slug = query.report.as_str();
         let window = query.window.as_str();
         let (from, to) = (query.range.from(), query.range.to());
-        let limit = i64::from(query.page.limit());
-        let offset = i64::try_from(query.page.offset()).unwrap_or(i64::MAX);
+        let (limit, offset) = if ordered_here(query) {
+            (i64::MAX, 0)
+        } else {
+            (
+                i64::from(query.page.limit()),
+                i64::try_from(query.page.offset()).unwrap_or(i64::MAX),
+            )
+        };
         let widened = query.window.widen(query.range);
         let (changed_from, changed_to) = (widened.from(), widened.to());
         let fixed: [&(dyn ToSql + Sync); 9] = [
@@ -719,13 +848,32 @@ impl RollupStore for PostgresRollupStore {
             let Some(dimensions) = dimensions else {
                 continue; // the row of an empty page
             };
-            let measures: Vec<i64> = row.try_get("measures").map_err(get)?;
+            let mut measures: Vec<i64> = row.try_get("measures").map_err(get)?;
+            for position in distinct_positions(query) {
+                let name = format!("s{position}");
+                let index = row
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == name)
+                    .ok_or_else(|| {
+                        StoreError::Unexpected(anyhow::anyhow!("a read lacks its sketch {name}"))
+                    })?;
+                let sketch = sketch_at(row, index)?;
+                if let Some(value) = measures.get_mut(position) {
+                    *value = MeasureValue::Distinct(sketch).number();
+                }
+            }
             let bucket_date: Option<Date> = row.try_get("bucket_date").map_err(get)?;
             page.rows.push(RollupRow {
                 bucket_date,
                 dimensions,
                 measures,
             });
+        }
+        if ordered_here(query) {
+            page.rows
+                .sort_by(|a, b| domain::rollup::compare_rows(query.order, a, b));
+            page.rows = query.page.slice(std::mem::take(&mut page.rows));
         }
         Ok(page)
     }
@@ -799,7 +947,7 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
         let rows = client
             .query(
                 "SELECT bucket_start, ARRAY[d1, d2, d3] AS dimension_values, measure_values,
-                        computed_at, run_id
+                        sketches, computed_at, run_id
                  FROM rollup_snapshots
                  WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
                    AND bucket_start BETWEEN $4 AND $5
@@ -823,7 +971,24 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
                 Ok(application::ports::SnapshotRow {
                     bucket_start: row.try_get("bucket_start").map_err(get)?,
                     dimension_values,
-                    measure_values: row.try_get("measure_values").map_err(get)?,
+                    measure_values: {
+                        let totals: Vec<Option<i64>> =
+                            row.try_get("measure_values").map_err(get)?;
+                        let sketches: Option<Vec<Option<Vec<u8>>>> =
+                            row.try_get("sketches").map_err(get)?;
+                        totals
+                            .iter()
+                            .enumerate()
+                            .map(|(i, total)| match total {
+                                Some(total) => *total,
+                                None => sketches
+                                    .as_ref()
+                                    .and_then(|s| s.get(i).cloned().flatten())
+                                    .and_then(|bytes| Sketch::from_bytes(&bytes).ok())
+                                    .map_or(0, |sketch| MeasureValue::Distinct(sketch).number()),
+                            })
+                            .collect()
+                    },
                     computed_at: row.try_get("computed_at").map_err(get)?,
                     run_id: domain::RunId::from_uuid(row.try_get("run_id").map_err(get)?),
                 })

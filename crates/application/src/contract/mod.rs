@@ -385,6 +385,8 @@ macro_rules! contract_tests {
             week_buckets_equal_a_direct_aggregation,
             month_buckets_of_three_dimensions_equal_a_direct_aggregation,
             every_grouping_and_order_equals_a_direct_aggregation,
+            distinct_counts_merge_to_the_exact_counts_at_every_grouping_and_order,
+            distinct_counts_of_windows_rebuilt_together_equal_the_exact_counts,
             a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation,
             filters_count_only_the_events_that_match_them,
             a_property_sum_equals_a_direct_aggregation_and_counts_what_it_skips,

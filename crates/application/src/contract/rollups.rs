@@ -180,7 +180,12 @@ impl Read {
             report: definition.slug.clone(),
             window: self.window,
             range: self.range,
-            measures: definition.rollup.measures.len(),
+            measures: definition
+                .rollup
+                .measures
+                .iter()
+                .map(|m| m.kind.combine())
+                .collect(),
             by_period: self.by_period,
             dimensions: self.dimensions.clone(),
             filters: self.filters.clone(),
@@ -194,7 +199,8 @@ impl Read {
 type GroupKey = (Option<Date>, Vec<Option<String>>);
 
 /// The rows `read` should give over `events` for `rollup` rebuilt over `rebuilt`: an
-/// aggregation straight from the events, with what the sums skipped.
+/// aggregation straight from the events (distinct counts exact: the tests keep them below the
+/// sketches' explicit threshold), with what the sums skipped.
 fn direct(
     events: &[NewEvent],
     rollup: &Rollup,
@@ -202,6 +208,8 @@ fn direct(
     read: &Read,
 ) -> (Vec<RollupRow>, u64) {
     let mut groups: BTreeMap<GroupKey, Vec<i64>> = BTreeMap::new();
+    let mut distinct: BTreeMap<(GroupKey, usize), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
     let mut skipped = 0;
     for event in events {
         let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
@@ -232,16 +240,28 @@ fn direct(
             read.dimensions.iter().map(|p| values[*p].clone()).collect(),
         );
         let sums = groups
-            .entry(key)
+            .entry(key.clone())
             .or_insert_with(|| vec![0; rollup.measures.len()]);
-        for (sum, measure) in sums.iter_mut().zip(&rollup.measures) {
+        for (i, (sum, measure)) in sums.iter_mut().zip(&rollup.measures).enumerate() {
             *sum += match &measure.kind {
                 MeasureKind::Count => 1,
                 MeasureKind::Sum(field) => match field.addend(event) {
                     Addend::Value(v) => v,
                     Addend::Absent | Addend::Skipped => 0,
                 },
+                MeasureKind::Distinct(field) => {
+                    let values = distinct.entry((key.clone(), i)).or_default();
+                    if let Some(value) = field.value_of(event) {
+                        values.insert(value.to_owned());
+                    }
+                    0
+                }
             };
+        }
+    }
+    for ((key, i), values) in distinct {
+        if let Some(sum) = groups.get_mut(&key).and_then(|sums| sums.get_mut(i)) {
+            *sum = values.len() as i64;
         }
     }
     let mut rows: Vec<RollupRow> = groups
@@ -489,6 +509,108 @@ pub async fn every_grouping_and_order_equals_a_direct_aggregation(f: &Fixture) -
                 page.rows.iter().take(3).collect::<Vec<_>>(),
                 expected.iter().take(3).collect::<Vec<_>>()
             );
+        }
+    }
+    Ok(())
+}
+
+/// Events and distinct users, paths and sources by event name and channel.
+fn distinct_by_name_and_channel() -> Result<RollupDefinition> {
+    definition(json!({
+        "slug": "uniques",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "users", "kind": "distinct", "field": "user_id"},
+                     {"name": "paths", "kind": "distinct", "field": "properties.path"},
+                     {"name": "sources", "kind": "distinct", "field": "source"}],
+        "dimensions": [{"field": "event_name"}, {"field": "properties.channel"}],
+        "windows": [{"window": "day"}, {"window": "week"}, {"window": "month"}]
+    }))
+}
+
+/// Distinct counts merge across buckets and dimension values (daily uniques do not add up):
+/// every grouping and order, by a distinct measure too, equals the exact counts.
+pub async fn distinct_counts_merge_to_the_exact_counts_at_every_grouping_and_order(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = distinct_by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let groupings: [(bool, &[usize]); 4] =
+        [(true, &[]), (true, &[1]), (false, &[0, 1]), (false, &[])];
+    let orders = [
+        RollupOrder::Period,
+        RollupOrder::MeasureDescending(1),
+        RollupOrder::MeasureDescending(2),
+    ];
+    for (by_period, dimensions) in groupings {
+        for order in orders {
+            let read = Read {
+                by_period,
+                dimensions: dimensions.to_vec(),
+                order,
+                ..Read::all(Window::Day, rebuilt, 0)
+            };
+            let page = read_all(f, f.tenant, &definition, &read).await?;
+            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+            ensure!(
+                page.rows == expected && page.total_rows == expected.len() as u64,
+                "by period {by_period}, dimensions {dimensions:?}, {order:?}: {:?} instead of {:?}",
+                page.rows.iter().take(3).collect::<Vec<_>>(),
+                expected.iter().take(3).collect::<Vec<_>>()
+            );
+        }
+    }
+    let all = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read {
+            by_period: false,
+            ..Read::all(Window::Day, rebuilt, 0)
+        },
+    )
+    .await?;
+    let users: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e.user_id.as_deref()).collect();
+    ensure!(
+        all.rows.len() == 1 && all.rows[0].measures[1] == users.len() as i64,
+        "the quarter's users merged from its days: {:?}, {} users",
+        all.rows,
+        users.len()
+    );
+    Ok(())
+}
+
+/// Week and month sketches built with the days in one rebuild (merged from them) equal the
+/// exact counts.
+pub async fn distinct_counts_of_windows_rebuilt_together_equal_the_exact_counts(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = distinct_by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let parts = [
+        (Window::Day, quarter()?),
+        (Window::Week, quarter()?),
+        (Window::Month, quarter()?),
+    ];
+    rebuild_together(f, f.tenant, &definition, &parts, FIRST_BUILD).await?;
+    for (window, part) in parts {
+        let rebuilt = window.widen(part);
+        for read in [
+            Read::all(window, quarter()?, 2),
+            Read {
+                by_period: true,
+                dimensions: Vec::new(),
+                order: RollupOrder::MeasureDescending(1),
+                ..Read::all(window, quarter()?, 0)
+            },
+        ] {
+            let page = read_all(f, f.tenant, &definition, &read).await?;
+            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+            ensure_rows(&format!("{window}, {:?}", read.order), &page, &expected)?;
         }
     }
     Ok(())
