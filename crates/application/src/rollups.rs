@@ -521,6 +521,8 @@ pub fn parse_read(
 
     let (by_period, dimensions) = match single.get("group_by") {
         None => (true, (0..rollup.dimensions.len()).collect::<Vec<_>>()),
+        // Empty: grouped by nothing, one row for the whole range.
+        Some(raw) if raw.trim().is_empty() => (false, Vec::new()),
         Some(raw) => {
             let mut by_period = false;
             let mut dimensions = Vec::new();

@@ -552,7 +552,7 @@ pub(crate) fn group_by_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some(
-            "A comma list of period and the report's dimension names",
+            "A comma list of period and the report's dimension names; empty for one row of the whole range",
         ))
         .examples(["period,channel"])
         .build()

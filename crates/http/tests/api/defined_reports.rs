@@ -594,6 +594,11 @@ async fn unique_users_are_counted_once_whatever_the_grouping() -> Result<()> {
         "per day"
     );
     assert_eq!(
+        rows(&app, &key, &format!("{base}&group_by=")).await,
+        json!([{"views": 7, "unique_users": 3}]),
+        "over both days, grouped by nothing: ana, bo and cy, once each"
+    );
+    assert_eq!(
         rows(
             &app,
             &key,
