@@ -45,10 +45,11 @@ struct Args {
 const KEY: &str = "bench-management-key-0123456789";
 
 /// The generated data set: event i has source i % 3, entity i % 10000, a status by i, one of
-/// four names by (i / 3) % 4, one of four channels by (i / 5) % 4 (none for every 9th), and
-/// lies i % 365 days and i % 24 hours before now.
+/// four names by (i / 3) % 4, one of four channels by (i / 5) % 4 (none for every 9th), a
+/// user of 100,000, skewed (user 100,000 u² for u spread evenly over [0, 1) by i: a few hot
+/// users, a long tail), and lies i % 365 days and i % 24 hours before now.
 const LOAD: &str = "
-    INSERT INTO analytics_events (tenant_id, event_id, event_name, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties)
+    INSERT INTO analytics_events (tenant_id, event_id, event_name, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties, user_id)
     SELECT 1, 'b-' || i, (ARRAY['page_view', 'purchase', 'signup', 'click'])[(i / 3) % 4 + 1],
            s.id, 'entity-' || (i % 10000 + 1),
            CASE WHEN i % 17 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'pending' ELSE 'success' END,
@@ -57,7 +58,8 @@ const LOAD: &str = "
            CASE WHEN i % 9 = 0 THEN jsonb_build_object('batch', i / 1000)
                 ELSE jsonb_build_object('batch', i / 1000,
                                         'channel', (ARRAY['web', 'ios', 'android', 'email'])[(i / 5) % 4 + 1])
-           END
+           END,
+           'user-' || floor(100000 * (((i * 2654435761) % 4294967296) / 4294967296.0) ^ 2)::int8
     FROM generate_series($1::int8, $2::int8) AS i
     JOIN event_sources s ON s.tenant_id = 1 AND s.slug = (ARRAY['stripe', 'adyen', 'paypal'])[i % 3 + 1]";
 
@@ -87,6 +89,26 @@ const ROLLUP: &str = r#"{
                  {"name": "amount", "kind": "sum", "field": "amount_cents"}],
     "dimensions": [{"field": "event_name"}, {"field": "properties.channel"}],
     "windows": [{"window": "day", "retention_days": 366}, {"window": "week", "retention_days": 371}],
+    "cache_ttl_seconds": 0,
+    "is_public": true
+}"#;
+
+/// The rollups of the distinct phase: events and unique users by day, in one row per day and
+/// by channel.
+const TRAFFIC: &str = r#"{
+    "slug": "bench-traffic",
+    "measures": [{"name": "events", "kind": "count"},
+                 {"name": "unique_users", "kind": "distinct", "field": "user_id"}],
+    "windows": [{"window": "day", "retention_days": 366}],
+    "cache_ttl_seconds": 0,
+    "is_public": true
+}"#;
+const UNIQUES: &str = r#"{
+    "slug": "bench-uniques",
+    "measures": [{"name": "events", "kind": "count"},
+                 {"name": "unique_users", "kind": "distinct", "field": "user_id"}],
+    "dimensions": [{"field": "properties.channel"}],
+    "windows": [{"window": "day", "retention_days": 366}],
     "cache_ttl_seconds": 0,
     "is_public": true
 }"#;
@@ -264,7 +286,12 @@ async fn service_rollup(pool: &deadpool_postgres::Pool, port: u16) -> Result<f64
 
 /// Defines the bench's rollup through the API on `port` and waits for its backfill runs.
 fn define_rollup(port: u16) -> Result<()> {
-    let definition: Value = serde_json::from_str(ROLLUP)?;
+    define(port, ROLLUP, 2)
+}
+
+/// Defines `definition` through the API on `port` and waits for its `runs` backfill runs.
+fn define(port: u16, definition: &str, runs: usize) -> Result<()> {
+    let definition: Value = serde_json::from_str(definition)?;
     let (status, created) = http(
         port,
         "POST",
@@ -281,7 +308,10 @@ fn define_rollup(port: u16) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    ensure!(backfills.len() == 2, "a backfill run per window: {created}");
+    ensure!(
+        backfills.len() == runs,
+        "a backfill run per window: {created}"
+    );
     wait_for_runs(port, &backfills)
 }
 
@@ -556,6 +586,38 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         if args.quick { 10 } else { 20 },
     )
     .await?;
+    // Unique users: over 30 and 365 days, from the sketches of a day rollup merged at read time
+    // (its TTL is 0), and `count(DISTINCT user_id)` over the raw events; first, the error of
+    // the estimates against the exact counts over 1, 7, 30 and 365 days, with and without a
+    // dimension.
+    define(port, TRAFFIC, 1)?;
+    define(port, UNIQUES, 1)?;
+    let max_rel_error = distinct_errors(port, &miss_client, today).await?;
+    let mut distinct_rps = Vec::new();
+    for days in [30, 365] {
+        let start = today - time::Duration::days(days - 1);
+        let uri =
+            format!("{base}/reports/bench-traffic/run?date_from={start}&date_to={today}&group_by=");
+        let served = wrk(&uri, seconds, 32, None)?;
+        ensure!(
+            served.failed == 0,
+            "{} unique-user reads failed",
+            served.failed
+        );
+        let raw =
+            raw_distinct_reads(&miss_client, start, today, if args.quick { 3 } else { 5 }).await?;
+        eprintln!(
+            "unique users over {days} days: {:.0} reads/s from sketches, {raw:.2} from raw events",
+            served.rps
+        );
+        distinct_rps.push((served.rps, raw));
+    }
+    results.insert("reads.distinct_30d_rps", json!(distinct_rps[0].0));
+    results.insert("reads.distinct_30d_raw_rps", json!(distinct_rps[0].1));
+    results.insert("reads.distinct_rps", json!(distinct_rps[1].0));
+    results.insert("reads.distinct_raw_rps", json!(distinct_rps[1].1));
+    results.insert("distinct.max_rel_error", json!(max_rel_error));
+
     results.insert("reads.trivial_rps", json!(trivial.rps));
     results.insert("reads.cache_hit_rps", json!(hit.rps));
     results.insert("reads.cache_hit_p50_ms", json!(hit.p50_ms));
@@ -698,6 +760,24 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         rollup_snapshot.rps,
         rollup_raw,
         "≥ 100",
+    );
+    row(
+        &mut table,
+        "unique users over 30 days, reads/s (vs count distinct)",
+        distinct_rps[0].0,
+        distinct_rps[0].1,
+        "≥ 100",
+    );
+    row(
+        &mut table,
+        "unique users over 365 days, reads/s (vs count distinct)",
+        distinct_rps[1].0,
+        distinct_rps[1].1,
+        "≥ 100",
+    );
+    let _ = writeln!(
+        table,
+        "| unique users, largest relative error | {max_rel_error:.4} | | ≤ 0.02 |"
     );
     let _ = writeln!(
         table,
@@ -855,6 +935,87 @@ async fn raw_rollup_reads(
     let started = Instant::now();
     for _ in 0..per_client {
         client.query(sql, &[&from, &to]).await?;
+    }
+    Ok(f64::from(per_client) / started.elapsed().as_secs_f64())
+}
+
+/// The largest relative error of the unique users of `bench-traffic` and `bench-uniques`
+/// against `count(DISTINCT user_id)` over the raw events, over 1, 7, 30 and 365 days ending
+/// `today`: in one row (from each), and by channel.
+async fn distinct_errors(
+    port: u16,
+    client: &deadpool_postgres::Client,
+    today: time::Date,
+) -> Result<f64> {
+    const EXACT: &str = "
+        SELECT CASE WHEN jsonb_typeof(properties -> 'channel') = 'string' THEN properties ->> 'channel' END,
+               count(DISTINCT user_id)
+        FROM analytics_events
+        WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
+          AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY ROLLUP (1)";
+    let mut worst: f64 = 0.0;
+    for days in [1, 7, 30, 365] {
+        let start = today - time::Duration::days(days - 1);
+        // The grouping set of every row (the channel is null there) comes last.
+        let exact: Vec<(Option<String>, i64)> = client
+            .query(EXACT, &[&start, &today])
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let (total, by_channel) = exact.split_last().context("the exact counts")?;
+        for (report, group_by, expected) in [
+            ("bench-traffic", "", std::slice::from_ref(total)),
+            ("bench-uniques", "", std::slice::from_ref(total)),
+            ("bench-uniques", "channel", by_channel),
+        ] {
+            let path = format!(
+                "/api/v1/reports/{report}/run?date_from={start}&date_to={today}&group_by={group_by}&limit=100"
+            );
+            let (status, answer) = http(port, "GET", &path, &[], None)?;
+            ensure!(status == 200, "the unique users read: {status} {answer}");
+            let rows = answer["data"]["rows"].as_array().context("rows")?;
+            ensure!(
+                rows.len() == expected.len(),
+                "{days} days by {group_by:?}: {} rows for {} groups",
+                rows.len(),
+                expected.len()
+            );
+            for (channel, exact) in expected {
+                let row = rows
+                    .iter()
+                    .find(|row| {
+                        group_by.is_empty() || row["channel"].as_str() == channel.as_deref()
+                    })
+                    .context("a row of every group")?;
+                let served = row["unique_users"].as_i64().context("unique_users")?;
+                let error = (served - exact).abs() as f64 / (*exact).max(1) as f64;
+                worst = worst.max(error);
+            }
+        }
+        eprintln!(
+            "unique users over {days} days: {} exactly; worst relative error so far {worst:.4}",
+            total.1
+        );
+    }
+    Ok(worst)
+}
+
+/// `count(DISTINCT user_id)` over the raw events of `from..=to`, `per_client` times in a row:
+/// requests per second.
+async fn raw_distinct_reads(
+    client: &deadpool_postgres::Client,
+    from: time::Date,
+    to: time::Date,
+    per_client: u32,
+) -> Result<f64> {
+    let sql = "SELECT count(DISTINCT user_id) FROM analytics_events
+               WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
+                 AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'";
+    let started = Instant::now();
+    for _ in 0..per_client {
+        client.query_one(sql, &[&from, &to]).await?;
     }
     Ok(f64::from(per_client) / started.elapsed().as_secs_f64())
 }
