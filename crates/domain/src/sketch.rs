@@ -362,26 +362,37 @@ impl<'a> BitWriter<'a> {
     }
 }
 
-/// Reads values of a few bits each, most significant bit first.
+/// Reads values of a few bits each (at most 24), most significant bit first; past the end,
+/// zero bits.
 struct BitReader<'a> {
     bytes: &'a [u8],
-    /// The next bit to read, from the start.
-    position: usize,
+    /// The next byte to take in.
+    next: usize,
+    /// Bits taken in and not read yet, in the low `pending_bits` bits.
+    pending: u32,
+    pending_bits: u32,
 }
 
 impl<'a> BitReader<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, position: 0 }
+        Self {
+            bytes,
+            next: 0,
+            pending: 0,
+            pending_bits: 0,
+        }
     }
 
     fn read(&mut self, bits: u32) -> u32 {
-        let mut value = 0u32;
-        for _ in 0..bits {
-            let byte = self.bytes.get(self.position / 8).copied().unwrap_or(0);
-            let bit = (byte >> (7 - self.position % 8)) & 1;
-            value = (value << 1) | u32::from(bit);
-            self.position += 1;
+        while self.pending_bits < bits {
+            let byte = self.bytes.get(self.next).copied().unwrap_or(0);
+            self.next += 1;
+            self.pending = (self.pending << 8) | u32::from(byte);
+            self.pending_bits += 8;
         }
+        self.pending_bits -= bits;
+        let value = (self.pending >> self.pending_bits) & ((1 << bits) - 1);
+        self.pending &= (1 << self.pending_bits) - 1;
         value
     }
 }
