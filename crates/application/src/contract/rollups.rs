@@ -493,18 +493,32 @@ pub async fn every_grouping_and_order_equals_a_direct_aggregation(f: &Fixture) -
         RollupOrder::MeasureDescending(0),
         RollupOrder::MeasureDescending(1),
     ];
-    for (by_period, dimensions) in groupings {
-        for order in orders {
+    every_read_equals_direct(f, &definition, &events, rebuilt, &groupings, &orders).await
+}
+
+/// Checks every read of the day rows of `definition` rebuilt over `rebuilt`, by each of
+/// `groupings` (by period, and the dimension positions) in each of `orders`, against
+/// [`direct`] over `events`.
+async fn every_read_equals_direct(
+    f: &Fixture,
+    definition: &RollupDefinition,
+    events: &[NewEvent],
+    rebuilt: DateRange,
+    groupings: &[(bool, &[usize])],
+    orders: &[RollupOrder],
+) -> Result<()> {
+    for &(by_period, dimensions) in groupings {
+        for &order in orders {
             let read = Read {
                 by_period,
                 dimensions: dimensions.to_vec(),
                 order,
                 ..Read::all(Window::Day, rebuilt, 0)
             };
-            let page = read_all(f, f.tenant, &definition, &read).await?;
-            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+            let page = read_all(f, f.tenant, definition, &read).await?;
+            let (expected, _) = direct(events, &definition.rollup, rebuilt, &read);
             ensure!(
-                page.rows == expected,
+                page.rows == expected && page.total_rows == expected.len() as u64,
                 "by period {by_period}, dimensions {dimensions:?}, {order:?}: {:?} instead of {:?}",
                 page.rows.iter().take(3).collect::<Vec<_>>(),
                 expected.iter().take(3).collect::<Vec<_>>()
@@ -544,24 +558,7 @@ pub async fn distinct_counts_merge_to_the_exact_counts_at_every_grouping_and_ord
         RollupOrder::MeasureDescending(1),
         RollupOrder::MeasureDescending(2),
     ];
-    for (by_period, dimensions) in groupings {
-        for order in orders {
-            let read = Read {
-                by_period,
-                dimensions: dimensions.to_vec(),
-                order,
-                ..Read::all(Window::Day, rebuilt, 0)
-            };
-            let page = read_all(f, f.tenant, &definition, &read).await?;
-            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
-            ensure!(
-                page.rows == expected && page.total_rows == expected.len() as u64,
-                "by period {by_period}, dimensions {dimensions:?}, {order:?}: {:?} instead of {:?}",
-                page.rows.iter().take(3).collect::<Vec<_>>(),
-                expected.iter().take(3).collect::<Vec<_>>()
-            );
-        }
-    }
+    every_read_equals_direct(f, &definition, &events, rebuilt, &groupings, &orders).await?;
     let all = read_all(
         f,
         f.tenant,
