@@ -15,6 +15,9 @@ CREATE EXTENSION IF NOT EXISTS hll;
 
 ALTER TABLE rollup_snapshots ADD COLUMN sketches BYTEA[];
 ALTER TABLE rollup_snapshots DROP CONSTRAINT rollup_snapshots_measure_values_check;
+-- NOT VALID: the rows already stored are not scanned (under the table's exclusive lock) to be
+-- checked, since the constraint it replaces held them to null-free totals without sketches,
+-- which this one allows; new and updated rows are checked.
 ALTER TABLE rollup_snapshots ADD CONSTRAINT rollup_snapshots_measures_check CHECK (
     cardinality(measure_values) BETWEEN 1 AND 4
     AND CASE
@@ -24,4 +27,4 @@ ALTER TABLE rollup_snapshots ADD CONSTRAINT rollup_snapshots_measures_check CHEC
              AND (cardinality(measure_values) < 2 OR (measure_values[2] IS NULL) <> (sketches[2] IS NULL))
              AND (cardinality(measure_values) < 3 OR (measure_values[3] IS NULL) <> (sketches[3] IS NULL))
              AND (cardinality(measure_values) < 4 OR (measure_values[4] IS NULL) <> (sketches[4] IS NULL))
-    END);
+    END) NOT VALID;

@@ -139,16 +139,21 @@ fn extension_hint(error: &str) -> Option<&'static str> {
 }
 
 /// Checks that the database has what the service needs beyond its own tables: the hll
-/// extension. Run at start, after migrating when the process migrates.
+/// extension. Run at start, after migrating when the process migrates. A database that cannot
+/// be reached is not an error here (the process starts, degraded, as without this check): it
+/// is logged, and checked by the health probe and by every use.
 ///
 /// # Errors
-/// When the database cannot be reached, or lacks the extension (saying what to do).
+/// When the database answers and lacks the extension (saying what to do).
 pub async fn check_extensions(pool: &Pool) -> anyhow::Result<()> {
     use anyhow::Context;
-    let client = pool
-        .get()
-        .await
-        .context("connecting to PostgreSQL to check its extensions")?;
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not check the database's extensions: PostgreSQL does not answer");
+            return Ok(());
+        }
+    };
     let installed = client
         .query_opt(
             "SELECT extversion FROM pg_extension WHERE extname = $1",

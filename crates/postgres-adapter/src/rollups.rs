@@ -315,7 +315,9 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         .iter()
         .enumerate()
         .map(|(i, combine)| match combine {
-            Combine::Sum => format!("sum(measure_values[{}])::int8", i + 1),
+            // Zero rather than null where only rows of another shape of the measure remain (a
+            // rebuild that read the definition before a change committed after it).
+            Combine::Sum => format!("coalesce(sum(measure_values[{}]), 0)::int8", i + 1),
             Combine::Distinct => "0::int8".to_owned(),
         })
         .collect();
@@ -824,17 +826,22 @@ impl RollupStore for PostgresRollupStore {
             .prepare_cached(&sql)
             .await
             .classify("preparing a rollup read")?;
+        // Streamed: a read ordered by a distinct measure reads every row, and each row's merged
+        // sketch (up to 20 KB) is estimated and dropped as it arrives, so what is held is the
+        // rows' numbers alone.
         let rows = client
-            .query(&statement, &with_fixed(&fixed, &binds))
+            .query_raw(&statement, with_fixed(&fixed, &binds))
             .await
             .classify("reading rollup rows")?;
+        let mut rows = pin!(rows);
         let mut page = RollupPage {
             rows: Vec::new(),
             total_rows: 0,
             last_refreshed_at: None,
             changed_at: None,
         };
-        for row in &rows {
+        while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            let row = &row.classify("reading rollup rows")?;
             let get = |e: tokio_postgres::Error| corrupt("rollup row", e);
             let total: i64 = row.try_get("total_rows").map_err(get)?;
             page.total_rows = u64::try_from(total).unwrap_or(0);
@@ -980,14 +987,20 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
                             .iter()
                             .enumerate()
                             .map(|(i, total)| match total {
-                                Some(total) => *total,
-                                None => sketches
-                                    .as_ref()
-                                    .and_then(|s| s.get(i).cloned().flatten())
-                                    .and_then(|bytes| Sketch::from_bytes(&bytes).ok())
-                                    .map_or(0, |sketch| MeasureValue::Distinct(sketch).number()),
+                                Some(total) => Ok(*total),
+                                None => {
+                                    let bytes = sketches
+                                        .as_ref()
+                                        .and_then(|s| s.get(i).cloned().flatten())
+                                        .ok_or_else(|| {
+                                            corrupt("snapshot row", "a measure without a value")
+                                        })?;
+                                    let sketch = Sketch::from_bytes(&bytes)
+                                        .map_err(|e| corrupt("snapshot sketch", e))?;
+                                    Ok(MeasureValue::Distinct(sketch).number())
+                                }
                             })
-                            .collect()
+                            .collect::<Result<_, crate::error::Failure>>()?
                     },
                     computed_at: row.try_get("computed_at").map_err(get)?,
                     run_id: domain::RunId::from_uuid(row.try_get("run_id").map_err(get)?),

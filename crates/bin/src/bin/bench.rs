@@ -953,11 +953,12 @@ async fn distinct_errors(
         FROM analytics_events
         WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
           AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY ROLLUP (1)";
+        GROUP BY ROLLUP (1)
+        ORDER BY GROUPING(1), 1";
     let mut worst: f64 = 0.0;
     for days in [1, 7, 30, 365] {
         let start = today - time::Duration::days(days - 1);
-        // The grouping set of every row (the channel is null there) comes last.
+        // The grand total (its channel is null, as a channel's may be) comes last.
         let exact: Vec<(Option<String>, i64)> = client
             .query(EXACT, &[&start, &today])
             .await?
