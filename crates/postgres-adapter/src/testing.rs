@@ -35,8 +35,10 @@ fn announce_skip(server: &str, reason: &str) {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "\nSKIPPED: the PostgreSQL suites did not run: {server} is unreachable ({reason}).\n\
-             Start PostgreSQL or set TEST_DATABASE_URL; CI=true makes this a failure.\n"
+            "\nSKIPPED: the PostgreSQL suites did not run: {server} is unusable ({reason}).\n\
+             Start PostgreSQL with the hll extension installed (Debian and Ubuntu: the package \
+             postgresql-<major version>-hll) or set TEST_DATABASE_URL; CI=true makes this a \
+             failure.\n"
         );
     });
 }
@@ -102,6 +104,23 @@ impl TestDatabase {
                 return Ok(None);
             }
         };
+        // The migrations create the hll extension: a server without it cannot run the suites.
+        let hll = admin
+            .query_opt(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'hll'",
+                &[],
+            )
+            .await
+            .context("looking for the hll extension")?;
+        if hll.is_none() {
+            let reason = "the hll extension is not installed on the server";
+            anyhow::ensure!(
+                !required(),
+                "PostgreSQL at {server} is required (CI) but {reason}"
+            );
+            announce_skip(&server, reason);
+            return Ok(None);
+        }
         let name = format!("pga_test_{}", uuid::Uuid::new_v4().simple());
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
