@@ -138,11 +138,10 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
             ("coalesce(sum(e.processing_ms), 0)::int8".to_owned(), None)
         }
         MeasureKind::Distinct(field) => {
-            // The text the service hashes: a source by its slug.
+            // The text the service hashes: a source by its slug (joined as `es`, see
+            // `aggregate_sql`).
             let value = match field {
-                Field::Source => {
-                    "(SELECT s.slug FROM event_sources s WHERE s.id = e.source_id)".to_owned()
-                }
+                Field::Source => "es.slug".to_owned(),
                 other => dimension_sql(other, binds),
             };
             (
@@ -169,6 +168,9 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
     }
 }
 
+/// The join that names each event's source `es.slug`.
+const SOURCE_SLUGS: &str = " LEFT JOIN event_sources es ON es.id = e.source_id";
+
 /// The aggregation of `rollup` over whole buckets: `$1` tenant, `$2` window, the buckets of
 /// `$3..=$4` (already whole buckets: `date_trunc` by the window gives each event's). Returns
 /// one row per bucket and dimension values, in bucket order: the bucket, the three dimension
@@ -181,6 +183,11 @@ fn measure_sql(kind: &MeasureKind, binds: &mut Binds) -> (String, Option<String>
 /// PostgreSQL may scan in parallel, which it never does for an `INSERT … SELECT`.
 fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
     let mut binds = Binds::after(4);
+    // A distinct count of sources counts their slugs: joined once, not looked up per event.
+    let counts_sources = rollup
+        .measures
+        .iter()
+        .any(|m| m.kind == MeasureKind::Distinct(Field::Source));
     let expressions: Vec<String> = rollup
         .dimensions
         .iter()
@@ -273,7 +280,7 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
         "SELECT grouped.bucket_start, {named}, ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8{sketch_columns}
         FROM (
             SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
-            FROM analytics_events e
+            FROM analytics_events e{sources}
             WHERE e.tenant_id = $1
               AND e.occurred_at >= $3::date::timestamp AT TIME ZONE 'UTC'
               AND e.occurred_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'{filters}
@@ -283,6 +290,7 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
         selected = selected.join(", "),
         named = named.join(", "),
         measure_columns = measure_columns.join(", "),
+        sources = if counts_sources { SOURCE_SLUGS } else { "" },
     );
     (sql, binds)
 }
