@@ -317,7 +317,7 @@ impl CachedReads {
 
 /// The SHA-256 (hex) of the normalized parameters of `query`: every parameter resolved to its
 /// effective value and written in a fixed order, so equivalent requests share one entry.
-pub fn read_hash(query: &RollupQuery) -> String {
+fn read_hash(query: &RollupQuery) -> String {
     let normalized = format!(
         "{ENTRY_FORMAT}&window={}&from={}&to={}&period={}&dimensions={:?}&filters={:?}&order={:?}&limit={}&offset={}",
         query.window,

@@ -638,10 +638,4 @@ impl RollupService {
             query,
         })
     }
-
-    /// Whether a hit served on `basis` would be served alike now (see
-    /// [`CachedReads::still_holds`]).
-    pub async fn still_holds(&self, basis: &HitBasis) -> bool {
-        self.ports.reads.still_holds(basis).await
-    }
 }

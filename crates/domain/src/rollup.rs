@@ -669,22 +669,23 @@ impl Measure {
     /// # Errors
     /// [`Overflow`] when a total leaves the 64-bit range.
     pub fn add(&self, value: &mut MeasureValue, event: &NewEvent) -> Result<bool, Overflow> {
-        let addend = match (&self.kind, value) {
-            (MeasureKind::Count, MeasureValue::Total(total)) => (total, 1),
+        match (&self.kind, value) {
+            (MeasureKind::Count, MeasureValue::Total(total)) => {
+                *total = total.checked_add(1).ok_or(Overflow)?;
+            }
             (MeasureKind::Sum(field), MeasureValue::Total(total)) => match field.addend(event) {
-                Addend::Value(addend) => (total, addend),
-                Addend::Absent => return Ok(false),
+                Addend::Value(addend) => *total = total.checked_add(addend).ok_or(Overflow)?,
+                Addend::Absent => {}
                 Addend::Skipped => return Ok(true),
             },
             (MeasureKind::Distinct(field), MeasureValue::Distinct(sketch)) => {
                 if let Some(text) = field.value_of(event) {
                     sketch.add(crate::sketch::hash(text.as_bytes()));
                 }
-                return Ok(false);
             }
-            _ => return Ok(false),
-        };
-        *addend.0 = addend.0.checked_add(addend.1).ok_or(Overflow)?;
+            // A value of another kind than the measure's: nothing to add to.
+            _ => {}
+        }
         Ok(false)
     }
 }

@@ -9,7 +9,6 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use anyhow::anyhow;
 use application::ports::{
     DefinitionError, RollupDefinitions, RollupRebuild, RollupRebuildOutcome, RollupStore,
     SourceSystem, StoreError, StoredRollup,
@@ -17,7 +16,7 @@ use application::ports::{
 use async_trait::async_trait;
 use domain::{
     ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
-    rollup::{MeasureValue, compare_rows},
+    rollup::{MeasureValue, Overflow, compare_rows},
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -66,10 +65,9 @@ impl InMemoryRollupStore {
     }
 }
 
-fn overflow() -> StoreError {
-    StoreError::Unexpected(anyhow!(
-        "a rollup sum is beyond the range of a 64-bit integer"
-    ))
+/// A total beyond the 64-bit range, as a store error.
+fn overflow(err: Overflow) -> StoreError {
+    StoreError::Unexpected(err.into())
 }
 
 #[async_trait]
@@ -114,7 +112,7 @@ impl RollupStore for InMemoryRollupStore {
                         .collect()
                 });
                 for (value, measure) in values.iter_mut().zip(&rollup.measures) {
-                    if measure.add(value, event).map_err(|_| overflow())? {
+                    if measure.add(value, event).map_err(overflow)? {
                         values_skipped += 1;
                     }
                 }
@@ -185,7 +183,7 @@ impl RollupStore for InMemoryRollupStore {
                 .entry(key)
                 .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
             for (value, more) in combined.iter_mut().zip(&stored.measures) {
-                value.combine(more).map_err(|_| overflow())?;
+                value.combine(more).map_err(overflow)?;
             }
         }
         let mut rows: Vec<RollupRow> = grouped

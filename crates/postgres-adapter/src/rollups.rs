@@ -834,6 +834,20 @@ impl RollupStore for PostgresRollupStore {
             .prepare_cached(&sql)
             .await
             .classify("preparing a rollup read")?;
+        // Where each distinct measure's merged sketch is among the columns, found once.
+        let sketch_columns: Vec<(usize, usize)> = distinct_positions(query)
+            .map(|position| {
+                let name = format!("s{position}");
+                statement
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == name)
+                    .map(|index| (position, index))
+                    .ok_or_else(|| {
+                        StoreError::Unexpected(anyhow::anyhow!("a read lacks its sketch {name}"))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         // Streamed: a read ordered by a distinct measure reads every row, and each row's merged
         // sketch (up to 20 KB) is estimated and dropped as it arrives, so what is held is the
         // rows' numbers alone.
@@ -864,15 +878,7 @@ impl RollupStore for PostgresRollupStore {
                 continue; // the row of an empty page
             };
             let mut measures: Vec<i64> = row.try_get("measures").map_err(get)?;
-            for position in distinct_positions(query) {
-                let name = format!("s{position}");
-                let index = row
-                    .columns()
-                    .iter()
-                    .position(|c| c.name() == name)
-                    .ok_or_else(|| {
-                        StoreError::Unexpected(anyhow::anyhow!("a read lacks its sketch {name}"))
-                    })?;
+            for &(position, index) in &sketch_columns {
                 let sketch = sketch_at(row, index)?;
                 if let Some(value) = measures.get_mut(position) {
                     *value = MeasureValue::Distinct(sketch).number();
