@@ -435,6 +435,8 @@ pub trait RollupStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {
     pub bucket_start: time::Date,
+    /// The hour of day of an `hour` bucket, 0 for other windows.
+    pub bucket_hour: u8,
     pub dimension_values: Vec<Option<String>>,
     pub measure_values: Vec<i64>,
     pub computed_at: OffsetDateTime,

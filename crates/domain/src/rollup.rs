@@ -735,6 +735,9 @@ pub enum RollupOrder {
 pub struct RollupRow {
     /// The bucket's first day, when the read is by period.
     pub bucket_date: Option<Date>,
+    /// The bucket's hour of day (UTC), when the read is by period of the `hour` window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_hour: Option<u8>,
     /// The values of the grouped dimensions, in the query's order; `None` is null.
     pub dimensions: Vec<Option<String>>,
     /// Every measure, summed over the grouped snapshot rows, in definition order.
@@ -768,6 +771,7 @@ pub fn compare_rows(order: RollupOrder, a: &RollupRow, b: &RollupRow) -> std::cm
     };
     first
         .then_with(|| a.bucket_date.cmp(&b.bucket_date))
+        .then_with(|| a.bucket_hour.cmp(&b.bucket_hour))
         .then_with(|| {
             a.dimensions
                 .iter()
@@ -1159,6 +1163,7 @@ fn parse_filters(
 /// The retention and refresh interval a window takes when its definition gives none.
 const fn window_defaults(window: Window) -> (u32, u32) {
     match window {
+        Window::Hour => (14, 15),
         Window::Day => (365, 60),
         Window::Week => (730, 240),
         Window::Month => (1_825, 1_440),

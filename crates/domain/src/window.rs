@@ -3,15 +3,20 @@
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration};
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 use crate::{DateRange, ValidationError};
 
-/// The size of a snapshot bucket. Buckets are UTC days, ISO weeks starting on Monday, or
-/// calendar months.
+/// The size of a snapshot bucket. Buckets are UTC hours, UTC days, ISO weeks starting on
+/// Monday, or calendar months.
+///
+/// Every bucket lies inside one day (an hour) or is made of whole days, so a range of days
+/// selects and rebuilds whole buckets of any window: the hours of a day are the buckets of the
+/// `hour` window that [`Window::bucket_start`] maps to that day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
+    Hour,
     Day,
     Week,
     Month,
@@ -19,22 +24,29 @@ pub enum Window {
 
 impl Window {
     /// Every window, in catalog order.
-    pub const ALL: [Window; 3] = [Window::Day, Window::Week, Window::Month];
+    pub const ALL: [Window; 4] = [Window::Hour, Window::Day, Window::Week, Window::Month];
 
     /// The lowercase name used in URLs, keys and the database.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Window::Hour => "hour",
             Window::Day => "day",
             Window::Week => "week",
             Window::Month => "month",
         }
     }
 
-    /// The first day of the bucket that contains `date`: the date itself for `day`, the Monday on
-    /// or before it for `week`, the first of its month for `month`.
+    /// Whether buckets are hours, several to a day.
+    pub const fn is_hourly(self) -> bool {
+        matches!(self, Window::Hour)
+    }
+
+    /// The first day of the bucket that contains `date`: the date itself for `day` (and for
+    /// `hour`, whose buckets lie inside their day), the Monday on or before it for `week`, the
+    /// first of its month for `month`.
     pub fn bucket_start(self, date: Date) -> Date {
         match self {
-            Window::Day => date,
+            Window::Hour | Window::Day => date,
             Window::Week => {
                 date - Duration::days(i64::from(date.weekday().number_days_from_monday()))
             }
@@ -42,10 +54,18 @@ impl Window {
         }
     }
 
+    /// The bucket of this window holding an event that occurred `at`: its first day (UTC) and,
+    /// for `hour`, its hour of day (UTC); the hour is 0 for every other window.
+    pub fn bucket_of(self, at: OffsetDateTime) -> (Date, u8) {
+        let at = at.to_offset(UtcOffset::UTC);
+        let hour = if self.is_hourly() { at.hour() } else { 0 };
+        (self.bucket_start(at.date()), hour)
+    }
+
     /// The last day of the bucket that contains `date`.
     pub fn bucket_end(self, date: Date) -> Date {
         match self {
-            Window::Day => date,
+            Window::Hour | Window::Day => date,
             Window::Week => self.bucket_start(date) + Duration::days(6),
             Window::Month => {
                 let length = date.month().length(date.year());
@@ -64,6 +84,7 @@ impl Window {
     /// How many buckets of this window start inside `range`.
     pub fn bucket_count(self, range: DateRange) -> u32 {
         match self {
+            Window::Hour => range.days().saturating_mul(24),
             Window::Day => range.days(),
             Window::Week => {
                 let first = self.bucket_start(range.from());
@@ -103,7 +124,7 @@ impl FromStr for Window {
         Window::ALL
             .into_iter()
             .find(|window| window.as_str().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| ValidationError::new("window", "must be one of: day, week, month"))
+            .ok_or_else(|| ValidationError::new("window", "must be one of: hour, day, week, month"))
     }
 }
 
@@ -171,6 +192,19 @@ mod tests {
         assert_eq!(Window::Week.bucket_count(range), 2);
         let no_monday = DateRange::new(date!(2026 - 11 - 17), date!(2026 - 11 - 22)).unwrap();
         assert_eq!(Window::Week.bucket_count(no_monday), 0);
+        assert_eq!(Window::Hour.bucket_count(range), 14 * 24);
+    }
+
+    #[test]
+    fn hour_buckets_lie_inside_their_day() {
+        let range = DateRange::new(date!(2026 - 11 - 18), date!(2026 - 11 - 19)).unwrap();
+        assert_eq!(Window::Hour.widen(range), range);
+        assert_eq!(
+            Window::Hour.bucket_start(date!(2026 - 11 - 18)),
+            date!(2026 - 11 - 18)
+        );
+        assert!(Window::Hour.is_hourly() && !Window::Day.is_hourly());
+        assert_eq!("hour".parse::<Window>(), Ok(Window::Hour));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WindowDto {
+    Hour,
     Day,
     Week,
     Month,
@@ -33,6 +34,7 @@ pub enum WindowDto {
 impl From<Window> for WindowDto {
     fn from(window: Window) -> Self {
         match window {
+            Window::Hour => WindowDto::Hour,
             Window::Day => WindowDto::Day,
             Window::Week => WindowDto::Week,
             Window::Month => WindowDto::Month,
@@ -973,7 +975,8 @@ pub struct RollupRunDto {
     /// `period`, or `-<measure>` for a top-N.
     #[schema(example = "-purchases")]
     pub order: String,
-    /// A row per bucket (when grouped by `period`, as `bucket_date`) and grouped dimension
+    /// A row per bucket (when grouped by `period`, as `bucket_date`: the bucket's first day, or
+    /// for the `hour` window the hour's start as RFC 3339 in UTC) and grouped dimension
     /// values (by dimension name; null for events without the field), with every measure by
     /// name.
     #[schema(value_type = Vec<Object>)]
@@ -1010,7 +1013,12 @@ impl TryFrom<RollupResult> for RollupRunDto {
             .map(|row| {
                 let mut object = serde_json::Map::new();
                 if let Some(day) = row.bucket_date {
-                    object.insert("bucket_date".to_owned(), format_date(day).into());
+                    let bucket = match row.bucket_hour {
+                        // An hour's bucket is the instant it starts.
+                        Some(hour) => format!("{}T{hour:02}:00:00Z", format_date(day)),
+                        None => format_date(day),
+                    };
+                    object.insert("bucket_date".to_owned(), bucket.into());
                 }
                 for (position, value) in query.dimensions.iter().zip(&row.dimensions) {
                     if let Some(dimension) = rollup.dimensions.get(*position) {

@@ -18,7 +18,7 @@ use domain::{
     ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
     rollup::{MeasureValue, Overflow, compare_rows},
 };
-use time::{Date, OffsetDateTime, UtcOffset};
+use time::{Date, OffsetDateTime};
 
 use crate::{FailSwitch, InMemoryEventStore, read, write};
 
@@ -29,11 +29,15 @@ struct Stored {
     run_id: RunId,
 }
 
+/// A row's bucket (its first day, and its hour for the `hour` window, else 0) and dimension
+/// values.
+type Key = ((Date, u8), Vec<Option<String>>);
+
 /// The rows of one tenant, rollup and window, keyed by bucket and dimension values.
-type Series = BTreeMap<(Date, Vec<Option<String>>), Stored>;
+type Series = BTreeMap<Key, Stored>;
 
 /// A read row's bucket (when by period) and grouped dimension values.
-type RowKey = (Option<Date>, Vec<Option<String>>);
+type RowKey = (Option<(Date, u8)>, Vec<Option<String>>);
 
 /// Rollup snapshot rows, rebuilt from an [`InMemoryEventStore`].
 #[derive(Debug)]
@@ -85,8 +89,7 @@ impl RollupStore for InMemoryRollupStore {
         let rollup = &request.rollup;
         let mut built = Vec::new();
         for part in &request.windows {
-            let mut groups: BTreeMap<(Date, Vec<Option<String>>), Vec<MeasureValue>> =
-                BTreeMap::new();
+            let mut groups: BTreeMap<Key, Vec<MeasureValue>> = BTreeMap::new();
             let mut values_skipped = 0_u64;
             let tenants = read(&self.events.tenants);
             for event in tenants
@@ -94,8 +97,8 @@ impl RollupStore for InMemoryRollupStore {
                 .iter()
                 .flat_map(|t| t.events.iter())
             {
-                let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
-                if !part.range.contains(date)
+                let bucket = part.window.bucket_of(event.occurred_at);
+                if !part.range.contains(bucket.0)
                     || !rollup.filters.iter().all(|filter| filter.matches(event))
                 {
                     continue;
@@ -103,7 +106,7 @@ impl RollupStore for InMemoryRollupStore {
                 let Some(values) = rollup.dimension_values(event) else {
                     continue;
                 };
-                let key = (part.window.bucket_start(date), values);
+                let key = (bucket, values);
                 let values = groups.entry(key).or_insert_with(|| {
                     rollup
                         .measures
@@ -128,7 +131,7 @@ impl RollupStore for InMemoryRollupStore {
                 .entry((request.tenant, request.report.clone(), part.window))
                 .or_default();
             let before = rows.len();
-            rows.retain(|(bucket, _), _| !part.range.contains(*bucket));
+            rows.retain(|((day, _), _), _| !part.range.contains(*day));
             let rows_deleted = (before - rows.len()) as u64;
             let rows_inserted = groups.len() as u64;
             for (key, measures) in groups {
@@ -163,8 +166,8 @@ impl RollupStore for InMemoryRollupStore {
             .get(&(query.tenant, query.report.clone(), query.window))
             .into_iter()
             .flat_map(|rows| rows.iter())
-            .filter(|((bucket, values), _)| {
-                query.range.contains(*bucket)
+            .filter(|(((day, _), values), _)| {
+                query.range.contains(*day)
                     && query.filters.iter().all(|(position, wanted)| {
                         values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
                     })
@@ -188,8 +191,11 @@ impl RollupStore for InMemoryRollupStore {
         }
         let mut rows: Vec<RollupRow> = grouped
             .into_iter()
-            .map(|((bucket_date, dimensions), measures)| RollupRow {
-                bucket_date,
+            .map(|((bucket, dimensions), measures)| RollupRow {
+                bucket_date: bucket.map(|(day, _)| day),
+                bucket_hour: bucket
+                    .filter(|_| query.window.is_hourly())
+                    .map(|(_, hour)| hour),
                 dimensions,
                 measures: measures.iter().map(MeasureValue::number).collect(),
             })
@@ -252,10 +258,11 @@ impl application::ports::SnapshotRows for InMemoryRollupStore {
             .get(&(tenant, report.clone(), window))
             .into_iter()
             .flat_map(|rows| rows.iter())
-            .filter(|((bucket, _), _)| range.contains(*bucket))
+            .filter(|(((day, _), _), _)| range.contains(*day))
             .map(
-                |((bucket, values), stored)| application::ports::SnapshotRow {
-                    bucket_start: *bucket,
+                |(((day, hour), values), stored)| application::ports::SnapshotRow {
+                    bucket_start: *day,
+                    bucket_hour: *hour,
                     dimension_values: values.clone(),
                     measure_values: stored.measures.iter().map(MeasureValue::number).collect(),
                     computed_at: stored.computed_at,

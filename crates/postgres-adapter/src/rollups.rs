@@ -18,7 +18,7 @@ use domain::{
 };
 use futures_core::Stream;
 use std::{collections::BTreeMap, future::poll_fn, pin::pin};
-use time::{Date, OffsetDateTime};
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 use tokio_postgres::{
     binary_copy::BinaryCopyInWriter,
     types::{ToSql, Type},
@@ -173,7 +173,8 @@ const SOURCE_SLUGS: &str = " LEFT JOIN event_sources es ON es.id = e.source_id";
 
 /// The aggregation of `rollup` over whole buckets: `$1` tenant, `$2` window, the buckets of
 /// `$3..=$4` (already whole buckets: `date_trunc` by the window gives each event's). Returns
-/// one row per bucket and dimension values, in bucket order: the bucket, the three dimension
+/// one row per bucket and dimension values, in bucket order: the bucket's start (a UTC
+/// timestamp), the three dimension
 /// columns of the key, the measures and the values the measures skipped.
 ///
 /// One `GROUP BY` over the range: a rollup reads fields the events index does not hold (its
@@ -279,7 +280,7 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
     let sql = format!(
         "SELECT grouped.bucket_start, {named}, ARRAY[{measure_columns}]::int8[], ({skipped_total})::int8{sketch_columns}
         FROM (
-            SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC')::date AS bucket_start, {selected}
+            SELECT date_trunc($2::text, e.occurred_at AT TIME ZONE 'UTC') AS bucket_start, {selected}
             FROM analytics_events e{sources}
             WHERE e.tenant_id = $1
               AND e.occurred_at >= $3::date::timestamp AT TIME ZONE 'UTC'
@@ -312,6 +313,8 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     } else {
         "NULL::date"
     };
+    let hourly = query.by_period && query.window.is_hourly();
+    let hour = if hourly { "bucket_hour" } else { "NULL::int2" };
     let dimensions: Vec<String> = query
         .dimensions
         .iter()
@@ -338,6 +341,9 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     if query.by_period {
         keys.push("bucket_start".to_owned());
     }
+    if hourly {
+        keys.push("bucket_hour".to_owned());
+    }
     keys.extend(dimensions.iter().cloned());
     let group_by = if keys.is_empty() {
         String::new()
@@ -352,10 +358,13 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         order.push(format!("measures[{}] DESC", i + 1));
     }
     order.push("bucket_date".to_owned());
+    if hourly {
+        order.push("bucket_hour".to_owned());
+    }
     order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
     let grouped = format!(
         "
-            SELECT {bucket} AS bucket_date, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
+            SELECT {bucket} AS bucket_date, {hour} AS bucket_hour, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
                    max(computed_at) AS computed_at{sketches}
             FROM rollup_snapshots
             WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
@@ -366,7 +375,7 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         sketches = sketches.concat(),
     );
     let sketch_names: Vec<String> = distinct_positions(query).map(|i| format!("s{i}")).collect();
-    let columns: Vec<&str> = ["bucket_date", "dimensions", "measures"]
+    let columns: Vec<&str> = ["bucket_date", "bucket_hour", "dimensions", "measures"]
         .into_iter()
         .chain(sketch_names.iter().map(String::as_str))
         .collect();
@@ -409,16 +418,17 @@ const AGGREGATE_SETTINGS: &str =
 
 /// The rebuilt rows, streamed in as the aggregation produces them.
 const COPY_ROWS: &str = "
-    COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, d1, d2, d3,
-                           measure_values, sketches, computed_at, run_id)
+    COPY rollup_snapshots (tenant_id, report_slug, window_name, bucket_start, bucket_hour,
+                           d1, d2, d3, measure_values, sketches, computed_at, run_id)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY_ROWS`].
-const COPY_TYPES: [Type; 11] = [
+const COPY_TYPES: [Type; 12] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
     Type::DATE,
+    Type::INT2,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -445,8 +455,8 @@ const REBUILD_SETTINGS: &str = "SET LOCAL jit = off";
 type Key = [Option<String>; 3];
 
 /// The rows of one window of a rebuild, from aggregated rows in bucket order at the
-/// rebuild's grain. At the window's own grain a row passes through; at a finer one (days, for
-/// a week or a month) the rows of the window's current bucket are summed by dimension values
+/// rebuild's grain. At the window's own grain a row passes through; at a finer one (hours or
+/// days, for a day, a week or a month) the rows of the window's current bucket are summed by dimension values
 /// and come out when the bucket is complete. So the rows of every window are written bucket
 /// after bucket, in the order of the table's index, and what is held is the groups of one
 /// bucket per window at most.
@@ -456,7 +466,7 @@ struct Fold {
     run_id: uuid::Uuid,
     /// Whether rows arrive at this window's grain, passing through.
     direct: bool,
-    bucket: Option<Date>,
+    bucket: Option<Bucket>,
     groups: BTreeMap<Key, Vec<MeasureValue>>,
 }
 
@@ -467,8 +477,11 @@ struct Target<'a> {
     computed_at: OffsetDateTime,
 }
 
+/// A bucket: its first day, and its hour of day for the `hour` window (0 for the others).
+type Bucket = (Date, u8);
+
 /// A row of a window: bucket, dimension values, measures.
-type Written = (Date, Key, Vec<MeasureValue>);
+type Written = (Bucket, Key, Vec<MeasureValue>);
 
 impl Fold {
     fn new(part: &WindowRebuild, grain: Window) -> Self {
@@ -482,18 +495,18 @@ impl Fold {
         }
     }
 
-    /// Takes in one aggregated row dated `day` (inside the window's range); returns the rows
-    /// complete since.
+    /// Takes in one aggregated row of the grain's bucket `at` (inside the window's range);
+    /// returns the rows complete since.
     fn add(
         &mut self,
-        day: Date,
+        at: Bucket,
         key: &Key,
         measures: &[MeasureValue],
     ) -> Result<Vec<Written>, StoreError> {
         if self.direct {
-            return Ok(vec![(day, key.clone(), measures.to_vec())]);
+            return Ok(vec![(at, key.clone(), measures.to_vec())]);
         }
-        let bucket = self.window.bucket_start(day);
+        let bucket = (self.window.bucket_start(at.0), 0);
         let done = if self.bucket == Some(bucket) {
             Vec::new()
         } else {
@@ -535,7 +548,8 @@ impl Fold {
         rows: Vec<Written>,
     ) -> Result<u64, StoreError> {
         let count = rows.len() as u64;
-        for (bucket, key, values) in rows {
+        for ((bucket, hour), key, values) in rows {
+            let hour = i16::from(hour);
             let mut measures = Vec::with_capacity(values.len());
             let mut sketches = Vec::with_capacity(values.len());
             for value in &values {
@@ -557,6 +571,7 @@ impl Fold {
                     &target.slug,
                     &self.window.as_str(),
                     &bucket,
+                    &hour,
                     &key[0],
                     &key[1],
                     &key[2],
@@ -657,11 +672,16 @@ impl RollupStore for PostgresRollupStore {
                 .classify("deleting rebuilt rollup buckets")?;
         }
 
-        // One window: its own buckets. Several: days, which every window's buckets tile.
+        // One window: its own buckets. Several: hours when one is the hour window, else days,
+        // which every window's buckets tile.
         let (grain, from, to) = match request.windows.as_slice() {
             [only] => (only.window, only.range.from(), only.range.to()),
             parts => (
-                Window::Day,
+                if parts.iter().any(|p| p.window.is_hourly()) {
+                    Window::Hour
+                } else {
+                    Window::Day
+                },
                 parts
                     .iter()
                     .map(|p| p.range.from())
@@ -721,7 +741,8 @@ impl RollupStore for PostgresRollupStore {
                 first_row.get_or_insert_with(|| started.elapsed());
                 let row = row.classify("aggregating events into rollup snapshots")?;
                 let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
-                let bucket: Date = row.try_get(0).map_err(get)?;
+                let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
+                let bucket: Bucket = (start.date(), start.hour());
                 let key: Key = [
                     row.try_get(1).map_err(get)?,
                     row.try_get(2).map_err(get)?,
@@ -741,7 +762,7 @@ impl RollupStore for PostgresRollupStore {
                     });
                 }
                 for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
-                    if !fold.range.contains(bucket) {
+                    if !fold.range.contains(bucket.0) {
                         continue;
                     }
                     outcome.values_skipped += skipped;
@@ -885,8 +906,10 @@ impl RollupStore for PostgresRollupStore {
                 }
             }
             let bucket_date: Option<Date> = row.try_get("bucket_date").map_err(get)?;
+            let bucket_hour: Option<i16> = row.try_get("bucket_hour").map_err(get)?;
             page.rows.push(RollupRow {
                 bucket_date,
+                bucket_hour: bucket_hour.and_then(|h| u8::try_from(h).ok()),
                 dimensions,
                 measures,
             });
@@ -967,12 +990,12 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
             .classify("connecting to read snapshots")?;
         let rows = client
             .query(
-                "SELECT bucket_start, ARRAY[d1, d2, d3] AS dimension_values, measure_values,
+                "SELECT bucket_start, bucket_hour, ARRAY[d1, d2, d3] AS dimension_values, measure_values,
                         sketches, computed_at, run_id
                  FROM rollup_snapshots
                  WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
                    AND bucket_start BETWEEN $4 AND $5
-                 ORDER BY bucket_start, d1 NULLS FIRST, d2 NULLS FIRST, d3 NULLS FIRST",
+                 ORDER BY bucket_start, bucket_hour, d1 NULLS FIRST, d2 NULLS FIRST, d3 NULLS FIRST",
                 &[
                     &tenant.get(),
                     &report.as_str(),
@@ -991,6 +1014,8 @@ impl application::ports::SnapshotRows for PostgresRollupStore {
                 dimension_values.truncate(dimensions);
                 Ok(application::ports::SnapshotRow {
                     bucket_start: row.try_get("bucket_start").map_err(get)?,
+                    bucket_hour: u8::try_from(row.try_get::<_, i16>("bucket_hour").map_err(get)?)
+                        .map_err(|e| corrupt("snapshot row", e))?,
                     dimension_values,
                     measure_values: {
                         let totals: Vec<Option<i64>> =

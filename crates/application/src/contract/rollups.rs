@@ -196,7 +196,7 @@ impl Read {
 }
 
 /// A row's bucket (when by period) and grouped dimension values.
-type GroupKey = (Option<Date>, Vec<Option<String>>);
+type GroupKey = (Option<(Date, u8)>, Vec<Option<String>>);
 
 /// The rows `read` should give over `events` for `rollup` rebuilt over `rebuilt`: an
 /// aggregation straight from the events (distinct counts exact: the tests keep them below the
@@ -213,7 +213,7 @@ fn direct(
     let mut skipped = 0;
     for event in events {
         let date = event.occurred_at.to_offset(UtcOffset::UTC).date();
-        let bucket = read.window.bucket_start(date);
+        let bucket = read.window.bucket_of(event.occurred_at);
         if !rebuilt.contains(date) || !rollup.filters.iter().all(|f| f.matches(event)) {
             continue;
         }
@@ -227,7 +227,7 @@ fn direct(
                 skipped += 1;
             }
         }
-        if !read.range.contains(bucket)
+        if !read.range.contains(bucket.0)
             || !read
                 .filters
                 .iter()
@@ -266,8 +266,11 @@ fn direct(
     }
     let mut rows: Vec<RollupRow> = groups
         .into_iter()
-        .map(|((bucket_date, dimensions), measures)| RollupRow {
-            bucket_date,
+        .map(|((bucket, dimensions), measures)| RollupRow {
+            bucket_date: bucket.map(|(day, _)| day),
+            bucket_hour: bucket
+                .filter(|_| read.window.is_hourly())
+                .map(|(_, hour)| hour),
             dimensions,
             measures,
         })
@@ -613,6 +616,102 @@ pub async fn distinct_counts_of_windows_rebuilt_together_equal_the_exact_counts(
     Ok(())
 }
 
+/// Hour buckets, rebuilt with the day, week and month windows in one rebuild (each coarser
+/// window folded from the hours) or alone, equal the exact counts at every grouping; a
+/// rebuild of some days replaces exactly the hours of those days.
+pub async fn hour_buckets_equal_the_exact_counts_alone_or_with_coarser_windows(
+    f: &Fixture,
+) -> Result<()> {
+    let mut definition = distinct_by_name_and_channel()?;
+    definition.slug = ReportSlug::parse("hourly-uniques")?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let fortnight = range(date!(2026 - 02 - 02), date!(2026 - 02 - 15))?;
+    let parts = [
+        (Window::Hour, fortnight),
+        (Window::Day, fortnight),
+        (Window::Week, fortnight),
+        (Window::Month, fortnight),
+    ];
+    let outcomes = rebuild_together(f, f.tenant, &definition, &parts, FIRST_BUILD).await?;
+    for ((window, part), outcome) in parts.iter().zip(&outcomes) {
+        let rebuilt = window.widen(*part);
+        for read in [
+            Read::all(*window, *part, 2),
+            Read::all(*window, *part, 0),
+            Read {
+                by_period: false,
+                ..Read::all(*window, *part, 1)
+            },
+            Read {
+                order: RollupOrder::MeasureDescending(1),
+                ..Read::all(*window, *part, 1)
+            },
+        ] {
+            let page = read_all(f, f.tenant, &definition, &read).await?;
+            let (expected, _) = direct(&events, &definition.rollup, rebuilt, &read);
+            ensure_rows(&format!("{window}, {:?}", read.order), &page, &expected)?;
+            if read.by_period && read.dimensions.len() == 2 {
+                ensure!(
+                    outcome.rows_inserted == expected.len() as u64,
+                    "{window}: {outcome:?} for {} rows",
+                    expected.len()
+                );
+            }
+        }
+    }
+    let hours = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Hour, fortnight, 0),
+    )
+    .await?;
+    ensure!(
+        hours.rows.len() > fortnight.days() as usize
+            && hours
+                .rows
+                .iter()
+                .all(|r| r.bucket_hour.is_some_and(|h| h < 24)),
+        "rows of hours: {:?}",
+        hours.rows.iter().take(3).collect::<Vec<_>>()
+    );
+    // The hour window alone, over two of the days: the same rows, and nothing else changed.
+    let two_days = range(date!(2026 - 02 - 04), date!(2026 - 02 - 05))?;
+    let alone = rebuild(
+        f,
+        f.tenant,
+        &definition,
+        Window::Hour,
+        two_days,
+        SECOND_BUILD,
+    )
+    .await?;
+    let again = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read::all(Window::Hour, fortnight, 0),
+    )
+    .await?;
+    ensure!(
+        again.rows == hours.rows && again.last_refreshed_at == Some(SECOND_BUILD),
+        "the hours of two days rebuilt alone changed the rows"
+    );
+    let (expected, _) = direct(
+        &events,
+        &definition.rollup,
+        two_days,
+        &Read::all(Window::Hour, two_days, 2),
+    );
+    ensure!(
+        alone.rows_deleted == alone.rows_inserted && alone.rows_inserted == expected.len() as u64,
+        "{alone:?} for {} rows of two days",
+        expected.len()
+    );
+    Ok(())
+}
+
 pub async fn a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation(
     f: &Fixture,
 ) -> Result<()> {
@@ -742,6 +841,7 @@ pub async fn a_property_sum_adds_integers_and_skips_every_other_value(f: &Fixtur
     let page = read_all(f, f.tenant, &definition, &Read::all(Window::Day, day, 0)).await?;
     let expected = vec![RollupRow {
         bucket_date: Some(date!(2026 - 03 - 02)),
+        bucket_hour: None,
         dimensions: vec![],
         measures: vec![1_000_000_000_000_000_000],
     }];
