@@ -21,6 +21,7 @@ pub mod reports;
 pub mod rollups;
 pub mod seed;
 pub mod services;
+pub mod standard;
 pub mod tenancy;
 pub mod worker;
 

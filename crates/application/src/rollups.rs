@@ -101,9 +101,9 @@ impl std::fmt::Debug for RollupService {
     }
 }
 
-/// Whether `slug` is a built-in report's.
+/// Whether `slug` is a built-in report's, or a rollup's that every tenant has.
 fn is_builtin(slug: &ReportSlug) -> bool {
-    ReportKind::from_slug(slug).is_some()
+    ReportKind::from_slug(slug).is_some() || domain::rollup::standard_rollup(slug).is_some()
 }
 
 impl RollupService {

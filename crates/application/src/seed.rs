@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use domain::{
-    Actor, RecomputeRun, ReportDefinition, ReportKind, RunStatus, TenantId, Window, demo,
+    Actor, DateRange, RecomputeRun, ReportDefinition, ReportKind, ReportSlug, RunStatus, TenantId,
+    Window, demo,
 };
 use tracing::info;
 
@@ -46,8 +47,9 @@ pub struct SeedPorts {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Writes the demo data and precomputes day and week snapshots of every report through
-/// completed runs requested by `seed`, executed inline (no worker needed).
+/// Writes the demo data and precomputes the snapshots of every built-in report and of every
+/// rollup all tenants have, in each of their windows, through completed runs requested by
+/// `seed`, executed inline (no worker needed).
 #[derive(Clone)]
 pub struct SeedService {
     events: Arc<dyn EventAdmin>,
@@ -98,27 +100,38 @@ impl SeedService {
         info!(events_inserted, "demo events written");
 
         let range = demo::date_range(now);
-        let mut runs = Vec::new();
+        // The built-in reports in their windows, then the rollups every tenant has in theirs,
+        // each over the data set's range cut to the window's retention.
+        let mut scopes: Vec<(ReportSlug, Window, DateRange)> = Vec::new();
         for kind in ReportKind::ALL {
-            let windows = ReportDefinition::reference(kind, now).windows;
-            for window in windows.into_iter().map(|w| w.window) {
-                let request = RecomputeRequest {
-                    tenant,
-                    report_slug: kind.report_slug(),
-                    window,
-                    range,
-                    requested_by: Actor::builtin(Actor::SEED),
-                };
-                let finished = self.recompute.run_now(&request).await?;
-                if finished.status != RunStatus::Completed {
-                    return Err(SeedError::RecomputeFailed {
-                        report: kind.slug().to_owned(),
-                        window,
-                        error: finished.error_message.unwrap_or_default(),
-                    });
-                }
-                runs.push(finished);
+            for window in ReportDefinition::reference(kind, now).windows {
+                scopes.push((kind.report_slug(), window.window, range));
             }
+        }
+        for rollup in domain::rollup::standard_rollups() {
+            for window in &rollup.windows {
+                let kept = range.last_days(window.retention_days);
+                scopes.push((rollup.slug.clone(), window.window, kept));
+            }
+        }
+        let mut runs = Vec::new();
+        for (report_slug, window, range) in scopes {
+            let request = RecomputeRequest {
+                tenant,
+                report_slug,
+                window,
+                range,
+                requested_by: Actor::builtin(Actor::SEED),
+            };
+            let finished = self.recompute.run_now(&request).await?;
+            if finished.status != RunStatus::Completed {
+                return Err(SeedError::RecomputeFailed {
+                    report: request.report_slug.to_string(),
+                    window,
+                    error: finished.error_message.unwrap_or_default(),
+                });
+            }
+            runs.push(finished);
         }
         Ok(SeedOutcome {
             events_removed,

@@ -20,6 +20,7 @@ use crate::{
     read_cache::{CachedReads, ReadPorts},
     reports::ReportPorts,
     seed::SeedPorts,
+    standard::WithStandardRollups,
     tenancy::TenancyPorts,
 };
 
@@ -148,11 +149,14 @@ impl Services {
             },
             settings.max_range_days,
         );
+        // Every tenant's rollups include the standard ones, wherever definitions are read.
+        let definitions: Arc<dyn RollupDefinitions> =
+            Arc::new(WithStandardRollups::new(ports.definitions.clone()));
         let worker = RecomputeWorker::new(WorkerPorts {
             runs: ports.runs.clone(),
             queue: ports.queue.clone(),
             rollups: ports.rollups.clone(),
-            definitions: ports.definitions.clone(),
+            definitions: definitions.clone(),
             versions: ports.versions.clone(),
             audit: ports.audit.clone(),
             locks: ports.locks.clone(),
@@ -163,7 +167,7 @@ impl Services {
         let recompute = RecomputeService::new(
             RecomputePorts {
                 catalog: ports.catalog.clone(),
-                definitions: ports.definitions.clone(),
+                definitions: definitions.clone(),
                 runs: ports.runs.clone(),
                 queue: ports.queue.clone(),
                 audit: ports.audit.clone(),
@@ -176,7 +180,7 @@ impl Services {
         );
         let rollups = RollupService::new(
             RollupPorts {
-                definitions: ports.definitions.clone(),
+                definitions: definitions.clone(),
                 rollups: ports.rollups.clone(),
                 reads,
                 versions: ports.versions.clone(),

@@ -150,7 +150,12 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
         .seed(TENANT, demo::data().default_event_count, false)
         .await?;
     ensure!(outcome.events_inserted == 25_000, "all demo events written");
-    ensure!(outcome.runs.len() == 6, "one run per report and window");
+    // Two windows of each built-in report; three, three and four of the standard rollups.
+    ensure!(
+        outcome.runs.len() == 6 + 10,
+        "one run per report and window: {}",
+        outcome.runs.len()
+    );
     ensure!(
         outcome
             .runs
@@ -1086,7 +1091,7 @@ async fn the_worker_loop_drains_the_queue_and_stops_when_it_closes() -> Result<(
         .list(TENANT, &completed, PageRequest::new(20, 0))
         .await?;
     ensure!(
-        runs.total == 6 + 2,
+        runs.total == 16 + 2,
         "both queued runs completed: {}",
         runs.total
     );

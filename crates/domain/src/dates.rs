@@ -149,6 +149,16 @@ impl DateRange {
     pub fn contains(self, date: Date) -> bool {
         self.from <= date && date <= self.to
     }
+
+    /// The range cut to its last `days` days (the whole range when it is shorter; at least
+    /// its last day).
+    pub fn last_days(self, days: u32) -> Self {
+        let back = Duration::days(i64::from(days.max(1)) - 1);
+        Self {
+            from: self.from.max(self.to.saturating_sub(back)),
+            to: self.to,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -259,6 +269,19 @@ mod tests {
         let err = year.within_limit(364).unwrap_err();
         assert_eq!(err.field(), "date_to");
         assert!(err.message().contains("365 days"), "message: {err}");
+    }
+
+    #[test]
+    fn last_days_keep_the_end_of_the_range() {
+        let range = DateRange::new(date!(2026 - 01 - 01), date!(2026 - 01 - 31)).unwrap();
+        let last = range.last_days(14);
+        assert_eq!(
+            (last.from(), last.to()),
+            (date!(2026 - 01 - 18), date!(2026 - 01 - 31))
+        );
+        assert_eq!(last.days(), 14);
+        assert_eq!(range.last_days(365), range);
+        assert_eq!(range.last_days(0).days(), 1);
     }
 
     #[test]

@@ -613,6 +613,56 @@ fn parse_builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationErr
     RollupDefinition::parse(&value)
 }
 
+/// The rollups every tenant has beside its own, as their declarative files under
+/// `seeds/rollups/` hold them (compiled in): web analytics' first questions (events and unique
+/// users per period, by page path, by event name and channel). Unlike the built-in reports
+/// they are read in the shape of any tenant's report; like them, no tenant can change or
+/// delete them, or define a report of the same slug.
+const STANDARD_FILES: [(&str, &str); 3] = [
+    (
+        "traffic",
+        include_str!("../../../seeds/rollups/traffic.json"),
+    ),
+    (
+        "top-paths",
+        include_str!("../../../seeds/rollups/top-paths.json"),
+    ),
+    (
+        "events-by-name",
+        include_str!("../../../seeds/rollups/events-by-name.json"),
+    ),
+];
+
+/// The rollups every tenant has (see [`STANDARD_FILES`]), by slug, parsed once per process.
+///
+/// # Panics
+/// When a seed file is not a valid definition of its slug: the files are part of the build
+/// and this crate's tests parse every one, so that is a defect of the build, never of input.
+pub fn standard_rollups() -> &'static [RollupDefinition] {
+    static PARSED: std::sync::OnceLock<Vec<RollupDefinition>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        STANDARD_FILES
+            .iter()
+            .map(|(slug, text)| {
+                let parsed = serde_json::from_str::<Value>(text)
+                    .map_err(|e| vec![ValidationError::new("definition", e.to_string())])
+                    .and_then(|value| RollupDefinition::parse(&value));
+                match parsed {
+                    Ok(definition) if definition.slug.as_str() == *slug => definition,
+                    other => panic!(
+                        "seeds/rollups/{slug}.json is not a valid definition of {slug}: {other:?}"
+                    ),
+                }
+            })
+            .collect()
+    })
+}
+
+/// The rollup every tenant has under `slug`, if any.
+pub fn standard_rollup(slug: &ReportSlug) -> Option<&'static RollupDefinition> {
+    standard_rollups().iter().find(|d| d.slug == *slug)
+}
+
 /// The largest magnitude a summed property value may have: integers of up to 18 digits, which
 /// every adapter reads exactly.
 pub const MAX_SUMMED_PROPERTY: i64 = 999_999_999_999_999_999;
@@ -1414,6 +1464,36 @@ mod tests {
                 is_default: true
             }]
         );
+    }
+
+    #[test]
+    fn the_standard_rollups_parse_and_count_events_and_unique_users() {
+        let slugs: Vec<&str> = standard_rollups().iter().map(|d| d.slug.as_str()).collect();
+        assert_eq!(slugs, ["traffic", "top-paths", "events-by-name"]);
+        for definition in standard_rollups() {
+            let measures: Vec<(&str, &MeasureKind)> = definition
+                .rollup
+                .measures
+                .iter()
+                .map(|m| (m.name.as_str(), &m.kind))
+                .collect();
+            assert_eq!(
+                measures,
+                [
+                    ("events", &MeasureKind::Count),
+                    ("unique_users", &MeasureKind::Distinct(Field::UserId))
+                ],
+                "{}",
+                definition.slug
+            );
+            assert!(definition.is_public);
+            assert!(ReportKind::from_slug(&definition.slug).is_none());
+        }
+        let by_name = standard_rollup(&ReportSlug::parse("events-by-name").unwrap()).unwrap();
+        assert_eq!(by_name.windows[0].window, Window::Hour);
+        assert_eq!(by_name.windows[0].retention_days, 14);
+        assert_eq!(by_name.default_window(), Window::Day);
+        assert!(standard_rollup(&ReportSlug::parse("volume-by-period").unwrap()).is_none());
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub async fn list_reports(
             .into_iter()
             .filter(|stored| !anonymous || stored.definition.is_public)
             .collect(),
-        None => Vec::new(),
+        // No tenant to read: the reports every tenant has.
+        None => application::standard::standard_for(domain::TenantId::DEFAULT),
     };
     let page = state.reports.list_with(&catalog_query, defined).await?;
     let pagination = Pagination::from(&page);

@@ -228,15 +228,22 @@ async fn the_catalog_lists_every_public_report_with_pagination() -> Result<()> {
         .collect();
     assert_eq!(
         slugs,
-        ["status-counts", "top-entities", "volume-by-period"],
-        "sorted by slug by default"
+        [
+            "events-by-name",
+            "status-counts",
+            "top-entities",
+            "top-paths",
+            "traffic",
+            "volume-by-period"
+        ],
+        "the built-in reports and the rollups every tenant has, sorted by slug by default"
     );
     assert_eq!(
         reply.body["meta"]["pagination"],
-        json!({ "limit": 20, "offset": 0, "total": 3 }),
+        json!({ "limit": 20, "offset": 0, "total": 6 }),
         "pagination used"
     );
-    let volume = &reply.body["data"][2];
+    let volume = &reply.body["data"][5];
     assert_eq!(volume["cache_ttl_seconds"], 120, "reference TTL");
     assert_eq!(volume["default_window"], "day", "default window");
     assert_eq!(
@@ -274,12 +281,12 @@ async fn the_catalog_clamps_limit_sorts_and_searches() -> Result<()> {
 
     assert_eq!(
         big.body["meta"]["pagination"],
-        json!({ "limit": 100, "offset": 1, "total": 3 }),
+        json!({ "limit": 100, "offset": 1, "total": 6 }),
         "limit clamped to 100"
     );
     assert_eq!(
         big.body["data"].as_array().map(Vec::len),
-        Some(2),
+        Some(5),
         "offset 1 skips one report"
     );
     assert_eq!(
@@ -292,7 +299,7 @@ async fn the_catalog_clamps_limit_sorts_and_searches() -> Result<()> {
         .iter()
         .filter_map(|r| r["cache_ttl_seconds"].as_i64())
         .collect();
-    assert_eq!(ttls, [120, 90, 45], "sorted by TTL, descending");
+    assert_eq!(ttls, [120, 90, 60, 60, 60, 45], "sorted by TTL, descending");
     assert_eq!(
         search.body["meta"]["pagination"]["total"], 1,
         "case-insensitive search"

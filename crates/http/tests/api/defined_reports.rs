@@ -427,7 +427,7 @@ async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()
     let globex_key = h.key(globex, &[Scope::Read]).await?;
     for body in [
         purchases_by_channel(),
-        json!({"slug": "events-by-name", "name": "Events by name",
+        json!({"slug": "events-by-kind", "name": "Events by kind",
                "measures": [{"name": "events", "kind": "count"}],
                "dimensions": [{"field": "event_name"}]}),
     ] {
@@ -440,28 +440,43 @@ async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()
         .await
         .assert_data(StatusCode::CREATED);
     }
-    let builtins = ["status-counts", "top-entities", "volume-by-period"];
+    // The built-in reports, and the rollups every tenant has.
+    let builtins = [
+        "events-by-name",
+        "status-counts",
+        "top-entities",
+        "top-paths",
+        "traffic",
+        "volume-by-period",
+    ];
 
     let (slugs, total) = listed(&app, keyed(get("/api/v1/reports"), &acme_key)).await;
     assert_eq!(
         slugs,
         [
+            "events-by-kind",
             "events-by-name",
             "purchases-by-channel",
             "status-counts",
             "top-entities",
+            "top-paths",
+            "traffic",
             "volume-by-period"
         ],
         "one listing by slug"
     );
-    assert_eq!(total, 5);
+    assert_eq!(total, 8);
     let reply = send(&app, keyed(get("/api/v1/reports"), &acme_key).to_request()).await;
     assert_eq!(
-        reply.body["data"][1]["measures"][0]["name"], "purchases",
+        reply.body["data"][2]["measures"][0]["name"], "purchases",
         "a defined report is listed as its definition"
     );
     assert_eq!(
-        reply.body["data"][2]["allowed_windows"][0]["window"], "day",
+        reply.body["data"][1]["measures"][1]["kind"], "distinct",
+        "a rollup every tenant has is listed as its definition"
+    );
+    assert_eq!(
+        reply.body["data"][3]["allowed_windows"][0]["window"], "day",
         "a built-in keeps its catalog entry"
     );
 
@@ -473,7 +488,7 @@ async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()
     let (slugs, _) = listed(&app, get("/api/v1/reports")).await;
     assert_eq!(slugs, builtins, "without credentials, the public reports");
     let (slugs, _) = listed(&app, managed(get("/api/v1/reports?tenant=acme"))).await;
-    assert_eq!(slugs.len(), 5, "the operator lists a tenant's: {slugs:?}");
+    assert_eq!(slugs.len(), 8, "the operator lists a tenant's: {slugs:?}");
     let (slugs, _) = listed(&app, get("/api/v1/reports?tenant=acme")).await;
     assert_eq!(
         slugs, builtins,
@@ -502,8 +517,11 @@ async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()
         slugs,
         [
             "default-public",
+            "events-by-name",
             "status-counts",
             "top-entities",
+            "top-paths",
+            "traffic",
             "volume-by-period"
         ],
         "without credentials, the default tenant's public reports too"
@@ -524,9 +542,9 @@ async fn the_listing_holds_the_public_reports_and_the_callers_own() -> Result<()
                 "purchases-by-channel".to_owned(),
                 "events-by-name".to_owned()
             ],
-            3
+            4
         ),
-        "searched, sorted and paged as one listing: Volume, Purchases, Events"
+        "searched, sorted and paged as one listing: Volume, Purchases, Events by name, Events by kind"
     );
     Ok(())
 }
