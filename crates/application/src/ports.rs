@@ -12,6 +12,7 @@ use domain::{
     PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportSlug, Rollup,
     RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunSummary, Scope, SourceSlug,
     Tenant, TenantId, TenantSlug, TransitionError, Window,
+    rollup::{MeasureValue, MergedPage, SpanQuery},
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -414,6 +415,24 @@ pub trait RollupStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError>;
+
+    /// Every row `query` selects, unpaged (its page is ignored), ordered as a read orders
+    /// them, each with its measures as they merge further: a distinct measure as its merged
+    /// sketch. For answers that merge snapshot rows with what they cannot hold (the raw events
+    /// of a ragged edge); never cached.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn read_merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError>;
+
+    /// The measures of the events `span` selects, combined into one value each (a count, a
+    /// sum, a sketch), in definition order; empty totals and sketches when there are none.
+    /// Reads raw events through their time index.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a
+    /// 64-bit integer).
+    async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError>;
 
     /// Deletes every snapshot row of `report` for `tenant`, in every window, and returns how
     /// many there were.

@@ -1164,6 +1164,18 @@ impl RollupStore for SlowRebuilds {
     ) -> Result<domain::RollupPage, application::ports::StoreError> {
         self.0.read(query).await
     }
+    async fn read_merged(
+        &self,
+        query: &domain::RollupQuery,
+    ) -> Result<domain::rollup::MergedPage, application::ports::StoreError> {
+        self.0.read_merged(query).await
+    }
+    async fn aggregate_span(
+        &self,
+        span: &domain::rollup::SpanQuery,
+    ) -> Result<Vec<domain::rollup::MeasureValue>, application::ports::StoreError> {
+        self.0.aggregate_span(span).await
+    }
     async fn remove(
         &self,
         tenant: TenantId,

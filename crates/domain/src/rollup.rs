@@ -794,6 +794,61 @@ pub struct RollupRow {
     pub measures: Vec<i64>,
 }
 
+/// A row of a rollup read with its measures as they merge further: totals, and each distinct
+/// measure's merged sketch rather than its estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedRow {
+    /// The row as a read gives it, every measure a number.
+    pub row: RollupRow,
+    /// Every measure, in definition order.
+    pub values: Vec<MeasureValue>,
+}
+
+/// Every row of a rollup read, unpaged, each with its mergeable measures (see [`MergedRow`]),
+/// and the freshness of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedPage {
+    pub rows: Vec<MergedRow>,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    pub changed_at: Option<OffsetDateTime>,
+}
+
+/// The events of a time span shorter than a bucket, aggregated as a rollup would: the events of
+/// `tenant` that occurred in `[from, to)`, pass the rollup's filters and have a value for each
+/// required dimension, and whose dimension at each position of `filters` has that value. Reads
+/// raw events, so a caller bounds the span (the ragged edges of a time window, an hour at
+/// most each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanQuery {
+    pub tenant: TenantId,
+    pub rollup: Rollup,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    pub filters: Vec<(usize, String)>,
+}
+
+impl SpanQuery {
+    /// Whether `event` is one of the span's.
+    pub fn counts(&self, event: &NewEvent) -> bool {
+        if event.occurred_at < self.from
+            || event.occurred_at >= self.to
+            || !self
+                .rollup
+                .filters
+                .iter()
+                .all(|filter| filter.matches(event))
+        {
+            return false;
+        }
+        let Some(values) = self.rollup.dimension_values(event) else {
+            return false;
+        };
+        self.filters.iter().all(|(position, wanted)| {
+            values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
+        })
+    }
+}
+
 /// A page of a rollup read, with the number of rows of the whole read and the newest
 /// `computed_at` among the snapshot rows it read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use application::ports::{
 use async_trait::async_trait;
 use domain::{
     ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
-    rollup::{MeasureValue, Overflow, compare_rows},
+    rollup::{MeasureValue, MergedPage, MergedRow, Overflow, SpanQuery, compare_rows},
 };
 use time::{Date, OffsetDateTime};
 
@@ -66,6 +66,65 @@ impl InMemoryRollupStore {
         self.failure
             .check("rollup store")
             .map_err(StoreError::Unavailable)
+    }
+
+    /// Every row of `query`, ordered, with its mergeable measures.
+    fn merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
+        self.check()?;
+        // Read before the rows' lock: the event store's lock is never taken while it is held.
+        let changed_at = self
+            .events
+            .latest_change(query.tenant, query.window.widen(query.range));
+        let series = read(&self.series);
+        let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
+        let mut last_refreshed_at = None;
+        let selected = series
+            .get(&(query.tenant, query.report.clone(), query.window))
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter(|(((day, _), values), _)| {
+                query.range.contains(*day)
+                    && query.filters.iter().all(|(position, wanted)| {
+                        values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
+                    })
+            });
+        for ((bucket, values), stored) in selected {
+            last_refreshed_at = last_refreshed_at.max(Some(stored.computed_at));
+            let key = (
+                query.by_period.then_some(*bucket),
+                query
+                    .dimensions
+                    .iter()
+                    .map(|position| values.get(*position).cloned().flatten())
+                    .collect(),
+            );
+            let combined = grouped
+                .entry(key)
+                .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
+            for (value, more) in combined.iter_mut().zip(&stored.measures) {
+                value.combine(more).map_err(overflow)?;
+            }
+        }
+        let mut rows: Vec<MergedRow> = grouped
+            .into_iter()
+            .map(|((bucket, dimensions), values)| MergedRow {
+                row: RollupRow {
+                    bucket_date: bucket.map(|(day, _)| day),
+                    bucket_hour: bucket
+                        .filter(|_| query.window.is_hourly())
+                        .map(|(_, hour)| hour),
+                    dimensions,
+                    measures: values.iter().map(MeasureValue::number).collect(),
+                },
+                values,
+            })
+            .collect();
+        rows.sort_by(|a, b| compare_rows(query.order, &a.row, &b.row));
+        Ok(MergedPage {
+            rows,
+            last_refreshed_at,
+            changed_at,
+        })
     }
 }
 
@@ -154,60 +213,38 @@ impl RollupStore for InMemoryRollupStore {
     }
 
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
-        self.check()?;
-        // Read before the rows' lock: the event store's lock is never taken while it is held.
-        let changed_at = self
-            .events
-            .latest_change(query.tenant, query.window.widen(query.range));
-        let series = read(&self.series);
-        let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
-        let mut last_refreshed_at = None;
-        let selected = series
-            .get(&(query.tenant, query.report.clone(), query.window))
-            .into_iter()
-            .flat_map(|rows| rows.iter())
-            .filter(|(((day, _), values), _)| {
-                query.range.contains(*day)
-                    && query.filters.iter().all(|(position, wanted)| {
-                        values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
-                    })
-            });
-        for ((bucket, values), stored) in selected {
-            last_refreshed_at = last_refreshed_at.max(Some(stored.computed_at));
-            let key = (
-                query.by_period.then_some(*bucket),
-                query
-                    .dimensions
-                    .iter()
-                    .map(|position| values.get(*position).cloned().flatten())
-                    .collect(),
-            );
-            let combined = grouped
-                .entry(key)
-                .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
-            for (value, more) in combined.iter_mut().zip(&stored.measures) {
-                value.combine(more).map_err(overflow)?;
-            }
-        }
-        let mut rows: Vec<RollupRow> = grouped
-            .into_iter()
-            .map(|((bucket, dimensions), measures)| RollupRow {
-                bucket_date: bucket.map(|(day, _)| day),
-                bucket_hour: bucket
-                    .filter(|_| query.window.is_hourly())
-                    .map(|(_, hour)| hour),
-                dimensions,
-                measures: measures.iter().map(MeasureValue::number).collect(),
-            })
-            .collect();
-        rows.sort_by(|a, b| compare_rows(query.order, a, b));
-        let total_rows = rows.len() as u64;
+        let merged = self.merged(query)?;
+        let total_rows = merged.rows.len() as u64;
+        let rows = merged.rows.into_iter().map(|merged| merged.row).collect();
         Ok(RollupPage {
             rows: query.page.slice(rows),
             total_rows,
-            last_refreshed_at,
-            changed_at,
+            last_refreshed_at: merged.last_refreshed_at,
+            changed_at: merged.changed_at,
         })
+    }
+
+    async fn read_merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
+        self.merged(query)
+    }
+
+    async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError> {
+        self.check()?;
+        let measures = &span.rollup.measures;
+        let mut values: Vec<MeasureValue> =
+            measures.iter().map(|m| m.kind.combine().empty()).collect();
+        let tenants = read(&self.events.tenants);
+        for event in tenants
+            .get(&span.tenant)
+            .iter()
+            .flat_map(|t| t.events.iter())
+            .filter(|event| span.counts(event))
+        {
+            for (value, measure) in values.iter_mut().zip(measures) {
+                measure.add(value, event).map_err(overflow)?;
+            }
+        }
+        Ok(values)
     }
 
     async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {

@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use domain::{
     Combine, DateRange, Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder,
     RollupPage, RollupQuery, RollupRow, TenantId, Window,
-    rollup::MeasureValue,
+    rollup::{MeasureValue, MergedPage, MergedRow, SpanQuery},
     sketch::{self, Sketch},
 };
 use futures_core::Stream;
@@ -291,6 +291,47 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
         selected = selected.join(", "),
         named = named.join(", "),
         measure_columns = measure_columns.join(", "),
+        sources = if counts_sources { SOURCE_SLUGS } else { "" },
+    );
+    (sql, binds)
+}
+
+/// The aggregation of the events of a span: `$1` tenant, events that occurred in `[$2, $3)`,
+/// passing `rollup`'s filters, with a value for each required dimension and, at each position
+/// of `filters`, that value. One row: each measure's aggregate in definition order (a sum's
+/// total, a distinct measure's sketch). The time bounds select through the events' index on
+/// `(tenant_id, occurred_at)`.
+fn span_sql(rollup: &Rollup, filters: &[(usize, String)]) -> (String, Binds) {
+    let mut binds = Binds::after(3);
+    let counts_sources = rollup
+        .measures
+        .iter()
+        .any(|m| m.kind == MeasureKind::Distinct(Field::Source));
+    let measures: Vec<String> = rollup
+        .measures
+        .iter()
+        .map(|m| measure_sql(&m.kind, &mut binds).0)
+        .collect();
+    let mut conditions: String = rollup
+        .filters
+        .iter()
+        .map(|f| format!(" AND {}", filter_sql(&f.field, &f.value, &mut binds)))
+        .collect();
+    for dimension in rollup.dimensions.iter().filter(|d| d.required) {
+        let expression = dimension_sql(&dimension.field, &mut binds);
+        conditions.push_str(&format!(" AND {expression} IS NOT NULL"));
+    }
+    for (position, value) in filters {
+        if let Some(dimension) = rollup.dimensions.get(*position) {
+            let condition = filter_sql(&dimension.field, value, &mut binds);
+            conditions.push_str(&format!(" AND {condition}"));
+        }
+    }
+    let sql = format!(
+        "SELECT {measures}
+        FROM analytics_events e{sources}
+        WHERE e.tenant_id = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3{conditions}",
+        measures = measures.join(", "),
         sources = if counts_sources { SOURCE_SLUGS } else { "" },
     );
     (sql, binds)
@@ -818,6 +859,114 @@ impl RollupStore for PostgresRollupStore {
 
     #[tracing::instrument(skip_all, fields(report = %query.report, window = %query.window), err)]
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
+        Ok(self.read_rows(query, false).await?.0)
+    }
+
+    #[tracing::instrument(skip_all, fields(report = %query.report, window = %query.window), err)]
+    async fn read_merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
+        let (page, values) = self.read_rows(query, true).await?;
+        Ok(MergedPage {
+            rows: page
+                .rows
+                .into_iter()
+                .zip(values)
+                .map(|(row, values)| MergedRow { row, values })
+                .collect(),
+            last_refreshed_at: page.last_refreshed_at,
+            changed_at: page.changed_at,
+        })
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to aggregate events")?;
+        let (sql, binds) = span_sql(&span.rollup, &span.filters);
+        let tenant = span.tenant.get();
+        let fixed: [&(dyn ToSql + Sync); 3] = [&tenant, &span.from, &span.to];
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .classify("preparing an aggregation of events")?;
+        let row = client
+            .query_one(&statement, &with_fixed(&fixed, &binds))
+            .await
+            .classify("aggregating events")?;
+        span.rollup
+            .measures
+            .iter()
+            .enumerate()
+            .map(|(i, measure)| match measure.kind.combine() {
+                Combine::Sum => row
+                    .try_get::<_, Option<i64>>(i)
+                    .map(|total| MeasureValue::Total(total.unwrap_or(0)))
+                    .map_err(|e| corrupt("aggregated events", e).into()),
+                Combine::Distinct => sketch_at(&row, i).map(MeasureValue::Distinct),
+            })
+            .collect()
+    }
+
+    /// Takes the rebuild locks of every window first, in the rebuilds' order, so a removal
+    /// never interleaves with a rebuild of the same rollup.
+    async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to remove a rollup")?;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to remove a rollup")?;
+        let (tenant, slug) = (tenant.get(), report.as_str());
+        let mut windows = Window::ALL;
+        windows.sort();
+        for window in windows {
+            tx.execute(
+                REBUILD_LOCK,
+                &[&tenant.to_string(), &slug, &window.as_str()],
+            )
+            .await
+            .classify("locking the rollup for removal")?;
+        }
+        let removed = tx
+            .execute(
+                "DELETE FROM rollup_snapshots WHERE tenant_id = $1 AND report_slug = $2",
+                &[&tenant, &slug],
+            )
+            .await
+            .classify("removing rollup rows")?;
+        tx.commit().await.classify("removing rollup rows")?;
+        Ok(removed)
+    }
+
+    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to clear snapshots")?;
+        Ok(client
+            .execute(
+                "DELETE FROM rollup_snapshots WHERE tenant_id = $1",
+                &[&tenant.get()],
+            )
+            .await
+            .classify("clearing snapshots")?)
+    }
+}
+
+impl PostgresRollupStore {
+    /// The rows of `query`: its page, or with `merged` every row (unpaged), each also with its
+    /// measures as they merge (a distinct one as its merged sketch).
+    async fn read_rows(
+        &self,
+        query: &RollupQuery,
+        merged: bool,
+    ) -> Result<(RollupPage, Vec<Vec<MeasureValue>>), StoreError> {
         let client = self
             .pool
             .get()
@@ -828,7 +977,7 @@ impl RollupStore for PostgresRollupStore {
         let slug = query.report.as_str();
         let window = query.window.as_str();
         let (from, to) = (query.range.from(), query.range.to());
-        let (limit, offset) = if ordered_here(query) {
+        let (limit, offset) = if merged || ordered_here(query) {
             (i64::MAX, 0)
         } else {
             (
@@ -883,6 +1032,7 @@ impl RollupStore for PostgresRollupStore {
             last_refreshed_at: None,
             changed_at: None,
         };
+        let mut all_values = Vec::new();
         while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = &row.classify("reading rollup rows")?;
             let get = |e: tokio_postgres::Error| corrupt("rollup row", e);
@@ -899,11 +1049,25 @@ impl RollupStore for PostgresRollupStore {
                 continue; // the row of an empty page
             };
             let mut measures: Vec<i64> = row.try_get("measures").map_err(get)?;
+            let mut values: Vec<MeasureValue> = if merged {
+                measures
+                    .iter()
+                    .map(|&total| MeasureValue::Total(total))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for &(position, index) in &sketch_columns {
-                let sketch = sketch_at(row, index)?;
+                let sketch = MeasureValue::Distinct(sketch_at(row, index)?);
                 if let Some(value) = measures.get_mut(position) {
-                    *value = MeasureValue::Distinct(sketch).number();
+                    *value = sketch.number();
                 }
+                if let Some(value) = values.get_mut(position) {
+                    *value = sketch;
+                }
+            }
+            if merged {
+                all_values.push(values);
             }
             let bucket_date: Option<Date> = row.try_get("bucket_date").map_err(get)?;
             let bucket_hour: Option<i16> = row.try_get("bucket_hour").map_err(get)?;
@@ -914,61 +1078,23 @@ impl RollupStore for PostgresRollupStore {
                 measures,
             });
         }
+        if merged {
+            // Ordered as a read orders them, each row with its values.
+            let mut rows: Vec<(RollupRow, Vec<MeasureValue>)> = std::mem::take(&mut page.rows)
+                .into_iter()
+                .zip(all_values)
+                .collect();
+            rows.sort_by(|a, b| domain::rollup::compare_rows(query.order, &a.0, &b.0));
+            let (rows, values) = rows.into_iter().unzip();
+            page.rows = rows;
+            return Ok((page, values));
+        }
         if ordered_here(query) {
             page.rows
                 .sort_by(|a, b| domain::rollup::compare_rows(query.order, a, b));
             page.rows = query.page.slice(std::mem::take(&mut page.rows));
         }
-        Ok(page)
-    }
-
-    /// Takes the rebuild locks of every window first, in the rebuilds' order, so a removal
-    /// never interleaves with a rebuild of the same rollup.
-    async fn remove(&self, tenant: TenantId, report: &ReportSlug) -> Result<u64, StoreError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to remove a rollup")?;
-        let tx = client
-            .transaction()
-            .await
-            .classify("starting to remove a rollup")?;
-        let (tenant, slug) = (tenant.get(), report.as_str());
-        let mut windows = Window::ALL;
-        windows.sort();
-        for window in windows {
-            tx.execute(
-                REBUILD_LOCK,
-                &[&tenant.to_string(), &slug, &window.as_str()],
-            )
-            .await
-            .classify("locking the rollup for removal")?;
-        }
-        let removed = tx
-            .execute(
-                "DELETE FROM rollup_snapshots WHERE tenant_id = $1 AND report_slug = $2",
-                &[&tenant, &slug],
-            )
-            .await
-            .classify("removing rollup rows")?;
-        tx.commit().await.classify("removing rollup rows")?;
-        Ok(removed)
-    }
-
-    async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .classify("connecting to clear snapshots")?;
-        Ok(client
-            .execute(
-                "DELETE FROM rollup_snapshots WHERE tenant_id = $1",
-                &[&tenant.get()],
-            )
-            .await
-            .classify("clearing snapshots")?)
+        Ok((page, Vec::new()))
     }
 }
 

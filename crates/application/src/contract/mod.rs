@@ -388,6 +388,8 @@ macro_rules! contract_tests {
             distinct_counts_merge_to_the_exact_counts_at_every_grouping_and_order,
             distinct_counts_of_windows_rebuilt_together_equal_the_exact_counts,
             hour_buckets_equal_the_exact_counts_alone_or_with_coarser_windows,
+            a_merged_read_holds_every_row_with_sketches_that_merge_further,
+            a_span_aggregates_exactly_the_events_that_occurred_in_it,
             a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation,
             filters_count_only_the_events_that_match_them,
             a_property_sum_equals_a_direct_aggregation_and_counts_what_it_skips,

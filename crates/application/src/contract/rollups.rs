@@ -14,7 +14,7 @@ use domain::{
     DateRange, EventStatus, MeasureKind, NewEvent, PageRequest, ReportSlug, Rollup,
     RollupDefinition, RollupOrder, RollupPage, RollupQuery, RollupRow, RunId, SourceSlug, TenantId,
     Window,
-    rollup::{Addend, compare_rows},
+    rollup::{Addend, MeasureValue, SpanQuery, compare_rows},
 };
 use serde_json::{Value, json};
 use time::{
@@ -708,6 +708,174 @@ pub async fn hour_buckets_equal_the_exact_counts_alone_or_with_coarser_windows(
         alone.rows_deleted == alone.rows_inserted && alone.rows_inserted == expected.len() as u64,
         "{alone:?} for {} rows of two days",
         expected.len()
+    );
+    Ok(())
+}
+
+/// A merged read is every row of the read, in its order, each measure as it merges further:
+/// a sketch whose estimate is the read's number, and which merges across rows into the count
+/// of the rows taken together.
+pub async fn a_merged_read_holds_every_row_with_sketches_that_merge_further(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = distinct_by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = quarter()?;
+    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let by_day = Read {
+        dimensions: vec![1],
+        ..Read::all(Window::Day, rebuilt, 0)
+    };
+    let merged = f
+        .rollups
+        .read_merged(&by_day.query(f.tenant, &definition, PageRequest::new(1, 5)))
+        .await?;
+    let read = read_all(f, f.tenant, &definition, &by_day).await?;
+    let rows: Vec<RollupRow> = merged.rows.iter().map(|m| m.row.clone()).collect();
+    ensure_rows("merged, unpaged", &read, &rows)?;
+    ensure!(
+        merged.last_refreshed_at == Some(FIRST_BUILD),
+        "freshness: {:?}",
+        merged.last_refreshed_at
+    );
+    for merged_row in &merged.rows {
+        let numbers: Vec<i64> = merged_row.values.iter().map(MeasureValue::number).collect();
+        ensure!(
+            numbers == merged_row.row.measures,
+            "{numbers:?} estimate {:?}",
+            merged_row.row
+        );
+    }
+    let mut total: Vec<MeasureValue> = definition
+        .rollup
+        .measures
+        .iter()
+        .map(|m| m.kind.combine().empty())
+        .collect();
+    for merged_row in &merged.rows {
+        for (value, more) in total.iter_mut().zip(&merged_row.values) {
+            value.combine(more)?;
+        }
+    }
+    let whole = read_all(
+        f,
+        f.tenant,
+        &definition,
+        &Read {
+            by_period: false,
+            ..Read::all(Window::Day, rebuilt, 0)
+        },
+    )
+    .await?;
+    let numbers: Vec<i64> = total.iter().map(MeasureValue::number).collect();
+    ensure!(
+        whole.rows.len() == 1 && whole.rows[0].measures == numbers,
+        "merged across days and channels: {numbers:?}, read as one row: {:?}",
+        whole.rows
+    );
+    Ok(())
+}
+
+/// A span aggregates exactly the events that occurred in `[from, to)`, with the rollup's
+/// filters and required dimensions, and the dimension values asked for.
+pub async fn a_span_aggregates_exactly_the_events_that_occurred_in_it(f: &Fixture) -> Result<()> {
+    let definition = definition(json!({
+        "slug": "spans",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "qty", "kind": "sum", "field": "properties.qty"},
+                     {"name": "users", "kind": "distinct", "field": "user_id"},
+                     {"name": "sources", "kind": "distinct", "field": "source"}],
+        "dimensions": [{"field": "event_name"}, {"field": "properties.channel", "required": true},
+                       {"field": "source"}],
+        "filters": {"properties.plan": "free"}
+    }))?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let from = datetime!(2026-02-03 10:17:30 UTC);
+    let to = datetime!(2026-02-21 05:00 UTC);
+    for filters in [
+        vec![],
+        vec![(0, "page_view".to_owned())],
+        vec![(1, "web".to_owned()), (2, "adyen".to_owned())],
+        vec![(0, "no-such-name".to_owned())],
+    ] {
+        let span = SpanQuery {
+            tenant: f.tenant,
+            rollup: definition.rollup.clone(),
+            from,
+            to,
+            filters: filters.clone(),
+        };
+        let values = f.rollups.aggregate_span(&span).await?;
+        let counted: Vec<&NewEvent> = events.iter().filter(|e| span.counts(e)).collect();
+        let qty: i64 = counted
+            .iter()
+            .map(|e| match definition.rollup.measures[1].kind {
+                MeasureKind::Sum(ref field) => match field.addend(e) {
+                    Addend::Value(v) => v,
+                    Addend::Absent | Addend::Skipped => 0,
+                },
+                _ => 0,
+            })
+            .sum();
+        let users: std::collections::BTreeSet<&str> = counted
+            .iter()
+            .filter_map(|e| e.user_id.as_deref())
+            .collect();
+        let sources: std::collections::BTreeSet<&str> =
+            counted.iter().map(|e| e.source.as_str()).collect();
+        let numbers: Vec<i64> = values.iter().map(MeasureValue::number).collect();
+        let expected = vec![
+            counted.len() as i64,
+            qty,
+            users.len() as i64,
+            sources.len() as i64,
+        ];
+        ensure!(
+            numbers == expected,
+            "{filters:?}: {numbers:?} instead of {expected:?}"
+        );
+        ensure!(
+            !filters.is_empty() || counted.len() > 10,
+            "the span holds events: {}",
+            counted.len()
+        );
+    }
+    // Events at `to` are the next span's; at `from`, this one's.
+    let at = events
+        .iter()
+        .map(|e| e.occurred_at)
+        .min()
+        .context("an event")?;
+    let before = SpanQuery {
+        tenant: f.tenant,
+        rollup: definition.rollup.clone(),
+        from: at - Duration::hours(1),
+        to: at,
+        filters: Vec::new(),
+    };
+    let numbers: Vec<i64> = f
+        .rollups
+        .aggregate_span(&before)
+        .await?
+        .iter()
+        .map(MeasureValue::number)
+        .collect();
+    ensure!(
+        numbers == [0, 0, 0, 0],
+        "nothing before the first event: {numbers:?}"
+    );
+    let other = f
+        .rollups
+        .aggregate_span(&SpanQuery {
+            tenant: f.other,
+            ..before
+        })
+        .await?;
+    ensure!(
+        other.iter().all(|v| v.number() == 0),
+        "another tenant's span is empty"
     );
     Ok(())
 }
