@@ -22,6 +22,7 @@ pub mod rollups;
 pub mod seed;
 pub mod services;
 pub mod standard;
+pub mod stats;
 pub mod tenancy;
 pub mod worker;
 

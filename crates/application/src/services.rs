@@ -21,6 +21,7 @@ use crate::{
     reports::ReportPorts,
     seed::SeedPorts,
     standard::WithStandardRollups,
+    stats::{StatsPorts, StatsService},
     tenancy::TenancyPorts,
 };
 
@@ -104,6 +105,8 @@ pub struct Services {
     pub reports: ReportService,
     pub recompute: RecomputeService,
     pub rollups: RollupService,
+    /// Web analytics' first answers, from the standard rollups.
+    pub stats: StatsService,
     pub worker: RecomputeWorker,
     pub seeder: SeedService,
     pub tenancy: TenancyService,
@@ -178,6 +181,14 @@ impl Services {
             settings.max_range_days,
             settings.lock_ttl,
         );
+        let stats = StatsService::new(
+            StatsPorts {
+                reads: reads.clone(),
+                rollups: ports.rollups.clone(),
+                clock: clock.clone(),
+            },
+            settings.max_range_days,
+        );
         let rollups = RollupService::new(
             RollupPorts {
                 definitions: definitions.clone(),
@@ -227,6 +238,7 @@ impl Services {
             reports,
             recompute,
             rollups,
+            stats,
             worker,
             seeder,
             tenancy,

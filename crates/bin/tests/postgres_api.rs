@@ -582,3 +582,213 @@ async fn a_tenants_report_on_postgres_equals_a_group_by_of_its_events() -> Resul
     );
     Ok(())
 }
+
+/// `GET /stats` and `GET /metrics` on PostgreSQL equal a direct SQL aggregation of the raw
+/// events: whole days and hours from the standard rollups, ragged edges from raw events, and
+/// users seen both at an edge and inside counted once.
+#[actix_web::test]
+async fn stats_and_metrics_on_postgres_equal_a_direct_aggregation_of_the_events() -> Result<()> {
+    let db = database!();
+    let services = wiring::build(&config(Some(&db.url))?, clock())
+        .await?
+        .services;
+    services
+        .seeder
+        .seed(TenantId::DEFAULT, 3_000, false)
+        .await?;
+    // Demo events lie on whole hours: these fall inside hours, at the edges of the windows
+    // below too, by users the demo data also has.
+    let events: Vec<Value> = (0..90_usize)
+        .map(|i| {
+            let minutes = i64::try_from(i * 53 + 7)?;
+            let at = datetime!(2026-11-18 00:00 UTC) + time::Duration::minutes(minutes);
+            let (name, path, channel) = (
+                ["page_view", "purchase", "signup"][i % 3],
+                ["/", "/pricing", "/docs"][i % 4 % 3],
+                ["ios", "web"][i % 2],
+            );
+            Ok(serde_json::json!({
+                "event_id": format!("minute-{i}"),
+                "event_name": name,
+                "user_id": format!("user-{}", i % 40 + 1),
+                "timestamp": at.format(&time::format_description::well_known::Rfc3339)?,
+                "properties": {"path": path, "channel": channel}
+            }))
+        })
+        .collect::<Result<_>>()?;
+    services
+        .ingest
+        .ingest_bulk(TenantId::DEFAULT, serde_json::json!({ "events": events }))
+        .await?;
+    let fortnight = domain::DateRange::new(datetime!(2026-11-08 00:00 UTC).date(), NOW.date())?;
+    for (report, window) in [
+        ("events-by-name", domain::Window::Hour),
+        ("events-by-name", domain::Window::Day),
+        ("traffic", domain::Window::Day),
+        ("top-paths", domain::Window::Day),
+    ] {
+        let run = services
+            .recompute
+            .run_now(&application::RecomputeRequest {
+                tenant: TenantId::DEFAULT,
+                report_slug: domain::ReportSlug::parse(report)?,
+                window,
+                range: fortnight,
+                requested_by: domain::Actor::builtin(domain::Actor::SEED),
+            })
+            .await?;
+        ensure!(
+            run.status == domain::RunStatus::Completed,
+            "{report} {window}: {run:?}"
+        );
+    }
+    let app = test::init_service(http_api::build_app(app_state(&services)?)).await;
+    let client = db.pool.get().await?;
+
+    // Metrics: totals, and buckets by day or hour, against count(*) and count(DISTINCT).
+    for (query, from, to, grouping, name, channel) in [
+        (
+            "from=2026-11-18T10:17:00Z&to=2026-11-20T05:43:00Z&group_by=day",
+            datetime!(2026-11-18 10:17 UTC),
+            datetime!(2026-11-20 05:43 UTC),
+            Some("day"),
+            None,
+            None,
+        ),
+        (
+            "event_name=page_view&from=2026-11-20T09:05:00Z&to=1795232400&group_by=hour",
+            datetime!(2026-11-20 09:05 UTC),
+            datetime!(2026-11-21 03:40 UTC),
+            Some("hour"),
+            Some("page_view"),
+            None,
+        ),
+        (
+            "channel=ios&from=2026-11-19T23:31:00Z&to=2026-11-19T23:59:00Z",
+            datetime!(2026-11-19 23:31 UTC),
+            datetime!(2026-11-19 23:59 UTC),
+            None,
+            None,
+            Some("ios"),
+        ),
+    ] {
+        let (status, body) = call!(
+            app,
+            test::TestRequest::get().uri(&format!("/api/v1/metrics?{query}"))
+        );
+        ensure!(status == StatusCode::OK, "{query}: {status} {body}");
+        let filter = "tenant_id = 1 AND occurred_at >= $1 AND occurred_at < $2
+                      AND ($3::text IS NULL OR event_name = $3)
+                      AND ($4::text IS NULL OR properties ->> 'channel' = $4)";
+        let total = client
+            .query_one(
+                &format!(
+                    "SELECT count(*)::int8, count(DISTINCT user_id)::int8 FROM analytics_events WHERE {filter}"
+                ),
+                &[&from, &to, &name, &channel],
+            )
+            .await?;
+        let expected = (total.get::<_, i64>(0), total.get::<_, i64>(1));
+        ensure!(
+            (
+                body["data"]["count"].as_i64(),
+                body["data"]["unique_users"].as_i64()
+            ) == (Some(expected.0), Some(expected.1))
+                && expected.0 > 0,
+            "{query}: {body} against {expected:?}"
+        );
+        if let Some(grouping) = grouping {
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT date_trunc($5, occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                                count(*)::int8, count(DISTINCT user_id)::int8
+                         FROM analytics_events WHERE {filter} GROUP BY 1"
+                    ),
+                    &[&from, &to, &name, &channel, &grouping],
+                )
+                .await?;
+            let truth: HashMap<OffsetDateTime, (i64, i64)> = rows
+                .iter()
+                .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                .collect();
+            let buckets = body["data"]["buckets"].as_array().context("buckets")?;
+            ensure!(!buckets.is_empty(), "{query}: buckets");
+            for bucket in buckets {
+                let start = OffsetDateTime::parse(
+                    bucket["start"].as_str().context("start")?,
+                    &time::format_description::well_known::Rfc3339,
+                )?;
+                let want = truth.get(&start).copied().unwrap_or((0, 0));
+                ensure!(
+                    (bucket["count"].as_i64(), bucket["unique_users"].as_i64())
+                        == (Some(want.0), Some(want.1)),
+                    "{query}: bucket {bucket} against {want:?}"
+                );
+            }
+            let counted: i64 = buckets.iter().filter_map(|b| b["count"].as_i64()).sum();
+            ensure!(counted == expected.0, "{query}: the buckets add up");
+        }
+    }
+
+    // Stats: views, unique users and top paths of a range, of every source or one.
+    for (query, source) in [
+        ("date=2026-11-15&date_to=2026-11-20&limit=2", None),
+        ("date=2026-11-18&site_id=stripe", Some("stripe")),
+    ] {
+        let (status, body) = call!(
+            app,
+            test::TestRequest::get().uri(&format!("/api/v1/stats?{query}"))
+        );
+        ensure!(status == StatusCode::OK, "{query}: {status} {body}");
+        let (from, to) = (
+            domain::parse_date("date", body["data"]["date"].as_str().context("date")?)?,
+            domain::parse_date(
+                "date_to",
+                body["data"]["date_to"].as_str().context("date_to")?,
+            )?,
+        );
+        let filter =
+            "e.tenant_id = 1 AND (e.occurred_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
+                      AND ($3::text IS NULL OR s.slug = $3)";
+        let total = client
+            .query_one(
+                &format!(
+                    "SELECT count(*)::int8, count(DISTINCT e.user_id)::int8
+                     FROM analytics_events e JOIN event_sources s ON s.id = e.source_id WHERE {filter}"
+                ),
+                &[&from, &to, &source],
+            )
+            .await?;
+        ensure!(
+            body["data"]["total_views"].as_i64() == Some(total.get(0))
+                && body["data"]["unique_users"].as_i64() == Some(total.get(1)),
+            "{query}: {body} against {total:?}"
+        );
+        let limit: i64 = if source.is_some() { 10 } else { 2 };
+        let paths = client
+            .query(
+                &format!(
+                    "SELECT e.properties ->> 'path' AS path, count(*)::int8, count(DISTINCT e.user_id)::int8
+                     FROM analytics_events e JOIN event_sources s ON s.id = e.source_id
+                     WHERE {filter} AND e.properties ->> 'path' IS NOT NULL
+                     GROUP BY 1 ORDER BY 2 DESC, (e.properties ->> 'path') COLLATE \"C\" LIMIT $4"
+                ),
+                &[&from, &to, &source, &limit],
+            )
+            .await?;
+        let expected: Vec<Value> = paths
+            .iter()
+            .map(|row| {
+                serde_json::json!({"path": row.get::<_, String>(0), "views": row.get::<_, i64>(1),
+                                   "unique_users": row.get::<_, i64>(2)})
+            })
+            .collect();
+        ensure!(
+            body["data"]["top_paths"] == Value::Array(expected.clone()) && !expected.is_empty(),
+            "{query}: {} against {expected:?}",
+            body["data"]["top_paths"]
+        );
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@ use actix_web::{
 };
 use application::{
     AccessPolicy, AuditService, HealthService, IngestService, RecomputeService, ReportService,
-    RollupService, TenancyService,
+    RollupService, TenancyService, stats::StatsService,
 };
 
 pub mod auth;
@@ -49,6 +49,8 @@ pub struct AppState {
     pub recompute: RecomputeService,
     /// The reports tenants define.
     pub rollups: RollupService,
+    /// Web analytics' first answers, from the standard rollups.
+    pub stats: StatsService,
     pub audit: AuditService,
     pub health: HealthService,
     pub ingest: IngestService,
@@ -83,6 +85,7 @@ impl AppState {
             replays: HitReplays::new(settings.replay_bytes),
             recompute: services.recompute.clone(),
             rollups: services.rollups.clone(),
+            stats: services.stats.clone(),
             audit: services.audit.clone(),
             health: services.health.clone(),
             ingest: services.ingest.clone(),

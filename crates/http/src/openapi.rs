@@ -53,6 +53,8 @@ use crate::{
         routes::events::ingest_bulk,
         routes::sources::list_sources,
         routes::sources::create_source,
+        routes::stats::stats,
+        routes::stats::metrics,
         openapi_json,
     ),
     modifiers(&Security, &ResponseHeaders),
@@ -63,6 +65,7 @@ use crate::{
         (name = "audit", description = "The operational audit trail (the management key, or an API key with the manage scope)"),
         (name = "events", description = "Event ingestion (an API key with the ingest scope)"),
         (name = "sources", description = "A tenant's event sources (the management key, or an API key with the manage scope)"),
+        (name = "stats", description = "Web analytics' first answers (views, unique users, top paths; an event's count over any time window), from the rollups every tenant has"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -13,6 +13,7 @@ pub mod health;
 pub mod recomputations;
 pub mod reports;
 pub mod sources;
+pub mod stats;
 
 /// The page size of listings whose client names none.
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
@@ -83,6 +84,16 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(read().to(sources::list_sources))
             .route(web::post().to(sources::create_source))
             .default_service(method_not_allowed("GET, HEAD, POST")),
+    )
+    .service(
+        web::resource("/stats")
+            .route(read().to(stats::stats))
+            .default_service(method_not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(read().to(stats::metrics))
+            .default_service(method_not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/openapi.json")

@@ -1313,6 +1313,8 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
         ("/api/v1/events/bulk", "post"),
         ("/api/v1/sources", "get"),
         ("/api/v1/sources", "post"),
+        ("/api/v1/stats", "get"),
+        ("/api/v1/metrics", "get"),
         ("/api/v1/openapi.json", "get"),
     ];
     for (path, method) in routes {
@@ -1323,7 +1325,7 @@ async fn the_openapi_document_is_3_1_and_describes_every_route() -> Result<()> {
     }
     assert_eq!(
         doc["paths"].as_object().map(|p| p.len()),
-        Some(11),
+        Some(13),
         "no undocumented or extra paths"
     );
 

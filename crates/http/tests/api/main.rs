@@ -9,4 +9,5 @@ mod events;
 mod helpers;
 mod replays;
 mod server;
+mod stats;
 mod tenancy;
