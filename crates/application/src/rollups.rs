@@ -591,6 +591,7 @@ pub fn parse_read(
         filters,
         order,
         page,
+        coarser: definition.windows.iter().map(|w| w.window).collect(),
     })
 }
 

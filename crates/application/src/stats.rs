@@ -436,6 +436,7 @@ impl StatsService {
             filters: by_source(traffic)?,
             order: RollupOrder::MeasureDescending(0),
             page: PageRequest::new(1, 0),
+            coarser: windows(traffic),
         };
         let paths_query = RollupQuery {
             tenant,
@@ -448,6 +449,7 @@ impl StatsService {
             filters: by_source(paths)?,
             order: RollupOrder::MeasureDescending(0),
             page: PageRequest::new(limit, 0),
+            coarser: windows(paths),
         };
         let total = self
             .ports
@@ -603,6 +605,7 @@ impl StatsService {
             filters: filters.clone(),
             order: RollupOrder::Period,
             page: PageRequest::new(1, 0),
+            coarser: Vec::new(),
         };
         let mut take = |page: MergedPage,
                         within: (OffsetDateTime, OffsetDateTime),
@@ -681,6 +684,11 @@ impl StatsService {
             raw_spans: plan.raw.len(),
         })
     }
+}
+
+/// The windows of `definition`.
+fn windows(definition: &RollupDefinition) -> Vec<Window> {
+    definition.windows.iter().map(|w| w.window).collect()
 }
 
 /// How each measure of `definition` combines, in definition order.

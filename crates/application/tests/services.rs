@@ -1676,6 +1676,7 @@ async fn a_tenants_rollup_is_rebuilt_by_a_run_as_a_builtin_report_is() -> Result
             filters: vec![],
             order: domain::RollupOrder::MeasureDescending(0),
             page: PageRequest::new(10, 0),
+            coarser: Vec::new(),
         },
     )
     .await?;
@@ -1944,6 +1945,7 @@ async fn changing_what_a_report_computes_rebuilds_it_and_renaming_it_does_not() 
                     filters: vec![],
                     order: domain::RollupOrder::Period,
                     page: PageRequest::new(10, 0),
+                    coarser: Vec::new(),
                 })
                 .await?;
             anyhow::Ok(page.rows.len())

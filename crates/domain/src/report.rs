@@ -178,6 +178,7 @@ impl ReportQuery {
                 .collect(),
             order,
             page: self.page,
+            coarser: Vec::new(),
         }
     }
 }

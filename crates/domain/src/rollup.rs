@@ -767,6 +767,87 @@ pub struct RollupQuery {
     pub filters: Vec<(usize, String)>,
     pub order: RollupOrder,
     pub page: PageRequest,
+    /// The rollup's windows: a read of days (or hours) not by period may merge the buckets of
+    /// those coarser than `window` instead of the finer ones they hold (see
+    /// [`RollupQuery::tiles`]); empty to read `window` alone.
+    pub coarser: Vec<Window>,
+}
+
+impl RollupQuery {
+    /// The windows and ranges of days the read merges: `window` over `range` when it is by
+    /// period, of weeks or months, or has no coarser window; else the coarsest buckets that tile the range (months
+    /// inside, then weeks, then days or hours at the edges). Every bucket of `window` in the
+    /// range lies in exactly one tile, so the merge is the same; it merges fewer rows.
+    pub fn tiles(&self) -> Vec<(Window, DateRange)> {
+        // Only days (and hours) tile: a week's buckets straddle months.
+        if self.by_period || !matches!(self.window, Window::Hour | Window::Day) {
+            return vec![(self.window, self.range)];
+        }
+        let mut windows: Vec<Window> = self
+            .coarser
+            .iter()
+            .copied()
+            .filter(|w| *w > self.window)
+            .collect();
+        windows.sort_unstable();
+        windows.dedup();
+        windows.insert(0, self.window);
+        let mut tiles = Vec::new();
+        tile(self.range, &windows, &mut tiles);
+        tiles.sort_by_key(|(window, range)| (range.from(), *window));
+        tiles
+    }
+
+    /// Whether [`RollupQuery::tiles`] reads more than one window.
+    pub fn is_tiled(&self) -> bool {
+        self.tiles()
+            .iter()
+            .any(|(window, _)| *window != self.window)
+    }
+}
+
+/// Tiles `range` with the whole buckets of the coarsest of `windows` (finest first) that fit,
+/// and the rest at either side with the finer ones; the finest takes what is left. A range of
+/// whole days is whole buckets of `hour` and `day` alike.
+fn tile(range: DateRange, windows: &[Window], tiles: &mut Vec<(Window, DateRange)>) {
+    let Some((&coarsest, finer)) = windows.split_last() else {
+        return;
+    };
+    if finer.is_empty() || matches!(coarsest, Window::Hour | Window::Day) {
+        tiles.push((coarsest, range));
+        return;
+    }
+    let first = if coarsest.bucket_start(range.from()) == range.from() {
+        range.from()
+    } else {
+        coarsest
+            .bucket_end(range.from())
+            .next_day()
+            .unwrap_or(Date::MAX)
+    };
+    let last = if coarsest.bucket_end(range.to()) == range.to() {
+        range.to()
+    } else {
+        coarsest
+            .bucket_start(range.to())
+            .previous_day()
+            .unwrap_or(Date::MIN)
+    };
+    let Ok(whole) = DateRange::new(first, last) else {
+        tile(range, finer, tiles);
+        return;
+    };
+    if let Some(before) = first.previous_day()
+        && let Ok(left) = DateRange::new(range.from(), before)
+    {
+        tile(left, finer, tiles);
+    }
+    tiles.push((coarsest, whole));
+    if let Some(after) = last.next_day()
+        && let Ok(right) = DateRange::new(after, range.to())
+    {
+        tile(right, finer, tiles);
+    }
 }
 
 /// How the rows of a rollup read are ordered. Ties, and everything after the first key, are
@@ -1519,6 +1600,94 @@ mod tests {
                 is_default: true
             }]
         );
+    }
+
+    #[test]
+    fn a_read_not_by_period_tiles_its_range_with_the_coarsest_buckets() {
+        let range = |from, to| DateRange::new(from, to).unwrap();
+        let query = |window, from, to, by_period| RollupQuery {
+            tenant: TenantId::DEFAULT,
+            report: ReportSlug::parse("r").unwrap(),
+            window,
+            range: range(from, to),
+            measures: vec![Combine::Sum],
+            by_period,
+            dimensions: Vec::new(),
+            filters: Vec::new(),
+            order: RollupOrder::Period,
+            page: PageRequest::new(1, 0),
+            coarser: vec![Window::Hour, Window::Day, Window::Week, Window::Month],
+        };
+        use time::macros::date;
+        // 30 days ending Wednesday 2026-12-02: days, three weeks, days.
+        let days = query(
+            Window::Day,
+            date!(2026 - 11 - 03),
+            date!(2026 - 12 - 02),
+            false,
+        );
+        assert_eq!(
+            days.tiles(),
+            [
+                (
+                    Window::Day,
+                    range(date!(2026 - 11 - 03), date!(2026 - 11 - 08))
+                ),
+                (
+                    Window::Week,
+                    range(date!(2026 - 11 - 09), date!(2026 - 11 - 29))
+                ),
+                (
+                    Window::Day,
+                    range(date!(2026 - 11 - 30), date!(2026 - 12 - 02))
+                ),
+            ]
+        );
+        // A year: eleven months inside.
+        let year = query(
+            Window::Day,
+            date!(2025 - 12 - 03),
+            date!(2026 - 12 - 02),
+            false,
+        );
+        let tiles = year.tiles();
+        assert!(tiles.len() < 12, "{tiles:?}");
+        assert!(tiles.contains(&(
+            Window::Month,
+            range(date!(2026 - 01 - 01), date!(2026 - 11 - 30))
+        )));
+        let covered: u32 = tiles.iter().map(|(_, r)| r.days()).sum();
+        assert_eq!(covered, 365, "every day once");
+        // By period, or without coarser windows: the window alone.
+        let by_period = query(
+            Window::Day,
+            date!(2026 - 11 - 03),
+            date!(2026 - 12 - 02),
+            true,
+        );
+        assert!(!by_period.is_tiled());
+        // Hours of whole days are days.
+        let hours = query(
+            Window::Hour,
+            date!(2026 - 11 - 30),
+            date!(2026 - 12 - 02),
+            false,
+        );
+        assert_eq!(
+            hours.tiles(),
+            [(
+                Window::Day,
+                range(date!(2026 - 11 - 30), date!(2026 - 12 - 02))
+            )]
+        );
+        // Weeks are not tiled by months.
+        let weeks = query(
+            Window::Week,
+            date!(2026 - 11 - 02),
+            date!(2026 - 12 - 06),
+            false,
+        );
+        assert!(!weeks.is_tiled());
     }
 
     #[test]

@@ -68,43 +68,75 @@ impl InMemoryRollupStore {
             .map_err(StoreError::Unavailable)
     }
 
-    /// Every row of `query`, ordered, with its mergeable measures.
+    /// Every row of `query`, ordered, with its mergeable measures. A tiled read merges the
+    /// coarser windows' buckets only where they were computed after the latest change to the
+    /// events they count; otherwise it reads `query.window` alone.
     fn merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
         self.check()?;
+        let tiles = query.tiles();
+        let tiled = query.is_tiled();
         // Read before the rows' lock: the event store's lock is never taken while it is held.
         let changed_at = self
             .events
             .latest_change(query.tenant, query.window.widen(query.range));
-        let series = read(&self.series);
-        let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
-        let mut last_refreshed_at = None;
-        let selected = series
-            .get(&(query.tenant, query.report.clone(), query.window))
-            .into_iter()
-            .flat_map(|rows| rows.iter())
-            .filter(|(((day, _), values), _)| {
-                query.range.contains(*day)
-                    && query.filters.iter().all(|(position, wanted)| {
-                        values.get(*position).and_then(Option::as_deref) == Some(wanted.as_str())
-                    })
-            });
-        for ((bucket, values), stored) in selected {
-            last_refreshed_at = last_refreshed_at.max(Some(stored.computed_at));
-            let key = (
-                query.by_period.then_some(*bucket),
-                query
-                    .dimensions
-                    .iter()
-                    .map(|position| values.get(*position).cloned().flatten())
-                    .collect(),
-            );
-            let combined = grouped
-                .entry(key)
-                .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
-            for (value, more) in combined.iter_mut().zip(&stored.measures) {
-                value.combine(more).map_err(overflow)?;
+        let mut changed: BTreeMap<Window, Option<OffsetDateTime>> = BTreeMap::new();
+        if tiled {
+            for (window, range) in &tiles {
+                let latest = self.events.latest_change(query.tenant, *range);
+                let entry = changed.entry(*window).or_default();
+                *entry = (*entry).max(latest);
             }
         }
+        let series = read(&self.series);
+        let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
+        let mut refreshed: BTreeMap<Window, OffsetDateTime> = BTreeMap::new();
+        for (window, range) in &tiles {
+            let selected = series
+                .get(&(query.tenant, query.report.clone(), *window))
+                .into_iter()
+                .flat_map(|rows| rows.iter())
+                .filter(|(((day, _), values), _)| {
+                    range.contains(*day)
+                        && query.filters.iter().all(|(position, wanted)| {
+                            values.get(*position).and_then(Option::as_deref)
+                                == Some(wanted.as_str())
+                        })
+                });
+            for ((bucket, values), stored) in selected {
+                let newest = refreshed.entry(*window).or_insert(stored.computed_at);
+                *newest = (*newest).max(stored.computed_at);
+                let key = (
+                    query.by_period.then_some(*bucket),
+                    query
+                        .dimensions
+                        .iter()
+                        .map(|position| values.get(*position).cloned().flatten())
+                        .collect(),
+                );
+                let combined = grouped
+                    .entry(key)
+                    .or_insert_with(|| query.measures.iter().map(|c| c.empty()).collect());
+                for (value, more) in combined.iter_mut().zip(&stored.measures) {
+                    value.combine(more).map_err(overflow)?;
+                }
+            }
+        }
+        drop(series);
+        let consistent = changed.iter().all(|(window, latest)| {
+            *window == query.window
+                || latest.is_none_or(|latest| refreshed.get(window).is_some_and(|r| *r >= latest))
+        });
+        if !consistent {
+            let mut alone = query.clone();
+            alone.coarser.clear();
+            return self.merged(&alone);
+        }
+        // Tiled, the answer is as fresh as its least fresh window.
+        let last_refreshed_at = if tiled {
+            refreshed.values().min().copied()
+        } else {
+            refreshed.values().max().copied()
+        };
         let mut rows: Vec<MergedRow> = grouped
             .into_iter()
             .map(|((bucket, dimensions), values)| MergedRow {

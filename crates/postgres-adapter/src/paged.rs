@@ -5,13 +5,21 @@
 /// `columns` and a `computed_at`; the page takes them in `order`, `$limit` rows from
 /// `$limit + 1`, and event changes of tenant `$1` dated in `$limit + 2 ..= $limit + 3` are
 /// read beside them. Every row carries the total, `last_refreshed_at` and `changed_at`; an
-/// empty page is one row of nulls carrying them.
-pub(crate) fn paged_read(grouped: &str, columns: &[&str], order: &str, limit: usize) -> String {
+/// empty page is one row of nulls carrying them, and the `extra` expressions (over `grouped`
+/// and the parameters) as more columns.
+pub(crate) fn paged_read(
+    grouped: &str,
+    columns: &[&str],
+    order: &str,
+    limit: usize,
+    extra: &[String],
+) -> String {
     let (offset, changed_from, changed_to) = (limit + 1, limit + 2, limit + 3);
     let selected = columns.join(", ");
     let paged = columns
         .iter()
         .map(|c| format!("page.{c}"))
+        .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(", ");
     format!(

@@ -82,6 +82,11 @@ impl Binds {
         self.values.push(Box::new(value.to_owned()));
         format!("${}::text", self.fixed + self.values.len())
     }
+
+    fn date(&mut self, value: Date) -> String {
+        self.values.push(Box::new(value));
+        format!("${}::date", self.fixed + self.values.len())
+    }
 }
 
 /// A property's value as a JSON integer of at most 18 digits (the domain's `Addend::Value`).
@@ -403,13 +408,57 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         order.push("bucket_hour".to_owned());
     }
     order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
+    // A tiled read: the first tile is `$3` over `$4..=$5`, each other one its own binds; each
+    // window's newest row, and the latest change to the events of its tiles, come out beside
+    // the rows (see `Tiles`).
+    let tiles = query.tiles();
+    let mut buckets = "window_name = $3 AND bucket_start BETWEEN $4 AND $5".to_owned();
+    let mut newest = String::new();
+    let mut extra = Vec::new();
+    if query.is_tiled() {
+        let conditions: Vec<String> = std::iter::once(buckets.clone())
+            .chain(tiles.iter().skip(1).map(|(window, range)| {
+                format!(
+                    "window_name = {} AND bucket_start BETWEEN {} AND {}",
+                    binds.text(window.as_str()),
+                    binds.date(range.from()),
+                    binds.date(range.to())
+                )
+            }))
+            .collect();
+        buckets = format!("(({}))", conditions.join(") OR ("));
+        for window in tiled_windows(query) {
+            let name = window.as_str();
+            newest.push_str(&format!(
+                ", max(computed_at) FILTER (WHERE window_name = '{name}') AS newest_{name}"
+            ));
+            extra.push(format!(
+                "(SELECT max(newest_{name}) FROM grouped) AS refreshed_{name}"
+            ));
+            let days: Vec<String> = tiles
+                .iter()
+                .filter(|(w, _)| *w == window)
+                .map(|(_, range)| {
+                    format!(
+                        "day BETWEEN {} AND {}",
+                        binds.date(range.from()),
+                        binds.date(range.to())
+                    )
+                })
+                .collect();
+            extra.push(format!(
+                "(SELECT max(changed_at) FROM stale_days WHERE tenant_id = $1 AND ({})) AS changed_{name}",
+                days.join(" OR ")
+            ));
+        }
+    }
     let grouped = format!(
         "
             SELECT {bucket} AS bucket_date, {hour} AS bucket_hour, ARRAY[{dimensions}]::text[] AS dimensions, ARRAY[{measures}]::int8[] AS measures,
-                   max(computed_at) AS computed_at{sketches}
+                   max(computed_at) AS computed_at{newest}{sketches}
             FROM rollup_snapshots
-            WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
-              AND bucket_start BETWEEN $4 AND $5{filters}{group_by}
+            WHERE tenant_id = $1 AND report_slug = $2
+              AND {buckets}{filters}{group_by}
             HAVING count(*) > 0",
         dimensions = dimensions.join(", "),
         measures = measures.join(", "),
@@ -420,8 +469,19 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
         .into_iter()
         .chain(sketch_names.iter().map(String::as_str))
         .collect();
-    let sql = crate::paged::paged_read(&grouped, &columns, &order.join(", "), 6);
+    let sql = crate::paged::paged_read(&grouped, &columns, &order.join(", "), 6, &extra);
     (sql, binds)
+}
+
+/// The windows a tiled read merges, in order; empty when it is not tiled.
+fn tiled_windows(query: &RollupQuery) -> Vec<Window> {
+    if !query.is_tiled() {
+        return Vec::new();
+    }
+    let mut windows: Vec<Window> = query.tiles().iter().map(|(w, _)| *w).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    windows
 }
 
 /// The positions of `query`'s distinct measures.
@@ -967,6 +1027,24 @@ impl PostgresRollupStore {
         query: &RollupQuery,
         merged: bool,
     ) -> Result<(RollupPage, Vec<Vec<MeasureValue>>), StoreError> {
+        if let Some(read) = self.read_once(query, merged).await? {
+            return Ok(read);
+        }
+        // A coarser window lags the events it counts: read the query's own window alone.
+        let mut alone = query.clone();
+        alone.coarser.clear();
+        self.read_once(&alone, merged)
+            .await?
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("an untiled read was tiled")))
+    }
+
+    /// As [`PostgresRollupStore::read_rows`], but `None` when the read is tiled and a coarser
+    /// window it merges was computed before the latest change to the events it counts.
+    async fn read_once(
+        &self,
+        query: &RollupQuery,
+        merged: bool,
+    ) -> Result<Option<(RollupPage, Vec<Vec<MeasureValue>>)>, StoreError> {
         let client = self
             .pool
             .get()
@@ -975,8 +1053,15 @@ impl PostgresRollupStore {
         let (sql, binds) = read_sql(query);
         let tenant = query.tenant.get();
         let slug = query.report.as_str();
-        let window = query.window.as_str();
-        let (from, to) = (query.range.from(), query.range.to());
+        // Tiled, `$3..=$5` are the first tile's.
+        let (window, range) = query
+            .tiles()
+            .first()
+            .copied()
+            .unwrap_or((query.window, query.range));
+        let window = window.as_str();
+        let (from, to) = (range.from(), range.to());
+        let windows = tiled_windows(query);
         let (limit, offset) = if merged || ordered_here(query) {
             (i64::MAX, 0)
         } else {
@@ -1033,6 +1118,9 @@ impl PostgresRollupStore {
             changed_at: None,
         };
         let mut all_values = Vec::new();
+        // Each tiled window's newest row (read with the latest change to its events from the
+        // first row: every row carries them).
+        let mut newest: Option<Vec<Option<OffsetDateTime>>> = None;
         while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = &row.classify("reading rollup rows")?;
             let get = |e: tokio_postgres::Error| corrupt("rollup row", e);
@@ -1044,6 +1132,25 @@ impl PostgresRollupStore {
             page.changed_at = row
                 .try_get::<_, Option<OffsetDateTime>>("changed_at")
                 .map_err(get)?;
+            if newest.is_none() && !windows.is_empty() {
+                let mut each = Vec::new();
+                for window in &windows {
+                    let name = window.as_str();
+                    let refreshed: Option<OffsetDateTime> = row
+                        .try_get(format!("refreshed_{name}").as_str())
+                        .map_err(get)?;
+                    let changed: Option<OffsetDateTime> = row
+                        .try_get(format!("changed_{name}").as_str())
+                        .map_err(get)?;
+                    if *window != query.window
+                        && changed.is_some_and(|c| refreshed.is_none_or(|r| r < c))
+                    {
+                        return Ok(None);
+                    }
+                    each.push(refreshed);
+                }
+                newest = Some(each);
+            }
             let dimensions: Option<Vec<Option<String>>> = row.try_get("dimensions").map_err(get)?;
             let Some(dimensions) = dimensions else {
                 continue; // the row of an empty page
@@ -1078,6 +1185,10 @@ impl PostgresRollupStore {
                 measures,
             });
         }
+        if let Some(each) = &newest {
+            // Tiled, the answer is as fresh as its least fresh window.
+            page.last_refreshed_at = each.iter().flatten().min().copied();
+        }
         if merged {
             // Ordered as a read orders them, each row with its values.
             let mut rows: Vec<(RollupRow, Vec<MeasureValue>)> = std::mem::take(&mut page.rows)
@@ -1087,14 +1198,14 @@ impl PostgresRollupStore {
             rows.sort_by(|a, b| domain::rollup::compare_rows(query.order, &a.0, &b.0));
             let (rows, values) = rows.into_iter().unzip();
             page.rows = rows;
-            return Ok((page, values));
+            return Ok(Some((page, values)));
         }
         if ordered_here(query) {
             page.rows
                 .sort_by(|a, b| domain::rollup::compare_rows(query.order, a, b));
             page.rows = query.page.slice(std::mem::take(&mut page.rows));
         }
-        Ok((page, Vec::new()))
+        Ok(Some((page, Vec::new())))
     }
 }
 

@@ -390,6 +390,7 @@ macro_rules! contract_tests {
             hour_buckets_equal_the_exact_counts_alone_or_with_coarser_windows,
             a_merged_read_holds_every_row_with_sketches_that_merge_further,
             a_span_aggregates_exactly_the_events_that_occurred_in_it,
+            a_tiled_read_equals_the_day_read_and_falls_back_when_a_coarser_window_lags,
             a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggregation,
             filters_count_only_the_events_that_match_them,
             a_property_sum_equals_a_direct_aggregation_and_counts_what_it_skips,

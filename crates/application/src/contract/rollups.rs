@@ -191,6 +191,7 @@ impl Read {
             filters: self.filters.clone(),
             order: self.order,
             page,
+            coarser: Vec::new(),
         }
     }
 }
@@ -876,6 +877,122 @@ pub async fn a_span_aggregates_exactly_the_events_that_occurred_in_it(f: &Fixtur
     ensure!(
         other.iter().all(|v| v.number() == 0),
         "another tenant's span is empty"
+    );
+    Ok(())
+}
+
+/// Reads `definition` over `part` not by period, grouped and ordered three ways, tiled and by
+/// day alone, and checks they agree; returns the rows read.
+async fn tiled_equals_days(
+    f: &Fixture,
+    definition: &RollupDefinition,
+    part: DateRange,
+) -> Result<Vec<Vec<RollupRow>>> {
+    let mut rows = Vec::new();
+    for (dimensions, order) in [
+        (vec![], RollupOrder::MeasureDescending(0)),
+        (vec![1], RollupOrder::MeasureDescending(1)),
+        (vec![0, 1], RollupOrder::MeasureDescending(0)),
+    ] {
+        let read = Read {
+            by_period: false,
+            dimensions,
+            order,
+            ..Read::all(Window::Day, part, 0)
+        };
+        let mut tiled = read.query(f.tenant, definition, PageRequest::new(100, 0));
+        tiled.coarser = vec![Window::Day, Window::Week, Window::Month];
+        ensure!(tiled.is_tiled(), "the read is tiled: {:?}", tiled.tiles());
+        let alone = read.query(f.tenant, definition, PageRequest::new(100, 0));
+        let (from_tiles, from_days) =
+            (f.rollups.read(&tiled).await?, f.rollups.read(&alone).await?);
+        ensure!(
+            from_tiles.rows == from_days.rows && from_tiles.total_rows == from_days.total_rows,
+            "{order:?}: tiled {:?}, by day {:?}",
+            from_tiles.rows.iter().take(3).collect::<Vec<_>>(),
+            from_days.rows.iter().take(3).collect::<Vec<_>>()
+        );
+        let merged = f.rollups.read_merged(&tiled).await?;
+        ensure!(
+            merged.rows.iter().map(|m| &m.row).eq(from_days.rows.iter()),
+            "{order:?}: a merged tiled read"
+        );
+        rows.push(from_days.rows);
+    }
+    Ok(rows)
+}
+
+/// A read not by period merges the coarsest buckets that tile its range (months inside,
+/// weeks, days at the edges) and answers as the day buckets alone do; where a coarser window
+/// was computed before the latest change to its events, the day buckets alone answer.
+pub async fn a_tiled_read_equals_the_day_read_and_falls_back_when_a_coarser_window_lags(
+    f: &Fixture,
+) -> Result<()> {
+    let definition = distinct_by_name_and_channel()?;
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let parts = [
+        (Window::Day, quarter()?),
+        (Window::Week, quarter()?),
+        (Window::Month, quarter()?),
+    ];
+    rebuild_together(f, f.tenant, &definition, &parts, FIRST_BUILD).await?;
+    // January 7 to March 25: days, weeks, days, February, a day, weeks, days.
+    let part = range(date!(2026 - 01 - 07), date!(2026 - 03 - 25))?;
+    let before = tiled_equals_days(f, &definition, part).await?;
+    let tiles = Read {
+        by_period: false,
+        ..Read::all(Window::Day, part, 0)
+    };
+    let mut query = tiles.query(f.tenant, &definition, PageRequest::new(1, 0));
+    query.coarser = vec![Window::Week, Window::Month];
+    let windows: Vec<Window> = query.tiles().iter().map(|(w, _)| *w).collect();
+    ensure!(
+        windows
+            == [
+                Window::Day,
+                Window::Week,
+                Window::Day,
+                Window::Month,
+                Window::Day,
+                Window::Week,
+                Window::Day
+            ],
+        "tiles: {:?}",
+        query.tiles()
+    );
+
+    // Late events in February, counted by a rebuild of the days alone: the month lags.
+    let late: Vec<NewEvent> = events
+        .iter()
+        .filter(|e| e.occurred_at.month() == time::Month::February)
+        .take(5)
+        .map(|e| NewEvent {
+            event_id: format!("late-{}", e.event_id),
+            user_id: Some(format!("late-user-{}", e.event_id)),
+            ..e.clone()
+        })
+        .collect();
+    super::store_at(
+        f.events.as_ref(),
+        f.tenant,
+        &late,
+        FIRST_BUILD + Duration::minutes(30),
+    )
+    .await?;
+    rebuild(
+        f,
+        f.tenant,
+        &definition,
+        Window::Day,
+        quarter()?,
+        SECOND_BUILD,
+    )
+    .await?;
+    let after = tiled_equals_days(f, &definition, part).await?;
+    ensure!(
+        before != after,
+        "the late events change the answer, so a lagging month would show"
     );
     Ok(())
 }
