@@ -47,7 +47,8 @@ const KEY: &str = "bench-management-key-0123456789";
 /// The generated data set: event i has source i % 3, entity i % 10000, a status by i, one of
 /// four names by (i / 3) % 4, one of four channels by (i / 5) % 4 (none for every 9th), a
 /// user of 100,000, skewed (user 100,000 u² for u spread evenly over [0, 1) by i: a few hot
-/// users, a long tail), and lies i % 365 days and i % 24 hours before now.
+/// users, a long tail), a page view a path of 500, skewed harder (path 500 v³ for another
+/// such v: a few hot pages, a long tail), and lies i % 365 days and i % 24 hours before now.
 const LOAD: &str = "
     INSERT INTO analytics_events (tenant_id, event_id, event_name, source_id, entity_id, status, processing_ms, amount_cents, occurred_at, properties, user_id)
     SELECT 1, 'b-' || i, (ARRAY['page_view', 'purchase', 'signup', 'click'])[(i / 3) % 4 + 1],
@@ -58,7 +59,11 @@ const LOAD: &str = "
            CASE WHEN i % 9 = 0 THEN jsonb_build_object('batch', i / 1000)
                 ELSE jsonb_build_object('batch', i / 1000,
                                         'channel', (ARRAY['web', 'ios', 'android', 'email'])[(i / 5) % 4 + 1])
-           END,
+           END
+           || CASE WHEN (i / 3) % 4 = 0
+                   THEN jsonb_build_object('path', '/p/' || floor(500 * (((i * 2246822519) % 4294967296) / 4294967296.0) ^ 3)::int8)
+                   ELSE '{}'::jsonb
+              END,
            'user-' || floor(100000 * (((i * 2654435761) % 4294967296) / 4294967296.0) ^ 2)::int8
     FROM generate_series($1::int8, $2::int8) AS i
     JOIN event_sources s ON s.tenant_id = 1 AND s.slug = (ARRAY['stripe', 'adyen', 'paypal'])[i % 3 + 1]";
@@ -94,12 +99,13 @@ const ROLLUP: &str = r#"{
 }"#;
 
 /// The rollups of the distinct phase: events and unique users by day, in one row per day and
-/// by channel.
+/// by channel; with weeks and months, which reads over long ranges merge instead of days.
 const TRAFFIC: &str = r#"{
     "slug": "bench-traffic",
     "measures": [{"name": "events", "kind": "count"},
                  {"name": "unique_users", "kind": "distinct", "field": "user_id"}],
-    "windows": [{"window": "day", "retention_days": 366}],
+    "windows": [{"window": "day", "retention_days": 366}, {"window": "week", "retention_days": 371},
+                {"window": "month", "retention_days": 397}],
     "cache_ttl_seconds": 0,
     "is_public": true
 }"#;
@@ -108,7 +114,8 @@ const UNIQUES: &str = r#"{
     "measures": [{"name": "events", "kind": "count"},
                  {"name": "unique_users", "kind": "distinct", "field": "user_id"}],
     "dimensions": [{"field": "properties.channel"}],
-    "windows": [{"window": "day", "retention_days": 366}],
+    "windows": [{"window": "day", "retention_days": 366}, {"window": "week", "retention_days": 371},
+                {"window": "month", "retention_days": 397}],
     "cache_ttl_seconds": 0,
     "is_public": true
 }"#;
@@ -590,8 +597,8 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     // (its TTL is 0), and `count(DISTINCT user_id)` over the raw events; first, the error of
     // the estimates against the exact counts over 1, 7, 30 and 365 days, with and without a
     // dimension.
-    define(port, TRAFFIC, 1)?;
-    define(port, UNIQUES, 1)?;
+    define(port, TRAFFIC, 3)?;
+    define(port, UNIQUES, 3)?;
     let max_rel_error = distinct_errors(port, &miss_client, today).await?;
     let mut distinct_rps = Vec::new();
     for days in [30, 365] {
@@ -948,13 +955,16 @@ async fn distinct_errors(
     today: time::Date,
 ) -> Result<f64> {
     const EXACT: &str = "
-        SELECT CASE WHEN jsonb_typeof(properties -> 'channel') = 'string' THEN properties ->> 'channel' END,
-               count(DISTINCT user_id)
-        FROM analytics_events
-        WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
-          AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY ROLLUP (1)
-        ORDER BY GROUPING(1), 1";
+        SELECT channel, count(DISTINCT user_id)
+        FROM (
+            SELECT CASE WHEN jsonb_typeof(properties -> 'channel') = 'string' THEN properties ->> 'channel' END AS channel,
+                   user_id
+            FROM analytics_events
+            WHERE tenant_id = 1 AND occurred_at >= $1::date::timestamp AT TIME ZONE 'UTC'
+              AND occurred_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'
+        ) AS events
+        GROUP BY ROLLUP (channel)
+        ORDER BY GROUPING(channel), channel";
     let mut worst: f64 = 0.0;
     for days in [1, 7, 30, 365] {
         let start = today - time::Duration::days(days - 1);
