@@ -375,6 +375,19 @@ fn ensure_rows(what: &str, page: &RollupPage, expected: &[RollupRow]) -> Result<
     Ok(())
 }
 
+/// Stores the generated events and rebuilds `definition`'s days over the quarter: the events
+/// and the range rebuilt.
+async fn days_of_the_quarter(
+    f: &Fixture,
+    definition: &RollupDefinition,
+) -> Result<(Vec<NewEvent>, DateRange)> {
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    let rebuilt = quarter()?;
+    rebuild(f, f.tenant, definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    Ok((events, rebuilt))
+}
+
 /// Stores the generated events, rebuilds `definition` in `window` over the quarter, and checks
 /// `read` against [`direct`].
 async fn equals_direct(
@@ -480,10 +493,7 @@ pub async fn month_buckets_of_three_dimensions_equal_a_direct_aggregation(
 
 pub async fn every_grouping_and_order_equals_a_direct_aggregation(f: &Fixture) -> Result<()> {
     let definition = by_name_and_channel()?;
-    let events = generated_events()?;
-    store(f.events.as_ref(), f.tenant, &events).await?;
-    let rebuilt = quarter()?;
-    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let (events, rebuilt) = days_of_the_quarter(f, &definition).await?;
     let groupings: [(bool, &[usize]); 6] = [
         (true, &[]),
         (true, &[0]),
@@ -551,10 +561,7 @@ pub async fn distinct_counts_merge_to_the_exact_counts_at_every_grouping_and_ord
     f: &Fixture,
 ) -> Result<()> {
     let definition = distinct_by_name_and_channel()?;
-    let events = generated_events()?;
-    store(f.events.as_ref(), f.tenant, &events).await?;
-    let rebuilt = quarter()?;
-    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let (events, rebuilt) = days_of_the_quarter(f, &definition).await?;
     let groupings: [(bool, &[usize]); 4] =
         [(true, &[]), (true, &[1]), (false, &[0, 1]), (false, &[])];
     let orders = [
@@ -720,10 +727,7 @@ pub async fn a_merged_read_holds_every_row_with_sketches_that_merge_further(
     f: &Fixture,
 ) -> Result<()> {
     let definition = distinct_by_name_and_channel()?;
-    let events = generated_events()?;
-    store(f.events.as_ref(), f.tenant, &events).await?;
-    let rebuilt = quarter()?;
-    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let (_, rebuilt) = days_of_the_quarter(f, &definition).await?;
     let by_day = Read {
         dimensions: vec![1],
         ..Read::all(Window::Day, rebuilt, 0)
@@ -1001,10 +1005,7 @@ pub async fn a_read_over_part_of_the_range_and_one_value_equals_a_direct_aggrega
     f: &Fixture,
 ) -> Result<()> {
     let definition = by_name_and_channel()?;
-    let events = generated_events()?;
-    store(f.events.as_ref(), f.tenant, &events).await?;
-    let rebuilt = quarter()?;
-    rebuild(f, f.tenant, &definition, Window::Day, rebuilt, FIRST_BUILD).await?;
+    let (events, rebuilt) = days_of_the_quarter(f, &definition).await?;
     let read = Read {
         range: range(date!(2026 - 02 - 03), date!(2026 - 02 - 20))?,
         dimensions: vec![0],
