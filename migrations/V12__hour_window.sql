@@ -18,3 +18,24 @@ ALTER TABLE rollup_snapshots ADD CONSTRAINT rollup_snapshots_bucket_hour_check
 ALTER TABLE recompute_runs DROP CONSTRAINT recompute_runs_window_name_check;
 ALTER TABLE recompute_runs ADD CONSTRAINT recompute_runs_window_name_check
     CHECK (window_name IN ('hour', 'day', 'week', 'month'));
+
+-- Every tenant now has the standard rollups `traffic`, `top-paths` and `events-by-name`,
+-- defined by the binary (seeds/rollups/). A report a tenant defined under one of those slugs
+-- would be hidden by it, and its rows read as the standard rollup's: it is renamed
+-- `<slug>-custom`, with its snapshot rows and its runs, so both stay readable.
+UPDATE rollup_snapshots s
+SET report_slug = s.report_slug || '-custom'
+FROM rollup_definitions d
+WHERE d.tenant_id = s.tenant_id AND d.slug = s.report_slug
+  AND d.slug IN ('traffic', 'top-paths', 'events-by-name');
+
+UPDATE recompute_runs r
+SET report_slug = r.report_slug || '-custom'
+FROM rollup_definitions d
+WHERE d.tenant_id = r.tenant_id AND d.slug = r.report_slug
+  AND d.slug IN ('traffic', 'top-paths', 'events-by-name');
+
+UPDATE rollup_definitions
+SET slug = slug || '-custom',
+    definition = jsonb_set(definition, '{slug}', to_jsonb(slug || '-custom'))
+WHERE slug IN ('traffic', 'top-paths', 'events-by-name');

@@ -219,10 +219,18 @@ fn filter_value(field: &str, raw: &str) -> Result<String, ValidationError> {
     Ok(raw.to_owned())
 }
 
-/// An instant given as RFC 3339 (`2026-11-18T10:00:00Z`) or as Unix seconds.
+/// The earliest instant a window may start or end at.
+const EARLIEST: OffsetDateTime = time::macros::datetime!(1970-01-01 00:00 UTC);
+
+/// The latest instant a window may start or end at: far enough from the calendar's end that
+/// whole days and hours around it exist.
+const LATEST: OffsetDateTime = time::macros::datetime!(9000-01-01 00:00 UTC);
+
+/// An instant given as RFC 3339 (`2026-11-18T10:00:00Z`) or as Unix seconds, from 1970 to
+/// the year 9000.
 ///
 /// # Errors
-/// A [`ValidationError`] on `field` naming both forms.
+/// A [`ValidationError`] on `field` naming both forms, or the range.
 pub fn parse_instant(field: &str, raw: &str) -> Result<OffsetDateTime, ValidationError> {
     let invalid = || {
         ValidationError::new(
@@ -231,14 +239,23 @@ pub fn parse_instant(field: &str, raw: &str) -> Result<OffsetDateTime, Validatio
         )
     };
     let trimmed = raw.trim();
-    if let Ok(seconds) = trimmed.parse::<i64>() {
-        return OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| invalid());
+    let at = if let Ok(seconds) = trimmed.parse::<i64>() {
+        OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| invalid())?
+    } else {
+        // A `+` of an offset sent unencoded in a query string arrives as a space.
+        OffsetDateTime::parse(trimmed, &Rfc3339)
+            .or_else(|_| OffsetDateTime::parse(&trimmed.replace(' ', "+"), &Rfc3339))
+            .map_err(|_| invalid())?
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or_else(invalid)?
+    };
+    if at < EARLIEST || at > LATEST {
+        return Err(ValidationError::new(
+            field,
+            format!("must be from 1970-01-01T00:00:00Z to 9000-01-01T00:00:00Z; got {raw:?}"),
+        ));
     }
-    // A `+` of an offset sent unencoded in a query string arrives as a space.
-    OffsetDateTime::parse(trimmed, &Rfc3339)
-        .or_else(|_| OffsetDateTime::parse(&trimmed.replace(' ', "+"), &Rfc3339))
-        .map(|at| at.to_offset(UtcOffset::UTC))
-        .map_err(|_| invalid())
+    Ok(at)
 }
 
 fn floor_hour(at: OffsetDateTime) -> OffsetDateTime {
@@ -532,21 +549,11 @@ impl StatsService {
             .iter()
             .find(|w| w.window == Window::Hour)
             .map_or(1, |w| w.retention_days);
-        let limit_days = match grouping {
-            Some(Grouping::Hour) => hour_retention,
-            _ => self.max_range_days,
-        };
+        let limit_days = self.max_range_days;
         if to - from > Duration::days(i64::from(limit_days)) {
             return Err(ValidationError::new(
                 "to",
-                format!(
-                    "the window covers more than {limit_days} days, the most allowed{}",
-                    if grouping == Some(Grouping::Hour) {
-                        " by hour"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("the window covers more than {limit_days} days, the most allowed"),
             )
             .into());
         }
@@ -659,7 +666,7 @@ impl StatsService {
         }
 
         let mut buckets = Vec::new();
-        if let Some(grouping) = grouping {
+        if let Some(grouping) = grouping.filter(|_| from < to) {
             let mut start = grouping.floor(from);
             while start < to {
                 let values = sums.buckets.get(&start);
@@ -741,6 +748,18 @@ mod tests {
             parse_instant("to", "1763460000"),
             Ok(datetime!(2025-11-18 10:00 UTC))
         );
+        for out_of_range in [
+            "9999-12-31T23:30:00-01:00",
+            "9999-12-31T12:00:00Z",
+            "-0001-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "-1",
+        ] {
+            assert!(
+                parse_instant("from", out_of_range).is_err(),
+                "{out_of_range}"
+            );
+        }
         let err = parse_instant("to", "yesterday").unwrap_err();
         assert_eq!(err.field(), "to");
         assert!(err.message().contains("RFC 3339"), "{err}");

@@ -909,6 +909,24 @@ pub struct SpanQuery {
 }
 
 impl SpanQuery {
+    /// Checks that every filter names a dimension of the rollup.
+    ///
+    /// # Errors
+    /// The first position past the rollup's dimensions.
+    pub fn check(&self) -> Result<(), String> {
+        match self
+            .filters
+            .iter()
+            .find(|(position, _)| *position >= self.rollup.dimensions.len())
+        {
+            Some((position, _)) => Err(format!(
+                "a span filters on dimension {position} of a rollup of {}",
+                self.rollup.dimensions.len()
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Whether `event` is one of the span's.
     pub fn counts(&self, event: &NewEvent) -> bool {
         if event.occurred_at < self.from

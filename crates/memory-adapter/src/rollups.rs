@@ -262,6 +262,8 @@ impl RollupStore for InMemoryRollupStore {
 
     async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError> {
         self.check()?;
+        span.check()
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!(e)))?;
         let measures = &span.rollup.measures;
         let mut values: Vec<MeasureValue> =
             measures.iter().map(|m| m.kind.combine().empty()).collect();

@@ -939,6 +939,8 @@ impl RollupStore for PostgresRollupStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError> {
+        span.check()
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!(e)))?;
         let client = self
             .pool
             .get()

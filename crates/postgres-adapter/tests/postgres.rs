@@ -1082,3 +1082,70 @@ async fn the_extension_builds_and_merges_the_services_sketches() -> Result<()> {
     }
     Ok(())
 }
+
+/// Migration V12 renames a tenant's report that has the slug of a standard rollup to
+/// `<slug>-custom`, with its rows and runs, and leaves other reports and tenants alone.
+#[tokio::test]
+async fn a_tenants_report_under_a_standard_slug_is_renamed_with_its_rows_and_runs() -> Result<()> {
+    let Some(db) = TestDatabase::create_at(Some(11)).await? else {
+        return Ok(());
+    };
+    let client = db.pool.get().await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO rollup_definitions (tenant_id, slug, definition, created_at, updated_at)
+             VALUES (2, 'traffic', '{"slug": "traffic", "measures": [{"name": "n", "kind": "count"}]}',
+                     '2026-11-01Z', '2026-11-01Z'),
+                    (2, 'mine', '{"slug": "mine", "measures": [{"name": "n", "kind": "count"}]}',
+                     '2026-11-01Z', '2026-11-01Z');
+             INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                 measure_values, computed_at, run_id)
+             VALUES (2, 'traffic', 'day', '2026-11-20', ARRAY[4], '2026-11-21 12:00Z',
+                     '00000000-0000-4000-8000-000000000001'),
+                    (2, 'mine', 'day', '2026-11-20', ARRAY[5], '2026-11-21 12:00Z',
+                     '00000000-0000-4000-8000-000000000002'),
+                    (1, 'traffic', 'day', '2026-11-20', ARRAY[6], '2026-11-21 12:00Z',
+                     '00000000-0000-4000-8000-000000000003');
+             INSERT INTO recompute_runs (id, tenant_id, report_slug, window_name, date_from, date_to,
+                 scope_from, scope_to, requested_by, status, requested_at, started_at, finished_at, summary)
+             VALUES ('00000000-0000-4000-8000-000000000001', 2, 'traffic', 'day', '2026-11-20',
+                     '2026-11-20', '2026-11-20', '2026-11-20', 'ops', 'completed', '2026-11-21 12:00Z',
+                     '2026-11-21 12:00Z', '2026-11-21 12:00Z', '{}')"#,
+        )
+        .await?;
+    ensure!(db.migrate_to(12).await? == 1, "V12 applied");
+    let slugs: Vec<String> = client
+        .query(
+            "SELECT tenant_id || ':' || slug || ':' || (definition ->> 'slug')
+             FROM rollup_definitions ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    ensure!(
+        slugs == ["2:mine:mine", "2:traffic-custom:traffic-custom"],
+        "the definition is renamed, slug and body: {slugs:?}"
+    );
+    let rows: Vec<String> = client
+        .query(
+            "SELECT tenant_id || ':' || report_slug || ':' || measure_values[1]
+             FROM rollup_snapshots ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    ensure!(
+        rows == ["1:traffic:6", "2:mine:5", "2:traffic-custom:4"],
+        "its rows follow it; another tenant's rows under the slug are not its: {rows:?}"
+    );
+    let run: String = client
+        .query_one("SELECT report_slug FROM recompute_runs", &[])
+        .await?
+        .get(0);
+    ensure!(run == "traffic-custom", "its run follows it: {run}");
+    Ok(())
+}

@@ -56,8 +56,8 @@ pub struct MetricsParams {
     /// The window's end, exclusive, as `from`; required, not before `from`.
     #[param(example = "1763488800")]
     pub to: Option<String>,
-    /// Buckets: `day` or `hour` (by hour, the window covers at most 14 days, all within the
-    /// hour buckets' retention). Without it, totals only.
+    /// Buckets: `day` or `hour` (by hour, the window lies within the hour buckets' retention:
+    /// from 00:00 UTC thirteen days ago). Without it, totals only.
     #[param(example = "day")]
     pub group_by: Option<String>,
 }
@@ -221,7 +221,7 @@ pub async fn stats(
     params(MetricsParams, TenantParam),
     responses(
         (status = 200, description = "The count and unique users of the window", body = MetricsEnvelope),
-        (status = 400, description = "A parameter is missing or invalid (`from` after `to`, an unparsable time, a window over the limit, hours outside the hour buckets' retention, an unknown parameter); `details.field` names it", body = ErrorEnvelope),
+        (status = 400, description = "A parameter is missing or invalid (`from` after `to`, an unparsable time or one outside 1970 to 9000, a window over the limit, hours outside the hour buckets' retention, an unknown parameter); `details.field` names it", body = ErrorEnvelope),
         (status = 401, description = "Credentials are wrong, or another tenant than `default` is read without any", body = ErrorEnvelope),
         (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
         (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),

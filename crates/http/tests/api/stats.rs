@@ -203,10 +203,21 @@ async fn metrics_count_a_window_exactly_with_its_ragged_edges_from_raw_events() 
     assert_eq!(inside.body["data"]["count"], 1, "{}", inside.body);
     let empty = send(
         &app,
-        read("from=2026-11-20T11:30:00Z&to=2026-11-20T11:30:00Z"),
+        read("from=2026-11-20T11:30:00Z&to=2026-11-20T11:30:00Z&group_by=hour"),
     )
     .await;
-    assert_eq!(empty.body["data"]["count"], 0, "an empty window");
+    assert_eq!(
+        (&empty.body["data"]["count"], &empty.body["data"]["buckets"]),
+        (&json!(0), &json!([])),
+        "an empty window has no buckets"
+    );
+    // By hour, as far back as the hour buckets are kept: 00:00 UTC thirteen days ago.
+    let kept = send(
+        &app,
+        read("from=2026-11-08T00:00:00Z&to=2026-11-21T12:00:00Z&group_by=hour"),
+    )
+    .await;
+    kept.assert_data(StatusCode::OK);
     // Whole days older than the hour buckets are kept: day buckets alone.
     let old = send(
         &app,
@@ -287,8 +298,18 @@ async fn bad_parameters_are_400s_naming_them() -> Result<()> {
         ),
         (
             "/api/v1/metrics?from=2026-11-01T00:00:00Z&to=2026-11-20T00:00:00Z&group_by=hour",
+            "from",
+            "hour buckets",
+        ),
+        (
+            "/api/v1/metrics?from=9999-12-31T12:00:00Z&to=9999-12-31T13:00:00Z",
+            "from",
+            "9000",
+        ),
+        (
+            "/api/v1/metrics?from=2026-11-20T00:00:00Z&to=9999-12-31T23:30:00-01:00",
             "to",
-            "14 days",
+            "RFC 3339",
         ),
         (
             "/api/v1/metrics?from=2024-01-01T00:00:00Z&to=2026-11-20T00:00:00Z",
