@@ -591,7 +591,7 @@ pub fn parse_read(
         filters,
         order,
         page,
-        coarser: definition.windows.iter().map(|w| w.window).collect(),
+        coarser: definition.windows_kept_over(range, today, max_range_days),
     })
 }
 

@@ -433,6 +433,7 @@ impl StatsService {
                 })?,
         };
 
+        let today = self.ports.clock.now().date();
         let traffic = standard("traffic")?;
         let paths = standard("top-paths")?;
         let by_source =
@@ -453,7 +454,7 @@ impl StatsService {
             filters: by_source(traffic)?,
             order: RollupOrder::MeasureDescending(0),
             page: PageRequest::new(1, 0),
-            coarser: windows(traffic),
+            coarser: traffic.windows_kept_over(range, today, self.max_range_days),
         };
         let paths_query = RollupQuery {
             tenant,
@@ -466,7 +467,7 @@ impl StatsService {
             filters: by_source(paths)?,
             order: RollupOrder::MeasureDescending(0),
             page: PageRequest::new(limit, 0),
-            coarser: windows(paths),
+            coarser: paths.windows_kept_over(range, today, self.max_range_days),
         };
         let total = self
             .ports
@@ -691,11 +692,6 @@ impl StatsService {
             raw_spans: plan.raw.len(),
         })
     }
-}
-
-/// The windows of `definition`.
-fn windows(definition: &RollupDefinition) -> Vec<Window> {
-    definition.windows.iter().map(|w| w.window).collect()
 }
 
 /// How each measure of `definition` combines, in definition order.

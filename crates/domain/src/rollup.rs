@@ -513,6 +513,27 @@ impl RollupDefinition {
         crate::catalog::check_window(&self.slug, &self.windows, window)
     }
 
+    /// The windows whose buckets are kept over the whole of `range` as of `today`: each keeps
+    /// its last `retention_days` (at most `max_range_days`, the longest a backfill builds)
+    /// ending today. A read may merge their buckets (see [`RollupQuery::tiles`]); one of a
+    /// window kept for less would merge buckets never built.
+    pub fn windows_kept_over(
+        &self,
+        range: DateRange,
+        today: Date,
+        max_range_days: u32,
+    ) -> Vec<Window> {
+        self.windows
+            .iter()
+            .filter(|w| {
+                let kept = w.retention_days.min(max_range_days).max(1);
+                let first = today.saturating_sub(time::Duration::days(i64::from(kept) - 1));
+                range.from() >= first
+            })
+            .map(|w| w.window)
+            .collect()
+    }
+
     /// The window read when a request names none.
     pub fn default_window(&self) -> Window {
         self.windows

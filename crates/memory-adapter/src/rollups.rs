@@ -69,8 +69,8 @@ impl InMemoryRollupStore {
     }
 
     /// Every row of `query`, ordered, with its mergeable measures. A tiled read merges the
-    /// coarser windows' buckets only where they were computed after the latest change to the
-    /// events they count; otherwise it reads `query.window` alone.
+    /// coarser windows' buckets only when each was computed after the latest change to the
+    /// events it counts; otherwise it reads `query.window` alone.
     fn merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
         self.check()?;
         let tiles = query.tiles();
@@ -79,12 +79,19 @@ impl InMemoryRollupStore {
         let changed_at = self
             .events
             .latest_change(query.tenant, query.window.widen(query.range));
-        let mut changed: BTreeMap<Window, Option<OffsetDateTime>> = BTreeMap::new();
-        if tiled {
-            for (window, range) in &tiles {
-                let latest = self.events.latest_change(query.tenant, *range);
-                let entry = changed.entry(*window).or_default();
-                *entry = (*entry).max(latest);
+        // Each bucket of a coarser window in the tiles, with the latest change to its days.
+        let mut changed: Vec<(Window, Date, OffsetDateTime)> = Vec::new();
+        for (window, range) in tiles.iter().filter(|(w, _)| *w != query.window) {
+            let mut bucket = range.from();
+            while bucket <= range.to() {
+                let end = window.bucket_end(bucket);
+                if let Ok(days) = domain::DateRange::new(bucket, end)
+                    && let Some(latest) = self.events.latest_change(query.tenant, days)
+                {
+                    changed.push((*window, bucket, latest));
+                }
+                let Some(next) = end.next_day() else { break };
+                bucket = next;
             }
         }
         let series = read(&self.series);
@@ -121,11 +128,18 @@ impl InMemoryRollupStore {
                 }
             }
         }
-        drop(series);
-        let consistent = changed.iter().all(|(window, latest)| {
-            *window == query.window
-                || latest.is_none_or(|latest| refreshed.get(window).is_some_and(|r| *r >= latest))
+        // A coarser bucket whose events changed after it was computed (or never computed).
+        let consistent = changed.iter().all(|(window, bucket, latest)| {
+            series
+                .get(&(query.tenant, query.report.clone(), *window))
+                .into_iter()
+                .flat_map(|rows| rows.range(((*bucket, 0), Vec::new())..))
+                .take_while(|(((day, _), _), _)| day == bucket)
+                .map(|(_, stored)| stored.computed_at)
+                .max()
+                .is_some_and(|computed| computed >= *latest)
         });
+        drop(series);
         if !consistent {
             let mut alone = query.clone();
             alone.coarser.clear();

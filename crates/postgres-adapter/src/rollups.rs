@@ -409,8 +409,8 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
     }
     order.extend((1..=dimensions.len()).map(|i| format!("dimensions[{i}] COLLATE \"C\"")));
     // A tiled read: the first tile is `$3` over `$4..=$5`, each other one its own binds; each
-    // window's newest row, and the latest change to the events of its tiles, come out beside
-    // the rows (see `Tiles`).
+    // window's newest row, and how many buckets of each coarser window lag the events they
+    // count, come out beside the rows.
     let tiles = query.tiles();
     let mut buckets = "window_name = $3 AND bucket_start BETWEEN $4 AND $5".to_owned();
     let mut newest = String::new();
@@ -435,20 +435,34 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
             extra.push(format!(
                 "(SELECT max(newest_{name}) FROM grouped) AS refreshed_{name}"
             ));
+            if window == query.window {
+                continue;
+            }
+            // The buckets of this coarser window whose events changed after the bucket was
+            // computed (or that were never computed): each changed day's bucket, checked once.
             let days: Vec<String> = tiles
                 .iter()
                 .filter(|(w, _)| *w == window)
                 .map(|(_, range)| {
                     format!(
-                        "day BETWEEN {} AND {}",
+                        "d.day BETWEEN {} AND {}",
                         binds.date(range.from()),
                         binds.date(range.to())
                     )
                 })
                 .collect();
             extra.push(format!(
-                "(SELECT max(changed_at) FROM stale_days WHERE tenant_id = $1 AND ({})) AS changed_{name}",
-                days.join(" OR ")
+                "(SELECT count(*) FROM (
+                     SELECT date_trunc('{name}', d.day::timestamp)::date AS bucket, max(d.changed_at) AS changed
+                     FROM stale_days d WHERE d.tenant_id = $1 AND ({days})
+                     GROUP BY 1
+                 ) AS c
+                 WHERE c.changed > coalesce(
+                     (SELECT max(r.computed_at) FROM rollup_snapshots r
+                      WHERE r.tenant_id = $1 AND r.report_slug = $2 AND r.window_name = '{name}'
+                        AND r.bucket_start = c.bucket),
+                     '-infinity'::timestamptz))::int8 AS lagging_{name}",
+                days = days.join(" OR ")
             ));
         }
     }
@@ -1141,13 +1155,13 @@ impl PostgresRollupStore {
                     let refreshed: Option<OffsetDateTime> = row
                         .try_get(format!("refreshed_{name}").as_str())
                         .map_err(get)?;
-                    let changed: Option<OffsetDateTime> = row
-                        .try_get(format!("changed_{name}").as_str())
-                        .map_err(get)?;
-                    if *window != query.window
-                        && changed.is_some_and(|c| refreshed.is_none_or(|r| r < c))
-                    {
-                        return Ok(None);
+                    if *window != query.window {
+                        let lagging: i64 = row
+                            .try_get(format!("lagging_{name}").as_str())
+                            .map_err(get)?;
+                        if lagging > 0 {
+                            return Ok(None);
+                        }
                     }
                     each.push(refreshed);
                 }
