@@ -585,6 +585,52 @@ struct Fold {
     groups: BTreeMap<Key, Vec<MeasureValue>>,
 }
 
+/// One aggregation of a rebuild: events of `from..=to` at `grain`, for the windows at
+/// `parts` (positions in the request).
+struct Pass {
+    grain: Window,
+    from: Date,
+    to: Date,
+    parts: Vec<usize>,
+}
+
+/// The aggregations a rebuild of `windows` runs: one at the grain of a single window; for
+/// several, one by day over all of them (every window's buckets are whole days), except the
+/// hour window, aggregated by hour over its own range only (folding days, weeks and months
+/// from hours would aggregate 24 times the rows over ranges the hour window does not keep).
+fn passes(windows: &[WindowRebuild]) -> Vec<Pass> {
+    let pass = |grain: Window, parts: Vec<usize>| {
+        let from = parts
+            .iter()
+            .map(|&i| windows[i].range.from())
+            .min()
+            .unwrap_or(Date::MIN);
+        let to = parts
+            .iter()
+            .map(|&i| windows[i].range.to())
+            .max()
+            .unwrap_or(Date::MIN);
+        Pass {
+            grain,
+            from,
+            to,
+            parts,
+        }
+    };
+    let (hourly, daily): (Vec<usize>, Vec<usize>) =
+        (0..windows.len()).partition(|&i| windows[i].window.is_hourly());
+    let mut passes: Vec<Pass> = hourly
+        .into_iter()
+        .map(|i| pass(Window::Hour, vec![i]))
+        .collect();
+    match daily.as_slice() {
+        [] => {}
+        [only] => passes.push(pass(windows[*only].window, vec![*only])),
+        _ => passes.push(pass(Window::Day, daily)),
+    }
+    passes
+}
+
 /// What every row of a rebuild shares.
 struct Target<'a> {
     tenant: i64,
@@ -730,7 +776,9 @@ impl RollupStore for PostgresRollupStore {
     /// the new rows), the other runs the aggregation as a plain `SELECT`, which PostgreSQL
     /// may scan in parallel, and its rows stream into the `COPY` bucket after bucket. One
     /// window is aggregated straight into its rows; several are aggregated once by day, and
-    /// each coarser window's rows are summed from the day rows as they pass (see [`Fold`]), so
+    /// each coarser window's rows are summed from the day rows as they pass (see [`Fold`]);
+    /// the hour window is aggregated by hour over its own range in a pass of its own, both
+    /// passes reading one snapshot of the events (see [`passes`]), so
     /// memory stays bounded by one bucket's groups per window. Nothing is visible until the
     /// write transaction commits; any failure rolls it back whole.
     #[tracing::instrument(skip_all, fields(report = %request.report, windows = request.windows.len()), err)]
@@ -787,28 +835,9 @@ impl RollupStore for PostgresRollupStore {
                 .classify("deleting rebuilt rollup buckets")?;
         }
 
-        // One window: its own buckets. Several: hours when one is the hour window, else days,
-        // which every window's buckets tile.
-        let (grain, from, to) = match request.windows.as_slice() {
-            [only] => (only.window, only.range.from(), only.range.to()),
-            parts => (
-                if parts.iter().any(|p| p.window.is_hourly()) {
-                    Window::Hour
-                } else {
-                    Window::Day
-                },
-                parts
-                    .iter()
-                    .map(|p| p.range.from())
-                    .min()
-                    .unwrap_or(Date::MIN),
-                parts
-                    .iter()
-                    .map(|p| p.range.to())
-                    .max()
-                    .unwrap_or(Date::MIN),
-            ),
-        };
+        // One window: its own buckets. Several: days, which every window's buckets tile; the
+        // hour window, kept for days where the others keep years, in a pass of its own.
+        let passes = passes(&request.windows);
         // The second connection, taken once this rebuild holds its locks and for the
         // aggregation alone.
         let mut reader = self
@@ -820,8 +849,10 @@ impl RollupStore for PostgresRollupStore {
         let started = std::time::Instant::now();
         let mut first_row = None;
         let streamed = async {
+            // Two passes read one snapshot of the events.
             let read = reader
                 .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
                 .await
@@ -830,66 +861,72 @@ impl RollupStore for PostgresRollupStore {
                 .await
                 .classify("configuring the rollup aggregation")?;
             let (sql, binds) = aggregate_sql(&request.rollup);
-            let grain_name = grain.as_str();
-            let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &from, &to];
-            let rows = read
-                .query_raw(&sql, with_fixed(&fixed, &binds))
-                .await
-                .classify("aggregating events into rollup snapshots")?;
-            let sink = tx
-                .copy_in(COPY_ROWS)
-                .await
-                .classify("writing rollup snapshots")?;
-            let mut rows = pin!(rows);
-            let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
             let target = Target {
                 tenant,
                 slug,
                 computed_at: request.computed_at,
             };
-            let mut folds: Vec<Fold> = request
-                .windows
-                .iter()
-                .map(|part| Fold::new(part, grain))
-                .collect();
-            while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-                first_row.get_or_insert_with(|| started.elapsed());
-                let row = row.classify("aggregating events into rollup snapshots")?;
-                let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
-                let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
-                let bucket: Bucket = (start.date(), start.hour());
-                let key: Key = [
-                    row.try_get(1).map_err(get)?,
-                    row.try_get(2).map_err(get)?,
-                    row.try_get(3).map_err(get)?,
-                ];
-                let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
-                let skipped = u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
-                let mut sketch_column = 6;
-                let mut measures = Vec::with_capacity(totals.len());
-                for total in totals {
-                    measures.push(match total {
-                        Some(total) => MeasureValue::Total(total),
-                        None => {
-                            sketch_column += 1;
-                            MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
-                        }
-                    });
-                }
-                for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
-                    if !fold.range.contains(bucket.0) {
-                        continue;
+            for pass in &passes {
+                let grain_name = pass.grain.as_str();
+                let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &pass.from, &pass.to];
+                let rows = read
+                    .query_raw(&sql, with_fixed(&fixed, &binds))
+                    .await
+                    .classify("aggregating events into rollup snapshots")?;
+                let sink = tx
+                    .copy_in(COPY_ROWS)
+                    .await
+                    .classify("writing rollup snapshots")?;
+                let mut rows = pin!(rows);
+                let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+                let mut folds: Vec<(usize, Fold)> = pass
+                    .parts
+                    .iter()
+                    .map(|&i| (i, Fold::new(&request.windows[i], pass.grain)))
+                    .collect();
+                while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                    first_row.get_or_insert_with(|| started.elapsed());
+                    let row = row.classify("aggregating events into rollup snapshots")?;
+                    let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
+                    let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
+                    let bucket: Bucket = (start.date(), start.hour());
+                    let key: Key = [
+                        row.try_get(1).map_err(get)?,
+                        row.try_get(2).map_err(get)?,
+                        row.try_get(3).map_err(get)?,
+                    ];
+                    let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
+                    let skipped =
+                        u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
+                    let mut sketch_column = 6;
+                    let mut measures = Vec::with_capacity(totals.len());
+                    for total in totals {
+                        measures.push(match total {
+                            Some(total) => MeasureValue::Total(total),
+                            None => {
+                                sketch_column += 1;
+                                MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
+                            }
+                        });
                     }
-                    outcome.values_skipped += skipped;
-                    let written = fold.add(bucket, &key, &measures)?;
-                    outcome.rows_inserted += fold.write(copy.as_mut(), &target, written).await?;
+                    for (i, fold) in &mut folds {
+                        if !fold.range.contains(bucket.0) {
+                            continue;
+                        }
+                        let outcome = &mut outcomes[*i];
+                        outcome.values_skipped += skipped;
+                        let written = fold.add(bucket, &key, &measures)?;
+                        outcome.rows_inserted +=
+                            fold.write(copy.as_mut(), &target, written).await?;
+                    }
                 }
+                for (i, fold) in &mut folds {
+                    let written = fold.close();
+                    outcomes[*i].rows_inserted +=
+                        fold.write(copy.as_mut(), &target, written).await?;
+                }
+                copy.finish().await.classify("writing rollup snapshots")?;
             }
-            for (fold, outcome) in folds.iter_mut().zip(outcomes.iter_mut()) {
-                let written = fold.close();
-                outcome.rows_inserted += fold.write(copy.as_mut(), &target, written).await?;
-            }
-            copy.finish().await.classify("writing rollup snapshots")?;
             tracing::debug!(
                 first_row_ms = first_row.unwrap_or_default().as_millis() as u64,
                 copied_ms = started.elapsed().as_millis() as u64,
