@@ -22,9 +22,9 @@ use crate::{
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// The first day, YYYY-MM-DD (UTC); required.
+    /// The first day, YYYY-MM-DD (UTC).
     #[param(schema_with = date_schema)]
-    pub date: Option<String>,
+    pub date: String,
     /// The last day, inclusive (default: `date`); at most `MAX_REPORT_RANGE_DAYS` days in all.
     #[param(schema_with = date_schema)]
     pub date_to: Option<String>,
@@ -49,13 +49,13 @@ pub struct MetricsParams {
     /// Only events whose `properties.channel` is this (1 to 128 printable characters).
     #[param(example = "ios")]
     pub channel: Option<String>,
-    /// The window's start, inclusive: RFC 3339 (`2026-11-18T10:00:00Z`) or Unix seconds;
-    /// required.
+    /// The window's start, inclusive: RFC 3339 (`2026-11-18T10:00:00Z`) or Unix seconds, from
+    /// 1970 to the year 9000.
     #[param(example = "2026-11-18T10:15:00Z")]
-    pub from: Option<String>,
-    /// The window's end, exclusive, as `from`; required, not before `from`.
-    #[param(example = "1763488800")]
-    pub to: Option<String>,
+    pub from: String,
+    /// The window's end, exclusive, as `from`; not before `from`.
+    #[param(example = "2026-11-19T02:30:00Z")]
+    pub to: String,
     /// Buckets: `day` or `hour` (by hour, the window lies within the hour buckets' retention:
     /// from 00:00 UTC thirteen days ago). Without it, totals only.
     #[param(example = "day")]
@@ -169,7 +169,9 @@ pub struct MetricsEnvelope {
         (status = 400, description = "A parameter is missing or invalid (`date` after `date_to`, a range over the limit, an unknown parameter); `details.field` names it", body = ErrorEnvelope),
         (status = 401, description = "Credentials are wrong, or another tenant than `default` is read without any", body = ErrorEnvelope),
         (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The management key names an unknown tenant", body = ErrorEnvelope),
         (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The snapshots are unavailable", body = ErrorEnvelope),
     ),
     security((), ("api_key" = []), ("management_key" = []), ("management_bearer" = []))
@@ -224,7 +226,9 @@ pub async fn stats(
         (status = 400, description = "A parameter is missing or invalid (`from` after `to`, an unparsable time or one outside 1970 to 9000, a window over the limit, hours outside the hour buckets' retention, an unknown parameter); `details.field` names it", body = ErrorEnvelope),
         (status = 401, description = "Credentials are wrong, or another tenant than `default` is read without any", body = ErrorEnvelope),
         (status = 403, description = "The API key lacks the read scope or names another tenant", body = ErrorEnvelope),
+        (status = 404, description = "The management key names an unknown tenant", body = ErrorEnvelope),
         (status = 429, description = "The API key is over its rate limit; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "Internal error", body = ErrorEnvelope),
         (status = 503, description = "The snapshots or the events are unavailable", body = ErrorEnvelope),
     ),
     security((), ("api_key" = []), ("management_key" = []), ("management_bearer" = []))
