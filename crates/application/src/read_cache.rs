@@ -49,6 +49,44 @@ pub struct CachedPage {
     pub stale: bool,
 }
 
+/// What every report result carries beside its rows: when and where its page was read, how
+/// long that took, and how fresh it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadInfo {
+    /// When the page was read from the snapshots; on a hit, when the original read was.
+    pub generated_at: OffsetDateTime,
+    /// Rows of the whole result, all pages.
+    pub total_rows: u64,
+    pub cache_hit: bool,
+    pub execution_ms: f64,
+    pub source_system: SourceSystem,
+    /// The report's cache version the result belongs to; `None` when it could not be read.
+    pub snapshot_version: Option<u64>,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    /// Events dated in the range arrived after the newest snapshot row read was computed (as
+    /// of `generated_at`): a recompute would change the result.
+    pub stale: bool,
+    /// On a cache hit, what the result rests on: see [`HitBasis`]. `None` on a miss.
+    pub basis: Option<HitBasis>,
+}
+
+impl ReadInfo {
+    /// The information of `served`, read in `execution_ms`.
+    pub fn of(served: &Served, execution_ms: f64) -> Self {
+        Self {
+            generated_at: served.page.generated_at,
+            total_rows: served.page.total_rows,
+            cache_hit: served.cache_hit,
+            execution_ms,
+            source_system: served.source_system,
+            snapshot_version: served.version,
+            last_refreshed_at: served.page.last_refreshed_at,
+            stale: served.page.stale,
+            basis: served.basis.clone(),
+        }
+    }
+}
+
 /// A page as served: where from, under which version, and on a hit, what the hit rests on.
 #[derive(Debug, Clone)]
 pub struct Served {

@@ -9,8 +9,8 @@ use domain::{
 };
 use time::{Date, OffsetDateTime};
 
-use crate::ports::{Clock, ReportCatalog, RollupStore, SourceSystem, StoreError, StoredRollup};
-use crate::read_cache::{CachedReads, HitBasis};
+use crate::ports::{Clock, ReportCatalog, RollupStore, StoreError, StoredRollup};
+use crate::read_cache::{CachedReads, HitBasis, ReadInfo};
 
 /// The default number of rows of a report page.
 pub const DEFAULT_ROW_LIMIT: u32 = 50;
@@ -113,20 +113,8 @@ pub struct ReportResult {
     pub range: DateRange,
     pub breakdown: Breakdown,
     pub page: PageRequest,
-    pub generated_at: OffsetDateTime,
     pub rows: Vec<ReportRow>,
-    pub total_rows: u64,
-    pub cache_hit: bool,
-    pub execution_ms: f64,
-    pub source_system: SourceSystem,
-    /// The cache version the result belongs to; `None` when the versions could not be read.
-    pub snapshot_version: Option<u64>,
-    pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events dated in the range were ingested after the newest snapshot row read was computed
-    /// (as of `generated_at`): a recompute would change the result.
-    pub stale: bool,
-    /// On a cache hit, what the result rests on: see [`HitBasis`]. `None` on a miss.
-    pub basis: Option<HitBasis>,
+    pub read: ReadInfo,
 }
 
 /// An entry of the catalog a caller sees: a built-in report, or a report a tenant defined.
@@ -338,16 +326,8 @@ impl ReportService {
             range: query.range,
             breakdown: query.breakdown,
             page: query.page,
-            generated_at: page.generated_at,
             rows: builtin_rows(&query, page.rows.iter().cloned())?,
-            total_rows: page.total_rows,
-            cache_hit: served.cache_hit,
-            execution_ms: elapsed_ms(started),
-            source_system: served.source_system,
-            snapshot_version: served.version,
-            last_refreshed_at: page.last_refreshed_at,
-            stale: page.stale,
-            basis: served.basis,
+            read: ReadInfo::of(&served, elapsed_ms(started)),
         })
     }
 

@@ -9,16 +9,16 @@ use domain::{
     Window, audit::RESOURCE_REPORT, parse_date,
 };
 use serde_json::{Value, json};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tracing::warn;
 
 use crate::{
     RecomputeService,
     ports::{
         AuditLog, CacheVersions, Clock, DefinitionError, RollupDefinitions, RollupStore,
-        SourceSystem, StoreError, StoredRollup,
+        StoreError, StoredRollup,
     },
-    read_cache::{CachedReads, HitBasis},
+    read_cache::{CachedReads, ReadInfo},
     recompute::{RecomputeRequest, TriggerError},
 };
 
@@ -434,19 +434,8 @@ pub type RollupParams = [(String, String)];
 pub struct RollupResult {
     pub definition: RollupDefinition,
     pub query: RollupQuery,
-    pub generated_at: OffsetDateTime,
     pub rows: Vec<RollupRow>,
-    pub total_rows: u64,
-    pub cache_hit: bool,
-    pub execution_ms: f64,
-    pub source_system: SourceSystem,
-    /// The report's cache version the result belongs to; `None` when it could not be read.
-    pub snapshot_version: Option<u64>,
-    pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events dated in the range arrived after the newest snapshot row read was computed.
-    pub stale: bool,
-    /// On a cache hit, what the result rests on; `None` on a miss.
-    pub basis: Option<HitBasis>,
+    pub read: ReadInfo,
 }
 
 /// The read `params` ask of `definition` for `tenant`, on `today`, over at most
@@ -623,18 +612,9 @@ impl RollupService {
             .reads
             .read(&query, definition.cache_ttl_seconds)
             .await?;
-        let page = &served.page;
         Ok(RollupResult {
-            generated_at: page.generated_at,
-            rows: page.rows.clone(),
-            total_rows: page.total_rows,
-            cache_hit: served.cache_hit,
-            execution_ms: crate::elapsed_ms(started),
-            source_system: served.source_system,
-            snapshot_version: served.version,
-            last_refreshed_at: page.last_refreshed_at,
-            stale: page.stale,
-            basis: served.basis,
+            rows: served.page.rows.clone(),
+            read: ReadInfo::of(&served, crate::elapsed_ms(started)),
             definition,
             query,
         })

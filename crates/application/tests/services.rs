@@ -204,9 +204,9 @@ async fn seeded_demo_data_reports_exact_status_counts() -> Result<()> {
     top.limit = Some("100".into());
     let entities = h.reports.run(TENANT, "top-entities", &top).await?;
     ensure!(
-        entities.total_rows == 240,
+        entities.read.total_rows == 240,
         "240 demo entities, got {}",
-        entities.total_rows
+        entities.read.total_rows
     );
     let sum: i64 = entities
         .rows
@@ -231,19 +231,19 @@ async fn a_second_read_is_a_cache_hit_with_the_same_rows() -> Result<()> {
 
     let first = h.reports.run(TENANT, "volume-by-period", &p).await?;
     ensure!(
-        !first.cache_hit && first.source_system == SourceSystem::Memory,
+        !first.read.cache_hit && first.read.source_system == SourceSystem::Memory,
         "the first read comes from the snapshots"
     );
     let second = h.reports.run(TENANT, "volume-by-period", &p).await?;
-    ensure!(second.cache_hit, "the second read is a hit");
+    ensure!(second.read.cache_hit, "the second read is a hit");
     ensure!(
-        second.rows == first.rows && second.generated_at == first.generated_at,
+        second.rows == first.rows && second.read.generated_at == first.read.generated_at,
         "a hit serves the stored result"
     );
     ensure!(
-        second.snapshot_version == Some(2),
+        second.read.snapshot_version == Some(2),
         "the day and week seed runs bumped the version: {:?}",
-        second.snapshot_version
+        second.read.snapshot_version
     );
     Ok(())
 }
@@ -260,15 +260,15 @@ async fn results_held_in_process_are_hits_until_a_bump_or_their_ttl() -> Result<
     h.seeder().seed(TENANT, 2_000, false).await?;
     let p = params("2026-11-01", "2026-11-21");
     let first = h.reports.run(TENANT, "volume-by-period", &p).await?;
-    ensure!(!first.cache_hit, "the first read is a miss");
+    ensure!(!first.read.cache_hit, "the first read is a miss");
 
     h.adapters.cache.set_failing(true);
     let held = h.reports.run(TENANT, "volume-by-period", &p).await?;
     ensure!(
-        held.cache_hit
+        held.read.cache_hit
             && held.rows == first.rows
-            && held.generated_at == first.generated_at
-            && held.source_system == SourceSystem::Memory,
+            && held.read.generated_at == first.read.generated_at
+            && held.read.source_system == SourceSystem::Memory,
         "held in process, the result is a hit though the shared cache fails"
     );
 
@@ -283,6 +283,7 @@ async fn results_held_in_process_are_hits_until_a_bump_or_their_ttl() -> Result<
         !h.reports
             .run(TENANT, "volume-by-period", &p)
             .await?
+            .read
             .cache_hit,
         "a finished run retires what is held"
     );
@@ -296,6 +297,7 @@ async fn results_held_in_process_are_hits_until_a_bump_or_their_ttl() -> Result<
         h.reports
             .run(TENANT, "volume-by-period", &p)
             .await?
+            .read
             .cache_hit,
         "held within its TTL"
     );
@@ -304,6 +306,7 @@ async fn results_held_in_process_are_hits_until_a_bump_or_their_ttl() -> Result<
         !h.reports
             .run(TENANT, "volume-by-period", &p)
             .await?
+            .read
             .cache_hit,
         "not held past its TTL"
     );
@@ -327,7 +330,7 @@ async fn a_cache_hit_does_not_touch_the_snapshot_store() -> Result<()> {
     h.reports.run(TENANT, "status-counts", &p).await?;
     let hit = h.reports.run(TENANT, "status-counts", &p).await?;
     ensure!(
-        hit.cache_hit,
+        hit.read.cache_hit,
         "second read hits; the mock fails the test if the store is queried twice"
     );
     Ok(())
@@ -348,7 +351,7 @@ async fn equivalent_requests_share_one_cache_entry() -> Result<()> {
         .await?;
     let hit = h.reports.run(TENANT, "volume-by-period", &explicit).await?;
     ensure!(
-        hit.cache_hit,
+        hit.read.cache_hit,
         "defaults and their explicit values normalize to one key"
     );
     Ok(())
@@ -361,7 +364,7 @@ async fn a_completed_recompute_bumps_the_version_and_retires_cached_results() ->
     let p = params("2026-11-01", "2026-11-21");
     h.reports.run(TENANT, "top-entities", &p).await?;
     let cached = h.reports.run(TENANT, "top-entities", &p).await?;
-    ensure!(cached.cache_hit, "primed");
+    ensure!(cached.read.cache_hit, "primed");
     let slug = ReportSlug::parse("top-entities")?;
     let before = h.adapters.versions.current(TENANT, &slug).await?;
 
@@ -379,9 +382,9 @@ async fn a_completed_recompute_bumps_the_version_and_retires_cached_results() ->
     );
 
     let after = h.reports.run(TENANT, "top-entities", &p).await?;
-    ensure!(!after.cache_hit, "the old entry is no longer read");
+    ensure!(!after.read.cache_hit, "the old entry is no longer read");
     ensure!(
-        after.snapshot_version == Some(before + 1),
+        after.read.snapshot_version == Some(before + 1),
         "the result carries the new version"
     );
     Ok(())
@@ -390,10 +393,10 @@ async fn a_completed_recompute_bumps_the_version_and_retires_cached_results() ->
 /// Primes `volume-by-period` (TTL 120 s) for `p` and returns the basis of its hit.
 async fn hit_basis(h: &Harness, p: &RunReportParams) -> Result<application::HitBasis> {
     let miss = h.reports.run(TENANT, "volume-by-period", p).await?;
-    ensure!(miss.basis.is_none(), "a miss rests on nothing cached");
+    ensure!(miss.read.basis.is_none(), "a miss rests on nothing cached");
     let hit = h.reports.run(TENANT, "volume-by-period", p).await?;
-    ensure!(hit.cache_hit, "primed");
-    hit.basis.context("a hit carries its basis")
+    ensure!(hit.read.cache_hit, "primed");
+    hit.read.basis.context("a hit carries its basis")
 }
 
 #[tokio::test]
@@ -413,8 +416,8 @@ async fn a_hit_holds_for_a_second_at_most_and_never_past_its_ttl() -> Result<()>
     // A hit half a second before its entry's TTL (120 s) is up holds only that long.
     h.clock.advance(time::Duration::milliseconds(118_500));
     let late = h.reports.run(TENANT, "volume-by-period", &p).await?;
-    ensure!(late.cache_hit, "the entry is still served");
-    let late = late.basis.context("a hit's basis")?;
+    ensure!(late.read.cache_hit, "the entry is still served");
+    let late = late.read.basis.context("a hit's basis")?;
     h.clock.advance(time::Duration::milliseconds(499));
     ensure!(h.reports.still_holds(&late).await, "within the TTL");
     h.clock.advance(time::Duration::milliseconds(1));
@@ -469,7 +472,7 @@ async fn reads_survive_an_unavailable_cache() -> Result<()> {
     let first = h.reports.run(TENANT, "status-counts", &p).await?;
     let second = h.reports.run(TENANT, "status-counts", &p).await?;
     ensure!(
-        !first.cache_hit && !second.cache_hit,
+        !first.read.cache_hit && !second.read.cache_hit,
         "no hits without a cache"
     );
     ensure!(
@@ -480,7 +483,7 @@ async fn reads_survive_an_unavailable_cache() -> Result<()> {
     h.adapters.versions.set_failing(true);
     let third = h.reports.run(TENANT, "status-counts", &p).await?;
     ensure!(
-        third.snapshot_version.is_none() && third.rows == first.rows,
+        third.read.snapshot_version.is_none() && third.rows == first.rows,
         "no version, same rows"
     );
     Ok(())
@@ -1350,7 +1353,11 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
     h.work_one().await?;
     let p = params("2026-11-19", "2026-11-21");
     ensure!(
-        !reports.run(TENANT, "volume-by-period", &p).await?.stale,
+        !reports
+            .run(TENANT, "volume-by-period", &p)
+            .await?
+            .read
+            .stale,
         "fresh after the recompute"
     );
 
@@ -1363,7 +1370,11 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
         ..p.clone()
     };
     ensure!(
-        reports.run(TENANT, "volume-by-period", &p2).await?.stale,
+        reports
+            .run(TENANT, "volume-by-period", &p2)
+            .await?
+            .read
+            .stale,
         "stale once events arrived"
     );
 
@@ -1377,7 +1388,7 @@ async fn events_ingested_after_a_recompute_make_its_report_stale_until_the_next(
     h.work_one().await?;
     let after = reports.run(TENANT, "volume-by-period", &p2).await?;
     ensure!(
-        !after.stale
+        !after.read.stale
             && after
                 .rows
                 .iter()

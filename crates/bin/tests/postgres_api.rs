@@ -84,7 +84,8 @@ async fn postgres_and_the_embedded_default_give_identical_reports() -> Result<()
                 "{slug} {window} {breakdown:?} has rows"
             );
             ensure!(
-                from_pg.rows == from_memory.rows && from_pg.total_rows == from_memory.total_rows,
+                from_pg.rows == from_memory.rows
+                    && from_pg.read.total_rows == from_memory.read.total_rows,
                 "{slug} {window} {breakdown:?}: postgres and memory disagree"
             );
         }

@@ -271,6 +271,33 @@ pub struct ReadDto {
     pub stale: bool,
 }
 
+impl ReadDto {
+    /// What a read of `slug` in `window` over `range`, giving `row_count` rows, carries.
+    fn new(
+        slug: &domain::ReportSlug,
+        window: Window,
+        range: domain::DateRange,
+        row_count: usize,
+        read: &application::read_cache::ReadInfo,
+    ) -> Self {
+        Self {
+            report_slug: slug.to_string(),
+            window: window.into(),
+            date_from: format_date(range.from()),
+            date_to: format_date(range.to()),
+            generated_at: read.generated_at,
+            row_count,
+            total_rows: read.total_rows,
+            cache_hit: read.cache_hit,
+            execution_ms: read.execution_ms,
+            source_system: read.source_system.into(),
+            snapshot_version: read.snapshot_version,
+            last_refreshed_at: read.last_refreshed_at,
+            stale: read.stale,
+        }
+    }
+}
+
 /// A built-in report's result.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReportRunDto {
@@ -286,21 +313,13 @@ impl TryFrom<ReportResult> for ReportRunDto {
 
     fn try_from(result: ReportResult) -> serde_json::Result<Self> {
         Ok(Self {
-            read: ReadDto {
-                report_slug: result.report_slug.to_string(),
-                window: result.window.into(),
-                date_from: format_date(result.range.from()),
-                date_to: format_date(result.range.to()),
-                generated_at: result.generated_at,
-                row_count: result.rows.len(),
-                total_rows: result.total_rows,
-                cache_hit: result.cache_hit,
-                execution_ms: result.execution_ms,
-                source_system: result.source_system.into(),
-                snapshot_version: result.snapshot_version,
-                last_refreshed_at: result.last_refreshed_at,
-                stale: result.stale,
-            },
+            read: ReadDto::new(
+                &result.report_slug,
+                result.window,
+                result.range,
+                result.rows.len(),
+                &result.read,
+            ),
             rows: RenderedRows::render(&result.rows)?,
             breakdown: result.breakdown.into(),
         })
@@ -1032,21 +1051,13 @@ impl TryFrom<RollupResult> for RollupRunDto {
             })
             .collect();
         Ok(Self {
-            read: ReadDto {
-                report_slug: result.definition.slug.to_string(),
-                window: query.window.into(),
-                date_from: format_date(query.range.from()),
-                date_to: format_date(query.range.to()),
-                generated_at: result.generated_at,
-                row_count: rows.len(),
-                total_rows: result.total_rows,
-                cache_hit: result.cache_hit,
-                execution_ms: result.execution_ms,
-                source_system: result.source_system.into(),
-                snapshot_version: result.snapshot_version,
-                last_refreshed_at: result.last_refreshed_at,
-                stale: result.stale,
-            },
+            read: ReadDto::new(
+                &result.definition.slug,
+                query.window,
+                query.range,
+                rows.len(),
+                &result.read,
+            ),
             group_by,
             order,
             rows: RenderedRows::render(&rows)?,

@@ -410,13 +410,13 @@ pub async fn run_report(
     }
     let params = RunReportParams::from(query::<RunParams>(&req)?);
     let mut result = state.reports.run(tenant.0, &slug, &params).await?;
-    let basis = result.basis.take();
+    let basis = result.read.basis.take();
     let meta = ReportRunMeta {
-        cache_hit: result.cache_hit,
+        cache_hit: result.read.cache_hit,
         pagination: Pagination {
             limit: result.page.limit(),
             offset: result.page.offset(),
-            total: result.total_rows,
+            total: result.read.total_rows,
         },
     };
     let envelope = ReportRunEnvelope {
@@ -446,14 +446,14 @@ async fn run_rollup(
         Err(err) => return Err(err.into()),
     };
     let meta = ReportRunMeta {
-        cache_hit: result.cache_hit,
+        cache_hit: result.read.cache_hit,
         pagination: Pagination {
             limit: result.query.page.limit(),
             offset: result.query.page.offset(),
-            total: result.total_rows,
+            total: result.read.total_rows,
         },
     };
-    let basis = result.basis.take();
+    let basis = result.read.basis.take();
     let envelope = RollupRunEnvelope {
         data: RollupRunDto::try_from(result).map_err(|err| ApiError::Internal(err.into()))?,
         meta,
