@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use domain::{
     Actor, AuditAction, DateRange, NewAuditEntry, PageRequest, RecomputeRun, ReportKind,
-    ReportSlug, RollupDefinition, RollupOrder, RollupQuery, RollupRow, TenantId, ValidationError,
-    Window, audit::RESOURCE_REPORT, parse_date,
+    ReportSlug, RollupDefinition, RollupOrder, RollupQuery, TenantId, ValidationError, Window,
+    audit::RESOURCE_REPORT, parse_date,
 };
 use serde_json::{Value, json};
 use time::Duration;
@@ -18,7 +18,7 @@ use crate::{
         AuditLog, CacheVersions, Clock, DefinitionError, RollupDefinitions, RollupStore,
         StoreError, StoredRollup,
     },
-    read_cache::{CachedReads, ReadInfo},
+    read_cache::{CachedPage, CachedReads, ReadInfo},
     recompute::{RecomputeRequest, TriggerError},
 };
 
@@ -434,7 +434,8 @@ pub type RollupParams = [(String, String)];
 pub struct RollupResult {
     pub definition: RollupDefinition,
     pub query: RollupQuery,
-    pub rows: Vec<RollupRow>,
+    /// The page read, shared with the cache that may hold it: its rows are the result's.
+    pub page: Arc<CachedPage>,
     pub read: ReadInfo,
 }
 
@@ -613,8 +614,8 @@ impl RollupService {
             .read(&query, definition.cache_ttl_seconds)
             .await?;
         Ok(RollupResult {
-            rows: served.page.rows.clone(),
             read: ReadInfo::of(&served, crate::elapsed_ms(started)),
+            page: served.page,
             definition,
             query,
         })

@@ -1027,6 +1027,7 @@ impl TryFrom<RollupResult> for RollupRunDto {
                 .map_or_else(String::new, |m| format!("-{}", m.name)),
         };
         let rows: Vec<serde_json::Value> = result
+            .page
             .rows
             .iter()
             .map(|row| {
