@@ -71,8 +71,8 @@ pub struct ReadInfo {
 }
 
 impl ReadInfo {
-    /// The information of `served`, read in `execution_ms`.
-    pub fn of(served: &Served, execution_ms: f64) -> Self {
+    /// The information of `served`, read in `execution_ms`; the hit's basis moves here.
+    pub fn of(served: &mut Served, execution_ms: f64) -> Self {
         Self {
             generated_at: served.page.generated_at,
             total_rows: served.page.total_rows,
@@ -82,7 +82,7 @@ impl ReadInfo {
             snapshot_version: served.version,
             last_refreshed_at: served.page.last_refreshed_at,
             stale: served.page.stale,
-            basis: served.basis.clone(),
+            basis: served.basis.take(),
         }
     }
 }

@@ -315,19 +315,19 @@ impl ReportService {
         let now = self.clock.now();
         let query = params.parse(tenant, &report, kind, now.date(), self.max_range_days)?;
 
-        let served = self
+        let mut served = self
             .reads
             .read(&query.rollup_query(), report.cache_ttl_seconds)
             .await?;
-        let page = &served.page;
+        let read = ReadInfo::of(&mut served, elapsed_ms(started));
         Ok(ReportResult {
             report_slug: report.slug,
             window: query.window,
             range: query.range,
             breakdown: query.breakdown,
             page: query.page,
-            rows: builtin_rows(&query, page.rows.iter().cloned())?,
-            read: ReadInfo::of(&served, elapsed_ms(started)),
+            rows: builtin_rows(&query, served.page.rows.iter().cloned())?,
+            read,
         })
     }
 

@@ -484,13 +484,7 @@ pub fn parse_read(
                 ),
             ));
         };
-        if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                name,
-                "must be 1 to 128 printable characters",
-            ));
-        }
-        filters.push((position, value.clone()));
+        filters.push((position, domain::rollup::filter_text(name, value)?));
     }
     filters.sort();
 
@@ -608,13 +602,13 @@ impl RollupService {
         }
         let now = self.ports.clock.now();
         let query = parse_read(tenant, &definition, params, now.date(), self.max_range_days)?;
-        let served = self
+        let mut served = self
             .ports
             .reads
             .read(&query, definition.cache_ttl_seconds)
             .await?;
         Ok(RollupResult {
-            read: ReadInfo::of(&served, crate::elapsed_ms(started)),
+            read: ReadInfo::of(&mut served, crate::elapsed_ms(started)),
             page: served.page,
             definition,
             query,

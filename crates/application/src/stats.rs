@@ -15,7 +15,7 @@ use domain::{
     Combine, DateRange, PageRequest, ReportSlug, RollupDefinition, RollupOrder, RollupQuery,
     SourceSlug, TenantId, ValidationError, Window, parse_date,
     report::is_stale,
-    rollup::{MeasureValue, MergedPage, SpanQuery, standard_rollup},
+    rollup::{MeasureValue, MergedPage, SpanQuery, filter_text, standard_rollup},
 };
 use time::{
     Date, Duration, OffsetDateTime, Time, UtcOffset, format_description::well_known::Rfc3339,
@@ -145,8 +145,6 @@ pub struct Metrics {
     /// the first and last count only their part inside the window.
     pub buckets: Vec<MetricsBucket>,
     pub freshness: Freshness,
-    /// The spans of raw events read (the ragged edges), at most two, each under an hour.
-    pub raw_spans: usize,
 }
 
 /// One bucket of [`Metrics::buckets`].
@@ -206,17 +204,6 @@ fn single<'a>(
         }
     }
     Ok(single)
-}
-
-/// A filter value: 1 to 128 printable characters, as any dimension filter.
-fn filter_value(field: &str, raw: &str) -> Result<String, ValidationError> {
-    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must be 1 to 128 printable characters",
-        ));
-    }
-    Ok(raw.to_owned())
 }
 
 /// The earliest instant a window may start or end at.
@@ -561,11 +548,11 @@ impl StatsService {
         let mut filters = Vec::new();
         let event_name = single
             .get("event_name")
-            .map(|raw| filter_value("event_name", raw))
+            .map(|raw| filter_text("event_name", raw))
             .transpose()?;
         let channel = single
             .get("channel")
-            .map(|raw| filter_value("channel", raw))
+            .map(|raw| filter_text("channel", raw))
             .transpose()?;
         if let Some(name) = &event_name {
             filters.push((position(definition, "event_name")?, name.clone()));
@@ -689,7 +676,6 @@ impl StatsService {
             unique_users: sums.number(&sums.total, sums.users),
             buckets,
             freshness,
-            raw_spans: plan.raw.len(),
         })
     }
 }

@@ -168,8 +168,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wir
             .await
             .context("APP_AUTO_MIGRATE: migrating the database")?;
         info!(applied, "database schema is up to date");
+    } else {
+        // Migrating creates the extensions, or fails saying why; otherwise check them.
+        postgres_adapter::check_extensions(&pool).await?;
     }
-    postgres_adapter::check_extensions(&pool).await?;
     let ports = with_redis(postgres_ports(config, pool.clone(), clock), config)?;
     Ok(Wired {
         services: Services::assemble(ports, &settings),

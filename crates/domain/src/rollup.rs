@@ -1,6 +1,6 @@
 //! Rollups: reports defined as data. A definition names measures computed over the events of
 //! one tenant that pass its filters, grouped by up to three dimensions and by the buckets of
-//! each of its windows (day, week, month).
+//! each of its windows (hour, day, week, month).
 //!
 //! Everything here is parsed from JSON with an error for every offending field, on its full
 //! path (`measures[1].field`, `windows[0].retention_days`), so a client learns every mistake of
@@ -163,20 +163,26 @@ impl Field {
         match self {
             Field::Source => SourceSlug::parse(field, raw).map(|s| s.as_str().to_owned()),
             Field::Status => EventStatus::parse(field, raw).map(|s| s.as_str().to_owned()),
-            _ => {
-                if raw.is_empty()
-                    || raw.chars().count() > MAX_FILTER_VALUE_LEN
-                    || raw.chars().any(char::is_control)
-                {
-                    Err(ValidationError::new(
-                        field,
-                        format!("must be 1 to {MAX_FILTER_VALUE_LEN} printable characters"),
-                    ))
-                } else {
-                    Ok(raw.to_owned())
-                }
-            }
+            _ => filter_text(field, raw),
         }
+    }
+}
+
+/// A filter's value as text: 1 to [`MAX_FILTER_VALUE_LEN`] printable characters.
+///
+/// # Errors
+/// A [`ValidationError`] on `field` otherwise.
+pub fn filter_text(field: &str, raw: &str) -> Result<String, ValidationError> {
+    if raw.is_empty()
+        || raw.chars().count() > MAX_FILTER_VALUE_LEN
+        || raw.chars().any(char::is_control)
+    {
+        Err(ValidationError::new(
+            field,
+            format!("must be 1 to {MAX_FILTER_VALUE_LEN} printable characters"),
+        ))
+    } else {
+        Ok(raw.to_owned())
     }
 }
 
@@ -379,7 +385,7 @@ pub struct RollupDefinition {
     pub name: DisplayName,
     pub description: Description,
     pub rollup: Rollup,
-    /// One to three distinct windows, in definition order; exactly one is the default.
+    /// One to four distinct windows, in definition order; exactly one is the default.
     pub windows: Vec<WindowDefinition>,
     /// How long a cached result may be served; 0 disables caching.
     pub cache_ttl_seconds: u32,
@@ -625,12 +631,13 @@ fn parse_builtin(kind: ReportKind) -> Result<RollupDefinition, Vec<ValidationErr
         ReportKind::StatusCounts => include_str!("../../../seeds/reports/status-counts.json"),
         ReportKind::TopEntities => include_str!("../../../seeds/reports/top-entities.json"),
     };
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        vec![ValidationError::new(
-            format!("seeds/reports/{}.json", kind.slug()),
-            e.to_string(),
-        )]
-    })?;
+    parse_seed(&format!("seeds/reports/{}.json", kind.slug()), text)
+}
+
+/// A definition from the text of its seed file at `path`.
+fn parse_seed(path: &str, text: &str) -> Result<RollupDefinition, Vec<ValidationError>> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| vec![ValidationError::new(path, e.to_string())])?;
     RollupDefinition::parse(&value)
 }
 
@@ -664,17 +671,14 @@ pub fn standard_rollups() -> &'static [RollupDefinition] {
     PARSED.get_or_init(|| {
         STANDARD_FILES
             .iter()
-            .map(|(slug, text)| {
-                let parsed = serde_json::from_str::<Value>(text)
-                    .map_err(|e| vec![ValidationError::new("definition", e.to_string())])
-                    .and_then(|value| RollupDefinition::parse(&value));
-                match parsed {
+            .map(
+                |(slug, text)| match parse_seed(&format!("seeds/rollups/{slug}.json"), text) {
                     Ok(definition) if definition.slug.as_str() == *slug => definition,
                     other => panic!(
                         "seeds/rollups/{slug}.json is not a valid definition of {slug}: {other:?}"
                     ),
-                }
-            })
+                },
+            )
             .collect()
     })
 }
@@ -769,8 +773,8 @@ impl FieldFilter {
 }
 
 /// A read of a rollup's snapshot rows: the buckets of `window` starting inside `range`,
-/// grouped by the period and the dimensions asked for (summing the others away), filtered on
-/// dimension values, ordered and paged.
+/// grouped by the period and the dimensions asked for (combining the others away: totals
+/// summed, sketches merged), filtered on dimension values, ordered and paged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RollupQuery {
     pub tenant: TenantId,
@@ -813,9 +817,9 @@ impl RollupQuery {
         windows.sort_unstable();
         windows.dedup();
         windows.insert(0, self.window);
+        // In date order: each range's left side, its middle, then its right side.
         let mut tiles = Vec::new();
         tile(self.range, &windows, &mut tiles);
-        tiles.sort_by_key(|(window, range)| (range.from(), *window));
         tiles
     }
 
@@ -892,7 +896,8 @@ pub struct RollupRow {
     pub bucket_hour: Option<u8>,
     /// The values of the grouped dimensions, in the query's order; `None` is null.
     pub dimensions: Vec<Option<String>>,
-    /// Every measure, summed over the grouped snapshot rows, in definition order.
+    /// Every measure, combined over the grouped snapshot rows (a distinct one as its merged
+    /// sketch's estimate), in definition order.
     pub measures: Vec<i64>,
 }
 

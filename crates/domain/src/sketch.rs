@@ -112,10 +112,34 @@ impl Sketch {
         match (&mut *self, other) {
             (_, Self::Empty) => {}
             (Self::Empty, _) => *self = other.clone(),
-            (Self::Explicit(_), Self::Explicit(theirs)) => {
-                for hash in theirs {
-                    self.add(*hash);
+            (Self::Explicit(ours), Self::Explicit(theirs)) => {
+                // Both sorted: one pass; past the explicit limit, the registers of the union.
+                let mut union = Vec::with_capacity(ours.len() + theirs.len());
+                let (mut i, mut j) = (0, 0);
+                while i < ours.len() && j < theirs.len() {
+                    match signed_order(&ours[i], &theirs[j]) {
+                        Ordering::Less => {
+                            union.push(ours[i]);
+                            i += 1;
+                        }
+                        Ordering::Greater => {
+                            union.push(theirs[j]);
+                            j += 1;
+                        }
+                        Ordering::Equal => {
+                            union.push(ours[i]);
+                            i += 1;
+                            j += 1;
+                        }
+                    }
                 }
+                union.extend_from_slice(&ours[i..]);
+                union.extend_from_slice(&theirs[j..]);
+                *self = if union.len() > EXPLICIT_MAX {
+                    Self::Registers(registers_of(&union))
+                } else {
+                    Self::Explicit(union)
+                };
             }
             (Self::Explicit(ours), Self::Registers(theirs)) => {
                 let mut registers = theirs.clone();

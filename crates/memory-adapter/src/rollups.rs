@@ -74,7 +74,6 @@ impl InMemoryRollupStore {
     fn merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
         self.check()?;
         let tiles = query.tiles();
-        let tiled = query.is_tiled();
         // Read before the rows' lock: the event store's lock is never taken while it is held.
         let changed_at = self
             .events
@@ -145,12 +144,8 @@ impl InMemoryRollupStore {
             alone.coarser.clear();
             return self.merged(&alone);
         }
-        // Tiled, the answer is as fresh as its least fresh window.
-        let last_refreshed_at = if tiled {
-            refreshed.values().min().copied()
-        } else {
-            refreshed.values().max().copied()
-        };
+        // As fresh as its least fresh window (untiled, there is one).
+        let last_refreshed_at = refreshed.values().min().copied();
         let mut rows: Vec<MergedRow> = grouped
             .into_iter()
             .map(|((bucket, dimensions), values)| MergedRow {

@@ -342,11 +342,12 @@ fn span_sql(rollup: &Rollup, filters: &[(usize, String)]) -> (String, Binds) {
     (sql, binds)
 }
 
-/// The read of `query`: `$1` tenant, `$2` report, `$3` window, buckets starting in `$4..=$5`,
-/// page `$6` rows from `$7`, event changes dated in `$8..=$9` (the range widened to whole
-/// buckets). Every row carries the whole read's row count, its newest `computed_at` and the
-/// latest change to its events; an empty page is one row of nulls carrying them. The
-/// snapshot rows are read once.
+/// The read of `query`: `$1` tenant, `$2` report, `$3` window, buckets starting in `$4..=$5`
+/// (tiled, the first tile's; the others follow as binds), page `$6` rows from `$7`, event
+/// changes dated in `$8..=$9` (the range widened to whole buckets). Every row carries the
+/// whole read's row count, its newest `computed_at` and the latest change to its events; an
+/// empty page is one row of nulls carrying them. The snapshot rows are read once, but for a
+/// tiled read's check of its coarser buckets' freshness.
 fn read_sql(query: &RollupQuery) -> (String, Binds) {
     let mut binds = Binds::after(9);
     let filters: String = query
@@ -1243,15 +1244,18 @@ impl PostgresRollupStore {
             page.last_refreshed_at = each.iter().flatten().min().copied();
         }
         if merged {
-            // Ordered as a read orders them, each row with its values.
-            let mut rows: Vec<(RollupRow, Vec<MeasureValue>)> = std::mem::take(&mut page.rows)
-                .into_iter()
-                .zip(all_values)
-                .collect();
-            rows.sort_by(|a, b| domain::rollup::compare_rows(query.order, &a.0, &b.0));
-            let (rows, values) = rows.into_iter().unzip();
-            page.rows = rows;
-            return Ok(Some((page, values)));
+            // The statement orders the rows, but by a distinct measure, known only here.
+            if ordered_here(query) {
+                let mut rows: Vec<(RollupRow, Vec<MeasureValue>)> = std::mem::take(&mut page.rows)
+                    .into_iter()
+                    .zip(all_values)
+                    .collect();
+                rows.sort_by(|a, b| domain::rollup::compare_rows(query.order, &a.0, &b.0));
+                let (rows, values) = rows.into_iter().unzip();
+                page.rows = rows;
+                return Ok(Some((page, values)));
+            }
+            return Ok(Some((page, all_values)));
         }
         if ordered_here(query) {
             page.rows

@@ -75,7 +75,7 @@ pub struct StatsDto {
     pub source: Option<String>,
     /// Every event of the range.
     pub total_views: i64,
-    /// Distinct `user_id`s of the range (exact below 100, within 2% above).
+    /// Distinct `user_id`s of the range (exact up to 2,560, within 2% above).
     pub unique_users: i64,
     /// The paths (`properties.path`) with the most events, most first.
     pub top_paths: Vec<PathStatsDto>,
@@ -129,7 +129,7 @@ pub struct MetricsDto {
     pub group_by: Option<String>,
     /// Events in the window (exact).
     pub count: i64,
-    /// Distinct `user_id`s in the window (exact below 100, within 2% above).
+    /// Distinct `user_id`s in the window (exact up to 2,560, within 2% above).
     pub unique_users: i64,
     /// With `group_by`, every bucket overlapping the window, in order, empty ones included:
     /// the first and last count only their part inside the window. Empty without it.
