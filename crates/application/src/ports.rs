@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
-    ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DisplayName,
-    EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry, NewEvent, Page,
-    PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportSlug, Rollup,
-    RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunSummary, Scope, SourceSlug,
-    Tenant, TenantId, TenantSlug, TransitionError, Window,
+    ApiKey, AuditEntry, AuditFilter, CatalogQuery, DateRange, Description, DirtyBucket, DirtyScope,
+    DisplayName, EventSource, IngestOutcome, KeyHash, KeyPrefix, LockToken, NewAuditEntry,
+    NewEvent, Page, PageRequest, RecomputeRun, RecomputeScope, ReportDefinition, ReportSlug,
+    Rollup, RollupDefinition, RollupPage, RollupQuery, RunFilter, RunId, RunMode, RunSummary,
+    Scope, SourceSlug, Tenant, TenantId, TenantSlug, TransitionError, Window,
     rollup::{MeasureValue, MergedPage, SpanQuery},
 };
 use serde::{Deserialize, Serialize};
@@ -85,8 +85,12 @@ pub trait EventIngestion: Send + Sync {
     /// order: `Created`; `Duplicate` when the tenant already has the id with the same
     /// fingerprint; `Conflict` when it has the id with another fingerprint. Events of the same
     /// call sharing an id are decided in order, as if sent one after the other. The UTC days of
-    /// created events are marked changed at `at`. The call is atomic and durable: when it
-    /// returns, every created event is committed; on error none is.
+    /// created events are marked changed at `at`, and so is every bucket the created events
+    /// change (see [`domain::freshness::marks_of`]) among the tenant's rollups as they are
+    /// when the call commits: the built-in and standard ones, and its definitions (a
+    /// definition stored concurrently either sees these events or is seen by this call). The
+    /// call is atomic and durable: when it returns, every created event and its marks are
+    /// committed; on error none is.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was stored.
@@ -138,7 +142,8 @@ pub trait EventAdmin: Send + Sync {
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
     async fn count(&self, tenant: TenantId) -> Result<u64, StoreError>;
 
-    /// Deletes every event of `tenant` and returns how many there were.
+    /// Deletes every event of `tenant`, with the changes and dirty marks they made, and returns
+    /// how many there were.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; on error nothing was deleted.
@@ -284,6 +289,11 @@ pub enum DefinitionError {
 }
 
 /// Tenants' rollup definitions (reports defined as data), by tenant and slug.
+///
+/// A stored or replaced definition marks dirty, at `at` and in the same transaction, every
+/// bucket of each of its windows, within the window's retention counted back from `at`'s day,
+/// that holds days the tenant has events on ([`domain::DirtyReason::Definition`]); a deleted
+/// one takes its marks with it.
 #[async_trait]
 pub trait RollupDefinitions: Send + Sync {
     /// Stores a new definition of `tenant`, unless the tenant has `limit` already.
@@ -372,18 +382,25 @@ pub struct WindowRebuild {
     pub window: Window,
     /// Already widened to whole buckets of `window`.
     pub range: DateRange,
+    /// Every bucket of `range`, or only those dirty in the snapshot the rebuild reads.
+    pub mode: RunMode,
     /// The run the new rows of this window point to.
     pub run_id: RunId,
 }
 
 /// What a rollup rebuild did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollupRebuildOutcome {
     pub rows_deleted: u64,
     pub rows_inserted: u64,
     /// Events whose value for a `sum` of a property was present but not an integer (see
     /// [`domain::rollup::Addend::Skipped`]), counted once per measure.
     pub values_skipped: u64,
+    /// How many buckets were rebuilt: all of the range's, or its dirty ones.
+    pub bucket_count: u32,
+    /// The dirty buckets of the range the rebuild saw, by bucket: every one of them is
+    /// rebuilt, and its mark cleared unless it changed again meanwhile.
+    pub dirty: Vec<DirtyBucket>,
 }
 
 /// The snapshot rows of every report (the built-in ones and those defined as data): their
@@ -395,11 +412,15 @@ pub trait RollupStore: Send + Sync {
     fn system(&self) -> SourceSystem;
 
     /// Atomically replaces, for each window of `request`, the rows of every bucket of its
-    /// range with rows aggregated from the tenant's events that pass the rollup's filters: one
-    /// row per bucket and combination of dimension values (null included) that has events,
-    /// holding every measure, pointing to that window's run. Buckets outside the ranges, other
-    /// windows and other rollups are untouched; a reader sees either the old rows of every
-    /// window or the new ones, never a mix. Returns one outcome per window, in request order.
+    /// range (in [`RunMode::Incremental`], of every dirty bucket of its range) with rows
+    /// aggregated from the tenant's events that pass the rollup's filters: one row per bucket
+    /// and combination of dimension values (null included) that has events, holding every
+    /// measure, pointing to that window's run. Buckets outside the ranges, clean buckets of an
+    /// incremental window, other windows and other rollups are untouched; a reader sees either
+    /// the old rows of every window or the new ones, never a mix. The dirty marks are read in
+    /// the snapshot the events are read in, and the same transaction clears those of rebuilt
+    /// buckets unless they changed after that snapshot: an event committed during the rebuild
+    /// keeps its bucket dirty. Returns one outcome per window, in request order.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a
@@ -433,6 +454,31 @@ pub trait RollupStore: Send + Sync {
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a
     /// 64-bit integer).
     async fn aggregate_span(&self, span: &SpanQuery) -> Result<Vec<MeasureValue>, StoreError>;
+
+    /// The dirty buckets of `tenant`'s `report` and `window` that start inside `range`, by
+    /// bucket.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn dirty(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        range: DateRange,
+    ) -> Result<Vec<DirtyBucket>, StoreError>;
+
+    /// Every tenant's rollups and windows that have dirty buckets starting on or after
+    /// `since`, summed up (see [`DirtyScope`]; `today` is the current day), by tenant, report
+    /// and window.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn dirty_scopes(
+        &self,
+        since: time::Date,
+        today: time::Date,
+    ) -> Result<Vec<DirtyScope>, StoreError>;
 
     /// Deletes every snapshot row of `report` for `tenant`, in every window, and returns how
     /// many there were.

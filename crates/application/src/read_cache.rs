@@ -44,9 +44,12 @@ pub struct CachedPage {
     /// The newest `computed_at` among the snapshot rows read.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events the page counts changed after its newest row was computed (as of
-    /// `generated_at`).
+    /// Some event the page should count was not counted yet (as of `generated_at`).
     pub stale: bool,
+    /// When the oldest change the page does not count yet was committed (as of
+    /// `generated_at`); `None` when it counts every event.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub uncounted_since: Option<OffsetDateTime>,
 }
 
 /// What every report result carries beside its rows: when and where its page was read, how
@@ -63,14 +66,25 @@ pub struct ReadInfo {
     /// The report's cache version the result belongs to; `None` when it could not be read.
     pub snapshot_version: Option<u64>,
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events dated in the range arrived after the newest snapshot row read was computed (as
-    /// of `generated_at`): a recompute would change the result.
+    /// Some event dated in the range is not counted yet (as of `generated_at`): a refresh
+    /// would change the result.
     pub stale: bool,
+    /// When the oldest change the result does not count yet was committed; `None` when it
+    /// counts every event.
+    pub uncounted_since: Option<OffsetDateTime>,
     /// On a cache hit, what the result rests on: see [`HitBasis`]. `None` on a miss.
     pub basis: Option<HitBasis>,
 }
 
 impl ReadInfo {
+    /// How long the oldest change the result does not count had waited when it was read, in
+    /// whole seconds; 0 when it counts every event.
+    pub fn lag_seconds(&self) -> u64 {
+        self.uncounted_since.map_or(0, |since| {
+            u64::try_from((self.generated_at - since).whole_seconds()).unwrap_or(0)
+        })
+    }
+
     /// The information of `served`, read in `execution_ms`; the hit's basis moves here.
     pub fn of(served: &mut Served, execution_ms: f64) -> Self {
         Self {
@@ -82,6 +96,7 @@ impl ReadInfo {
             snapshot_version: served.version,
             last_refreshed_at: served.page.last_refreshed_at,
             stale: served.page.stale,
+            uncounted_since: served.page.uncounted_since,
             basis: served.basis.take(),
         }
     }
@@ -244,7 +259,7 @@ impl CachedReads {
             rows,
             total_rows,
             last_refreshed_at,
-            ..
+            uncounted_since,
         } = read;
         let page = Arc::new(CachedPage {
             generated_at: inner.clock.now(),
@@ -252,6 +267,7 @@ impl CachedReads {
             total_rows,
             last_refreshed_at,
             stale,
+            uncounted_since,
         });
         if let (Some(key), Some(version)) = (key, version) {
             self.store(key, version, &page, ttl).await;

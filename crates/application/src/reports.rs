@@ -169,7 +169,7 @@ pub async fn read_builtin(
         rows: builtin_rows(query, page.rows)?,
         total_rows: page.total_rows,
         last_refreshed_at: page.last_refreshed_at,
-        changed_at: page.changed_at,
+        uncounted_since: page.uncounted_since,
     })
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use domain::{
     Actor, AuditAction, DateRange, NewAuditEntry, PageRequest, RecomputeRun, ReportKind,
-    ReportSlug, RollupDefinition, RollupOrder, RollupQuery, TenantId, ValidationError, Window,
-    audit::RESOURCE_REPORT, parse_date,
+    ReportSlug, RollupDefinition, RollupOrder, RollupQuery, RunMode, TenantId, ValidationError,
+    Window, audit::RESOURCE_REPORT, parse_date,
 };
 use serde_json::{Value, json};
 use time::Duration;
@@ -344,6 +344,7 @@ impl RollupService {
                 report_slug: definition.slug.clone(),
                 window: window.window,
                 range,
+                mode: RunMode::Full,
                 requested_by: actor.clone(),
             });
         }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use domain::{
-    Actor, DateRange, RecomputeRun, ReportDefinition, ReportKind, ReportSlug, RunStatus, TenantId,
-    Window, demo,
+    Actor, DateRange, RecomputeRun, ReportDefinition, ReportKind, ReportSlug, RunMode, RunStatus,
+    TenantId, Window, demo,
 };
 use tracing::info;
 
@@ -121,6 +121,7 @@ impl SeedService {
                 report_slug,
                 window,
                 range,
+                mode: RunMode::Full,
                 requested_by: Actor::builtin(Actor::SEED),
             };
             let finished = self.recompute.run_now(&request).await?;

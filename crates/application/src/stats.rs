@@ -14,7 +14,6 @@ use std::{collections::BTreeMap, sync::Arc};
 use domain::{
     Combine, DateRange, PageRequest, ReportSlug, RollupDefinition, RollupOrder, RollupQuery,
     SourceSlug, TenantId, ValidationError, Window, parse_date,
-    report::is_stale,
     rollup::{MeasureValue, MergedPage, SpanQuery, filter_text, standard_rollup},
 };
 use time::{
@@ -67,12 +66,32 @@ impl std::fmt::Debug for StatsService {
 pub struct Freshness {
     pub last_refreshed_at: Option<OffsetDateTime>,
     pub stale: bool,
+    /// The oldest change some read does not count yet.
+    pub uncounted_since: Option<OffsetDateTime>,
+    /// How long that change had waited when the answer was made, in whole seconds; 0 when
+    /// every read counts every event.
+    pub lag_seconds: u64,
 }
 
 impl Freshness {
-    /// Takes in a read that was computed at `refreshed`, and stale or not.
-    fn add(&mut self, refreshed: Option<OffsetDateTime>, stale: bool) {
-        self.stale |= stale;
+    /// Takes in a read that was computed at `refreshed` and does not count changes since
+    /// `uncounted`, if any.
+    /// Sets `lag_seconds` as of `now`.
+    fn as_of(mut self, now: OffsetDateTime) -> Self {
+        self.lag_seconds = self.uncounted_since.map_or(0, |since| {
+            u64::try_from((now - since).whole_seconds()).unwrap_or(0)
+        });
+        self
+    }
+
+    fn add(&mut self, refreshed: Option<OffsetDateTime>, uncounted: Option<OffsetDateTime>) {
+        self.stale |= uncounted.is_some();
+        if let Some(uncounted) = uncounted {
+            self.uncounted_since = Some(
+                self.uncounted_since
+                    .map_or(uncounted, |oldest| oldest.min(uncounted)),
+            );
+        }
         if let Some(refreshed) = refreshed {
             self.last_refreshed_at = Some(
                 self.last_refreshed_at
@@ -467,8 +486,8 @@ impl StatsService {
             .read(&paths_query, paths.cache_ttl_seconds)
             .await?;
         let mut freshness = Freshness::default();
-        freshness.add(total.page.last_refreshed_at, total.page.stale);
-        freshness.add(top.page.last_refreshed_at, top.page.stale);
+        freshness.add(total.page.last_refreshed_at, total.page.uncounted_since);
+        freshness.add(top.page.last_refreshed_at, top.page.uncounted_since);
         let number = |row: Option<&domain::RollupRow>, i: usize| {
             row.and_then(|row| row.measures.get(i).copied())
                 .unwrap_or(0)
@@ -494,7 +513,7 @@ impl StatsService {
                     unique_users: number(Some(row), 1),
                 })
                 .collect(),
-            freshness,
+            freshness: freshness.as_of(self.ports.clock.now()),
             cache_hit: total.cache_hit && top.cache_hit,
         })
     }
@@ -606,10 +625,7 @@ impl StatsService {
                         within: (OffsetDateTime, OffsetDateTime),
                         sums: &mut Sums|
          -> Result<(), ReportError> {
-            freshness.add(
-                page.last_refreshed_at,
-                is_stale(page.changed_at, page.last_refreshed_at),
-            );
+            freshness.add(page.last_refreshed_at, page.uncounted_since);
             for merged in page.rows {
                 let Some(day) = merged.row.bucket_date else {
                     continue;
@@ -675,7 +691,7 @@ impl StatsService {
             count: sums.number(&sums.total, sums.count),
             unique_users: sums.number(&sums.total, sums.users),
             buckets,
-            freshness,
+            freshness: freshness.as_of(self.ports.clock.now()),
         })
     }
 }

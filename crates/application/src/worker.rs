@@ -9,8 +9,8 @@ use std::{
 };
 
 use domain::{
-    Actor, AuditAction, NewAuditEntry, RecomputeRun, ReportKind, RunSummary,
-    audit::RESOURCE_RECOMPUTE_RUN, dates::format_date,
+    Actor, AuditAction, NewAuditEntry, RecomputeRun, ReportKind, RunMode, RunSummary,
+    audit::RESOURCE_RECOMPUTE_RUN, dates::format_date, freshness::MAX_LISTED_BUCKETS,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -325,17 +325,24 @@ impl RecomputeWorker {
     ) -> RecomputeRun {
         let p = &self.ports;
         let scope = run.scope();
+        let mut listed = match run.mode {
+            RunMode::Full => Vec::new(),
+            RunMode::Incremental => rebuilt.dirty,
+        };
+        listed.truncate(MAX_LISTED_BUCKETS);
         let summary = RunSummary {
             rows_deleted: rebuilt.rows_deleted,
             rows_inserted: rebuilt.rows_inserted,
-            bucket_count: run.window.bucket_count(scope.range),
+            bucket_count: rebuilt.bucket_count,
             effective_date_from: scope.range.from(),
             effective_date_to: scope.range.to(),
             values_skipped: rebuilt.values_skipped,
+            rebuilt: listed,
         };
         let completed = self
             .record("mark the run completed", renewed, || {
-                p.runs.complete(run.tenant, run.id, summary, p.clock.now())
+                p.runs
+                    .complete(run.tenant, run.id, summary.clone(), p.clock.now())
             })
             .await;
         match completed {
@@ -346,12 +353,17 @@ impl RecomputeWorker {
                     json!({
                         "report_slug": completed.report_slug.as_str(),
                         "window": completed.window.as_str(),
+                        "mode": completed.mode.as_str(),
                         "rows_deleted": summary.rows_deleted,
                         "rows_inserted": summary.rows_inserted,
                         "bucket_count": summary.bucket_count,
                         "effective_date_from": format_date(summary.effective_date_from),
                         "effective_date_to": format_date(summary.effective_date_to),
                         "values_skipped": summary.values_skipped,
+                        "rebuilt": summary.rebuilt.iter().map(|b| json!({
+                            "bucket_start": format_date(b.bucket_start),
+                            "reason": b.reason.as_str(),
+                        })).collect::<Vec<_>>(),
                     }),
                 )
                 .await;
@@ -422,6 +434,7 @@ impl RecomputeWorker {
             .map(|(run, _)| WindowRebuild {
                 window: run.window,
                 range: run.scope().range,
+                mode: run.mode,
                 run_id: run.id,
             })
             .collect();

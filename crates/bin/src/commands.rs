@@ -77,6 +77,7 @@ pub struct RecomputeArgs {
     pub window: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    pub mode: Option<String>,
     pub requested_by: Option<String>,
 }
 
@@ -99,6 +100,7 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         window: args.window,
         date_from: args.from,
         date_to: args.to,
+        mode: args.mode,
         requested_by: Some(args.requested_by.unwrap_or_else(|| "cli".to_owned())),
         on_behalf_of: None,
     };

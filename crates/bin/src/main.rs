@@ -67,6 +67,9 @@ enum Command {
         /// Last day, YYYY-MM-DD (default: today, UTC).
         #[arg(long)]
         to: Option<String>,
+        /// full (every bucket of the range, the default) or incremental (its dirty buckets).
+        #[arg(long)]
+        mode: Option<String>,
         /// Who asks, for the audit trail (default: cli).
         #[arg(long)]
         requested_by: Option<String>,
@@ -210,6 +213,7 @@ fn main() -> ExitCode {
                 window,
                 from,
                 to,
+                mode,
                 requested_by,
             } => {
                 let args = RecomputeArgs {
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
                     window,
                     from,
                     to,
+                    mode,
                     requested_by,
                 };
                 commands::recompute(&config, args).await

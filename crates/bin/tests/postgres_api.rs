@@ -111,6 +111,7 @@ async fn snapshots_agree_exactly_with_an_aggregation_of_the_events() -> Result<(
                     report_slug: domain::ReportSlug::parse(report)?,
                     window,
                     range: demo::date_range(NOW),
+                    mode: domain::RunMode::Full,
                     requested_by: domain::Actor::builtin(domain::Actor::SEED),
                 })
                 .await?;
@@ -635,6 +636,7 @@ async fn stats_and_metrics_on_postgres_equal_a_direct_aggregation_of_the_events(
                 report_slug: domain::ReportSlug::parse(report)?,
                 window,
                 range: fortnight,
+                mode: domain::RunMode::Full,
                 requested_by: domain::Actor::builtin(domain::Actor::SEED),
             })
             .await?;

@@ -19,6 +19,17 @@ pub struct WindowDefinition {
     pub is_default: bool,
 }
 
+impl WindowDefinition {
+    /// The whole buckets this window keeps on `today`: those holding any of the last
+    /// `retention_days` days up to `today`. Older buckets are expired.
+    pub fn kept(&self, today: time::Date) -> crate::DateRange {
+        let back = time::Duration::days(i64::from(self.retention_days.max(1)) - 1);
+        let first = today.checked_sub(back).unwrap_or(time::Date::MIN);
+        self.window
+            .widen(crate::DateRange::from_ordered(first, today))
+    }
+}
+
 /// A report of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportDefinition {

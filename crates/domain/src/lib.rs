@@ -11,6 +11,7 @@ pub mod dates;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod freshness;
 pub mod ingest;
 pub mod pagination;
 pub mod report;
@@ -29,6 +30,7 @@ pub use catalog::{
 pub use dates::{DateRange, parse_date};
 pub use error::ValidationError;
 pub use event::{EventStatus, NewEvent, SourceSlug};
+pub use freshness::{DirtyBucket, DirtyReason, DirtyScope, RunMode};
 pub use ingest::{IngestOutcome, IngestStatus, IngestWindow, ParsedEvent};
 pub use pagination::{Page, PageRequest};
 pub use report::{DimensionFilter, ReportKind, ReportQuery, ReportRow, ReportSlug, SnapshotPage};

@@ -270,24 +270,17 @@ pub struct SnapshotPage {
     /// When the newest snapshot row the query read was computed; `None` when it read none.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// When the tenant's events dated in the query's range, widened to whole buckets, last
-    /// changed; `None` when no change is recorded.
+    /// When the oldest change the page's buckets do not count yet was committed (see
+    /// [`crate::DirtyBucket::first_marked_at`]); `None` when they count every event.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    pub changed_at: Option<OffsetDateTime>,
+    pub uncounted_since: Option<OffsetDateTime>,
 }
 
 impl SnapshotPage {
-    /// Whether events the page counts changed after its newest row was computed.
+    /// Whether some event the page should count is not counted yet.
     pub fn is_stale(&self) -> bool {
-        is_stale(self.changed_at, self.last_refreshed_at)
+        self.uncounted_since.is_some()
     }
-}
-
-/// Whether events that changed at `changed_at` are newer than snapshots computed at
-/// `refreshed`: the `stale` of a read. Nothing changed is never stale; a change with nothing
-/// computed is.
-pub fn is_stale(changed_at: Option<OffsetDateTime>, refreshed: Option<OffsetDateTime>) -> bool {
-    changed_at.is_some_and(|changed| refreshed.is_none_or(|refreshed| changed > refreshed))
 }
 
 #[cfg(test)]

@@ -365,6 +365,16 @@ impl Rollup {
         self.measures.iter().find(|m| m.name == name)
     }
 
+    /// Whether the rollup counts `event`: its filters pass and every required dimension has a
+    /// value for it.
+    pub fn counts(&self, event: &NewEvent) -> bool {
+        self.filters.iter().all(|filter| filter.matches(event))
+            && self
+                .dimensions
+                .iter()
+                .all(|d| !d.required || d.field.value_of(event).is_some())
+    }
+
     /// The values of `event` for the dimensions, in definition order; `None` when the rollup
     /// does not count the event because a required dimension has no value for it.
     pub fn dimension_values(&self, event: &NewEvent) -> Option<Vec<Option<String>>> {
@@ -917,7 +927,8 @@ pub struct MergedRow {
 pub struct MergedPage {
     pub rows: Vec<MergedRow>,
     pub last_refreshed_at: Option<OffsetDateTime>,
-    pub changed_at: Option<OffsetDateTime>,
+    /// As [`RollupPage::uncounted_since`].
+    pub uncounted_since: Option<OffsetDateTime>,
 }
 
 /// The events of a time span shorter than a bucket, aggregated as a rollup would: the events of
@@ -981,15 +992,16 @@ pub struct RollupPage {
     pub rows: Vec<RollupRow>,
     pub total_rows: u64,
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// When the tenant's events dated in the query's range, widened to whole buckets, last
-    /// changed; `None` when no change is recorded.
-    pub changed_at: Option<OffsetDateTime>,
+    /// When the oldest change the buckets of the query's window and range do not count yet
+    /// was committed (the oldest [`crate::DirtyBucket::first_marked_at`] among them); `None`
+    /// when they count every event.
+    pub uncounted_since: Option<OffsetDateTime>,
 }
 
 impl RollupPage {
-    /// Whether events the page counts changed after its newest row was computed.
+    /// Whether some event the page should count is not counted yet.
     pub fn is_stale(&self) -> bool {
-        crate::report::is_stale(self.changed_at, self.last_refreshed_at)
+        self.uncounted_since.is_some()
     }
 }
 

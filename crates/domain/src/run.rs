@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::{Actor, DateRange, ReportSlug, TenantId, ValidationError, Window, dates::format_date};
+use crate::{
+    Actor, DateRange, DirtyBucket, ReportSlug, RunMode, TenantId, ValidationError, Window,
+    dates::format_date,
+};
 
 /// The identifier of a recompute run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,7 +123,7 @@ pub struct TransitionError {
 }
 
 /// What a completed run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub rows_deleted: u64,
     pub rows_inserted: u64,
@@ -131,6 +134,11 @@ pub struct RunSummary {
     /// for the built-in reports; absent from summaries stored before rollups existed).
     #[serde(default)]
     pub values_skipped: u64,
+    /// For an incremental run, the dirty buckets it rebuilt and why, oldest bucket first, at
+    /// most [`crate::freshness::MAX_LISTED_BUCKETS`] of them (`bucket_count` counts them all);
+    /// empty for a full run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuilt: Vec<DirtyBucket>,
 }
 
 /// The random token that proves ownership of a scope lock.
@@ -161,7 +169,8 @@ impl fmt::Debug for LockToken {
 }
 
 /// What a recompute rebuilds: one report and window over whole buckets, for one tenant.
-/// At most one run per scope may be active.
+/// At most one run per scope may be active, and at most one incremental run per tenant,
+/// report and window whatever its range (see [`RecomputeScope::lock_key`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecomputeScope {
     pub tenant: TenantId,
@@ -169,6 +178,7 @@ pub struct RecomputeScope {
     pub window: Window,
     /// The range widened to whole buckets of `window`.
     pub range: DateRange,
+    pub mode: RunMode,
 }
 
 impl RecomputeScope {
@@ -184,19 +194,35 @@ impl RecomputeScope {
             report_slug,
             window,
             range: window.widen(range),
+            mode: RunMode::Full,
         }
     }
 
-    /// The lock key: `recompute:lock:{tenant}:{slug}:{window}:{from}:{to}`.
+    /// The scope in `mode`.
+    #[must_use]
+    pub fn with_mode(mut self, mode: RunMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The lock key: `recompute:lock:{tenant}:{slug}:{window}:{from}:{to}` for a full
+    /// rebuild, `refresh:lock:{tenant}:{slug}:{window}` for an incremental one (one refresh of
+    /// a rollup's window at a time, whatever its range).
     pub fn lock_key(&self) -> String {
-        format!(
-            "recompute:lock:{}:{}:{}:{}:{}",
-            self.tenant,
-            self.report_slug,
-            self.window,
-            format_date(self.range.from()),
-            format_date(self.range.to())
-        )
+        match self.mode {
+            RunMode::Full => format!(
+                "recompute:lock:{}:{}:{}:{}:{}",
+                self.tenant,
+                self.report_slug,
+                self.window,
+                format_date(self.range.from()),
+                format_date(self.range.to())
+            ),
+            RunMode::Incremental => format!(
+                "refresh:lock:{}:{}:{}",
+                self.tenant, self.report_slug, self.window
+            ),
+        }
     }
 }
 
@@ -209,6 +235,8 @@ pub struct RecomputeRun {
     pub window: Window,
     /// The range as requested; the rebuild covers it widened to whole buckets.
     pub range: DateRange,
+    /// Every bucket of the range, or only its dirty ones.
+    pub mode: RunMode,
     pub requested_by: Actor,
     pub status: RunStatus,
     pub requested_at: OffsetDateTime,
@@ -237,6 +265,7 @@ impl RecomputeRun {
             report_slug,
             window,
             range,
+            mode: RunMode::Full,
             requested_by,
             status: RunStatus::Pending,
             requested_at,
@@ -248,6 +277,13 @@ impl RecomputeRun {
         }
     }
 
+    /// The run in `mode`.
+    #[must_use]
+    pub fn with_mode(mut self, mode: RunMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// The scope the run rebuilds.
     pub fn scope(&self) -> RecomputeScope {
         RecomputeScope::new(
@@ -256,6 +292,7 @@ impl RecomputeRun {
             self.window,
             self.range,
         )
+        .with_mode(self.mode)
     }
 
     fn transition(&mut self, to: RunStatus) -> Result<(), TransitionError> {
@@ -407,6 +444,7 @@ mod tests {
             effective_date_from: date!(2026 - 11 - 16),
             effective_date_to: date!(2026 - 11 - 22),
             values_skipped: 0,
+            rebuilt: Vec::new(),
         };
         run.complete(summary, at).unwrap();
         assert_eq!(run.status, RunStatus::Completed);
@@ -430,6 +468,7 @@ mod tests {
             effective_date_from: date!(2026 - 11 - 16),
             effective_date_to: date!(2026 - 11 - 22),
             values_skipped: 0,
+            rebuilt: Vec::new(),
         };
         assert!(
             run.complete(summary, datetime!(2026-11-21 10:01 UTC))

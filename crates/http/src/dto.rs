@@ -266,9 +266,12 @@ pub struct ReadDto {
     /// When the newest snapshot row read was computed; null when no row was read.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events dated in the range arrived after the snapshots were computed: a recompute of the
-    /// range would change the result.
+    /// Some event dated in the range is not counted yet (as of `generated_at`): a refresh
+    /// would change the result.
     pub stale: bool,
+    /// How long the oldest change the result does not count had waited at `generated_at`, in
+    /// seconds; 0 when it counts every event.
+    pub lag_seconds: u64,
 }
 
 impl ReadDto {
@@ -294,6 +297,7 @@ impl ReadDto {
             snapshot_version: read.snapshot_version,
             last_refreshed_at: read.last_refreshed_at,
             stale: read.stale,
+            lag_seconds: read.lag_seconds(),
         }
     }
 }
@@ -362,11 +366,38 @@ pub struct RunSummaryDto {
     /// Events whose value for a rollup's `sum` of a property was not an integer, so not added
     /// (0 for the built-in reports).
     pub values_skipped: u64,
+    /// An incremental run's rebuilt buckets and why, oldest first, at most 100 (`bucket_count`
+    /// counts them all); absent for a full run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rebuilt: Vec<RebuiltBucketDto>,
+}
+
+/// A bucket an incremental run rebuilt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RebuiltBucketDto {
+    /// The bucket's first day (an hour bucket's day: its hours are rebuilt together).
+    #[schema(format = Date)]
+    pub bucket_start: String,
+    /// Why it was dirty: `events` (new or late events) or `definition` (the report changed).
+    #[schema(example = "events")]
+    pub reason: String,
+    /// When the oldest change it did not count was committed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub marked_at: OffsetDateTime,
 }
 
 impl From<RunSummary> for RunSummaryDto {
     fn from(summary: RunSummary) -> Self {
         Self {
+            rebuilt: summary
+                .rebuilt
+                .iter()
+                .map(|b| RebuiltBucketDto {
+                    bucket_start: format_date(b.bucket_start),
+                    reason: b.reason.as_str().to_owned(),
+                    marked_at: b.first_marked_at,
+                })
+                .collect(),
             rows_deleted: summary.rows_deleted,
             rows_inserted: summary.rows_inserted,
             bucket_count: summary.bucket_count,
@@ -383,6 +414,9 @@ pub struct RunDto {
     pub id: Uuid,
     pub report_slug: String,
     pub window: WindowDto,
+    /// `full` or `incremental`.
+    #[schema(example = "full")]
+    pub mode: String,
     /// The requested first day, inclusive.
     #[schema(format = Date)]
     pub date_from: String,
@@ -408,6 +442,7 @@ impl From<RecomputeRun> for RunDto {
             id: run.id.as_uuid(),
             report_slug: run.report_slug.to_string(),
             window: run.window.into(),
+            mode: run.mode.as_str().to_owned(),
             date_from: format_date(run.range.from()),
             date_to: format_date(run.range.to()),
             requested_by: run.requested_by.to_string(),
@@ -559,6 +594,7 @@ pub struct TriggerBody {
     pub window: Option<String>,
     pub date_from: Option<String>,
     pub date_to: Option<String>,
+    pub mode: Option<String>,
     pub requested_by: Option<String>,
 }
 
@@ -579,6 +615,10 @@ pub struct TriggerSchema {
     /// Last day, inclusive (YYYY-MM-DD); default: today (UTC).
     #[schema(schema_with = crate::openapi::nullable_date_schema)]
     pub date_to: Option<String>,
+    /// `full` (default: every bucket of the range) or `incremental` (only the buckets of the
+    /// range whose events or definition changed since they were built), in any case.
+    #[schema(schema_with = crate::openapi::nullable_mode_schema)]
+    pub mode: Option<String>,
     /// Who asked; default: the `X-Actor` header, else the caller.
     #[schema(schema_with = crate::openapi::nullable_actor_schema)]
     pub requested_by: Option<String>,

@@ -386,6 +386,7 @@ impl From<TriggerError> for ApiError {
             TriggerError::ScopeBusy {
                 report_slug,
                 window,
+                mode,
                 date_from,
                 date_to,
             } => ApiError::Conflict {
@@ -393,6 +394,7 @@ impl From<TriggerError> for ApiError {
                 details: Some(json!({
                     "report_slug": report_slug,
                     "window": window.as_str(),
+                    "mode": mode.as_str(),
                     "date_from": date_from,
                     "date_to": date_to,
                 })),

@@ -382,6 +382,14 @@ pub(crate) fn nullable_window_schema() -> Object {
     nullable(window_schema())
 }
 
+/// A run's mode, or `null`.
+pub(crate) fn nullable_mode_schema() -> Object {
+    nullable(any_case_enum(
+        &["full", "incremental"],
+        "How the run rebuilds its range",
+    ))
+}
+
 /// [`date_schema`] or `null`.
 pub(crate) fn nullable_date_schema() -> Object {
     nullable(date_schema())

@@ -5,9 +5,15 @@ use std::{
     sync::RwLock,
 };
 
-use application::ports::{EventAdmin, EventChanges, EventIngestion, IngestEvent, StoreError};
+use application::ports::{
+    EventAdmin, EventChanges, EventIngestion, IngestEvent, StoreError, StoredRollup,
+};
 use async_trait::async_trait;
-use domain::{DateRange, IngestOutcome, IngestStatus, NewEvent, TenantId, demo};
+use domain::{
+    DateRange, DirtyBucket, DirtyReason, IngestOutcome, IngestStatus, NewEvent, ReportSlug,
+    RollupDefinition, TenantId, Window, demo,
+    freshness::{Mark, marks_of, shared_rollups},
+};
 use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::{FailSwitch, read, write};
@@ -19,6 +25,32 @@ pub(crate) struct TenantEvents {
     pub(crate) events: Vec<NewEvent>,
     /// When events dated on each UTC day were last ingested.
     changed: BTreeMap<Date, OffsetDateTime>,
+    /// The dirty buckets of the tenant's rollups, by rollup, window and bucket.
+    pub(crate) marks: BTreeMap<(ReportSlug, Window, Date), Dirty>,
+    /// The tenant's own rollup definitions, by slug.
+    pub(crate) definitions: BTreeMap<ReportSlug, StoredRollup>,
+}
+
+/// A dirty bucket's mark: see the `dirty_buckets` table of the PostgreSQL adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dirty {
+    /// Taken from one counter for every mark, so a mark changed after a rebuild read it has
+    /// a greater version than the rebuild saw.
+    pub(crate) version: u64,
+    pub(crate) first_marked_at: OffsetDateTime,
+    pub(crate) reason: DirtyReason,
+}
+
+impl Dirty {
+    /// The mark as a dirty bucket of `window` starting on `bucket_start`.
+    pub(crate) fn bucket(&self, window: Window, bucket_start: Date) -> DirtyBucket {
+        DirtyBucket {
+            window,
+            bucket_start,
+            reason: self.reason,
+            first_marked_at: self.first_marked_at,
+        }
+    }
 }
 
 impl TenantEvents {
@@ -35,12 +67,54 @@ impl TenantEvents {
         self.events.push(event.clone());
         true
     }
+
+    /// Marks dirty, at `at` for `reason`, each of `marks` with a version from `versions`.
+    pub(crate) fn mark(
+        &mut self,
+        marks: impl IntoIterator<Item = Mark>,
+        at: OffsetDateTime,
+        reason: DirtyReason,
+        versions: &std::sync::atomic::AtomicU64,
+    ) {
+        for mark in marks {
+            let version = versions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            self.marks
+                .entry((mark.report, mark.window, mark.bucket_start))
+                .and_modify(|dirty| {
+                    dirty.version = version;
+                    dirty.reason = dirty.reason.max(reason);
+                })
+                .or_insert(Dirty {
+                    version,
+                    first_marked_at: at,
+                    reason,
+                });
+        }
+    }
+
+    /// The buckets `events` change among the tenant's rollups.
+    fn marks_of<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a NewEvent>,
+    ) -> std::collections::BTreeSet<Mark> {
+        let mut rollups: Vec<&RollupDefinition> = shared_rollups().collect();
+        rollups.extend(self.definitions.values().map(|stored| &stored.definition));
+        marks_of(&rollups, events)
+    }
+
+    /// The UTC days the tenant has events on.
+    pub(crate) fn days(&self) -> impl Iterator<Item = Date> + '_ {
+        self.changed.keys().copied()
+    }
 }
 
-/// The events of every tenant; an event id is stored once per tenant.
+/// The events of every tenant; an event id is stored once per tenant. Beside them, as in one
+/// database, the tenants' rollup definitions and the dirty marks of their buckets.
 #[derive(Debug, Default)]
 pub struct InMemoryEventStore {
     pub(crate) tenants: RwLock<HashMap<TenantId, TenantEvents>>,
+    /// The last version given to a dirty mark.
+    pub(crate) versions: std::sync::atomic::AtomicU64,
     failure: FailSwitch,
 }
 
@@ -69,6 +143,7 @@ impl EventIngestion for InMemoryEventStore {
             .map_err(StoreError::Unavailable)?;
         let mut tenants = write(&self.tenants);
         let stored = tenants.entry(tenant).or_default();
+        let mut created = Vec::new();
         let outcomes = events
             .iter()
             .map(|item| {
@@ -78,6 +153,7 @@ impl EventIngestion for InMemoryEventStore {
                         stored.insert_with(&item.event, &item.fingerprint);
                         let day = item.event.occurred_at.to_offset(UtcOffset::UTC).date();
                         stored.changed.insert(day, at);
+                        created.push(&item.event);
                         IngestStatus::Created
                     }
                     Some(known) if *known == item.fingerprint => IngestStatus::Duplicate,
@@ -89,6 +165,8 @@ impl EventIngestion for InMemoryEventStore {
                 }
             })
             .collect();
+        let marks = stored.marks_of(created);
+        stored.mark(marks, at, DirtyReason::Events, &self.versions);
         Ok(outcomes)
     }
 }
@@ -136,9 +214,17 @@ impl EventAdmin for InMemoryEventStore {
             .map_err(StoreError::Unavailable)?;
         let mut tenants = write(&self.tenants);
         let stored = tenants.entry(tenant).or_default();
-        Ok((1..=count)
-            .filter(|i| stored.insert(&demo::event(*i, now)))
-            .count() as u64)
+        let created: Vec<NewEvent> = (1..=count)
+            .map(|i| demo::event(i, now))
+            .filter(|event| stored.insert(event))
+            .collect();
+        for event in &created {
+            let day = event.occurred_at.to_offset(UtcOffset::UTC).date();
+            stored.changed.insert(day, now);
+        }
+        let marks = stored.marks_of(&created);
+        stored.mark(marks, now, DirtyReason::Events, &self.versions);
+        Ok(created.len() as u64)
     }
 
     async fn count(&self, tenant: TenantId) -> Result<u64, StoreError> {
@@ -154,8 +240,12 @@ impl EventAdmin for InMemoryEventStore {
         self.failure
             .check("event store")
             .map_err(StoreError::Unavailable)?;
-        Ok(write(&self.tenants)
-            .remove(&tenant)
-            .map_or(0, |t| t.events.len() as u64))
+        // The tenant's definitions stay; its events, and what they made dirty, go.
+        Ok(write(&self.tenants).get_mut(&tenant).map_or(0, |t| {
+            t.fingerprints.clear();
+            t.changed.clear();
+            t.marks.clear();
+            std::mem::take(&mut t.events).len() as u64
+        }))
     }
 }

@@ -88,7 +88,7 @@ impl InMemoryAdapters {
             sources,
             keys: Arc::new(InMemoryApiKeyStore::new()),
             rollups: Arc::new(InMemoryRollupStore::new(Arc::clone(&events))),
-            definitions: Arc::new(InMemoryRollupDefinitions::new()),
+            definitions: Arc::new(InMemoryRollupDefinitions::new(Arc::clone(&events))),
             queue: Arc::new(InMemoryRunQueue::new(
                 Arc::clone(&runs),
                 queue_capacity,

@@ -5,7 +5,7 @@
 //! SQL of the PostgreSQL adapter must match, which the contract suite checks on both.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, RwLock},
 };
 
@@ -15,12 +15,18 @@ use application::ports::{
 };
 use async_trait::async_trait;
 use domain::{
-    ReportSlug, RollupDefinition, RollupPage, RollupQuery, RollupRow, RunId, TenantId, Window,
+    DirtyBucket, DirtyReason, DirtyScope, ReportSlug, RollupDefinition, RollupPage, RollupQuery,
+    RollupRow, RunId, RunMode, TenantId, Window,
+    freshness::Mark,
     rollup::{MeasureValue, MergedPage, MergedRow, Overflow, SpanQuery, compare_rows},
 };
 use time::{Date, OffsetDateTime};
 
-use crate::{FailSwitch, InMemoryEventStore, read, write};
+use crate::{
+    FailSwitch, InMemoryEventStore,
+    events::{Dirty, TenantEvents},
+    read, write,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
@@ -69,29 +75,33 @@ impl InMemoryRollupStore {
     }
 
     /// Every row of `query`, ordered, with its mergeable measures. A tiled read merges the
-    /// coarser windows' buckets only when each was computed after the latest change to the
-    /// events it counts; otherwise it reads `query.window` alone.
+    /// coarser windows' buckets only when none of them is dirty; otherwise it reads
+    /// `query.window` alone.
     fn merged(&self, query: &RollupQuery) -> Result<MergedPage, StoreError> {
         self.check()?;
         let tiles = query.tiles();
         // Read before the rows' lock: the event store's lock is never taken while it is held.
-        let changed_at = self
-            .events
-            .latest_change(query.tenant, query.window.widen(query.range));
-        // Each bucket of a coarser window in the tiles, with the latest change to its days.
-        let mut changed: Vec<(Window, Date, OffsetDateTime)> = Vec::new();
-        for (window, range) in tiles.iter().filter(|(w, _)| *w != query.window) {
-            let mut bucket = range.from();
-            while bucket <= range.to() {
-                let end = window.bucket_end(bucket);
-                if let Ok(days) = domain::DateRange::new(bucket, end)
-                    && let Some(latest) = self.events.latest_change(query.tenant, days)
-                {
-                    changed.push((*window, bucket, latest));
-                }
-                let Some(next) = end.next_day() else { break };
-                bucket = next;
-            }
+        let (uncounted_since, lagging) = {
+            let tenants = read(&self.events.tenants);
+            let marks = tenants.get(&query.tenant).map(|t| &t.marks);
+            let in_range = |window: Window, range: domain::DateRange| {
+                let key = move |day| (query.report.clone(), window, day);
+                marks
+                    .into_iter()
+                    .flat_map(move |marks| marks.range(key(range.from())..=key(range.to())))
+                    .map(|(_, dirty)| dirty.first_marked_at)
+            };
+            let uncounted_since = in_range(query.window, query.range).min();
+            let lagging = tiles
+                .iter()
+                .filter(|(w, _)| *w != query.window)
+                .any(|(window, range)| in_range(*window, *range).next().is_some());
+            (uncounted_since, lagging)
+        };
+        if lagging {
+            let mut alone = query.clone();
+            alone.coarser.clear();
+            return self.merged(&alone);
         }
         let series = read(&self.series);
         let mut grouped: HashMap<RowKey, Vec<MeasureValue>> = HashMap::new();
@@ -127,23 +137,7 @@ impl InMemoryRollupStore {
                 }
             }
         }
-        // A coarser bucket whose events changed after it was computed (or never computed).
-        let consistent = changed.iter().all(|(window, bucket, latest)| {
-            series
-                .get(&(query.tenant, query.report.clone(), *window))
-                .into_iter()
-                .flat_map(|rows| rows.range(((*bucket, 0), Vec::new())..))
-                .take_while(|(((day, _), _), _)| day == bucket)
-                .map(|(_, stored)| stored.computed_at)
-                .max()
-                .is_some_and(|computed| computed >= *latest)
-        });
         drop(series);
-        if !consistent {
-            let mut alone = query.clone();
-            alone.coarser.clear();
-            return self.merged(&alone);
-        }
         // As fresh as its least fresh window (untiled, there is one).
         let last_refreshed_at = refreshed.values().min().copied();
         let mut rows: Vec<MergedRow> = grouped
@@ -164,7 +158,7 @@ impl InMemoryRollupStore {
         Ok(MergedPage {
             rows,
             last_refreshed_at,
-            changed_at,
+            uncounted_since,
         })
     }
 }
@@ -192,14 +186,27 @@ impl RollupStore for InMemoryRollupStore {
             let mut groups: BTreeMap<Key, Vec<MeasureValue>> = BTreeMap::new();
             let mut values_skipped = 0_u64;
             let tenants = read(&self.events.tenants);
-            for event in tenants
-                .get(&request.tenant)
-                .iter()
-                .flat_map(|t| t.events.iter())
-            {
+            let held = tenants.get(&request.tenant);
+            // The marks, read with the events they stand for.
+            let seen: Vec<(Date, Dirty)> = held
+                .into_iter()
+                .flat_map(|t| {
+                    let key = |day| (request.report.clone(), part.window, day);
+                    t.marks
+                        .range(key(part.range.from())..=key(part.range.to()))
+                        .map(|((_, _, day), dirty)| (*day, *dirty))
+                })
+                .collect();
+            let only: Option<BTreeSet<Date>> = match part.mode {
+                RunMode::Full => None,
+                RunMode::Incremental => Some(seen.iter().map(|(day, _)| *day).collect()),
+            };
+            let rebuilt = |day: Date| {
+                part.range.contains(day) && only.as_ref().is_none_or(|only| only.contains(&day))
+            };
+            for event in held.iter().flat_map(|t| t.events.iter()) {
                 let bucket = part.window.bucket_of(event.occurred_at);
-                if !part.range.contains(bucket.0)
-                    || !rollup.filters.iter().all(|filter| filter.matches(event))
+                if !rebuilt(bucket.0) || !rollup.filters.iter().all(|filter| filter.matches(event))
                 {
                     continue;
                 }
@@ -220,21 +227,33 @@ impl RollupStore for InMemoryRollupStore {
                     }
                 }
             }
-            built.push((part, groups, values_skipped));
+            drop(tenants);
+            let bucket_count = match &only {
+                None => part.window.bucket_count(part.range),
+                Some(only) => {
+                    let per_day = if part.window.is_hourly() { 24 } else { 1 };
+                    u32::try_from(only.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_mul(per_day)
+                }
+            };
+            built.push((part, groups, values_skipped, seen, only, bucket_count));
         }
 
         // One write lock over every delete and insert: readers see the old rows or the new.
         let mut series = write(&self.series);
         let mut outcomes = Vec::new();
-        for (part, groups, values_skipped) in built {
+        for (part, groups, values_skipped, seen, only, bucket_count) in &mut built {
             let rows = series
                 .entry((request.tenant, request.report.clone(), part.window))
                 .or_default();
             let before = rows.len();
-            rows.retain(|((day, _), _), _| !part.range.contains(*day));
+            rows.retain(|((day, _), _), _| {
+                !(part.range.contains(*day) && only.as_ref().is_none_or(|only| only.contains(day)))
+            });
             let rows_deleted = (before - rows.len()) as u64;
             let rows_inserted = groups.len() as u64;
-            for (key, measures) in groups {
+            for (key, measures) in std::mem::take(groups) {
                 rows.insert(
                     key,
                     Stored {
@@ -247,10 +266,86 @@ impl RollupStore for InMemoryRollupStore {
             outcomes.push(RollupRebuildOutcome {
                 rows_deleted,
                 rows_inserted,
-                values_skipped,
+                values_skipped: *values_skipped,
+                bucket_count: *bucket_count,
+                dirty: seen
+                    .iter()
+                    .map(|(day, dirty)| dirty.bucket(part.window, *day))
+                    .collect(),
             });
         }
+        drop(series);
+        // The marks seen are cleared, unless they changed since they were read.
+        let mut tenants = write(&self.events.tenants);
+        if let Some(held) = tenants.get_mut(&request.tenant) {
+            for (part, _, _, seen, _, _) in &built {
+                for (day, dirty) in seen {
+                    let key = (request.report.clone(), part.window, *day);
+                    if held
+                        .marks
+                        .get(&key)
+                        .is_some_and(|now| now.version <= dirty.version)
+                    {
+                        held.marks.remove(&key);
+                    }
+                }
+            }
+        }
         Ok(outcomes)
+    }
+
+    async fn dirty(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        range: domain::DateRange,
+    ) -> Result<Vec<DirtyBucket>, StoreError> {
+        self.check()?;
+        let key = |day| (report.clone(), window, day);
+        Ok(read(&self.events.tenants)
+            .get(&tenant)
+            .into_iter()
+            .flat_map(|t| {
+                t.marks
+                    .range(key(range.from())..=key(range.to()))
+                    .map(|((_, window, day), dirty)| dirty.bucket(*window, *day))
+            })
+            .collect())
+    }
+
+    async fn dirty_scopes(&self, since: Date, today: Date) -> Result<Vec<DirtyScope>, StoreError> {
+        self.check()?;
+        let tenants = read(&self.events.tenants);
+        let mut scopes: BTreeMap<(TenantId, ReportSlug, Window), DirtyScope> = BTreeMap::new();
+        for (tenant, held) in tenants.iter() {
+            for ((report, window, day), dirty) in &held.marks {
+                if *day < since {
+                    continue;
+                }
+                let current = *day <= today && today <= window.bucket_end(*day);
+                let scope = scopes
+                    .entry((*tenant, report.clone(), *window))
+                    .or_insert_with(|| DirtyScope {
+                        tenant: *tenant,
+                        report: report.clone(),
+                        window: *window,
+                        buckets: 0,
+                        oldest: dirty.first_marked_at,
+                        oldest_current: None,
+                    });
+                scope.buckets += 1;
+                scope.oldest = scope.oldest.min(dirty.first_marked_at);
+                if current {
+                    scope.oldest_current = Some(
+                        scope
+                            .oldest_current
+                            .map_or(dirty.first_marked_at, |t| t.min(dirty.first_marked_at)),
+                    );
+                }
+            }
+        }
+        Ok(scopes.into_values().collect())
     }
 
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
@@ -261,7 +356,7 @@ impl RollupStore for InMemoryRollupStore {
             rows: query.page.slice(rows),
             total_rows,
             last_refreshed_at: merged.last_refreshed_at,
-            changed_at: merged.changed_at,
+            uncounted_since: merged.uncounted_since,
         })
     }
 
@@ -353,17 +448,28 @@ impl application::ports::SnapshotRows for InMemoryRollupStore {
     }
 }
 
-/// Tenants' rollup definitions in memory.
-#[derive(Debug, Default)]
+/// Tenants' rollup definitions in memory, kept beside the events in an
+/// [`InMemoryEventStore`] as in one database: ingestion marks the buckets of the definitions
+/// as they are, and a definition stored or replaced marks its buckets under the same lock.
+#[derive(Debug)]
 pub struct InMemoryRollupDefinitions {
-    definitions: RwLock<BTreeMap<(TenantId, ReportSlug), StoredRollup>>,
+    events: Arc<InMemoryEventStore>,
     failure: FailSwitch,
 }
 
+impl Default for InMemoryRollupDefinitions {
+    fn default() -> Self {
+        Self::new(Arc::default())
+    }
+}
+
 impl InMemoryRollupDefinitions {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// The definitions kept beside `events`.
+    pub fn new(events: Arc<InMemoryEventStore>) -> Self {
+        Self {
+            events,
+            failure: FailSwitch::default(),
+        }
     }
 
     /// Makes every call fail while `failing` is on.
@@ -378,6 +484,33 @@ impl InMemoryRollupDefinitions {
     }
 }
 
+/// Marks dirty, for a change of `definition` at `at`, every bucket of each of its windows
+/// within the window's retention that holds days `tenant` has events on.
+fn mark_definition(
+    tenant: &mut TenantEvents,
+    definition: &RollupDefinition,
+    at: OffsetDateTime,
+    versions: &std::sync::atomic::AtomicU64,
+) {
+    let today = at.date();
+    let marks: BTreeSet<Mark> = definition
+        .windows
+        .iter()
+        .flat_map(|w| {
+            let kept = w.kept(today);
+            tenant
+                .days()
+                .filter(move |day| kept.contains(*day))
+                .map(move |day| Mark {
+                    report: definition.slug.clone(),
+                    window: w.window,
+                    bucket_start: w.window.bucket_start(day),
+                })
+        })
+        .collect();
+    tenant.mark(marks, at, DirtyReason::Definition, versions);
+}
+
 #[async_trait]
 impl RollupDefinitions for InMemoryRollupDefinitions {
     async fn create(
@@ -388,13 +521,12 @@ impl RollupDefinitions for InMemoryRollupDefinitions {
         at: OffsetDateTime,
     ) -> Result<StoredRollup, DefinitionError> {
         self.check()?;
-        let mut definitions = write(&self.definitions);
-        let key = (tenant, definition.slug.clone());
-        if definitions.contains_key(&key) {
+        let mut tenants = write(&self.events.tenants);
+        let held = tenants.entry(tenant).or_default();
+        if held.definitions.contains_key(&definition.slug) {
             return Err(DefinitionError::SlugTaken(definition.slug.to_string()));
         }
-        let held = definitions.keys().filter(|(t, _)| *t == tenant).count();
-        if held >= limit as usize {
+        if held.definitions.len() >= limit as usize {
             return Err(DefinitionError::LimitReached(limit));
         }
         let stored = StoredRollup {
@@ -403,7 +535,9 @@ impl RollupDefinitions for InMemoryRollupDefinitions {
             created_at: at,
             updated_at: at,
         };
-        definitions.insert(key, stored.clone());
+        held.definitions
+            .insert(definition.slug.clone(), stored.clone());
+        mark_definition(held, definition, at, &self.events.versions);
         Ok(stored)
     }
 
@@ -414,20 +548,28 @@ impl RollupDefinitions for InMemoryRollupDefinitions {
         at: OffsetDateTime,
     ) -> Result<StoredRollup, DefinitionError> {
         self.check()?;
-        let mut definitions = write(&self.definitions);
-        let stored = definitions
-            .get_mut(&(tenant, definition.slug.clone()))
-            .ok_or_else(|| DefinitionError::NotFound(definition.slug.to_string()))?;
+        let mut tenants = write(&self.events.tenants);
+        let not_found = || DefinitionError::NotFound(definition.slug.to_string());
+        let held = tenants.get_mut(&tenant).ok_or_else(not_found)?;
+        let stored = held
+            .definitions
+            .get_mut(&definition.slug)
+            .ok_or_else(not_found)?;
         stored.definition = definition.clone();
-        stored.updated_at = at;
-        Ok(stored.clone())
+        stored.updated_at = at.max(stored.created_at);
+        let stored = stored.clone();
+        mark_definition(held, definition, at, &self.events.versions);
+        Ok(stored)
     }
 
     async fn delete(&self, tenant: TenantId, slug: &ReportSlug) -> Result<bool, StoreError> {
         self.check()?;
-        Ok(write(&self.definitions)
-            .remove(&(tenant, slug.clone()))
-            .is_some())
+        let mut tenants = write(&self.events.tenants);
+        let Some(held) = tenants.get_mut(&tenant) else {
+            return Ok(false);
+        };
+        held.marks.retain(|(report, _, _), _| report != slug);
+        Ok(held.definitions.remove(slug).is_some())
     }
 
     async fn get(
@@ -436,17 +578,17 @@ impl RollupDefinitions for InMemoryRollupDefinitions {
         slug: &ReportSlug,
     ) -> Result<Option<StoredRollup>, StoreError> {
         self.check()?;
-        Ok(read(&self.definitions)
-            .get(&(tenant, slug.clone()))
+        Ok(read(&self.events.tenants)
+            .get(&tenant)
+            .and_then(|held| held.definitions.get(slug))
             .cloned())
     }
 
     async fn list(&self, tenant: TenantId) -> Result<Vec<StoredRollup>, StoreError> {
         self.check()?;
-        Ok(read(&self.definitions)
-            .iter()
-            .filter(|((t, _), _)| *t == tenant)
-            .map(|(_, stored)| stored.clone())
-            .collect())
+        Ok(read(&self.events.tenants)
+            .get(&tenant)
+            .map(|held| held.definitions.values().cloned().collect())
+            .unwrap_or_default())
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use application::contract::{
-    Fresh, api_keys, audit, cache, catalog, definitions, events, ingestion, locks, queue, rollups,
-    runs, snapshots, sources, tenants, versions,
+    Fresh, api_keys, audit, cache, catalog, definitions, events, freshness, ingestion, locks,
+    queue, rollups, runs, snapshots, sources, tenants, versions,
 };
 use domain::TenantId;
 use memory_adapter::{InMemoryAdapters, ManualClock};
@@ -44,6 +44,14 @@ application::contract_tests! {
     rollup_store => fresh(|a| rollups::Fixture {
         events: a.events,
         rollups: a.rollups,
+        definitions: a.definitions,
+        tenant: TENANT,
+        other: OTHER,
+    });
+    dirty_buckets => fresh(|a| freshness::Fixture {
+        events: a.events,
+        rollups: a.rollups,
+        definitions: a.definitions,
         tenant: TENANT,
         other: OTHER,
     });

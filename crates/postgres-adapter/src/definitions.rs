@@ -8,7 +8,10 @@ use domain::{ReportSlug, RollupDefinition, TenantId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-use crate::error::{Failure, PgResultExt, corrupt};
+use crate::{
+    error::{Failure, PgResultExt, corrupt},
+    freshness::{LOCK_DEFINITIONS, mark_definition},
+};
 
 /// Rollup definitions in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -70,6 +73,11 @@ impl RollupDefinitions for PostgresRollupDefinitions {
         .await
         .classify("locking the tenant's definitions")
         .map_err(StoreError::from)?;
+        // Ingestion waits, so every event is either marked by this change or sees it.
+        tx.execute(LOCK_DEFINITIONS, &[&tenant.get()])
+            .await
+            .classify("locking the tenant's definitions")
+            .map_err(StoreError::from)?;
         let slug = definition.slug.as_str();
         let held = tx
             .query_one(
@@ -105,6 +113,9 @@ impl RollupDefinitions for PostgresRollupDefinitions {
             .classify("storing a rollup definition")
             .map_err(StoreError::from)?;
         let created = stored(&row).map_err(StoreError::from)?;
+        mark_definition(&*tx, tenant, definition, at)
+            .await
+            .map_err(StoreError::from)?;
         tx.commit()
             .await
             .classify("committing a rollup definition")
@@ -118,14 +129,23 @@ impl RollupDefinitions for PostgresRollupDefinitions {
         definition: &RollupDefinition,
         at: OffsetDateTime,
     ) -> Result<StoredRollup, DefinitionError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .classify("connecting to replace a rollup definition")
             .map_err(StoreError::from)?;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to replace a rollup definition")
+            .map_err(StoreError::from)?;
+        tx.execute(LOCK_DEFINITIONS, &[&tenant.get()])
+            .await
+            .classify("locking the tenant's definitions")
+            .map_err(StoreError::from)?;
         let slug = definition.slug.as_str();
-        let row = client
+        let row = tx
             .query_opt(
                 &format!(
                     "UPDATE rollup_definitions
@@ -138,26 +158,51 @@ impl RollupDefinitions for PostgresRollupDefinitions {
             .await
             .classify("replacing a rollup definition")
             .map_err(StoreError::from)?;
-        match row {
-            Some(row) => Ok(stored(&row).map_err(StoreError::from)?),
-            None => Err(DefinitionError::NotFound(slug.to_owned())),
-        }
+        let Some(row) = row else {
+            return Err(DefinitionError::NotFound(slug.to_owned()));
+        };
+        let replaced = stored(&row).map_err(StoreError::from)?;
+        mark_definition(&*tx, tenant, definition, at)
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit()
+            .await
+            .classify("committing a rollup definition")
+            .map_err(StoreError::from)?;
+        Ok(replaced)
     }
 
     async fn delete(&self, tenant: TenantId, slug: &ReportSlug) -> Result<bool, StoreError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .classify("connecting to delete a rollup definition")?;
-        Ok(client
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to delete a rollup definition")?;
+        // No ingestion marks the definition's buckets after its marks are gone.
+        tx.execute(LOCK_DEFINITIONS, &[&tenant.get()])
+            .await
+            .classify("locking the tenant's definitions")?;
+        let deleted = tx
             .execute(
                 "DELETE FROM rollup_definitions WHERE tenant_id = $1 AND slug = $2",
                 &[&tenant.get(), &slug.as_str()],
             )
             .await
-            .classify("deleting a rollup definition")?
-            > 0)
+            .classify("deleting a rollup definition")?;
+        tx.execute(
+            "DELETE FROM dirty_buckets WHERE tenant_id = $1 AND report_slug = $2",
+            &[&tenant.get(), &slug.as_str()],
+        )
+        .await
+        .classify("deleting a rollup definition's marks")?;
+        tx.commit()
+            .await
+            .classify("committing a rollup definition's deletion")?;
+        Ok(deleted > 0)
     }
 
     async fn get(

@@ -5,7 +5,7 @@ use std::{sync::OnceLock, time::Instant};
 use application::ports::{EventAdmin, EventChanges, EventIngestion, IngestEvent, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use domain::{DateRange, IngestOutcome, TenantId};
+use domain::{DateRange, DirtyReason, IngestOutcome, TenantId};
 use time::OffsetDateTime;
 use tracing::info;
 
@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     error::{Failure, PgResultExt, corrupt},
+    freshness,
     ingest::GroupCommit,
 };
 
@@ -205,6 +206,9 @@ impl EventAdmin for PostgresEventStore {
             }
         }
         if inserted > 0 {
+            self.mark_demo(tenant, now).await?;
+        }
+        if inserted > 0 {
             // A bulk load leaves the planner's statistics behind and the visibility map empty,
             // and autovacuum lags it: without both, the recomputes that follow plan on stale
             // estimates and cannot scan the events index alone.
@@ -247,12 +251,81 @@ impl EventAdmin for PostgresEventStore {
             .get()
             .await
             .classify("connecting to clear events")?;
-        Ok(client
+        let mut client = client;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to clear events")?;
+        let deleted = tx
             .execute(
                 "DELETE FROM analytics_events WHERE tenant_id = $1",
                 &[&tenant.get()],
             )
             .await
-            .classify("clearing events")?)
+            .classify("clearing events")?;
+        // What the events made dirty goes with them.
+        tx.batch_execute(&format!(
+            "DELETE FROM stale_days WHERE tenant_id = {t}; DELETE FROM dirty_buckets WHERE tenant_id = {t}",
+            t = tenant.get()
+        ))
+        .await
+        .classify("clearing the marks of events")?;
+        tx.commit().await.classify("committing cleared events")?;
+        Ok(deleted)
+    }
+}
+
+impl PostgresEventStore {
+    /// Marks the days of the demo events seeded at `now` changed, and every bucket of the
+    /// tenant's rollups holding one dirty (whatever their filters: a seed is followed by a
+    /// full build anyway).
+    async fn mark_demo(&self, tenant: TenantId, now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to mark seeded days")?;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to mark seeded days")?;
+        let back = i64::try_from(domain::demo::data().days_back).unwrap_or(i64::MAX);
+        let last = now.date();
+        let first = last
+            .checked_sub(time::Duration::days(back.saturating_add(1)))
+            .unwrap_or(time::Date::MIN);
+        let days: Vec<time::Date> = std::iter::successors(Some(first), |d| d.next_day())
+            .take_while(|d| *d <= last)
+            .collect();
+        tx.execute(
+            "INSERT INTO stale_days (tenant_id, day, changed_at)
+             SELECT $1, day, $3 FROM unnest($2::date[]) AS day
+             ON CONFLICT (tenant_id, day) DO UPDATE SET changed_at = GREATEST(stale_days.changed_at, EXCLUDED.changed_at)",
+            &[&tenant.get(), &days, &now],
+        )
+        .await
+        .classify("marking seeded days")?;
+        let rollups = freshness::rollups_of(&*tx, &[tenant.get()]).await?;
+        let mut marks = freshness::Marks::default();
+        let mut definitions: Vec<&domain::RollupDefinition> =
+            domain::freshness::shared_rollups().collect();
+        definitions.extend(rollups.get(&tenant.get()).into_iter().flatten());
+        for definition in definitions {
+            let buckets: std::collections::BTreeSet<domain::freshness::Mark> = definition
+                .windows
+                .iter()
+                .flat_map(|w| {
+                    days.iter().map(move |day| domain::freshness::Mark {
+                        report: definition.slug.clone(),
+                        window: w.window,
+                        bucket_start: w.window.bucket_start(*day),
+                    })
+                })
+                .collect();
+            marks.add(tenant, buckets);
+        }
+        marks.write(&*tx, now, DirtyReason::Events).await?;
+        tx.commit().await.classify("committing seeded days")?;
+        Ok(())
     }
 }

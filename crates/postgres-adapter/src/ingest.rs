@@ -26,7 +26,7 @@ use std::{collections::HashMap, time::Duration};
 
 use application::ports::{IngestEvent, StoreError};
 use deadpool_postgres::{ClientWrapper, Object, Pool};
-use domain::{IngestOutcome, IngestStatus, TenantId};
+use domain::{DirtyReason, IngestOutcome, IngestStatus, TenantId};
 use time::{Date, OffsetDateTime, UtcOffset};
 use tokio::{
     runtime::Handle,
@@ -34,7 +34,10 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::error::{Failure, PgResultExt};
+use crate::{
+    error::{Failure, PgResultExt},
+    freshness,
+};
 
 /// The most events one gathered transaction writes.
 pub const MAX_BATCH_EVENTS: usize = 5_000;
@@ -340,6 +343,7 @@ async fn insert(
 
     let mut outcomes = Vec::with_capacity(items.len());
     let (mut changed_tenants, mut changed_days): (Vec<i64>, Vec<Date>) = (Vec::new(), Vec::new());
+    let mut created_events: Vec<(TenantId, &domain::NewEvent)> = Vec::new();
     for (tenant, item) in items {
         let key = (tenant.get(), item.event.event_id.clone());
         let fingerprint = item.fingerprint.as_str();
@@ -347,6 +351,7 @@ async fn insert(
             // The first item with a newly inserted id is the one that was inserted.
             Some(claimed @ None) => {
                 *claimed = Some(fingerprint);
+                created_events.push((*tenant, &item.event));
                 changed_tenants.push(tenant.get());
                 changed_days.push(item.event.occurred_at.to_offset(UtcOffset::UTC).date());
                 IngestStatus::Created
@@ -368,6 +373,14 @@ async fn insert(
         tx.execute(MARK_CHANGED, &[&changed_tenants, &changed_days, &at])
             .await
             .classify("marking changed days")?;
+        // The buckets the new events change, of the tenants' rollups as they are now.
+        let mut tenants = changed_tenants.clone();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let rollups = freshness::rollups_of(&*tx, &tenants).await?;
+        freshness::marks_of_events(&rollups, created_events)
+            .write(&*tx, at, DirtyReason::Events)
+            .await?;
     }
     tx.commit().await.classify("committing events")?;
     Ok(outcomes)

@@ -11,6 +11,7 @@ mod catalog;
 mod definitions;
 mod error;
 mod events;
+mod freshness;
 mod health;
 mod ingest;
 mod paged;

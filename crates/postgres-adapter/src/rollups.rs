@@ -11,20 +11,27 @@ use application::ports::{
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
-    Combine, DateRange, Field, MeasureKind, NumericField, ReportSlug, Rollup, RollupOrder,
-    RollupPage, RollupQuery, RollupRow, TenantId, Window,
+    Combine, DateRange, DirtyBucket, DirtyScope, Field, MeasureKind, NumericField, ReportSlug,
+    Rollup, RollupOrder, RollupPage, RollupQuery, RollupRow, RunMode, TenantId, Window,
     rollup::{MeasureValue, MergedPage, MergedRow, SpanQuery},
     sketch::{self, Sketch},
 };
 use futures_core::Stream;
-use std::{collections::BTreeMap, future::poll_fn, pin::pin};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::poll_fn,
+    pin::pin,
+};
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 use tokio_postgres::{
     binary_copy::BinaryCopyInWriter,
     types::{ToSql, Type},
 };
 
-use crate::error::{PgResultExt, corrupt};
+use crate::{
+    error::{PgResultExt, corrupt},
+    freshness::{MARK_COLUMNS, SeenMark, seen_mark},
+};
 
 /// A value of the hll extension's type, as its bytes (its binary form is its storage form).
 struct HllBytes(Vec<u8>);
@@ -439,31 +446,23 @@ fn read_sql(query: &RollupQuery) -> (String, Binds) {
             if window == query.window {
                 continue;
             }
-            // The buckets of this coarser window whose events changed after the bucket was
-            // computed (or that were never computed): each changed day's bucket, checked once.
-            let days: Vec<String> = tiles
+            // The dirty buckets of this coarser window among the tiles.
+            let buckets: Vec<String> = tiles
                 .iter()
                 .filter(|(w, _)| *w == window)
                 .map(|(_, range)| {
                     format!(
-                        "d.day BETWEEN {} AND {}",
+                        "m.bucket_start BETWEEN {} AND {}",
                         binds.date(range.from()),
                         binds.date(range.to())
                     )
                 })
                 .collect();
             extra.push(format!(
-                "(SELECT count(*) FROM (
-                     SELECT date_trunc('{name}', d.day::timestamp)::date AS bucket, max(d.changed_at) AS changed
-                     FROM stale_days d WHERE d.tenant_id = $1 AND ({days})
-                     GROUP BY 1
-                 ) AS c
-                 WHERE c.changed > coalesce(
-                     (SELECT max(r.computed_at) FROM rollup_snapshots r
-                      WHERE r.tenant_id = $1 AND r.report_slug = $2 AND r.window_name = '{name}'
-                        AND r.bucket_start = c.bucket),
-                     '-infinity'::timestamptz))::int8 AS lagging_{name}",
-                days = days.join(" OR ")
+                "(SELECT count(*) FROM dirty_buckets m
+                  WHERE m.tenant_id = $1 AND m.report_slug = $2 AND m.window_name = '{name}'
+                    AND ({buckets}))::int8 AS lagging_{name}",
+                buckets = buckets.join(" OR ")
             ));
         }
     }
@@ -579,6 +578,9 @@ type Key = [Option<String>; 3];
 struct Fold {
     window: Window,
     range: DateRange,
+    /// In an incremental rebuild, the buckets it rebuilds (the dirty ones); else every bucket
+    /// of `range`.
+    only: Option<BTreeSet<Date>>,
     run_id: uuid::Uuid,
     /// Whether rows arrive at this window's grain, passing through.
     direct: bool,
@@ -586,40 +588,61 @@ struct Fold {
     groups: BTreeMap<Key, Vec<MeasureValue>>,
 }
 
-/// One aggregation of a rebuild: events of `from..=to` at `grain`, for the windows at
-/// `parts` (positions in the request).
+/// One aggregation of a rebuild: events of the days of `spans` (disjoint, in order) at
+/// `grain`, for the windows at `parts` (positions in the request).
 struct Pass {
     grain: Window,
-    from: Date,
-    to: Date,
+    spans: Vec<(Date, Date)>,
     parts: Vec<usize>,
+}
+
+/// The days a window of a rebuild reads: its range, or in an incremental rebuild the days of
+/// its dirty buckets (`only`), in order.
+fn spans_of(part: &WindowRebuild, only: Option<&BTreeSet<Date>>) -> Vec<(Date, Date)> {
+    match only {
+        None => vec![(part.range.from(), part.range.to())],
+        Some(only) => only
+            .iter()
+            .map(|&start| (start, part.window.bucket_end(start).min(part.range.to())))
+            .collect(),
+    }
+}
+
+/// `spans` in order, overlapping or adjacent ones joined.
+fn joined(mut spans: Vec<(Date, Date)>) -> Vec<(Date, Date)> {
+    spans.sort_unstable();
+    let mut out: Vec<(Date, Date)> = Vec::with_capacity(spans.len());
+    for (from, to) in spans {
+        match out.last_mut() {
+            Some(last) if last.1.next_day().is_none_or(|next| from <= next) => {
+                last.1 = last.1.max(to);
+            }
+            _ => out.push((from, to)),
+        }
+    }
+    out
 }
 
 /// The aggregations a rebuild of `windows` runs: one at the grain of a single window; for
 /// several, one by day over all of them (every window's buckets are whole days), except the
 /// hour window, aggregated by hour over its own range only (folding days, weeks and months
 /// from hours would aggregate 24 times the rows over ranges the hour window does not keep).
-fn passes(windows: &[WindowRebuild]) -> Vec<Pass> {
-    let pass = |grain: Window, parts: Vec<usize>| {
-        let from = parts
-            .iter()
-            .map(|&i| windows[i].range.from())
-            .min()
-            .unwrap_or(Date::MIN);
-        let to = parts
-            .iter()
-            .map(|&i| windows[i].range.to())
-            .max()
-            .unwrap_or(Date::MIN);
-        Pass {
-            grain,
-            from,
-            to,
-            parts,
-        }
+/// An incremental window reads the days of its dirty buckets (`only`) alone; one with none
+/// reads nothing.
+fn passes(windows: &[WindowRebuild], only: &[Option<BTreeSet<Date>>]) -> Vec<Pass> {
+    let pass = |grain: Window, parts: Vec<usize>| Pass {
+        grain,
+        spans: joined(
+            parts
+                .iter()
+                .flat_map(|&i| spans_of(&windows[i], only[i].as_ref()))
+                .collect(),
+        ),
+        parts,
     };
-    let (hourly, daily): (Vec<usize>, Vec<usize>) =
-        (0..windows.len()).partition(|&i| windows[i].window.is_hourly());
+    let (hourly, daily): (Vec<usize>, Vec<usize>) = (0..windows.len())
+        .filter(|&i| only[i].as_ref().is_none_or(|only| !only.is_empty()))
+        .partition(|&i| windows[i].window.is_hourly());
     let mut passes: Vec<Pass> = hourly
         .into_iter()
         .map(|i| pass(Window::Hour, vec![i]))
@@ -646,15 +669,25 @@ type Bucket = (Date, u8);
 type Written = (Bucket, Key, Vec<MeasureValue>);
 
 impl Fold {
-    fn new(part: &WindowRebuild, grain: Window) -> Self {
+    fn new(part: &WindowRebuild, only: Option<BTreeSet<Date>>, grain: Window) -> Self {
         Self {
             window: part.window,
             range: part.range,
+            only,
             run_id: part.run_id.as_uuid(),
             direct: part.window == grain,
             bucket: None,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// Whether the rebuild replaces the bucket of this window holding `day`.
+    fn covers(&self, day: Date) -> bool {
+        self.range.contains(day)
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&self.window.bucket_start(day)))
     }
 
     /// Takes in one aggregated row of the grain's bucket `at` (inside the window's range);
@@ -753,6 +786,27 @@ const DELETE_BUCKETS: &str = "
     DELETE FROM rollup_snapshots
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
 
+/// The rows of the listed buckets `$4` (an incremental rebuild's dirty ones).
+const DELETE_LISTED_BUCKETS: &str = "
+    DELETE FROM rollup_snapshots
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start = ANY($4::date[])";
+
+/// The marks of a rebuild's windows `$3` starting in `$4..=$5`, read in the snapshot the
+/// events are read in.
+const SEEN_MARKS: &str = "
+    SELECT window_name, bucket_start, version, first_marked_at, reason FROM dirty_buckets
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])
+      AND bucket_start BETWEEN $4 AND $5
+    ORDER BY window_name, bucket_start";
+
+/// Clears the marks a rebuild saw (`$3` windows, `$4` buckets, `$5` versions) unless they
+/// changed since: a change committed after the rebuild's snapshot has a greater version.
+const CLEAR_MARKS: &str = "
+    DELETE FROM dirty_buckets d
+    USING unnest($3::text[], $4::date[], $5::int8[]) AS s(w, b, v)
+    WHERE d.tenant_id = $1 AND d.report_slug = $2 AND d.window_name = s.w AND d.bucket_start = s.b
+      AND d.version <= s.v";
+
 fn with_fixed<'a>(
     fixed: &[&'a (dyn ToSql + Sync)],
     binds: &'a Binds,
@@ -805,40 +859,19 @@ impl RollupStore for PostgresRollupStore {
         // Locked in window order, the same in every rebuild, so two never wait on each other.
         let mut order: Vec<usize> = (0..request.windows.len()).collect();
         order.sort_by_key(|&i| request.windows[i].window);
-        let mut outcomes = vec![
-            RollupRebuildOutcome {
-                rows_deleted: 0,
-                rows_inserted: 0,
-                values_skipped: 0,
-            };
-            request.windows.len()
-        ];
+        let mut outcomes = vec![RollupRebuildOutcome::default(); request.windows.len()];
         for &i in &order {
             let part = &request.windows[i];
-            let window = part.window.as_str();
             // Each window's rows start a bucket at its `from` and step by whole windows.
             debug_assert_eq!(part.window.widen(part.range), part.range);
-            tx.execute(REBUILD_LOCK, &[&tenant.to_string(), &slug, &window])
-                .await
-                .classify("locking the rollup for a rebuild")?;
-            outcomes[i].rows_deleted = tx
-                .execute(
-                    DELETE_BUCKETS,
-                    &[
-                        &tenant,
-                        &slug,
-                        &window,
-                        &part.range.from(),
-                        &part.range.to(),
-                    ],
-                )
-                .await
-                .classify("deleting rebuilt rollup buckets")?;
+            tx.execute(
+                REBUILD_LOCK,
+                &[&tenant.to_string(), &slug, &part.window.as_str()],
+            )
+            .await
+            .classify("locking the rollup for a rebuild")?;
         }
 
-        // One window: its own buckets. Several: days, which every window's buckets tile; the
-        // hour window, kept for days where the others keep years, in a pass of its own.
-        let passes = passes(&request.windows);
         // The second connection, taken once this rebuild holds its locks and for the
         // aggregation alone.
         let mut reader = self
@@ -849,8 +882,9 @@ impl RollupStore for PostgresRollupStore {
         let cancel = reader.cancel_token();
         let started = std::time::Instant::now();
         let mut first_row = None;
+        let mut seen: Vec<SeenMark> = Vec::new();
         let streamed = async {
-            // Two passes read one snapshot of the events.
+            // The marks and the passes read one snapshot of the events.
             let read = reader
                 .build_transaction()
                 .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -858,6 +892,74 @@ impl RollupStore for PostgresRollupStore {
                 .start()
                 .await
                 .classify("starting a rollup aggregation")?;
+            let names: Vec<&str> = request.windows.iter().map(|w| w.window.as_str()).collect();
+            let first = request.windows.iter().map(|w| w.range.from()).min();
+            let last = request.windows.iter().map(|w| w.range.to()).max();
+            for row in read
+                .query(SEEN_MARKS, &[&tenant, &slug, &names, &first, &last])
+                .await
+                .classify("reading the dirty buckets of a rebuild")?
+            {
+                let mark = seen_mark(&row)?;
+                if request.windows.iter().any(|w| {
+                    w.window == mark.bucket.window && w.range.contains(mark.bucket.bucket_start)
+                }) {
+                    seen.push(mark);
+                }
+            }
+            // Each window's buckets: all of its range, or its dirty ones.
+            let only: Vec<Option<BTreeSet<Date>>> = request
+                .windows
+                .iter()
+                .map(|part| match part.mode {
+                    RunMode::Full => None,
+                    RunMode::Incremental => Some(
+                        seen.iter()
+                            .filter(|m| m.bucket.window == part.window)
+                            .map(|m| m.bucket.bucket_start)
+                            .collect(),
+                    ),
+                })
+                .collect();
+            for &i in &order {
+                let part = &request.windows[i];
+                let window = part.window.as_str();
+                let outcome = &mut outcomes[i];
+                outcome.dirty = seen
+                    .iter()
+                    .filter(|m| m.bucket.window == part.window)
+                    .map(|m| m.bucket)
+                    .collect();
+                outcome.rows_deleted = match &only[i] {
+                    None => {
+                        outcome.bucket_count = part.window.bucket_count(part.range);
+                        tx.execute(
+                            DELETE_BUCKETS,
+                            &[
+                                &tenant,
+                                &slug,
+                                &window,
+                                &part.range.from(),
+                                &part.range.to(),
+                            ],
+                        )
+                        .await
+                    }
+                    Some(only) => {
+                        let per_bucket = if part.window.is_hourly() { 24 } else { 1 };
+                        outcome.bucket_count = u32::try_from(only.len())
+                            .unwrap_or(u32::MAX)
+                            .saturating_mul(per_bucket);
+                        let listed: Vec<Date> = only.iter().copied().collect();
+                        tx.execute(DELETE_LISTED_BUCKETS, &[&tenant, &slug, &window, &listed])
+                            .await
+                    }
+                }
+                .classify("deleting rebuilt rollup buckets")?;
+            }
+            // One window: its own buckets. Several: days, which every window's buckets tile;
+            // the hour window, kept for days where the others keep years, in a pass of its own.
+            let passes = passes(&request.windows, &only);
             read.batch_execute(AGGREGATE_SETTINGS)
                 .await
                 .classify("configuring the rollup aggregation")?;
@@ -869,56 +971,63 @@ impl RollupStore for PostgresRollupStore {
             };
             for pass in &passes {
                 let grain_name = pass.grain.as_str();
-                let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, &pass.from, &pass.to];
-                let rows = read
-                    .query_raw(&sql, with_fixed(&fixed, &binds))
-                    .await
-                    .classify("aggregating events into rollup snapshots")?;
                 let sink = tx
                     .copy_in(COPY_ROWS)
                     .await
                     .classify("writing rollup snapshots")?;
-                let mut rows = pin!(rows);
                 let mut copy = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
                 let mut folds: Vec<(usize, Fold)> = pass
                     .parts
                     .iter()
-                    .map(|&i| (i, Fold::new(&request.windows[i], pass.grain)))
+                    .map(|&i| {
+                        (
+                            i,
+                            Fold::new(&request.windows[i], only[i].clone(), pass.grain),
+                        )
+                    })
                     .collect();
-                while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-                    first_row.get_or_insert_with(|| started.elapsed());
-                    let row = row.classify("aggregating events into rollup snapshots")?;
-                    let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
-                    let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
-                    let bucket: Bucket = (start.date(), start.hour());
-                    let key: Key = [
-                        row.try_get(1).map_err(get)?,
-                        row.try_get(2).map_err(get)?,
-                        row.try_get(3).map_err(get)?,
-                    ];
-                    let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
-                    let skipped =
-                        u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
-                    let mut sketch_column = 6;
-                    let mut measures = Vec::with_capacity(totals.len());
-                    for total in totals {
-                        measures.push(match total {
-                            Some(total) => MeasureValue::Total(total),
-                            None => {
-                                sketch_column += 1;
-                                MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
-                            }
-                        });
-                    }
-                    for (i, fold) in &mut folds {
-                        if !fold.range.contains(bucket.0) {
-                            continue;
+                for (from, to) in &pass.spans {
+                    let fixed: [&(dyn ToSql + Sync); 4] = [&tenant, &grain_name, from, to];
+                    let rows = read
+                        .query_raw(&sql, with_fixed(&fixed, &binds))
+                        .await
+                        .classify("aggregating events into rollup snapshots")?;
+                    let mut rows = pin!(rows);
+                    while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                        first_row.get_or_insert_with(|| started.elapsed());
+                        let row = row.classify("aggregating events into rollup snapshots")?;
+                        let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
+                        let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
+                        let bucket: Bucket = (start.date(), start.hour());
+                        let key: Key = [
+                            row.try_get(1).map_err(get)?,
+                            row.try_get(2).map_err(get)?,
+                            row.try_get(3).map_err(get)?,
+                        ];
+                        let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
+                        let skipped =
+                            u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
+                        let mut sketch_column = 6;
+                        let mut measures = Vec::with_capacity(totals.len());
+                        for total in totals {
+                            measures.push(match total {
+                                Some(total) => MeasureValue::Total(total),
+                                None => {
+                                    sketch_column += 1;
+                                    MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
+                                }
+                            });
                         }
-                        let outcome = &mut outcomes[*i];
-                        outcome.values_skipped += skipped;
-                        let written = fold.add(bucket, &key, &measures)?;
-                        outcome.rows_inserted +=
-                            fold.write(copy.as_mut(), &target, written).await?;
+                        for (i, fold) in &mut folds {
+                            if !fold.covers(bucket.0) {
+                                continue;
+                            }
+                            let outcome = &mut outcomes[*i];
+                            outcome.values_skipped += skipped;
+                            let written = fold.add(bucket, &key, &measures)?;
+                            outcome.rows_inserted +=
+                                fold.write(copy.as_mut(), &target, written).await?;
+                        }
                     }
                 }
                 for (i, fold) in &mut folds {
@@ -948,6 +1057,18 @@ impl RollupStore for PostgresRollupStore {
             return Err(err);
         }
         drop(reader);
+        // The marks seen are cleared with the rows they stood for, unless changed since.
+        if !seen.is_empty() {
+            let windows: Vec<&str> = seen.iter().map(|m| m.bucket.window.as_str()).collect();
+            let buckets: Vec<Date> = seen.iter().map(|m| m.bucket.bucket_start).collect();
+            let versions: Vec<i64> = seen.iter().map(|m| m.version).collect();
+            tx.execute(
+                CLEAR_MARKS,
+                &[&tenant, &slug, &windows, &buckets, &versions],
+            )
+            .await
+            .classify("clearing the marks of rebuilt buckets")?;
+        }
         tx.commit().await.classify("committing a rollup rebuild")?;
         tracing::debug!(
             committed_ms = started.elapsed().as_millis() as u64,
@@ -969,6 +1090,87 @@ impl RollupStore for PostgresRollupStore {
         Ok(outcomes)
     }
 
+    async fn dirty(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        range: DateRange,
+    ) -> Result<Vec<DirtyBucket>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read dirty buckets")?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {MARK_COLUMNS} FROM dirty_buckets
+                     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+                       AND bucket_start BETWEEN $4 AND $5
+                     ORDER BY bucket_start"
+                ),
+                &[
+                    &tenant.get(),
+                    &report.as_str(),
+                    &window.as_str(),
+                    &range.from(),
+                    &range.to(),
+                ],
+            )
+            .await
+            .classify("reading dirty buckets")?;
+        Ok(rows
+            .iter()
+            .map(|row| seen_mark(row).map(|mark| mark.bucket))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn dirty_scopes(&self, since: Date, today: Date) -> Result<Vec<DirtyScope>, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to read dirty buckets")?;
+        // A bucket holds `today` when it starts on or before it and ends on or after it.
+        let rows = client
+            .query(
+                "SELECT tenant_id, report_slug, window_name, count(*)::int8, min(first_marked_at),
+                        min(first_marked_at) FILTER (WHERE bucket_start <= $2 AND $2 <= CASE window_name
+                            WHEN 'week' THEN bucket_start + 6
+                            WHEN 'month' THEN (bucket_start + interval '1 month')::date - 1
+                            ELSE bucket_start END)
+                 FROM dirty_buckets
+                 WHERE bucket_start >= $1
+                 GROUP BY tenant_id, report_slug, window_name
+                 ORDER BY tenant_id, report_slug, window_name",
+                &[&since, &today],
+            )
+            .await
+            .classify("summing up dirty buckets")?;
+        let mut scopes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let get = |e: tokio_postgres::Error| StoreError::from(corrupt("dirty scope", e));
+            let report: String = row.try_get(1).map_err(get)?;
+            let window: String = row.try_get(2).map_err(get)?;
+            scopes.push(DirtyScope {
+                tenant: TenantId::new(row.try_get(0).map_err(get)?),
+                report: ReportSlug::parse(&report)
+                    .map_err(|e| StoreError::from(corrupt("dirty scope report", e)))?,
+                window: window
+                    .parse()
+                    .map_err(|e| StoreError::from(corrupt("dirty scope window", e)))?,
+                buckets: u64::try_from(row.try_get::<_, i64>(3).map_err(get)?).unwrap_or(0),
+                oldest: row.try_get(4).map_err(get)?,
+                oldest_current: row.try_get(5).map_err(get)?,
+            });
+        }
+        // Ordered as the memory store orders them: by tenant, report, then window order.
+        scopes
+            .sort_by(|a, b| (a.tenant, &a.report, a.window).cmp(&(b.tenant, &b.report, b.window)));
+        Ok(scopes)
+    }
+
     #[tracing::instrument(skip_all, fields(report = %query.report, window = %query.window), err)]
     async fn read(&self, query: &RollupQuery) -> Result<RollupPage, StoreError> {
         Ok(self.read_rows(query, false).await?.0)
@@ -985,7 +1187,7 @@ impl RollupStore for PostgresRollupStore {
                 .map(|(row, values)| MergedRow { row, values })
                 .collect(),
             last_refreshed_at: page.last_refreshed_at,
-            changed_at: page.changed_at,
+            uncounted_since: page.uncounted_since,
         })
     }
 
@@ -1169,7 +1371,7 @@ impl PostgresRollupStore {
             rows: Vec::new(),
             total_rows: 0,
             last_refreshed_at: None,
-            changed_at: None,
+            uncounted_since: None,
         };
         let mut all_values = Vec::new();
         // Each tiled window's newest row (read with the latest change to its events from the
@@ -1183,8 +1385,8 @@ impl PostgresRollupStore {
             page.last_refreshed_at = row
                 .try_get::<_, Option<OffsetDateTime>>("last_refreshed_at")
                 .map_err(get)?;
-            page.changed_at = row
-                .try_get::<_, Option<OffsetDateTime>>("changed_at")
+            page.uncounted_since = row
+                .try_get::<_, Option<OffsetDateTime>>("uncounted_since")
                 .map_err(get)?;
             if newest.is_none() && !windows.is_empty() {
                 let mut each = Vec::new();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
     Actor, DateRange, LockToken, Page, PageRequest, RecomputeRun, ReportSlug, RunFilter, RunId,
-    RunStatus, RunSummary, TenantId, TransitionError, Window,
+    RunMode, RunStatus, RunSummary, TenantId, TransitionError, Window,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -29,12 +29,12 @@ impl PostgresRunStore {
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, tenant_id, report_slug, window_name, date_from, date_to, requested_by, \
-     status, requested_at, started_at, finished_at, error_message, summary, lock_token";
+     status, requested_at, started_at, finished_at, error_message, summary, lock_token, mode";
 
 const INSERT: &str = "
     INSERT INTO recompute_runs (id, tenant_id, report_slug, window_name, date_from, date_to, scope_from, scope_to,
-                                requested_by, status, requested_at, lock_token)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)";
+                                requested_by, status, requested_at, lock_token, mode)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)";
 
 /// Reads a run as stored.
 pub(crate) fn run_from_row(row: &Row) -> Result<RecomputeRun, Failure> {
@@ -45,6 +45,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RecomputeRun, Failure> {
     let actor: String = row.try_get("requested_by").map_err(get)?;
     let summary: Option<serde_json::Value> = row.try_get("summary").map_err(get)?;
     let token: Option<String> = row.try_get("lock_token").map_err(get)?;
+    let mode: String = row.try_get("mode").map_err(get)?;
     Ok(RecomputeRun {
         id: RunId::from_uuid(row.try_get("id").map_err(get)?),
         tenant: TenantId::new(row.try_get("tenant_id").map_err(get)?),
@@ -55,6 +56,9 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RecomputeRun, Failure> {
             row.try_get("date_to").map_err(get)?,
         )
         .map_err(|e| corrupt("run range", e))?,
+        mode: mode
+            .parse::<RunMode>()
+            .map_err(|e| corrupt("run mode", e))?,
         requested_by: Actor::parse(&actor).map_err(|e| corrupt("requested_by", e))?,
         status: status
             .parse::<RunStatus>()
@@ -120,6 +124,7 @@ impl PostgresRunStore {
         change(&mut run)?;
         let summary = run
             .summary
+            .as_ref()
             .map(serde_json::to_value)
             .transpose()
             .map_err(|e| RunStoreError::Unexpected(e.into()))?;
@@ -167,6 +172,7 @@ impl RunStore for PostgresRunStore {
                     &run.requested_by.as_str(),
                     &run.requested_at,
                     &run.lock_token.as_ref().map(LockToken::as_str),
+                    &run.mode.as_str(),
                 ],
             )
             .await

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, ensure};
 use application::{
     RecomputeWorker, WorkerPorts,
     contract::{
-        Fresh, api_keys, audit, catalog, definitions, events, ingestion, queue, rollups, runs,
-        snapshots, sources, tenants,
+        Fresh, api_keys, audit, catalog, definitions, events, freshness, ingestion, queue, rollups,
+        runs, snapshots, sources, tenants,
     },
     ports::{RunQueue, RunStore, RunStoreError},
 };
@@ -83,6 +83,16 @@ application::contract_tests! {
         Ok(rollups::Fixture {
             events: a.events,
             rollups: a.rollups,
+            definitions: a.definitions,
+            tenant: TENANT,
+            other: OTHER_TENANT,
+        })
+    });
+    dirty_buckets => fresh(QueueSettings::default(), async |a| {
+        Ok(freshness::Fixture {
+            events: a.events,
+            rollups: a.rollups,
+            definitions: a.definitions,
             tenant: TENANT,
             other: OTHER_TENANT,
         })

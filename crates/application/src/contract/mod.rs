@@ -29,6 +29,7 @@ pub mod cache;
 pub mod catalog;
 pub mod definitions;
 pub mod events;
+pub mod freshness;
 pub mod ingestion;
 pub mod locks;
 pub mod queue;
@@ -298,7 +299,7 @@ fn run_of(
 /// twice in one file (two set-ups of one adapter), invoke the macro again inside a module.
 ///
 /// The ports and their modules: `report_catalog` ([`catalog`]), `event_store` ([`events`]),
-/// `snapshot_store` ([`snapshots`]), `rollup_store` ([`rollups`]), `rollup_definitions` ([`definitions`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
+/// `snapshot_store` ([`snapshots`]), `rollup_store` ([`rollups`]), `dirty_buckets` ([`freshness`]), `rollup_definitions` ([`definitions`]), `run_store` ([`runs`]), `run_queue` ([`queue`]),
 /// `audit_log` ([`audit`]), `response_cache` ([`cache`]), `cache_versions` ([`versions`]),
 /// `scope_lock` ([`locks`]), `event_ingestion` ([`ingestion`]), `tenant_store` ([`tenants`]),
 /// `source_store` ([`sources`]), `api_key_store` ([`api_keys`]).
@@ -344,7 +345,7 @@ macro_rules! contract_tests {
             volume_is_counted_per_utc_day,
             the_total_counts_every_row_of_the_range,
             last_refreshed_at_is_the_newest_computed_at,
-            a_read_carries_the_latest_change_to_the_events_of_its_buckets,
+            a_read_carries_the_oldest_change_its_buckets_do_not_count,
             the_source_breakdown_is_by_date_then_source,
             a_source_filter_keeps_only_that_source,
             rows_reads_every_stored_row_of_the_range,
@@ -365,6 +366,17 @@ macro_rules! contract_tests {
             another_tenants_rebuild_leaves_these_rows_alone,
             clear_removes_every_row_of_the_tenant,
             an_event_without_status_or_entity_is_counted_only_where_not_grouped_by_them,
+        ] $($rest)* }
+    };
+    (@port dirty_buckets $($rest:tt)*) => {
+        $crate::contract_tests! { @promises dirty_buckets freshness [
+            a_late_event_dirties_exactly_its_buckets_in_the_rollups_that_count_it,
+            a_definition_dirties_its_buckets_with_events_and_takes_its_marks_when_deleted,
+            an_incremental_rebuild_rebuilds_only_the_dirty_buckets_and_equals_a_full_one,
+            an_incremental_rebuild_of_clean_buckets_changes_nothing,
+            a_read_carries_the_oldest_change_its_buckets_do_not_count,
+            dirty_scopes_sum_up_each_rollup_and_window,
+            clearing_the_events_clears_their_marks,
         ] $($rest)* }
     };
     (@port rollup_definitions $($rest:tt)*) => {
@@ -402,7 +414,6 @@ macro_rules! contract_tests {
             a_rebuild_replaces_only_the_buckets_of_its_range,
             windows_rebuilt_together_equal_each_window_rebuilt_alone,
             a_rebuild_naming_a_window_twice_is_refused_and_changes_nothing,
-            a_read_carries_the_latest_change_to_the_events_of_its_buckets,
             tenants_windows_and_rollups_are_kept_apart,
             remove_deletes_every_window_of_the_rollup_and_nothing_else,
         ] $($rest)* }
@@ -586,7 +597,7 @@ mod tests {
     /// Every public async function of a port's module is a promise the macro runs, in order.
     #[test]
     fn the_macro_runs_every_promise_of_every_port() {
-        let ports: [(&str, &[&str], &str); 15] = [
+        let ports: [(&str, &[&str], &str); 16] = [
             (
                 "report_catalog",
                 crate::contract_tests!(@port report_catalog names),
@@ -606,6 +617,11 @@ mod tests {
                 "rollup_store",
                 crate::contract_tests!(@port rollup_store names),
                 include_str!("rollups.rs"),
+            ),
+            (
+                "dirty_buckets",
+                crate::contract_tests!(@port dirty_buckets names),
+                include_str!("freshness.rs"),
             ),
             (
                 "rollup_definitions",

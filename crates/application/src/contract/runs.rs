@@ -38,6 +38,7 @@ const SUMMARY: RunSummary = RunSummary {
     effective_date_from: date!(2026 - 11 - 01),
     effective_date_to: date!(2026 - 11 - 01),
     values_skipped: 0,
+    rebuilt: Vec::new(),
 };
 
 /// How far the scenario has gone, each stage after the one before.

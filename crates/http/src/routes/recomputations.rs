@@ -76,6 +76,7 @@ pub async fn trigger(
         window: body.window,
         date_from: body.date_from,
         date_to: body.date_to,
+        mode: body.mode,
         requested_by: body.requested_by,
         on_behalf_of: Some(on_behalf_of),
     };

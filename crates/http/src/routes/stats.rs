@@ -97,8 +97,11 @@ pub struct FreshnessMeta {
     /// when none was read.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_refreshed_at: Option<OffsetDateTime>,
-    /// Events the answer counts changed after its snapshots were computed.
+    /// Some event the answer should count is not counted yet: a refresh would change it.
     pub stale: bool,
+    /// How long the oldest change the answer does not count had waited when it was made, in
+    /// seconds; 0 when it counts every event.
+    pub lag_seconds: u64,
     /// Whether the answer came from the response cache (`stats` only; `metrics` is never
     /// cached).
     pub cache_hit: bool,
@@ -187,6 +190,7 @@ pub async fn stats(
         meta: FreshnessMeta {
             last_refreshed_at: stats.freshness.last_refreshed_at,
             stale: stats.freshness.stale,
+            lag_seconds: stats.freshness.lag_seconds,
             cache_hit: stats.cache_hit,
         },
         data: StatsDto {
@@ -244,6 +248,7 @@ pub async fn metrics(
         meta: FreshnessMeta {
             last_refreshed_at: metrics.freshness.last_refreshed_at,
             stale: metrics.freshness.stale,
+            lag_seconds: metrics.freshness.lag_seconds,
             cache_hit: false,
         },
         data: MetricsDto {

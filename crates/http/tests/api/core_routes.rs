@@ -733,7 +733,7 @@ async fn a_trigger_is_accepted_with_202_and_can_be_read_back() -> Result<()> {
     assert_eq!(entry["resource_id"], id, "resource id");
     assert_eq!(
         entry["metadata"],
-        json!({ "report_slug": "volume-by-period", "window": "week", "date_from": "2026-11-04", "date_to": "2026-11-10" }),
+        json!({ "report_slug": "volume-by-period", "window": "week", "mode": "full", "date_from": "2026-11-04", "date_to": "2026-11-10" }),
         "metadata"
     );
     Ok(())
