@@ -205,6 +205,16 @@ impl RecomputeScope {
         self
     }
 
+    /// Whether a run of this scope may not be active beside an active run of `other`: the
+    /// same tenant, report and window, and the same range or both incremental.
+    pub fn excludes(&self, other: &RecomputeScope) -> bool {
+        self.tenant == other.tenant
+            && self.report_slug == other.report_slug
+            && self.window == other.window
+            && (self.range == other.range
+                || (self.mode == RunMode::Incremental && other.mode == RunMode::Incremental))
+    }
+
     /// The lock key: `recompute:lock:{tenant}:{slug}:{window}:{from}:{to}` for a full
     /// rebuild, `refresh:lock:{tenant}:{slug}:{window}` for an incremental one (one refresh of
     /// a rollup's window at a time, whatever its range).

@@ -71,7 +71,7 @@ impl RunStore for InMemoryRunStore {
         let scope = run.scope();
         if runs
             .values()
-            .any(|other| other.status.is_active() && other.scope() == scope)
+            .any(|other| other.status.is_active() && other.scope().excludes(&scope))
         {
             return Err(RunStoreError::ActiveScope);
         }

@@ -1159,3 +1159,141 @@ async fn a_tenants_report_under_a_standard_slug_is_renamed_with_its_rows_and_run
     ensure!(run == "traffic-custom", "its run follows it: {run}");
     Ok(())
 }
+
+/// An event committed while a rebuild runs (after the snapshot the rebuild reads, before its
+/// commit) keeps its bucket dirty: the writer re-marked the bucket under the row lock, so the
+/// rebuild's clearing waits for it and then sees a newer version than it read. A refresh
+/// afterwards counts the event and clears the mark.
+#[tokio::test]
+async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<()> {
+    use application::ports::{
+        EventIngestion, RollupRebuild, RollupStore, SnapshotRows, WindowRebuild,
+    };
+    let db = database!();
+    let a = adapters(&db, QueueSettings::default());
+    let day = date!(2026 - 11 - 18);
+    let days = DateRange::new(day, day)?;
+    let volume = domain::rollup::builtin(domain::ReportKind::VolumeByPeriod).clone();
+    let mut first = domain::demo::event(1, datetime!(2026-11-21 12:00 UTC));
+    first.event_id = "first".into();
+    first.occurred_at = datetime!(2026-11-18 10:00 UTC);
+    first.source = domain::SourceSlug::default_source();
+    a.events
+        .ingest(
+            TENANT,
+            vec![application::ports::IngestEvent {
+                fingerprint: application::ingest::fingerprint(&first),
+                event: first,
+            }],
+            datetime!(2026-11-18 10:00 UTC),
+        )
+        .await?;
+    let rebuild = |mode: domain::RunMode, run: RunId| RollupRebuild {
+        tenant: TENANT,
+        report: volume.slug.clone(),
+        rollup: volume.rollup.clone(),
+        windows: vec![WindowRebuild {
+            window: Window::Day,
+            range: days,
+            mode,
+            run_id: run,
+        }],
+        computed_at: datetime!(2026-11-18 12:00 UTC),
+    };
+    let counted = |rows: Vec<application::ports::SnapshotRow>| -> i64 {
+        rows.iter().map(|r| r.measure_values[0]).sum()
+    };
+
+    // The writer: an ingestion that stored its event and re-marked the day, not committed.
+    let mut writer = db.pool.get().await?;
+    let tx = writer.transaction().await?;
+    tx.execute(
+        "INSERT INTO analytics_events (tenant_id, event_id, event_name, source_id, occurred_at, properties, fingerprint)
+         SELECT $1, 'during', 'order', id, '2026-11-18 11:00Z', '{}', 'x'
+         FROM event_sources WHERE tenant_id = $1 AND slug = 'default'",
+        &[&TENANT.get()],
+    )
+    .await?;
+    let remarked = tx
+        .execute(
+            "INSERT INTO dirty_buckets (tenant_id, report_slug, window_name, bucket_start, version, first_marked_at, reason)
+             VALUES ($1, 'volume-by-period', 'day', '2026-11-18', nextval('dirty_bucket_versions'), now(), 'events')
+             ON CONFLICT (tenant_id, report_slug, window_name, bucket_start) DO UPDATE
+             SET version = nextval('dirty_bucket_versions')",
+            &[&TENANT.get()],
+        )
+        .await?;
+    ensure!(remarked == 1, "the writer re-marks the day");
+
+    // The rebuild reads its snapshot, then waits on the writer's mark to clear it.
+    let rollups = a.rollups.clone();
+    let request = rebuild(domain::RunMode::Full, RunId::generate());
+    let running = tokio::spawn(async move { rollups.rebuild(&request).await });
+    let watcher = db.pool.get().await?;
+    let mut waited = 0;
+    loop {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM dirty_buckets d%'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        ensure!(
+            !running.is_finished(),
+            "the rebuild finished without waiting on the writer"
+        );
+        waited += 1;
+        ensure!(
+            waited < 6_000,
+            "the rebuild never reached the writer's mark"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tx.commit().await?;
+    let outcomes = running.await??;
+    ensure!(outcomes.len() == 1, "one window rebuilt");
+
+    let rows = a
+        .rollups
+        .rows(TENANT, &volume.slug, 1, Window::Day, days)
+        .await?;
+    ensure!(
+        counted(rows) == 1,
+        "the rebuild's snapshot predates the writer's event"
+    );
+    let dirty = a
+        .rollups
+        .dirty(TENANT, &volume.slug, Window::Day, days)
+        .await?;
+    ensure!(
+        dirty.len() == 1,
+        "the event committed during the rebuild keeps its day dirty: {dirty:?}"
+    );
+
+    let refresh = a
+        .rollups
+        .rebuild(&rebuild(domain::RunMode::Incremental, RunId::generate()))
+        .await?;
+    ensure!(
+        refresh[0].bucket_count == 1,
+        "the refresh rebuilds the day: {refresh:?}"
+    );
+    let rows = a
+        .rollups
+        .rows(TENANT, &volume.slug, 1, Window::Day, days)
+        .await?;
+    ensure!(counted(rows) == 2, "the refresh counts both events");
+    ensure!(
+        a.rollups
+            .dirty(TENANT, &volume.slug, Window::Day, days)
+            .await?
+            .is_empty(),
+        "and clears the mark"
+    );
+    Ok(())
+}

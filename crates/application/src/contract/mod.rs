@@ -425,6 +425,7 @@ macro_rules! contract_tests {
             getting_an_unknown_id_is_none,
             a_second_active_run_of_one_scope_is_refused,
             a_refused_run_is_not_stored,
+            one_incremental_run_per_report_and_window_is_active_whatever_its_range,
             a_week_run_of_the_same_days_is_another_scope,
             another_tenants_run_of_the_same_scope_is_another_scope,
             start_claims_a_pending_run,

@@ -156,6 +156,69 @@ pub async fn a_refused_run_is_not_stored(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+pub async fn one_incremental_run_per_report_and_window_is_active_whatever_its_range(
+    f: &Fixture,
+) -> Result<()> {
+    let minute = time::Duration::minutes(1);
+    let refresh = |day, at| -> Result<RecomputeRun> {
+        Ok(run_of(f.tenant, "volume-by-period", Window::Day, day, at)?
+            .with_mode(domain::RunMode::Incremental))
+    };
+    f.runs.create(&refresh(date!(2026 - 11 - 01), T0)?).await?;
+    ensure!(
+        matches!(
+            f.runs
+                .create(&refresh(date!(2026 - 11 - 02), T0 + minute)?)
+                .await,
+            Err(RunStoreError::ActiveScope)
+        ),
+        "a second active refresh of the report's window, over another range, is refused"
+    );
+    // A full run of another range, and a refresh of another window, go ahead.
+    f.runs
+        .create(&run_of(
+            f.tenant,
+            "volume-by-period",
+            Window::Day,
+            date!(2026 - 11 - 02),
+            T0,
+        )?)
+        .await
+        .context("a full run beside a refresh")?;
+    f.runs
+        .create(
+            &run_of(
+                f.tenant,
+                "volume-by-period",
+                Window::Week,
+                date!(2026 - 11 - 02),
+                T0,
+            )?
+            .with_mode(domain::RunMode::Incremental),
+        )
+        .await
+        .context("a refresh of another window")?;
+    let stored = f
+        .runs
+        .list(
+            f.tenant,
+            &domain::RunFilter::default(),
+            domain::PageRequest::new(10, 0),
+        )
+        .await?;
+    ensure!(
+        stored
+            .items
+            .iter()
+            .filter(|r| r.mode == domain::RunMode::Incremental)
+            .count()
+            == 2,
+        "the refreshes read back with their mode: {:?}",
+        stored.items
+    );
+    Ok(())
+}
+
 pub async fn a_week_run_of_the_same_days_is_another_scope(f: &Fixture) -> Result<()> {
     let s = Scenario::at(f, Stage::FirstCreated).await?;
     f.runs
