@@ -202,8 +202,8 @@ pub async fn one_incremental_run_per_report_and_window_is_active_whatever_its_ra
         .runs
         .list(
             f.tenant,
-            &domain::RunFilter::default(),
-            domain::PageRequest::new(10, 0),
+            &RunFilter::default(),
+            PageRequest::new(10, 0),
         )
         .await?;
     ensure!(
