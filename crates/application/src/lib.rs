@@ -19,6 +19,7 @@ pub mod read_cache;
 pub mod recompute;
 pub mod reports;
 pub mod rollups;
+pub mod scheduler;
 pub mod seed;
 pub mod services;
 pub mod standard;
@@ -46,6 +47,7 @@ pub use rollups::{
     DEFAULT_MAX_REPORTS_PER_TENANT, RollupChange, RollupError, RollupPorts, RollupResult,
     RollupService,
 };
+pub use scheduler::{Scheduler, SchedulerPorts, SchedulerSettings};
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use services::{Ports, Services, Settings};
 pub use tenancy::{IssuedKey, KeyCacheSettings, Principal, TenancyService, TenancyServiceError};

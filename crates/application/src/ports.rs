@@ -142,6 +142,21 @@ pub trait EventAdmin: Send + Sync {
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
     async fn count(&self, tenant: TenantId) -> Result<u64, StoreError>;
 
+    /// Deletes up to `batch` events of `tenant` per statement that occurred before `before`
+    /// (UTC midnight), until none is left, and returns how many there were. Buckets already
+    /// built keep counting them; a rebuild of those days no longer would (retention runs only
+    /// past every rollup's retention).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; the batches deleted before
+    /// the failure stay deleted.
+    async fn purge(
+        &self,
+        tenant: TenantId,
+        before: time::Date,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
+
     /// Deletes every event of `tenant`, with the changes and dirty marks they made, and returns
     /// how many there were.
     ///
@@ -479,6 +494,22 @@ pub trait RollupStore: Send + Sync {
         since: time::Date,
         today: time::Date,
     ) -> Result<Vec<DirtyScope>, StoreError>;
+
+    /// Deletes the snapshot rows of `tenant`'s `report` and `window` whose bucket starts before
+    /// `before`, up to `batch` rows per statement until none is left, with the dirty marks of
+    /// those buckets, and returns how many rows there were.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; the batches deleted before
+    /// the failure stay deleted.
+    async fn expire(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        before: time::Date,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Deletes every snapshot row of `report` for `tenant`, in every window, and returns how
     /// many there were.

@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     AccessPolicy, AuditService, CachedCatalog, HealthService, IngestService, KeyCacheSettings,
     ManagementKey, RecomputePorts, RecomputeService, RecomputeWorker, ReportService, RollupPorts,
-    RollupService, SeedService, TenancyService, WorkerPorts,
+    RollupService, Scheduler, SchedulerPorts, SchedulerSettings, SeedService, TenancyService,
+    WorkerPorts,
     health::HealthPorts,
     ingest::IngestPorts,
     ports::{
@@ -79,6 +80,8 @@ pub struct Settings {
     /// Bytes of decoded report results held in this process, in front of the shared response
     /// cache; 0 holds none.
     pub near_cache_bytes: usize,
+    /// How the freshness scheduler paces refreshes and retention.
+    pub scheduler: SchedulerSettings,
 }
 
 impl Default for Settings {
@@ -94,6 +97,7 @@ impl Default for Settings {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             max_reports_per_tenant: crate::DEFAULT_MAX_REPORTS_PER_TENANT,
             near_cache_bytes: 0,
+            scheduler: SchedulerSettings::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Services {
     /// Web analytics' first answers, from the standard rollups.
     pub stats: StatsService,
     pub worker: RecomputeWorker,
+    pub scheduler: Scheduler,
     pub seeder: SeedService,
     pub tenancy: TenancyService,
     pub audit: AuditService,
@@ -181,6 +186,18 @@ impl Services {
             settings.max_range_days,
             settings.lock_ttl,
         );
+        let scheduler = Scheduler::new(
+            SchedulerPorts {
+                rollups: ports.rollups.clone(),
+                definitions: definitions.clone(),
+                tenants: ports.tenants.clone(),
+                events: ports.events.clone(),
+                audit: ports.audit.clone(),
+                clock: clock.clone(),
+            },
+            recompute.clone(),
+            settings.scheduler,
+        );
         let stats = StatsService::new(
             StatsPorts {
                 reads: reads.clone(),
@@ -240,6 +257,7 @@ impl Services {
             rollups,
             stats,
             worker,
+            scheduler,
             seeder,
             tenancy,
             audit: AuditService::new(ports.audit.clone()),

@@ -1190,6 +1190,16 @@ impl RollupStore for SlowRebuilds {
     async fn clear(&self, tenant: TenantId) -> Result<u64, application::ports::StoreError> {
         self.0.clear(tenant).await
     }
+    async fn expire(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        before: time::Date,
+        batch: u32,
+    ) -> Result<u64, application::ports::StoreError> {
+        self.0.expire(tenant, report, window, before, batch).await
+    }
     async fn dirty(
         &self,
         tenant: TenantId,

@@ -216,6 +216,18 @@ pub struct RecomputeConfig {
     /// Milliseconds between an idle worker's looks for runs queued elsewhere, 50 to 60000.
     #[arg(long, env, default_value = "1000", value_parser = millis(50..=60_000))]
     pub recompute_poll_interval_ms: Duration,
+    /// Seconds, 1 to 86400: replaces every report window's refresh interval (for demos and
+    /// tests; unset keeps each window's `refresh_interval_minutes`).
+    #[arg(long, env, value_parser = seconds(1..=86_400))]
+    pub refresh_interval_override_secs: Option<Duration>,
+    /// Seconds, 1 to 3600: the buckets holding the current day are refreshed at most about this
+    /// long after their first uncounted event, whatever the interval (unset: no target).
+    #[arg(long, env, value_parser = seconds(1..=3600))]
+    pub freshness_target_secs: Option<Duration>,
+    /// Days, 1 to 36600: raw events older than this and than every retention of the tenant's
+    /// reports are deleted by the scheduler (unset: events are kept).
+    #[arg(long, env, value_parser = clap::value_parser!(u32).range(1..=36_600))]
+    pub event_retention_days: Option<u32>,
 }
 
 /// The operator's key and what the process remembers of API keys.

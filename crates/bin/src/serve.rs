@@ -39,6 +39,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokio::spawn(async move { worker.run().await })
         })
         .collect();
+    // Every process with workers schedules refreshes; the queue keeps each one single.
+    let scheduler = (!workers.is_empty()).then(|| {
+        let scheduler = services.scheduler.clone();
+        tokio::spawn(async move { scheduler.run().await })
+    });
     if workers.is_empty() && config.is_embedded() {
         warn!(
             "RECOMPUTE_WORKERS=0 in embedded mode: triggered recomputes stay pending, since no other process shares this memory"
@@ -66,6 +71,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.await.context("the HTTP server failed")?;
 
     info!("HTTP server stopped; letting recompute workers finish their current run");
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     services.ports.queue.close().await;
     for worker in workers {
         if let Err(err) = worker.await {

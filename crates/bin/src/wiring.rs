@@ -200,6 +200,12 @@ pub fn settings(config: &Config) -> Settings {
         } else {
             0
         },
+        scheduler: application::SchedulerSettings {
+            interval_override: config.recompute.refresh_interval_override_secs,
+            freshness_target: config.recompute.freshness_target_secs,
+            event_retention_days: config.recompute.event_retention_days,
+            ..application::SchedulerSettings::default()
+        },
         ..Settings::default()
     }
 }

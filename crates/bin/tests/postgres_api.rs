@@ -795,3 +795,109 @@ async fn stats_and_metrics_on_postgres_equal_a_direct_aggregation_of_the_events(
     }
     Ok(())
 }
+
+/// Two processes over one database (each with its own scope locks, so only the run table's
+/// one-active-refresh rule stands between them) find the same dirty windows due at once:
+/// each refresh is queued once, and carrying them out counts the late event.
+#[actix_web::test]
+async fn two_processes_queue_each_due_refresh_once() -> Result<()> {
+    use application::ports::IngestEvent;
+    let db = database!();
+    let manual = Arc::new(ManualClock::new(NOW));
+    let clock: Arc<dyn Clock> = manual.clone();
+    let first = wiring::build(&config(Some(&db.url))?, clock.clone())
+        .await?
+        .services;
+    let second = wiring::build(&config(Some(&db.url))?, clock)
+        .await?
+        .services;
+    let mut late = demo::event(1, NOW);
+    late.event_id = "late".into();
+    late.occurred_at = datetime!(2026-11-18 09:00 UTC);
+    first
+        .ports
+        .events
+        .ingest(
+            TenantId::DEFAULT,
+            vec![IngestEvent {
+                fingerprint: application::ingest::fingerprint(&late),
+                event: late,
+            }],
+            NOW,
+        )
+        .await?;
+    manual.advance(time::Duration::days(2));
+    let (a, b) = tokio::join!(first.scheduler.tick(), second.scheduler.tick());
+    let runs = first
+        .recompute
+        .list(
+            TenantId::DEFAULT,
+            &domain::RunFilter::default(),
+            domain::PageRequest::new(500, 0),
+        )
+        .await?
+        .items;
+    let scopes: std::collections::BTreeSet<(String, domain::Window)> = runs
+        .iter()
+        .map(|r| (r.report_slug.to_string(), r.window))
+        .collect();
+    ensure!(
+        !runs.is_empty() && scopes.len() == runs.len(),
+        "one refresh per report and window: {runs:?}"
+    );
+    ensure!(
+        a.queued.len() + b.queued.len() == runs.len() && a.busy + b.busy >= runs.len(),
+        "each due scope was queued by one process and found busy by the other: {a:?} {b:?}"
+    );
+    // Either process's worker carries them out.
+    loop {
+        let claimed = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            second.ports.queue.claim_next(),
+        )
+        .await;
+        let Ok(Ok(Some(run))) = claimed else { break };
+        for done in second.worker.execute_with_companions(run).await {
+            ensure!(
+                done.status == domain::RunStatus::Completed,
+                "a refresh failed: {done:?}"
+            );
+        }
+    }
+    let day = domain::DateRange::new(
+        time::macros::date!(2026 - 11 - 18),
+        time::macros::date!(2026 - 11 - 18),
+    )?;
+    let dirty = first
+        .ports
+        .rollups
+        .dirty_scopes(time::macros::date!(1970 - 01 - 01), NOW.date())
+        .await?;
+    ensure!(
+        dirty.is_empty(),
+        "every dirty window was refreshed: {dirty:?}"
+    );
+    let volume = domain::rollup::builtin(domain::ReportKind::VolumeByPeriod);
+    let page = first
+        .ports
+        .rollups
+        .read(&domain::RollupQuery {
+            tenant: TenantId::DEFAULT,
+            report: volume.slug.clone(),
+            window: domain::Window::Day,
+            range: day,
+            measures: vec![domain::Combine::Sum],
+            by_period: true,
+            dimensions: Vec::new(),
+            filters: Vec::new(),
+            order: domain::RollupOrder::Period,
+            page: domain::PageRequest::new(10, 0),
+            coarser: Vec::new(),
+        })
+        .await?;
+    ensure!(
+        page.rows.first().map(|r| r.measures[0]) == Some(1) && !page.is_stale(),
+        "the late event is counted: {page:?}"
+    );
+    Ok(())
+}

@@ -22,6 +22,8 @@ impl Actor {
     pub const RECOMPUTE_WORKER: &str = "recompute-worker";
     /// The actor of runs requested by seeding.
     pub const SEED: &str = "seed";
+    /// The actor of refreshes and retention the scheduler carries out.
+    pub const SCHEDULER: &str = "scheduler";
 
     /// Parses an actor name: 1 to 128 characters after trimming, no control characters.
     ///
@@ -90,10 +92,16 @@ pub enum AuditAction {
     ReportUpdated,
     #[serde(rename = "report.deleted")]
     ReportDeleted,
+    /// Snapshot buckets past their window's retention were deleted.
+    #[serde(rename = "snapshots.expired")]
+    SnapshotsExpired,
+    /// Raw events past the event retention were deleted.
+    #[serde(rename = "events.purged")]
+    EventsPurged,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 7] = [
+    const ALL: [AuditAction; 9] = [
         AuditAction::RecomputeTriggered,
         AuditAction::RecomputeCompleted,
         AuditAction::RecomputeFailed,
@@ -101,6 +109,8 @@ impl AuditAction {
         AuditAction::ReportCreated,
         AuditAction::ReportUpdated,
         AuditAction::ReportDeleted,
+        AuditAction::SnapshotsExpired,
+        AuditAction::EventsPurged,
     ];
 
     /// The dotted name stored and served.
@@ -113,6 +123,8 @@ impl AuditAction {
             AuditAction::ReportCreated => "report.created",
             AuditAction::ReportUpdated => "report.updated",
             AuditAction::ReportDeleted => "report.deleted",
+            AuditAction::SnapshotsExpired => "snapshots.expired",
+            AuditAction::EventsPurged => "events.purged",
         }
     }
 }
@@ -148,6 +160,9 @@ pub const RESOURCE_EVENT_SOURCE: &str = "event_source";
 
 /// The resource type of audit entries about a tenant's reports (rollup definitions).
 pub const RESOURCE_REPORT: &str = "report";
+
+/// The resource type of audit entries about a tenant's raw events.
+pub const RESOURCE_EVENTS: &str = "events";
 
 /// An audit entry to be recorded.
 #[derive(Debug, Clone, PartialEq)]

@@ -473,6 +473,10 @@ pub enum AuditActionDto {
     ReportUpdated,
     #[serde(rename = "report.deleted")]
     ReportDeleted,
+    #[serde(rename = "snapshots.expired")]
+    SnapshotsExpired,
+    #[serde(rename = "events.purged")]
+    EventsPurged,
 }
 
 impl From<AuditAction> for AuditActionDto {
@@ -485,6 +489,8 @@ impl From<AuditAction> for AuditActionDto {
             AuditAction::ReportCreated => AuditActionDto::ReportCreated,
             AuditAction::ReportUpdated => AuditActionDto::ReportUpdated,
             AuditAction::ReportDeleted => AuditActionDto::ReportDeleted,
+            AuditAction::SnapshotsExpired => AuditActionDto::SnapshotsExpired,
+            AuditAction::EventsPurged => AuditActionDto::EventsPurged,
         }
     }
 }

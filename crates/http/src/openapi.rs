@@ -590,6 +590,8 @@ pub(crate) fn audit_action_schema() -> Object {
             "report.created",
             "report.updated",
             "report.deleted",
+            "snapshots.expired",
+            "events.purged",
         ],
         "Only entries of this action",
     )

@@ -236,6 +236,31 @@ impl EventAdmin for InMemoryEventStore {
             .map_or(0, |t| t.events.len() as u64))
     }
 
+    async fn purge(&self, tenant: TenantId, before: Date, _batch: u32) -> Result<u64, StoreError> {
+        self.failure
+            .check("event store")
+            .map_err(StoreError::Unavailable)?;
+        let cutoff = before.midnight().assume_utc();
+        let mut tenants = write(&self.tenants);
+        let Some(held) = tenants.get_mut(&tenant) else {
+            return Ok(0);
+        };
+        let before_count = held.events.len();
+        let mut gone = Vec::new();
+        held.events.retain(|event| {
+            let keep = event.occurred_at >= cutoff;
+            if !keep {
+                gone.push(event.event_id.clone());
+            }
+            keep
+        });
+        for id in gone {
+            held.fingerprints.remove(&id);
+        }
+        held.changed = held.changed.split_off(&before);
+        Ok((before_count - held.events.len()) as u64)
+    }
+
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
         self.failure
             .check("event store")

@@ -294,6 +294,28 @@ impl RollupStore for InMemoryRollupStore {
         Ok(outcomes)
     }
 
+    async fn expire(
+        &self,
+        tenant: TenantId,
+        report: &ReportSlug,
+        window: Window,
+        before: Date,
+        _batch: u32,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        let deleted = write(&self.series)
+            .get_mut(&(tenant, report.clone(), window))
+            .map_or(0, |rows| {
+                let kept = rows.split_off(&((before, 0), Vec::new()));
+                std::mem::replace(rows, kept).len() as u64
+            });
+        if let Some(held) = write(&self.events.tenants).get_mut(&tenant) {
+            held.marks
+                .retain(|(r, w, day), _| !(r == report && *w == window && *day < before));
+        }
+        Ok(deleted)
+    }
+
     async fn dirty(
         &self,
         tenant: TenantId,

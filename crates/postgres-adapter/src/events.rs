@@ -245,6 +245,48 @@ impl EventAdmin for PostgresEventStore {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant), err)]
+    async fn purge(
+        &self,
+        tenant: TenantId,
+        before: time::Date,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .classify("connecting to purge events")?;
+        let cutoff = before.midnight().assume_utc();
+        let batch = i64::from(batch.max(1));
+        let mut deleted = 0;
+        loop {
+            // Oldest first through the time index, one bounded statement at a time.
+            let rows = client
+                .execute(
+                    "DELETE FROM analytics_events WHERE id = ANY(ARRAY(
+                         SELECT id FROM analytics_events
+                         WHERE tenant_id = $1 AND occurred_at < $2
+                         ORDER BY occurred_at LIMIT $3))",
+                    &[&tenant.get(), &cutoff, &batch],
+                )
+                .await
+                .classify("purging events")?;
+            deleted += rows;
+            if rows < batch.unsigned_abs() {
+                break;
+            }
+        }
+        client
+            .execute(
+                "DELETE FROM stale_days WHERE tenant_id = $1 AND day < $2",
+                &[&tenant.get(), &before],
+            )
+            .await
+            .classify("purging the days of purged events")?;
+        Ok(deleted)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant), err)]
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let client = self
             .pool

@@ -557,3 +557,78 @@ pub async fn clearing_the_events_clears_their_marks(f: &Fixture) -> Result<()> {
     );
     Ok(())
 }
+
+pub async fn expiry_deletes_only_the_buckets_before_the_cutoff_with_their_marks(
+    f: &Fixture,
+) -> Result<()> {
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let purchases = purchases()?;
+    define(f, f.tenant, &purchases).await?;
+    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    store_at(
+        f.events.as_ref(),
+        f.tenant,
+        &[late_purchase("late")?],
+        LATE_AT,
+    )
+    .await?;
+    let days_before = rows(f, &purchases, Window::Day).await?;
+    let months_before = rows(f, &purchases, Window::Month).await?;
+    let cutoff = date!(2026 - 02 - 16);
+    let deleted = f
+        .rollups
+        .expire(f.tenant, &purchases.slug, Window::Day, cutoff, 7)
+        .await?;
+    let days_after = rows(f, &purchases, Window::Day).await?;
+    let kept: Vec<SnapshotRow> = days_before
+        .iter()
+        .filter(|r| r.bucket_start >= cutoff)
+        .cloned()
+        .collect();
+    ensure!(
+        days_after == kept && deleted == (days_before.len() - kept.len()) as u64,
+        "{deleted} rows expired, in batches of 7; {} of {} kept",
+        days_after.len(),
+        days_before.len()
+    );
+    ensure!(
+        dirty(f, f.tenant, &purchases, Window::Day)
+            .await?
+            .is_empty(),
+        "the late event's day (15 February) expired with its mark"
+    );
+    ensure!(
+        rows(f, &purchases, Window::Month).await? == months_before
+            && !dirty(f, f.tenant, &purchases, Window::Month)
+                .await?
+                .is_empty(),
+        "other windows are untouched"
+    );
+    Ok(())
+}
+
+pub async fn a_purge_deletes_only_the_events_before_the_cutoff(f: &Fixture) -> Result<()> {
+    let events = generated_events()?;
+    store(f.events.as_ref(), f.tenant, &events).await?;
+    store(f.events.as_ref(), f.other, &events).await?;
+    let cutoff = date!(2026 - 02 - 01);
+    let before = events
+        .iter()
+        .filter(|e| e.occurred_at < cutoff.midnight().assume_utc())
+        .count() as u64;
+    let purged = f.events.purge(f.tenant, cutoff, 13).await?;
+    ensure!(
+        purged == before,
+        "{purged} purged, {before} before the cutoff"
+    );
+    ensure!(
+        f.events.count(f.tenant).await? == events.len() as u64 - before
+            && f.events.count(f.other).await? == events.len() as u64,
+        "the later events, and another tenant's, stay"
+    );
+    ensure!(
+        f.events.purge(f.tenant, cutoff, 13).await? == 0,
+        "nothing is left to purge"
+    );
+    Ok(())
+}

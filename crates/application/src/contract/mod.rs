@@ -377,6 +377,8 @@ macro_rules! contract_tests {
             a_read_carries_the_oldest_change_its_buckets_do_not_count,
             dirty_scopes_sum_up_each_rollup_and_window,
             clearing_the_events_clears_their_marks,
+            expiry_deletes_only_the_buckets_before_the_cutoff_with_their_marks,
+            a_purge_deletes_only_the_events_before_the_cutoff,
         ] $($rest)* }
     };
     (@port rollup_definitions $($rest:tt)*) => {

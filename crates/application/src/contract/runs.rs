@@ -200,11 +200,7 @@ pub async fn one_incremental_run_per_report_and_window_is_active_whatever_its_ra
         .context("a refresh of another window")?;
     let stored = f
         .runs
-        .list(
-            f.tenant,
-            &RunFilter::default(),
-            PageRequest::new(10, 0),
-        )
+        .list(f.tenant, &RunFilter::default(), PageRequest::new(10, 0))
         .await?;
     ensure!(
         stored
