@@ -121,12 +121,15 @@ pub struct Mark {
     pub bucket_start: Date,
 }
 
-/// The buckets that storing `events` changes among `rollups` (those of their tenant), sorted
-/// and each once: for every rollup that counts an event (its filters pass and its required
-/// dimensions have values), the bucket of each of its windows containing the event's UTC day.
+/// The buckets that storing `events` on `today` changes among `rollups` (those of their
+/// tenant), sorted and each once: for every rollup that counts an event (its filters pass and
+/// its required dimensions have values), the bucket of each of its windows containing the
+/// event's UTC day, unless that bucket is past the window's retention (it is not kept, so
+/// nothing would rebuild it).
 pub fn marks_of<'a>(
     rollups: &[&RollupDefinition],
     events: impl IntoIterator<Item = &'a NewEvent>,
+    today: Date,
 ) -> BTreeSet<Mark> {
     let mut counted: BTreeSet<(Date, usize)> = BTreeSet::new();
     for event in events {
@@ -141,11 +144,15 @@ pub fn marks_of<'a>(
         .into_iter()
         .flat_map(|(day, i)| {
             let definition = rollups[i];
-            definition.windows.iter().map(move |w| Mark {
-                report: definition.slug.clone(),
-                window: w.window,
-                bucket_start: w.window.bucket_start(day),
-            })
+            definition
+                .windows
+                .iter()
+                .filter(move |w| day >= w.kept(today).from())
+                .map(move |w| Mark {
+                    report: definition.slug.clone(),
+                    window: w.window,
+                    bucket_start: w.window.bucket_start(day),
+                })
         })
         .collect()
 }
@@ -197,7 +204,11 @@ mod tests {
     fn an_event_marks_the_bucket_of_each_window_of_each_rollup_counting_it() {
         let purchases = definition(json!({"event_name": "purchase"}));
         let late = event("purchase", Some("web"));
-        let marks = marks_of(&[&purchases], [&late, &late]);
+        let marks = marks_of(
+            &[&purchases],
+            [&late, &late],
+            time::macros::date!(2026 - 11 - 20),
+        );
         let starts: Vec<(Window, Date)> =
             marks.iter().map(|m| (m.window, m.bucket_start)).collect();
         assert_eq!(
@@ -213,9 +224,23 @@ mod tests {
     #[test]
     fn an_event_a_rollup_does_not_count_marks_nothing_of_it() {
         let purchases = definition(json!({"event_name": "purchase"}));
-        assert!(marks_of(&[&purchases], [&event("page_view", Some("web"))]).is_empty());
+        let today = time::macros::date!(2026 - 11 - 20);
+        assert!(marks_of(&[&purchases], [&event("page_view", Some("web"))], today).is_empty());
         // A required dimension without a value leaves the event out as well.
-        assert!(marks_of(&[&purchases], [&event("purchase", None)]).is_empty());
+        assert!(marks_of(&[&purchases], [&event("purchase", None)], today).is_empty());
+    }
+
+    #[test]
+    fn an_event_before_a_windows_retention_marks_nothing_of_that_window() {
+        let purchases = definition(json!({"event_name": "purchase"}));
+        let late = event("purchase", Some("web"));
+        // Day buckets are kept 365 days by default, weeks 730 and months 1825.
+        let later = time::macros::date!(2028 - 03 - 01);
+        let windows: Vec<Window> = marks_of(&[&purchases], [&late], later)
+            .into_iter()
+            .map(|m| m.window)
+            .collect();
+        assert_eq!(windows, [Window::Week, Window::Month]);
     }
 
     #[test]

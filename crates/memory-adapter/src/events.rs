@@ -96,10 +96,11 @@ impl TenantEvents {
     fn marks_of<'a>(
         &self,
         events: impl IntoIterator<Item = &'a NewEvent>,
+        today: Date,
     ) -> std::collections::BTreeSet<Mark> {
         let mut rollups: Vec<&RollupDefinition> = shared_rollups().collect();
         rollups.extend(self.definitions.values().map(|stored| &stored.definition));
-        marks_of(&rollups, events)
+        marks_of(&rollups, events, today)
     }
 
     /// The UTC days the tenant has events on.
@@ -165,7 +166,7 @@ impl EventIngestion for InMemoryEventStore {
                 }
             })
             .collect();
-        let marks = stored.marks_of(created);
+        let marks = stored.marks_of(created, at.date());
         stored.mark(marks, at, DirtyReason::Events, &self.versions);
         Ok(outcomes)
     }
@@ -222,7 +223,7 @@ impl EventAdmin for InMemoryEventStore {
             let day = event.occurred_at.to_offset(UtcOffset::UTC).date();
             stored.changed.insert(day, now);
         }
-        let marks = stored.marks_of(&created);
+        let marks = stored.marks_of(&created, now.date());
         stored.mark(marks, now, DirtyReason::Events, &self.versions);
         Ok(created.len() as u64)
     }

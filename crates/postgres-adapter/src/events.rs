@@ -357,11 +357,14 @@ impl PostgresEventStore {
                 .windows
                 .iter()
                 .flat_map(|w| {
-                    days.iter().map(move |day| domain::freshness::Mark {
-                        report: definition.slug.clone(),
-                        window: w.window,
-                        bucket_start: w.window.bucket_start(*day),
-                    })
+                    let kept_from = w.kept(last).from();
+                    days.iter()
+                        .filter(move |day| **day >= kept_from)
+                        .map(move |day| domain::freshness::Mark {
+                            report: definition.slug.clone(),
+                            window: w.window,
+                            bucket_start: w.window.bucket_start(*day),
+                        })
                 })
                 .collect();
             marks.add(tenant, buckets);

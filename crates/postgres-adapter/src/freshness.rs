@@ -169,10 +169,12 @@ pub(crate) async fn rollups_of(
     Ok(rollups)
 }
 
-/// The marks that storing `events` makes, tenant by tenant, with the tenants' `rollups`.
+/// The marks that storing `events` on `today` makes, tenant by tenant, with the tenants'
+/// `rollups`.
 pub(crate) fn marks_of_events<'a>(
     rollups: &HashMap<i64, Vec<RollupDefinition>>,
     events: impl IntoIterator<Item = (TenantId, &'a domain::NewEvent)>,
+    today: Date,
 ) -> Marks {
     let mut by_tenant: HashMap<TenantId, Vec<&domain::NewEvent>> = HashMap::new();
     for (tenant, event) in events {
@@ -185,7 +187,7 @@ pub(crate) fn marks_of_events<'a>(
         let mut definitions: Vec<&RollupDefinition> = shared_rollups().collect();
         definitions.extend(rollups.get(&tenant.get()).into_iter().flatten());
         let events = by_tenant.remove(&tenant).unwrap_or_default();
-        let made: BTreeSet<Mark> = marks_of(&definitions, events);
+        let made: BTreeSet<Mark> = marks_of(&definitions, events, today);
         marks.add(tenant, made);
     }
     marks

@@ -378,7 +378,7 @@ async fn insert(
         tenants.sort_unstable();
         tenants.dedup();
         let rollups = freshness::rollups_of(&*tx, &tenants).await?;
-        freshness::marks_of_events(&rollups, created_events)
+        freshness::marks_of_events(&rollups, created_events, at.date())
             .write(&*tx, at, DirtyReason::Events)
             .await?;
     }
