@@ -85,6 +85,7 @@ impl RunReportParams {
             .map(|raw| parse_date("date_to", raw))
             .transpose()?;
         let range = DateRange::resolve(from, to, today)?.within_limit(max_range_days)?;
+        report.check_retention(window, range, today)?;
         let breakdown = Breakdown::for_report(kind, params.breakdown.as_deref())?;
         let filter =
             DimensionFilter::parse(kind, params.source.as_deref(), params.status.as_deref())?;

@@ -503,6 +503,7 @@ pub fn parse_read(
         .map(|raw| parse_date("date_to", raw))
         .transpose()?;
     let range = DateRange::resolve(from, to, today)?.within_limit(max_range_days)?;
+    definition.check_retention(window, range, today)?;
 
     let (by_period, dimensions) = match single.get("group_by") {
         None => (true, (0..rollup.dimensions.len()).collect::<Vec<_>>()),

@@ -442,6 +442,10 @@ impl StatsService {
         let today = self.ports.clock.now().date();
         let traffic = standard("traffic")?;
         let paths = standard("top-paths")?;
+        // The range is `date` to `date_to`: the parameter a client fixes is `date`.
+        traffic
+            .check_retention(Window::Day, range, today)
+            .map_err(|e| ValidationError::new("date", e.message()))?;
         let by_source =
             |definition: &RollupDefinition| -> Result<Vec<(usize, String)>, ReportError> {
                 Ok(match &source {

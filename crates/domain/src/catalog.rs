@@ -62,6 +62,19 @@ impl ReportDefinition {
         check_window(&self.slug, &self.windows, window)
     }
 
+    /// Checks that a read of `window` over `range` on `today` asks for some kept bucket.
+    ///
+    /// # Errors
+    /// As [`check_retention`].
+    pub fn check_retention(
+        &self,
+        window: Window,
+        range: crate::DateRange,
+        today: time::Date,
+    ) -> Result<(), ValidationError> {
+        check_retention(&self.windows, window, range, today)
+    }
+
     /// The reference definition of `kind`: its seed file (`seeds/reports/<slug>.json`, built
     /// into the binary) for what a catalog entry says (name, description, cache TTL, windows,
     /// public), and the report's shape for its breakdowns and filters. Migrating a database
@@ -102,6 +115,34 @@ impl ReportDefinition {
 ///
 /// # Errors
 /// A [`ValidationError`] on `window` naming the report's windows.
+/// Checks that `range` reaches a bucket `window` (one of `windows`) keeps on `today`: a range
+/// entirely before the window's retention could only read buckets already deleted.
+///
+/// # Errors
+/// A [`ValidationError`] on `date_from` naming the first day kept.
+pub fn check_retention(
+    windows: &[WindowDefinition],
+    window: Window,
+    range: crate::DateRange,
+    today: time::Date,
+) -> Result<(), ValidationError> {
+    let Some(definition) = windows.iter().find(|w| w.window == window) else {
+        return Ok(());
+    };
+    let kept = definition.kept(today);
+    if range.to() >= kept.from() {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        "date_from",
+        format!(
+            "the range ends before the {window} buckets kept: they are kept {} days, from {}",
+            definition.retention_days,
+            crate::dates::format_date(kept.from())
+        ),
+    ))
+}
+
 pub fn check_window(
     slug: &ReportSlug,
     windows: &[WindowDefinition],

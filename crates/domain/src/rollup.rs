@@ -529,6 +529,19 @@ impl RollupDefinition {
         crate::catalog::check_window(&self.slug, &self.windows, window)
     }
 
+    /// Checks that a read of `window` over `range` on `today` asks for some kept bucket.
+    ///
+    /// # Errors
+    /// As [`crate::catalog::check_retention`].
+    pub fn check_retention(
+        &self,
+        window: Window,
+        range: DateRange,
+        today: Date,
+    ) -> Result<(), ValidationError> {
+        crate::catalog::check_retention(&self.windows, window, range, today)
+    }
+
     /// The windows whose buckets are kept over the whole of `range` as of `today`: each keeps
     /// its last `retention_days` (at most `max_range_days`, the longest a backfill builds)
     /// ending today. A read may merge their buckets (see [`RollupQuery::tiles`]); one of a

@@ -451,6 +451,12 @@ async fn report_run_parameter_errors_are_400_naming_the_field() -> Result<()> {
             "date_from=2024-01-01&date_to=2026-01-01",
             "date_to",
         ),
+        // Entirely before the day window's retention (365 days).
+        (
+            "volume-by-period",
+            "date_from=2024-01-01&date_to=2024-01-31",
+            "date_from",
+        ),
         ("volume-by-period", "breakdown=status", "breakdown"),
         ("volume-by-period", "status=failed", "status"),
         ("status-counts", "status=lost", "status"),

@@ -377,6 +377,29 @@ async fn a_tenants_report_is_read_grouped_filtered_and_ordered_as_asked() -> Res
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
         assert_eq!(reply.error_field(), field, "{query}");
     }
+    // September is entirely before the 30 days the day window keeps; the month window (90
+    // days) still keeps it.
+    let expired = send(
+        &app,
+        keyed(
+            get("/api/v1/reports/purchases-by-channel/run?date_from=2026-09-01&date_to=2026-09-30"),
+            &key,
+        )
+        .to_request(),
+    )
+    .await;
+    expired.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(expired.error_field(), "date_from", "{:?}", expired.body);
+    let kept = send(
+        &app,
+        keyed(
+            get("/api/v1/reports/purchases-by-channel/run?window=month&date_from=2026-09-01&date_to=2026-09-30"),
+            &key,
+        )
+        .to_request(),
+    )
+    .await;
+    kept.assert_data(StatusCode::OK);
 
     let first = send(&app, keyed(get(base), &key).to_request()).await;
     assert_eq!(

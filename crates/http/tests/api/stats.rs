@@ -255,6 +255,11 @@ async fn bad_parameters_are_400s_naming_them() -> Result<()> {
             "site_id",
             "alias",
         ),
+        (
+            "/api/v1/stats?date=2024-01-01&date_to=2024-12-31",
+            "date",
+            "kept 365 days",
+        ),
         ("/api/v1/stats?date=2026-11-20&limit=0", "limit", "1 to 100"),
         (
             "/api/v1/stats?date=2026-11-20&limit=101",
