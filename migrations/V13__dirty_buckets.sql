@@ -8,7 +8,8 @@
 -- update of a conflicting insert), so a mark changed after a rebuild's snapshot always carries a
 -- greater version than the one the rebuild saw, and its `DELETE ... WHERE version <= seen`
 -- leaves it. `first_marked_at` is when the oldest change the bucket does not count yet was
--- committed (an upper bound on it: a mark a rebuild could not clear keeps its first time).
+-- committed (an upper bound on it: a mark a rebuild could not clear, because it changed during
+-- the rebuild, moves up to the time the rebuild began).
 -- An hour bucket's mark is its day's: a rebuild replaces the hours of whole days.
 
 CREATE SEQUENCE dirty_bucket_versions AS BIGINT;

@@ -435,7 +435,9 @@ pub trait RollupStore: Send + Sync {
     /// the old rows of every window or the new ones, never a mix. The dirty marks are read in
     /// the snapshot the events are read in, and the same transaction clears those of rebuilt
     /// buckets unless they changed after that snapshot: an event committed during the rebuild
-    /// keeps its bucket dirty. Returns one outcome per window, in request order.
+    /// keeps its bucket dirty, its first mark moved up to `computed_at` (taken before the
+    /// snapshot, so what changed before it is counted). Returns one outcome per window, in
+    /// request order.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`] (a sum beyond the range of a

@@ -281,12 +281,16 @@ impl RollupStore for InMemoryRollupStore {
             for (part, _, _, seen, _, _) in &built {
                 for (day, dirty) in seen {
                     let key = (request.report.clone(), part.window, *day);
-                    if held
-                        .marks
-                        .get(&key)
-                        .is_some_and(|now| now.version <= dirty.version)
-                    {
-                        held.marks.remove(&key);
+                    match held.marks.get_mut(&key) {
+                        Some(now) if now.version <= dirty.version => {
+                            held.marks.remove(&key);
+                        }
+                        // Changed since it was read: what changed before the rebuild is
+                        // counted now.
+                        Some(now) => {
+                            now.first_marked_at = now.first_marked_at.max(request.computed_at);
+                        }
+                        None => {}
                     }
                 }
             }

@@ -800,12 +800,21 @@ const SEEN_MARKS: &str = "
     ORDER BY window_name, bucket_start";
 
 /// Clears the marks a rebuild saw (`$3` windows, `$4` buckets, `$5` versions) unless they
-/// changed since: a change committed after the rebuild's snapshot has a greater version.
+/// changed since: a change committed after the rebuild's snapshot has a greater version (the
+/// delete waits for a writer holding the mark, then sees its version).
 const CLEAR_MARKS: &str = "
     DELETE FROM dirty_buckets d
     USING unnest($3::text[], $4::date[], $5::int8[]) AS s(w, b, v)
     WHERE d.tenant_id = $1 AND d.report_slug = $2 AND d.window_name = s.w AND d.bucket_start = s.b
       AND d.version <= s.v";
+
+/// The marks [`CLEAR_MARKS`] left, changed during the rebuild, count from `$5` (the rebuild's
+/// `computed_at`, taken before its snapshot) at the earliest: what changed before it is
+/// counted now. A statement of its own, so its snapshot sees the writers the delete waited for.
+const RESTAMP_MARKS: &str = "
+    UPDATE dirty_buckets d SET first_marked_at = greatest(d.first_marked_at, $5)
+    FROM unnest($3::text[], $4::date[]) AS s(w, b)
+    WHERE d.tenant_id = $1 AND d.report_slug = $2 AND d.window_name = s.w AND d.bucket_start = s.b";
 
 fn with_fixed<'a>(
     fixed: &[&'a (dyn ToSql + Sync)],
@@ -1068,6 +1077,12 @@ impl RollupStore for PostgresRollupStore {
             )
             .await
             .classify("clearing the marks of rebuilt buckets")?;
+            tx.execute(
+                RESTAMP_MARKS,
+                &[&tenant, &slug, &windows, &buckets, &request.computed_at],
+            )
+            .await
+            .classify("restamping the marks changed during a rebuild")?;
         }
         tx.commit().await.classify("committing a rollup rebuild")?;
         tracing::debug!(

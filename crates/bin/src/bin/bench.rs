@@ -416,6 +416,321 @@ fn wait_for_runs(port: u16, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The windows of the refresh phase: the built-in reports' six and the bench rollup's two.
+const REFRESHED: [(&str, &str); 8] = [
+    ("volume-by-period", "day"),
+    ("volume-by-period", "week"),
+    ("status-counts", "day"),
+    ("status-counts", "week"),
+    ("top-entities", "day"),
+    ("top-entities", "week"),
+    ("bench-rollup", "day"),
+    ("bench-rollup", "week"),
+];
+
+/// Late events of the refresh phase, in requests of 1,000.
+const LATE_EVENTS: usize = 10_000;
+
+/// Triggers a run of each (report, window) of `scopes` in `mode` over `from..=to` through the
+/// API on `port` and waits for all of them to complete; the seconds from the first trigger
+/// to the last completion.
+fn service_runs(
+    port: u16,
+    scopes: &[(&str, &str)],
+    mode: &str,
+    from: &str,
+    to: &str,
+) -> Result<f64> {
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (report, window) in scopes {
+        let body = json!({"report_slug": report, "window": window, "date_from": from,
+                          "date_to": to, "mode": mode});
+        let (status, run) = http(
+            port,
+            "POST",
+            "/api/v1/recomputations",
+            &[("X-Management-Key", KEY)],
+            Some(&body),
+        )?;
+        ensure!(status == 202, "trigger {report} {window} ({mode}): {run}");
+        ids.push(run["data"]["id"].as_str().context("run id")?.to_owned());
+    }
+    wait_for_runs(port, &ids)?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// [`LATE_EVENTS`] events spread over `days`, stored through `POST /events/bulk` with `key`.
+fn late_events(port: u16, key: &str, days: &[time::Date]) -> Result<()> {
+    const NAMES: [&str; 4] = ["page_view", "purchase", "signup", "refund"];
+    const CHANNELS: [&str; 4] = ["web", "ios", "android", "email"];
+    for request in 0..LATE_EVENTS / 1_000 {
+        let events: Vec<Value> = (0..1_000)
+            .map(|i| {
+                let n = request * 1_000 + i;
+                let day = days[n % days.len()];
+                let source = ["stripe", "adyen", "paypal"][n % 3];
+                let status = ["success", "failed", "pending"][n % 3];
+                json!({
+                    "event_id": format!("late-{n}"),
+                    "event_name": NAMES[n % 4],
+                    "user_id": format!("user-{}", n % 5_000 + 1),
+                    "source": source,
+                    "entity_id": format!("entity-{}", n % 10_000 + 1),
+                    "status": status,
+                    "occurred_at": format!("{day}T{:02}:{:02}:00Z", n % 24, n % 60),
+                    "amount_cents": n,
+                    "properties": {"channel": CHANNELS[(n / 4) % 4]},
+                })
+            })
+            .collect();
+        let (status, reply) = http(
+            port,
+            "POST",
+            "/api/v1/events/bulk",
+            &[("X-API-Key", key)],
+            Some(&json!({ "events": events })),
+        )?;
+        ensure!(
+            status == 201 && reply["data"]["counts"]["created"] == 1_000,
+            "late events: {status} {reply}"
+        );
+    }
+    Ok(())
+}
+
+/// The totals the refreshed windows hold against the events: every rebuilt window must count
+/// every event once.
+const REFRESHED_TOTALS: &str = "
+    SELECT report_slug, window_name, sum(measure_values[1])::int8
+    FROM rollup_snapshots
+    WHERE report_slug IN ('volume-by-period', 'status-counts', 'top-entities', 'bench-rollup')
+    GROUP BY 1, 2";
+
+/// The refresh phase: the windows of [`REFRESHED`] rebuilt in full over every event, then
+/// [`LATE_EVENTS`] late events over three days of the year, then the same windows refreshed
+/// incrementally straight away (no vacuum in between, as a scheduler would). Returns the
+/// seconds of the full rebuild and of the refresh, once every window counts every event.
+async fn refresh_phase(pool: &deadpool_postgres::Pool, port: u16, key: &str) -> Result<Refresh> {
+    let client = pool.get().await?;
+    let (first_day, last_day) = event_days(&client).await?;
+    let full_s = service_runs(port, &REFRESHED, "full", &first_day, &last_day)?;
+    // Inside every window's retention (top entities keep 180 days of day buckets): a late
+    // event older than its window's retention dirties nothing there, by design.
+    let last = time::Date::parse(
+        &last_day,
+        &time::format_description::well_known::Iso8601::DATE,
+    )?;
+    let days = [150, 90, 30].map(|n| last - time::Duration::days(n));
+    late_events(port, key, &days)?;
+    let incremental_s = service_runs(port, &REFRESHED, "incremental", &first_day, &last_day)?;
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM analytics_events", &[])
+        .await?
+        .get(0);
+    for row in client.query(REFRESHED_TOTALS, &[]).await? {
+        let (report, window, total): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        // Top entities and statuses keep every event too; the rollup counts every event.
+        ensure!(
+            total == events,
+            "{report} by {window} counts {total} of {events} events after the refresh"
+        );
+    }
+    let dirty: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dirty_buckets
+             WHERE report_slug IN ('volume-by-period', 'status-counts', 'top-entities', 'bench-rollup')",
+            &[],
+        )
+        .await?
+        .get(0);
+    ensure!(
+        dirty == 0,
+        "{dirty} buckets are still dirty after the refresh"
+    );
+    // What each pass wrote, from the runs' summaries: the refresh rewrites whole buckets, so
+    // its floor is the rows of the buckets the late events touch.
+    let written = client
+        .query(
+            "SELECT mode, sum((summary->>'rows_inserted')::int8)::int8 FROM (
+                 SELECT mode, summary FROM recompute_runs ORDER BY requested_at DESC LIMIT 16
+             ) AS phase GROUP BY mode",
+            &[],
+        )
+        .await?;
+    let rows_of = |mode: &str| -> i64 {
+        written
+            .iter()
+            .find(|row| row.get::<_, String>(0) == mode)
+            .map_or(0, |row| row.get(1))
+    };
+    Ok(Refresh {
+        full_s,
+        incremental_s,
+        full_rows: rows_of("full"),
+        incremental_rows: rows_of("incremental"),
+    })
+}
+
+/// What the refresh phase measured.
+struct Refresh {
+    full_s: f64,
+    incremental_s: f64,
+    full_rows: i64,
+    incremental_rows: i64,
+}
+
+/// Bulk requests of 1,000 events dated a few seconds ago (so in the current day's buckets),
+/// paced to `rows_per_s` over `seconds` by 8 threads; returns the rows stored per second.
+fn paced_ingest(port: u16, key: &str, rows_per_s: f64, seconds: u64, tag: &str) -> Result<f64> {
+    const THREADS: u64 = 8;
+    let interval = Duration::from_secs_f64(1_000.0 * THREADS as f64 / rows_per_s.max(1.0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (key, tag) = (key.to_owned(), tag.to_owned());
+            std::thread::spawn(move || -> Result<u64> {
+                let mut created = 0;
+                for k in 0_u64.. {
+                    // Staggered, so the threads' requests spread over each interval.
+                    let due = started + interval * u32::try_from(k).unwrap_or(u32::MAX)
+                        + interval / u32::try_from(THREADS).unwrap_or(1) * u32::try_from(thread).unwrap_or(0);
+                    if due >= deadline {
+                        break;
+                    }
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let at = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+                    let at = at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default();
+                    let events: Vec<Value> = (0..1_000)
+                        .map(|i| {
+                            let source = ["stripe", "adyen", "paypal"][i % 3];
+                            json!({"event_id": format!("{tag}-{thread}-{k}-{i}"), "source": source,
+                                   "entity_id": format!("entity-{}", i % 10_000 + 1), "status": "success",
+                                   "user_id": format!("user-{}", i % 5_000 + 1),
+                                   "occurred_at": at, "amount_cents": i, "processing_ms": 90,
+                                   "properties": {"channel": "web", "path": "/pricing"}})
+                        })
+                        .collect();
+                    let (status, reply) = http(
+                        port,
+                        "POST",
+                        "/api/v1/events/bulk",
+                        &[("X-API-Key", &key)],
+                        Some(&json!({ "events": events })),
+                    )?;
+                    ensure!(status == 201, "paced ingest: {status} {reply}");
+                    created += reply["data"]["counts"]["created"].as_u64().unwrap_or(0);
+                }
+                Ok(created)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for handle in handles {
+        created += handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("an ingest thread panicked"))??;
+    }
+    Ok(created as f64 / started.elapsed().as_secs_f64())
+}
+
+/// How long the oldest change the buckets holding today do not count has waited, in seconds
+/// (0 when they count every event): the `lag_seconds` a read of today would show.
+const CURRENT_LAG: &str = "
+    SELECT coalesce(extract(epoch FROM clock_timestamp() - min(first_marked_at)), 0)::float8
+    FROM dirty_buckets
+    WHERE tenant_id = 1
+      AND ((window_name IN ('hour', 'day') AND bucket_start = current_date)
+        OR (window_name = 'week' AND bucket_start = date_trunc('week', current_date)::date)
+        OR (window_name = 'month' AND bucket_start = date_trunc('month', current_date)::date))";
+
+/// What the freshness phase measured.
+struct Freshness {
+    lag_p95_s: f64,
+    lag_max_s: f64,
+    rows_per_s: f64,
+    rows_per_s_unscheduled: f64,
+}
+
+/// The freshness phase: ingestion paced to `rows_per_s` for `seconds`, first on a process
+/// whose scheduler never refreshes, then on one with `FRESHNESS_TARGET_SECS=5`, sampling the
+/// current day's lag twice a second during the second.
+async fn freshness_phase(
+    args: &Args,
+    url: &str,
+    pool: &deadpool_postgres::Pool,
+    key: &str,
+    rows_per_s: f64,
+    seconds: u64,
+) -> Result<Freshness> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Server::start_with_env(args, url, port, true, &[])?;
+    server.wait_ready()?;
+    let rows_per_s_unscheduled = paced_ingest(port, key, rows_per_s, seconds, "unscheduled")?;
+    server.stop();
+
+    let mut server = Server::start_with_env(
+        args,
+        url,
+        port,
+        true,
+        &[
+            ("FRESHNESS_TARGET_SECS", "5"),
+            ("REFRESH_INTERVAL_OVERRIDE_SECS", "86400"),
+        ],
+    )?;
+    server.wait_ready()?;
+    // The scheduler first refreshes what the unscheduled ingest left dirty; then the load
+    // starts.
+    let client = pool.get().await?;
+    for waited in 0.. {
+        let lag: f64 = client.query_one(CURRENT_LAG, &[]).await?.get(0);
+        if lag == 0.0 {
+            break;
+        }
+        ensure!(
+            waited < 600,
+            "the scheduler did not catch up within a minute: lag {lag:.1}s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    let sampler_pool = pool.clone();
+    let sampling = tokio::spawn(async move {
+        let client = sampler_pool.get().await?;
+        let mut lags = Vec::new();
+        loop {
+            let lag: f64 = client.query_one(CURRENT_LAG, &[]).await?.get(0);
+            lags.push(lag);
+            if lags.len() as u64 >= seconds * 2 {
+                return Ok::<Vec<f64>, anyhow::Error>(lags);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let (key, tag) = (key.to_owned(), "scheduled");
+    let rows =
+        tokio::task::spawn_blocking(move || paced_ingest(port, &key, rows_per_s, seconds, tag))
+            .await??;
+    let mut lags = sampling.await??;
+    server.stop();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags[((lags.len() as f64 * q).ceil() as usize).clamp(1, lags.len()) - 1];
+    Ok(Freshness {
+        lag_p95_s: at(0.95),
+        lag_max_s: at(1.0),
+        rows_per_s: rows,
+        rows_per_s_unscheduled,
+    })
+}
+
 /// Full recompute through the service on `port`: every report × window over every event (the
 /// UTC days of the first and the last), from triggering the runs to all of them completed.
 /// Returns the seconds taken.
@@ -508,6 +823,18 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     let (bare_rollup_s, service_rollup_s) = rollup_passes(&pool, port, "vacuumed").await?;
     results.insert("recompute.rollup_bare_sql_s", json!(bare_rollup_s));
     results.insert("recompute.rollup_service_s", json!(service_rollup_s));
+
+    // Incremental refresh after late events against the full rebuild of the same windows.
+    let key = server.api_key(args, url)?;
+    let refresh = refresh_phase(&pool, port, &key).await?;
+    eprintln!(
+        "refresh: full {:.2}s ({} rows), incremental {:.3}s ({} rows)",
+        refresh.full_s, refresh.full_rows, refresh.incremental_s, refresh.incremental_rows
+    );
+    results.insert("refresh.full_s", json!(refresh.full_s));
+    results.insert("refresh.incremental_s", json!(refresh.incremental_s));
+    results.insert("refresh.full_rows", json!(refresh.full_rows));
+    results.insert("refresh.incremental_rows", json!(refresh.incremental_rows));
 
     // Reads of the year up to today.
     let today = time::OffsetDateTime::now_utc().date();
@@ -639,7 +966,6 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
 
     // Ingestion through HTTP (bulk, 1,000 events a request, server-assigned ids, 8
     // connections) against COPY of as many rows as HTTP stored.
-    let key = server.api_key(args, url)?;
     // Yesterday at 08:00: today's would be in the future before 07:55 UTC, and refused.
     let day = today.previous_day().context("a day before today")?;
     let bulk = bulk_body(day);
@@ -663,6 +989,25 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     results.insert("rss_read_peak_mib", json!(rss_read.max(rss_snapshot)));
     results.insert("rss_ingest_peak_mib", json!(rss_ingest));
     server.stop();
+
+    // Freshness under sustained ingestion at half the HTTP rate just measured.
+    let freshness_seconds = if args.quick { 20 } else { 60 };
+    let freshness =
+        freshness_phase(args, url, &pool, &key, http_rows / 2.0, freshness_seconds).await?;
+    eprintln!(
+        "freshness: lag p95 {:.1}s (max {:.1}s) at {:.0} rows/s, {:.0} rows/s without the scheduler",
+        freshness.lag_p95_s,
+        freshness.lag_max_s,
+        freshness.rows_per_s,
+        freshness.rows_per_s_unscheduled
+    );
+    results.insert("freshness.lag_p95_s", json!(freshness.lag_p95_s));
+    results.insert("freshness.lag_max_s", json!(freshness.lag_max_s));
+    results.insert("freshness.ingest_rows_per_s", json!(freshness.rows_per_s));
+    results.insert(
+        "freshness.ingest_rows_per_s_unscheduled",
+        json!(freshness.rows_per_s_unscheduled),
+    );
 
     // Distinct reads: every request a different report read (a miss, then held by the
     // caches), on a fresh process, whose peak must stay within the caches' budgets plus a
@@ -781,6 +1126,25 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         distinct_rps[1].0,
         distinct_rps[1].1,
         "≥ 100",
+    );
+    row(
+        &mut table,
+        "refresh s after 10,000 late events (full vs incremental)",
+        refresh.full_s,
+        refresh.incremental_s,
+        "≥ 100",
+    );
+    row(
+        &mut table,
+        "ingest rows/s with FRESHNESS_TARGET_SECS=5 (vs without scheduler)",
+        freshness.rows_per_s,
+        freshness.rows_per_s_unscheduled,
+        "≥ 0.8",
+    );
+    let _ = writeln!(
+        table,
+        "| freshness lag p95 s, FRESHNESS_TARGET_SECS=5 | {:.1} | | ≤ 10 |",
+        freshness.lag_p95_s
     );
     let _ = writeln!(
         table,
@@ -1253,6 +1617,24 @@ impl Server {
 
     /// Starts the service, with Redis or without, its warnings appended to [`server_log`].
     fn start_with(args: &Args, url: &str, port: u16, redis: bool) -> Result<Self> {
+        Self::start_with_env(
+            args,
+            url,
+            port,
+            redis,
+            // The phases trigger their runs; the scheduler stays out of their measurements.
+            &[("REFRESH_INTERVAL_OVERRIDE_SECS", "86400")],
+        )
+    }
+
+    /// As [`Server::start_with`], with `env` set as well.
+    fn start_with_env(
+        args: &Args,
+        url: &str,
+        port: u16,
+        redis: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let log = server_log(args);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
@@ -1278,6 +1660,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .env("LOG_FORMAT", "json")
             .env("RECOMPUTE_QUEUE_SIZE", "16")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
