@@ -105,7 +105,18 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         on_behalf_of: None,
     };
     let parsed = recompute.parse(TenantId::DEFAULT, &request).await?;
-    let finished = recompute.run_now(&parsed).await?;
+    let spinner = crate::backfill::spinner(&format!(
+        "{} {} {} ({})",
+        parsed.report_slug,
+        parsed.window,
+        format_date(parsed.range.from()),
+        parsed.mode
+    ));
+    let finished = recompute.run_now(&parsed).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let finished = finished?;
     let mut out = std::io::stdout().lock();
     match (finished.status, finished.summary) {
         (RunStatus::Completed, Some(summary)) => {
@@ -129,6 +140,18 @@ pub async fn recompute(config: &Config, args: RecomputeArgs) -> anyhow::Result<(
         ))
         .context("the recompute did not complete"),
     }
+}
+
+/// `backfill`: see [`crate::backfill`].
+///
+/// # Errors
+/// Without `DATABASE_URL`, or as [`crate::backfill::backfill`].
+pub async fn backfill(config: &Config, args: crate::backfill::BackfillArgs) -> anyhow::Result<()> {
+    require_database(config, "backfill")?;
+    let services = wiring::build(config, wiring::system_clock())
+        .await?
+        .services;
+    crate::backfill::backfill(&services, args).await
 }
 
 /// Fails unless the process has a database: administration of an in-memory store would vanish

@@ -4,6 +4,7 @@
 //! This is the only crate that knows every adapter; the others meet only through the ports.
 //! It is a library too so that integration tests build the exact services the binary serves.
 
+pub mod backfill;
 pub mod commands;
 pub mod config;
 pub mod probe;

@@ -74,6 +74,31 @@ enum Command {
         #[arg(long)]
         requested_by: Option<String>,
     },
+    /// Rebuild one report over a range of any length, window by window, in audited runs of a
+    /// few dozen buckets, with a progress bar on a terminal (needs DATABASE_URL).
+    Backfill {
+        /// The report slug, e.g. traffic.
+        #[arg(long)]
+        report: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// full (every bucket, the default) or incremental (only the dirty ones).
+        #[arg(long)]
+        mode: Option<String>,
+        /// One of the report's windows (default: every one).
+        #[arg(long)]
+        window: Option<String>,
+        /// The tenant's slug (default: default).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Who asks, for the audit trail (default: cli).
+        #[arg(long)]
+        requested_by: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +250,26 @@ fn main() -> ExitCode {
                     requested_by,
                 };
                 commands::recompute(&config, args).await
+            }
+            Command::Backfill {
+                report,
+                from,
+                to,
+                mode,
+                window,
+                tenant,
+                requested_by,
+            } => {
+                let args = pg_analytics::backfill::BackfillArgs {
+                    report,
+                    from,
+                    to,
+                    mode,
+                    window,
+                    tenant,
+                    requested_by,
+                };
+                commands::backfill(&config, args).await
             }
         }
     });
