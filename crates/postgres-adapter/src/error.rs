@@ -80,6 +80,30 @@ impl<T> PgResultExt<T> for Result<T, deadpool_postgres::PoolError> {
 }
 
 /// A column that held a value the domain refuses: the database was written by something else.
+/// Runs `delete`, a statement deleting at most `$N` rows (`batch`, its last parameter), again
+/// and again until it deletes fewer: a bulk deletion in bounded statements, each its own
+/// transaction, so it never holds many row locks or a long transaction. Returns the rows
+/// deleted.
+pub(crate) async fn delete_in_batches(
+    client: &deadpool_postgres::Client,
+    delete: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    batch: u32,
+    context: &'static str,
+) -> Result<u64, Failure> {
+    let limit = i64::from(batch.max(1));
+    let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+    all.push(&limit);
+    let mut deleted = 0;
+    loop {
+        let rows = client.execute(delete, &all).await.classify(context)?;
+        deleted += rows;
+        if rows < limit.unsigned_abs() {
+            return Ok(deleted);
+        }
+    }
+}
+
 pub(crate) fn corrupt(what: &str, err: impl std::fmt::Display) -> Failure {
     Failure::Unexpected(anyhow::anyhow!("unreadable {what} in the database: {err}"))
 }

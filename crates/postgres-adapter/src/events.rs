@@ -12,7 +12,7 @@ use tracing::info;
 use tokio::task::JoinSet;
 
 use crate::{
-    error::{Failure, PgResultExt, corrupt},
+    error::{Failure, PgResultExt, corrupt, delete_in_batches},
     freshness,
     ingest::GroupCommit,
 };
@@ -257,25 +257,18 @@ impl EventAdmin for PostgresEventStore {
             .await
             .classify("connecting to purge events")?;
         let cutoff = before.midnight().assume_utc();
-        let batch = i64::from(batch.max(1));
-        let mut deleted = 0;
-        loop {
-            // Oldest first through the time index, one bounded statement at a time.
-            let rows = client
-                .execute(
-                    "DELETE FROM analytics_events WHERE id = ANY(ARRAY(
-                         SELECT id FROM analytics_events
-                         WHERE tenant_id = $1 AND occurred_at < $2
-                         ORDER BY occurred_at LIMIT $3))",
-                    &[&tenant.get(), &cutoff, &batch],
-                )
-                .await
-                .classify("purging events")?;
-            deleted += rows;
-            if rows < batch.unsigned_abs() {
-                break;
-            }
-        }
+        // Oldest first through the time index.
+        let deleted = delete_in_batches(
+            &client,
+            "DELETE FROM analytics_events WHERE id = ANY(ARRAY(
+                 SELECT id FROM analytics_events
+                 WHERE tenant_id = $1 AND occurred_at < $2
+                 ORDER BY occurred_at LIMIT $3))",
+            &[&tenant.get(), &cutoff],
+            batch,
+            "purging events",
+        )
+        .await?;
         client
             .execute(
                 "DELETE FROM stale_days WHERE tenant_id = $1 AND day < $2",

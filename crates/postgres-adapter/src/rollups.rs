@@ -29,7 +29,7 @@ use tokio_postgres::{
 };
 
 use crate::{
-    error::{PgResultExt, corrupt},
+    error::{PgResultExt, corrupt, delete_in_batches},
     freshness::{MARK_COLUMNS, SeenMark, seen_mark},
 };
 
@@ -1118,39 +1118,25 @@ impl RollupStore for PostgresRollupStore {
             .get()
             .await
             .classify("connecting to expire snapshot buckets")?;
-        let batch = i64::from(batch.max(1));
-        let key: [&(dyn ToSql + Sync); 5] = [
-            &tenant.get(),
-            &report.as_str(),
-            &window.as_str(),
-            &before,
-            &batch,
-        ];
-        let mut deleted = 0;
-        loop {
-            // One bounded statement at a time, each its own transaction, so retention never
-            // holds many row locks or a long transaction.
-            let rows = client
-                .execute(
-                    "DELETE FROM rollup_snapshots WHERE ctid = ANY(ARRAY(
-                         SELECT ctid FROM rollup_snapshots
-                         WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
-                           AND bucket_start < $4
-                         LIMIT $5))",
-                    &key,
-                )
-                .await
-                .classify("expiring snapshot buckets")?;
-            deleted += rows;
-            if rows < batch.unsigned_abs() {
-                break;
-            }
-        }
+        let key: [&(dyn ToSql + Sync); 4] =
+            [&tenant.get(), &report.as_str(), &window.as_str(), &before];
+        let deleted = delete_in_batches(
+            &client,
+            "DELETE FROM rollup_snapshots WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM rollup_snapshots
+                 WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3
+                   AND bucket_start < $4
+                 LIMIT $5))",
+            &key,
+            batch,
+            "expiring snapshot buckets",
+        )
+        .await?;
         client
             .execute(
                 "DELETE FROM dirty_buckets
                  WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start < $4",
-                &key[..4],
+                &key,
             )
             .await
             .classify("expiring dirty buckets")?;
