@@ -40,6 +40,10 @@ struct Args {
     /// Where to write the results.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Leaves out the refresh and freshness phases: to measure, side by side, a binary from
+    /// before incremental runs.
+    #[arg(long)]
+    without_freshness: bool,
 }
 
 const KEY: &str = "bench-management-key-0123456789";
@@ -826,15 +830,20 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
 
     // Incremental refresh after late events against the full rebuild of the same windows.
     let key = server.api_key(args, url)?;
-    let refresh = refresh_phase(&pool, port, &key).await?;
-    eprintln!(
-        "refresh: full {:.2}s ({} rows), incremental {:.3}s ({} rows)",
-        refresh.full_s, refresh.full_rows, refresh.incremental_s, refresh.incremental_rows
-    );
-    results.insert("refresh.full_s", json!(refresh.full_s));
-    results.insert("refresh.incremental_s", json!(refresh.incremental_s));
-    results.insert("refresh.full_rows", json!(refresh.full_rows));
-    results.insert("refresh.incremental_rows", json!(refresh.incremental_rows));
+    let refresh = if args.without_freshness {
+        None
+    } else {
+        let refresh = refresh_phase(&pool, port, &key).await?;
+        eprintln!(
+            "refresh: full {:.2}s ({} rows), incremental {:.3}s ({} rows)",
+            refresh.full_s, refresh.full_rows, refresh.incremental_s, refresh.incremental_rows
+        );
+        results.insert("refresh.full_s", json!(refresh.full_s));
+        results.insert("refresh.incremental_s", json!(refresh.incremental_s));
+        results.insert("refresh.full_rows", json!(refresh.full_rows));
+        results.insert("refresh.incremental_rows", json!(refresh.incremental_rows));
+        Some(refresh)
+    };
 
     // Reads of the year up to today.
     let today = time::OffsetDateTime::now_utc().date();
@@ -992,22 +1001,27 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
 
     // Freshness under sustained ingestion at half the HTTP rate just measured.
     let freshness_seconds = if args.quick { 20 } else { 60 };
-    let freshness =
-        freshness_phase(args, url, &pool, &key, http_rows / 2.0, freshness_seconds).await?;
-    eprintln!(
-        "freshness: lag p95 {:.1}s (max {:.1}s) at {:.0} rows/s, {:.0} rows/s without the scheduler",
-        freshness.lag_p95_s,
-        freshness.lag_max_s,
-        freshness.rows_per_s,
-        freshness.rows_per_s_unscheduled
-    );
-    results.insert("freshness.lag_p95_s", json!(freshness.lag_p95_s));
-    results.insert("freshness.lag_max_s", json!(freshness.lag_max_s));
-    results.insert("freshness.ingest_rows_per_s", json!(freshness.rows_per_s));
-    results.insert(
-        "freshness.ingest_rows_per_s_unscheduled",
-        json!(freshness.rows_per_s_unscheduled),
-    );
+    let freshness = if args.without_freshness {
+        None
+    } else {
+        let freshness =
+            freshness_phase(args, url, &pool, &key, http_rows / 2.0, freshness_seconds).await?;
+        eprintln!(
+            "freshness: lag p95 {:.1}s (max {:.1}s) at {:.0} rows/s, {:.0} rows/s without the scheduler",
+            freshness.lag_p95_s,
+            freshness.lag_max_s,
+            freshness.rows_per_s,
+            freshness.rows_per_s_unscheduled
+        );
+        results.insert("freshness.lag_p95_s", json!(freshness.lag_p95_s));
+        results.insert("freshness.lag_max_s", json!(freshness.lag_max_s));
+        results.insert("freshness.ingest_rows_per_s", json!(freshness.rows_per_s));
+        results.insert(
+            "freshness.ingest_rows_per_s_unscheduled",
+            json!(freshness.rows_per_s_unscheduled),
+        );
+        Some(freshness)
+    };
 
     // Distinct reads: every request a different report read (a miss, then held by the
     // caches), on a fresh process, whose peak must stay within the caches' budgets plus a
@@ -1127,25 +1141,29 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         distinct_rps[1].1,
         "≥ 100",
     );
-    row(
-        &mut table,
-        "refresh s after 10,000 late events (full vs incremental)",
-        refresh.full_s,
-        refresh.incremental_s,
-        "≥ 100",
-    );
-    row(
-        &mut table,
-        "ingest rows/s with FRESHNESS_TARGET_SECS=5 (vs without scheduler)",
-        freshness.rows_per_s,
-        freshness.rows_per_s_unscheduled,
-        "≥ 0.8",
-    );
-    let _ = writeln!(
-        table,
-        "| freshness lag p95 s, FRESHNESS_TARGET_SECS=5 | {:.1} | | ≤ 10 |",
-        freshness.lag_p95_s
-    );
+    if let Some(refresh) = &refresh {
+        row(
+            &mut table,
+            "refresh s after 10,000 late events (full vs incremental)",
+            refresh.full_s,
+            refresh.incremental_s,
+            "≥ 100",
+        );
+    }
+    if let Some(freshness) = &freshness {
+        row(
+            &mut table,
+            "ingest rows/s with FRESHNESS_TARGET_SECS=5 (vs without scheduler)",
+            freshness.rows_per_s,
+            freshness.rows_per_s_unscheduled,
+            "≥ 0.8",
+        );
+        let _ = writeln!(
+            table,
+            "| freshness lag p95 s, FRESHNESS_TARGET_SECS=5 | {:.1} | | ≤ 10 |",
+            freshness.lag_p95_s
+        );
+    }
     let _ = writeln!(
         table,
         "| unique users, largest relative error | {max_rel_error:.4} | | ≤ 0.02 |"
