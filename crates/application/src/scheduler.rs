@@ -242,6 +242,12 @@ impl Scheduler {
                     tick.queued.push(run.id);
                 }
                 Err(TriggerError::ScopeBusy { .. }) => tick.busy += 1,
+                // The queue holds as much as it may: what is due now is queued on a later
+                // tick, once workers have drained it, rather than failed scope after scope.
+                Err(err @ (TriggerError::QueueFull(_) | TriggerError::ShuttingDown(_))) => {
+                    warn!(error = %err, "the queue is full; the other due refreshes wait for the next tick");
+                    break;
+                }
                 Err(err) => {
                     warn!(report = %scope.report, window = %scope.window, error = %err, "could not queue a refresh");
                 }

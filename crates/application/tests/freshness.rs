@@ -442,3 +442,31 @@ async fn retention_deletes_only_expired_buckets_and_events_and_audits_it() -> Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_full_queue_stops_the_tick_rather_than_failing_every_due_refresh() -> Result<()> {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let adapters = InMemoryAdapters::new(clock.clone(), 2);
+    let services = process(&adapters, &clock, SchedulerSettings::default());
+    ingest(
+        &adapters,
+        &[event("late", datetime!(2026-11-18 09:00 UTC))],
+        NOW,
+    )
+    .await?;
+    clock.advance(time::Duration::days(2));
+    let tick = services.scheduler.tick().await;
+    let runs = runs_of(&services).await?;
+    let failed = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Failed)
+        .count();
+    ensure!(
+        tick.queued.len() == 2 && failed == 1,
+        "two queued, the third refused, the rest left for later: {tick:?}, {failed} failed"
+    );
+    work_off(&services, &adapters).await?;
+    let next = services.scheduler.tick().await;
+    ensure!(!next.queued.is_empty(), "the next tick goes on: {next:?}");
+    Ok(())
+}
