@@ -166,6 +166,16 @@ pub fn shared_rollups() -> impl Iterator<Item = &'static RollupDefinition> {
         .chain(crate::rollup::standard_rollups())
 }
 
+/// Every rollup of a tenant whose own definitions are `own`: the shared ones, then those.
+pub fn tenant_rollups<'a>(
+    own: impl IntoIterator<Item = &'a RollupDefinition>,
+) -> Vec<&'a RollupDefinition> {
+    shared_rollups()
+        .map(|shared| -> &'a RollupDefinition { shared })
+        .chain(own)
+        .collect()
+}
+
 /// What an incremental refresh rebuilt: the dirty buckets it saw, at most this many listed in
 /// a run's summary (the count is always exact).
 pub const MAX_LISTED_BUCKETS: usize = 100;

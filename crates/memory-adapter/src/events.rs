@@ -11,8 +11,8 @@ use application::ports::{
 use async_trait::async_trait;
 use domain::{
     DateRange, DirtyBucket, DirtyReason, IngestOutcome, IngestStatus, NewEvent, ReportSlug,
-    RollupDefinition, TenantId, Window, demo,
-    freshness::{Mark, marks_of, shared_rollups},
+    TenantId, Window, demo,
+    freshness::{Mark, marks_of, tenant_rollups},
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -98,8 +98,7 @@ impl TenantEvents {
         events: impl IntoIterator<Item = &'a NewEvent>,
         today: Date,
     ) -> std::collections::BTreeSet<Mark> {
-        let mut rollups: Vec<&RollupDefinition> = shared_rollups().collect();
-        rollups.extend(self.definitions.values().map(|stored| &stored.definition));
+        let rollups = tenant_rollups(self.definitions.values().map(|stored| &stored.definition));
         marks_of(&rollups, events, today)
     }
 

@@ -342,10 +342,9 @@ impl PostgresEventStore {
         .classify("marking seeded days")?;
         let rollups = freshness::rollups_of(&*tx, &[tenant.get()]).await?;
         let mut marks = freshness::Marks::default();
-        let mut definitions: Vec<&domain::RollupDefinition> =
-            domain::freshness::shared_rollups().collect();
-        definitions.extend(rollups.get(&tenant.get()).into_iter().flatten());
-        for definition in definitions {
+        for definition in
+            domain::freshness::tenant_rollups(rollups.get(&tenant.get()).into_iter().flatten())
+        {
             let buckets: std::collections::BTreeSet<domain::freshness::Mark> = definition
                 .windows
                 .iter()

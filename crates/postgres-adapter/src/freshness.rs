@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use domain::{
     DirtyBucket, DirtyReason, RollupDefinition, TenantId, Window,
-    freshness::{Mark, marks_of, shared_rollups},
+    freshness::{Mark, marks_of, tenant_rollups},
 };
 use time::{Date, OffsetDateTime};
 use tokio_postgres::{GenericClient, Row};
@@ -184,8 +184,7 @@ pub(crate) fn marks_of_events<'a>(
     tenants.sort_unstable();
     let mut marks = Marks::default();
     for tenant in tenants {
-        let mut definitions: Vec<&RollupDefinition> = shared_rollups().collect();
-        definitions.extend(rollups.get(&tenant.get()).into_iter().flatten());
+        let definitions = tenant_rollups(rollups.get(&tenant.get()).into_iter().flatten());
         let events = by_tenant.remove(&tenant).unwrap_or_default();
         let made: BTreeSet<Mark> = marks_of(&definitions, events, today);
         marks.add(tenant, made);
