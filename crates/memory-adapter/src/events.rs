@@ -22,11 +22,17 @@ use crate::{FailSwitch, read, write};
 pub(crate) struct TenantEvents {
     /// The fingerprint of every stored id; empty for events written without one.
     fingerprints: HashMap<String, String>,
-    pub(crate) events: Vec<NewEvent>,
+    /// The events, each with its place in the order they were stored.
+    pub(crate) events: Vec<(u64, NewEvent)>,
+    /// The place of the next event stored.
+    pub(crate) next: u64,
     /// When events dated on each UTC day were last ingested.
     changed: BTreeMap<Date, OffsetDateTime>,
     /// The dirty buckets of the tenant's rollups, by rollup, window and bucket.
     pub(crate) marks: BTreeMap<(ReportSlug, Window, Date), Dirty>,
+    /// The watermark of each rollup's window (see migration V14 of the PostgreSQL adapter):
+    /// its kept buckets count exactly the events stored before this place.
+    pub(crate) counted: BTreeMap<(ReportSlug, Window), u64>,
     /// The tenant's own rollup definitions, by slug.
     pub(crate) definitions: BTreeMap<ReportSlug, StoredRollup>,
 }
@@ -64,7 +70,8 @@ impl TenantEvents {
         }
         self.fingerprints
             .insert(event.event_id.clone(), fingerprint.to_owned());
-        self.events.push(event.clone());
+        self.events.push((self.next, event.clone()));
+        self.next += 1;
         true
     }
 
@@ -247,7 +254,7 @@ impl EventAdmin for InMemoryEventStore {
         };
         let before_count = held.events.len();
         let mut gone = Vec::new();
-        held.events.retain(|event| {
+        held.events.retain(|(_, event)| {
             let keep = event.occurred_at >= cutoff;
             if !keep {
                 gone.push(event.event_id.clone());
@@ -270,6 +277,7 @@ impl EventAdmin for InMemoryEventStore {
             t.fingerprints.clear();
             t.changed.clear();
             t.marks.clear();
+            t.counted.clear();
             std::mem::take(&mut t.events).len() as u64
         }))
     }

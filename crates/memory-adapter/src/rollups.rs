@@ -50,7 +50,24 @@ type RowKey = (Option<(Date, u8)>, Vec<Option<String>>);
 pub struct InMemoryRollupStore {
     events: Arc<InMemoryEventStore>,
     series: RwLock<HashMap<(TenantId, ReportSlug, Window), Series>>,
+    rebuilding: std::sync::Mutex<()>,
     failure: FailSwitch,
+}
+
+/// What a rebuild read and aggregated for one window, before it writes.
+struct Built<'a> {
+    part: &'a application::ports::WindowRebuild,
+    groups: BTreeMap<Key, Vec<MeasureValue>>,
+    values_skipped: u64,
+    /// The marks of the window's range.
+    seen: Vec<(Date, Dirty)>,
+    /// The buckets replaced, when not all of the range's (an incremental rebuild's).
+    only: Option<BTreeSet<Date>>,
+    bucket_count: u32,
+    /// Whether the groups add to the stored rows instead of replacing buckets.
+    delta: bool,
+    /// The window's watermark after the rebuild, if it takes one.
+    watermark: Option<u64>,
 }
 
 impl InMemoryRollupStore {
@@ -59,6 +76,7 @@ impl InMemoryRollupStore {
         Self {
             events,
             series: RwLock::default(),
+            rebuilding: std::sync::Mutex::default(),
             failure: FailSwitch::default(),
         }
     }
@@ -181,32 +199,59 @@ impl RollupStore for InMemoryRollupStore {
         self.check()?;
         request.check()?;
         let rollup = &request.rollup;
+        // One rebuild at a time, as the PostgreSQL store's rebuild lock keeps them per window:
+        // two deltas from one watermark would count the same events twice.
+        let _one = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut built = Vec::new();
         for part in &request.windows {
             let mut groups: BTreeMap<Key, Vec<MeasureValue>> = BTreeMap::new();
             let mut values_skipped = 0_u64;
             let tenants = read(&self.events.tenants);
             let held = tenants.get(&request.tenant);
-            // The marks, read with the events they stand for.
-            let seen: Vec<(Date, Dirty)> = held
+            // The marks and the watermark, read with the events they stand for: the marks
+            // inside the range are its dirty buckets; one outside keeps the window from taking
+            // a watermark.
+            let key = |day| (request.report.clone(), part.window, day);
+            let (seen, outside): (Vec<(Date, Dirty)>, Vec<(Date, Dirty)>) = held
                 .into_iter()
                 .flat_map(|t| {
-                    let key = |day| (request.report.clone(), part.window, day);
                     t.marks
-                        .range(key(part.range.from())..=key(part.range.to()))
+                        .range(key(Date::MIN)..=key(Date::MAX))
                         .map(|((_, _, day), dirty)| (*day, *dirty))
                 })
-                .collect();
+                .partition(|(day, _)| part.range.contains(*day));
+            let snapshot = held.map_or(0, |t| t.next);
+            let redefined = seen
+                .iter()
+                .any(|(_, dirty)| dirty.reason == DirtyReason::Definition);
+            // An incremental window with a watermark, and no bucket dirty for a change of its
+            // definition, adds the events stored since to its rows (a delta).
+            let delta = (part.mode == RunMode::Incremental && !redefined)
+                .then(|| {
+                    held.and_then(|t| {
+                        t.counted
+                            .get(&(request.report.clone(), part.window))
+                            .copied()
+                    })
+                })
+                .flatten();
             let only: Option<BTreeSet<Date>> = match part.mode {
                 RunMode::Full => None,
                 RunMode::Incremental => Some(seen.iter().map(|(day, _)| *day).collect()),
             };
-            let rebuilt = |day: Date| {
-                part.range.contains(day) && only.as_ref().is_none_or(|only| only.contains(&day))
+            let counted = |stored: u64, day: Date| match delta {
+                Some(from) => stored >= from && part.range.contains(day),
+                None => {
+                    part.range.contains(day) && only.as_ref().is_none_or(|only| only.contains(&day))
+                }
             };
-            for event in held.iter().flat_map(|t| t.events.iter()) {
+            for (stored, event) in held.iter().flat_map(|t| t.events.iter()) {
                 let bucket = part.window.bucket_of(event.occurred_at);
-                if !rebuilt(bucket.0) || !rollup.filters.iter().all(|filter| filter.matches(event))
+                if !counted(*stored, bucket.0)
+                    || !rollup.filters.iter().all(|filter| filter.matches(event))
                 {
                     continue;
                 }
@@ -237,50 +282,85 @@ impl RollupStore for InMemoryRollupStore {
                         .saturating_mul(per_day)
                 }
             };
-            built.push((part, groups, values_skipped, seen, only, bucket_count));
+            built.push(Built {
+                part,
+                groups,
+                values_skipped,
+                seen,
+                only: only.filter(|_| delta.is_none()),
+                bucket_count,
+                delta: delta.is_some(),
+                watermark: outside.is_empty().then_some(snapshot),
+            });
         }
 
         // One write lock over every delete and insert: readers see the old rows or the new.
         let mut series = write(&self.series);
+        let mut writes = Vec::new();
+        for built in &mut built {
+            let rows = series.get(&(request.tenant, request.report.clone(), built.part.window));
+            let stored = |measures| Stored {
+                measures,
+                computed_at: request.computed_at,
+                run_id: built.part.run_id,
+            };
+            let groups = std::mem::take(&mut built.groups);
+            let mut written = Vec::with_capacity(groups.len());
+            if built.delta {
+                // Each group adds to its stored row, or is a new one; all are merged before
+                // any is written, so an overflow leaves the rows as they were.
+                for (key, mut measures) in groups {
+                    if let Some(old) = rows.and_then(|rows| rows.get(&key)) {
+                        let mut merged = old.measures.clone();
+                        for (value, more) in merged.iter_mut().zip(&measures) {
+                            value.combine(more).map_err(overflow)?;
+                        }
+                        measures = merged;
+                    }
+                    written.push((key, stored(measures)));
+                }
+            } else {
+                written.extend(groups.into_iter().map(|(key, m)| (key, stored(m))));
+            }
+            writes.push(written);
+        }
         let mut outcomes = Vec::new();
-        for (part, groups, values_skipped, seen, only, bucket_count) in &mut built {
+        for (built, written) in built.iter().zip(writes) {
+            let part = built.part;
             let rows = series
                 .entry((request.tenant, request.report.clone(), part.window))
                 .or_default();
             let before = rows.len();
-            rows.retain(|((day, _), _), _| {
-                !(part.range.contains(*day) && only.as_ref().is_none_or(|only| only.contains(day)))
-            });
-            let rows_deleted = (before - rows.len()) as u64;
-            let rows_inserted = groups.len() as u64;
-            for (key, measures) in std::mem::take(groups) {
-                rows.insert(
-                    key,
-                    Stored {
-                        measures,
-                        computed_at: request.computed_at,
-                        run_id: part.run_id,
-                    },
-                );
+            if !built.delta {
+                rows.retain(|((day, _), _), _| {
+                    !(part.range.contains(*day)
+                        && built.only.as_ref().is_none_or(|only| only.contains(day)))
+                });
             }
+            let rows_deleted = (before - rows.len()) as u64;
+            let rows_inserted = written.len() as u64;
+            rows.extend(written);
             outcomes.push(RollupRebuildOutcome {
                 rows_deleted,
                 rows_inserted,
-                values_skipped: *values_skipped,
-                bucket_count: *bucket_count,
-                dirty: seen
+                values_skipped: built.values_skipped,
+                bucket_count: built.bucket_count,
+                dirty: built
+                    .seen
                     .iter()
                     .map(|(day, dirty)| dirty.bucket(part.window, *day))
                     .collect(),
             });
         }
         drop(series);
-        // The marks seen are cleared, unless they changed since they were read.
+        // The marks seen are cleared, unless they changed since they were read; a window
+        // whose every mark was seen in its range counts exactly the events read: its watermark.
         let mut tenants = write(&self.events.tenants);
         if let Some(held) = tenants.get_mut(&request.tenant) {
-            for (part, _, _, seen, _, _) in &built {
-                for (day, dirty) in seen {
-                    let key = (request.report.clone(), part.window, *day);
+            for built in &built {
+                let window = built.part.window;
+                for (day, dirty) in &built.seen {
+                    let key = (request.report.clone(), window, *day);
                     match held.marks.get_mut(&key) {
                         Some(now) if now.version <= dirty.version => {
                             held.marks.remove(&key);
@@ -293,6 +373,11 @@ impl RollupStore for InMemoryRollupStore {
                         None => {}
                     }
                 }
+                let key = (request.report.clone(), window);
+                match built.watermark {
+                    Some(snapshot) => held.counted.insert(key, snapshot),
+                    None => held.counted.remove(&key),
+                };
             }
         }
         Ok(outcomes)
@@ -401,7 +486,7 @@ impl RollupStore for InMemoryRollupStore {
         for event in tenants
             .get(&span.tenant)
             .iter()
-            .flat_map(|t| t.events.iter())
+            .flat_map(|t| t.events.iter().map(|(_, event)| event))
             .filter(|event| span.counts(event))
         {
             for (value, measure) in values.iter_mut().zip(measures) {
@@ -423,6 +508,10 @@ impl RollupStore for InMemoryRollupStore {
                 true
             }
         });
+        drop(series);
+        if let Some(held) = write(&self.events.tenants).get_mut(&tenant) {
+            held.counted.retain(|(r, _), _| r != report);
+        }
         Ok(removed)
     }
 
@@ -438,6 +527,10 @@ impl RollupStore for InMemoryRollupStore {
                 true
             }
         });
+        drop(series);
+        if let Some(held) = write(&self.events.tenants).get_mut(&tenant) {
+            held.counted.clear();
+        }
         Ok(removed)
     }
 }
@@ -519,6 +612,9 @@ fn mark_definition(
     versions: &std::sync::atomic::AtomicU64,
 ) {
     let today = at.date();
+    tenant
+        .counted
+        .retain(|(report, _), _| *report != definition.slug);
     let marks: BTreeSet<Mark> = definition
         .windows
         .iter()
@@ -595,6 +691,7 @@ impl RollupDefinitions for InMemoryRollupDefinitions {
             return Ok(false);
         };
         held.marks.retain(|(report, _, _), _| report != slug);
+        held.counted.retain(|(report, _), _| report != slug);
         Ok(held.definitions.remove(slug).is_some())
     }
 

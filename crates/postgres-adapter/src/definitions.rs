@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 use crate::{
     error::{Failure, PgResultExt, corrupt},
-    freshness::{LOCK_DEFINITIONS, mark_definition},
+    freshness::{DROP_WATERMARKS_OF, LOCK_DEFINITIONS, mark_definition},
 };
 
 /// Rollup definitions in PostgreSQL.
@@ -199,6 +199,9 @@ impl RollupDefinitions for PostgresRollupDefinitions {
         )
         .await
         .classify("deleting a rollup definition's marks")?;
+        tx.execute(DROP_WATERMARKS_OF, &[&tenant.get(), &slug.as_str()])
+            .await
+            .classify("deleting a rollup definition's watermarks")?;
         tx.commit()
             .await
             .classify("committing a rollup definition's deletion")?;

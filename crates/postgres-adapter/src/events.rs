@@ -300,7 +300,8 @@ impl EventAdmin for PostgresEventStore {
             .classify("clearing events")?;
         // What the events made dirty goes with them.
         tx.batch_execute(&format!(
-            "DELETE FROM stale_days WHERE tenant_id = {t}; DELETE FROM dirty_buckets WHERE tenant_id = {t}",
+            "DELETE FROM stale_days WHERE tenant_id = {t}; DELETE FROM dirty_buckets WHERE tenant_id = {t};
+             DELETE FROM refresh_watermarks WHERE tenant_id = {t}",
             t = tenant.get()
         ))
         .await

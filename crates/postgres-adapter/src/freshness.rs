@@ -88,8 +88,20 @@ pub(crate) async fn mark_definition(
         )
         .await
         .classify("marking a definition's buckets dirty")?;
+    client
+        .execute(
+            DROP_WATERMARKS_OF,
+            &[&tenant.get(), &definition.slug.as_str()],
+        )
+        .await
+        .classify("dropping a redefined rollup's watermarks")?;
     Ok(())
 }
+
+/// The watermarks of tenant `$1`'s rollup `$2` go: its rows no longer count what a watermark
+/// says (it changed or went), so its next runs rebuild its dirty buckets.
+pub(crate) const DROP_WATERMARKS_OF: &str =
+    "DELETE FROM refresh_watermarks WHERE tenant_id = $1 AND report_slug = $2";
 
 /// The columns of a mark as a rebuild and a read see it.
 pub(crate) const MARK_COLUMNS: &str = "window_name, bucket_start, version, first_marked_at, reason";

@@ -11,8 +11,8 @@ use application::ports::{
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{
-    Combine, DateRange, DirtyBucket, DirtyScope, Field, MeasureKind, NumericField, ReportSlug,
-    Rollup, RollupOrder, RollupPage, RollupQuery, RollupRow, RunMode, TenantId, Window,
+    Combine, DateRange, DirtyBucket, DirtyReason, DirtyScope, Field, MeasureKind, NumericField,
+    ReportSlug, Rollup, RollupOrder, RollupPage, RollupQuery, RollupRow, RunMode, TenantId, Window,
     rollup::{MeasureValue, MergedPage, MergedRow, SpanQuery},
     sketch::{self, Sketch},
 };
@@ -30,7 +30,7 @@ use tokio_postgres::{
 
 use crate::{
     error::{PgResultExt, corrupt, delete_in_batches},
-    freshness::{MARK_COLUMNS, SeenMark, seen_mark},
+    freshness::{DROP_WATERMARKS_OF, MARK_COLUMNS, SeenMark, seen_mark},
 };
 
 /// A value of the hll extension's type, as its bytes (its binary form is its storage form).
@@ -194,8 +194,12 @@ const SOURCE_SLUGS: &str = " LEFT JOIN event_sources es ON es.id = e.source_id";
 /// hash of every (bucket, values) group beats a range scan per bucket (measured by the bench's
 /// rollup phase); the groups are few (buckets × distinct values). It is a plain `SELECT`, so
 /// PostgreSQL may scan in parallel, which it never does for an `INSERT … SELECT`.
-fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
-    let mut binds = Binds::after(4);
+///
+/// With `delta`, the events are only those stored since the snapshot `$5` (as text): visible
+/// in the reading transaction's snapshot and not in that one, found through the events' index
+/// on `(tenant_id, ingest_xid)`.
+fn aggregate_sql(rollup: &Rollup, delta: bool) -> (String, Binds) {
+    let mut binds = Binds::after(if delta { 5 } else { 4 });
     // A distinct count of sources counts their slugs: joined once, not looked up per event.
     let counts_sources = rollup
         .measures
@@ -229,6 +233,12 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
         if dimension.required {
             filters.push_str(&format!(" AND {expression} IS NOT NULL"));
         }
+    }
+    if delta {
+        filters.push_str(
+            " AND e.ingest_xid >= pg_snapshot_xmin($5::text::pg_snapshot)
+              AND NOT pg_visible_in_snapshot(e.ingest_xid, $5::text::pg_snapshot)",
+        );
     }
     // The bucket is the first column, then the dimensions.
     let group_by = (1..=rollup.dimensions.len() + 1)
@@ -307,6 +317,93 @@ fn aggregate_sql(rollup: &Rollup) -> (String, Binds) {
     );
     (sql, binds)
 }
+
+/// Adds the rows of a delta (the aggregation of new events) to the stored rows of one window
+/// of `rollup`: `$1` tenant, `$2` report, `$3` window, `$4` computed_at, `$5` run, then one
+/// array per column of the delta rows: `$6` bucket starts, `$7` hours, `$8..=$10` dimension
+/// values, and from `$11` one per measure (totals for a summed one, sketches for a distinct
+/// one). A stored row of the same bucket and values gains the delta's totals and the union of
+/// its sketches and points to the run; a delta row without one is inserted.
+///
+/// Rows are unique by construction (see migration V10): the caller holds the window's rebuild
+/// lock, and each delta row is its own group. The stored rows are matched on a key compared as
+/// an array, which holds nulls as values and hashes, so the rows of the touched buckets are
+/// joined to the delta in one hash join, not probed row by row.
+fn merge_sql(rollup: &Rollup) -> String {
+    let measures = &rollup.measures;
+    let arrays: String = measures
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let kind = match m.kind.combine() {
+                Combine::Sum => "int8",
+                Combine::Distinct => "bytea",
+            };
+            format!(", ${}::{kind}[]", 11 + i)
+        })
+        .collect();
+    let names: String = (0..measures.len()).map(|i| format!(", v{i}")).collect();
+    let any_distinct = measures
+        .iter()
+        .any(|m| m.kind.combine() == Combine::Distinct);
+    let column = |sum: &dyn Fn(usize) -> String, distinct: &dyn Fn(usize) -> String| {
+        let totals: Vec<String> = measures
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m.kind.combine() {
+                Combine::Sum => sum(i),
+                Combine::Distinct => "NULL::int8".to_owned(),
+            })
+            .collect();
+        let sketches: Vec<String> = measures
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m.kind.combine() {
+                Combine::Sum => "NULL::bytea".to_owned(),
+                Combine::Distinct => distinct(i),
+            })
+            .collect();
+        let sketches = if any_distinct {
+            format!("ARRAY[{}]::bytea[]", sketches.join(", "))
+        } else {
+            "NULL::bytea[]".to_owned()
+        };
+        (format!("ARRAY[{}]::int8[]", totals.join(", ")), sketches)
+    };
+    let (new_totals, new_sketches) = column(&|i| format!("u.v{i}"), &|i| format!("u.v{i}"));
+    let (merged_totals, merged_sketches) =
+        column(&|i| format!("r.measure_values[{}] + u.v{i}", i + 1), &|i| {
+            format!(
+                "hll_union(r.sketches[{}]::hll, u.v{i}::hll)::text::bytea",
+                i + 1
+            )
+        });
+    format!(
+        "WITH delta AS MATERIALIZED (
+            SELECT * FROM unnest($6::date[], $7::int2[], $8::text[], $9::text[], $10::text[]{arrays})
+                WITH ORDINALITY AS u(b, h, d1, d2, d3{names}, i)
+        ), updated AS (
+            UPDATE rollup_snapshots r
+            SET measure_values = {merged_totals}, sketches = {merged_sketches},
+                computed_at = $4, run_id = $5
+            FROM delta u
+            WHERE r.tenant_id = $1 AND r.report_slug = $2 AND r.window_name = $3
+              AND r.bucket_start = ANY($6::date[])
+              AND r.bucket_start = u.b AND r.bucket_hour = u.h
+              AND ARRAY[r.d1, r.d2, r.d3] = ARRAY[u.d1, u.d2, u.d3] COLLATE \"C\"
+            RETURNING u.i
+        )
+        INSERT INTO rollup_snapshots (tenant_id, report_slug, window_name, bucket_start,
+                                      bucket_hour, d1, d2, d3, measure_values, sketches,
+                                      computed_at, run_id)
+        SELECT $1, $2, $3, u.b, u.h, u.d1, u.d2, u.d3, {new_totals}, {new_sketches}, $4, $5
+        FROM delta u
+        WHERE u.i NOT IN (SELECT i FROM updated)"
+    )
+}
+
+/// How many delta rows one statement of [`merge_sql`] adds.
+const MERGE_CHUNK: usize = 5_000;
 
 /// The aggregation of the events of a span: `$1` tenant, events that occurred in `[$2, $3)`,
 /// passing `rollup`'s filters, with a value for each required dimension and, at each position
@@ -782,6 +879,92 @@ impl Fold {
     }
 }
 
+/// One row of [`aggregate_sql`]: its bucket, dimension values, measures, and how many values
+/// the measures skipped.
+fn aggregated(
+    row: &tokio_postgres::Row,
+) -> Result<(Bucket, Key, Vec<MeasureValue>, u64), StoreError> {
+    let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
+    let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
+    let bucket: Bucket = (start.date(), start.hour());
+    let key: Key = [
+        row.try_get(1).map_err(get)?,
+        row.try_get(2).map_err(get)?,
+        row.try_get(3).map_err(get)?,
+    ];
+    let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
+    let skipped = u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
+    let mut sketch_column = 6;
+    let mut measures = Vec::with_capacity(totals.len());
+    for total in totals {
+        measures.push(match total {
+            Some(total) => MeasureValue::Total(total),
+            None => {
+                sketch_column += 1;
+                MeasureValue::Distinct(sketch_at(row, sketch_column - 1)?)
+            }
+        });
+    }
+    Ok((bucket, key, measures, skipped))
+}
+
+/// Adds `rows` of a delta to the stored rows of `part`'s window with [`merge_sql`] (`sql`);
+/// returns how many rows it wrote (updated or inserted).
+async fn merge(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    target: &Target<'_>,
+    part: &WindowRebuild,
+    rows: Vec<Written>,
+) -> Result<u64, StoreError> {
+    let count = rows.len() as u64;
+    let measures = rows.first().map_or(0, |(_, _, values)| values.len());
+    let mut starts = Vec::with_capacity(rows.len());
+    let mut hours = Vec::with_capacity(rows.len());
+    let mut keys: [Vec<Option<String>>; 3] = Default::default();
+    let mut totals: Vec<Vec<Option<i64>>> = vec![Vec::with_capacity(rows.len()); measures];
+    let mut sketches: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::with_capacity(rows.len()); measures];
+    for ((start, hour), key, values) in rows {
+        starts.push(start);
+        hours.push(i16::from(hour));
+        for (column, value) in keys.iter_mut().zip(key) {
+            column.push(value);
+        }
+        for (i, value) in values.iter().enumerate() {
+            match value {
+                MeasureValue::Total(total) => totals[i].push(Some(*total)),
+                MeasureValue::Distinct(sketch) => sketches[i].push(Some(sketch.to_bytes())),
+            }
+        }
+    }
+    let window = part.window.as_str();
+    let run = part.run_id.as_uuid();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &target.tenant,
+        &target.slug,
+        &window,
+        &target.computed_at,
+        &run,
+        &starts,
+        &hours,
+        &keys[0],
+        &keys[1],
+        &keys[2],
+    ];
+    for (totals, sketches) in totals.iter().zip(&sketches) {
+        // A measure's column holds what it is: totals for a summed one, sketches else.
+        if sketches.is_empty() {
+            params.push(totals);
+        } else {
+            params.push(sketches);
+        }
+    }
+    tx.execute(sql, &params)
+        .await
+        .classify("adding new events to rollup snapshots")?;
+    Ok(count)
+}
+
 const DELETE_BUCKETS: &str = "
     DELETE FROM rollup_snapshots
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start BETWEEN $4 AND $5";
@@ -791,13 +974,36 @@ const DELETE_LISTED_BUCKETS: &str = "
     DELETE FROM rollup_snapshots
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = $3 AND bucket_start = ANY($4::date[])";
 
-/// The marks of a rebuild's windows `$3` starting in `$4..=$5`, read in the snapshot the
-/// events are read in.
+/// Every mark of a rebuild's windows `$3`, read in the snapshot the events are read in: those
+/// inside a window's range are its dirty buckets, one outside keeps the window from taking a
+/// watermark.
 const SEEN_MARKS: &str = "
     SELECT window_name, bucket_start, version, first_marked_at, reason FROM dirty_buckets
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])
-      AND bucket_start BETWEEN $4 AND $5
     ORDER BY window_name, bucket_start";
+
+/// The snapshot a rebuild reads the events in, as text.
+const CURRENT_SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
+
+/// The watermarks of a rebuild's windows `$3` (see migration V14), read in its snapshot. One
+/// from beyond this snapshot (taken in another cluster, before a restore) is not one.
+const WATERMARKS: &str = "
+    SELECT window_name, counted::text FROM refresh_watermarks
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])
+      AND pg_snapshot_xmax(counted) <= pg_snapshot_xmax(pg_current_snapshot())";
+
+/// The watermark of windows `$3` (each with its run, `$5`) becomes the rebuild's snapshot `$4`.
+const SET_WATERMARKS: &str = "
+    INSERT INTO refresh_watermarks (tenant_id, report_slug, window_name, counted, run_id)
+    SELECT $1, $2, w, $4::text::pg_snapshot, r FROM unnest($3::text[], $5::uuid[]) AS s(w, r)
+    ON CONFLICT (tenant_id, report_slug, window_name) DO UPDATE
+    SET counted = EXCLUDED.counted, run_id = EXCLUDED.run_id";
+
+/// Windows `$3` have no watermark any more: some of their buckets do not count the events of
+/// the rebuild's snapshot.
+const DROP_WATERMARKS: &str = "
+    DELETE FROM refresh_watermarks
+    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])";
 
 /// Clears the marks a rebuild saw (`$3` windows, `$4` buckets, `$5` versions) unless they
 /// changed since: a change committed after the rebuild's snapshot has a greater version (the
@@ -892,6 +1098,9 @@ impl RollupStore for PostgresRollupStore {
         let started = std::time::Instant::now();
         let mut first_row = None;
         let mut seen: Vec<SeenMark> = Vec::new();
+        // The windows with a mark outside their range, and the snapshot the events are read in.
+        let mut outside: BTreeSet<Window> = BTreeSet::new();
+        let mut snapshot = String::new();
         let streamed = async {
             // The marks and the passes read one snapshot of the events.
             let read = reader
@@ -901,11 +1110,28 @@ impl RollupStore for PostgresRollupStore {
                 .start()
                 .await
                 .classify("starting a rollup aggregation")?;
+            snapshot = read
+                .query_one(CURRENT_SNAPSHOT, &[])
+                .await
+                .classify("reading the snapshot of a rebuild")?
+                .try_get(0)
+                .map_err(|e| corrupt("snapshot", e))?;
             let names: Vec<&str> = request.windows.iter().map(|w| w.window.as_str()).collect();
-            let first = request.windows.iter().map(|w| w.range.from()).min();
-            let last = request.windows.iter().map(|w| w.range.to()).max();
+            let mut counted: BTreeMap<Window, String> = BTreeMap::new();
             for row in read
-                .query(SEEN_MARKS, &[&tenant, &slug, &names, &first, &last])
+                .query(WATERMARKS, &[&tenant, &slug, &names])
+                .await
+                .classify("reading the watermarks of a rebuild")?
+            {
+                let get = |e: tokio_postgres::Error| corrupt("refresh watermark", e);
+                let window: String = row.try_get(0).map_err(get)?;
+                let window = window
+                    .parse::<Window>()
+                    .map_err(|e| corrupt("refresh watermark window", e))?;
+                counted.insert(window, row.try_get(1).map_err(get)?);
+            }
+            for row in read
+                .query(SEEN_MARKS, &[&tenant, &slug, &names])
                 .await
                 .classify("reading the dirty buckets of a rebuild")?
             {
@@ -914,14 +1140,34 @@ impl RollupStore for PostgresRollupStore {
                     w.window == mark.bucket.window && w.range.contains(mark.bucket.bucket_start)
                 }) {
                     seen.push(mark);
+                } else {
+                    outside.insert(mark.bucket.window);
                 }
             }
-            // Each window's buckets: all of its range, or its dirty ones.
+            // An incremental window with a watermark, and no bucket dirty for a change of its
+            // definition, adds the events stored since to its rows (a delta) instead of
+            // rebuilding its dirty buckets.
+            let delta: Vec<Option<&String>> = request
+                .windows
+                .iter()
+                .map(|part| {
+                    let redefined = seen.iter().any(|m| {
+                        m.bucket.window == part.window && m.bucket.reason == DirtyReason::Definition
+                    });
+                    (part.mode == RunMode::Incremental && !redefined)
+                        .then(|| counted.get(&part.window))
+                        .flatten()
+                })
+                .collect();
+            // Each window's buckets to rebuild: all of its range, or its dirty ones, or none
+            // for a delta.
             let only: Vec<Option<BTreeSet<Date>>> = request
                 .windows
                 .iter()
-                .map(|part| match part.mode {
+                .zip(&delta)
+                .map(|(part, delta)| match part.mode {
                     RunMode::Full => None,
+                    RunMode::Incremental if delta.is_some() => Some(BTreeSet::new()),
                     RunMode::Incremental => Some(
                         seen.iter()
                             .filter(|m| m.bucket.window == part.window)
@@ -939,6 +1185,13 @@ impl RollupStore for PostgresRollupStore {
                     .filter(|m| m.bucket.window == part.window)
                     .map(|m| m.bucket)
                     .collect();
+                let per_bucket = if part.window.is_hourly() { 24 } else { 1 };
+                if delta[i].is_some() {
+                    outcome.bucket_count = u32::try_from(outcome.dirty.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_mul(per_bucket);
+                    continue;
+                }
                 outcome.rows_deleted = match &only[i] {
                     None => {
                         outcome.bucket_count = part.window.bucket_count(part.range);
@@ -955,7 +1208,6 @@ impl RollupStore for PostgresRollupStore {
                         .await
                     }
                     Some(only) => {
-                        let per_bucket = if part.window.is_hourly() { 24 } else { 1 };
                         outcome.bucket_count = u32::try_from(only.len())
                             .unwrap_or(u32::MAX)
                             .saturating_mul(per_bucket);
@@ -972,7 +1224,7 @@ impl RollupStore for PostgresRollupStore {
             read.batch_execute(AGGREGATE_SETTINGS)
                 .await
                 .classify("configuring the rollup aggregation")?;
-            let (sql, binds) = aggregate_sql(&request.rollup);
+            let (sql, binds) = aggregate_sql(&request.rollup, false);
             let target = Target {
                 tenant,
                 slug,
@@ -1005,28 +1257,7 @@ impl RollupStore for PostgresRollupStore {
                     while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
                         first_row.get_or_insert_with(|| started.elapsed());
                         let row = row.classify("aggregating events into rollup snapshots")?;
-                        let get = |e: tokio_postgres::Error| corrupt("aggregated rollup row", e);
-                        let start: PrimitiveDateTime = row.try_get(0).map_err(get)?;
-                        let bucket: Bucket = (start.date(), start.hour());
-                        let key: Key = [
-                            row.try_get(1).map_err(get)?,
-                            row.try_get(2).map_err(get)?,
-                            row.try_get(3).map_err(get)?,
-                        ];
-                        let totals: Vec<Option<i64>> = row.try_get(4).map_err(get)?;
-                        let skipped =
-                            u64::try_from(row.try_get::<_, i64>(5).map_err(get)?).unwrap_or(0);
-                        let mut sketch_column = 6;
-                        let mut measures = Vec::with_capacity(totals.len());
-                        for total in totals {
-                            measures.push(match total {
-                                Some(total) => MeasureValue::Total(total),
-                                None => {
-                                    sketch_column += 1;
-                                    MeasureValue::Distinct(sketch_at(&row, sketch_column - 1)?)
-                                }
-                            });
-                        }
+                        let (bucket, key, measures, skipped) = aggregated(&row)?;
                         for (i, fold) in &mut folds {
                             if !fold.covers(bucket.0) {
                                 continue;
@@ -1045,6 +1276,41 @@ impl RollupStore for PostgresRollupStore {
                         fold.write(copy.as_mut(), &target, written).await?;
                 }
                 copy.finish().await.classify("writing rollup snapshots")?;
+            }
+            // The deltas: each window's events stored since its watermark, at its own grain,
+            // added to its rows a chunk at a time as they stream in.
+            if delta.iter().any(Option::is_some) {
+                let (sql, binds) = aggregate_sql(&request.rollup, true);
+                let merging = merge_sql(&request.rollup);
+                for &i in &order {
+                    let Some(counted) = delta[i] else { continue };
+                    let part = &request.windows[i];
+                    let (grain, from, to) =
+                        (part.window.as_str(), part.range.from(), part.range.to());
+                    let fixed: [&(dyn ToSql + Sync); 5] = [&tenant, &grain, &from, &to, counted];
+                    let rows = read
+                        .query_raw(&sql, with_fixed(&fixed, &binds))
+                        .await
+                        .classify("aggregating new events of a rollup")?;
+                    let mut rows = pin!(rows);
+                    let mut pending: Vec<Written> = Vec::new();
+                    while let Some(row) = poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                        first_row.get_or_insert_with(|| started.elapsed());
+                        let row = row.classify("aggregating new events of a rollup")?;
+                        let (bucket, key, measures, skipped) = aggregated(&row)?;
+                        outcomes[i].values_skipped += skipped;
+                        pending.push((bucket, key, measures));
+                        if pending.len() == MERGE_CHUNK {
+                            let rows = std::mem::take(&mut pending);
+                            outcomes[i].rows_inserted +=
+                                merge(&tx, &merging, &target, part, rows).await?;
+                        }
+                    }
+                    if !pending.is_empty() {
+                        outcomes[i].rows_inserted +=
+                            merge(&tx, &merging, &target, part, pending).await?;
+                    }
+                }
             }
             tracing::debug!(
                 first_row_ms = first_row.unwrap_or_default().as_millis() as u64,
@@ -1083,6 +1349,25 @@ impl RollupStore for PostgresRollupStore {
             )
             .await
             .classify("restamping the marks changed during a rebuild")?;
+        }
+        // A window whose every marked bucket was rebuilt or brought up to date counts exactly
+        // the events of this snapshot: it is the window's watermark.
+        let (dropped, kept): (Vec<&WindowRebuild>, Vec<&WindowRebuild>) = request
+            .windows
+            .iter()
+            .partition(|part| outside.contains(&part.window));
+        if !kept.is_empty() {
+            let names: Vec<&str> = kept.iter().map(|p| p.window.as_str()).collect();
+            let runs: Vec<uuid::Uuid> = kept.iter().map(|p| p.run_id.as_uuid()).collect();
+            tx.execute(SET_WATERMARKS, &[&tenant, &slug, &names, &snapshot, &runs])
+                .await
+                .classify("recording the watermarks of a rebuild")?;
+        }
+        if !dropped.is_empty() {
+            let names: Vec<&str> = dropped.iter().map(|p| p.window.as_str()).collect();
+            tx.execute(DROP_WATERMARKS, &[&tenant, &slug, &names])
+                .await
+                .classify("dropping the watermarks of a rebuild")?;
         }
         tx.commit().await.classify("committing a rollup rebuild")?;
         tracing::debug!(
@@ -1308,6 +1593,9 @@ impl RollupStore for PostgresRollupStore {
             )
             .await
             .classify("removing rollup rows")?;
+        tx.execute(DROP_WATERMARKS_OF, &[&tenant, &slug])
+            .await
+            .classify("removing rollup watermarks")?;
         tx.commit().await.classify("removing rollup rows")?;
         Ok(removed)
     }
@@ -1318,13 +1606,26 @@ impl RollupStore for PostgresRollupStore {
             .get()
             .await
             .classify("connecting to clear snapshots")?;
-        Ok(client
+        let mut client = client;
+        let tx = client
+            .transaction()
+            .await
+            .classify("starting to clear snapshots")?;
+        let cleared = tx
             .execute(
                 "DELETE FROM rollup_snapshots WHERE tenant_id = $1",
                 &[&tenant.get()],
             )
             .await
-            .classify("clearing snapshots")?)
+            .classify("clearing snapshots")?;
+        tx.execute(
+            "DELETE FROM refresh_watermarks WHERE tenant_id = $1",
+            &[&tenant.get()],
+        )
+        .await
+        .classify("clearing watermarks")?;
+        tx.commit().await.classify("clearing snapshots")?;
+        Ok(cleared)
     }
 }
 

@@ -353,13 +353,22 @@ pub async fn an_incremental_rebuild_rebuilds_only_the_dirty_buckets_and_equals_a
             untouched(&after) == untouched(before),
             "{window}: rows outside the dirty bucket changed"
         );
-        let rebuilt: Vec<&SnapshotRow> = after.iter().filter(|r| r.bucket_start == start).collect();
+        // After a complete build, a refresh adds the new events to the rows they fall in:
+        // those rows point to it, the other rows of the bucket are as they were.
+        let (changed, same): (Vec<&SnapshotRow>, Vec<&SnapshotRow>) = after
+            .iter()
+            .filter(|r| r.bucket_start == start)
+            .partition(|r| !before.contains(r));
         ensure!(
-            !rebuilt.is_empty()
-                && rebuilt
+            !changed.is_empty()
+                && changed
                     .iter()
                     .all(|r| r.run_id == refresh && r.computed_at == REFRESH),
-            "{window}: the rows of {start} should point to the refresh: {rebuilt:?}"
+            "{window}: the rows the late events fall in should point to the refresh: {changed:?}"
+        );
+        ensure!(
+            !same.is_empty() && same.iter().all(|r| r.run_id == full),
+            "{window}: the other rows of {start} should be the full build's: {same:?}"
         );
     }
 
