@@ -619,10 +619,12 @@ fn mark_definition(
         .windows
         .iter()
         .flat_map(|w| {
-            let kept = w.kept(today);
+            // Days after `today` too: events may be dated ahead of the clock that stores the
+            // definition, and their buckets count the old definition as much as any.
+            let kept_from = w.kept(today).from();
             tenant
                 .days()
-                .filter(move |day| kept.contains(*day))
+                .filter(move |day| *day >= kept_from)
                 .map(move |day| Mark {
                     report: definition.slug.clone(),
                     window: w.window,

@@ -322,7 +322,8 @@ fn aggregate_sql(rollup: &Rollup, delta: bool) -> (String, Binds) {
 /// of `rollup`: `$1` tenant, `$2` report, `$3` window, `$4` computed_at, `$5` run, then one
 /// array per column of the delta rows: `$6` bucket starts, `$7` hours, `$8..=$10` dimension
 /// values, and from `$11` one per measure (totals for a summed one, sketches for a distinct
-/// one). A stored row of the same bucket and values gains the delta's totals and the union of
+/// one); last, the bucket starts once each, which the planner reads to estimate how many
+/// stored rows the delta meets (it adds an estimate per element). A stored row of the same bucket and values gains the delta's totals and the union of
 /// its sketches and points to the run; a delta row without one is inserted.
 ///
 /// Rows are unique by construction (see migration V10): the caller holds the window's rebuild
@@ -343,6 +344,7 @@ fn merge_sql(rollup: &Rollup) -> String {
         })
         .collect();
     let names: String = (0..measures.len()).map(|i| format!(", v{i}")).collect();
+    let buckets = 11 + measures.len();
     let any_distinct = measures
         .iter()
         .any(|m| m.kind.combine() == Combine::Distinct);
@@ -388,7 +390,7 @@ fn merge_sql(rollup: &Rollup) -> String {
                 computed_at = $4, run_id = $5
             FROM delta u
             WHERE r.tenant_id = $1 AND r.report_slug = $2 AND r.window_name = $3
-              AND r.bucket_start = ANY($6::date[])
+              AND r.bucket_start = ANY(${buckets}::date[])
               AND r.bucket_start = u.b AND r.bucket_hour = u.h
               AND ARRAY[r.d1, r.d2, r.d3] = ARRAY[u.d1, u.d2, u.d3] COLLATE \"C\"
             RETURNING u.i
@@ -402,8 +404,16 @@ fn merge_sql(rollup: &Rollup) -> String {
     )
 }
 
+/// The planner may join the delta to the stored rows with an index probe per delta row, each
+/// reading every row of its bucket (thousands, for a report by entity), or sort both sides on
+/// a key compared as an array; a hash join reads the touched buckets once. Measured on 5,000
+/// rows of one week of top-entities: 16.2 s probing, 0.09 s hashed; sorting took most of
+/// 0.15 s. Set for the merges only ([`MERGED_SETTINGS`] restores them).
+const MERGE_SETTINGS: &str = "SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off";
+const MERGED_SETTINGS: &str = "SET LOCAL enable_nestloop = on; SET LOCAL enable_mergejoin = on";
+
 /// How many delta rows one statement of [`merge_sql`] adds.
-const MERGE_CHUNK: usize = 5_000;
+const MERGE_CHUNK: usize = 10_000;
 
 /// The aggregation of the events of a span: `$1` tenant, events that occurred in `[$2, $3)`,
 /// passing `rollup`'s filters, with a value for each required dimension and, at each position
@@ -959,6 +969,9 @@ async fn merge(
             params.push(sketches);
         }
     }
+    let mut buckets = starts.clone();
+    buckets.dedup();
+    params.push(&buckets);
     tx.execute(sql, &params)
         .await
         .classify("adding new events to rollup snapshots")?;
@@ -1100,6 +1113,8 @@ impl RollupStore for PostgresRollupStore {
         let mut seen: Vec<SeenMark> = Vec::new();
         // The windows with a mark outside their range, and the snapshot the events are read in.
         let mut outside: BTreeSet<Window> = BTreeSet::new();
+        // The windows that added a delta to their rows.
+        let mut deltas: BTreeSet<Window> = BTreeSet::new();
         let mut snapshot = String::new();
         let streamed = async {
             // The marks and the passes read one snapshot of the events.
@@ -1282,9 +1297,13 @@ impl RollupStore for PostgresRollupStore {
             if delta.iter().any(Option::is_some) {
                 let (sql, binds) = aggregate_sql(&request.rollup, true);
                 let merging = merge_sql(&request.rollup);
+                tx.batch_execute(MERGE_SETTINGS)
+                    .await
+                    .classify("configuring the addition of new events")?;
                 for &i in &order {
                     let Some(counted) = delta[i] else { continue };
                     let part = &request.windows[i];
+                    deltas.insert(part.window);
                     let (grain, from, to) =
                         (part.window.as_str(), part.range.from(), part.range.to());
                     let fixed: [&(dyn ToSql + Sync); 5] = [&tenant, &grain, &from, &to, counted];
@@ -1311,6 +1330,9 @@ impl RollupStore for PostgresRollupStore {
                             merge(&tx, &merging, &target, part, pending).await?;
                     }
                 }
+                tx.batch_execute(MERGED_SETTINGS)
+                    .await
+                    .classify("configuring the addition of new events")?;
             }
             tracing::debug!(
                 first_row_ms = first_row.unwrap_or_default().as_millis() as u64,
@@ -1374,7 +1396,13 @@ impl RollupStore for PostgresRollupStore {
             committed_ms = started.elapsed().as_millis() as u64,
             "rollup rebuild committed"
         );
-        let inserted: u64 = outcomes.iter().map(|o| o.rows_inserted).sum();
+        // Rows a delta added to are not new to the statistics.
+        let inserted: u64 = outcomes
+            .iter()
+            .zip(&request.windows)
+            .filter(|(_, part)| !deltas.contains(&part.window))
+            .map(|(o, _)| o.rows_inserted)
+            .sum();
         if inserted >= ANALYZE_AFTER_ROWS {
             // A bulk write (a backfill, say) outruns autovacuum's statistics; reads plan on
             // them. The rows are committed: a failure here only leaves the old statistics.

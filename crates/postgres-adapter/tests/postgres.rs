@@ -1166,6 +1166,18 @@ async fn a_tenants_report_under_a_standard_slug_is_renamed_with_its_rows_and_run
 /// afterwards counts the event and clears the mark.
 #[tokio::test]
 async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<()> {
+    event_committed_during_a_rebuild(false).await
+}
+
+/// The same during a refresh that adds the events stored since its window's watermark (a
+/// delta): it counts the event stored before it began, not the one committed while it ran,
+/// and the next refresh counts that one, once.
+#[tokio::test]
+async fn an_event_committed_during_a_delta_refresh_is_counted_by_the_next_once() -> Result<()> {
+    event_committed_during_a_rebuild(true).await
+}
+
+async fn event_committed_during_a_rebuild(delta: bool) -> Result<()> {
     use application::ports::{
         EventIngestion, RollupRebuild, RollupStore, SnapshotRows, WindowRebuild,
     };
@@ -1203,6 +1215,41 @@ async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<
     let counted = |rows: Vec<application::ports::SnapshotRow>| -> i64 {
         rows.iter().map(|r| r.measure_values[0]).sum()
     };
+    // For a delta: the day is built (the window takes a watermark), then one more event is
+    // stored, which the concurrent refresh counts.
+    let before = if delta {
+        a.rollups
+            .rebuild(&rebuild(domain::RunMode::Full, RunId::generate()))
+            .await?;
+        let mut second = domain::demo::event(2, datetime!(2026-11-21 12:00 UTC));
+        second.event_id = "second".into();
+        second.occurred_at = datetime!(2026-11-18 10:30 UTC);
+        second.source = domain::SourceSlug::default_source();
+        a.events
+            .ingest(
+                TENANT,
+                vec![application::ports::IngestEvent {
+                    fingerprint: application::ingest::fingerprint(&second),
+                    event: second,
+                }],
+                datetime!(2026-11-18 10:30 UTC),
+            )
+            .await?;
+        let watermarks: i64 = db
+            .pool
+            .get()
+            .await?
+            .query_one("SELECT count(*) FROM refresh_watermarks", &[])
+            .await?
+            .get(0);
+        ensure!(
+            watermarks == 1,
+            "the built day's window takes a watermark, so the refresh is a delta"
+        );
+        2
+    } else {
+        1
+    };
 
     // The writer: an ingestion that stored its event and re-marked the day, not committed.
     let mut writer = db.pool.get().await?;
@@ -1227,7 +1274,12 @@ async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<
 
     // The rebuild reads its snapshot, then waits on the writer's mark to clear it.
     let rollups = a.rollups.clone();
-    let request = rebuild(domain::RunMode::Full, RunId::generate());
+    let mode = if delta {
+        domain::RunMode::Incremental
+    } else {
+        domain::RunMode::Full
+    };
+    let request = rebuild(mode, RunId::generate());
     let running = tokio::spawn(async move { rollups.rebuild(&request).await });
     let watcher = db.pool.get().await?;
     let mut waited = 0;
@@ -1263,7 +1315,7 @@ async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<
         .rows(TENANT, &volume.slug, 1, Window::Day, days)
         .await?;
     ensure!(
-        counted(rows) == 1,
+        counted(rows) == before,
         "the rebuild's snapshot predates the writer's event"
     );
     let dirty = a
@@ -1288,7 +1340,10 @@ async fn an_event_committed_during_a_rebuild_keeps_its_bucket_dirty() -> Result<
         .rollups
         .rows(TENANT, &volume.slug, 1, Window::Day, days)
         .await?;
-    ensure!(counted(rows) == 2, "the refresh counts both events");
+    ensure!(
+        counted(rows) == before + 1,
+        "the refresh counts the writer's event, once"
+    );
     ensure!(
         a.rollups
             .dirty(TENANT, &volume.slug, Window::Day, days)

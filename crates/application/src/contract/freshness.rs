@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use domain::{
     DateRange, DirtyBucket, DirtyReason, NewEvent, PageRequest, RollupDefinition, RollupOrder,
-    RollupQuery, RunId, RunMode, TenantId, Window,
+    RollupQuery, RollupRow, RunId, RunMode, TenantId, Window,
 };
 use serde_json::json;
 use time::{
@@ -106,6 +106,18 @@ async fn rebuild(
     run: RunId,
     at: OffsetDateTime,
 ) -> Result<Vec<RollupRebuildOutcome>> {
+    rebuild_in(f, definition, mode, run, at, quarter()?).await
+}
+
+/// Rebuilds every window of `definition` over `range` in `mode`, for `run`.
+async fn rebuild_in(
+    f: &Fixture,
+    definition: &RollupDefinition,
+    mode: RunMode,
+    run: RunId,
+    at: OffsetDateTime,
+    range: DateRange,
+) -> Result<Vec<RollupRebuildOutcome>> {
     Ok(f.rollups
         .rebuild(&RollupRebuild {
             tenant: f.tenant,
@@ -116,7 +128,7 @@ async fn rebuild(
                 .iter()
                 .map(|w| WindowRebuild {
                     window: w.window,
-                    range: w.window.widen(quarter().unwrap_or_else(|_| unreachable!())),
+                    range: w.window.widen(range),
                     mode,
                     run_id: run,
                 })
@@ -168,6 +180,36 @@ fn read_of(
         page: PageRequest::new(domain::pagination::MAX_LIMIT, 0),
         coarser: Vec::new(),
     }
+}
+
+/// What reads of every window of `definition` over the quarter return.
+async fn reads(f: &Fixture, definition: &RollupDefinition) -> Result<Vec<Vec<RollupRow>>> {
+    let mut all = Vec::new();
+    for window in definition.windows.iter().map(|w| w.window) {
+        all.push(
+            f.rollups
+                .read(&read_of(f.tenant, definition, window, quarter()?))
+                .await?
+                .rows,
+        );
+    }
+    Ok(all)
+}
+
+/// Whether what `definition`'s windows hold reads as a full rebuild over every event (which
+/// it then runs).
+async fn reads_as_a_full_rebuild(f: &Fixture, definition: &RollupDefinition) -> Result<()> {
+    let refreshed = reads(f, definition).await?;
+    rebuild(f, definition, RunMode::Full, RunId::generate(), REFRESH).await?;
+    let full = reads(f, definition).await?;
+    for ((window, refreshed), full) in definition.windows.iter().zip(refreshed).zip(full) {
+        ensure!(
+            refreshed == full,
+            "{}: the refreshed rows differ from a full rebuild's:\n{refreshed:?}\n{full:?}",
+            window.window
+        );
+    }
+    Ok(())
 }
 
 fn starts(buckets: &[DirtyBucket]) -> Vec<Date> {
@@ -640,4 +682,164 @@ pub async fn a_purge_deletes_only_the_events_before_the_cutoff(f: &Fixture) -> R
         "nothing is left to purge"
     );
     Ok(())
+}
+
+/// Users and events by channel, by day, week and month: a distinct measure, whose sketches a
+/// refresh unites with the stored ones.
+fn buyers() -> Result<RollupDefinition> {
+    definition(json!({
+        "slug": "buyers",
+        "measures": [{"name": "events", "kind": "count"},
+                     {"name": "users", "kind": "distinct", "field": "user_id"}],
+        "dimensions": [{"field": "properties.channel"}],
+        "windows": [{"window": "day", "retention_days": 365}, {"window": "week", "retention_days": 365},
+                    {"window": "month", "retention_days": 365}]
+    }))
+}
+
+pub async fn a_refresh_adds_new_distinct_values_as_a_full_rebuild_counts_them(
+    f: &Fixture,
+) -> Result<()> {
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let buyers = buyers()?;
+    define(f, f.tenant, &buyers).await?;
+    rebuild(f, &buyers, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    // Users already counted in the bucket, and new ones, on two days.
+    let mut late = Vec::new();
+    for (i, (day, user)) in [
+        (datetime!(2026-02-15 12:00 UTC), "u1"),
+        (datetime!(2026-02-15 13:00 UTC), "u-new-1"),
+        (datetime!(2026-02-15 14:00 UTC), "u-new-1"),
+        (datetime!(2026-01-20 09:00 UTC), "u2"),
+        (datetime!(2026-01-20 10:00 UTC), "u-new-2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut event = small_event(&format!("late-{i}"), day, json!({"channel": "web"}))?;
+        event.user_id = Some(user.to_owned());
+        late.push(event);
+    }
+    store_at(f.events.as_ref(), f.tenant, &late, LATE_AT).await?;
+    let outcomes = rebuild(f, &buyers, RunMode::Incremental, RunId::generate(), REFRESH).await?;
+    ensure!(
+        outcomes
+            .iter()
+            .all(|o| o.rows_deleted == 0 && o.rows_inserted > 0 && o.dirty.len() == 2),
+        "after a complete build, the refresh adds to the two dirty buckets' rows: {outcomes:?}"
+    );
+    reads_as_a_full_rebuild(f, &buyers).await
+}
+
+pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -> Result<()> {
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let purchases = purchases()?;
+    define(f, f.tenant, &purchases).await?;
+    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    // Every event now, not purchases alone: the stored rows count what the old definition
+    // did, so nothing can be added to them.
+    let mut everything = purchases.clone();
+    everything.rollup.filters.clear();
+    f.definitions
+        .replace(f.tenant, &everything, LATE_AT)
+        .await
+        .map_err(|e| anyhow::anyhow!("replacing the definition: {e}"))?;
+    let refresh = RunId::generate();
+    let outcomes = rebuild(f, &everything, RunMode::Incremental, refresh, REFRESH).await?;
+    ensure!(
+        outcomes.iter().all(|o| o.rows_deleted > 0
+            && !o.dirty.is_empty()
+            && o.dirty.iter().all(|d| d.reason == DirtyReason::Definition)),
+        "the refresh should rebuild the buckets the definition dirtied: {outcomes:?}"
+    );
+    for window in [Window::Day, Window::Week, Window::Month] {
+        let stale: Vec<SnapshotRow> = rows(f, &everything, window)
+            .await?
+            .into_iter()
+            .filter(|r| r.run_id != refresh)
+            .collect();
+        ensure!(
+            stale.is_empty(),
+            "{window}: rows the refresh did not rewrite: {stale:?}"
+        );
+    }
+    // That refresh brought every bucket up to date: the next one adds a late event alone.
+    store_at(
+        f.events.as_ref(),
+        f.tenant,
+        &[late_purchase("late")?],
+        REFRESH,
+    )
+    .await?;
+    let outcomes = rebuild(
+        f,
+        &everything,
+        RunMode::Incremental,
+        RunId::generate(),
+        REFRESH,
+    )
+    .await?;
+    ensure!(
+        outcomes
+            .iter()
+            .all(|o| o.rows_deleted == 0 && o.rows_inserted == 1),
+        "the next refresh adds one event to one row per window: {outcomes:?}"
+    );
+    reads_as_a_full_rebuild(f, &everything).await
+}
+
+pub async fn a_bucket_left_dirty_outside_a_runs_range_is_rebuilt_by_the_next_refresh(
+    f: &Fixture,
+) -> Result<()> {
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    let purchases = purchases()?;
+    define(f, f.tenant, &purchases).await?;
+    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    // Late purchases in January and in February; a refresh of February alone.
+    let mut january = late_purchase("late-january")?;
+    january.occurred_at = datetime!(2026-01-20 12:00 UTC);
+    store_at(
+        f.events.as_ref(),
+        f.tenant,
+        &[january, late_purchase("late-february")?],
+        LATE_AT,
+    )
+    .await?;
+    let february = range(date!(2026 - 02 - 01), date!(2026 - 02 - 28))?;
+    rebuild_in(
+        f,
+        &purchases,
+        RunMode::Incremental,
+        RunId::generate(),
+        REFRESH,
+        february,
+    )
+    .await?;
+    let left = dirty(f, f.tenant, &purchases, Window::Day).await?;
+    ensure!(
+        starts(&left) == [date!(2026 - 01 - 20)],
+        "the January day stays dirty: {left:?}"
+    );
+    // February counts its late purchase, January does not: the next refresh must count
+    // January's, and February's no second time.
+    store_at(
+        f.events.as_ref(),
+        f.tenant,
+        &[late_purchase("later-february")?],
+        REFRESH,
+    )
+    .await?;
+    rebuild(
+        f,
+        &purchases,
+        RunMode::Incremental,
+        RunId::generate(),
+        REFRESH,
+    )
+    .await?;
+    for window in [Window::Day, Window::Week, Window::Month] {
+        let left = dirty(f, f.tenant, &purchases, window).await?;
+        ensure!(left.is_empty(), "{window}: marks left: {left:?}");
+    }
+    reads_as_a_full_rebuild(f, &purchases).await
 }

@@ -379,6 +379,9 @@ macro_rules! contract_tests {
             clearing_the_events_clears_their_marks,
             expiry_deletes_only_the_buckets_before_the_cutoff_with_their_marks,
             a_purge_deletes_only_the_events_before_the_cutoff,
+            a_refresh_adds_new_distinct_values_as_a_full_rebuild_counts_them,
+            a_redefined_rollup_refreshes_its_dirty_buckets_whole,
+            a_bucket_left_dirty_outside_a_runs_range_is_rebuilt_by_the_next_refresh,
         ] $($rest)* }
     };
     (@port rollup_definitions $($rest:tt)*) => {
