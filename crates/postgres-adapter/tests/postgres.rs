@@ -1186,20 +1186,27 @@ async fn event_committed_during_a_rebuild(delta: bool) -> Result<()> {
     let day = date!(2026 - 11 - 18);
     let days = DateRange::new(day, day)?;
     let volume = domain::rollup::builtin(domain::ReportKind::VolumeByPeriod).clone();
-    let mut first = domain::demo::event(1, datetime!(2026-11-21 12:00 UTC));
-    first.event_id = "first".into();
-    first.occurred_at = datetime!(2026-11-18 10:00 UTC);
-    first.source = domain::SourceSlug::default_source();
-    a.events
-        .ingest(
-            TENANT,
-            vec![application::ports::IngestEvent {
-                fingerprint: application::ingest::fingerprint(&first),
-                event: first,
-            }],
-            datetime!(2026-11-18 10:00 UTC),
-        )
-        .await?;
+    // Stores event `n`, with `id`, on the day at `at` (when it is stored too).
+    let ingest = |n: u64, id: &str, at: time::OffsetDateTime| {
+        let mut event = domain::demo::event(n, datetime!(2026-11-21 12:00 UTC));
+        event.event_id = id.into();
+        event.occurred_at = at;
+        event.source = domain::SourceSlug::default_source();
+        let events = a.events.clone();
+        async move {
+            events
+                .ingest(
+                    TENANT,
+                    vec![application::ports::IngestEvent {
+                        fingerprint: application::ingest::fingerprint(&event),
+                        event,
+                    }],
+                    at,
+                )
+                .await
+        }
+    };
+    ingest(1, "first", datetime!(2026-11-18 10:00 UTC)).await?;
     let rebuild = |mode: domain::RunMode, run: RunId| RollupRebuild {
         tenant: TENANT,
         report: volume.slug.clone(),
@@ -1221,20 +1228,7 @@ async fn event_committed_during_a_rebuild(delta: bool) -> Result<()> {
         a.rollups
             .rebuild(&rebuild(domain::RunMode::Full, RunId::generate()))
             .await?;
-        let mut second = domain::demo::event(2, datetime!(2026-11-21 12:00 UTC));
-        second.event_id = "second".into();
-        second.occurred_at = datetime!(2026-11-18 10:30 UTC);
-        second.source = domain::SourceSlug::default_source();
-        a.events
-            .ingest(
-                TENANT,
-                vec![application::ports::IngestEvent {
-                    fingerprint: application::ingest::fingerprint(&second),
-                    event: second,
-                }],
-                datetime!(2026-11-18 10:30 UTC),
-            )
-            .await?;
+        ingest(2, "second", datetime!(2026-11-18 10:30 UTC)).await?;
         let watermarks: i64 = db
             .pool
             .get()
