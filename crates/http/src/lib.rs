@@ -19,6 +19,7 @@ use application::{
 };
 
 pub mod auth;
+pub mod dashboard;
 pub mod dto;
 pub mod envelope;
 pub mod error;
@@ -131,6 +132,16 @@ pub fn build_app(
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(web::scope("/api/v1").configure(routes::configure))
+        .service(
+            web::resource("/")
+                .route(routes::read().to(dashboard::index))
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
+        .service(
+            web::resource("/assets/{path:.*}")
+                .route(routes::read().to(dashboard::asset))
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
         .default_service(web::to(routes::not_found))
         .wrap(middleware::from_fn(request_id::middleware))
 }

@@ -99,16 +99,21 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/openapi.json")
             .route(read().to(openapi::openapi_json))
             .default_service(method_not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/docs")
+            .route(read().to(crate::dashboard::docs))
+            .default_service(method_not_allowed("GET, HEAD")),
     );
 }
 
 /// A route answering GET, and HEAD as GET without the body.
-fn read() -> Route {
+pub(crate) fn read() -> Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// The fallback of a resource: its path matched but none of its methods did.
-fn method_not_allowed(allow: &'static str) -> Route {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Route {
     web::route().to(move || ready(Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })))
 }
 

@@ -142,7 +142,7 @@ async fn an_unknown_route_is_a_json_404() -> Result<()> {
     let app = test::init_service(build_app(h.state.clone())).await;
 
     for uri in [
-        "/",
+        "/nope",
         "/api/v1/nope",
         "/api/v2/reports",
         "/api/v1/reports/volume-by-period/run/extra",

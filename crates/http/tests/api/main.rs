@@ -4,6 +4,7 @@
 //! exercise.
 
 mod core_routes;
+mod dashboard;
 mod defined_reports;
 mod events;
 mod helpers;
