@@ -39,6 +39,16 @@ fuzz SECS="60":
 test-api:
     ./scripts/schemathesis.sh
 
+# The dashboard in headless Chromium against the real binary, on the embedded default and on
+# PostgreSQL; screenshots in target/browser/. Skips with a notice without chromium (apt-get
+# install chromium), unless CI=true.
+test-browser:
+    ./scripts/browser-tests.sh
+
+# Regenerate the README's screenshot of the dashboard (from the browser tests' screenshots).
+screenshot: test-browser
+    cp "${CARGO_TARGET_DIR:-target}/browser/embedded-overview-1280.png" docs/images/dashboard.png
+
 # Format the code.
 fmt:
     cargo fmt --all
@@ -60,8 +70,9 @@ bench *ARGS:
     cargo build --release --bins
     "${CARGO_TARGET_DIR:-target}/release/pg-analytics-bench" --binary "${CARGO_TARGET_DIR:-target}/release/pg-analytics" {{ARGS}}
 
-# Everything CI checks: lint, the tests, the fault tests, then the API against its document.
-test-all: lint test test-faults test-api
+# Everything CI checks: lint, the tests, the fault tests, the API against its document, then
+# the dashboard in a browser.
+test-all: lint test test-faults test-api test-browser
 
 # What .ci/run executes.
 ci: test-all

@@ -638,6 +638,7 @@ async function operations(params) {
       rendered.querySelectorAll("tbody tr").forEach((tr, i) => {
         tr.classList.add("clickable");
         tr.dataset.status = rows[i].status;
+        tr.dataset.runId = rows[i].id;
         tr.addEventListener("click", () => showRun(rows[i].id));
       });
       runs.replaceChildren(rendered);
