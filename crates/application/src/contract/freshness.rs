@@ -182,6 +182,28 @@ fn read_of(
     }
 }
 
+/// The generated events stored, `definition` defined and built in full over the quarter (at
+/// `FULL_BUILD`): every window then counts every event and takes a watermark. The full run.
+async fn built(f: &Fixture, definition: &RollupDefinition) -> Result<RunId> {
+    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
+    define(f, f.tenant, definition).await?;
+    let full = RunId::generate();
+    rebuild(f, definition, RunMode::Full, full, FULL_BUILD).await?;
+    Ok(full)
+}
+
+/// An incremental run of every window of `definition` over the quarter, at `REFRESH`.
+async fn refresh(f: &Fixture, definition: &RollupDefinition) -> Result<Vec<RollupRebuildOutcome>> {
+    rebuild(
+        f,
+        definition,
+        RunMode::Incremental,
+        RunId::generate(),
+        REFRESH,
+    )
+    .await
+}
+
 /// What reads of every window of `definition` over the quarter return.
 async fn reads(f: &Fixture, definition: &RollupDefinition) -> Result<Vec<Vec<RollupRow>>> {
     let mut all = Vec::new();
@@ -443,19 +465,10 @@ pub async fn an_incremental_rebuild_rebuilds_only_the_dirty_buckets_and_equals_a
 }
 
 pub async fn an_incremental_rebuild_of_clean_buckets_changes_nothing(f: &Fixture) -> Result<()> {
-    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
     let purchases = purchases()?;
-    define(f, f.tenant, &purchases).await?;
-    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    built(f, &purchases).await?;
     let before = rows(f, &purchases, Window::Day).await?;
-    let outcomes = rebuild(
-        f,
-        &purchases,
-        RunMode::Incremental,
-        RunId::generate(),
-        REFRESH,
-    )
-    .await?;
+    let outcomes = refresh(f, &purchases).await?;
     ensure!(
         outcomes
             .iter()
@@ -612,10 +625,8 @@ pub async fn clearing_the_events_clears_their_marks(f: &Fixture) -> Result<()> {
 pub async fn expiry_deletes_only_the_buckets_before_the_cutoff_with_their_marks(
     f: &Fixture,
 ) -> Result<()> {
-    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
     let purchases = purchases()?;
-    define(f, f.tenant, &purchases).await?;
-    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    built(f, &purchases).await?;
     store_at(
         f.events.as_ref(),
         f.tenant,
@@ -700,10 +711,8 @@ fn buyers() -> Result<RollupDefinition> {
 pub async fn a_refresh_adds_new_distinct_values_as_a_full_rebuild_counts_them(
     f: &Fixture,
 ) -> Result<()> {
-    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
     let buyers = buyers()?;
-    define(f, f.tenant, &buyers).await?;
-    rebuild(f, &buyers, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    built(f, &buyers).await?;
     // Users already counted in the bucket, and new ones, on two days.
     let mut late = Vec::new();
     for (i, (day, user)) in [
@@ -721,7 +730,7 @@ pub async fn a_refresh_adds_new_distinct_values_as_a_full_rebuild_counts_them(
         late.push(event);
     }
     store_at(f.events.as_ref(), f.tenant, &late, LATE_AT).await?;
-    let outcomes = rebuild(f, &buyers, RunMode::Incremental, RunId::generate(), REFRESH).await?;
+    let outcomes = refresh(f, &buyers).await?;
     ensure!(
         outcomes
             .iter()
@@ -732,10 +741,8 @@ pub async fn a_refresh_adds_new_distinct_values_as_a_full_rebuild_counts_them(
 }
 
 pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -> Result<()> {
-    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
     let purchases = purchases()?;
-    define(f, f.tenant, &purchases).await?;
-    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    built(f, &purchases).await?;
     // Every event now, not purchases alone: the stored rows count what the old definition
     // did, so nothing can be added to them.
     let mut everything = purchases.clone();
@@ -744,8 +751,8 @@ pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -
         .replace(f.tenant, &everything, LATE_AT)
         .await
         .map_err(|e| anyhow::anyhow!("replacing the definition: {e}"))?;
-    let refresh = RunId::generate();
-    let outcomes = rebuild(f, &everything, RunMode::Incremental, refresh, REFRESH).await?;
+    let refreshing = RunId::generate();
+    let outcomes = rebuild(f, &everything, RunMode::Incremental, refreshing, REFRESH).await?;
     ensure!(
         outcomes.iter().all(|o| o.rows_deleted > 0
             && !o.dirty.is_empty()
@@ -756,7 +763,7 @@ pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -
         let stale: Vec<SnapshotRow> = rows(f, &everything, window)
             .await?
             .into_iter()
-            .filter(|r| r.run_id != refresh)
+            .filter(|r| r.run_id != refreshing)
             .collect();
         ensure!(
             stale.is_empty(),
@@ -771,14 +778,7 @@ pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -
         REFRESH,
     )
     .await?;
-    let outcomes = rebuild(
-        f,
-        &everything,
-        RunMode::Incremental,
-        RunId::generate(),
-        REFRESH,
-    )
-    .await?;
+    let outcomes = refresh(f, &everything).await?;
     ensure!(
         outcomes
             .iter()
@@ -791,10 +791,8 @@ pub async fn a_redefined_rollup_refreshes_its_dirty_buckets_whole(f: &Fixture) -
 pub async fn a_bucket_left_dirty_outside_a_runs_range_is_rebuilt_by_the_next_refresh(
     f: &Fixture,
 ) -> Result<()> {
-    store(f.events.as_ref(), f.tenant, &generated_events()?).await?;
     let purchases = purchases()?;
-    define(f, f.tenant, &purchases).await?;
-    rebuild(f, &purchases, RunMode::Full, RunId::generate(), FULL_BUILD).await?;
+    built(f, &purchases).await?;
     // Late purchases in January and in February; a refresh of February alone.
     let mut january = late_purchase("late-january")?;
     january.occurred_at = datetime!(2026-01-20 12:00 UTC);
@@ -829,14 +827,7 @@ pub async fn a_bucket_left_dirty_outside_a_runs_range_is_rebuilt_by_the_next_ref
         REFRESH,
     )
     .await?;
-    rebuild(
-        f,
-        &purchases,
-        RunMode::Incremental,
-        RunId::generate(),
-        REFRESH,
-    )
-    .await?;
+    refresh(f, &purchases).await?;
     for window in [Window::Day, Window::Week, Window::Month] {
         let left = dirty(f, f.tenant, &purchases, window).await?;
         ensure!(left.is_empty(), "{window}: marks left: {left:?}");
