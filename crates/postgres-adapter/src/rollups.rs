@@ -995,15 +995,15 @@ const SEEN_MARKS: &str = "
     WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])
     ORDER BY window_name, bucket_start";
 
-/// The snapshot a rebuild reads the events in, as text.
-const CURRENT_SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
-
-/// The watermarks of a rebuild's windows `$3` (see migration V14), read in its snapshot. One
-/// from beyond this snapshot (taken in another cluster, before a restore) is not one.
-const WATERMARKS: &str = "
-    SELECT window_name, counted::text FROM refresh_watermarks
-    WHERE tenant_id = $1 AND report_slug = $2 AND window_name = ANY($3::text[])
-      AND pg_snapshot_xmax(counted) <= pg_snapshot_xmax(pg_current_snapshot())";
+/// The snapshot a rebuild reads the events in, as text, with the watermarks of its windows `$3`
+/// (see migration V14): a row per watermark, or one row without when there is none. A
+/// watermark from beyond this snapshot (taken in another cluster, before a restore) is not one.
+const SNAPSHOT_AND_WATERMARKS: &str = "
+    SELECT pg_current_snapshot()::text, w.window_name, w.counted::text
+    FROM (SELECT 1) AS one
+    LEFT JOIN refresh_watermarks w
+      ON w.tenant_id = $1 AND w.report_slug = $2 AND w.window_name = ANY($3::text[])
+     AND pg_snapshot_xmax(w.counted) <= pg_snapshot_xmax(pg_current_snapshot())";
 
 /// The watermark of windows `$3` (each with its run, `$5`) becomes the rebuild's snapshot `$4`.
 const SET_WATERMARKS: &str = "
@@ -1113,8 +1113,8 @@ impl RollupStore for PostgresRollupStore {
         let mut seen: Vec<SeenMark> = Vec::new();
         // The windows with a mark outside their range, and the snapshot the events are read in.
         let mut outside: BTreeSet<Window> = BTreeSet::new();
-        // The windows that added a delta to their rows.
-        let mut deltas: BTreeSet<Window> = BTreeSet::new();
+        // The rows written by `COPY` (a delta's merges are not new rows to the statistics).
+        let mut copied = 0_u64;
         let mut snapshot = String::new();
         let streamed = async {
             // The marks and the passes read one snapshot of the events.
@@ -1125,25 +1125,22 @@ impl RollupStore for PostgresRollupStore {
                 .start()
                 .await
                 .classify("starting a rollup aggregation")?;
-            snapshot = read
-                .query_one(CURRENT_SNAPSHOT, &[])
-                .await
-                .classify("reading the snapshot of a rebuild")?
-                .try_get(0)
-                .map_err(|e| corrupt("snapshot", e))?;
             let names: Vec<&str> = request.windows.iter().map(|w| w.window.as_str()).collect();
             let mut counted: BTreeMap<Window, String> = BTreeMap::new();
             for row in read
-                .query(WATERMARKS, &[&tenant, &slug, &names])
+                .query(SNAPSHOT_AND_WATERMARKS, &[&tenant, &slug, &names])
                 .await
-                .classify("reading the watermarks of a rebuild")?
+                .classify("reading the snapshot and watermarks of a rebuild")?
             {
                 let get = |e: tokio_postgres::Error| corrupt("refresh watermark", e);
-                let window: String = row.try_get(0).map_err(get)?;
+                snapshot = row.try_get(0).map_err(get)?;
+                let Some(window) = row.try_get::<_, Option<String>>(1).map_err(get)? else {
+                    continue;
+                };
                 let window = window
                     .parse::<Window>()
                     .map_err(|e| corrupt("refresh watermark window", e))?;
-                counted.insert(window, row.try_get(1).map_err(get)?);
+                counted.insert(window, row.try_get(2).map_err(get)?);
             }
             for row in read
                 .query(SEEN_MARKS, &[&tenant, &slug, &names])
@@ -1280,15 +1277,17 @@ impl RollupStore for PostgresRollupStore {
                             let outcome = &mut outcomes[*i];
                             outcome.values_skipped += skipped;
                             let written = fold.add(bucket, &key, &measures)?;
-                            outcome.rows_inserted +=
-                                fold.write(copy.as_mut(), &target, written).await?;
+                            let rows = fold.write(copy.as_mut(), &target, written).await?;
+                            outcome.rows_inserted += rows;
+                            copied += rows;
                         }
                     }
                 }
                 for (i, fold) in &mut folds {
                     let written = fold.close();
-                    outcomes[*i].rows_inserted +=
-                        fold.write(copy.as_mut(), &target, written).await?;
+                    let rows = fold.write(copy.as_mut(), &target, written).await?;
+                    outcomes[*i].rows_inserted += rows;
+                    copied += rows;
                 }
                 copy.finish().await.classify("writing rollup snapshots")?;
             }
@@ -1303,7 +1302,6 @@ impl RollupStore for PostgresRollupStore {
                 for &i in &order {
                     let Some(counted) = delta[i] else { continue };
                     let part = &request.windows[i];
-                    deltas.insert(part.window);
                     let (grain, from, to) =
                         (part.window.as_str(), part.range.from(), part.range.to());
                     let fixed: [&(dyn ToSql + Sync); 5] = [&tenant, &grain, &from, &to, counted];
@@ -1396,14 +1394,7 @@ impl RollupStore for PostgresRollupStore {
             committed_ms = started.elapsed().as_millis() as u64,
             "rollup rebuild committed"
         );
-        // Rows a delta added to are not new to the statistics.
-        let inserted: u64 = outcomes
-            .iter()
-            .zip(&request.windows)
-            .filter(|(_, part)| !deltas.contains(&part.window))
-            .map(|(o, _)| o.rows_inserted)
-            .sum();
-        if inserted >= ANALYZE_AFTER_ROWS {
+        if copied >= ANALYZE_AFTER_ROWS {
             // A bulk write (a backfill, say) outruns autovacuum's statistics; reads plan on
             // them. The rows are committed: a failure here only leaves the old statistics.
             if let Err(err) = writer.batch_execute(ANALYZE_SNAPSHOTS).await {
@@ -1629,12 +1620,11 @@ impl RollupStore for PostgresRollupStore {
     }
 
     async fn clear(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let client = self
+        let mut client = self
             .pool
             .get()
             .await
             .classify("connecting to clear snapshots")?;
-        let mut client = client;
         let tx = client
             .transaction()
             .await

@@ -171,7 +171,6 @@ function lineChart(days, series) {
   const draw = () => {
     holder.replaceChildren();
     const width = Math.max(280, holder.clientWidth || 600);
-    // eslint-disable-next-line no-undef
     new uPlot(
       {
         width,
