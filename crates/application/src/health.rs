@@ -80,6 +80,35 @@ impl HealthService {
     }
 }
 
+/// Whether the process may be sent traffic, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// What stops it, if anything: PostgreSQL unreachable or not migrated. A cache that does
+    /// not answer only slows reads down, so it never makes the process unready.
+    pub blocker: Option<String>,
+    /// Whether Redis, when configured, answers; `false` is a degraded but ready process.
+    pub redis: DependencyStatus,
+}
+
+impl HealthService {
+    /// Whether PostgreSQL (when configured) answers with every migration applied; Redis is
+    /// reported but does not decide.
+    pub async fn readiness(&self) -> Readiness {
+        let blocker = match &self.postgres {
+            Some(postgres) => postgres
+                .ready()
+                .await
+                .err()
+                .map(|why| format!("PostgreSQL: {why}")),
+            None => None,
+        };
+        Readiness {
+            blocker,
+            redis: probe(self.redis.as_deref()).await,
+        }
+    }
+}
+
 async fn probe(probe: Option<&dyn HealthProbe>) -> DependencyStatus {
     match probe {
         Some(probe) => probe.check().await,

@@ -11,6 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::digest::sha256_hex;
 use crate::ports::{Clock, EventIngestion, IngestEvent, SourceStore, StoreError, TenancyError};
+use crate::telemetry;
 
 /// The longest retention a report window may have (five years, for monthly rollups): older
 /// events could never be reported.
@@ -161,16 +162,19 @@ impl IngestService {
         let header = idempotency_key
             .map(|raw| parse_event_id("Idempotency-Key", raw))
             .transpose()
-            .map_err(|e| IngestError::Invalid(vec![e]))?;
+            .map_err(|e| IngestError::Invalid(vec![e]))
+            .inspect_err(|err| counted_rejection(err, 1))?;
         let mut events = self
             .validate(tenant, std::slice::from_ref(body), "")
-            .await?;
+            .await
+            .inspect_err(|err| counted_rejection(err, 1))?;
         let event = events
             .pop()
             .ok_or_else(|| IngestError::Unexpected(anyhow::anyhow!("no event parsed")))?;
         let (parsed_id, event) = event;
         let id = match (header, parsed_id) {
             (Some(header), Some(body)) if header != body => {
+                telemetry::rejected(1);
                 return Err(IngestError::Invalid(vec![ValidationError::new(
                     "event_id",
                     "must match the Idempotency-Key header when both are given",
@@ -198,7 +202,9 @@ impl IngestService {
         tenant: TenantId,
         body: Value,
     ) -> Result<Vec<IngestOutcome>, IngestError> {
+        // A body that is not a list of events counts as one rejected event.
         let invalid = |field: &str, message: String| {
+            telemetry::rejected(1);
             IngestError::Invalid(vec![ValidationError::new(field, message)])
         };
         let Some(object) = body.as_object() else {
@@ -228,7 +234,10 @@ impl IngestService {
                 ),
             ));
         }
-        let parsed = self.validate(tenant, items, "events").await?;
+        let parsed = self
+            .validate(tenant, items, "events")
+            .await
+            .inspect_err(|err| counted_rejection(err, items.len()))?;
         drop(body);
         let events = parsed
             .into_iter()
@@ -306,7 +315,17 @@ impl IngestService {
                 event,
             })
             .collect();
-        Ok(self.events.ingest(tenant, items, self.clock.now()).await?)
+        let outcomes = self.events.ingest(tenant, items, self.clock.now()).await?;
+        telemetry::ingested(&outcomes);
+        Ok(outcomes)
+    }
+}
+
+/// Counts `events` as rejected when `err` refused them as invalid (a storage failure is not
+/// the events' fault, and shows in the HTTP status counts).
+fn counted_rejection(err: &IngestError, events: usize) {
+    if matches!(err, IngestError::Invalid(_)) {
+        telemetry::rejected(events);
     }
 }
 

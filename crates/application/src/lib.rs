@@ -24,6 +24,7 @@ pub mod seed;
 pub mod services;
 pub mod standard;
 pub mod stats;
+pub mod telemetry;
 pub mod tenancy;
 pub mod worker;
 
@@ -32,7 +33,7 @@ pub use audit::{AuditError, AuditService};
 pub use catalog_cache::CachedCatalog;
 pub use clock::SystemClock;
 pub use expiring::ExpiringCache;
-pub use health::{HealthReport, HealthService, OverallStatus};
+pub use health::{HealthReport, HealthService, OverallStatus, Readiness};
 pub use ingest::{IngestError, IngestService};
 pub use ports::Recovered;
 pub use read_cache::{CachedPage, CachedReads, HIT_BASIS_LIFETIME, HitBasis, ReadPorts, Served};

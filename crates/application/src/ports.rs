@@ -732,9 +732,25 @@ pub trait RunQueue: Send + Sync {
     /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`]; nothing was changed.
     async fn recover(&self) -> Result<Recovered, StoreError>;
 
+    /// How many runs are pending, across every tenant and process, and when the oldest of
+    /// them was requested: what an operator watches to see the workers keep up.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Unexpected`].
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+
     /// Stops handing out work: waiting and later [`RunQueue::claim_next`] calls return
     /// `Ok(None)`. Idempotent.
     async fn close(&self);
+}
+
+/// The pending runs of a [`RunQueue`], summed up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// How many runs are pending.
+    pub pending: u64,
+    /// When the oldest of them was requested; `None` when none is.
+    pub oldest_requested_at: Option<OffsetDateTime>,
 }
 
 /// The runs one [`RunQueue::recover`] call took back from silent workers, as they are now.
@@ -892,4 +908,16 @@ pub trait HealthProbe: Send + Sync {
     /// [`DependencyStatus::Unavailable`]. Must return within the probe's own short timeout and
     /// never error.
     async fn check(&self) -> DependencyStatus;
+
+    /// Whether the process can do its work with this dependency: by default, whether it
+    /// answers. A store whose schema must be migrated first also checks that.
+    ///
+    /// # Errors
+    /// Why it cannot, in a sentence an operator can act on.
+    async fn ready(&self) -> Result<(), String> {
+        match self.check().await {
+            DependencyStatus::Unavailable => Err("does not answer".to_owned()),
+            DependencyStatus::Ok | DependencyStatus::NotConfigured => Ok(()),
+        }
+    }
 }

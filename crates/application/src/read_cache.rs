@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use tracing::warn;
 
+use crate::telemetry;
 use crate::{
     ExpiringCache,
     digest::sha256_hex,
@@ -253,7 +254,9 @@ impl CachedReads {
             });
         }
 
+        let started = std::time::Instant::now();
         let read = inner.store.read(query).await?;
+        telemetry::snapshot_read(started.elapsed().as_secs_f64());
         let stale = read.is_stale();
         let RollupPage {
             rows,
@@ -305,14 +308,22 @@ impl CachedReads {
         now: OffsetDateTime,
     ) -> Option<Arc<CachedPage>> {
         let inner = &*self.inner;
-        if version > 0
-            && let Some(page) = inner.near.fresh(key, now)
-        {
-            return Some(page);
+        if version > 0 {
+            let held = inner.near.fresh(key, now);
+            telemetry::cache_lookup("local", held.is_some());
+            if held.is_some() {
+                return held;
+            }
         }
         let bytes = match inner.shared.get(key).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return None,
+            Ok(Some(bytes)) => {
+                telemetry::cache_lookup("shared", true);
+                bytes
+            }
+            Ok(None) => {
+                telemetry::cache_lookup("shared", false);
+                return None;
+            }
             Err(err) => {
                 warn!(error = %err, "response cache unavailable; serving from snapshots");
                 return None;

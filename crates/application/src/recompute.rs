@@ -11,6 +11,7 @@ use domain::{
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::telemetry;
 use crate::{
     RecomputeWorker,
     ports::{
@@ -364,12 +365,15 @@ impl RecomputeService {
             request.range,
         )
         .with_mode(request.mode);
-        let busy = || TriggerError::ScopeBusy {
-            report_slug: scope.report_slug.to_string(),
-            window: scope.window,
-            mode: scope.mode,
-            date_from: format_date(scope.range.from()),
-            date_to: format_date(scope.range.to()),
+        let busy = || {
+            telemetry::lock_conflict();
+            TriggerError::ScopeBusy {
+                report_slug: scope.report_slug.to_string(),
+                window: scope.window,
+                mode: scope.mode,
+                date_from: format_date(scope.range.from()),
+                date_to: format_date(scope.range.to()),
+            }
         };
         let token = LockToken::generate();
         match self.locks.acquire(&scope, &token, self.lock_ttl).await {

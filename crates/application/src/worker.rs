@@ -20,6 +20,7 @@ use crate::ports::{
     AuditLog, CacheVersions, Clock, RollupDefinitions, RollupRebuild, RollupRebuildOutcome,
     RollupStore, RunQueue, RunStore, RunStoreError, ScopeLock, WindowRebuild,
 };
+use crate::telemetry;
 
 /// How long the worker waits before asking an unavailable queue again.
 const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
@@ -267,12 +268,17 @@ impl RecomputeWorker {
         };
         let span = info_span!("recompute", run_id = %first.id, report = %first.report_slug, window = %first.window, together = runs.len());
         async {
+            let started = std::time::Instant::now();
             let renewed = Mutex::new(self.ports.clock.now());
             let finished = alongside(
                 self.carry_out(&runs, &renewed),
                 self.keep_leases(&runs, &renewed),
             )
             .await;
+            let seconds = started.elapsed().as_secs_f64();
+            for run in &finished {
+                telemetry::run_finished(run, seconds);
+            }
             // The leases are no longer renewed from here on.
             for run in &runs {
                 if let Some(token) = &run.lock_token

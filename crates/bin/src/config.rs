@@ -99,9 +99,11 @@ pub struct HttpConfig {
     /// Seconds an idle keep-alive connection stays open, 0 to 3600 (0: no keep-alive).
     #[arg(long, env, default_value = "75", value_parser = seconds(0..=3600))]
     pub http_keep_alive_secs: Duration,
-    /// Seconds in-flight requests have to finish on shutdown, 0 to 3600.
+    /// Seconds a shutdown (SIGTERM, SIGINT) may take, 0 to 3600: in-flight requests and
+    /// ingestion commits finish, then recompute workers finish their run; a run still going
+    /// when it is up goes back to the queue once its lease expires.
     #[arg(long, env, default_value = "30", value_parser = seconds(0..=3600))]
-    pub http_shutdown_timeout_secs: Duration,
+    pub shutdown_timeout_secs: Duration,
     /// Requests per second allowed to each API key, 0 to 100000 (a token bucket per key, in each
     /// process; 0: no limit).
     #[arg(long, env, default_value = "0", value_parser = per_second)]
@@ -249,6 +251,22 @@ pub struct AccessConfig {
     pub api_key_outage_grace_secs: Duration,
 }
 
+/// Prometheus metrics.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsConfig {
+    /// Record metrics and serve them at GET /metrics (Prometheus text format, no key needed).
+    #[arg(long, env, default_value = "true", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub metrics_enabled: bool,
+    /// Serve GET /metrics on this address (e.g. 127.0.0.1:9464) instead of the API's.
+    #[arg(long, env)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Label the freshness gauges with the tenant's slug (one series per tenant, report and
+    /// window); off, the worst of all tenants.
+    #[arg(long, env, default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub metrics_tenant_labels: bool,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Logging")]
@@ -277,6 +295,8 @@ pub struct Config {
     pub recompute: RecomputeConfig,
     #[command(flatten)]
     pub access: AccessConfig,
+    #[command(flatten)]
+    pub metrics: MetricsConfig,
     #[command(flatten)]
     pub log: LogConfig,
     #[arg(skip)]

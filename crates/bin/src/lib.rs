@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod commands;
 pub mod config;
+pub mod metrics;
 pub mod probe;
 pub mod serve;
 pub mod telemetry;

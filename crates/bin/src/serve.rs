@@ -26,6 +26,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Serving needs the operator's key (with a database it must be configured).
     config.management_key()?;
     announce(&config);
+    // Before the services exist, so that what they record at start-up is kept.
+    let recorder = crate::metrics::install(&config)?;
     let wired = wiring::build(&config, wiring::system_clock()).await?;
     let services = &wired.services;
     seed_at_start(&config, services).await?;
@@ -52,39 +54,98 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("RECOMPUTE_WORKERS=0: this process serves but runs no recomputes");
     }
 
+    let metrics = recorder
+        .map(|handle| crate::metrics::endpoint(&config, services, wired.pool.clone(), handle));
+    let metrics_server = match (&metrics, config.metrics.metrics_addr) {
+        (Some(endpoint), Some(address)) => {
+            let listener = TcpListener::bind(address)
+                .with_context(|| format!("could not listen on {address} (METRICS_ADDR)"))?;
+            let server = http_api::serve_metrics(listener, endpoint.clone())
+                .with_context(|| format!("could not serve metrics on {address}"))?;
+            info!(%address, "metrics served at GET /metrics on METRICS_ADDR");
+            let handle = server.handle();
+            tokio::spawn(server);
+            Some(handle)
+        }
+        _ => None,
+    };
+    let api_metrics = metrics.filter(|_| config.metrics.metrics_addr.is_none());
+
+    let stopping_since = stop_signal();
     let address = SocketAddr::new(config.http.app_host, config.http.app_port);
     let listener = TcpListener::bind(address)
         .with_context(|| format!("could not listen on {address} (APP_HOST/APP_PORT)"))?;
     let server = http_api::serve(
         listener,
-        wiring::app_state(&config, services),
+        wiring::app_state(&config, services, api_metrics),
         ServerSettings {
             workers: config.http.workers(),
             keep_alive: config.http.http_keep_alive_secs,
             request_timeout: config.http.http_request_timeout_secs,
-            shutdown_timeout: config.http.http_shutdown_timeout_secs,
+            shutdown_timeout: config.http.shutdown_timeout_secs,
             max_connections_per_client: config.http.http_max_connections_per_client,
         },
     )
     .with_context(|| format!("could not serve on {address}"))?;
     info!(%address, version = %config.app_version, "pg-analytics listening; try GET /api/v1/health");
     server.await.context("the HTTP server failed")?;
+    // The budget of the whole shutdown starts with the signal the HTTP server stopped on.
+    let deadline = stopping_since
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now)
+        + config.http.shutdown_timeout_secs;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.stop(false).await;
+    }
 
     info!("HTTP server stopped; letting recompute workers finish their current run");
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }
     services.ports.queue.close().await;
-    for worker in workers {
-        if let Err(err) = worker.await {
-            warn!(error = %err, "a recompute worker ended abnormally");
+    let drained = tokio::time::timeout_at(deadline, async {
+        for worker in workers {
+            if let Err(err) = worker.await {
+                warn!(error = %err, "a recompute worker ended abnormally");
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            lease_secs = config.recompute.recompute_lease_secs.as_secs(),
+            "SHUTDOWN_TIMEOUT_SECS is up with runs still going: stopping them; each goes back to the queue once its lease expires (RECOMPUTE_LEASE_SECS)"
+        );
     }
     if let Some(pool) = &wired.pool {
         pool.close();
     }
     info!("pg-analytics stopped");
     Ok(())
+}
+
+/// When SIGTERM or SIGINT arrived, once one has (the HTTP server hears the same signal and
+/// starts draining).
+fn stop_signal() -> std::sync::Arc<std::sync::OnceLock<tokio::time::Instant>> {
+    let since = std::sync::Arc::new(std::sync::OnceLock::new());
+    let set = since.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut terminate) => {
+                    terminate.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        let _ = set.set(tokio::time::Instant::now());
+    });
+    since
 }
 
 /// The first log lines: which storage, and which management key.

@@ -211,8 +211,12 @@ pub fn settings(config: &Config) -> Settings {
 }
 
 /// The state the HTTP API serves `services` with: the configured rate limit, replay budget
-/// and body timeout.
-pub fn app_state(config: &Config, services: &Services) -> AppState {
+/// and body timeout, and the `/metrics` endpoint when the API's address serves it.
+pub fn app_state(
+    config: &Config,
+    services: &Services,
+    metrics: Option<http_api::MetricsEndpoint>,
+) -> AppState {
     AppState::new(
         services,
         HttpSettings {
@@ -223,6 +227,7 @@ pub fn app_state(config: &Config, services: &Services) -> AppState {
             replay_bytes: config.http.report_replay_mb,
             body_timeout: config.http.http_body_timeout_secs,
             service_name: SERVICE_NAME.to_owned(),
+            metrics,
         },
     )
 }

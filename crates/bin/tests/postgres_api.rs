@@ -30,7 +30,7 @@ fn config(database_url: Option<&str>) -> Result<Config> {
 
 /// The HTTP state of `services`, as `serve` builds it.
 fn app_state(services: &application::Services) -> Result<http_api::AppState> {
-    Ok(wiring::app_state(&config(None)?, services))
+    Ok(wiring::app_state(&config(None)?, services, None))
 }
 
 fn clock() -> Arc<dyn Clock> {

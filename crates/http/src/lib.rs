@@ -24,6 +24,7 @@ pub mod dto;
 pub mod envelope;
 pub mod error;
 pub mod openapi;
+pub mod probes;
 pub mod rate_limit;
 pub mod replay;
 pub mod request_id;
@@ -33,9 +34,10 @@ pub mod server;
 pub use auth::{IngestTenant, ManagedTenant, ReadTenant};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use probes::MetricsEndpoint;
 pub use rate_limit::RateLimit;
 pub use replay::HitReplays;
-pub use server::{ServerSettings, serve};
+pub use server::{ServerSettings, serve, serve_metrics};
 
 /// The largest JSON body any route accepts unless it sets its own, smaller limit.
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -65,6 +67,9 @@ pub struct AppState {
     pub service_name: String,
     /// How long a route waits for the whole body of a request before answering 408.
     pub body_timeout: std::time::Duration,
+    /// The Prometheus scrape served at `/metrics`; `None` when metrics are off or served on an
+    /// address of their own.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 /// What the HTTP layer adds to the use cases: how API keys are limited, how many hit bodies
@@ -76,6 +81,8 @@ pub struct HttpSettings {
     pub replay_bytes: usize,
     pub body_timeout: std::time::Duration,
     pub service_name: String,
+    /// See [`AppState::metrics`].
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 impl AppState {
@@ -95,6 +102,7 @@ impl AppState {
             rate_limit: settings.rate_limit,
             service_name: settings.service_name,
             body_timeout: settings.body_timeout,
+            metrics: settings.metrics,
         }
     }
 }
@@ -142,6 +150,48 @@ pub fn build_app(
                 .route(routes::read().to(dashboard::asset))
                 .default_service(routes::method_not_allowed("GET, HEAD")),
         )
+        .service(
+            web::resource("/livez")
+                .route(routes::read().to(probes::livez))
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(routes::read().to(probes::readyz))
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(routes::read().to(probes::metrics))
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
         .default_service(web::to(routes::not_found))
         .wrap(middleware::from_fn(request_id::middleware))
+}
+
+/// The application of a metrics-only listener (`METRICS_ADDR`): `GET /metrics`, and the JSON
+/// 404 and 405 for anything else.
+pub fn metrics_app(
+    endpoint: MetricsEndpoint,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(endpoint))
+        .service(
+            web::resource("/metrics")
+                .route(
+                    routes::read().to(|endpoint: web::Data<MetricsEndpoint>| async move {
+                        probes::exposition(&endpoint).await
+                    }),
+                )
+                .default_service(routes::method_not_allowed("GET, HEAD")),
+        )
+        .default_service(web::to(routes::not_found))
 }

@@ -331,6 +331,7 @@ pub(crate) async fn middleware(
         if state.reports.still_holds(replay.basis()).await
             && let Ok(body) = replay.body(elapsed_ms(started))
         {
+            application::telemetry::cache_lookup("replay", true);
             let response = HttpResponse::Ok()
                 .content_type(ContentType::json())
                 .body(body);
@@ -338,6 +339,7 @@ pub(crate) async fn middleware(
         }
         state.replays.forget(&replay);
     }
+    application::telemetry::cache_lookup("replay", false);
     let (path, query) = (req.path().to_owned(), req.query_string().to_owned());
     let mut response = next.call(req).await?;
     let hit = response.response_mut().extensions_mut().remove::<KeptHit>();

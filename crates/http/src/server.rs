@@ -64,6 +64,23 @@ pub struct ServerSettings {
     pub max_connections_per_client: usize,
 }
 
+/// Serves `GET /metrics` alone on `listener` (`METRICS_ADDR`), on one worker thread; it stops
+/// on SIGINT or SIGTERM as the API does.
+///
+/// # Errors
+/// When the listener cannot be registered.
+pub fn serve_metrics(
+    listener: TcpListener,
+    endpoint: crate::MetricsEndpoint,
+) -> io::Result<Server> {
+    Ok(
+        actix_web::HttpServer::new(move || crate::metrics_app(endpoint.clone()))
+            .workers(1)
+            .listen(listener)?
+            .run(),
+    )
+}
+
 /// Binds the application to `listener` and returns the running server; awaiting it serves
 /// until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish (up to the
 /// shutdown timeout) and closes idle connections.

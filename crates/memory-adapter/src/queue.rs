@@ -7,7 +7,7 @@ use std::{
 };
 
 use application::ports::{
-    Clock, EnqueueError, Recovered, RunQueue, RunStore, RunStoreError, StoreError,
+    Backlog, Clock, EnqueueError, Recovered, RunQueue, RunStore, RunStoreError, StoreError,
 };
 use async_trait::async_trait;
 use domain::{
@@ -198,6 +198,18 @@ impl RunQueue for InMemoryRunQueue {
             .check("run queue")
             .map_err(StoreError::Unavailable)?;
         Ok(Recovered::default())
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.failure
+            .check("run queue")
+            .map_err(StoreError::Unavailable)?;
+        // Like the PostgreSQL queue, whose table is the queue, every pending run counts.
+        let pending = self.runs.pending();
+        Ok(Backlog {
+            pending: pending.len() as u64,
+            oldest_requested_at: pending.iter().map(|run| run.requested_at).min(),
+        })
     }
 
     async fn close(&self) {

@@ -26,6 +26,15 @@ impl InMemoryRunStore {
         Self::default()
     }
 
+    /// Every pending run, of every tenant, in no particular order.
+    pub(crate) fn pending(&self) -> Vec<RecomputeRun> {
+        read(&self.runs)
+            .values()
+            .filter(|run| run.status == RunStatus::Pending)
+            .cloned()
+            .collect()
+    }
+
     /// Makes every call fail while `failing` is on.
     pub fn set_failing(&self, failing: bool) {
         self.failure.set(failing);

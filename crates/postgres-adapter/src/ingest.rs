@@ -127,12 +127,43 @@ impl GroupCommit {
     }
 }
 
+/// Events per group commit.
+pub const BATCH_EVENTS: &str = "pg_analytics_ingest_batch_events";
+/// How long a group commit took, its connection taken to its transaction committed.
+pub const COMMIT_DURATION: &str = "pg_analytics_ingest_commit_duration_seconds";
+/// Ingest writers committing a batch.
+pub const WRITERS_BUSY: &str = "pg_analytics_ingest_writers_busy";
+/// Ingest writers of the process (`INGEST_WRITERS`).
+pub const WRITERS: &str = "pg_analytics_ingest_writers";
+
+/// Gives the group commit's metrics their help text and unit.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_gauge, describe_histogram};
+    describe_histogram!(
+        BATCH_EVENTS,
+        Unit::Count,
+        "Events per group commit of ingestion."
+    );
+    describe_histogram!(
+        COMMIT_DURATION,
+        Unit::Seconds,
+        "How long an ingestion group commit took."
+    );
+    describe_gauge!(
+        WRITERS_BUSY,
+        Unit::Count,
+        "Ingestion writers committing a batch."
+    );
+    describe_gauge!(WRITERS, Unit::Count, "Ingestion writers of the process.");
+}
+
 /// A writer: its own connection, once it has taken one.
 type Writer = Option<ClientWrapper>;
 
 async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) {
     // Idle writers wait here; a batch takes one and gives it back when committed.
     let (idle, mut free) = mpsc::channel::<Writer>(writers);
+    metrics::gauge!(WRITERS).set(writers as f64);
     for _ in 0..writers {
         let _ = idle.try_send(None);
     }
@@ -166,14 +197,21 @@ async fn run(pool: Pool, mut receiver: mpsc::Receiver<Request>, writers: usize) 
         // `idle` lives as long as this loop, so `free` never closes.
         let Some(mut writer) = writer else { return };
         let (pool, idle) = (pool.clone(), idle.clone());
+        metrics::histogram!(BATCH_EVENTS).record(size as f64);
         tokio::spawn(async move {
+            let busy = metrics::gauge!(WRITERS_BUSY);
+            busy.increment(1.0);
+            let started = std::time::Instant::now();
             let committed = tokio::spawn(async move {
                 commit(&pool, &mut writer, batch).await;
                 writer
             });
+            let committed = committed.await;
+            metrics::histogram!(COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+            busy.decrement(1.0);
             // A commit that panicked loses its connection (its callers hear that the writer
             // stopped), never its writer.
-            let _ = idle.send(committed.await.unwrap_or_default()).await;
+            let _ = idle.send(committed.unwrap_or_default()).await;
         });
     }
 }

@@ -33,6 +33,9 @@ pub use deadpool_postgres::Pool;
 pub use definitions::PostgresRollupDefinitions;
 pub use events::PostgresEventStore;
 pub use health::PostgresHealthProbe;
+pub use ingest::{
+    BATCH_EVENTS as INGEST_BATCH_EVENTS, describe_metrics as describe_ingest_metrics,
+};
 pub use pool::{PostgresConfig, connect};
 pub use queue::{PostgresRunQueue, QueueSettings};
 pub use rollups::{PostgresRollupStore, read_statement as rollup_read_sql};
@@ -59,6 +62,16 @@ mod tests {
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
+}
+
+/// The version of the newest migration this build carries.
+pub fn latest_migration() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|migration| i64::from(migration.version()))
+        .max()
+        .unwrap_or_default()
 }
 
 /// The advisory lock key that serializes migrations across processes ("pga_migr").

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use application::ports::{Clock, EnqueueError, Recovered, RunQueue, StoreError};
+use application::ports::{Backlog, Clock, EnqueueError, Recovered, RunQueue, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::RecomputeRun;
@@ -62,6 +62,10 @@ pub struct PostgresRunQueue {
 }
 
 const COUNT_PENDING: &str = "SELECT count(*) FROM recompute_runs WHERE status = 'pending'";
+
+/// The pending runs summed up; the partial index of pending runs answers it.
+const BACKLOG: &str =
+    "SELECT count(*), min(requested_at) FROM recompute_runs WHERE status = 'pending'";
 
 /// Hands runs whose lease expired back to the queue, or fails them after too many attempts,
 /// in one statement, and returns each run as it now is with what became of it.
@@ -251,6 +255,18 @@ impl RunQueue for PostgresRunQueue {
             }
         }
         Ok(recovered)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let client = self.pool.get().await.classify("connecting to the queue")?;
+        let row = client
+            .query_one(BACKLOG, &[])
+            .await
+            .classify("summing up pending runs")?;
+        Ok(Backlog {
+            pending: u64::try_from(row.get::<_, i64>(0)).unwrap_or_default(),
+            oldest_requested_at: row.get(1),
+        })
     }
 
     async fn close(&self) {

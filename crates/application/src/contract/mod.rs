@@ -465,6 +465,7 @@ macro_rules! contract_tests {
             a_run_failed_while_queued_is_skipped,
             a_closed_queue_hands_out_nothing,
             a_closed_queue_accepts_nothing,
+            the_backlog_counts_the_pending_runs_and_dates_the_oldest,
             the_pending_runs_of_a_reports_other_windows_are_claimed_with_it,
             a_pending_run_whose_range_is_far_from_the_claimed_ones_is_left,
             a_pending_run_not_queued_yet_is_claimed_with_its_reports_run,

@@ -196,6 +196,32 @@ pub async fn a_closed_queue_accepts_nothing(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+pub async fn the_backlog_counts_the_pending_runs_and_dates_the_oldest(f: &Fixture) -> Result<()> {
+    let empty = f.queue.backlog().await?;
+    ensure!(
+        empty.pending == 0 && empty.oldest_requested_at.is_none(),
+        "an empty queue has no backlog, got {empty:?}"
+    );
+    let queued = at(f, Stage::Filled).await?;
+    let filled = f.queue.backlog().await?;
+    ensure!(
+        filled.pending == f.capacity as u64
+            && filled.oldest_requested_at == Some(queued[0].requested_at),
+        "a full queue's backlog is its runs (not the failed overflow), dated by the first, got {filled:?}"
+    );
+    // The first claimed, the second failed, the third claimed: the fourth is the oldest.
+    f.queue.claim_next().await?;
+    f.runs.fail(f.tenant, queued[1].id, "cancelled", T0).await?;
+    f.queue.claim_next().await?;
+    let drained = f.queue.backlog().await?;
+    ensure!(
+        drained.pending == f.capacity as u64 - 3
+            && drained.oldest_requested_at == queued.get(3).map(|run| run.requested_at),
+        "claimed and failed runs leave the backlog, got {drained:?}"
+    );
+    Ok(())
+}
+
 /// A run of `report` in `window` for the day `from`, requested `n` seconds after [`T0`].
 fn rollup_run(
     f: &Fixture,

@@ -74,6 +74,7 @@ impl Harness {
                 replay_bytes: 1 << 20,
                 body_timeout: Duration::from_secs(30),
                 service_name: "pg-analytics".to_owned(),
+                metrics: None,
             },
         );
         Self {
