@@ -283,6 +283,11 @@ impl AccessPolicy {
 
     /// The id of the tenant called `slug`, `None` when there is none. `default` always exists
     /// (the first migration creates it as tenant 1), so it costs no lookup.
+    /// The slug of `tenant`, for the logs (see [`TenancyService::slug_of`]).
+    pub async fn tenant_slug(&self, tenant: TenantId) -> Option<TenantSlug> {
+        self.tenancy.slug_of(tenant).await
+    }
+
     async fn find_tenant(&self, slug: &TenantSlug) -> Result<Option<TenantId>, AccessError> {
         if slug.as_str() == TenantSlug::DEFAULT {
             return Ok(Some(TenantId::DEFAULT));

@@ -148,6 +148,8 @@ pub struct TenancyService {
     known_keys: Arc<ExpiringCache<KeyHash, KnownKey, OffsetDateTime>>,
     /// Tenants by slug: a tenant is never renamed or removed, so a found one stays true.
     known_tenants: Arc<ExpiringCache<TenantSlug, Tenant, OffsetDateTime>>,
+    /// Slugs by tenant id, for the logs.
+    known_slugs: Arc<ExpiringCache<TenantId, TenantSlug, OffsetDateTime>>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -168,6 +170,7 @@ impl TenancyService {
             key_cache,
             known_keys: Arc::new(ExpiringCache::new(MAX_REMEMBERED_KEYS as u64, 1)),
             known_tenants: Arc::new(ExpiringCache::new(MAX_REMEMBERED_TENANTS as u64, 1)),
+            known_slugs: Arc::new(ExpiringCache::new(MAX_REMEMBERED_TENANTS as u64, 1)),
         }
     }
 
@@ -192,6 +195,27 @@ impl TenancyService {
             .ok_or_else(|| TenancyServiceError::NotFound(format!("tenant {slug}")))?;
         self.known_tenants.insert(slug, tenant.clone(), now, 1);
         Ok(tenant)
+    }
+
+    /// The slug of `tenant`, for the logs: remembered once read (a tenant is never renamed),
+    /// read with every other tenant's when unknown; `None` when the store cannot say.
+    pub async fn slug_of(&self, tenant: TenantId) -> Option<TenantSlug> {
+        if tenant == TenantId::DEFAULT {
+            return Some(TenantSlug::default_tenant());
+        }
+        let now = self.clock.now();
+        if let Some((slug, _)) = self.known_slugs.any_age(&tenant, now) {
+            return Some(slug);
+        }
+        let tenants = self.tenants.list().await.ok()?;
+        let mut found = None;
+        for listed in tenants {
+            if listed.id == tenant {
+                found = Some(listed.slug.clone());
+            }
+            self.known_slugs.insert(listed.id, listed.slug, now, 1);
+        }
+        found
     }
 
     /// Creates a tenant.

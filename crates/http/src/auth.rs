@@ -74,9 +74,9 @@ async fn identify(req: &HttpRequest, state: &AppState) -> Result<Option<Principa
     Ok(principal)
 }
 
-/// Adds the caller and `tenant` to the request's span, so its log line says who acted on which
-/// tenant. A key shows only its visible prefix.
-fn record(principal: Option<&Principal>, tenant: TenantId) {
+/// Adds the caller and `tenant` (its id, and its slug when known) to the request's span, so
+/// its log line says who acted on which tenant. A key shows only its visible prefix.
+fn record(principal: Option<&Principal>, tenant: TenantId, slug: Option<&str>) {
     let span = tracing::Span::current();
     match principal {
         None => span.record("principal", "anonymous"),
@@ -85,7 +85,10 @@ fn record(principal: Option<&Principal>, tenant: TenantId) {
             span.record("principal", format!("api_key:{key_prefix}"))
         }
     };
-    span.record("tenant", tenant.get());
+    span.record("tenant_id", tenant.get());
+    if let Some(slug) = slug {
+        span.record("tenant", slug);
+    }
 }
 
 fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -110,7 +113,12 @@ async fn tenant_for(req: &HttpRequest, access: Access) -> Result<TenantId, ApiEr
         .access
         .select_tenant(principal.as_ref(), requested.as_deref())
         .await?;
-    record(principal.as_ref(), tenant);
+    let slug = state.access.tenant_slug(tenant).await;
+    record(
+        principal.as_ref(),
+        tenant,
+        slug.as_ref().map(|slug| slug.as_str()),
+    );
     if let Some(principal) = principal {
         req.extensions_mut().insert(principal);
     }

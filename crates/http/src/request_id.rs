@@ -65,6 +65,7 @@ pub(crate) async fn middleware(
         route = tracing::field::Empty,
         principal = tracing::field::Empty,
         tenant = tracing::field::Empty,
+        tenant_id = tracing::field::Empty,
     );
     let started = Instant::now();
     let method = req.method().clone();

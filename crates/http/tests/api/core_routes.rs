@@ -1565,3 +1565,126 @@ async fn the_openapi_document_states_the_rules_the_server_enforces() -> Result<(
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Probes and trace context
+// ---------------------------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn livez_answers_without_asking_any_dependency() -> Result<()> {
+    // A probe with no expectation panics when asked.
+    let h = Harness::with_ports(|ports| {
+        ports.postgres_health = Some(Arc::new(MockHealthProbe::new()));
+        ports.redis_health = Some(Arc::new(MockHealthProbe::new()));
+    });
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let reply = send(&app, get("/livez").to_request()).await;
+
+    reply.assert_data(StatusCode::OK);
+    assert_eq!(reply.body["data"]["status"], "ok");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn readyz_is_503_until_postgres_is_migrated_and_ignores_redis() -> Result<()> {
+    let mut postgres = MockHealthProbe::new();
+    postgres
+        .expect_ready()
+        .returning(|| Err("the schema is at V3, this build needs V9".to_owned()));
+    let mut redis = MockHealthProbe::new();
+    redis.expect_check().returning(|| DependencyStatus::Ok);
+    let h = Harness::with_ports(|ports| {
+        ports.postgres_health = Some(Arc::new(postgres));
+        ports.redis_health = Some(Arc::new(redis));
+    });
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let reply = send(&app, get("/readyz").to_request()).await;
+
+    reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("PostgreSQL") && message.contains("V3"),
+        "the reason is given: {message}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn readyz_is_200_degraded_when_only_redis_is_down() -> Result<()> {
+    let mut postgres = MockHealthProbe::new();
+    postgres.expect_ready().returning(|| Ok(()));
+    let mut redis = MockHealthProbe::new();
+    redis
+        .expect_check()
+        .returning(|| DependencyStatus::Unavailable);
+    let h = Harness::with_ports(|ports| {
+        ports.postgres_health = Some(Arc::new(postgres));
+        ports.redis_health = Some(Arc::new(redis));
+    });
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let degraded = send(&app, get("/readyz").to_request()).await;
+    let plain = send(
+        &test::init_service(build_app(Harness::new().state.clone())).await,
+        get("/readyz").to_request(),
+    )
+    .await;
+
+    degraded.assert_data(StatusCode::OK);
+    assert_eq!(degraded.body["data"]["status"], "degraded");
+    assert_eq!(degraded.body["data"]["redis"], "unavailable");
+    plain.assert_data(StatusCode::OK);
+    assert_eq!(plain.body["data"]["status"], "ready", "nothing configured");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn metrics_are_404_where_they_are_not_served() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+
+    let reply = send(&app, get("/metrics").to_request()).await;
+
+    reply.assert_error(StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_traceparent_is_continued_and_a_malformed_one_replaced() -> Result<()> {
+    let h = Harness::new();
+    let app = test::init_service(build_app(h.state.clone())).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let continued = send(
+        &app,
+        get("/livez")
+            .insert_header(("traceparent", incoming))
+            .to_request(),
+    )
+    .await;
+    let replaced = send(
+        &app,
+        get("/livez")
+            .insert_header(("traceparent", "00-zz-not-a-trace-01"))
+            .to_request(),
+    )
+    .await;
+
+    let outgoing = continued
+        .header("traceparent")
+        .context("traceparent sent")?;
+    let parts: Vec<&str> = outgoing.split('-').collect();
+    assert_eq!(parts.len(), 4, "{outgoing}");
+    assert_eq!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the same trace"
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7", "this server's own span id");
+    assert_eq!(parts[3], "01", "the sampled flag kept");
+    let fresh = replaced.header("traceparent").context("traceparent sent")?;
+    assert_eq!(fresh.len(), 55, "a well-formed new traceparent: {fresh}");
+    assert!(!fresh.contains("zz"), "{fresh}");
+    Ok(())
+}
