@@ -70,6 +70,31 @@ bench *ARGS:
     cargo build --release --bins
     "${CARGO_TARGET_DIR:-target}/release/pg-analytics-bench" --binary "${CARGO_TARGET_DIR:-target}/release/pg-analytics" {{ARGS}}
 
+# Start the local stack (postgres, redis, api, prometheus) in the background, rebuilding the images.
+up:
+    docker compose up -d --build
+
+# Stop the local stack and remove its containers (the pgdata volume is kept).
+down:
+    docker compose down
+
+# Follow the local stack's logs, of every service or of those named (`just logs api`).
+logs *ARGS:
+    docker compose logs -f {{ARGS}}
+
+# The local stack's database is postgres://postgres:postgres@localhost:5432/pg_analytics.
+# Apply pending migrations to the database at DATABASE_URL.
+migrate:
+    cargo run --release -- migrate
+
+# A psql shell on the local stack's database.
+psql:
+    docker compose exec postgres psql -U postgres -d pg_analytics
+
+# Check the alerting rules and their tests, the Prometheus configuration and the Grafana dashboard.
+check-prometheus:
+    ./scripts/check-prometheus.sh
+
 # Everything CI checks: lint, the tests, the fault tests, the API against its document, then
 # the dashboard in a browser.
 test-all: lint test test-faults test-api test-browser
