@@ -165,6 +165,10 @@ pub(crate) fn snapshot_read(seconds: f64) {
 /// The labels of one freshness series: report and window, and tenant when asked for.
 type LabelSet = Vec<(&'static str, String)>;
 
+/// The first day a dirty bucket may start on, for the whole backlog: year 1, which every
+/// store's dates can hold (PostgreSQL's reach back to 4713 BC, not to `Date::MIN`).
+const EARLIEST: time::Date = time::macros::date!(0001 - 01 - 01);
+
 /// The stores the [`Sampler`] reads.
 #[derive(Clone)]
 pub struct SamplerPorts {
@@ -253,7 +257,7 @@ impl Sampler {
         let scopes = self
             .ports
             .rollups
-            .dirty_scopes(time::Date::MIN, now.date())
+            .dirty_scopes(EARLIEST, now.date())
             .await?;
         let slugs: HashMap<TenantId, String> = if self.tenant_labels && !scopes.is_empty() {
             match self.ports.tenants.list().await {

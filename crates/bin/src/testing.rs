@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 
-pub use crate::probe::request;
+pub use crate::probe::{Answer, exchange, request};
 
 /// A free port of 127.0.0.1 (free when asked; taken by whoever binds it first).
 ///
