@@ -95,9 +95,9 @@ psql:
 check-prometheus:
     ./scripts/check-prometheus.sh
 
-# Everything CI checks: lint, the tests, the fault tests, the API against its document, then
-# the dashboard in a browser.
-test-all: lint test test-faults test-api test-browser
+# Everything CI checks: lint, the tests, the fault tests, the alerting rules and dashboard,
+# the API against its document, then the dashboard in a browser.
+test-all: lint test test-faults check-prometheus test-api test-browser
 
 # What .ci/run executes.
 ci: test-all
