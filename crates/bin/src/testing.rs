@@ -185,3 +185,23 @@ pub fn eventually<T>(
         std::thread::sleep(every);
     }
 }
+
+/// The Redis on 127.0.0.1:6379 (or `TEST_REDIS_URL`) for the tests that share it; `None`
+/// (skipped) when unreachable, which fails under `CI=true`.
+///
+/// # Errors
+/// When Redis is unreachable in CI.
+pub fn shared_redis() -> Result<Option<String>> {
+    let url =
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable = std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+        || std::env::var("TEST_REDIS_URL").is_ok();
+    if reachable {
+        return Ok(Some(url));
+    }
+    ensure!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "Redis is required (CI) but unreachable"
+    );
+    Ok(None)
+}

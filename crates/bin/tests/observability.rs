@@ -5,7 +5,6 @@
 
 use std::{
     collections::BTreeSet,
-    net::TcpStream,
     process::Command,
     sync::{
         Arc, Mutex,
@@ -24,18 +23,6 @@ const KEY: &str = "observability-test-key-0123";
 
 fn operator(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
     request_with(port, method, path, &[("X-Management-Key", KEY)], body)
-}
-
-/// The Redis of the machine, required in CI, else `None` (skipped).
-fn redis_url() -> Result<Option<String>> {
-    if TcpStream::connect("127.0.0.1:6379").is_ok() {
-        return Ok(Some("redis://127.0.0.1:6379".to_owned()));
-    }
-    ensure!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "Redis is required (CI) but unreachable"
-    );
-    Ok(None)
 }
 
 /// One scrape of `/metrics`, as text.
@@ -151,7 +138,7 @@ async fn the_scrape_counts_the_workload_exactly_and_passes_promtool() -> Result<
     let Some(db) = TestDatabase::create().await? else {
         return Ok(());
     };
-    let Some(redis) = redis_url()? else {
+    let Some(redis) = testing::shared_redis()? else {
         return Ok(());
     };
     let prefix = format!("obs-{}", uuid::Uuid::new_v4().simple());

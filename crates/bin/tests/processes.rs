@@ -2,10 +2,10 @@
 //! configuration errors, graceful shutdown, the one-shot commands, and a pending run that
 //! survives its process and is completed by another one sharing the database.
 
-use std::{net::TcpStream, process::Output, time::Duration};
+use std::{process::Output, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
-use pg_analytics::testing::{self, Process, request as request_with};
+use pg_analytics::testing::{self, Process, request as request_with, shared_redis};
 use postgres_adapter::testing::TestDatabase;
 use redis_adapter::testing::OwnRedis;
 use serde_json::Value;
@@ -233,22 +233,6 @@ async fn a_pending_run_written_by_one_process_is_completed_by_another() -> Resul
         }
     }
     bail!("the second process never completed the run")
-}
-
-/// The shared Redis for the two-process tests, or `None` (skipped) when unreachable outside CI.
-fn shared_redis() -> Result<Option<String>> {
-    let url =
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let reachable =
-        TcpStream::connect("127.0.0.1:6379").is_ok() || std::env::var("TEST_REDIS_URL").is_ok();
-    if reachable {
-        return Ok(Some(url));
-    }
-    ensure!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "Redis is required (CI) but unreachable"
-    );
-    Ok(None)
 }
 
 fn run_status(port: u16, id: &str) -> Result<Value> {

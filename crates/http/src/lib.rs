@@ -140,31 +140,11 @@ pub fn build_app(
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(web::scope("/api/v1").configure(routes::configure))
-        .service(
-            web::resource("/")
-                .route(routes::read().to(dashboard::index))
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
-        .service(
-            web::resource("/assets/{path:.*}")
-                .route(routes::read().to(dashboard::asset))
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
-        .service(
-            web::resource("/livez")
-                .route(routes::read().to(probes::livez))
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
-        .service(
-            web::resource("/readyz")
-                .route(routes::read().to(probes::readyz))
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
-        .service(
-            web::resource("/metrics")
-                .route(routes::read().to(probes::metrics))
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
+        .service(routes::read_only("/", dashboard::index))
+        .service(routes::read_only("/assets/{path:.*}", dashboard::asset))
+        .service(routes::read_only("/livez", probes::livez))
+        .service(routes::read_only("/readyz", probes::readyz))
+        .service(routes::read_only("/metrics", probes::metrics))
         .default_service(web::to(routes::not_found))
         .wrap(middleware::from_fn(request_id::middleware))
 }
@@ -184,14 +164,11 @@ pub fn metrics_app(
 > {
     App::new()
         .app_data(web::Data::new(endpoint))
-        .service(
-            web::resource("/metrics")
-                .route(
-                    routes::read().to(|endpoint: web::Data<MetricsEndpoint>| async move {
-                        probes::exposition(&endpoint).await
-                    }),
-                )
-                .default_service(routes::method_not_allowed("GET, HEAD")),
-        )
+        .service(routes::read_only(
+            "/metrics",
+            |endpoint: web::Data<MetricsEndpoint>| async move {
+                probes::exposition(&endpoint).await
+            },
+        ))
         .default_service(web::to(routes::not_found))
 }

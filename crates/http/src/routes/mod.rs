@@ -28,88 +28,72 @@ pub(crate) fn listing_page(
 
 /// Registers every route of the API; mounted under `/api/v1`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/health")
-            .route(read().to(health::health))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/reports")
-            .route(read().to(reports::list_reports))
-            .route(web::post().to(reports::create_report))
-            .default_service(method_not_allowed("GET, HEAD, POST")),
-    )
-    // Report runs are the hot path: matched before any other pattern with a parameter.
-    .service(
-        web::resource("/reports/{slug}/run")
-            .wrap(actix_web::middleware::from_fn(crate::replay::middleware))
-            .route(read().to(reports::run_report))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/reports/{slug}")
-            .route(read().to(reports::get_report))
-            .route(web::put().to(reports::replace_report))
-            .route(web::delete().to(reports::delete_report))
-            .default_service(method_not_allowed("GET, HEAD, PUT, DELETE")),
-    )
-    .service(
-        web::resource("/recomputations")
-            .route(read().to(recomputations::list_runs))
-            .route(web::post().to(recomputations::trigger))
-            .default_service(method_not_allowed("GET, HEAD, POST")),
-    )
-    .service(
-        web::resource("/recomputations/{id}")
-            .route(read().to(recomputations::get_run))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/audit-entries")
-            .route(read().to(audit::list_audit_entries))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/events")
-            .route(web::post().to(events::ingest_event))
-            .default_service(method_not_allowed("POST")),
-    )
-    .service(
-        web::resource("/events/bulk")
-            .route(web::post().to(events::ingest_bulk))
-            .default_service(method_not_allowed("POST")),
-    )
-    .service(
-        web::resource("/sources")
-            .route(read().to(sources::list_sources))
-            .route(web::post().to(sources::create_source))
-            .default_service(method_not_allowed("GET, HEAD, POST")),
-    )
-    .service(
-        web::resource("/stats")
-            .route(read().to(stats::stats))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(read().to(stats::metrics))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/openapi.json")
-            .route(read().to(openapi::openapi_json))
-            .default_service(method_not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/docs")
-            .route(read().to(crate::dashboard::docs))
-            .default_service(method_not_allowed("GET, HEAD")),
-    );
+    cfg.service(read_only("/health", health::health))
+        .service(
+            web::resource("/reports")
+                .route(read().to(reports::list_reports))
+                .route(web::post().to(reports::create_report))
+                .default_service(method_not_allowed("GET, HEAD, POST")),
+        )
+        // Report runs are the hot path: matched before any other pattern with a parameter.
+        .service(
+            web::resource("/reports/{slug}/run")
+                .wrap(actix_web::middleware::from_fn(crate::replay::middleware))
+                .route(read().to(reports::run_report))
+                .default_service(method_not_allowed("GET, HEAD")),
+        )
+        .service(
+            web::resource("/reports/{slug}")
+                .route(read().to(reports::get_report))
+                .route(web::put().to(reports::replace_report))
+                .route(web::delete().to(reports::delete_report))
+                .default_service(method_not_allowed("GET, HEAD, PUT, DELETE")),
+        )
+        .service(
+            web::resource("/recomputations")
+                .route(read().to(recomputations::list_runs))
+                .route(web::post().to(recomputations::trigger))
+                .default_service(method_not_allowed("GET, HEAD, POST")),
+        )
+        .service(read_only("/recomputations/{id}", recomputations::get_run))
+        .service(read_only("/audit-entries", audit::list_audit_entries))
+        .service(
+            web::resource("/events")
+                .route(web::post().to(events::ingest_event))
+                .default_service(method_not_allowed("POST")),
+        )
+        .service(
+            web::resource("/events/bulk")
+                .route(web::post().to(events::ingest_bulk))
+                .default_service(method_not_allowed("POST")),
+        )
+        .service(
+            web::resource("/sources")
+                .route(read().to(sources::list_sources))
+                .route(web::post().to(sources::create_source))
+                .default_service(method_not_allowed("GET, HEAD, POST")),
+        )
+        .service(read_only("/stats", stats::stats))
+        .service(read_only("/metrics", stats::metrics))
+        .service(read_only("/openapi.json", openapi::openapi_json))
+        .service(read_only("/docs", crate::dashboard::docs));
 }
 
 /// A route answering GET, and HEAD as GET without the body.
 pub(crate) fn read() -> Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// A resource at `path` answering GET and HEAD with `handler`, and 405 otherwise.
+pub(crate) fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(read().to(handler))
+        .default_service(method_not_allowed("GET, HEAD"))
 }
 
 /// The fallback of a resource: its path matched but none of its methods did.
