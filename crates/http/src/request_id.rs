@@ -1,7 +1,7 @@
 //! The request middleware: one id, one trace context, one span, one log line and the HTTP
 //! metrics of every request.
 
-use std::time::Instant;
+use std::{cell::RefCell, collections::HashMap, time::Instant};
 
 use actix_web::{
     HttpResponse,
@@ -69,7 +69,7 @@ pub(crate) async fn middleware(
     );
     let started = Instant::now();
     let method = req.method().clone();
-    let in_flight = metrics::gauge!(IN_FLIGHT);
+    let in_flight = HANDLES.with(|handles| handles.in_flight.clone());
     in_flight.increment(1.0);
     let traceparent = trace.header();
 
@@ -142,10 +142,50 @@ fn completed(route: Option<String>, method: &Method, status: StatusCode, started
         latency_ms = (elapsed * 1_000_000.0).round() / 1000.0,
         "request completed"
     );
-    let method = known_method(method);
-    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!(DURATION, "route" => route, "method" => method).record(elapsed);
+    let (requests, duration) =
+        HANDLES.with(|handles| handles.series(route, known_method(method), status_label(status)));
+    requests.increment(1);
+    duration.record(elapsed);
+}
+
+/// The handles of the HTTP metrics a worker thread has used. Looking a labelled metric up in
+/// the recorder builds its key and takes a lock on every request; a handle found once is a
+/// map lookup and an atomic add after that. Routes, methods and statuses are bounded, so the
+/// map is too.
+struct Handles {
+    in_flight: metrics::Gauge,
+    /// By route, then by method and status.
+    series: RefCell<HashMap<String, HashMap<(&'static str, &'static str), Series>>>,
+}
+
+/// The request counter and latency histogram of one route, method and status.
+type Series = (metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    // Made at a thread's first request, when the binary has installed its recorder.
+    static HANDLES: Handles = Handles {
+        in_flight: metrics::gauge!(IN_FLIGHT),
+        series: RefCell::default(),
+    };
+}
+
+impl Handles {
+    fn series(&self, route: String, method: &'static str, status: &'static str) -> Series {
+        let mut series = self.series.borrow_mut();
+        let by_route = match series.get_mut(route.as_str()) {
+            Some(by_route) => by_route,
+            None => series.entry(route.clone()).or_default(),
+        };
+        by_route
+            .entry((method, status))
+            .or_insert_with(|| {
+                (
+                    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status),
+                    metrics::histogram!(DURATION, "route" => route, "method" => method),
+                )
+            })
+            .clone()
+    }
 }
 
 /// The route label of a request that matched no route.
