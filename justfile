@@ -23,6 +23,10 @@ test:
 test-faults:
     cargo test -p pg-analytics --features fault-tests --test faults -- --test-threads=1
 
+# The OTLP span export (the binary's `otlp` feature) against a fake collector.
+test-otlp:
+    cargo test -p pg-analytics --features otlp --test otlp
+
 # Fuzz the parsers of untrusted input (event bodies, query strings) for SECS seconds each
 # (not in CI). cargo-fuzz runs on the stable toolchain here (RUSTC_BOOTSTRAP) without a
 # sanitizer: the code forbids `unsafe`, so a panic is what there is to find. A crash lands in
@@ -56,7 +60,7 @@ fmt:
 # Formatting, clippy with warnings denied, and the dependency direction.
 lint:
     cargo fmt --all --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
     ./scripts/check-dependency-direction.sh
 
 # Fail if domain or application reach an infrastructure crate.
@@ -97,7 +101,7 @@ check-prometheus:
 
 # Everything CI checks: lint, the tests, the fault tests, the alerting rules and dashboard,
 # the API against its document, then the dashboard in a browser.
-test-all: lint test test-faults check-prometheus test-api test-browser
+test-all: lint test test-faults test-otlp check-prometheus test-api test-browser
 
 # What .ci/run executes.
 ci: test-all

@@ -277,6 +277,14 @@ pub struct LogConfig {
     /// A tracing filter, e.g. info or pg_analytics=debug,info.
     #[arg(long, env, default_value = "info", value_parser = log_filter)]
     pub rust_log: String,
+    /// An OTLP/HTTP collector's base URL, e.g. http://127.0.0.1:4318: the spans RUST_LOG lets
+    /// through are sent to its /v1/traces as protobuf (a build with the `otlp` feature; plain
+    /// http:// only). Unset: no span leaves the process.
+    #[arg(long, env)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// The service.name of the exported spans.
+    #[arg(long, env, default_value = "pg-analytics")]
+    pub otel_service_name: String,
 }
 
 /// The whole configuration.

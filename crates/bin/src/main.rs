@@ -175,10 +175,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = telemetry::init(&config.log) {
-        eprintln!("pg-analytics: {err:#}");
-        return ExitCode::from(2);
-    }
+    // Declared before the runtime, so dropped after it: the spans its tasks left are exported.
+    let _telemetry = match telemetry::init(&config.log) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("pg-analytics: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

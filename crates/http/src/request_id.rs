@@ -58,6 +58,9 @@ pub(crate) async fn middleware(
         "http_request",
         request_id = %String::from_utf8_lossy(id.as_bytes()),
         trace_id = %trace.trace_id(),
+        // The caller's span and sampling decision, for the span exporter.
+        parent_id = trace.parent_id(),
+        sampled = trace.sampled(),
         method = %req.method(),
         path = %req.path(),
         // Filled in once the request is routed, and by the tenant extractors once the caller
@@ -155,8 +158,11 @@ fn completed(route: Option<String>, method: &Method, status: StatusCode, started
 struct Handles {
     in_flight: metrics::Gauge,
     /// By route, then by method and status.
-    series: RefCell<HashMap<String, HashMap<(&'static str, &'static str), Series>>>,
+    series: RefCell<HashMap<String, ByStatus>>,
 }
+
+/// The series of one route, by method and status.
+type ByStatus = HashMap<(&'static str, &'static str), Series>;
 
 /// The request counter and latency histogram of one route, method and status.
 type Series = (metrics::Counter, metrics::Histogram);
@@ -244,6 +250,8 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TraceContext {
     trace_id: u128,
+    /// The caller's span, when it sent a `traceparent`.
+    parent_id: Option<u64>,
     span_id: u64,
     sampled: bool,
 }
@@ -259,13 +267,19 @@ impl TraceContext {
         let random = Uuid::new_v4().as_u128();
         let span_id = (random as u64) | 1;
         match parent {
-            Some((trace_id, sampled)) => Self {
+            Some(Parent {
                 trace_id,
+                span_id: parent_id,
+                sampled,
+            }) => Self {
+                trace_id,
+                parent_id: Some(parent_id),
                 span_id,
                 sampled,
             },
             None => Self {
                 trace_id: Uuid::new_v4().as_u128(),
+                parent_id: None,
                 span_id,
                 sampled: true,
             },
@@ -275,6 +289,16 @@ impl TraceContext {
     /// The trace id, 32 lower-case hex digits.
     pub(crate) fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+
+    /// The caller's span id, 16 lower-case hex digits, when it sent one.
+    pub(crate) fn parent_id(&self) -> Option<String> {
+        self.parent_id.map(|id| format!("{id:016x}"))
+    }
+
+    /// Whether the trace is sampled: the caller's choice, or yes for a new trace.
+    pub(crate) fn sampled(&self) -> bool {
+        self.sampled
     }
 
     /// The `traceparent` naming this server's span as the parent of whatever follows.
@@ -289,9 +313,18 @@ impl TraceContext {
     }
 }
 
-/// The trace id and sampled flag of a `traceparent` of version 00 (or a later version, read
-/// as 00): `version-traceid-parentid-flags`, lower-case hex, neither id all zeros.
-fn parse_traceparent(raw: &str) -> Option<(u128, bool)> {
+/// What a caller's `traceparent` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parent {
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+}
+
+/// The trace id, parent span id and sampled flag of a `traceparent` of version 00 (or a later
+/// version, read as 00): `version-traceid-parentid-flags`, lower-case hex, neither id all
+/// zeros.
+fn parse_traceparent(raw: &str) -> Option<Parent> {
     let raw = raw.trim();
     let mut parts = raw.split('-');
     let (version, trace, parent, flags) =
@@ -313,7 +346,11 @@ fn parse_traceparent(raw: &str) -> Option<(u128, bool)> {
         return None;
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some((trace_id, flags & 1 == 1))
+    Some(Parent {
+        trace_id,
+        span_id: parent_id,
+        sampled: flags & 1 == 1,
+    })
 }
 
 #[cfg(test)]
@@ -335,11 +372,16 @@ mod tests {
         let parsed = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert_eq!(
             parsed,
-            Some((0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, true))
+            Some(Parent {
+                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                span_id: 0x00f0_67aa_0ba9_02b7,
+                sampled: true
+            })
         );
         assert_eq!(
-            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
-            Some((0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, false))
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                .map(|parent| parent.sampled),
+            Some(false)
         );
         // A later version may add fields after the flags.
         assert!(
@@ -385,9 +427,10 @@ mod tests {
         );
         assert!(!text.contains("00f067aa0ba902b7"), "{text}");
         assert_eq!(
-            parse_traceparent(text).map(|(_, sampled)| sampled),
+            parse_traceparent(text).map(|parent| parent.sampled),
             Some(true)
         );
+        assert_eq!(context.parent_id().as_deref(), Some("00f067aa0ba902b7"));
     }
 
     #[test]
