@@ -375,6 +375,47 @@ async fn metrics_can_be_served_on_their_own_address_or_not_at_all() -> Result<()
     Ok(())
 }
 
+#[test]
+fn freshness_is_labelled_by_tenant_only_when_asked() -> Result<()> {
+    let labelled = Process::start(
+        BINARY,
+        &[
+            ("MANAGEMENT_API_KEY", KEY),
+            ("METRICS_TENANT_LABELS", "true"),
+            ("LOG_FORMAT", "json"),
+            // The scheduler stays out of the way: the event's buckets stay dirty.
+            ("REFRESH_INTERVAL_OVERRIDE_SECS", "86400"),
+        ],
+    )?;
+    let key = labelled
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|line| line["api_key"].as_str().map(str::to_owned))
+        .context("the embedded default logs an API key")?;
+    let at = format!("{}T00:00:00Z", time::OffsetDateTime::now_utc().date());
+    let event =
+        json!({"source": "stripe", "entity_id": "c-1", "status": "success", "occurred_at": at});
+    let (status, _) = request_with(
+        labelled.port,
+        "POST",
+        "/api/v1/events",
+        &[("X-API-Key", &key)],
+        Some(&event),
+    )?;
+    ensure!(status == 201);
+    let scraped = scrape(labelled.port)?;
+    ensure!(
+        sample(
+            &scraped,
+            "pg_analytics_freshness_dirty_buckets",
+            &["tenant=\"default\""]
+        ) > 0.0,
+        "the default tenant's dirty buckets, by its slug: {scraped}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_loses_no_acknowledged_event_and_no_run() -> Result<()> {
     let Some(db) = TestDatabase::create().await? else {
