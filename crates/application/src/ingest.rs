@@ -152,12 +152,28 @@ impl IngestService {
     ///
     /// # Errors
     /// [`IngestError::Invalid`] naming every bad field (nothing stored); storage failures.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant), err(level = "info"))]
     pub async fn ingest_one(
         &self,
         tenant: TenantId,
         body: &Value,
         idempotency_key: Option<&str>,
+    ) -> Result<IngestOutcome, IngestError> {
+        self.ingest_one_keyed(tenant, body, idempotency_key, generate_id)
+            .await
+    }
+
+    /// As [`IngestService::ingest_one`], an event with neither key taking `fallback()` as its
+    /// id: a key derived from where it came from, so that a redelivery stores nothing new.
+    ///
+    /// # Errors
+    /// As [`IngestService::ingest_one`].
+    #[tracing::instrument(skip_all, fields(tenant = %tenant), err(level = "info"))]
+    pub async fn ingest_one_keyed(
+        &self,
+        tenant: TenantId,
+        body: &Value,
+        idempotency_key: Option<&str>,
+        fallback: impl FnOnce() -> String,
     ) -> Result<IngestOutcome, IngestError> {
         let header = idempotency_key
             .map(|raw| parse_event_id("Idempotency-Key", raw))
@@ -181,7 +197,7 @@ impl IngestService {
                 )]));
             }
             (Some(key), _) | (None, Some(key)) => key,
-            (None, None) => generate_id(),
+            (None, None) => fallback(),
         };
         let mut outcomes = self.store(tenant, vec![event.into_event(id)]).await?;
         outcomes
@@ -196,11 +212,26 @@ impl IngestService {
     /// # Errors
     /// [`IngestError::Invalid`] naming every bad field as `events[i].field` (nothing stored);
     /// storage failures.
-    #[tracing::instrument(skip_all, fields(tenant = %tenant), err(level = "info"))]
     pub async fn ingest_bulk(
         &self,
         tenant: TenantId,
         body: Value,
+    ) -> Result<Vec<IngestOutcome>, IngestError> {
+        self.ingest_bulk_keyed(tenant, body, |_| generate_id())
+            .await
+    }
+
+    /// As [`IngestService::ingest_bulk`], the `i`th event without an `event_id` taking
+    /// `fallback(i)` as its id.
+    ///
+    /// # Errors
+    /// As [`IngestService::ingest_bulk`].
+    #[tracing::instrument(skip_all, fields(tenant = %tenant), err(level = "info"))]
+    pub async fn ingest_bulk_keyed(
+        &self,
+        tenant: TenantId,
+        body: Value,
+        fallback: impl Fn(usize) -> String,
     ) -> Result<Vec<IngestOutcome>, IngestError> {
         // A body that is not a list of events counts as one rejected event.
         let invalid = |field: &str, message: String| {
@@ -241,7 +272,8 @@ impl IngestService {
         drop(body);
         let events = parsed
             .into_iter()
-            .map(|(id, event)| event.into_event(id.unwrap_or_else(generate_id)))
+            .enumerate()
+            .map(|(n, (id, event))| event.into_event(id.unwrap_or_else(|| fallback(n))))
             .collect();
         self.store(tenant, events).await
     }

@@ -24,6 +24,7 @@ pub mod seed;
 pub mod services;
 pub mod standard;
 pub mod stats;
+pub mod stream;
 pub mod telemetry;
 pub mod tenancy;
 pub mod worker;
@@ -51,6 +52,7 @@ pub use rollups::{
 pub use scheduler::{Scheduler, SchedulerPorts, SchedulerSettings};
 pub use seed::{SeedError, SeedOutcome, SeedService};
 pub use services::{Ports, Services, Settings};
+pub use stream::{Disposition, StreamIngestion, StreamMessage};
 pub use tenancy::{IssuedKey, KeyCacheSettings, Principal, TenancyService, TenancyServiceError};
 pub use worker::{RecomputeWorker, WorkerPorts};
 

@@ -23,6 +23,7 @@ use crate::{
     seed::SeedPorts,
     standard::WithStandardRollups,
     stats::{StatsPorts, StatsService},
+    stream::StreamIngestion,
     tenancy::TenancyPorts,
 };
 
@@ -118,6 +119,8 @@ pub struct Services {
     pub audit: AuditService,
     pub health: HealthService,
     pub ingest: IngestService,
+    /// Ingestion of a stream's messages, through `ingest`.
+    pub stream: StreamIngestion,
     /// The ports they were built over, for what the process does beside them (closing the
     /// queue at shutdown, say).
     pub ports: Ports,
@@ -251,6 +254,7 @@ impl Services {
             clock,
         });
         Self {
+            stream: StreamIngestion::new(ingest.clone(), tenancy.clone()),
             access: AccessPolicy::new(settings.management_key.clone(), tenancy.clone()),
             reports,
             recompute,

@@ -2075,3 +2075,155 @@ async fn changing_what_a_report_computes_rebuilds_it_and_renaming_it_does_not() 
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ingestion from a stream
+// ---------------------------------------------------------------------------------------------
+
+fn message(
+    sequence: u64,
+    message_id: Option<&str>,
+    body: &serde_json::Value,
+) -> application::StreamMessage {
+    application::StreamMessage {
+        tenant: "default".to_owned(),
+        source: None,
+        message_id: message_id.map(str::to_owned),
+        stream: "EVENTS".to_owned(),
+        sequence,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn stored(created: usize, duplicates: usize) -> application::Disposition {
+    application::Disposition::Stored {
+        created,
+        duplicates,
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_message_stores_nothing_new_whatever_keys_its_events_have() -> Result<()> {
+    let h = Harness::new(8);
+    let stream = h.services.stream.clone();
+    let bulk = serde_json::json!({"events": [event_body(Some("order-1"), 100), event_body(None, 200), event_body(None, 300)]});
+    let single = event_body(None, 400);
+
+    // A bulk without a message id: events without an id are keyed by the stream sequence.
+    ensure!(stream.handle(&message(7, None, &bulk)).await == stored(3, 0));
+    ensure!(
+        stream.handle(&message(7, None, &bulk)).await == stored(0, 3),
+        "redelivered"
+    );
+    // The same body at another sequence is another message: its keyless events are new.
+    ensure!(stream.handle(&message(8, None, &bulk)).await == stored(2, 1));
+    // A single event keyed by the message id, whatever its sequence.
+    ensure!(stream.handle(&message(9, Some("msg-1"), &single)).await == stored(1, 0));
+    ensure!(stream.handle(&message(10, Some("msg-1"), &single)).await == stored(0, 1));
+
+    let ids: std::collections::BTreeSet<String> = h
+        .adapters
+        .events
+        .stored(TENANT)
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
+    for id in [
+        "order-1",
+        "EVENTS:7:1",
+        "EVENTS:7:2",
+        "EVENTS:8:1",
+        "EVENTS:8:2",
+        "msg-1",
+    ] {
+        ensure!(ids.contains(id), "{id} in {ids:?}");
+    }
+    ensure!(ids.len() == 6, "{ids:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_can_never_be_stored_is_rejected_with_its_reason() -> Result<()> {
+    use application::Disposition;
+    let h = Harness::new(8);
+    let stream = h.services.stream.clone();
+    let reason = |disposition: Disposition| match disposition {
+        Disposition::Reject { reason } => Some(reason),
+        _ => None,
+    };
+
+    let mut unknown = message(1, None, &event_body(Some("a"), 1));
+    unknown.tenant = "nobody".to_owned();
+    let malformed = application::StreamMessage {
+        body: b"{not json".to_vec(),
+        ..message(2, None, &serde_json::Value::Null)
+    };
+    let mut no_source = event_body(Some("b"), 1);
+    no_source["source"] = serde_json::json!("no-such-source");
+    ensure!(reason(stream.handle(&unknown).await).is_some_and(|r| r.contains("nobody")));
+    ensure!(reason(stream.handle(&malformed).await).is_some_and(|r| r.contains("JSON")));
+    ensure!(
+        reason(stream.handle(&message(3, None, &no_source)).await)
+            .is_some_and(|r| r.contains("source")),
+        "an unknown source"
+    );
+
+    // An id reused with another body: the rest of the bulk is stored, the message rejected.
+    ensure!(
+        stream
+            .handle(&message(4, None, &event_body(Some("c"), 1)))
+            .await
+            == stored(1, 0)
+    );
+    let reused =
+        serde_json::json!({"events": [event_body(Some("c"), 2), event_body(Some("d"), 1)]});
+    let rejected = reason(stream.handle(&message(5, None, &reused)).await)
+        .context("a conflict is rejected")?;
+    ensure!(
+        rejected.contains('c') && !rejected.contains("d,"),
+        "{rejected}"
+    );
+    ensure!(
+        h.adapters
+            .events
+            .stored(TENANT)
+            .iter()
+            .any(|e| e.event_id == "d"),
+        "the rest stored"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_waits_while_the_events_cannot_be_stored_and_lands_after() -> Result<()> {
+    let h = Harness::new(8);
+    let stream = h.services.stream.clone();
+    let body = event_body(Some("late-1"), 1);
+    h.adapters.events.set_failing(true);
+    ensure!(matches!(
+        stream.handle(&message(1, None, &body)).await,
+        application::Disposition::Retry { .. }
+    ));
+    h.adapters.events.set_failing(false);
+    ensure!(stream.handle(&message(1, None, &body)).await == stored(1, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_subject_s_source_is_given_to_events_that_name_none() -> Result<()> {
+    let h = Harness::new(8);
+    let stream = h.services.stream.clone();
+    let mut body = event_body(Some("s-1"), 1);
+    body.as_object_mut().context("an object")?.remove("source");
+    let mut sourced = message(1, None, &body);
+    sourced.source = Some("stripe".to_owned());
+    ensure!(stream.handle(&sourced).await == stored(1, 0));
+    ensure!(
+        h.adapters
+            .events
+            .stored(TENANT)
+            .iter()
+            .any(|e| e.event_id == "s-1" && e.source.as_str() == "stripe")
+    );
+    Ok(())
+}

@@ -135,6 +135,14 @@ impl InMemoryEventStore {
     pub fn set_failing(&self, failing: bool) {
         self.failure.set(failing);
     }
+
+    /// The events stored for `tenant`, in the order they were stored.
+    pub fn stored(&self, tenant: TenantId) -> Vec<NewEvent> {
+        read(&self.tenants)
+            .get(&tenant)
+            .map(|events| events.events.iter().map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[async_trait]

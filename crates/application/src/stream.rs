@@ -1,0 +1,182 @@
+//! Ingestion from a durable stream: a message holds one event or a bulk body, exactly as the
+//! HTTP routes take them, for the tenant (and optionally the source) its subject names. It goes
+//! through [`IngestService`], the same validation, idempotency and group commit as HTTP, and
+//! the answer says what the stream should do with the message: acknowledge it once its events
+//! are committed, deliver it again later, or set it aside as one that can never be stored.
+//!
+//! Redelivery never stores an event twice: an event's key is its `event_id`, else the
+//! message's own id (for a bulk message, with the event's index), else the message's place in
+//! its stream, which a redelivery keeps.
+
+use serde_json::Value;
+
+use crate::{
+    ingest::{IngestError, IngestService},
+    tenancy::{TenancyService, TenancyServiceError},
+};
+
+/// The largest message body taken, as the largest HTTP ingestion body.
+pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// A message of the stream, as the feed read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamMessage {
+    /// The tenant's slug, from the subject.
+    pub tenant: String,
+    /// The source the subject names, given to the events that name none.
+    pub source: Option<String>,
+    /// The message's own id (`Nats-Msg-Id`): the idempotency key of a single event, and with
+    /// its index, of a bulk's events that carry no `event_id`.
+    pub message_id: Option<String>,
+    /// The stream and the message's sequence in it: the key of events with no other.
+    pub stream: String,
+    pub sequence: u64,
+    pub body: Vec<u8>,
+}
+
+impl StreamMessage {
+    /// The key of the `index`th event (`None`: the only one) when it has no other.
+    fn derived_key(&self, index: Option<usize>) -> String {
+        let base = match &self.message_id {
+            Some(id) => id.clone(),
+            None => format!("{}:{}", self.stream, self.sequence),
+        };
+        match index {
+            Some(index) => format!("{base}:{index}"),
+            None => base,
+        }
+    }
+}
+
+/// What became of a message, and so what the stream does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every event is committed, new or a duplicate: acknowledge.
+    Stored { created: usize, duplicates: usize },
+    /// Nothing could be stored now (PostgreSQL unavailable): deliver it again later.
+    Retry { reason: String },
+    /// It can never be stored as it is (malformed, unknown tenant or source, an event id
+    /// reused with another body): set it aside with the reason, and acknowledge. Events of a
+    /// bulk that could be stored were.
+    Reject { reason: String },
+}
+
+/// Ingests the messages of a stream.
+#[derive(Clone)]
+pub struct StreamIngestion {
+    ingest: IngestService,
+    tenancy: TenancyService,
+}
+
+impl std::fmt::Debug for StreamIngestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamIngestion").finish_non_exhaustive()
+    }
+}
+
+impl StreamIngestion {
+    /// Ingestion through `ingest`, tenants resolved by `tenancy`.
+    pub fn new(ingest: IngestService, tenancy: TenancyService) -> Self {
+        Self { ingest, tenancy }
+    }
+
+    /// Stores the events of `message` and says what the stream should do with it.
+    pub async fn handle(&self, message: &StreamMessage) -> Disposition {
+        if message.body.len() > MAX_MESSAGE_BYTES {
+            return reject(format!(
+                "the body is {} bytes, more than {MAX_MESSAGE_BYTES}",
+                message.body.len()
+            ));
+        }
+        let tenant = match self.tenancy.resolve(Some(&message.tenant)).await {
+            Ok(tenant) => tenant.id,
+            Err(TenancyServiceError::Unavailable(err)) => {
+                return Disposition::Retry {
+                    reason: format!("tenants cannot be read: {err:#}"),
+                };
+            }
+            Err(err) => return reject(format!("tenant {:?}: {err}", message.tenant)),
+        };
+        let mut body: Value = match serde_json::from_slice(&message.body) {
+            Ok(body) => body,
+            Err(err) => return reject(format!("the body is not JSON: {err}")),
+        };
+        let bulk = body.as_object().is_some_and(|o| o.contains_key("events"));
+        if let Some(source) = &message.source {
+            give_source(&mut body, source, bulk);
+        }
+        let outcome = if bulk {
+            self.ingest
+                .ingest_bulk_keyed(tenant, body, |index| message.derived_key(Some(index)))
+                .await
+        } else {
+            self.ingest
+                .ingest_one_keyed(tenant, &body, message.message_id.as_deref(), || {
+                    message.derived_key(None)
+                })
+                .await
+                .map(|outcome| vec![outcome])
+        };
+        match outcome {
+            Ok(outcomes) => settle(&outcomes),
+            Err(IngestError::Unavailable(err)) => Disposition::Retry {
+                reason: format!("event storage is unavailable: {err:#}"),
+            },
+            Err(IngestError::Invalid(errors)) => reject(
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field(), e.message()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Err(IngestError::Unexpected(err)) => reject(format!("{err:#}")),
+        }
+    }
+}
+
+fn reject(reason: String) -> Disposition {
+    Disposition::Reject { reason }
+}
+
+/// Stored, unless an event id was reused with another body.
+fn settle(outcomes: &[domain::IngestOutcome]) -> Disposition {
+    use domain::IngestStatus;
+    let conflicts: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.status == IngestStatus::Conflict)
+        .map(|o| o.event_id.as_str())
+        .collect();
+    if !conflicts.is_empty() {
+        return reject(format!(
+            "event id(s) already stored with another body: {}",
+            conflicts.join(", ")
+        ));
+    }
+    let created = outcomes
+        .iter()
+        .filter(|o| o.status == IngestStatus::Created)
+        .count();
+    Disposition::Stored {
+        created,
+        duplicates: outcomes.len() - created,
+    }
+}
+
+/// Gives `source` to the events of `body` that name none.
+fn give_source(body: &mut Value, source: &str, bulk: bool) {
+    let events: Vec<&mut Value> = if bulk {
+        match body.get_mut("events") {
+            Some(Value::Array(items)) => items.iter_mut().collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        vec![body]
+    };
+    for event in events {
+        if let Some(object) = event.as_object_mut() {
+            object
+                .entry("source")
+                .or_insert_with(|| Value::String(source.to_owned()));
+        }
+    }
+}
