@@ -921,3 +921,71 @@ pub trait HealthProbe: Send + Sync {
         }
     }
 }
+
+/// A durable stream of event messages that consumers share (NATS JetStream here; a Kafka
+/// consumer group would fit the same shape): each message is delivered until it is settled,
+/// and a delivery left unsettled by a consumer that dies is delivered again.
+#[async_trait]
+pub trait EventFeed: Send + Sync {
+    /// The next message, waiting for one; `None` once the feed is closed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the stream cannot be read right now (the caller
+    /// retries after a pause).
+    async fn next(&self) -> Result<Option<Box<dyn FeedDelivery>>, StoreError>;
+
+    /// Stops handing out messages: every [`EventFeed::next`], waiting or to come, returns
+    /// `None`. Messages fetched and not handed out are left to be delivered again.
+    async fn close(&self);
+
+    /// How far consumers are behind: messages not yet delivered or not yet settled.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the stream cannot be asked.
+    async fn lag(&self) -> Result<FeedLag, StoreError>;
+}
+
+/// How far the consumers of a feed are behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedLag {
+    /// Messages not delivered yet.
+    pub pending: u64,
+    /// Messages delivered and not yet settled.
+    pub in_flight: u64,
+}
+
+/// One delivery of a message, to be settled once: acknowledged, handed back for a later
+/// delivery, or set aside as dead.
+#[async_trait]
+pub trait FeedDelivery: Send {
+    /// The message.
+    fn message(&self) -> &crate::stream::StreamMessage;
+
+    /// Why the delivery is not a message this service can read (a subject out of shape), if
+    /// it is not: it is dead-lettered without a look at its body.
+    fn unreadable(&self) -> Option<&str> {
+        None
+    }
+
+    /// How many times it has been delivered, this time included.
+    fn delivered(&self) -> u64;
+
+    /// Its events are committed: never deliver it again.
+    ///
+    /// # Errors
+    /// When the acknowledgement cannot be sent (the message will be delivered again, and
+    /// its events found stored).
+    async fn ack(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Deliver it again, no sooner than `after`.
+    ///
+    /// # Errors
+    /// When the stream cannot be told (it delivers the message again after its wait anyway).
+    async fn retry(self: Box<Self>, after: Duration) -> Result<(), StoreError>;
+
+    /// It can never be stored: keep it aside with `reason`, then never deliver it again.
+    ///
+    /// # Errors
+    /// When it cannot be set aside; it is then not settled, and will be delivered again.
+    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<(), StoreError>;
+}

@@ -8,12 +8,51 @@
 //! message's own id (for a bulk message, with the event's index), else the message's place in
 //! its stream, which a redelivery keeps.
 
+use std::{sync::Arc, time::Duration};
+
 use serde_json::Value;
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
     ingest::{IngestError, IngestService},
+    ports::{Clock, EventFeed, FeedDelivery},
     tenancy::{TenancyService, TenancyServiceError},
 };
+
+/// Messages by what became of them: `stored`, `retried` (delivered again later),
+/// `dead_lettered`.
+pub const MESSAGES: &str = "pg_analytics_stream_messages_total";
+/// Deliveries of a message seen before (after a retry, a crash or a lost acknowledgement).
+pub const REDELIVERED: &str = "pg_analytics_stream_redelivered_total";
+/// Messages of the stream not delivered yet.
+pub const PENDING: &str = "pg_analytics_stream_pending_messages";
+/// Messages delivered and not settled yet.
+pub const IN_FLIGHT: &str = "pg_analytics_stream_in_flight_messages";
+
+/// Gives the stream consumer's metrics their help text.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        MESSAGES,
+        Unit::Count,
+        "Stream messages by outcome: stored (acknowledged), retried, dead_lettered."
+    );
+    describe_counter!(
+        REDELIVERED,
+        Unit::Count,
+        "Deliveries of a stream message delivered before."
+    );
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Stream messages not delivered to a consumer yet."
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        Unit::Count,
+        "Stream messages delivered and not settled yet."
+    );
+}
 
 /// The largest message body taken, as the largest HTTP ingestion body.
 pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
@@ -178,5 +217,130 @@ fn give_source(body: &mut Value, source: &str, bulk: bool) {
                 .entry("source")
                 .or_insert_with(|| Value::String(source.to_owned()));
         }
+    }
+}
+
+/// Reads a feed and settles each message as [`StreamIngestion::handle`] says. A process runs
+/// several at once (`run` in tasks of their own) for as many messages in flight.
+#[derive(Clone)]
+pub struct StreamConsumer {
+    ingestion: StreamIngestion,
+    feed: Arc<dyn EventFeed>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StreamConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConsumer").finish_non_exhaustive()
+    }
+}
+
+/// The longest wait before a message that could not be stored is delivered again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// The pause after the feed itself could not be read.
+const FEED_PAUSE: Duration = Duration::from_secs(1);
+
+impl StreamConsumer {
+    /// A consumer of `feed` ingesting through `ingestion`.
+    pub fn new(
+        ingestion: StreamIngestion,
+        feed: Arc<dyn EventFeed>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            ingestion,
+            feed,
+            clock,
+        }
+    }
+
+    /// Consumes, one message at a time, until the feed is closed ([`EventFeed::close`]); the
+    /// message it holds then is settled before it returns.
+    pub async fn run(&self) {
+        loop {
+            match self.feed.next().await {
+                Ok(Some(delivery)) => self.settle(delivery).await,
+                Ok(None) => break,
+                Err(err) => {
+                    warn!(error = %err, "the stream cannot be read; retrying");
+                    self.clock.pause(FEED_PAUSE).await;
+                }
+            }
+        }
+        info!("stream consumer stopped");
+    }
+
+    /// Ingests one delivery and settles it.
+    async fn settle(&self, delivery: Box<dyn FeedDelivery>) {
+        let message = delivery.message();
+        let span = info_span!(
+            "stream_message",
+            tenant = %message.tenant,
+            stream = %message.stream,
+            sequence = message.sequence,
+            delivered = delivery.delivered(),
+        );
+        async move {
+            let attempt = delivery.delivered();
+            if attempt > 1 {
+                metrics::counter!(REDELIVERED).increment(1);
+            }
+            let disposition = match delivery.unreadable() {
+                Some(reason) => Disposition::Reject {
+                    reason: reason.to_owned(),
+                },
+                None => self.ingestion.handle(delivery.message()).await,
+            };
+            let (outcome, settled) = match &disposition {
+                Disposition::Stored { .. } => ("stored", delivery.ack().await),
+                Disposition::Retry { reason } => {
+                    let after = retry_delay(attempt);
+                    warn!(%reason, retry_in_ms = after.as_millis() as u64, "message not stored; it will be delivered again");
+                    ("retried", delivery.retry(after).await)
+                }
+                Disposition::Reject { reason } => {
+                    warn!(%reason, "message can never be stored; dead-lettered");
+                    ("dead_lettered", delivery.dead_letter(reason).await)
+                }
+            };
+            match settled {
+                Ok(()) => metrics::counter!(MESSAGES, "outcome" => outcome).increment(1),
+                // Unsettled, the message comes back after the stream's wait; its events are
+                // found stored then.
+                Err(err) => warn!(error = %err, outcome, "the message could not be settled"),
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Reads how far consumers are behind into the lag gauges.
+    pub async fn sample(&self) {
+        if let Ok(lag) = self.feed.lag().await {
+            metrics::gauge!(PENDING).set(lag.pending as f64);
+            metrics::gauge!(IN_FLIGHT).set(lag.in_flight as f64);
+        }
+    }
+}
+
+/// The wait before the `attempt`th delivery's message is delivered again: a second, doubled
+/// at each further attempt, at most [`MAX_RETRY_DELAY`].
+fn retry_delay(attempt: u64) -> Duration {
+    let doublings = u32::try_from(attempt.saturating_sub(1).min(5)).unwrap_or(5);
+    (Duration::from_secs(1) * 2u32.pow(doublings)).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_half_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(6), Duration::from_secs(30));
+        assert_eq!(retry_delay(1_000), Duration::from_secs(30));
     }
 }

@@ -251,6 +251,37 @@ pub struct AccessConfig {
     pub api_key_outage_grace_secs: Duration,
 }
 
+/// Ingestion from a NATS JetStream stream.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Stream ingestion (NATS JetStream)")]
+pub struct StreamConfig {
+    /// A nats:// (or tls://) URL. With it `serve` also consumes the stream, as `consume` does.
+    #[arg(long, env, hide_env_values = true, value_parser = SecretParser(url_of_nats))]
+    pub nats_url: Option<Secret>,
+    /// The JetStream stream of events, created when missing (its dead letters go to a stream
+    /// of the same name and `_DLQ`).
+    #[arg(long, env, default_value = "EVENTS", value_parser = nats_name)]
+    pub nats_stream: String,
+    /// The first token of the consumed subjects, `<prefix>.<tenant>[.<source>]`; dead letters
+    /// go to `dlq.<prefix>.<tenant>`.
+    #[arg(long, env, default_value = "events", value_parser = nats_name)]
+    pub nats_subject_prefix: String,
+    /// The durable consumer every consuming process shares, splitting the messages.
+    #[arg(long, env, default_value = "pg-analytics", value_parser = nats_name)]
+    pub nats_consumer: String,
+    /// Messages delivered and not settled at once, across every process, 1 to 100000: what
+    /// bounds the memory a backlog takes.
+    #[arg(long, env, default_value = "256", value_parser = between::<usize>(1..=100_000))]
+    pub nats_max_ack_pending: usize,
+    /// Seconds a delivery may stay unsettled before it is delivered again (to another process
+    /// when this one died), 1 to 3600.
+    #[arg(long, env, default_value = "30", value_parser = seconds(1..=3600))]
+    pub nats_ack_wait_secs: Duration,
+    /// Messages this process ingests at once, 1 to 64.
+    #[arg(long, env, default_value = "4", value_parser = between::<usize>(1..=64))]
+    pub nats_concurrency: usize,
+}
+
 /// Prometheus metrics.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Metrics")]
@@ -303,6 +334,8 @@ pub struct Config {
     pub recompute: RecomputeConfig,
     #[command(flatten)]
     pub access: AccessConfig,
+    #[command(flatten)]
+    pub stream: StreamConfig,
     #[command(flatten)]
     pub metrics: MetricsConfig,
     #[command(flatten)]
@@ -456,6 +489,27 @@ fn url_of_redis(raw: &str) -> Result<(), String> {
     (raw.starts_with("redis://") || raw.starts_with("rediss://"))
         .then_some(())
         .ok_or_else(|| "must be a redis:// or rediss:// URL".to_owned())
+}
+
+fn url_of_nats(raw: &str) -> Result<(), String> {
+    (raw.starts_with("nats://") || raw.starts_with("tls://"))
+        .then_some(())
+        .ok_or_else(|| "must be a nats:// or tls:// URL".to_owned())
+}
+
+/// A stream, consumer or subject token: letters, digits, `-` and `_`.
+fn nats_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(name.to_owned())
+    } else {
+        Err("must be 1 to 64 letters, digits, '-' or '_'".to_owned())
+    }
 }
 
 fn long_enough_key(raw: &str) -> Result<(), String> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod metrics;
 pub mod probe;
 pub mod serve;
+pub mod stream;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Ingest events from the NATS JetStream stream until SIGTERM (needs DATABASE_URL and
+    /// NATS_URL).
+    Consume,
     /// Apply pending database migrations (needs DATABASE_URL).
     Migrate,
     /// Write the deterministic demo data set and precompute its snapshots.
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match command {
             Command::Serve => serve::run(config).await,
+            Command::Consume => pg_analytics::stream::consume(config).await,
             Command::Migrate => commands::migrate(&config).await,
             Command::Seed { events, reset } => commands::seed(&config, events, reset).await,
             Command::Tenants { command } => match command {

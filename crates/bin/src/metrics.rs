@@ -120,6 +120,7 @@ fn describe() {
     telemetry::describe();
     http_api::request_id::describe_metrics();
     postgres_adapter::describe_ingest_metrics();
+    application::stream::describe_metrics();
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version and git_sha labels say which build runs."

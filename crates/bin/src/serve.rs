@@ -54,6 +54,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("RECOMPUTE_WORKERS=0: this process serves but runs no recomputes");
     }
 
+    let consumers = match crate::stream::settings(&config) {
+        Some(settings) => Some(crate::stream::Consumers::start(&config, settings, services).await?),
+        None => None,
+    };
     let metrics = recorder
         .map(|handle| crate::metrics::endpoint(&config, services, wired.pool.clone(), handle));
     let metrics_server = match (&metrics, config.metrics.metrics_addr) {
@@ -99,6 +103,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics_server.stop(false).await;
     }
 
+    if let Some(consumers) = consumers {
+        info!("HTTP server stopped; letting stream consumers settle the messages they hold");
+        consumers.stop().await;
+    }
     info!("HTTP server stopped; letting recompute workers finish their current run");
     if let Some(scheduler) = scheduler {
         scheduler.abort();

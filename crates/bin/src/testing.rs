@@ -86,6 +86,27 @@ impl Process {
         )
     }
 
+    /// Starts `binary` with `args` (a command that serves no HTTP, such as `consume`), its log
+    /// kept in a file; `port` is 0.
+    ///
+    /// # Errors
+    /// When it cannot be started.
+    pub fn spawn(binary: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!("pga-process-{}.log", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&log)?;
+        let child = command(binary, env)
+            .args(args)
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting pg-analytics {args:?}"))?;
+        Ok(Self {
+            child,
+            port: 0,
+            log,
+        })
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
