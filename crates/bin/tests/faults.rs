@@ -594,3 +594,113 @@ fn redis_killed_and_restarted_keeps_reads_working_and_locks_and_versions_recover
     );
     Ok(())
 }
+
+#[test]
+fn stream_messages_wait_through_a_postgres_outage_and_land_once_when_it_is_back() -> Result<()> {
+    if std::net::TcpStream::connect("127.0.0.1:4222").is_err() {
+        ensure!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "NATS is required (CI) but unreachable on 127.0.0.1:4222"
+        );
+        return Ok(());
+    }
+    let pg = OwnPostgres::start()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (stream, prefix) = (format!("EVENTS_{id}"), format!("f{id}"));
+    let env = environment(
+        &pg,
+        None,
+        &[
+            ("NATS_URL", "nats://127.0.0.1:4222"),
+            ("NATS_STREAM", &stream),
+            ("NATS_SUBJECT_PREFIX", &prefix),
+            ("NATS_ACK_WAIT_SECS", "2"),
+        ],
+    );
+    let env = pairs(&env);
+    for args in [
+        vec!["tenants", "create", "acme"],
+        vec!["sources", "create", "--tenant", "acme", "shop"],
+    ] {
+        let output = run(BINARY, &env, &args)?;
+        ensure!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let consumer = Process::spawn(BINARY, &env, &["consume"])?;
+    // The consumer made the stream; nothing is stored while PostgreSQL is down.
+    let nats = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let context = nats.block_on(async {
+        let context =
+            async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?);
+        context
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                ..Default::default()
+            })
+            .await?;
+        Ok::<_, anyhow::Error>(context)
+    })?;
+    // Once its durable consumer exists, the process has started (it connects to PostgreSQL
+    // first).
+    eventually(
+        "the consumer starts",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            nats.block_on(async {
+                let events = context.get_stream(&stream).await?;
+                Ok(events.consumer_info("pg-analytics").await.ok().map(|_| ()))
+            })
+        },
+    )
+    .with_context(|| consumer.log())?;
+    pg.stop_immediately()?;
+    let at = format!("{}T00:00:00Z", time::OffsetDateTime::now_utc().date());
+    nats.block_on(async {
+        for m in 0..20 {
+            let events: Vec<Value> = (0..10)
+                .map(|n| json!({"event_id": format!("m{m}-{n}"), "source": "shop", "entity_id": "c-1", "status": "success", "occurred_at": at}))
+                .collect();
+            context
+                .publish(format!("{prefix}.acme"), json!({ "events": events }).to_string().into())
+                .await?
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    eventually(
+        "the consumer hands messages back while PostgreSQL is down",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            Ok(consumer
+                .log()
+                .contains("it will be delivered again")
+                .then_some(()))
+        },
+    )
+    .with_context(|| consumer.log())?;
+    pg.start_server()?;
+
+    let sql = Sql::connect(&pg.url())?;
+    eventually(
+        "every event lands once PostgreSQL is back",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let stored = sql.count("SELECT count(*) FROM analytics_events", &[])?;
+            let distinct =
+                sql.count("SELECT count(DISTINCT event_id) FROM analytics_events", &[])?;
+            ensure!(stored == distinct, "{stored} events, {distinct} ids");
+            Ok((stored == 200).then_some(()))
+        },
+    )
+    .with_context(|| consumer.log())?;
+    Ok(())
+}
