@@ -278,7 +278,7 @@ pub struct StreamConfig {
     #[arg(long, env, default_value = "30", value_parser = seconds(1..=3600))]
     pub nats_ack_wait_secs: Duration,
     /// Messages this process ingests at once, 1 to 64.
-    #[arg(long, env, default_value = "4", value_parser = between::<usize>(1..=64))]
+    #[arg(long, env, default_value = "8", value_parser = between::<usize>(1..=64))]
     pub nats_concurrency: usize,
 }
 

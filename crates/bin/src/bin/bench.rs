@@ -44,6 +44,9 @@ struct Args {
     /// before incremental runs.
     #[arg(long)]
     without_freshness: bool,
+    /// NATS with JetStream, for the stream ingestion phase.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
 }
 
 const KEY: &str = "bench-management-key-0123456789";
@@ -1092,6 +1095,20 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
     results.insert("rss_distinct_reads_memory_mib", json!(rss_distinct_memory));
     results.insert("rss_distinct_reads_budget_mib", json!(DISTINCT_BUDGET_MIB));
 
+    // Stream ingestion: a backlog of bulk messages of 1,000 events (1,000 of them, 100 with
+    // --quick) consumed by one `consume` process, against the HTTP rows/s measured above.
+    let stream_messages = if args.quick { 100 } else { 1_000 };
+    let stream = stream_phase(args, url, &pool, day, stream_messages).await?;
+    eprintln!(
+        "stream: {} events consumed at {:.0} rows/s (HTTP {:.0}), consumer peak {:.1} MiB",
+        stream_messages * 1_000,
+        stream.rows_per_s,
+        http_rows,
+        stream.rss_mib
+    );
+    results.insert("ingest.stream_rows_per_s", json!(stream.rows_per_s));
+    results.insert("rss_stream_consumer_mib", json!(stream.rss_mib));
+
     let mut table = String::new();
     let row = |t: &mut String, name: &str, value: f64, against: f64, target: &str| {
         let _ = writeln!(
@@ -1110,6 +1127,13 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
         http_rows,
         copy_rows,
         "≥ 0.5",
+    );
+    row(
+        &mut table,
+        "ingest rows/s (NATS JetStream consumer vs HTTP bulk)",
+        stream.rows_per_s,
+        http_rows,
+        "≥ 0.8",
     );
     row(
         &mut table,
@@ -1536,6 +1560,146 @@ fn bulk_body(day: time::Date) -> Value {
     json!({ "events": events })
 }
 
+/// What the stream phase measured.
+struct StreamPhase {
+    rows_per_s: f64,
+    rss_mib: f64,
+}
+
+/// Publishes `messages` bulk messages of 1,000 events to a stream of their own, then starts one
+/// `consume` process and times it from the first message it acknowledged to the last; its peak RSS
+/// with the whole backlog waiting.
+async fn stream_phase(
+    args: &Args,
+    url: &str,
+    pool: &postgres_adapter::Pool,
+    day: time::Date,
+    messages: usize,
+) -> Result<StreamPhase> {
+    use async_nats::jetstream;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (stream, prefix) = (format!("BENCH_{id}"), format!("bench{id}"));
+    let context = jetstream::new(
+        async_nats::connect(&args.nats_url)
+            .await
+            .with_context(|| format!("NATS at {} (--nats-url)", args.nats_url))?,
+    );
+    context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await?;
+    let body = bytes::Bytes::from(bulk_body(day).to_string());
+    let mut acks = Vec::new();
+    for _ in 0..messages {
+        acks.push(
+            context
+                .publish(format!("{prefix}.default"), body.clone())
+                .await?,
+        );
+        if acks.len() == 100 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    let count = async || -> Result<i64> {
+        Ok(pool
+            .get()
+            .await?
+            .query_one("SELECT count(*) FROM analytics_events", &[])
+            .await?
+            .get(0))
+    };
+    let before = count().await?;
+    let expected = before + i64::try_from(messages * 1_000)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(server_log(args))?;
+    let started = Instant::now();
+    let mut consumer = Command::new(&args.binary)
+        .arg("consume")
+        .env("DATABASE_URL", url)
+        .env("APP_AUTO_MIGRATE", "false")
+        .env("NATS_URL", &args.nats_url)
+        .env("NATS_STREAM", &stream)
+        .env("NATS_SUBJECT_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    // Timed from the first message acknowledged to the last, as the HTTP phase is timed on a
+    // running server; the start-up (connections, the stream's consumer) is printed apart.
+    // Progress is read from the consumer's acknowledgement floor, which costs the database
+    // nothing; the events are counted once at the end.
+    let events = context.get_stream(&stream).await?;
+    let total = u64::try_from(messages)?;
+    let mut first = None;
+    let outcome = async {
+        loop {
+            if let Ok(info) = events.consumer_info("pg-analytics").await {
+                let acked = info.ack_floor.stream_sequence;
+                if acked > 0 && first.is_none() {
+                    first = Some((Instant::now(), acked));
+                    eprintln!(
+                        "stream: consume acknowledged its first message {:.2}s after it started",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                if acked == total && info.num_ack_pending == 0 {
+                    let (at, acked_then) = first.unwrap_or((started, 0));
+                    return Ok((at.elapsed().as_secs_f64(), (total - acked_then) * 1_000));
+                }
+            }
+            if let Some(status) = consumer.try_wait()? {
+                bail!("consume exited with {status}");
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(1_800),
+                "the stream was not consumed in 30 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    .await;
+    let rss_mib = peak_rss_mib(consumer.id());
+    let _ = consumer.kill();
+    let _ = consumer.wait();
+    let _ = context.delete_stream(&stream).await;
+    let _ = context.delete_stream(format!("{stream}_DLQ")).await;
+    let (elapsed, rows) = outcome?;
+    let stored = count().await?;
+    ensure!(
+        stored == expected,
+        "{} events stored from the stream, {} published",
+        stored - before,
+        expected - before
+    );
+    Ok(StreamPhase {
+        rows_per_s: rows as f64 / elapsed.max(f64::EPSILON),
+        rss_mib: rss_mib?,
+    })
+}
+
+/// The peak RSS (`VmHWM`) of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("VmHWM")?;
+    Ok(kib / 1024.0)
+}
+
 /// COPY of `rows` generated events into the same table (same indexes), through psql.
 fn copy_rows(url: &str, rows: u64, day: time::Date) -> Result<f64> {
     let file = std::env::temp_dir().join(format!("pga-bench-copy-{}.csv", std::process::id()));
@@ -1762,14 +1926,7 @@ impl Server {
 
     /// The peak resident memory so far (VmHWM), in MiB.
     fn rss_peak_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .context("VmHWM")?;
-        Ok(kib / 1024.0)
+        peak_rss_mib(self.child.id())
     }
 
     fn stop(&mut self) {
