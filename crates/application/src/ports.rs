@@ -952,6 +952,8 @@ pub struct FeedLag {
     pub pending: u64,
     /// Messages delivered and not yet settled.
     pub in_flight: u64,
+    /// When the oldest message not settled yet was published; `None` when none waits.
+    pub oldest_published_at: Option<OffsetDateTime>,
 }
 
 /// One delivery of a message, to be settled once: acknowledged, handed back for a later

@@ -28,6 +28,8 @@ pub const REDELIVERED: &str = "pg_analytics_stream_redelivered_total";
 pub const PENDING: &str = "pg_analytics_stream_pending_messages";
 /// Messages delivered and not settled yet.
 pub const IN_FLIGHT: &str = "pg_analytics_stream_in_flight_messages";
+/// How long the oldest message not settled yet has waited since it was published.
+pub const OLDEST_AGE: &str = "pg_analytics_stream_oldest_pending_age_seconds";
 
 /// Gives the stream consumer's metrics their help text.
 pub fn describe_metrics() {
@@ -51,6 +53,11 @@ pub fn describe_metrics() {
         IN_FLIGHT,
         Unit::Count,
         "Stream messages delivered and not settled yet."
+    );
+    describe_gauge!(
+        OLDEST_AGE,
+        Unit::Seconds,
+        "How long the oldest stream message not settled yet has waited since it was published; 0 when none waits."
     );
 }
 
@@ -320,6 +327,10 @@ impl StreamConsumer {
         if let Ok(lag) = self.feed.lag().await {
             metrics::gauge!(PENDING).set(lag.pending as f64);
             metrics::gauge!(IN_FLIGHT).set(lag.in_flight as f64);
+            let age = lag.oldest_published_at.map_or(0.0, |oldest| {
+                (self.clock.now() - oldest).as_seconds_f64().max(0.0)
+            });
+            metrics::gauge!(OLDEST_AGE).set(age);
         }
     }
 }

@@ -340,3 +340,33 @@ fn eventually_scrape(port: u16) -> Result<String> {
         },
     )
 }
+
+#[tokio::test]
+async fn serve_consumes_the_stream_too_when_nats_is_configured() -> Result<()> {
+    let Some(setup) = Setup::new().await? else {
+        return Ok(());
+    };
+    let server = Process::start(BINARY, &setup.env())?;
+    setup
+        .publish("acme", &event(Some("served-1".to_owned()), 1), None)
+        .await?;
+    setup.wait_stored(1).await?;
+    // The message is counted once acknowledged, just after its events are committed.
+    testing::eventually(
+        "the stream metrics on /metrics",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let scraped = eventually_scrape(server.port)?;
+            Ok([
+                "pg_analytics_stream_messages_total{outcome=\"stored\"} 1",
+                "pg_analytics_stream_pending_messages",
+                "pg_analytics_stream_oldest_pending_age_seconds",
+            ]
+            .iter()
+            .all(|metric| scraped.contains(metric))
+            .then_some(()))
+        },
+    )?;
+    Ok(())
+}

@@ -72,8 +72,7 @@ pub(crate) async fn middleware(
     );
     let started = Instant::now();
     let method = req.method().clone();
-    let in_flight = HANDLES.with(|handles| handles.in_flight.clone());
-    in_flight.increment(1.0);
+    HANDLES.with(|handles| handles.in_flight.increment(1.0));
     let traceparent = trace.header();
 
     let outcome = async move {
@@ -106,7 +105,7 @@ pub(crate) async fn middleware(
     }
     .instrument(span)
     .await;
-    in_flight.decrement(1.0);
+    HANDLES.with(|handles| handles.in_flight.decrement(1.0));
     outcome
 }
 
@@ -145,10 +144,9 @@ fn completed(route: Option<String>, method: &Method, status: StatusCode, started
         latency_ms = (elapsed * 1_000_000.0).round() / 1000.0,
         "request completed"
     );
-    let (requests, duration) =
-        HANDLES.with(|handles| handles.series(route, known_method(method), status_label(status)));
-    requests.increment(1);
-    duration.record(elapsed);
+    HANDLES.with(|handles| {
+        handles.count(route, known_method(method), status_label(status), elapsed);
+    });
 }
 
 /// The handles of the HTTP metrics a worker thread has used. Looking a labelled metric up in
@@ -176,21 +174,21 @@ thread_local! {
 }
 
 impl Handles {
-    fn series(&self, route: String, method: &'static str, status: &'static str) -> Series {
+    /// Counts a request of `route`, `method` and `status` that took `elapsed` seconds.
+    fn count(&self, route: String, method: &'static str, status: &'static str, elapsed: f64) {
         let mut series = self.series.borrow_mut();
         let by_route = match series.get_mut(route.as_str()) {
             Some(by_route) => by_route,
             None => series.entry(route.clone()).or_default(),
         };
-        by_route
-            .entry((method, status))
-            .or_insert_with(|| {
-                (
-                    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status),
-                    metrics::histogram!(DURATION, "route" => route, "method" => method),
-                )
-            })
-            .clone()
+        let (requests, duration) = by_route.entry((method, status)).or_insert_with(|| {
+            (
+                metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status),
+                metrics::histogram!(DURATION, "route" => route, "method" => method),
+            )
+        });
+        requests.increment(1);
+        duration.record(elapsed);
     }
 }
 

@@ -71,6 +71,7 @@ impl NatsSettings {
 pub struct NatsEventFeed {
     settings: NatsSettings,
     context: jetstream::Context,
+    events: stream::Stream,
     consumer: PullConsumer,
     messages: Mutex<pull::Stream>,
     closed: watch::Sender<bool>,
@@ -139,6 +140,7 @@ impl NatsEventFeed {
         Ok(Self {
             settings,
             context,
+            events,
             consumer,
             messages: Mutex::new(messages),
             closed,
@@ -236,9 +238,22 @@ impl EventFeed for NatsEventFeed {
             .get_info()
             .await
             .map_err(|err| StoreError::Unavailable(anyhow::Error::new(err)))?;
+        let in_flight = info.num_ack_pending as u64;
+        // Everything up to the acknowledgement floor is settled and the message just past it
+        // is not (else the floor would be past it): it is the oldest waiting.
+        let oldest_published_at = if info.num_pending + in_flight > 0 {
+            self.events
+                .get_raw_message(info.ack_floor.stream_sequence + 1)
+                .await
+                .ok()
+                .map(|message| message.time)
+        } else {
+            None
+        };
         Ok(FeedLag {
             pending: info.num_pending,
-            in_flight: info.num_ack_pending as u64,
+            in_flight,
+            oldest_published_at,
         })
     }
 }
