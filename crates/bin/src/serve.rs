@@ -139,21 +139,26 @@ fn stop_signal() -> std::sync::Arc<std::sync::OnceLock<tokio::time::Instant>> {
     let since = std::sync::Arc::new(std::sync::OnceLock::new());
     let set = since.clone();
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut terminate) => {
-                    terminate.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
-        }
+        stopped().await;
         let _ = set.set(tokio::time::Instant::now());
     });
     since
+}
+
+/// Resolves at SIGINT or SIGTERM.
+pub(crate) async fn stopped() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// The first log lines: which storage, and which management key.

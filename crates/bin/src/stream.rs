@@ -118,7 +118,7 @@ pub async fn consume(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let consumers = Consumers::start(&config, settings, services).await?;
-    stopped().await;
+    crate::serve::stopped().await;
     info!("stopping: settling the messages in hand");
     consumers.stop().await;
     if let Some(server) = metrics_server {
@@ -129,20 +129,4 @@ pub async fn consume(config: Config) -> anyhow::Result<()> {
     }
     info!("pg-analytics consume stopped");
     Ok(())
-}
-
-/// Resolves at SIGINT or SIGTERM.
-async fn stopped() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
