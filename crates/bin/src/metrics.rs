@@ -108,6 +108,25 @@ pub fn endpoint(
     })
 }
 
+/// Serves `endpoint` alone on `METRICS_ADDR`, in a task of its own; the handle stops it.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn serve_on(
+    address: std::net::SocketAddr,
+    endpoint: MetricsEndpoint,
+) -> anyhow::Result<http_api::ServerHandle> {
+    use anyhow::Context as _;
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("could not listen on {address} (METRICS_ADDR)"))?;
+    let server = http_api::serve_metrics(listener, endpoint)
+        .with_context(|| format!("could not serve metrics on {address}"))?;
+    tracing::info!(%address, "metrics served at GET /metrics on METRICS_ADDR");
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 fn sample_pool(pool: &postgres_adapter::Pool) {
     let status = pool.status();
     metrics::gauge!(POOL_MAX).set(status.max_size as f64);

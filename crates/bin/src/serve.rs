@@ -62,14 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(|handle| crate::metrics::endpoint(&config, services, wired.pool.clone(), handle));
     let metrics_server = match (&metrics, config.metrics.metrics_addr) {
         (Some(endpoint), Some(address)) => {
-            let listener = TcpListener::bind(address)
-                .with_context(|| format!("could not listen on {address} (METRICS_ADDR)"))?;
-            let server = http_api::serve_metrics(listener, endpoint.clone())
-                .with_context(|| format!("could not serve metrics on {address}"))?;
-            info!(%address, "metrics served at GET /metrics on METRICS_ADDR");
-            let handle = server.handle();
-            tokio::spawn(server);
-            Some(handle)
+            Some(crate::metrics::serve_on(address, endpoint.clone())?)
         }
         _ => None,
     };

@@ -102,19 +102,18 @@ pub async fn consume(config: Config) -> anyhow::Result<()> {
         "consume needs DATABASE_URL: events consumed into memory would be lost with the process"
     );
     let settings = settings(&config).context("consume needs NATS_URL")?;
-    let recorder = crate::metrics::install(&config)?;
+    // Without METRICS_ADDR nothing would serve the metrics: none are recorded.
+    let recorder = match config.metrics.metrics_addr {
+        Some(_) => crate::metrics::install(&config)?,
+        None => None,
+    };
     let wired = crate::wiring::build(&config, crate::wiring::system_clock()).await?;
     let services = &wired.services;
     let metrics_server = match (recorder, config.metrics.metrics_addr) {
-        (Some(handle), Some(address)) => {
-            let endpoint = crate::metrics::endpoint(&config, services, wired.pool.clone(), handle);
-            let listener = std::net::TcpListener::bind(address)
-                .with_context(|| format!("could not listen on {address} (METRICS_ADDR)"))?;
-            let server = http_api::serve_metrics(listener, endpoint)?;
-            let handle = server.handle();
-            tokio::spawn(server);
-            Some(handle)
-        }
+        (Some(handle), Some(address)) => Some(crate::metrics::serve_on(
+            address,
+            crate::metrics::endpoint(&config, services, wired.pool.clone(), handle),
+        )?),
         _ => None,
     };
     let consumers = Consumers::start(&config, settings, services).await?;

@@ -31,6 +31,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 
+pub use actix_server::ServerHandle;
 pub use auth::{IngestTenant, ManagedTenant, ReadTenant};
 pub use error::ApiError;
 pub use openapi::ApiDoc;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, http::header::ContentType, web};
+use actix_web::{HttpResponse, web};
 use application::{ports::DependencyStatus, telemetry::Sampler};
 use serde_json::json;
 
@@ -80,10 +80,6 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 /// The scrape as a response.
 pub async fn exposition(endpoint: &MetricsEndpoint) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(ContentType(EXPOSITION.parse().unwrap_or(mime_text())))
+        .content_type(EXPOSITION)
         .body(endpoint.scrape().await)
-}
-
-fn mime_text() -> actix_web::mime::Mime {
-    actix_web::mime::TEXT_PLAIN_UTF_8
 }
